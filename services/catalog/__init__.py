@@ -1,0 +1,1 @@
+"""The catalog: failure cases, their history, groups, models, taxonomy and the outbox."""

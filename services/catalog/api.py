@@ -1,0 +1,131 @@
+"""REST routes of the catalog: the bulk ingestion route and plain case reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from services.catalog import limits as L
+from services.catalog import service
+from services.catalog.cursor import decode_cursor, encode_cursor
+from services.catalog.schemas import CaseFilter
+from services.catalog.views import case_json
+from shared.errors import BadUserInput, FieldError, PayloadTooLarge
+from shared.security import Principal, Scope
+from shared.web import Session, require
+
+router = APIRouter(prefix="/catalog/v1", tags=["catalog"])
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def read_limited_body(request: Request, limit: int = L.MAX_REQUEST_BYTES) -> bytes:
+    """The body, refusing past `limit` before reading it all into memory."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes",
+                              [FieldError("$", f"max_request_bytes={limit}")])
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes",
+                                  [FieldError("$", f"max_request_bytes={limit}")])
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_items(body: bytes, content_type: str) -> list[Any]:
+    """A JSON array, or NDJSON (one item a line). A bad NDJSON line becomes an invalid item."""
+    if "ndjson" in content_type or "jsonlines" in content_type:
+        items: list[Any] = []
+        for n, line in enumerate(body.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                items.append(_BadLine(n, str(exc)))
+        return items
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadUserInput("body is not valid JSON", [FieldError("$", str(exc))]) from None
+    if not isinstance(value, list):
+        raise BadUserInput("body must be a JSON array of cases (or NDJSON)",
+                           [FieldError("$", f"expected an array, got {type(value).__name__}")])
+    return value
+
+
+class _BadLine:
+    __slots__ = ("line", "message")
+
+    def __init__(self, line: int, message: str) -> None:
+        self.line, self.message = line, message
+
+
+def check_item_count(n: int) -> None:
+    if n > L.MAX_ITEMS_PER_REQUEST:
+        raise PayloadTooLarge(
+            f"{n} items is more than the limit of {L.MAX_ITEMS_PER_REQUEST} per request",
+            [FieldError("$", f"max_items_per_request={L.MAX_ITEMS_PER_REQUEST}")])
+
+
+@router.post("/cases:bulk")
+async def bulk_ingest(
+    request: Request,
+    session: Session,
+    principal: Principal = Depends(require(Scope.CASES_INGEST)),
+) -> Response:
+    body = await read_limited_body(request)
+    items = parse_items(body, request.headers.get("content-type", ""))
+    check_item_count(len(items))
+    bad = {i: it for i, it in enumerate(items) if isinstance(it, _BadLine)}
+    good_index = [i for i in range(len(items)) if i not in bad]
+    results = await service.ingest_cases(session, [items[i] for i in good_index], principal)
+    out: list[dict[str, Any]] = [{}] * len(items)
+    for r, original in zip(results, good_index, strict=True):
+        r.index = original
+        out[original] = r.model_dump(exclude_none=True)
+    for i, b in bad.items():
+        out[i] = {"index": i, "status": "invalid",
+                  "errors": [{"path": "$", "message": f"line {b.line}: {b.message}"}]}
+    counts = {"created": 0, "duplicate": 0, "invalid": 0, "sampled_out": 0}
+    for r in out:
+        counts[r["status"]] += 1
+    return json_response({"results": out, "counts": counts})
+
+
+@router.get("/cases/{case_id}")
+async def get_case(
+    case_id: str,
+    session: Session,
+    as_of: datetime | None = Query(default=None, alias="asOf"),
+    principal: Principal = Depends(require(Scope.CASES_READ)),
+) -> Response:
+    case = await service.get_case(session, case_id, principal, as_of)
+    return json_response(case_json(case))
+
+
+@router.get("/cases")
+async def list_cases(
+    session: Session,
+    first: int = Query(default=50, ge=1, le=L.MAX_PAGE_SIZE),
+    after: str | None = None,
+    principal: Principal = Depends(require(Scope.CASES_READ)),
+) -> Response:
+    """A plain listing (also the baseline the GraphQL benchmark compares against)."""
+    cases = await service.list_cases(session, CaseFilter(), principal, first + 1,
+                                     decode_cursor(after) if after else None)
+    page = cases[:first]
+    refs = await service.page_relations(session, page)
+    return json_response({
+        "cases": [case_json(c, refs) for c in page],
+        "next": encode_cursor(page[-1].occurred_at, page[-1].id) if len(cases) > first else None,
+    })

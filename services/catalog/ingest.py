@@ -1,0 +1,262 @@
+"""Bulk ingestion: validate, hash, de-duplicate, group and store a batch in set-based writes.
+
+The REST bulk route and `Mutation.ingestCases` both call `ingest`. Per item the work is one
+pydantic validation, one canonical-JSON hash and a few dicts; no ORM object is built per case.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from services.catalog import limits as L
+from services.catalog.models import CaseLink, CaseRevision, CaseTag
+from services.catalog.repository import CatalogRepository
+from services.catalog.schemas import CaseIn, ItemResult
+from services.catalog.versions import is_newer
+from shared.db import utcnow
+from shared.errors import FieldError
+from shared.ids import new_id
+from shared.jsonutil import canonical_json, json_depth, sha256_hex
+from shared.security import Principal
+
+CAPTURED_BLOBS = ("input", "prediction", "expected", "signals")
+_DIGITS = re.compile(r"\d+")
+
+
+@dataclass(slots=True)
+class Prepared:
+    index: int
+    case: CaseIn
+    content_hash: str
+    fingerprint: str
+    source_key: str
+    occurred_at: datetime
+    failure_mode_parent: str | None
+    id: str = field(default_factory=new_id)
+
+
+def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    return [
+        FieldError(prefix + ".".join(str(p) for p in e["loc"]) or "$", e["msg"])
+        for e in exc.errors(include_url=False)
+    ]
+
+
+def unknown_mode_error(code: str, modes: dict[str, str | None]) -> FieldError:
+    close = difflib.get_close_matches(code, list(modes), n=5, cutoff=0.5)
+    hint = close or sorted(m for m in modes if "." not in m)
+    return FieldError("failure_mode", f"unknown failure mode {code!r}; valid codes close to it: "
+                      f"{', '.join(hint)}")
+
+
+def error_signature(prediction: Any, expected: Any) -> str:
+    """What was predicted versus expected, with numbers masked, so similar errors collide."""
+
+    def label(v: Any) -> str:
+        if isinstance(v, dict):
+            v = v.get("label", v.get("class", v.get("error", "")))
+        return _DIGITS.sub("#", str(v).strip().lower())[:200] if v is not None else ""
+
+    return f"{label(prediction)}->{label(expected)}"
+
+
+def derive_fingerprint(case: CaseIn) -> str:
+    sig = error_signature(case.prediction, case.expected)
+    return sha256_hex(f"{case.model.name}|{case.failure_mode or ''}|{sig}".encode())[:32]
+
+
+CAPTURED_FIELDS = {"external_id", "model", "data_source", "occurred_at", "captured_at",
+                   "environment", "input", "prediction", "expected", "confidence", "latency_ms",
+                   "signals", "provenance"}
+
+
+def captured_facts(case: CaseIn) -> dict[str, Any]:
+    """The immutable part of a case as validated, so REST and GraphQL hash alike."""
+    return case.model_dump(mode="json", include=CAPTURED_FIELDS, exclude_none=True)
+
+
+def prepare(index: int, raw: Any, modes: dict[str, str | None], now: datetime
+            ) -> Prepared | list[FieldError]:
+    if not isinstance(raw, dict):
+        return [FieldError("$", f"expected a JSON object, got {type(raw).__name__}")]
+    errors: list[FieldError] = []
+    if json_depth(raw, L.MAX_JSON_DEPTH) > L.MAX_JSON_DEPTH:
+        errors.append(FieldError("$", f"JSON nesting deeper than the limit of {L.MAX_JSON_DEPTH}"))
+    for key in CAPTURED_BLOBS:
+        if raw.get(key) is not None and len(orjson.dumps(raw[key])) > L.MAX_BLOB_BYTES:
+            errors.append(FieldError(key, f"larger than the limit of {L.MAX_BLOB_BYTES} bytes"))
+    if errors:
+        return errors
+    try:
+        case = CaseIn.model_validate(raw)
+    except ValidationError as exc:
+        return pydantic_errors(exc)
+    parent = None
+    if case.failure_mode is not None:
+        if case.failure_mode not in modes:
+            return [unknown_mode_error(case.failure_mode, modes)]
+        parent = modes[case.failure_mode] or case.failure_mode
+    provenance_source = case.provenance.source if case.provenance else None
+    return Prepared(
+        index=index,
+        case=case,
+        content_hash=sha256_hex(canonical_json(captured_facts(case))),
+        fingerprint=case.fingerprint or derive_fingerprint(case),
+        source_key=provenance_source or case.data_source,
+        occurred_at=case.occurred_at or now,
+        failure_mode_parent=parent,
+    )
+
+
+def curated_snapshot(row: dict[str, Any], tags: list[str], links: list[dict[str, Any]]
+                     ) -> dict[str, Any]:
+    snap = {k: row.get(k) for k in CURATED_COLUMNS}
+    snap["tags"] = tags
+    snap["links"] = links
+    return snap
+
+
+CURATED_COLUMNS = ("title", "summary", "failure_mode", "taxonomy_version", "severity", "impact",
+                   "status", "sensitivity", "team", "writeup", "merged_into_id")
+
+
+async def ingest(session: Any, items: list[Any], actor: Principal) -> list[ItemResult]:
+    repo = CatalogRepository(session)
+    now = utcnow()
+    taxonomy_version = await repo.current_taxonomy_version()
+    modes = await repo.failure_modes(taxonomy_version)
+    results: list[ItemResult | None] = [None] * len(items)
+
+    fresh: list[Prepared] = []
+    by_hash: dict[str, str] = {}
+    by_ext: dict[tuple[str, str], str] = {}
+    for i, raw in enumerate(items):
+        p = prepare(i, raw, modes, now)
+        if isinstance(p, list):
+            results[i] = ItemResult(index=i, status="invalid", errors=[e.as_dict() for e in p])
+            continue
+        ext = (p.source_key, p.case.external_id) if p.case.external_id else None
+        earlier = by_hash.get(p.content_hash) or (by_ext.get(ext) if ext else None)
+        if earlier:
+            results[i] = ItemResult(index=i, status="duplicate", id=earlier)
+            continue
+        by_hash[p.content_hash] = p.id
+        if ext:
+            by_ext[ext] = p.id
+        fresh.append(p)
+
+    # Duplicates of what is already stored: same content hash or same (source, external_id).
+    stored_hash = await repo.ids_by_hash([p.content_hash for p in fresh])
+    ext_keys = [(p.source_key, p.case.external_id) for p in fresh if p.case.external_id]
+    stored_ext = await repo.ids_by_external(ext_keys) if ext_keys else {}
+    new: list[Prepared] = []
+    for p in fresh:
+        existing = stored_hash.get(p.content_hash) or stored_ext.get(
+            (p.source_key, p.case.external_id or ""))
+        if existing:
+            results[p.index] = ItemResult(index=p.index, status="duplicate", id=existing)
+        else:
+            new.append(p)
+
+    if new:
+        stored = await _store(repo, new, actor, now, taxonomy_version)
+        lost = [p for p in new if p.id not in stored]
+        again: dict[str, str] = {}
+        again_ext: dict[tuple[str, str], str] = {}
+        if lost:  # a concurrent writer stored the same case between our check and insert
+            again = await repo.ids_by_hash([p.content_hash for p in lost])
+            again_ext = await repo.ids_by_external(
+                [(p.source_key, p.case.external_id) for p in lost if p.case.external_id])
+        for p in new:
+            if p.id in stored:
+                results[p.index] = ItemResult(index=p.index, status="created", id=p.id)
+            else:
+                dup = again.get(p.content_hash) or again_ext.get(
+                    (p.source_key, p.case.external_id or ""))
+                results[p.index] = ItemResult(index=p.index, status="duplicate", id=dup)
+    return [r for r in results if r is not None]
+
+
+async def _store(repo: CatalogRepository, new: list[Prepared], actor: Principal, now: datetime,
+                 taxonomy_version: int) -> set[str]:
+    models = await repo.ensure_models({p.case.model.name for p in new}, now)
+    sources = await repo.ensure_sources({p.case.data_source for p in new}, now)
+    versions = await repo.ensure_versions(
+        {(models[p.case.model.name], p.case.model.version) for p in new}, now)
+    groups = await repo.groups_by_fingerprint(list({p.fingerprint for p in new}))
+
+    new_groups: dict[str, dict[str, Any]] = {}
+    for p in new:
+        if p.fingerprint not in groups and p.fingerprint not in new_groups:
+            new_groups[p.fingerprint] = {
+                "id": new_id(), "fingerprint": p.fingerprint,
+                "model_id": models[p.case.model.name], "failure_mode": p.case.failure_mode,
+                "first_seen": p.occurred_at, "last_seen": p.occurred_at, "case_count": 0,
+                "sampled_out_count": 0, "status": "open",
+            }
+    if new_groups:
+        await repo.insert_groups(list(new_groups.values()))
+        groups = await repo.groups_by_fingerprint(list({p.fingerprint for p in new}))
+
+    case_rows, revision_rows, tag_rows, link_rows = [], [], [], []
+    for p in new:
+        c = p.case
+        row = {
+            "id": p.id, "model_id": models[c.model.name],
+            "model_version_id": versions[(models[c.model.name], c.model.version)],
+            "data_source_id": sources[c.data_source], "occurred_at": p.occurred_at,
+            "captured_at": c.captured_at, "received_at": now, "environment": c.environment,
+            "input": c.input, "prediction": c.prediction, "expected": c.expected,
+            "confidence": c.confidence, "latency_ms": c.latency_ms, "signals": c.signals,
+            "provenance": c.provenance.model_dump(mode="json") if c.provenance else None,
+            "source_key": p.source_key, "external_id": c.external_id,
+            "fingerprint": p.fingerprint, "content_hash": p.content_hash,
+            "group_id": groups[p.fingerprint].id, "title": c.title, "summary": c.summary,
+            "failure_mode": c.failure_mode, "failure_mode_parent": p.failure_mode_parent,
+            "taxonomy_version": taxonomy_version if c.failure_mode else None,
+            "severity": c.severity, "impact": c.impact, "status": "new", "tags": c.tags,
+            "sensitivity": c.sensitivity.value, "team": c.team or actor.team,
+            "writeup": c.writeup.model_dump(mode="json") if c.writeup else None,
+            "merged_into_id": None, "revision": 1, "updated_at": now,
+        }
+        case_rows.append(row)
+    stored = await repo.insert_cases(case_rows)
+
+    bumps: dict[str, dict[str, Any]] = {}
+    regressions: dict[str, str] = {}
+    for p, row in zip(new, case_rows, strict=True):
+        if p.id not in stored:
+            continue
+        links = [lk.model_dump(mode="json") for lk in p.case.links]
+        revision_rows.append({
+            "id": new_id(), "case_id": p.id, "revision": 1, "actor": actor.subject,
+            "created_at": now, "reason": "ingested", "changes": {},
+            "snapshot": curated_snapshot(row, p.case.tags, links),
+        })
+        tag_rows.extend({"case_id": p.id, "tag": t} for t in p.case.tags)
+        link_rows.extend({"id": new_id(), "case_id": p.id, **lk} for lk in links)
+        group = groups[p.fingerprint]
+        b = bumps.setdefault(group.id, {"gid": group.id, "added": 0, "sampled": 0,
+                                        "seen": p.occurred_at, "first": p.occurred_at})
+        b["added"] += 1
+        b["seen"] = max(b["seen"], p.occurred_at)
+        b["first"] = min(b["first"], p.occurred_at)
+        if group.status == "resolved" and is_newer(p.case.model.version,
+                                                   group.resolved_in_version):
+            regressions[group.id] = p.case.model.version
+    await repo.insert_rows(CaseRevision, revision_rows)
+    await repo.insert_rows(CaseTag, tag_rows)
+    await repo.insert_rows(CaseLink, link_rows)
+    await repo.add_outbox([(cid, 1) for cid in stored], now)
+    await repo.bump_groups(list(bumps.values()))
+    for gid, version in regressions.items():
+        await repo.mark_regressed(gid, version, now)
+    return stored
+

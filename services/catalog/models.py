@@ -1,0 +1,219 @@
+"""Catalog tables. Captured facts are written once; curated fields change through revisions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from shared.db import JSONType, UTCDateTime
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(JSONType, nullable=nullable))
+
+
+class Model(SQLModel, table=True):
+    __tablename__ = "model"
+    id: str = Field(primary_key=True, max_length=36)
+    name: str = Field(max_length=200, unique=True)
+    created_at: datetime = _ts()
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+    id: str = Field(primary_key=True, max_length=36)
+    model_id: str = Field(sa_column=Column(String(36), ForeignKey("model.id"), nullable=False))
+    version: str = Field(max_length=100)
+    created_at: datetime = _ts()
+    artifact_uri: str | None = Field(default=None, max_length=2000)
+    training_data_ref: str | None = Field(default=None, max_length=2000)
+    feature_config_hash: str | None = Field(default=None, max_length=128)
+
+
+class DataSource(SQLModel, table=True):
+    __tablename__ = "data_source"
+    id: str = Field(primary_key=True, max_length=36)
+    name: str = Field(max_length=200, unique=True)
+    created_at: datetime = _ts()
+
+
+class TaxonomyVersion(SQLModel, table=True):
+    __tablename__ = "taxonomy_version"
+    version: int = Field(primary_key=True)
+    published_at: datetime = _ts()
+    published_by: str = Field(max_length=200)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class FailureMode(SQLModel, table=True):
+    """A taxonomy code; `parent` is the top-level code for a sub-mode (`label_noise`)."""
+
+    __tablename__ = "failure_mode"
+    taxonomy_version: int = Field(
+        sa_column=Column(Integer, ForeignKey("taxonomy_version.version"), primary_key=True)
+    )
+    code: str = Field(primary_key=True, max_length=120)
+    parent: str | None = Field(default=None, max_length=120)
+    title: str = Field(max_length=200)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class SeverityGrade(SQLModel, table=True):
+    __tablename__ = "severity_grade"
+    rubric_version: int = Field(primary_key=True)
+    grade: str = Field(primary_key=True, max_length=2)
+    rank: int
+    title: str = Field(max_length=200)
+    criteria: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class FailureGroup(SQLModel, table=True):
+    __tablename__ = "failure_group"
+    id: str = Field(primary_key=True, max_length=36)
+    fingerprint: str = Field(max_length=128, unique=True)
+    model_id: str = Field(sa_column=Column(String(36), ForeignKey("model.id"), nullable=False))
+    failure_mode: str | None = Field(default=None, max_length=120)
+    first_seen: datetime = _ts()
+    last_seen: datetime = _ts()
+    case_count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    sampled_out_count: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0)
+    )
+    status: str = Field(default="open", max_length=20)  # open | resolved | regressed
+    resolved_in_version: str | None = Field(default=None, max_length=100)
+    resolved_at: datetime | None = _ts(nullable=True)
+    regressed_at: datetime | None = _ts(nullable=True)
+    regressed_in_version: str | None = Field(default=None, max_length=100)
+
+
+class FailureCase(SQLModel, table=True):
+    __tablename__ = "failure_case"
+    __table_args__ = (
+        UniqueConstraint("source_key", "external_id"),
+        Index("ix_failure_case_occurred_id", "occurred_at", "id"),
+        Index("ix_failure_case_model_version", "model_id", "model_version_id"),
+    )
+    id: str = Field(primary_key=True, max_length=36)
+    # Captured facts: immutable after ingestion.
+    model_id: str = Field(sa_column=Column(String(36), ForeignKey("model.id"), nullable=False))
+    model_version_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("model_version.id"), nullable=False)
+    )
+    data_source_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("data_source.id"), nullable=False, index=True)
+    )
+    occurred_at: datetime = _ts()
+    captured_at: datetime | None = _ts(nullable=True)
+    received_at: datetime = _ts()
+    environment: dict[str, str] | None = _json()
+    input: Any = _json()
+    prediction: Any = _json()
+    expected: Any = _json()
+    confidence: float | None = Field(default=None, index=True)
+    latency_ms: float | None = Field(default=None, index=True)
+    signals: dict[str, Any] | None = _json()
+    provenance: dict[str, Any] | None = _json()
+    # Idempotency: external_id is unique within its source (provenance.source or data_source).
+    source_key: str = Field(max_length=200)
+    external_id: str | None = Field(default=None, max_length=200)
+    fingerprint: str = Field(max_length=128, index=True)
+    content_hash: str = Field(max_length=64, unique=True)
+    group_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("failure_group.id"), nullable=False, index=True)
+    )
+    # Curated fields: changed only by updates, each writing a revision.
+    title: str | None = Field(default=None, max_length=500)
+    summary: str | None = Field(default=None, sa_column=Column(Text))
+    failure_mode: str | None = Field(default=None, max_length=120, index=True)
+    failure_mode_parent: str | None = Field(default=None, max_length=120, index=True)
+    taxonomy_version: int | None = None
+    severity: str | None = Field(default=None, max_length=2, index=True)
+    impact: str | None = Field(default=None, sa_column=Column(Text))
+    status: str = Field(default="new", max_length=20, index=True)
+    tags: list[str] | None = _json()
+    sensitivity: str = Field(default="internal", max_length=20, index=True)
+    team: str | None = Field(default=None, max_length=120, index=True)
+    writeup: dict[str, Any] | None = _json()
+    merged_into_id: str | None = Field(default=None, max_length=36)
+    revision: int = Field(default=1)
+    updated_at: datetime = _ts()
+
+
+class CaseTag(SQLModel, table=True):
+    """Tags as rows, so the tag filter is an indexed join on both backends."""
+
+    __tablename__ = "case_tag"
+    case_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("failure_case.id"), primary_key=True)
+    )
+    tag: str = Field(primary_key=True, max_length=100, index=True)
+
+
+class CaseLink(SQLModel, table=True):
+    __tablename__ = "case_link"
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("failure_case.id"), nullable=False, index=True)
+    )
+    kind: str = Field(max_length=40)
+    url: str = Field(max_length=2000)
+    title: str | None = Field(default=None, max_length=500)
+
+
+class CaseRevision(SQLModel, table=True):
+    """Immutable history: who changed what, when and why, and the curated state after it."""
+
+    __tablename__ = "case_revision"
+    __table_args__ = (UniqueConstraint("case_id", "revision"),)
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(sa_column=Column(String(36), ForeignKey("failure_case.id"), nullable=False))
+    revision: int
+    actor: str = Field(max_length=200)
+    created_at: datetime = _ts()
+    reason: str | None = Field(default=None, max_length=2000)
+    changes: dict[str, Any] = _json(nullable=False)
+    snapshot: dict[str, Any] = _json(nullable=False)
+
+
+class SamplingRule(SQLModel, table=True):
+    """Keep every case at or above `keep_at_or_above`; cap the rest per (model, mode, day)."""
+
+    __tablename__ = "sampling_rule"
+    __table_args__ = (UniqueConstraint("model_name", "data_source"),)
+    id: str = Field(primary_key=True, max_length=36)
+    model_name: str = Field(max_length=200)
+    data_source: str = Field(max_length=200)
+    keep_at_or_above: str = Field(default="S1", max_length=2)
+    daily_cap: int
+    enabled: bool = True
+    updated_at: datetime = _ts()
+    updated_by: str = Field(max_length=200)
+
+
+class SamplingCounter(SQLModel, table=True):
+    """Events seen per (model, failure mode, day): the reservoir's denominator."""
+
+    __tablename__ = "sampling_counter"
+    model_id: str = Field(primary_key=True, max_length=36)
+    failure_mode: str = Field(primary_key=True, max_length=120)
+    day: str = Field(primary_key=True, max_length=10)
+    seen: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    kept: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class Outbox(SQLModel, table=True):
+    """Written with every case change in the same transaction; drained by the indexer."""
+
+    __tablename__ = "search_outbox"
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    case_id: str = Field(max_length=36)
+    revision: int
+    created_at: datetime = _ts()

@@ -1,0 +1,464 @@
+"""Every query of the catalog, and nothing else. Set-based: one statement per table per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.catalog.models import (
+    CaseLink,
+    CaseRevision,
+    CaseTag,
+    DataSource,
+    FailureCase,
+    FailureGroup,
+    FailureMode,
+    Model,
+    ModelVersion,
+    Outbox,
+    SamplingCounter,
+    SamplingRule,
+    SeverityGrade,
+    TaxonomyVersion,
+)
+from services.catalog.schemas import SEVERITIES, CaseFilter
+from shared.ids import new_id
+from shared.security import Principal
+
+T_CASE = FailureCase.__table__
+# SQLite binds at most 32766 variables per statement; stay well below for IN lists.
+IN_CHUNK = 5000
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class CatalogRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.dialect = session.bind.dialect.name
+
+    def _insert(self, table: Any) -> Any:
+        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+
+    # --- reference data -------------------------------------------------------------------
+    async def current_taxonomy_version(self) -> int:
+        return (await self.session.execute(select(func.max(TaxonomyVersion.version)))).scalar_one()
+
+    async def failure_modes(self, version: int) -> dict[str, str | None]:
+        rows = await self.session.execute(
+            select(FailureMode.code, FailureMode.parent).where(
+                FailureMode.taxonomy_version == version
+            )
+        )
+        return dict(rows.all())
+
+    async def taxonomy(self, version: int) -> list[FailureMode]:
+        rows = await self.session.execute(
+            select(FailureMode)
+            .where(FailureMode.taxonomy_version == version)
+            .order_by(FailureMode.code)
+        )
+        return list(rows.scalars())
+
+    async def taxonomy_versions(self) -> list[TaxonomyVersion]:
+        rows = await self.session.execute(select(TaxonomyVersion).order_by(TaxonomyVersion.version))
+        return list(rows.scalars())
+
+    async def publish_taxonomy(self, version: TaxonomyVersion, modes: list[FailureMode]) -> None:
+        self.session.add(version)
+        await self.session.flush()
+        self.session.add_all(modes)
+        await self.session.flush()
+
+    async def rubric(self) -> list[SeverityGrade]:
+        latest = select(func.max(SeverityGrade.rubric_version)).scalar_subquery()
+        rows = await self.session.execute(
+            select(SeverityGrade)
+            .where(SeverityGrade.rubric_version == latest)
+            .order_by(SeverityGrade.rank)
+        )
+        return list(rows.scalars())
+
+    # --- models, versions, sources: get or create, in one round trip each -----------------
+    async def ensure_named(self, table: Any, names: set[str], now: datetime) -> dict[str, str]:
+        if not names:
+            return {}
+        found = await self._names(table, names)
+        missing = names - found.keys()
+        if missing:
+            await self.session.execute(
+                self._insert(table).on_conflict_do_nothing(),
+                [{"id": new_id(), "name": n, "created_at": now} for n in sorted(missing)],
+            )
+            found.update(await self._names(table, missing))
+        return found
+
+    async def _names(self, table: Any, names: set[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for chunk in _chunks(sorted(names)):
+            rows = await self.session.execute(select(table.name, table.id).where(table.name.in_(chunk)))
+            out.update(rows.all())
+        return out
+
+    async def ensure_models(self, names: set[str], now: datetime) -> dict[str, str]:
+        return await self.ensure_named(Model, names, now)
+
+    async def ensure_sources(self, names: set[str], now: datetime) -> dict[str, str]:
+        return await self.ensure_named(DataSource, names, now)
+
+    async def ensure_versions(
+        self, pairs: set[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], str]:
+        found = await self._versions(pairs)
+        missing = pairs - found.keys()
+        if missing:
+            await self.session.execute(
+                self._insert(ModelVersion.__table__).on_conflict_do_nothing(),
+                [{"id": new_id(), "model_id": m, "version": v, "created_at": now}
+                 for m, v in sorted(missing)],
+            )
+            found.update(await self._versions(missing))
+        return found
+
+    async def _versions(self, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        out: dict[tuple[str, str], str] = {}
+        for chunk in _chunks(sorted(pairs)):
+            rows = await self.session.execute(
+                select(ModelVersion.model_id, ModelVersion.version, ModelVersion.id).where(
+                    tuple_(ModelVersion.model_id, ModelVersion.version).in_(chunk)
+                )
+            )
+            out.update({(m, v): i for m, v, i in rows})
+        return out
+
+    async def models(self, ids: Sequence[str]) -> list[Model]:
+        return list((await self.session.execute(select(Model).where(Model.id.in_(ids)))).scalars())
+
+    async def model_versions(self, ids: Sequence[str]) -> list[ModelVersion]:
+        rows = await self.session.execute(select(ModelVersion).where(ModelVersion.id.in_(ids)))
+        return list(rows.scalars())
+
+    async def versions_of_model(self, model_id: str) -> list[ModelVersion]:
+        rows = await self.session.execute(
+            select(ModelVersion).where(ModelVersion.model_id == model_id)
+        )
+        return list(rows.scalars())
+
+    async def data_sources(self, ids: Sequence[str]) -> list[DataSource]:
+        rows = await self.session.execute(select(DataSource).where(DataSource.id.in_(ids)))
+        return list(rows.scalars())
+
+    async def list_models(self) -> list[Model]:
+        return list((await self.session.execute(select(Model).order_by(Model.name))).scalars())
+
+    # --- duplicates -----------------------------------------------------------------------
+    async def ids_by_hash(self, hashes: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(hashes)):
+            rows = await self.session.execute(
+                select(FailureCase.content_hash, FailureCase.id).where(
+                    FailureCase.content_hash.in_(chunk)
+                )
+            )
+            out.update(rows.all())
+        return out
+
+    async def ids_by_external(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        out: dict[tuple[str, str], str] = {}
+        for chunk in _chunks(list(keys)):
+            rows = await self.session.execute(
+                select(FailureCase.source_key, FailureCase.external_id, FailureCase.id).where(
+                    tuple_(FailureCase.source_key, FailureCase.external_id).in_(chunk)
+                )
+            )
+            out.update({(s, e): i for s, e, i in rows})
+        return out
+
+    # --- groups ---------------------------------------------------------------------------
+    async def groups_by_fingerprint(self, fps: Sequence[str]) -> dict[str, FailureGroup]:
+        out: dict[str, FailureGroup] = {}
+        for chunk in _chunks(list(fps)):
+            rows = await self.session.execute(
+                select(FailureGroup).where(FailureGroup.fingerprint.in_(chunk))
+            )
+            out.update({g.fingerprint: g for g in rows.scalars()})
+        return out
+
+    async def insert_groups(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(
+                self._insert(FailureGroup.__table__).on_conflict_do_nothing(), rows
+            )
+
+    async def bump_groups(self, rows: list[dict[str, Any]]) -> None:
+        """Add counts and move last_seen forward; one executemany for the batch."""
+        if not rows:
+            return
+        g = FailureGroup.__table__
+        from sqlalchemy import bindparam, case
+
+        stmt = (
+            update(g)
+            .where(g.c.id == bindparam("gid"))
+            .values(
+                case_count=g.c.case_count + bindparam("added"),
+                sampled_out_count=g.c.sampled_out_count + bindparam("sampled"),
+                last_seen=case((g.c.last_seen < bindparam("seen"), bindparam("seen")),
+                               else_=g.c.last_seen),
+                first_seen=case((g.c.first_seen > bindparam("first"), bindparam("first")),
+                                else_=g.c.first_seen),
+            )
+        )
+        await self.session.connection()
+        await self.session.execute(stmt, rows, execution_options={"synchronize_session": False})
+
+    async def mark_regressed(self, group_id: str, version: str, at: datetime) -> None:
+        await self.session.execute(
+            update(FailureGroup)
+            .where(FailureGroup.id == group_id)
+            .values(status="regressed", regressed_at=at, regressed_in_version=version),
+            execution_options={"synchronize_session": False},
+        )
+
+    async def get_groups(self, ids: Sequence[str]) -> list[FailureGroup]:
+        rows = await self.session.execute(select(FailureGroup).where(FailureGroup.id.in_(ids)))
+        return list(rows.scalars())
+
+    async def get_group(self, group_id: str) -> FailureGroup | None:
+        return await self.session.get(FailureGroup, group_id)
+
+    # --- inserts of the ingest batch ------------------------------------------------------
+    async def insert_cases(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert, skipping rows another writer stored first; returns the ids really stored."""
+        if not rows:
+            return set()
+        stmt = self._insert(T_CASE).on_conflict_do_nothing().returning(T_CASE.c.id)
+        result = await self.session.execute(stmt, rows)
+        return set(result.scalars().all())
+
+    async def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(table.__table__.insert(), rows)
+
+    async def add_outbox(self, entries: list[tuple[str, int]], now: datetime) -> None:
+        await self.insert_rows(
+            Outbox, [{"case_id": c, "revision": r, "created_at": now} for c, r in entries]
+        )
+
+    # --- sampling -------------------------------------------------------------------------
+    async def sampling_rules(self) -> list[SamplingRule]:
+        rows = await self.session.execute(select(SamplingRule).order_by(SamplingRule.model_name))
+        return list(rows.scalars())
+
+    async def upsert_sampling_rule(self, values: dict[str, Any]) -> None:
+        stmt = self._insert(SamplingRule.__table__).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["model_name", "data_source"],
+            set_={k: stmt.excluded[k] for k in ("keep_at_or_above", "daily_cap", "enabled",
+                                               "updated_at", "updated_by")},
+        )
+        await self.session.execute(stmt)
+
+    async def sampling_counters(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], tuple[int, int]]:
+        if not keys:
+            return {}
+        c = SamplingCounter
+        rows = await self.session.execute(
+            select(c.model_id, c.failure_mode, c.day, c.seen, c.kept).where(
+                tuple_(c.model_id, c.failure_mode, c.day).in_(list(keys))
+            )
+        )
+        return {(m, f, d): (s, k) for m, f, d, s, k in rows}
+
+    async def save_sampling_counters(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        stmt = self._insert(SamplingCounter.__table__)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["model_id", "failure_mode", "day"],
+            set_={"seen": stmt.excluded.seen, "kept": stmt.excluded.kept},
+        )
+        await self.session.execute(stmt, rows)
+
+    # --- reads ----------------------------------------------------------------------------
+    async def get_case(self, case_id: str, *, for_update: bool = False) -> FailureCase | None:
+        stmt = select(FailureCase).where(FailureCase.id == case_id)
+        if for_update and self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get_cases(self, ids: Sequence[str], viewer: Principal) -> list[FailureCase]:
+        stmt = select(FailureCase).where(FailureCase.id.in_(ids), *visible_to(viewer))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def list_cases(
+        self, f: CaseFilter, viewer: Principal, first: int, after: tuple[datetime, str] | None
+    ) -> list[FailureCase]:
+        """Newest first, keyset on (occurred_at, id): stable while new cases arrive."""
+        stmt = select(FailureCase).where(*visible_to(viewer), *self._filters(f))
+        if after is not None:
+            at, cid = after
+            stmt = stmt.where(
+                or_(FailureCase.occurred_at < at,
+                    and_(FailureCase.occurred_at == at, FailureCase.id < cid))
+            )
+        stmt = stmt.order_by(FailureCase.occurred_at.desc(), FailureCase.id.desc()).limit(first)
+        return list((await self.session.execute(stmt)).scalars())
+
+    def _filters(self, f: CaseFilter) -> list[Any]:
+        c = FailureCase
+        out: list[Any] = []
+        if f.model:
+            out.append(c.model_id == select(Model.id).where(Model.name == f.model).scalar_subquery())
+        if f.model_version:
+            out.append(c.model_version_id.in_(
+                select(ModelVersion.id).where(ModelVersion.version == f.model_version)))
+        if f.data_source:
+            out.append(c.data_source_id == select(DataSource.id).where(
+                DataSource.name == f.data_source).scalar_subquery())
+        if f.failure_mode:
+            out.append(or_(c.failure_mode == f.failure_mode, c.failure_mode_parent == f.failure_mode))
+        if f.severity_min or f.severity_max:
+            lo = SEVERITIES.index(f.severity_min or "S0")
+            hi = SEVERITIES.index(f.severity_max or "S4")
+            out.append(c.severity.in_(SEVERITIES[lo : hi + 1]))
+        if f.status:
+            out.append(c.status.in_([s.value for s in f.status]))
+        if f.team:
+            out.append(c.team == f.team)
+        if f.sensitivity:
+            out.append(c.sensitivity.in_([s.value for s in f.sensitivity]))
+        for tag in f.tags or []:
+            out.append(exists().where(CaseTag.case_id == c.id, CaseTag.tag == tag))
+        if f.occurred_after:
+            out.append(c.occurred_at >= f.occurred_after)
+        if f.occurred_before:
+            out.append(c.occurred_at < f.occurred_before)
+        if f.group_id:
+            out.append(c.group_id == f.group_id)
+        for key, value in (f.environment or {}).items():
+            if self.dialect == "postgresql":
+                out.append(c.environment.op("@>")(func.jsonb_build_object(key, value)))
+            else:
+                out.append(func.json_extract(c.environment, f'$."{key}"') == value)
+        return out
+
+    async def tags_of(self, case_ids: Sequence[str]) -> dict[str, list[str]]:
+        rows = await self.session.execute(
+            select(CaseTag.case_id, CaseTag.tag).where(CaseTag.case_id.in_(case_ids))
+            .order_by(CaseTag.tag)
+        )
+        out: dict[str, list[str]] = {}
+        for cid, tag in rows:
+            out.setdefault(cid, []).append(tag)
+        return out
+
+    async def links_of(self, case_ids: Sequence[str]) -> list[CaseLink]:
+        rows = await self.session.execute(
+            select(CaseLink).where(CaseLink.case_id.in_(case_ids)).order_by(CaseLink.id)
+        )
+        return list(rows.scalars())
+
+    async def replace_tags(self, case_id: str, tags: list[str]) -> None:
+        from sqlalchemy import delete
+
+        await self.session.execute(delete(CaseTag).where(CaseTag.case_id == case_id))
+        await self.insert_rows(CaseTag, [{"case_id": case_id, "tag": t} for t in tags])
+
+    async def replace_links(self, case_id: str, links: list[dict[str, Any]]) -> None:
+        from sqlalchemy import delete
+
+        await self.session.execute(delete(CaseLink).where(CaseLink.case_id == case_id))
+        await self.insert_rows(CaseLink, [{"id": new_id(), "case_id": case_id, **lk}
+                                          for lk in links])
+
+    async def revisions(self, case_ids: Sequence[str]) -> list[CaseRevision]:
+        rows = await self.session.execute(
+            select(CaseRevision)
+            .where(CaseRevision.case_id.in_(case_ids))
+            .order_by(CaseRevision.case_id, CaseRevision.revision)
+        )
+        return list(rows.scalars())
+
+    async def revision_at(self, case_id: str, as_of: datetime) -> CaseRevision | None:
+        rows = await self.session.execute(
+            select(CaseRevision)
+            .where(CaseRevision.case_id == case_id, CaseRevision.created_at <= as_of)
+            .order_by(CaseRevision.revision.desc())
+            .limit(1)
+        )
+        return rows.scalar_one_or_none()
+
+    async def update_case_if_revision(
+        self, case_id: str, expected_revision: int, values: dict[str, Any]
+    ) -> bool:
+        """Compare-and-set on the revision: false when another writer moved it first."""
+        result = await self.session.execute(
+            update(FailureCase)
+            .where(FailureCase.id == case_id, FailureCase.revision == expected_revision)
+            .values(**values),
+            execution_options={"synchronize_session": False},
+        )
+        return result.rowcount == 1
+
+    async def update_group(self, group_id: str, values: dict[str, Any]) -> None:
+        await self.session.execute(
+            update(FailureGroup).where(FailureGroup.id == group_id).values(**values),
+            execution_options={"synchronize_session": False},
+        )
+
+    # --- outbox and search documents ------------------------------------------------------
+    async def outbox_batch(self, limit: int) -> list[tuple[int, str, int]]:
+        rows = await self.session.execute(
+            select(Outbox.id, Outbox.case_id, Outbox.revision).order_by(Outbox.id).limit(limit)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    async def outbox_ack(self, ids: Sequence[int]) -> None:
+        from sqlalchemy import delete
+
+        for chunk in _chunks(list(ids)):
+            await self.session.execute(delete(Outbox).where(Outbox.id.in_(chunk)))
+
+    async def document_rows(self, case_ids: Sequence[str]) -> list[Any]:
+        return list((await self.session.execute(self._document_query().where(
+            FailureCase.id.in_(case_ids)))).all())
+
+    async def document_rows_after(self, after_id: str | None, limit: int) -> list[Any]:
+        stmt = self._document_query()
+        if after_id:
+            stmt = stmt.where(FailureCase.id > after_id)
+        return list((await self.session.execute(stmt.order_by(FailureCase.id).limit(limit))).all())
+
+    def _document_query(self) -> Any:
+        return (
+            select(FailureCase, Model.name, ModelVersion.version, DataSource.name)
+            .join(Model, Model.id == FailureCase.model_id)
+            .join(ModelVersion, ModelVersion.id == FailureCase.model_version_id)
+            .join(DataSource, DataSource.id == FailureCase.data_source_id)
+        )
+
+    async def case_revisions(self) -> list[tuple[str, int]]:
+        rows = await self.session.execute(
+            select(FailureCase.id, FailureCase.revision).order_by(FailureCase.id)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def visible_to(viewer: Principal) -> list[Any]:
+    """The visibility rule, applied inside every catalog read (DESIGN: no path without it)."""
+    conds: list[Any] = [FailureCase.sensitivity.in_(viewer.clearance.at_or_below())]
+    if viewer.team is not None:
+        conds.append(or_(FailureCase.team.is_(None), FailureCase.team == viewer.team))
+    return conds

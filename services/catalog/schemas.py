@@ -1,0 +1,164 @@
+"""The wire format of a captured case (DESIGN.md) and the other inputs and outputs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from services.catalog import limits as L
+from shared.security import Sensitivity
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=L.MAX_NAME)]
+Text = Annotated[str, StringConstraints(max_length=L.MAX_TEXT)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=L.MAX_TAG)]
+
+SEVERITIES = ("S0", "S1", "S2", "S3", "S4")
+Severity = Literal["S0", "S1", "S2", "S3", "S4"]
+
+
+class Status(StrEnum):
+    NEW = "new"
+    TRIAGED = "triaged"
+    CONFIRMED = "confirmed"
+    IN_REMEDIATION = "in_remediation"
+    RESOLVED = "resolved"
+    WONT_FIX = "wont_fix"
+    DUPLICATE = "duplicate"
+
+
+class LinkKind(StrEnum):
+    EXPERIMENT = "experiment"
+    AB_TEST = "ab_test"
+    TICKET = "ticket"
+    COUNTERFACTUAL = "counterfactual"
+    DATASET = "dataset"
+    DASHBOARD = "dashboard"
+    OTHER = "other"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRef(_In):
+    name: Name
+    version: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=L.MAX_VERSION)
+    ]
+
+
+class Link(_In):
+    kind: LinkKind
+    url: Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_URL,
+                                          pattern=r"^https?://\S+$")]
+    title: Annotated[str, StringConstraints(max_length=L.MAX_TITLE)] | None = None
+
+
+class Writeup(_In):
+    hypothesis: Text | None = None
+    experiments: Text | None = None
+    results: Text | None = None
+    rationale: Text | None = None
+
+
+class Provenance(_In):
+    source: Name | None = None
+    pipeline_version: Name | None = None
+    captured_by: Name | None = None
+    batch_id: Name | None = None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if value is not None else None
+
+
+class CaseIn(_In):
+    """One captured case. `model` and `data_source` are required; the rest is optional."""
+
+    external_id: Name | None = None
+    title: Annotated[str, StringConstraints(max_length=L.MAX_TITLE)] | None = None
+    summary: Text | None = None
+    model: ModelRef
+    data_source: Name
+    occurred_at: datetime | None = None
+    captured_at: datetime | None = None
+    environment: dict[Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_TAG)],
+                      Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE)]] | None = Field(
+        default=None, max_length=L.MAX_ENV_KEYS)
+    input: Any = None
+    prediction: Any = None
+    expected: Any = None
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    latency_ms: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    failure_mode: Annotated[str, StringConstraints(max_length=120)] | None = None
+    severity: Severity | None = None
+    impact: Text | None = None
+    signals: dict[str, Any] | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=L.MAX_TAGS)
+    sensitivity: Sensitivity = Sensitivity.INTERNAL
+    team: Name | None = None
+    links: list[Link] = Field(default_factory=list, max_length=L.MAX_LINKS)
+    writeup: Writeup | None = None
+    provenance: Provenance | None = None
+    fingerprint: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+    _aware_times = field_validator("occurred_at", "captured_at")(_aware)
+
+    @field_validator("tags")
+    @classmethod
+    def _unique_tags(cls, tags: list[str]) -> list[str]:
+        return list(dict.fromkeys(tags))
+
+
+class CasePatch(_In):
+    """Curated fields only: captured facts are not in this type, so they cannot be patched."""
+
+    title: Annotated[str, StringConstraints(max_length=L.MAX_TITLE)] | None = None
+    summary: Text | None = None
+    failure_mode: Annotated[str, StringConstraints(max_length=120)] | None = None
+    severity: Severity | None = None
+    impact: Text | None = None
+    status: Status | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=L.MAX_TAGS)
+    sensitivity: Sensitivity | None = None
+    team: Name | None = None
+    links: list[Link] | None = Field(default=None, max_length=L.MAX_LINKS)
+    writeup: Writeup | None = None
+
+
+class CaseFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    model_version: str | None = None
+    data_source: str | None = None
+    failure_mode: str | None = None  # a top-level code matches its sub-modes too
+    severity_min: Severity | None = None  # worst grade included (S0 is worst)
+    severity_max: Severity | None = None
+    status: list[Status] | None = None
+    team: str | None = None
+    tags: list[str] | None = None  # every tag must be present
+    sensitivity: list[Sensitivity] | None = None
+    occurred_after: datetime | None = None
+    occurred_before: datetime | None = None
+    environment: dict[str, str] | None = None
+    group_id: str | None = None
+
+    _aware_times = field_validator("occurred_after", "occurred_before")(_aware)
+
+
+class ItemResult(BaseModel):
+    index: int
+    status: Literal["created", "duplicate", "invalid", "sampled_out"]
+    id: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+class BulkResult(BaseModel):
+    results: list[ItemResult]
+    counts: dict[str, int]

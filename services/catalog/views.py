@@ -1,0 +1,63 @@
+"""Cases rendered as the wire format (REST answers, exports, the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.catalog.models import FailureCase
+
+
+@dataclass
+class PageRelations:
+    """Names and links for a page of cases, loaded in one query per table."""
+
+    models: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    links: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str, Any]:
+    refs = refs or PageRelations()
+    return {
+        "id": case.id,
+        "revision": case.revision,
+        "external_id": case.external_id,
+        "title": case.title,
+        "summary": case.summary,
+        "model": {"id": case.model_id, "name": refs.models.get(case.model_id),
+                  "version": refs.versions.get(case.model_version_id),
+                  "version_id": case.model_version_id},
+        "data_source": refs.sources.get(case.data_source_id, case.data_source_id),
+        "occurred_at": _iso(case.occurred_at),
+        "captured_at": _iso(case.captured_at),
+        "received_at": _iso(case.received_at),
+        "environment": case.environment,
+        "input": case.input,
+        "prediction": case.prediction,
+        "expected": case.expected,
+        "confidence": case.confidence,
+        "latency_ms": case.latency_ms,
+        "failure_mode": case.failure_mode,
+        "taxonomy_version": case.taxonomy_version,
+        "severity": case.severity,
+        "impact": case.impact,
+        "status": case.status,
+        "signals": case.signals,
+        "tags": case.tags or [],
+        "sensitivity": case.sensitivity,
+        "team": case.team,
+        "links": refs.links.get(case.id, []),
+        "writeup": case.writeup,
+        "provenance": case.provenance,
+        "fingerprint": case.fingerprint,
+        "content_hash": case.content_hash,
+        "group_id": case.group_id,
+        "merged_into_id": case.merged_into_id,
+        "updated_at": _iso(case.updated_at),
+    }

@@ -1,0 +1,1 @@
+"""The GraphQL API and the process's composition root (app factory, CLI)."""

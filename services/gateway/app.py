@@ -1,0 +1,88 @@
+"""The ASGI app: builds every engine and client once in the lifespan and mounts each API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from services.auth.api import router as auth_router
+from services.auth.service import AuthService
+from services.catalog.api import router as catalog_router
+from services.search.api import router as search_router
+from services.search.service import SearchService
+from shared.db import Database
+from shared.settings import Settings, load_settings
+from shared.web import install_error_handlers
+
+log = logging.getLogger("failcat.app")
+
+
+def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.catalog_url)
+        auth = await AuthService.start(settings, db)
+        search = await SearchService.start(settings, db) if role != "auth" else None
+        app.state.settings, app.state.db, app.state.auth, app.state.search = (
+            settings, db, auth, search)
+        created = await auth.ensure_bootstrap_client()
+        if created is not None:
+            print(bootstrap_banner(settings, created), file=sys.stderr, flush=True)
+        indexer_task = None
+        if search is not None and settings.run_indexer_in_process:
+            indexer_task = asyncio.create_task(search.run_indexer(), name="indexer")
+        try:
+            yield
+        finally:
+            if indexer_task is not None:
+                indexer_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await indexer_task
+            if search is not None:
+                await search.close()
+            await auth.close()
+            await db.dispose()
+
+    app = FastAPI(title="failcat", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None if settings.production else "/openapi.json")
+    install_error_handlers(app)
+    app.include_router(auth_router)
+    if role != "auth":
+        from services.gateway.health import router as health_router
+        from services.gateway.schema import graphql_router
+
+        app.include_router(health_router)
+        app.include_router(catalog_router)
+        app.include_router(search_router)
+        app.include_router(graphql_router(settings), prefix="/graphql")
+    else:
+        from services.gateway.health import router as health_router
+
+        app.include_router(health_router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> JSONResponse:
+        return JSONResponse({"graphql": "/graphql",
+                             "oauth_metadata": "/.well-known/oauth-authorization-server"})
+
+    return app
+
+
+def bootstrap_banner(settings: Settings, created: dict[str, str]) -> str:
+    return (
+        "failcat: created the bootstrap admin client (shown once; also in "
+        f"{settings.data_dir / 'bootstrap-client.json'}):\n"
+        f"  client_id:     {created['client_id']}\n"
+        f"  client_secret: {created['client_secret']}\n"
+        f"  GraphQL:       {settings.issuer}/graphql\n"
+        f"  OAuth metadata: {settings.issuer}/.well-known/oauth-authorization-server"
+    )

@@ -1,0 +1,122 @@
+"""GraphQL inputs: the wire format in camelCase. Pydantic (services.catalog.schemas) validates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from services.gateway.catalog.types import LinkKind, Sensitivity, Severity, Status
+
+
+@strawberry.input
+class ModelRefInput:
+    name: str
+    version: str
+
+
+@strawberry.input
+class LinkInput:
+    kind: LinkKind
+    url: str
+    title: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class WriteupInput:
+    hypothesis: str | None = strawberry.UNSET
+    experiments: str | None = strawberry.UNSET
+    results: str | None = strawberry.UNSET
+    rationale: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class ProvenanceInput:
+    source: str | None = strawberry.UNSET
+    pipeline_version: str | None = strawberry.UNSET
+    captured_by: str | None = strawberry.UNSET
+    batch_id: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class CaseInput:
+    model: ModelRefInput
+    data_source: str
+    external_id: str | None = strawberry.UNSET
+    title: str | None = strawberry.UNSET
+    summary: str | None = strawberry.UNSET
+    occurred_at: datetime | None = strawberry.UNSET
+    captured_at: datetime | None = strawberry.UNSET
+    environment: JSON | None = strawberry.UNSET
+    input: JSON | None = strawberry.UNSET
+    prediction: JSON | None = strawberry.UNSET
+    expected: JSON | None = strawberry.UNSET
+    confidence: float | None = strawberry.UNSET
+    latency_ms: float | None = strawberry.UNSET
+    failure_mode: str | None = strawberry.UNSET
+    severity: Severity | None = strawberry.UNSET
+    impact: str | None = strawberry.UNSET
+    signals: JSON | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    sensitivity: Sensitivity | None = strawberry.UNSET
+    team: str | None = strawberry.UNSET
+    links: list[LinkInput] | None = strawberry.UNSET
+    writeup: WriteupInput | None = strawberry.UNSET
+    provenance: ProvenanceInput | None = strawberry.UNSET
+    fingerprint: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class CasePatchInput:
+    title: str | None = strawberry.UNSET
+    summary: str | None = strawberry.UNSET
+    failure_mode: str | None = strawberry.UNSET
+    severity: Severity | None = strawberry.UNSET
+    impact: str | None = strawberry.UNSET
+    status: Status | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    sensitivity: Sensitivity | None = strawberry.UNSET
+    team: str | None = strawberry.UNSET
+    links: list[LinkInput] | None = strawberry.UNSET
+    writeup: WriteupInput | None = strawberry.UNSET
+
+
+@strawberry.input
+class CaseFilterInput:
+    model: str | None = strawberry.UNSET
+    model_version: str | None = strawberry.UNSET
+    data_source: str | None = strawberry.UNSET
+    failure_mode: str | None = strawberry.UNSET
+    severity_min: Severity | None = strawberry.UNSET
+    severity_max: Severity | None = strawberry.UNSET
+    status: list[Status] | None = strawberry.UNSET
+    team: str | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    sensitivity: list[Sensitivity] | None = strawberry.UNSET
+    occurred_after: datetime | None = strawberry.UNSET
+    occurred_before: datetime | None = strawberry.UNSET
+    environment: JSON | None = strawberry.UNSET
+    group_id: strawberry.ID | None = strawberry.UNSET
+
+
+def to_plain(value: Any, keep_null: bool = False) -> Any:
+    """An input object as the snake_case dict pydantic validates; unset fields dropped."""
+    if value is strawberry.UNSET:
+        return strawberry.UNSET
+    if hasattr(value, "__strawberry_definition__"):
+        out = {}
+        for f in value.__strawberry_definition__.fields:
+            v = to_plain(getattr(value, f.python_name), keep_null)
+            if v is strawberry.UNSET or (v is None and not keep_null):
+                continue
+            out[f.python_name] = v
+        return out
+    if isinstance(value, list):
+        return [to_plain(v, keep_null) for v in value]
+    if hasattr(value, "value") and type(value).__module__.startswith("services.gateway"):
+        return value.value  # enums
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

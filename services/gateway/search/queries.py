@@ -1,0 +1,60 @@
+"""Query.search: the search service finds ids; the catalog loads the cases (visibility again)."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from services.gateway.catalog.inputs import to_plain
+from services.gateway.catalog.types import PageInfo
+from services.gateway.permissions import scoped
+from services.gateway.search.types import (
+    Bucket,
+    Facet,
+    HeatmapCell,
+    HeatmapInput,
+    Highlight,
+    SearchFilterInput,
+    SearchHit,
+    SearchResults,
+)
+from services.search.request import SearchFilter
+from shared.security import Scope
+
+
+@strawberry.type
+class SearchQuery:
+    @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
+    async def search(
+        self,
+        info: Info,
+        query: str = "",
+        filter: SearchFilterInput | None = None,
+        facets: list[str] | None = None,
+        first: int = 20,
+        after: str | None = None,
+        sort: str = "relevance",
+        histogram: str | None = None,
+        heatmap: HeatmapInput | None = None,
+    ) -> SearchResults:
+        ctx = info.context
+        result = await ctx.search.search(
+            ctx.principal, query,
+            filter=SearchFilter.model_validate(to_plain(filter)) if filter else None,
+            facets=facets or [], first=first, after=after, sort=sort, histogram=histogram,
+            heatmap=(heatmap.x, heatmap.y, heatmap.size) if heatmap else None,
+        )
+        cases = ctx.loaders.case
+        hits = [SearchHit(case=await cases.load(h.id), score=h.score,
+                          highlights=[Highlight(field=f, snippets=s)
+                                      for f, s in h.highlights.items()])
+                for h in result.hits]
+        return SearchResults(
+            total=result.total, total_is_lower_bound=result.total_is_lower_bound, hits=hits,
+            facets=[Facet(field=name, buckets=[Bucket(value=b.value, count=b.count) for b in bs])
+                    for name, bs in result.facets.items()],
+            histogram=[Bucket(value=b.value, count=b.count) for b in result.histogram],
+            heatmap=[HeatmapCell(x=c.x, y=c.y, count=c.count) for c in result.heatmap],
+            page_info=PageInfo(has_next_page=result.next_cursor is not None,
+                               end_cursor=result.next_cursor),
+        )

@@ -1,0 +1,1 @@
+"""Code every failcat service uses, and nothing domain-specific."""

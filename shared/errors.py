@@ -1,0 +1,53 @@
+"""Errors every service raises; the API layers map them to problem+json or GraphQL codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    path: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+class FailcatError(Exception):
+    code = "INTERNAL"
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, message: str, errors: list[FieldError] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or []
+
+
+class BadUserInput(FailcatError):
+    code, status, title = "BAD_USER_INPUT", 400, "Bad input"
+
+
+class Unauthenticated(FailcatError):
+    code, status, title = "UNAUTHENTICATED", 401, "Unauthenticated"
+
+
+class Forbidden(FailcatError):
+    code, status, title = "FORBIDDEN", 403, "Forbidden"
+
+
+class NotFound(FailcatError):
+    code, status, title = "NOT_FOUND", 404, "Not found"
+
+
+class Conflict(FailcatError):
+    code, status, title = "CONFLICT", 409, "Conflict"
+
+
+class PayloadTooLarge(FailcatError):
+    code, status, title = "PAYLOAD_TOO_LARGE", 413, "Payload too large"
+
+
+class Unavailable(FailcatError):
+    code, status, title = "UNAVAILABLE", 503, "Unavailable"

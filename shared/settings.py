@@ -1,0 +1,80 @@
+"""Settings, read once from the environment into one typed object."""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FAILCAT_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path(".failcat")
+    database_url: str | None = Field(
+        default=None, description="Default: SQLite at $FAILCAT_DATA_DIR/catalog.db"
+    )
+    search_url: str = "embedded"
+    search_index: str = "failcat-cases"
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "failcat"
+    env: Literal["development", "production"] = "development"
+    access_token_ttl_s: int = Field(default=900, ge=30, le=86400)
+    # How often the in-process indexer polls the outbox when idle.
+    indexer_poll_s: float = Field(default=0.05, gt=0, le=60)
+    indexer_batch: int = Field(default=500, ge=1, le=10000)
+    # Revocations reach resource servers through this poll interval (the 5 s contract).
+    revocation_poll_s: float = Field(default=1.0, gt=0, le=5)
+    run_indexer_in_process: bool = True
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v
+
+    @field_validator("search_url")
+    @classmethod
+    def _known_search(cls, v: str) -> str:
+        if v != "embedded" and not v.startswith(("http://", "https://")):
+            raise ValueError("must be 'embedded' or an http(s):// OpenSearch URL")
+        return v.rstrip("/")
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s):// URL")
+        return v.rstrip("/")
+
+    @cached_property
+    def catalog_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'catalog.db'}"
+
+    @property
+    def embedded_search(self) -> bool:
+        return self.search_url == "embedded"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; on a bad value print one line naming the variable and exit 2."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "FAILCAT_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
+        msg = err["msg"].removeprefix("Value error, ")
+        print(f"failcat: invalid setting {name}: {msg}", file=sys.stderr)
+        raise SystemExit(2) from None
