@@ -26,8 +26,15 @@ ROLES: dict[str, frozenset[Scope]] = {
     "viewer": frozenset({Scope.CASES_READ, Scope.PLANS_READ}),
     "annotator": frozenset({Scope.CASES_READ, Scope.PLANS_READ, Scope.ANNOTATIONS_WRITE}),
     "curator": frozenset(
-        {Scope.CASES_READ, Scope.CASES_WRITE, Scope.CASES_INGEST, Scope.PLANS_READ,
-         Scope.PLANS_WRITE, Scope.ANNOTATIONS_WRITE, Scope.EXPORTS_CREATE}
+        {
+            Scope.CASES_READ,
+            Scope.CASES_WRITE,
+            Scope.CASES_INGEST,
+            Scope.PLANS_READ,
+            Scope.PLANS_WRITE,
+            Scope.ANNOTATIONS_WRITE,
+            Scope.EXPORTS_CREATE,
+        }
     ),
     "reviewer": frozenset(
         {Scope.CASES_READ, Scope.PLANS_READ, Scope.ANNOTATIONS_WRITE, Scope.REVIEWS_WRITE}

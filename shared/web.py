@@ -55,15 +55,26 @@ class InsufficientScope(Forbidden):
         self.missing = missing
 
 
-def problem(status: int, title: str, detail: str, errors: list[FieldError] | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
-                            "detail": detail}
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     if errors:
         body["errors"] = [e.as_dict() for e in errors]
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type="application/problem+json",
-                        headers=headers)
+    return JSONResponse(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -71,10 +82,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _failcat(_: Request, exc: FailcatError) -> JSONResponse:
         headers = None
         if isinstance(exc, Unauthenticated):
-            headers = {"WWW-Authenticate": getattr(exc, "www_authenticate", 'Bearer')}
+            headers = {"WWW-Authenticate": getattr(exc, "www_authenticate", "Bearer")}
         elif isinstance(exc, InsufficientScope):
-            headers = {"WWW-Authenticate": 'Bearer error="insufficient_scope", '
-                       f'scope="{" ".join(exc.missing)}"'}
+            headers = {
+                "WWW-Authenticate": 'Bearer error="insufficient_scope", '
+                f'scope="{" ".join(exc.missing)}"'
+            }
         return problem(exc.status, exc.title, exc.message, exc.errors, headers, code=exc.code)
 
     @app.exception_handler(RequestValidationError)
@@ -83,12 +96,12 @@ def install_error_handlers(app: FastAPI) -> None:
             FieldError(".".join(str(p) for p in e["loc"] if p != "body"), e["msg"])
             for e in exc.errors()
         ]
-        return problem(400, "Bad input", "request validation failed", errors,
-                       code="BAD_USER_INPUT")
+        return problem(400, "Bad input", "request validation failed", errors, code="BAD_USER_INPUT")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         cid = getattr(request.state, "correlation_id", None)
         log.exception("unhandled error", extra={"correlation_id": cid})
-        return problem(500, "Internal error", "unexpected error", code="INTERNAL",
-                       correlation_id=cid)
+        return problem(
+            500, "Internal error", "unexpected error", code="INTERNAL", correlation_id=cid
+        )

@@ -137,7 +137,10 @@ class TokenFactory:
         auth = self.app.state.auth  # type: ignore[attr-defined]
         async with self.app.state.db.transaction() as s:  # type: ignore[attr-defined]
             record, secret = await auth.create_client(
-                s, name=f"test-{secrets.token_hex(3)}", scopes=scopes.split(), team=team,
+                s,
+                name=f"test-{secrets.token_hex(3)}",
+                scopes=scopes.split(),
+                team=team,
                 clearance=clearance,
             )
         resp = await self.client.post(

@@ -12,10 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-CORPORA = Path(os.environ.get("FAILCAT_CORPORA", Path(__file__).resolve().parents[2] /
-                              "shared" / "corpora"))
-_MODES = ["safety.harmful_content", "fairness.disparate_performance", "robustness.input_noise",
-          "distribution_shift.concept_drift", "label_noise.mislabeled_target", None]
+CORPORA = Path(
+    os.environ.get("FAILCAT_CORPORA", Path(__file__).resolve().parents[2] / "shared" / "corpora")
+)
+_MODES = [
+    "safety.harmful_content",
+    "fairness.disparate_performance",
+    "robustness.input_noise",
+    "distribution_shift.concept_drift",
+    "label_noise.mislabeled_target",
+    None,
+]
 
 
 def _lines(name: str) -> Iterator[dict[str, Any]]:
@@ -25,8 +32,9 @@ def _lines(name: str) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def aiid_cases(n: int, *, model: str = "incident-classifier", tag: str | None = None
-               ) -> list[dict[str, Any]]:
+def aiid_cases(
+    n: int, *, model: str = "incident-classifier", tag: str | None = None
+) -> list[dict[str, Any]]:
     """AI Incident Database incidents as captured cases (title, description, date, parties)."""
     out = []
     for i, rec in enumerate(itertools.islice(_lines("aiid_incidents.jsonl"), n)):
@@ -39,8 +47,9 @@ def aiid_cases(n: int, *, model: str = "incident-classifier", tag: str | None = 
             "data_source": "aiid",
             "occurred_at": f"{rec['date']}T00:00:00Z",
             "environment": {"deployer": (deployers or ["unknown"])[0][:100]},
-            "input": {"parties": json.loads(rec.get("Alleged harmed or nearly harmed parties")
-                                            or "[]")},
+            "input": {
+                "parties": json.loads(rec.get("Alleged harmed or nearly harmed parties") or "[]")
+            },
             "prediction": {"label": "safe"},
             "expected": {"label": "harmful"},
             "confidence": round(0.5 + (i % 50) / 100, 2),
@@ -61,14 +70,16 @@ def avid_cases(n: int) -> list[dict[str, Any]]:
     out = []
     for rec in itertools.islice(_lines("avid_reports.jsonl"), n):
         artifacts = rec.get("affects", {}).get("artifacts") or [{"name": "unknown"}]
-        out.append({
-            "external_id": rec["metadata"]["report_id"],
-            "title": rec["problemtype"]["description"]["value"][:500],
-            "summary": (rec.get("description") or {}).get("value", ""),
-            "model": {"name": artifacts[0]["name"][:200] or "unknown", "version": "1"},
-            "data_source": "avid",
-            "occurred_at": f"{rec.get('reported_date') or '2023-01-01'}T00:00:00Z",
-            "failure_mode": "fairness.stereotyping",
-            "tags": ["avid"],
-        })
+        out.append(
+            {
+                "external_id": rec["metadata"]["report_id"],
+                "title": rec["problemtype"]["description"]["value"][:500],
+                "summary": (rec.get("description") or {}).get("value", ""),
+                "model": {"name": artifacts[0]["name"][:200] or "unknown", "version": "1"},
+                "data_source": "avid",
+                "occurred_at": f"{rec.get('reported_date') or '2023-01-01'}T00:00:00Z",
+                "failure_mode": "fairness.stereotyping",
+                "tags": ["avid"],
+            }
+        )
     return out

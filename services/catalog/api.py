@@ -29,14 +29,18 @@ async def read_limited_body(request: Request, limit: int = L.MAX_REQUEST_BYTES) 
     """The body, refusing past `limit` before reading it all into memory."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes",
-                              [FieldError("$", f"max_request_bytes={limit}")])
+        raise PayloadTooLarge(
+            f"request body is larger than the limit of {limit} bytes",
+            [FieldError("$", f"max_request_bytes={limit}")],
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes",
-                                  [FieldError("$", f"max_request_bytes={limit}")])
+            raise PayloadTooLarge(
+                f"request body is larger than the limit of {limit} bytes",
+                [FieldError("$", f"max_request_bytes={limit}")],
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -58,8 +62,10 @@ def parse_items(body: bytes, content_type: str) -> list[Any]:
     except orjson.JSONDecodeError as exc:
         raise BadUserInput("body is not valid JSON", [FieldError("$", str(exc))]) from None
     if not isinstance(value, list):
-        raise BadUserInput("body must be a JSON array of cases (or NDJSON)",
-                           [FieldError("$", f"expected an array, got {type(value).__name__}")])
+        raise BadUserInput(
+            "body must be a JSON array of cases (or NDJSON)",
+            [FieldError("$", f"expected an array, got {type(value).__name__}")],
+        )
     return value
 
 
@@ -74,7 +80,8 @@ def check_item_count(n: int) -> None:
     if n > L.MAX_ITEMS_PER_REQUEST:
         raise PayloadTooLarge(
             f"{n} items is more than the limit of {L.MAX_ITEMS_PER_REQUEST} per request",
-            [FieldError("$", f"max_items_per_request={L.MAX_ITEMS_PER_REQUEST}")])
+            [FieldError("$", f"max_items_per_request={L.MAX_ITEMS_PER_REQUEST}")],
+        )
 
 
 @router.post("/cases:bulk")
@@ -94,8 +101,11 @@ async def bulk_ingest(
         r.index = original
         out[original] = r.model_dump(exclude_none=True)
     for i, b in bad.items():
-        out[i] = {"index": i, "status": "invalid",
-                  "errors": [{"path": "$", "message": f"line {b.line}: {b.message}"}]}
+        out[i] = {
+            "index": i,
+            "status": "invalid",
+            "errors": [{"path": "$", "message": f"line {b.line}: {b.message}"}],
+        }
     counts = {"created": 0, "duplicate": 0, "invalid": 0, "sampled_out": 0}
     for r in out:
         counts[r["status"]] += 1
@@ -121,11 +131,16 @@ async def list_cases(
     principal: Principal = Depends(require(Scope.CASES_READ)),
 ) -> Response:
     """A plain listing (also the baseline the GraphQL benchmark compares against)."""
-    cases = await service.list_cases(session, CaseFilter(), principal, first + 1,
-                                     decode_cursor(after) if after else None)
+    cases = await service.list_cases(
+        session, CaseFilter(), principal, first + 1, decode_cursor(after) if after else None
+    )
     page = cases[:first]
     refs = await service.page_relations(session, page)
-    return json_response({
-        "cases": [case_json(c, refs) for c in page],
-        "next": encode_cursor(page[-1].occurred_at, page[-1].id) if len(cases) > first else None,
-    })
+    return json_response(
+        {
+            "cases": [case_json(c, refs) for c in page],
+            "next": encode_cursor(page[-1].occurred_at, page[-1].id)
+            if len(cases) > first
+            else None,
+        }
+    )

@@ -17,5 +17,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         at, case_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
         return datetime.fromisoformat(at), case_id
     except (ValueError, UnicodeDecodeError):
-        raise BadUserInput("invalid cursor", [FieldError("after", "not a cursor this API issued")]
-                           ) from None
+        raise BadUserInput(
+            "invalid cursor", [FieldError("after", "not a cursor this API issued")]
+        ) from None

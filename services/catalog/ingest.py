@@ -7,6 +7,7 @@ pydantic validation, one canonical-JSON hash and a few dicts; no ORM object is b
 from __future__ import annotations
 
 import difflib
+import random
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from services.catalog import limits as L
 from services.catalog.models import CaseLink, CaseRevision, CaseTag
 from services.catalog.repository import CatalogRepository
+from services.catalog.sampling import sample
 from services.catalog.schemas import CaseIn, ItemResult
 from services.catalog.versions import is_newer
 from shared.db import utcnow
@@ -40,6 +42,7 @@ class Prepared:
     occurred_at: datetime
     failure_mode_parent: str | None
     id: str = field(default_factory=new_id)
+    reservoir_key: str | None = None
 
 
 def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
@@ -52,8 +55,9 @@ def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
 def unknown_mode_error(code: str, modes: dict[str, str | None]) -> FieldError:
     close = difflib.get_close_matches(code, list(modes), n=5, cutoff=0.5)
     hint = close or sorted(m for m in modes if "." not in m)
-    return FieldError("failure_mode", f"unknown failure mode {code!r}; valid codes close to it: "
-                      f"{', '.join(hint)}")
+    return FieldError(
+        "failure_mode", f"unknown failure mode {code!r}; valid codes close to it: {', '.join(hint)}"
+    )
 
 
 def error_signature(prediction: Any, expected: Any) -> str:
@@ -72,9 +76,21 @@ def derive_fingerprint(case: CaseIn) -> str:
     return sha256_hex(f"{case.model.name}|{case.failure_mode or ''}|{sig}".encode())[:32]
 
 
-CAPTURED_FIELDS = {"external_id", "model", "data_source", "occurred_at", "captured_at",
-                   "environment", "input", "prediction", "expected", "confidence", "latency_ms",
-                   "signals", "provenance"}
+CAPTURED_FIELDS = {
+    "external_id",
+    "model",
+    "data_source",
+    "occurred_at",
+    "captured_at",
+    "environment",
+    "input",
+    "prediction",
+    "expected",
+    "confidence",
+    "latency_ms",
+    "signals",
+    "provenance",
+}
 
 
 def captured_facts(case: CaseIn) -> dict[str, Any]:
@@ -82,8 +98,9 @@ def captured_facts(case: CaseIn) -> dict[str, Any]:
     return case.model_dump(mode="json", include=CAPTURED_FIELDS, exclude_none=True)
 
 
-def prepare(index: int, raw: Any, modes: dict[str, str | None], now: datetime
-            ) -> Prepared | list[FieldError]:
+def prepare(
+    index: int, raw: Any, modes: dict[str, str | None], now: datetime
+) -> Prepared | list[FieldError]:
     if not isinstance(raw, dict):
         return [FieldError("$", f"expected a JSON object, got {type(raw).__name__}")]
     errors: list[FieldError] = []
@@ -115,19 +132,33 @@ def prepare(index: int, raw: Any, modes: dict[str, str | None], now: datetime
     )
 
 
-def curated_snapshot(row: dict[str, Any], tags: list[str], links: list[dict[str, Any]]
-                     ) -> dict[str, Any]:
+def curated_snapshot(
+    row: dict[str, Any], tags: list[str], links: list[dict[str, Any]]
+) -> dict[str, Any]:
     snap = {k: row.get(k) for k in CURATED_COLUMNS}
     snap["tags"] = tags
     snap["links"] = links
     return snap
 
 
-CURATED_COLUMNS = ("title", "summary", "failure_mode", "taxonomy_version", "severity", "impact",
-                   "status", "sensitivity", "team", "writeup", "merged_into_id")
+CURATED_COLUMNS = (
+    "title",
+    "summary",
+    "failure_mode",
+    "taxonomy_version",
+    "severity",
+    "impact",
+    "status",
+    "sensitivity",
+    "team",
+    "writeup",
+    "merged_into_id",
+)
 
 
-async def ingest(session: Any, items: list[Any], actor: Principal) -> list[ItemResult]:
+async def ingest(
+    session: Any, items: list[Any], actor: Principal, rng: random.Random | None = None
+) -> list[ItemResult]:
     repo = CatalogRepository(session)
     now = utcnow()
     taxonomy_version = await repo.current_taxonomy_version()
@@ -159,104 +190,194 @@ async def ingest(session: Any, items: list[Any], actor: Principal) -> list[ItemR
     new: list[Prepared] = []
     for p in fresh:
         existing = stored_hash.get(p.content_hash) or stored_ext.get(
-            (p.source_key, p.case.external_id or ""))
+            (p.source_key, p.case.external_id or "")
+        )
         if existing:
             results[p.index] = ItemResult(index=p.index, status="duplicate", id=existing)
         else:
             new.append(p)
 
     if new:
-        stored = await _store(repo, new, actor, now, taxonomy_version)
-        lost = [p for p in new if p.id not in stored]
+        stored, sampled_out = await _store(
+            repo, new, actor, now, taxonomy_version, rng or random.Random()
+        )
+        lost = [p for p in new if p.id not in stored and p.index not in sampled_out]
         again: dict[str, str] = {}
         again_ext: dict[tuple[str, str], str] = {}
         if lost:  # a concurrent writer stored the same case between our check and insert
             again = await repo.ids_by_hash([p.content_hash for p in lost])
             again_ext = await repo.ids_by_external(
-                [(p.source_key, p.case.external_id) for p in lost if p.case.external_id])
+                [(p.source_key, p.case.external_id) for p in lost if p.case.external_id]
+            )
         for p in new:
             if p.id in stored:
                 results[p.index] = ItemResult(index=p.index, status="created", id=p.id)
+            elif p.index in sampled_out:
+                results[p.index] = ItemResult(index=p.index, status="sampled_out")
             else:
                 dup = again.get(p.content_hash) or again_ext.get(
-                    (p.source_key, p.case.external_id or ""))
+                    (p.source_key, p.case.external_id or "")
+                )
                 results[p.index] = ItemResult(index=p.index, status="duplicate", id=dup)
     return [r for r in results if r is not None]
 
 
-async def _store(repo: CatalogRepository, new: list[Prepared], actor: Principal, now: datetime,
-                 taxonomy_version: int) -> set[str]:
+async def _store(
+    repo: CatalogRepository,
+    new: list[Prepared],
+    actor: Principal,
+    now: datetime,
+    taxonomy_version: int,
+    rng: random.Random,
+) -> tuple[set[str], set[int]]:
+    """Store the new cases; returns the ids stored and the indexes sampled out."""
+    outcome = await sample(repo, new, rng)
     models = await repo.ensure_models({p.case.model.name for p in new}, now)
-    sources = await repo.ensure_sources({p.case.data_source for p in new}, now)
+    groups = await _ensure_groups(repo, new, models)
+    kept = outcome.kept
+    sources = await repo.ensure_sources({p.case.data_source for p in kept}, now)
     versions = await repo.ensure_versions(
-        {(models[p.case.model.name], p.case.model.version) for p in new}, now)
-    groups = await repo.groups_by_fingerprint(list({p.fingerprint for p in new}))
+        {(models[p.case.model.name], p.case.model.version) for p in kept}, now
+    )
+    rows = [
+        _case_row(p, actor, now, taxonomy_version, models, versions, sources, groups) for p in kept
+    ]
+    stored = await repo.insert_cases(rows)
 
-    new_groups: dict[str, dict[str, Any]] = {}
-    for p in new:
-        if p.fingerprint not in groups and p.fingerprint not in new_groups:
-            new_groups[p.fingerprint] = {
-                "id": new_id(), "fingerprint": p.fingerprint,
-                "model_id": models[p.case.model.name], "failure_mode": p.case.failure_mode,
-                "first_seen": p.occurred_at, "last_seen": p.occurred_at, "case_count": 0,
-                "sampled_out_count": 0, "status": "open",
-            }
-    if new_groups:
-        await repo.insert_groups(list(new_groups.values()))
-        groups = await repo.groups_by_fingerprint(list({p.fingerprint for p in new}))
-
-    case_rows, revision_rows, tag_rows, link_rows = [], [], [], []
-    for p in new:
-        c = p.case
-        row = {
-            "id": p.id, "model_id": models[c.model.name],
-            "model_version_id": versions[(models[c.model.name], c.model.version)],
-            "data_source_id": sources[c.data_source], "occurred_at": p.occurred_at,
-            "captured_at": c.captured_at, "received_at": now, "environment": c.environment,
-            "input": c.input, "prediction": c.prediction, "expected": c.expected,
-            "confidence": c.confidence, "latency_ms": c.latency_ms, "signals": c.signals,
-            "provenance": c.provenance.model_dump(mode="json") if c.provenance else None,
-            "source_key": p.source_key, "external_id": c.external_id,
-            "fingerprint": p.fingerprint, "content_hash": p.content_hash,
-            "group_id": groups[p.fingerprint].id, "title": c.title, "summary": c.summary,
-            "failure_mode": c.failure_mode, "failure_mode_parent": p.failure_mode_parent,
-            "taxonomy_version": taxonomy_version if c.failure_mode else None,
-            "severity": c.severity, "impact": c.impact, "status": "new", "tags": c.tags,
-            "sensitivity": c.sensitivity.value, "team": c.team or actor.team,
-            "writeup": c.writeup.model_dump(mode="json") if c.writeup else None,
-            "merged_into_id": None, "revision": 1, "updated_at": now,
-        }
-        case_rows.append(row)
-    stored = await repo.insert_cases(case_rows)
-
+    revision_rows, tag_rows, link_rows = [], [], []
     bumps: dict[str, dict[str, Any]] = {}
     regressions: dict[str, str] = {}
-    for p, row in zip(new, case_rows, strict=True):
+    for p, row in zip(kept, rows, strict=True):
         if p.id not in stored:
             continue
         links = [lk.model_dump(mode="json") for lk in p.case.links]
-        revision_rows.append({
-            "id": new_id(), "case_id": p.id, "revision": 1, "actor": actor.subject,
-            "created_at": now, "reason": "ingested", "changes": {},
-            "snapshot": curated_snapshot(row, p.case.tags, links),
-        })
+        revision_rows.append(
+            {
+                "id": new_id(),
+                "case_id": p.id,
+                "revision": 1,
+                "actor": actor.subject,
+                "created_at": now,
+                "reason": "ingested",
+                "changes": {},
+                "snapshot": curated_snapshot(row, p.case.tags, links),
+            }
+        )
         tag_rows.extend({"case_id": p.id, "tag": t} for t in p.case.tags)
         link_rows.extend({"id": new_id(), "case_id": p.id, **lk} for lk in links)
         group = groups[p.fingerprint]
-        b = bumps.setdefault(group.id, {"gid": group.id, "added": 0, "sampled": 0,
-                                        "seen": p.occurred_at, "first": p.occurred_at})
-        b["added"] += 1
-        b["seen"] = max(b["seen"], p.occurred_at)
-        b["first"] = min(b["first"], p.occurred_at)
-        if group.status == "resolved" and is_newer(p.case.model.version,
-                                                   group.resolved_in_version):
+        _bump(bumps, group.id, p.occurred_at, added=1)
+        if group.status == "resolved" and is_newer(p.case.model.version, group.resolved_in_version):
             regressions[group.id] = p.case.model.version
+    for p in outcome.sampled_out:
+        _bump(bumps, groups[p.fingerprint].id, p.occurred_at, sampled=1)
     await repo.insert_rows(CaseRevision, revision_rows)
     await repo.insert_rows(CaseTag, tag_rows)
     await repo.insert_rows(CaseLink, link_rows)
     await repo.add_outbox([(cid, 1) for cid in stored], now)
     await repo.bump_groups(list(bumps.values()))
+    await _evict(repo, outcome.evicted, now)
+    await repo.save_sampling_counters(outcome.counters)
     for gid, version in regressions.items():
         await repo.mark_regressed(gid, version, now)
-    return stored
+    return stored, {p.index for p in outcome.sampled_out}
 
+
+async def _ensure_groups(
+    repo: CatalogRepository, new: list[Prepared], models: dict[str, str]
+) -> dict[str, Any]:
+    fingerprints = list({p.fingerprint for p in new})
+    groups = await repo.groups_by_fingerprint(fingerprints)
+    missing: dict[str, dict[str, Any]] = {}
+    for p in new:
+        if p.fingerprint not in groups and p.fingerprint not in missing:
+            missing[p.fingerprint] = {
+                "id": new_id(),
+                "fingerprint": p.fingerprint,
+                "model_id": models[p.case.model.name],
+                "failure_mode": p.case.failure_mode,
+                "first_seen": p.occurred_at,
+                "last_seen": p.occurred_at,
+                "case_count": 0,
+                "sampled_out_count": 0,
+                "status": "open",
+            }
+    if missing:
+        await repo.insert_groups(list(missing.values()))
+        groups = await repo.groups_by_fingerprint(fingerprints)
+    return groups
+
+
+def _bump(
+    bumps: dict[str, dict[str, Any]], group_id: str, at: datetime, added: int = 0, sampled: int = 0
+) -> None:
+    b = bumps.setdefault(
+        group_id, {"gid": group_id, "added": 0, "sampled": 0, "seen": at, "first": at}
+    )
+    b["added"] += added
+    b["sampled"] += sampled
+    b["seen"] = max(b["seen"], at)
+    b["first"] = min(b["first"], at)
+
+
+async def _evict(repo: CatalogRepository, ids: list[str], now: datetime) -> None:
+    """Reservoir evictions: the case goes, its group counts it as sampled out, and the
+    outbox tells the indexer to drop the document."""
+    removed = await repo.delete_cases(ids)
+    per_group: dict[str, int] = {}
+    for _, gid, _ in removed:
+        per_group[gid] = per_group.get(gid, 0) + 1
+    await repo.count_evictions(per_group)
+    await repo.add_outbox([(cid, rev + 1) for cid, _, rev in removed], now)
+
+
+def _case_row(
+    p: Prepared,
+    actor: Principal,
+    now: datetime,
+    taxonomy_version: int,
+    models: dict[str, str],
+    versions: dict[tuple[str, str], str],
+    sources: dict[str, str],
+    groups: dict[str, Any],
+) -> dict[str, Any]:
+    c = p.case
+    model_id = models[c.model.name]
+    return {
+        "id": p.id,
+        "model_id": model_id,
+        "model_version_id": versions[(model_id, c.model.version)],
+        "data_source_id": sources[c.data_source],
+        "occurred_at": p.occurred_at,
+        "captured_at": c.captured_at,
+        "received_at": now,
+        "environment": c.environment,
+        "input": c.input,
+        "prediction": c.prediction,
+        "expected": c.expected,
+        "confidence": c.confidence,
+        "latency_ms": c.latency_ms,
+        "signals": c.signals,
+        "provenance": c.provenance.model_dump(mode="json") if c.provenance else None,
+        "source_key": p.source_key,
+        "external_id": c.external_id,
+        "fingerprint": p.fingerprint,
+        "content_hash": p.content_hash,
+        "group_id": groups[p.fingerprint].id,
+        "title": c.title,
+        "summary": c.summary,
+        "failure_mode": c.failure_mode,
+        "failure_mode_parent": p.failure_mode_parent,
+        "taxonomy_version": taxonomy_version if c.failure_mode else None,
+        "severity": c.severity,
+        "impact": c.impact,
+        "status": "new",
+        "tags": c.tags,
+        "sensitivity": c.sensitivity.value,
+        "team": c.team or actor.team,
+        "writeup": c.writeup.model_dump(mode="json") if c.writeup else None,
+        "merged_into_id": None,
+        "reservoir_key": p.reservoir_key,
+        "revision": 1,
+        "updated_at": now,
+    }

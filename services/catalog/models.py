@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from shared.db import JSONType, UTCDateTime
@@ -143,6 +152,9 @@ class FailureCase(SQLModel, table=True):
     team: str | None = Field(default=None, max_length=120, index=True)
     writeup: dict[str, Any] | None = _json()
     merged_into_id: str | None = Field(default=None, max_length=36)
+    # Set when the case was admitted by a sampling reservoir: it may later be evicted while
+    # nobody has curated it (revision 1).
+    reservoir_key: str | None = Field(default=None, max_length=400, index=True)
     revision: int = Field(default=1)
     updated_at: datetime = _ts()
 
@@ -174,7 +186,9 @@ class CaseRevision(SQLModel, table=True):
     __tablename__ = "case_revision"
     __table_args__ = (UniqueConstraint("case_id", "revision"),)
     id: str = Field(primary_key=True, max_length=36)
-    case_id: str = Field(sa_column=Column(String(36), ForeignKey("failure_case.id"), nullable=False))
+    case_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("failure_case.id"), nullable=False)
+    )
     revision: int
     actor: str = Field(max_length=200)
     created_at: datetime = _ts()
@@ -199,12 +213,10 @@ class SamplingRule(SQLModel, table=True):
 
 
 class SamplingCounter(SQLModel, table=True):
-    """Events seen per (model, failure mode, day): the reservoir's denominator."""
+    """Events seen and kept per reservoir, keyed "model|failure mode|day"."""
 
     __tablename__ = "sampling_counter"
-    model_id: str = Field(primary_key=True, max_length=36)
-    failure_mode: str = Field(primary_key=True, max_length=120)
-    day: str = Field(primary_key=True, max_length=10)
+    reservoir_key: str = Field(primary_key=True, max_length=400)
     seen: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     kept: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
 
@@ -213,7 +225,9 @@ class Outbox(SQLModel, table=True):
     """Written with every case change in the same transaction; drained by the indexer."""
 
     __tablename__ = "search_outbox"
-    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True)
+    )
     case_id: str = Field(max_length=36)
     revision: int
     created_at: datetime = _ts()

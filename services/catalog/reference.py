@@ -43,25 +43,49 @@ DEFAULT_TAXONOMY: list[tuple[str, str, str]] = [
     ("latency.throughput_degradation", "Throughput degradation", "Capacity dropped."),
     ("integration", "Integration / pipeline error", "The system around the model failed."),
     ("integration.feature_pipeline", "Feature pipeline", "Features computed wrongly."),
-    ("integration.training_serving_skew", "Training-serving skew", "Serving differs from training."),
+    (
+        "integration.training_serving_skew",
+        "Training-serving skew",
+        "Serving differs from training.",
+    ),
     ("integration.version_mismatch", "Version mismatch", "Wrong model or artifact deployed."),
     ("integration.upstream_outage", "Upstream outage", "A dependency was unavailable."),
 ]
 
 # (grade, rank, title, criteria); rank 0 is the worst.
 DEFAULT_RUBRIC: list[tuple[str, int, str, str]] = [
-    ("S0", 0, "Critical",
-     "Harm to people, legal or safety exposure, or a systemic outage of a production model; "
-     "affects many users or all traffic of a product. Stop the line: page on-call now."),
-    ("S1", 1, "Major",
-     "Material financial, reputational or user harm for a significant segment, or a protected "
-     "group treated unfairly; no acceptable workaround. Fix before the next release."),
-    ("S2", 2, "Moderate",
-     "Wrong outcomes for a limited segment with a workaround, or quality clearly below the "
-     "model's stated targets. Schedule a fix within the current cycle."),
-    ("S3", 3, "Minor",
-     "Isolated wrong outputs with low impact, or degraded confidence/latency within "
-     "tolerances. Track and batch into retraining."),
-    ("S4", 4, "Cosmetic",
-     "No user impact: a curiosity, a near miss or a documentation gap. Record for learning."),
+    (
+        "S0",
+        0,
+        "Critical",
+        "Harm to people, legal or safety exposure, or a systemic outage of a production model; "
+        "affects many users or all traffic of a product. Stop the line: page on-call now.",
+    ),
+    (
+        "S1",
+        1,
+        "Major",
+        "Material financial, reputational or user harm for a significant segment, or a protected "
+        "group treated unfairly; no acceptable workaround. Fix before the next release.",
+    ),
+    (
+        "S2",
+        2,
+        "Moderate",
+        "Wrong outcomes for a limited segment with a workaround, or quality clearly below the "
+        "model's stated targets. Schedule a fix within the current cycle.",
+    ),
+    (
+        "S3",
+        3,
+        "Minor",
+        "Isolated wrong outputs with low impact, or degraded confidence/latency within "
+        "tolerances. Track and batch into retraining.",
+    ),
+    (
+        "S4",
+        4,
+        "Cosmetic",
+        "No user impact: a curiosity, a near miss or a documentation gap. Record for learning.",
+    ),
 ]

@@ -105,7 +105,9 @@ class CatalogRepository:
     async def _names(self, table: Any, names: set[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for chunk in _chunks(sorted(names)):
-            rows = await self.session.execute(select(table.name, table.id).where(table.name.in_(chunk)))
+            rows = await self.session.execute(
+                select(table.name, table.id).where(table.name.in_(chunk))
+            )
             out.update(rows.all())
         return out
 
@@ -123,8 +125,10 @@ class CatalogRepository:
         if missing:
             await self.session.execute(
                 self._insert(ModelVersion.__table__).on_conflict_do_nothing(),
-                [{"id": new_id(), "model_id": m, "version": v, "created_at": now}
-                 for m, v in sorted(missing)],
+                [
+                    {"id": new_id(), "model_id": m, "version": v, "created_at": now}
+                    for m, v in sorted(missing)
+                ],
             )
             found.update(await self._versions(missing))
         return found
@@ -212,14 +216,33 @@ class CatalogRepository:
             .values(
                 case_count=g.c.case_count + bindparam("added"),
                 sampled_out_count=g.c.sampled_out_count + bindparam("sampled"),
-                last_seen=case((g.c.last_seen < bindparam("seen"), bindparam("seen")),
-                               else_=g.c.last_seen),
-                first_seen=case((g.c.first_seen > bindparam("first"), bindparam("first")),
-                                else_=g.c.first_seen),
+                last_seen=case(
+                    (g.c.last_seen < bindparam("seen"), bindparam("seen")), else_=g.c.last_seen
+                ),
+                first_seen=case(
+                    (g.c.first_seen > bindparam("first"), bindparam("first")), else_=g.c.first_seen
+                ),
             )
         )
         await self.session.connection()
         await self.session.execute(stmt, rows, execution_options={"synchronize_session": False})
+
+    async def count_evictions(self, per_group: dict[str, int]) -> None:
+        if not per_group:
+            return
+        from sqlalchemy import bindparam
+
+        g = FailureGroup.__table__
+        await self.session.execute(
+            update(g)
+            .where(g.c.id == bindparam("gid"))
+            .values(
+                case_count=g.c.case_count - bindparam("n"),
+                sampled_out_count=g.c.sampled_out_count + bindparam("n"),
+            ),
+            [{"gid": k, "n": v} for k, v in per_group.items()],
+            execution_options={"synchronize_session": False},
+        )
 
     async def mark_regressed(self, group_id: str, version: str, at: datetime) -> None:
         await self.session.execute(
@@ -263,33 +286,57 @@ class CatalogRepository:
         stmt = self._insert(SamplingRule.__table__).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=["model_name", "data_source"],
-            set_={k: stmt.excluded[k] for k in ("keep_at_or_above", "daily_cap", "enabled",
-                                               "updated_at", "updated_by")},
+            set_={
+                k: stmt.excluded[k]
+                for k in ("keep_at_or_above", "daily_cap", "enabled", "updated_at", "updated_by")
+            },
         )
         await self.session.execute(stmt)
 
-    async def sampling_counters(
-        self, keys: Sequence[tuple[str, str, str]]
-    ) -> dict[tuple[str, str, str], tuple[int, int]]:
-        if not keys:
-            return {}
+    async def sampling_counters(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
         c = SamplingCounter
-        rows = await self.session.execute(
-            select(c.model_id, c.failure_mode, c.day, c.seen, c.kept).where(
-                tuple_(c.model_id, c.failure_mode, c.day).in_(list(keys))
+        out: dict[str, tuple[int, int]] = {}
+        for chunk in _chunks(list(keys)):
+            rows = await self.session.execute(
+                select(c.reservoir_key, c.seen, c.kept).where(c.reservoir_key.in_(chunk))
             )
-        )
-        return {(m, f, d): (s, k) for m, f, d, s, k in rows}
+            out.update({k: (seen, kept) for k, seen, kept in rows})
+        return out
 
     async def save_sampling_counters(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         stmt = self._insert(SamplingCounter.__table__)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["model_id", "failure_mode", "day"],
+            index_elements=["reservoir_key"],
             set_={"seen": stmt.excluded.seen, "kept": stmt.excluded.kept},
         )
         await self.session.execute(stmt, rows)
+
+    async def evictable_in_reservoir(self, key: str) -> list[str]:
+        rows = await self.session.execute(
+            select(FailureCase.id)
+            .where(FailureCase.reservoir_key == key, FailureCase.revision == 1)
+            .order_by(FailureCase.id)
+        )
+        return list(rows.scalars())
+
+    async def delete_cases(self, ids: Sequence[str]) -> list[tuple[str, str, int]]:
+        """Remove uncurated cases (sampling eviction); returns (id, group_id, revision)."""
+        from sqlalchemy import delete
+
+        if not ids:
+            return []
+        rows = await self.session.execute(
+            select(FailureCase.id, FailureCase.group_id, FailureCase.revision).where(
+                FailureCase.id.in_(ids)
+            )
+        )
+        found = [tuple(r) for r in rows]
+        for model in (CaseTag, CaseLink, CaseRevision):
+            await self.session.execute(delete(model).where(model.case_id.in_(ids)))
+        await self.session.execute(delete(FailureCase).where(FailureCase.id.in_(ids)))
+        return found  # type: ignore[return-value]
 
     # --- reads ----------------------------------------------------------------------------
     async def get_case(self, case_id: str, *, for_update: bool = False) -> FailureCase | None:
@@ -310,8 +357,10 @@ class CatalogRepository:
         if after is not None:
             at, cid = after
             stmt = stmt.where(
-                or_(FailureCase.occurred_at < at,
-                    and_(FailureCase.occurred_at == at, FailureCase.id < cid))
+                or_(
+                    FailureCase.occurred_at < at,
+                    and_(FailureCase.occurred_at == at, FailureCase.id < cid),
+                )
             )
         stmt = stmt.order_by(FailureCase.occurred_at.desc(), FailureCase.id.desc()).limit(first)
         return list((await self.session.execute(stmt)).scalars())
@@ -320,15 +369,24 @@ class CatalogRepository:
         c = FailureCase
         out: list[Any] = []
         if f.model:
-            out.append(c.model_id == select(Model.id).where(Model.name == f.model).scalar_subquery())
+            out.append(
+                c.model_id == select(Model.id).where(Model.name == f.model).scalar_subquery()
+            )
         if f.model_version:
-            out.append(c.model_version_id.in_(
-                select(ModelVersion.id).where(ModelVersion.version == f.model_version)))
+            out.append(
+                c.model_version_id.in_(
+                    select(ModelVersion.id).where(ModelVersion.version == f.model_version)
+                )
+            )
         if f.data_source:
-            out.append(c.data_source_id == select(DataSource.id).where(
-                DataSource.name == f.data_source).scalar_subquery())
+            out.append(
+                c.data_source_id
+                == select(DataSource.id).where(DataSource.name == f.data_source).scalar_subquery()
+            )
         if f.failure_mode:
-            out.append(or_(c.failure_mode == f.failure_mode, c.failure_mode_parent == f.failure_mode))
+            out.append(
+                or_(c.failure_mode == f.failure_mode, c.failure_mode_parent == f.failure_mode)
+            )
         if f.severity_min or f.severity_max:
             lo = SEVERITIES.index(f.severity_min or "S0")
             hi = SEVERITIES.index(f.severity_max or "S4")
@@ -356,7 +414,8 @@ class CatalogRepository:
 
     async def tags_of(self, case_ids: Sequence[str]) -> dict[str, list[str]]:
         rows = await self.session.execute(
-            select(CaseTag.case_id, CaseTag.tag).where(CaseTag.case_id.in_(case_ids))
+            select(CaseTag.case_id, CaseTag.tag)
+            .where(CaseTag.case_id.in_(case_ids))
             .order_by(CaseTag.tag)
         )
         out: dict[str, list[str]] = {}
@@ -380,8 +439,9 @@ class CatalogRepository:
         from sqlalchemy import delete
 
         await self.session.execute(delete(CaseLink).where(CaseLink.case_id == case_id))
-        await self.insert_rows(CaseLink, [{"id": new_id(), "case_id": case_id, **lk}
-                                          for lk in links])
+        await self.insert_rows(
+            CaseLink, [{"id": new_id(), "case_id": case_id, **lk} for lk in links]
+        )
 
     async def revisions(self, case_ids: Sequence[str]) -> list[CaseRevision]:
         rows = await self.session.execute(
@@ -432,8 +492,13 @@ class CatalogRepository:
             await self.session.execute(delete(Outbox).where(Outbox.id.in_(chunk)))
 
     async def document_rows(self, case_ids: Sequence[str]) -> list[Any]:
-        return list((await self.session.execute(self._document_query().where(
-            FailureCase.id.in_(case_ids)))).all())
+        return list(
+            (
+                await self.session.execute(
+                    self._document_query().where(FailureCase.id.in_(case_ids))
+                )
+            ).all()
+        )
 
     async def document_rows_after(self, after_id: str | None, limit: int) -> list[Any]:
         stmt = self._document_query()

@@ -52,8 +52,9 @@ class ModelRef(_In):
 
 class Link(_In):
     kind: LinkKind
-    url: Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_URL,
-                                          pattern=r"^https?://\S+$")]
+    url: Annotated[
+        str, StringConstraints(min_length=1, max_length=L.MAX_URL, pattern=r"^https?://\S+$")
+    ]
     title: Annotated[str, StringConstraints(max_length=L.MAX_TITLE)] | None = None
 
 
@@ -87,9 +88,13 @@ class CaseIn(_In):
     data_source: Name
     occurred_at: datetime | None = None
     captured_at: datetime | None = None
-    environment: dict[Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_TAG)],
-                      Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE)]] | None = Field(
-        default=None, max_length=L.MAX_ENV_KEYS)
+    environment: (
+        dict[
+            Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_TAG)],
+            Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE)],
+        ]
+        | None
+    ) = Field(default=None, max_length=L.MAX_ENV_KEYS)
     input: Any = None
     prediction: Any = None
     expected: Any = None

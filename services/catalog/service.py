@@ -5,7 +5,7 @@ Functions take the request's session and flush; the boundary (route, job) commit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
 from datetime import datetime
 from typing import Any
 
@@ -43,14 +43,17 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-async def ingest_cases(session: AsyncSession, items: list[Any], actor: Principal
-                       ) -> list[ItemResult]:
-    return await ingest(session, items, actor)
+async def ingest_cases(
+    session: AsyncSession, items: list[Any], actor: Principal, rng: random.Random | None = None
+) -> list[ItemResult]:
+    """Store a batch of captured cases; one result per item, in order."""
+    return await ingest(session, items, actor, rng)
 
 
 # --- reads -------------------------------------------------------------------------------
-async def get_case(session: AsyncSession, case_id: str, viewer: Principal,
-                   as_of: datetime | None = None) -> FailureCase:
+async def get_case(
+    session: AsyncSession, case_id: str, viewer: Principal, as_of: datetime | None = None
+) -> FailureCase:
     repo = CatalogRepository(session)
     case = await repo.get_case(case_id)
     if case is None or not viewer.can_see(case.team, case.sensitivity):
@@ -76,13 +79,17 @@ def case_as_of(case: FailureCase, rev: CaseRevision) -> FailureCase:
     return copy
 
 
-async def get_cases(session: AsyncSession, ids: list[str], viewer: Principal
-                    ) -> list[FailureCase]:
+async def get_cases(session: AsyncSession, ids: list[str], viewer: Principal) -> list[FailureCase]:
     return await CatalogRepository(session).get_cases(ids, viewer)
 
 
-async def list_cases(session: AsyncSession, f: CaseFilter, viewer: Principal, first: int,
-                     after: tuple[datetime, str] | None) -> list[FailureCase]:
+async def list_cases(
+    session: AsyncSession,
+    f: CaseFilter,
+    viewer: Principal,
+    first: int,
+    after: tuple[datetime, str] | None,
+) -> list[FailureCase]:
     return await CatalogRepository(session).list_cases(f, viewer, first, after)
 
 
@@ -114,7 +121,9 @@ async def list_models(session: AsyncSession) -> list[Model]:
     return await CatalogRepository(session).list_models()
 
 
-async def taxonomy(session: AsyncSession, version: int | None = None) -> tuple[int, list[FailureMode]]:
+async def taxonomy(
+    session: AsyncSession, version: int | None = None
+) -> tuple[int, list[FailureMode]]:
     repo = CatalogRepository(session)
     v = version or await repo.current_taxonomy_version()
     return v, await repo.taxonomy(v)
@@ -125,16 +134,22 @@ async def rubric(session: AsyncSession) -> list[SeverityGrade]:
 
 
 # --- curation ----------------------------------------------------------------------------
-async def update_case(session: AsyncSession, case_id: str, patch: CasePatch,
-                      expected_revision: int, actor: Principal, reason: str | None = None
-                      ) -> FailureCase:
+async def update_case(
+    session: AsyncSession,
+    case_id: str,
+    patch: CasePatch,
+    expected_revision: int,
+    actor: Principal,
+    reason: str | None = None,
+) -> FailureCase:
     repo = CatalogRepository(session)
     case = await repo.get_case(case_id, for_update=True)
     if case is None or not actor.can_see(case.team, case.sensitivity):
         raise NotFound(f"case {case_id} not found")
     if case.revision != expected_revision:
-        raise Conflict(f"case {case_id} is at revision {case.revision}, "
-                       f"not the expected {expected_revision}")
+        raise Conflict(
+            f"case {case_id} is at revision {case.revision}, not the expected {expected_revision}"
+        )
     fields = patch.model_dump(mode="json", exclude_unset=True)
     if "status" in fields:
         _check_transition(case.status, fields["status"])
@@ -153,16 +168,21 @@ async def update_case(session: AsyncSession, case_id: str, patch: CasePatch,
         values["failure_mode_parent"] = None
         values["taxonomy_version"] = None
     before = _curated(case, await repo.links_of([case_id]))
-    changes = {k: {"old": before.get(k), "new": v} for k, v in fields.items()
-               if before.get(k) != v}
+    changes = {k: {"old": before.get(k), "new": v} for k, v in fields.items() if before.get(k) != v}
     if not changes:
         return case
     return await _write_revision(repo, case, fields, values, changes, actor, reason)
 
 
-async def _write_revision(repo: CatalogRepository, case: FailureCase, fields: dict[str, Any],
-                          values: dict[str, Any], changes: dict[str, Any], actor: Principal,
-                          reason: str | None) -> FailureCase:
+async def _write_revision(
+    repo: CatalogRepository,
+    case: FailureCase,
+    fields: dict[str, Any],
+    values: dict[str, Any],
+    changes: dict[str, Any],
+    actor: Principal,
+    reason: str | None,
+) -> FailureCase:
     now = utcnow()
     new_rev = case.revision + 1
     columns = {k: v for k, v in fields.items() if k != "links"}
@@ -175,14 +195,27 @@ async def _write_revision(repo: CatalogRepository, case: FailureCase, fields: di
         await repo.replace_links(case.id, fields["links"] or [])
     for k, v in columns.items():
         setattr(case, k, v)
-    links = fields["links"] if "links" in fields else [
-        _link_dict(lk) for lk in await repo.links_of([case.id])]
+    links = (
+        fields["links"]
+        if "links" in fields
+        else [_link_dict(lk) for lk in await repo.links_of([case.id])]
+    )
     row = {k: getattr(case, k) for k in CURATED_COLUMNS}
-    await repo.insert_rows(CaseRevision, [{
-        "id": new_id(), "case_id": case.id, "revision": new_rev,
-        "actor": actor.subject, "created_at": now, "reason": reason, "changes": changes,
-        "snapshot": curated_snapshot(row, case.tags or [], links),
-    }])
+    await repo.insert_rows(
+        CaseRevision,
+        [
+            {
+                "id": new_id(),
+                "case_id": case.id,
+                "revision": new_rev,
+                "actor": actor.subject,
+                "created_at": now,
+                "reason": reason,
+                "changes": changes,
+                "snapshot": curated_snapshot(row, case.tags or [], links),
+            }
+        ],
+    )
     await repo.add_outbox([(case.id, new_rev)], now)
     return case
 
@@ -201,8 +234,11 @@ def _curated(case: FailureCase, links: list[CaseLink]) -> dict[str, Any]:
 def _check_transition(current: str, target: str) -> None:
     allowed = TRANSITIONS.get(current, ())
     if target != current and target not in allowed:
-        hint = ", ".join(allowed) or "none (use mergeCase for duplicates)" if current != "duplicate" \
+        hint = (
+            ", ".join(allowed) or "none (use mergeCase for duplicates)"
+            if current != "duplicate"
             else "none: a duplicate is final"
+        )
         if target == Status.DUPLICATE.value:
             hint = "use mergeCase to mark a duplicate"
         raise BadUserInput(
@@ -211,8 +247,14 @@ def _check_transition(current: str, target: str) -> None:
         )
 
 
-async def merge_case(session: AsyncSession, case_id: str, into_id: str, expected_revision: int,
-                     actor: Principal, reason: str | None = None) -> FailureCase:
+async def merge_case(
+    session: AsyncSession,
+    case_id: str,
+    into_id: str,
+    expected_revision: int,
+    actor: Principal,
+    reason: str | None = None,
+) -> FailureCase:
     """Mark `case_id` a duplicate of `into_id`; both keep their histories."""
     if case_id == into_id:
         raise BadUserInput("cannot merge a case into itself", [FieldError("into", "same case")])
@@ -221,43 +263,56 @@ async def merge_case(session: AsyncSession, case_id: str, into_id: str, expected
     if survivor is None or not actor.can_see(survivor.team, survivor.sensitivity):
         raise NotFound(f"case {into_id} not found")
     if survivor.merged_into_id:
-        raise BadUserInput("the survivor is itself a duplicate",
-                           [FieldError("into", f"merge into {survivor.merged_into_id} instead")])
+        raise BadUserInput(
+            "the survivor is itself a duplicate",
+            [FieldError("into", f"merge into {survivor.merged_into_id} instead")],
+        )
     case = await repo.get_case(case_id, for_update=True)
     if case is None or not actor.can_see(case.team, case.sensitivity):
         raise NotFound(f"case {case_id} not found")
     if case.revision != expected_revision:
-        raise Conflict(f"case {case_id} is at revision {case.revision}, "
-                       f"not the expected {expected_revision}")
+        raise Conflict(
+            f"case {case_id} is at revision {case.revision}, not the expected {expected_revision}"
+        )
     if case.status == "duplicate":
-        raise BadUserInput("case is already a duplicate",
-                           [FieldError("id", f"merged into {case.merged_into_id}")])
+        raise BadUserInput(
+            "case is already a duplicate", [FieldError("id", f"merged into {case.merged_into_id}")]
+        )
     fields = {"status": "duplicate", "merged_into_id": into_id}
-    changes = {"status": {"old": case.status, "new": "duplicate"},
-               "merged_into_id": {"old": None, "new": into_id}}
-    return await _write_revision(repo, case, fields, {}, changes, actor,
-                                 reason or f"merged into {into_id}")
+    changes = {
+        "status": {"old": case.status, "new": "duplicate"},
+        "merged_into_id": {"old": None, "new": into_id},
+    }
+    return await _write_revision(
+        repo, case, fields, {}, changes, actor, reason or f"merged into {into_id}"
+    )
 
 
-async def resolve_group(session: AsyncSession, group_id: str, fixed_in_version: str,
-                        actor: Principal) -> FailureGroup:
+async def resolve_group(
+    session: AsyncSession, group_id: str, fixed_in_version: str, actor: Principal
+) -> FailureGroup:
     repo = CatalogRepository(session)
     group = await repo.get_group(group_id)
     if group is None:
         raise NotFound(f"group {group_id} not found")
     versions = {v.version for v in await repo.versions_of_model(group.model_id)}
     if fixed_in_version not in versions:
-        raise BadUserInput("unknown model version", [FieldError(
-            "fixedInVersion", f"known versions: {', '.join(sorted(versions))}")])
+        raise BadUserInput(
+            "unknown model version",
+            [FieldError("fixedInVersion", f"known versions: {', '.join(sorted(versions))}")],
+        )
     now = utcnow()
-    await repo.update_group(group_id, {"status": "resolved", "resolved_in_version":
-                                       fixed_in_version, "resolved_at": now})
+    await repo.update_group(
+        group_id,
+        {"status": "resolved", "resolved_in_version": fixed_in_version, "resolved_at": now},
+    )
     await session.refresh(group)
     return group
 
 
-async def publish_taxonomy(session: AsyncSession, codes: list[dict[str, str]], actor: Principal,
-                           note: str | None = None) -> int:
+async def publish_taxonomy(
+    session: AsyncSession, codes: list[dict[str, str]], actor: Principal, note: str | None = None
+) -> int:
     """A new taxonomy version: the current codes plus `codes`; old cases keep their version."""
     repo = CatalogRepository(session)
     current = await repo.current_taxonomy_version()
@@ -271,16 +326,34 @@ async def publish_taxonomy(session: AsyncSession, codes: list[dict[str, str]], a
         elif parent and parent not in known and parent not in {x["code"] for x in codes}:
             errors.append(FieldError(f"codes.{i}.code", f"parent {parent} does not exist"))
     if errors:
-        raise BadUserInput("invalid taxonomy codes", errors)
+        raise BadUserInput(f"invalid taxonomy codes: {errors[0].message}", errors)
     version = current + 1
-    modes = [FailureMode(taxonomy_version=version, code=m.code, parent=m.parent, title=m.title,
-                         description=m.description) for m in existing]
-    modes += [FailureMode(taxonomy_version=version, code=c["code"],
-                          parent=c["code"].split(".")[0] if "." in c["code"] else None,
-                          title=c.get("title") or c["code"], description=c.get("description", ""))
-              for c in codes]
-    await repo.publish_taxonomy(TaxonomyVersion(version=version, published_at=utcnow(),
-                                                published_by=actor.subject, note=note), modes)
+    modes = [
+        FailureMode(
+            taxonomy_version=version,
+            code=m.code,
+            parent=m.parent,
+            title=m.title,
+            description=m.description,
+        )
+        for m in existing
+    ]
+    modes += [
+        FailureMode(
+            taxonomy_version=version,
+            code=c["code"],
+            parent=c["code"].split(".")[0] if "." in c["code"] else None,
+            title=c.get("title") or c["code"],
+            description=c.get("description", ""),
+        )
+        for c in codes
+    ]
+    await repo.publish_taxonomy(
+        TaxonomyVersion(
+            version=version, published_at=utcnow(), published_by=actor.subject, note=note
+        ),
+        modes,
+    )
     return version
 
 
@@ -297,8 +370,9 @@ async def search_documents(session: AsyncSession, case_ids: list[str]) -> list[d
     return [_document(*row) for row in await CatalogRepository(session).document_rows(case_ids)]
 
 
-async def iter_search_documents(session: AsyncSession, after_id: str | None, limit: int
-                                ) -> list[dict[str, Any]]:
+async def iter_search_documents(
+    session: AsyncSession, after_id: str | None, limit: int
+) -> list[dict[str, Any]]:
     rows = await CatalogRepository(session).document_rows_after(after_id, limit)
     return [_document(*row) for row in rows]
 
@@ -314,19 +388,33 @@ def _iso(value: datetime | None) -> str | None:
 def _document(case: FailureCase, model: str, version: str, source: str) -> dict[str, Any]:
     writeup = case.writeup or {}
     return {
-        "id": case.id, "revision": case.revision, "title": case.title, "summary": case.summary,
+        "id": case.id,
+        "revision": case.revision,
+        "title": case.title,
+        "summary": case.summary,
         "impact": case.impact,
-        **{f"writeup_{k}": writeup.get(k) for k in
-           ("hypothesis", "experiments", "results", "rationale")},
-        "model": model, "model_version": version, "data_source": source,
-        "failure_mode": case.failure_mode, "failure_mode_parent": case.failure_mode_parent,
+        **{
+            f"writeup_{k}": writeup.get(k)
+            for k in ("hypothesis", "experiments", "results", "rationale")
+        },
+        "model": model,
+        "model_version": version,
+        "data_source": source,
+        "failure_mode": case.failure_mode,
+        "failure_mode_parent": case.failure_mode_parent,
         "severity": case.severity,
         "severity_rank": SEVERITIES.index(case.severity) if case.severity else None,
-        "status": case.status, "team": case.team, "tags": case.tags or [],
-        "sensitivity": case.sensitivity, "environment": case.environment or {},
-        "occurred_at": _iso(case.occurred_at), "received_at": _iso(case.received_at),
-        "confidence": case.confidence, "latency_ms": case.latency_ms,
-        "group_id": case.group_id, "merged_into_id": case.merged_into_id,
+        "status": case.status,
+        "team": case.team,
+        "tags": case.tags or [],
+        "sensitivity": case.sensitivity,
+        "environment": case.environment or {},
+        "occurred_at": _iso(case.occurred_at),
+        "received_at": _iso(case.received_at),
+        "confidence": case.confidence,
+        "latency_ms": case.latency_ms,
+        "group_id": case.group_id,
+        "merged_into_id": case.merged_into_id,
     }
 
 
@@ -339,10 +427,49 @@ async def page_relations(session: AsyncSession, cases: list[FailureCase]) -> Any
     repo = CatalogRepository(session)
     refs = PageRelations()
     refs.models = {m.id: m.name for m in await repo.models(list({c.model_id for c in cases}))}
-    refs.versions = {v.id: v.version for v in
-                     await repo.model_versions(list({c.model_version_id for c in cases}))}
-    refs.sources = {s.id: s.name for s in
-                    await repo.data_sources(list({c.data_source_id for c in cases}))}
+    refs.versions = {
+        v.id: v.version
+        for v in await repo.model_versions(list({c.model_version_id for c in cases}))
+    }
+    refs.sources = {
+        s.id: s.name for s in await repo.data_sources(list({c.data_source_id for c in cases}))
+    }
     for link in await repo.links_of([c.id for c in cases]):
         refs.links.setdefault(link.case_id, []).append(_link_dict(link))
     return refs
+
+
+# --- sampling rules ----------------------------------------------------------------------
+async def set_sampling_rule(
+    session: AsyncSession,
+    *,
+    model_name: str,
+    data_source: str,
+    daily_cap: int,
+    keep_at_or_above: str = "S1",
+    enabled: bool = True,
+    actor: Principal,
+) -> None:
+    errors = []
+    if daily_cap < 1:
+        errors.append(FieldError("dailyCap", "must be at least 1"))
+    if keep_at_or_above not in SEVERITIES:
+        errors.append(FieldError("keepAtOrAbove", f"one of {', '.join(SEVERITIES)}"))
+    if errors:
+        raise BadUserInput(f"invalid sampling rule: {errors[0].message}", errors)
+    await CatalogRepository(session).upsert_sampling_rule(
+        {
+            "id": new_id(),
+            "model_name": model_name,
+            "data_source": data_source,
+            "keep_at_or_above": keep_at_or_above,
+            "daily_cap": daily_cap,
+            "enabled": enabled,
+            "updated_at": utcnow(),
+            "updated_by": actor.subject,
+        }
+    )
+
+
+async def sampling_rules(session: AsyncSession) -> list[Any]:
+    return await CatalogRepository(session).sampling_rules()

@@ -33,7 +33,11 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
         auth = await AuthService.start(settings, db)
         search = await SearchService.start(settings, db) if role != "auth" else None
         app.state.settings, app.state.db, app.state.auth, app.state.search = (
-            settings, db, auth, search)
+            settings,
+            db,
+            auth,
+            search,
+        )
         created = await auth.ensure_bootstrap_client()
         if created is not None:
             print(bootstrap_banner(settings, created), file=sys.stderr, flush=True)
@@ -52,8 +56,13 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
             await auth.close()
             await db.dispose()
 
-    app = FastAPI(title="failcat", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None if settings.production else "/openapi.json")
+    app = FastAPI(
+        title="failcat",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None if settings.production else "/openapi.json",
+    )
     install_error_handlers(app)
     app.include_router(auth_router)
     if role != "auth":
@@ -71,8 +80,9 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def root() -> JSONResponse:
-        return JSONResponse({"graphql": "/graphql",
-                             "oauth_metadata": "/.well-known/oauth-authorization-server"})
+        return JSONResponse(
+            {"graphql": "/graphql", "oauth_metadata": "/.well-known/oauth-authorization-server"}
+        )
 
     return app
 

@@ -84,10 +84,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 for r in results:
                     counts[r.status] += 1
                     if r.status == "invalid":
-                        print(orjson.dumps({"index": start + r.index, "errors": r.errors}).decode(),
-                              file=sys.stderr)
-                print(f"ingested {min(start + INGEST_BATCH, len(items))}/{len(items)}",
-                      file=sys.stderr)
+                        print(
+                            orjson.dumps({"index": start + r.index, "errors": r.errors}).decode(),
+                            file=sys.stderr,
+                        )
+                print(
+                    f"ingested {min(start + INGEST_BATCH, len(items))}/{len(items)}",
+                    file=sys.stderr,
+                )
         finally:
             await db.dispose()
         return counts

@@ -23,24 +23,37 @@ def _coded(error: GraphQLError) -> GraphQLError:
         ext["code"] = original.code
         if original.errors:
             ext["errors"] = [e.as_dict() for e in original.errors]
-        return GraphQLError(original.message, error.nodes, error.source, error.positions,
-                            error.path, None, ext)
+        return GraphQLError(
+            original.message, error.nodes, error.source, error.positions, error.path, None, ext
+        )
     if isinstance(original, ValidationError):
         ext["code"] = "BAD_USER_INPUT"
         ext["errors"] = [e.as_dict() for e in pydantic_errors(original)]
-        return GraphQLError("invalid input", error.nodes, error.source, error.positions,
-                            error.path, None, ext)
+        return GraphQLError(
+            "invalid input", error.nodes, error.source, error.positions, error.path, None, ext
+        )
     if original is None or isinstance(original, GraphQLError):
         ext.setdefault("code", "BAD_USER_INPUT")
         error.extensions = ext
         return error
     # Unexpected: log with a correlation id (not the inputs), answer with the id only.
     cid = uuid.uuid4().hex
-    log.error("unexpected error in GraphQL resolver %s: %s", ".".join(map(str, error.path or [])),
-              type(original).__name__, extra={"correlation_id": cid},
-              exc_info=(type(original), original, original.__traceback__))
-    return GraphQLError("Internal error", error.nodes, error.source, error.positions,
-                        error.path, None, {"code": "INTERNAL", "correlation_id": cid})
+    log.error(
+        "unexpected error in GraphQL resolver %s: %s",
+        ".".join(map(str, error.path or [])),
+        type(original).__name__,
+        extra={"correlation_id": cid},
+        exc_info=(type(original), original, original.__traceback__),
+    )
+    return GraphQLError(
+        "Internal error",
+        error.nodes,
+        error.source,
+        error.positions,
+        error.path,
+        None,
+        {"code": "INTERNAL", "correlation_id": cid},
+    )
 
 
 class ErrorCodes(SchemaExtension):

@@ -40,10 +40,13 @@ async def _search_ok(request: Request) -> bool:
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     db_ok, search_ok = await asyncio.gather(_database_ok(request), _search_ok(request))
-    checks = {"catalog_database": "ok" if db_ok else "down",
-              "search_backend": "ok" if search_ok else "down"}
+    checks = {
+        "catalog_database": "ok" if db_ok else "down",
+        "search_backend": "ok" if search_ok else "down",
+    }
     down = [k for k, v in checks.items() if v == "down"]
     if down:
-        return JSONResponse({"status": "unavailable", "down": down, "checks": checks},
-                            status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "down": down, "checks": checks}, status_code=503
+        )
     return JSONResponse({"status": "ready", "checks": checks})

@@ -42,8 +42,9 @@ class Mutation(CatalogMutation):
 
 
 class FailcatSchema(strawberry.Schema):
-    def process_errors(self, errors: list[GraphQLError],
-                       execution_context: ExecutionContext | None = None) -> None:
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
         """ErrorCodes logs unexpected errors (masked, no inputs); nothing else to log."""
 
 
@@ -63,7 +64,9 @@ def build_schema(production: bool = False) -> strawberry.Schema:
 
         extensions.append(DisableIntrospection)
     return FailcatSchema(
-        query=Query, mutation=Mutation, extensions=extensions,
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=True),
     )
 

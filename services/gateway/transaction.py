@@ -19,7 +19,8 @@ class TransactionExtension(SchemaExtension):
                 result = self.execution_context.result
                 failed_mutation = (
                     self.execution_context.operation_type == OperationType.MUTATION
-                    and result is not None and bool(result.errors)
+                    and result is not None
+                    and bool(result.errors)
                 )
                 try:
                     if failed_mutation:

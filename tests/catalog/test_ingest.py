@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import secrets
 
 from sqlalchemy import func, select
@@ -10,41 +9,53 @@ from sqlalchemy import func, select
 from services.catalog import service
 from services.catalog.models import CaseRevision, CaseTag, FailureCase, FailureGroup, Outbox
 from shared.security import SYSTEM
+from tests.catalog.builders import unique
 from tests.corpus import aiid_cases
 
 
-def unique(cases: list[dict]) -> list[dict]:
-    """Corpus cases made unique to this test (the session database is shared)."""
-    salt = secrets.token_hex(4)
-    out = copy.deepcopy(cases)
-    for c in out:
-        c["external_id"] = f"{c['external_id']}-{salt}"
-        c["data_source"] = f"{c['data_source']}-{salt}"
-        c.setdefault("provenance", {})["source"] = f"src-{salt}"
-    return out
-
-
 async def count(session, model, *where) -> int:
-    return (await session.execute(select(func.count()).select_from(model).where(*where))
-            ).scalar_one()
+    return (
+        await session.execute(select(func.count()).select_from(model).where(*where))
+    ).scalar_one()
 
 
 async def test_mixed_batch_stores_exactly_the_valid_new_items(session):
     good = unique(aiid_cases(3))
     bad_severity = dict(good[0], external_id="x-" + secrets.token_hex(3), severity="S9")
     missing_model = {"data_source": "aiid", "title": "no model"}
-    huge_input = dict(good[1], external_id="big-" + secrets.token_hex(3),
-                      input={"blob": "x" * 300_000})
-    unknown_mode = dict(good[2], external_id="m-" + secrets.token_hex(3),
-                        failure_mode="label_noise.mislabelled_target")
-    items = [good[0], bad_severity, good[1], missing_model, good[0], huge_input, good[2],
-             unknown_mode, "not an object"]
+    huge_input = dict(
+        good[1], external_id="big-" + secrets.token_hex(3), input={"blob": "x" * 300_000}
+    )
+    unknown_mode = dict(
+        good[2],
+        external_id="m-" + secrets.token_hex(3),
+        failure_mode="label_noise.mislabelled_target",
+    )
+    items = [
+        good[0],
+        bad_severity,
+        good[1],
+        missing_model,
+        good[0],
+        huge_input,
+        good[2],
+        unknown_mode,
+        "not an object",
+    ]
 
     results = await service.ingest_cases(session, items, SYSTEM)
 
     assert [r.status for r in results] == [
-        "created", "invalid", "created", "invalid", "duplicate", "invalid", "created",
-        "invalid", "invalid"]
+        "created",
+        "invalid",
+        "created",
+        "invalid",
+        "duplicate",
+        "invalid",
+        "created",
+        "invalid",
+        "invalid",
+    ]
     assert [r.index for r in results] == list(range(len(items)))
     assert results[4].id == results[0].id
     assert results[1].errors[0]["path"] == "severity"
@@ -77,20 +88,26 @@ async def test_same_content_without_external_id_is_a_duplicate(session):
 
 async def test_provenance_and_content_hash(session):
     case = unique(aiid_cases(1))[0]
-    case["provenance"] = {"source": case["provenance"]["source"], "pipeline_version": "2.1",
-                          "captured_by": "svc-monitor", "batch_id": "b-7"}
+    case["provenance"] = {
+        "source": case["provenance"]["source"],
+        "pipeline_version": "2.1",
+        "captured_by": "svc-monitor",
+        "batch_id": "b-7",
+    }
     [r] = await service.ingest_cases(session, [case], SYSTEM)
     row = await service.get_case(session, r.id, SYSTEM)
     assert row.provenance == case["provenance"]
     assert row.received_at is not None and row.occurred_at.isoformat().startswith(
-        case["occurred_at"][:10])
+        case["occurred_at"][:10]
+    )
     from services.catalog.ingest import CAPTURED_FIELDS
     from shared.jsonutil import canonical_json, sha256_hex
 
     facts = {k: v for k, v in case.items() if k in CAPTURED_FIELDS}
     facts["occurred_at"] = facts["occurred_at"].replace("Z", "")  # pydantic's JSON form
-    assert row.content_hash == sha256_hex(canonical_json(
-        {**facts, "occurred_at": row.occurred_at.isoformat().replace("+00:00", "Z")}))
+    assert row.content_hash == sha256_hex(
+        canonical_json({**facts, "occurred_at": row.occurred_at.isoformat().replace("+00:00", "Z")})
+    )
 
 
 async def test_cases_with_one_fingerprint_form_one_group(session):
@@ -101,8 +118,9 @@ async def test_cases_with_one_fingerprint_form_one_group(session):
     results = await service.ingest_cases(session, batch, SYSTEM)
     rows = await service.get_cases(session, [r.id for r in results[:4]], SYSTEM)
     assert len({r.group_id for r in rows}) == 1
-    group = (await session.execute(select(FailureGroup).where(FailureGroup.fingerprint == fp))
-             ).scalar_one()
+    group = (
+        await session.execute(select(FailureGroup).where(FailureGroup.fingerprint == fp))
+    ).scalar_one()
     assert group.case_count == 4
     occurred = sorted(r.occurred_at for r in rows)
     assert (group.first_seen, group.last_seen) == (occurred[0], occurred[-1])

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from services.gateway.context import Context
 
 
-def _by_id(fetch: Callable[[Any, list[str]], Awaitable[Sequence[Any]]], ctx: Context,
-           key: str = "id") -> DataLoader[str, Any]:
+def _by_id(
+    fetch: Callable[[Any, list[str]], Awaitable[Sequence[Any]]], ctx: Context, key: str = "id"
+) -> DataLoader[str, Any]:
     async def load(ids: list[str]) -> list[Any]:
         rows = {getattr(r, key): r for r in await fetch(await ctx.session(), list(ids))}
         return [rows.get(i) for i in ids]
@@ -23,8 +24,9 @@ def _by_id(fetch: Callable[[Any, list[str]], Awaitable[Sequence[Any]]], ctx: Con
     return DataLoader(load_fn=load)
 
 
-def _many(fetch: Callable[[Any, list[str]], Awaitable[Sequence[Any]]], ctx: Context,
-          key: str = "case_id") -> DataLoader[str, list[Any]]:
+def _many(
+    fetch: Callable[[Any, list[str]], Awaitable[Sequence[Any]]], ctx: Context, key: str = "case_id"
+) -> DataLoader[str, list[Any]]:
     async def load(ids: list[str]) -> list[list[Any]]:
         grouped: dict[str, list[Any]] = defaultdict(list)
         for r in await fetch(await ctx.session(), list(ids)):
@@ -44,8 +46,10 @@ class CatalogLoaders:
         self.revisions = _many(service.revisions_of, ctx)
 
         async def cases(ids: list[str]) -> list[Any]:
-            rows = {c.id: c for c in await service.get_cases(await ctx.session(), list(ids),
-                                                             ctx.principal)}
+            rows = {
+                c.id: c
+                for c in await service.get_cases(await ctx.session(), list(ids), ctx.principal)
+            }
             return [rows.get(i) for i in ids]
 
         # Visibility applies here too: a hit the caller may not see loads as null.

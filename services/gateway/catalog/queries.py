@@ -30,23 +30,34 @@ from shared.security import Scope
 @strawberry.type
 class CatalogQuery:
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
-    async def case(self, info: Info, id: strawberry.ID, as_of: datetime | None = None
-                   ) -> FailureCase:
+    async def case(
+        self, info: Info, id: strawberry.ID, as_of: datetime | None = None
+    ) -> FailureCase:
         session = await info.context.session()
         return await service.get_case(session, str(id), info.context.principal, as_of)
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
-    async def cases(self, info: Info, filter: CaseFilterInput | None = None, first: int = 50,
-                    after: str | None = None) -> CaseConnection:
+    async def cases(
+        self,
+        info: Info,
+        filter: CaseFilterInput | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> CaseConnection:
         check_page_size(first)
         f = CaseFilter.model_validate(to_plain(filter) if filter else {})
         session = await info.context.session()
-        rows = await service.list_cases(session, f, info.context.principal, first + 1,
-                                        decode_cursor(after) if after else None)
+        rows = await service.list_cases(
+            session, f, info.context.principal, first + 1, decode_cursor(after) if after else None
+        )
         page = rows[:first]
         edges = [CaseEdge(cursor=encode_cursor(c.occurred_at, c.id), node=c) for c in page]
-        return CaseConnection(edges=edges, page_info=PageInfo(
-            has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None))
+        return CaseConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def group(self, info: Info, id: strawberry.ID) -> FailureGroup:
@@ -67,6 +78,3 @@ class CatalogQuery:
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def severity_rubric(self, info: Info) -> list[SeverityGrade]:
         return await service.rubric(await info.context.session())
-
-
-

@@ -199,8 +199,10 @@ class FailureCase:
     async def links(self: CaseRow, info: Info) -> list[Link]:  # type: ignore[misc]
         as_of = self.__dict__.get("as_of_links")
         if as_of is not None:
-            return [Link(kind=LinkKind(lk["kind"]), url=lk["url"], title=lk.get("title"))
-                    for lk in as_of]
+            return [
+                Link(kind=LinkKind(lk["kind"]), url=lk["url"], title=lk.get("title"))
+                for lk in as_of
+            ]
         return await info.context.loaders.links.load(self.id)
 
     @strawberry.field

@@ -39,22 +39,36 @@ class SearchQuery:
     ) -> SearchResults:
         ctx = info.context
         result = await ctx.search.search(
-            ctx.principal, query,
+            ctx.principal,
+            query,
             filter=SearchFilter.model_validate(to_plain(filter)) if filter else None,
-            facets=facets or [], first=first, after=after, sort=sort, histogram=histogram,
+            facets=facets or [],
+            first=first,
+            after=after,
+            sort=sort,
+            histogram=histogram,
             heatmap=(heatmap.x, heatmap.y, heatmap.size) if heatmap else None,
         )
         cases = ctx.loaders.case
-        hits = [SearchHit(case=await cases.load(h.id), score=h.score,
-                          highlights=[Highlight(field=f, snippets=s)
-                                      for f, s in h.highlights.items()])
-                for h in result.hits]
+        hits = [
+            SearchHit(
+                case=await cases.load(h.id),
+                score=h.score,
+                highlights=[Highlight(field=f, snippets=s) for f, s in h.highlights.items()],
+            )
+            for h in result.hits
+        ]
         return SearchResults(
-            total=result.total, total_is_lower_bound=result.total_is_lower_bound, hits=hits,
-            facets=[Facet(field=name, buckets=[Bucket(value=b.value, count=b.count) for b in bs])
-                    for name, bs in result.facets.items()],
+            total=result.total,
+            total_is_lower_bound=result.total_is_lower_bound,
+            hits=hits,
+            facets=[
+                Facet(field=name, buckets=[Bucket(value=b.value, count=b.count) for b in bs])
+                for name, bs in result.facets.items()
+            ],
             histogram=[Bucket(value=b.value, count=b.count) for b in result.histogram],
             heatmap=[HeatmapCell(x=c.x, y=c.y, count=c.count) for c in result.heatmap],
-            page_info=PageInfo(has_next_page=result.next_cursor is not None,
-                               end_cursor=result.next_cursor),
+            page_info=PageInfo(
+                has_next_page=result.next_cursor is not None, end_cursor=result.next_cursor
+            ),
         )

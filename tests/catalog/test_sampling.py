@@ -1,0 +1,110 @@
+"""Sampling: severe cases always kept, the rest capped per (model, mode, day) by a reservoir."""
+
+from __future__ import annotations
+
+import random
+import secrets
+
+from sqlalchemy import select
+
+from services.catalog import service
+from services.catalog.models import FailureCase, FailureGroup
+from shared.security import SYSTEM
+from tests.catalog.builders import unique
+from tests.corpus import aiid_cases
+
+
+def day_of_cases(n: int, model: str, source: str, severity: str | None, fp: str) -> list[dict]:
+    cases = unique(aiid_cases(n))
+    for i, c in enumerate(cases):
+        c.update(
+            model={"name": model, "version": "1"},
+            data_source=source,
+            occurred_at=f"2026-03-04T{i % 24:02d}:{i % 60:02d}:00Z",
+            failure_mode="robustness.input_noise",
+            fingerprint=fp,
+        )
+        c.pop("severity", None)
+        if severity:
+            c["severity"] = severity
+    return cases
+
+
+async def test_reservoir_caps_the_day_and_counts_what_it_dropped(session):
+    model, source, fp = (
+        f"m-{secrets.token_hex(3)}",
+        f"s-{secrets.token_hex(3)}",
+        secrets.token_hex(6),
+    )
+    await service.set_sampling_rule(
+        session,
+        model_name=model,
+        data_source=source,
+        daily_cap=10,
+        keep_at_or_above="S1",
+        actor=SYSTEM,
+    )
+    rules = await service.sampling_rules(session)
+    assert any(r.model_name == model and r.daily_cap == 10 for r in rules)
+    rng = random.Random(7)
+    cases = day_of_cases(40, model, source, "S3", fp)
+    first = await service.ingest_cases(session, cases[:25], SYSTEM, rng=rng)
+    second = await service.ingest_cases(session, cases[25:], SYSTEM, rng=rng)
+    statuses = [r.status for r in first + second]
+    # An in-batch arrival may evict an earlier one of the same batch: at most the cap each.
+    assert statuses.count("created") >= 10 and first and statuses.count("sampled_out") >= 15
+    assert sum(r.status == "created" for r in first) == 10
+    stored = (
+        (await session.execute(select(FailureCase.id).where(FailureCase.fingerprint == fp)))
+        .scalars()
+        .all()
+    )
+    assert len(stored) == 10  # the cap holds across batches, evictions included
+    group = (
+        await session.execute(select(FailureGroup).where(FailureGroup.fingerprint == fp))
+    ).scalar_one()
+    assert (group.case_count, group.sampled_out_count) == (10, 30)
+    # Evictions make later arrivals as likely to be kept as early ones: some of the second
+    # batch survive even though the reservoir was full before it arrived.
+    second_ids = {r.id for r in second if r.status == "created"}
+    assert second_ids & set(stored)
+
+
+async def test_severe_cases_and_other_sources_are_always_kept(session):
+    model, source, fp = (
+        f"m-{secrets.token_hex(3)}",
+        f"s-{secrets.token_hex(3)}",
+        secrets.token_hex(6),
+    )
+    await service.set_sampling_rule(
+        session,
+        model_name=model,
+        data_source=source,
+        daily_cap=2,
+        keep_at_or_above="S1",
+        actor=SYSTEM,
+    )
+    severe = day_of_cases(6, model, source, "S0", fp)
+    other = day_of_cases(6, model, source + "-other", "S4", fp + "x")
+    results = await service.ingest_cases(session, severe + other, SYSTEM, rng=random.Random(1))
+    assert [r.status for r in results] == ["created"] * 12
+
+
+async def test_curated_cases_are_never_evicted(session):
+    from services.catalog.schemas import CasePatch
+
+    model, source, fp = (
+        f"m-{secrets.token_hex(3)}",
+        f"s-{secrets.token_hex(3)}",
+        secrets.token_hex(6),
+    )
+    await service.set_sampling_rule(
+        session, model_name=model, data_source=source, daily_cap=2, actor=SYSTEM
+    )
+    cases = day_of_cases(30, model, source, None, fp)
+    kept = await service.ingest_cases(session, cases[:2], SYSTEM)
+    for r in kept:
+        await service.update_case(session, r.id, CasePatch(title="curated"), 1, SYSTEM)
+    rest = await service.ingest_cases(session, cases[2:], SYSTEM, rng=random.Random(3))
+    assert {r.status for r in rest} == {"sampled_out"}
+    assert len(await service.get_cases(session, [r.id for r in kept], SYSTEM)) == 2
