@@ -18,19 +18,23 @@ def sha256_hex(data: bytes) -> str:
 
 
 def json_depth(value: Any, limit: int) -> int:
-    """Depth of nested containers, stopping early once past `limit`."""
-    stack = [(value, 1)]
-    deepest = 0
-    while stack:
-        node, depth = stack.pop()
+    """Depth of nested containers, stopping as soon as it passes `limit`."""
+
+    def walk(node: Any, depth: int) -> int:
+        if depth > limit:
+            return depth
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):
             children = node
         else:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+            return depth - 1
+        deepest = depth
+        for child in children:
+            if isinstance(child, dict | list):
+                deepest = max(deepest, walk(child, depth + 1))
+                if deepest > limit:
+                    break
+        return deepest
+
+    return walk(value, 1)

@@ -303,9 +303,20 @@ async def _ensure_groups(
                 "status": "open",
             }
     if missing:
-        await repo.insert_groups(list(missing.values()))
-        groups = await repo.groups_by_fingerprint(fingerprints)
+        if await repo.insert_groups(list(missing.values())):
+            groups.update({fp: _GroupRef(**row) for fp, row in missing.items()})
+        else:  # a concurrent batch created some of them: read back the winners' ids
+            groups = await repo.groups_by_fingerprint(fingerprints)
     return groups
+
+
+class _GroupRef:
+    """The few attributes of a just-created group that ingestion reads."""
+
+    __slots__ = ("id", "resolved_in_version", "status")
+
+    def __init__(self, id: str, status: str, **_: Any) -> None:
+        self.id, self.status, self.resolved_in_version = id, status, None
 
 
 def _bump(

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -106,10 +107,19 @@ class FailureGroup(SQLModel, table=True):
 class FailureCase(SQLModel, table=True):
     __tablename__ = "failure_case"
     __table_args__ = (
-        UniqueConstraint("source_key", "external_id"),
+        UniqueConstraint("external_id", "source_key"),
         Index("ix_failure_case_occurred_id", "occurred_at", "id"),
         Index("ix_failure_case_model_version", "model_id", "model_version_id"),
+        # Only reservoir-admitted cases are ever looked up by it: keep the index that small.
+        Index(
+            "ix_failure_case_reservoir_key",
+            "reservoir_key",
+            postgresql_where=text("reservoir_key IS NOT NULL"),
+            sqlite_where=text("reservoir_key IS NOT NULL"),
+        ),
     )
+    # Every index costs each ingested row; low-cardinality and numeric filters (severity,
+    # status, sensitivity, confidence, latency) are served by the search index instead.
     id: str = Field(primary_key=True, max_length=36)
     # Captured facts: immutable after ingestion.
     model_id: str = Field(sa_column=Column(String(36), ForeignKey("model.id"), nullable=False))
@@ -126,14 +136,14 @@ class FailureCase(SQLModel, table=True):
     input: Any = _json()
     prediction: Any = _json()
     expected: Any = _json()
-    confidence: float | None = Field(default=None, index=True)
-    latency_ms: float | None = Field(default=None, index=True)
+    confidence: float | None = Field(default=None)
+    latency_ms: float | None = Field(default=None)
     signals: dict[str, Any] | None = _json()
     provenance: dict[str, Any] | None = _json()
     # Idempotency: external_id is unique within its source (provenance.source or data_source).
     source_key: str = Field(max_length=200)
     external_id: str | None = Field(default=None, max_length=200)
-    fingerprint: str = Field(max_length=128, index=True)
+    fingerprint: str = Field(max_length=128)
     content_hash: str = Field(max_length=64, unique=True)
     group_id: str = Field(
         sa_column=Column(String(36), ForeignKey("failure_group.id"), nullable=False, index=True)
@@ -144,17 +154,17 @@ class FailureCase(SQLModel, table=True):
     failure_mode: str | None = Field(default=None, max_length=120, index=True)
     failure_mode_parent: str | None = Field(default=None, max_length=120, index=True)
     taxonomy_version: int | None = None
-    severity: str | None = Field(default=None, max_length=2, index=True)
+    severity: str | None = Field(default=None, max_length=2)
     impact: str | None = Field(default=None, sa_column=Column(Text))
-    status: str = Field(default="new", max_length=20, index=True)
+    status: str = Field(default="new", max_length=20)
     tags: list[str] | None = _json()
-    sensitivity: str = Field(default="internal", max_length=20, index=True)
+    sensitivity: str = Field(default="internal", max_length=20)
     team: str | None = Field(default=None, max_length=120, index=True)
     writeup: dict[str, Any] | None = _json()
     merged_into_id: str | None = Field(default=None, max_length=36)
     # Set when the case was admitted by a sampling reservoir: it may later be evicted while
     # nobody has curated it (revision 1).
-    reservoir_key: str | None = Field(default=None, max_length=400, index=True)
+    reservoir_key: str | None = Field(default=None, max_length=400)
     revision: int = Field(default=1)
     updated_at: datetime = _ts()
 

@@ -6,7 +6,22 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, tuple_, update
+import orjson
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    String,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,6 +60,12 @@ class CatalogRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self.dialect = session.bind.dialect.name
+
+    def _in(self, column: Any, values: Sequence[str]) -> Any:
+        """`column IN values`; on Postgres one array parameter instead of one per value."""
+        if self.dialect == "postgresql":
+            return column == any_(literal(list(values), ARRAY(String)))
+        return column.in_(values)
 
     def _insert(self, table: Any) -> Any:
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
@@ -170,21 +191,24 @@ class CatalogRepository:
         for chunk in _chunks(list(hashes)):
             rows = await self.session.execute(
                 select(FailureCase.content_hash, FailureCase.id).where(
-                    FailureCase.content_hash.in_(chunk)
+                    self._in(FailureCase.content_hash, chunk)
                 )
             )
             out.update(rows.all())
         return out
 
     async def ids_by_external(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Ids of stored cases by (source, external_id): matched on external_id through its
+        index, then on the exact pair here (a batch rarely spans more than one source)."""
+        wanted = set(keys)
         out: dict[tuple[str, str], str] = {}
-        for chunk in _chunks(list(keys)):
+        for chunk in _chunks(sorted({e for _, e in wanted})):
             rows = await self.session.execute(
                 select(FailureCase.source_key, FailureCase.external_id, FailureCase.id).where(
-                    tuple_(FailureCase.source_key, FailureCase.external_id).in_(chunk)
+                    self._in(FailureCase.external_id, chunk)
                 )
             )
-            out.update({(s, e): i for s, e, i in rows})
+            out.update({(s, e): i for s, e, i in rows if (s, e) in wanted})
         return out
 
     # --- groups ---------------------------------------------------------------------------
@@ -197,34 +221,52 @@ class CatalogRepository:
             out.update({g.fingerprint: g for g in rows.scalars()})
         return out
 
-    async def insert_groups(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            await self.session.execute(
-                self._insert(FailureGroup.__table__).on_conflict_do_nothing(), rows
-            )
+    async def insert_groups(self, rows: list[dict[str, Any]]) -> bool:
+        """Insert new groups; false when another writer created one of them first."""
+        if not rows:
+            return True
+        g = FailureGroup.__table__
+        stmt = self._insert(g).on_conflict_do_nothing().returning(g.c.id)
+        inserted = (await self.session.execute(stmt, rows)).scalars().all()
+        return len(inserted) == len(rows)
 
     async def bump_groups(self, rows: list[dict[str, Any]]) -> None:
-        """Add counts and move last_seen forward; one executemany for the batch."""
+        """Add counts and widen first/last seen for many groups at once."""
         if not rows:
             return
+        if self.dialect == "postgresql":
+            # One statement for the whole batch: the new values arrive as parallel arrays.
+            raw = await self._raw_connection()
+            await raw.execute(
+                "UPDATE failure_group AS g SET case_count = g.case_count + b.added, "
+                "sampled_out_count = g.sampled_out_count + b.sampled, "
+                "last_seen = GREATEST(g.last_seen, b.seen), "
+                "first_seen = LEAST(g.first_seen, b.first) "
+                "FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], "
+                "$5::timestamptz[]) AS b(gid, added, sampled, seen, first) WHERE g.id = b.gid",
+                *(
+                    list(col)
+                    for col in zip(
+                        *(
+                            (r["gid"], r["added"], r["sampled"], r["seen"], r["first"])
+                            for r in rows
+                        ),
+                        strict=True,
+                    )
+                ),
+            )
+            return
         g = FailureGroup.__table__
-        from sqlalchemy import bindparam, case
-
         stmt = (
             update(g)
             .where(g.c.id == bindparam("gid"))
             .values(
                 case_count=g.c.case_count + bindparam("added"),
                 sampled_out_count=g.c.sampled_out_count + bindparam("sampled"),
-                last_seen=case(
-                    (g.c.last_seen < bindparam("seen"), bindparam("seen")), else_=g.c.last_seen
-                ),
-                first_seen=case(
-                    (g.c.first_seen > bindparam("first"), bindparam("first")), else_=g.c.first_seen
-                ),
+                last_seen=func.max(g.c.last_seen, bindparam("seen")),
+                first_seen=func.min(g.c.first_seen, bindparam("first")),
             )
         )
-        await self.session.connection()
         await self.session.execute(stmt, rows, execution_options={"synchronize_session": False})
 
     async def count_evictions(self, per_group: dict[str, int]) -> None:
@@ -264,13 +306,50 @@ class CatalogRepository:
         """Insert, skipping rows another writer stored first; returns the ids really stored."""
         if not rows:
             return set()
+        if self.dialect == "postgresql":
+            return await self._copy_cases(rows)
         stmt = self._insert(T_CASE).on_conflict_do_nothing().returning(T_CASE.c.id)
         result = await self.session.execute(stmt, rows)
         return set(result.scalars().all())
 
-    async def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            await self.session.execute(table.__table__.insert(), rows)
+    async def _copy_cases(self, rows: list[dict[str, Any]]) -> set[str]:
+        """COPY into a transaction-local staging table, then one INSERT ... SELECT that skips
+        conflicts: COPY's speed with ON CONFLICT's idempotency."""
+        raw = await self._raw_connection()
+        await raw.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS failure_case_stage "
+            "(LIKE failure_case INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        await raw.execute("TRUNCATE failure_case_stage")
+        columns = [c.name for c in T_CASE.columns]
+        await raw.copy_records_to_table(
+            "failure_case_stage", records=_records(T_CASE, rows), columns=columns
+        )
+        ids = await raw.fetch(
+            f"INSERT INTO failure_case ({', '.join(columns)}) "
+            f"SELECT {', '.join(columns)} FROM failure_case_stage "
+            "ON CONFLICT DO NOTHING RETURNING id"
+        )
+        return {r["id"] for r in ids}
+
+    async def _raw_connection(self) -> Any:
+        """The asyncpg connection under this session's transaction (same transaction)."""
+        conn = await self.session.connection()
+        raw = await conn.get_raw_connection()
+        return raw.driver_connection
+
+    async def insert_rows(self, model: Any, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        table = model.__table__
+        if self.dialect == "postgresql":
+            raw = await self._raw_connection()
+            columns = [c.name for c in table.columns if c.name in rows[0]]
+            await raw.copy_records_to_table(
+                table.name, records=_records(table, rows, columns), columns=columns
+            )
+        else:
+            await self.session.execute(table.insert(), rows)
 
     async def add_outbox(self, entries: list[tuple[str, int]], now: datetime) -> None:
         await self.insert_rows(
@@ -519,6 +598,21 @@ class CatalogRepository:
             select(FailureCase.id, FailureCase.revision).order_by(FailureCase.id)
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def _records(
+    table: Any, rows: list[dict[str, Any]], columns: list[str] | None = None
+) -> list[tuple[Any, ...]]:
+    """Rows as COPY records; JSON columns become their text (asyncpg's jsonb codec takes str)."""
+    names = columns or [c.name for c in table.columns]
+    is_json = [isinstance(table.c[n].type, JSON) for n in names]
+    return [
+        tuple(
+            (None if v is None else orjson.dumps(v).decode()) if j else v
+            for v, j in zip((row.get(n) for n in names), is_json, strict=True)
+        )
+        for row in rows
+    ]
 
 
 def visible_to(viewer: Principal) -> list[Any]:
