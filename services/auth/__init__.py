@@ -1,0 +1,1 @@
+"""The authorization server: clients, users, signing keys, scoped JWT access tokens."""

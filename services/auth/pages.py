@@ -1,0 +1,92 @@
+"""The minimal HTML of the sign-in and device pages. Every value is escaped; no scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from html import escape
+
+from fastapi.responses import HTMLResponse
+
+# No framing (clickjacking of the Allow button), no caching of a page holding a CSRF token,
+# no referrer leaking the authorization request. form-action is deliberately absent: browsers
+# apply it to the redirect back to the client, which is on another origin.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}"
+    "label{display:block;margin:.6rem 0 .2rem}input[type=text],input[type=password]"
+    "{width:100%;padding:.4rem}button{margin:1rem .5rem 0 0;padding:.4rem 1rem}"
+    ".error{color:#a00}code{background:#eee;padding:0 .2rem}"
+)
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    html = (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
+        f"<meta name=viewport content='width=device-width'><style>{_STYLE}</style></head>"
+        f"<body><h1>{escape(title)}</h1>{body}</body></html>"
+    )
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _hidden(params: Iterable[tuple[str, str]]) -> str:
+    return "".join(f"<input type=hidden name='{escape(k)}' value='{escape(v)}'>" for k, v in params)
+
+
+def _credentials() -> str:
+    return (
+        "<label for=username>Username</label>"
+        "<input type=text id=username name=username autocomplete=username required>"
+        "<label for=password>Password</label>"
+        "<input type=password id=password name=password autocomplete=current-password required>"
+    )
+
+
+def login_page(
+    client_name: str,
+    scopes: list[str],
+    params: list[tuple[str, str]],
+    csrf: str,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    scope_list = "".join(f"<li><code>{escape(s)}</code></li>" for s in scopes)
+    err = f"<p class=error>{escape(error)}</p>" if error else ""
+    body = (
+        f"<p><strong>{escape(client_name)}</strong> asks to act on your behalf with:</p>"
+        f"<ul>{scope_list}</ul>{err}"
+        f"<form method=post action='/oauth/authorize'>{_hidden(params)}"
+        f"<input type=hidden name=csrf_token value='{escape(csrf)}'>{_credentials()}"
+        "<button name=decision value=allow>Sign in and allow</button>"
+        "<button name=decision value=deny formnovalidate>Deny</button></form>"
+    )
+    return _page("Sign in to failcat", body, status)
+
+
+def device_page(
+    user_code: str, csrf: str, error: str | None = None, status: int = 200
+) -> HTMLResponse:
+    err = f"<p class=error>{escape(error)}</p>" if error else ""
+    body = (
+        "<p>Enter the code shown by your terminal, then sign in to approve it.</p>"
+        f"{err}<form method=post action='/oauth/device'>"
+        f"<input type=hidden name=csrf_token value='{escape(csrf)}'>"
+        "<label for=user_code>Code</label>"
+        f"<input type=text id=user_code name=user_code value='{escape(user_code)}' required>"
+        f"{_credentials()}"
+        "<button name=decision value=allow>Approve</button>"
+        "<button name=decision value=deny formnovalidate>Deny</button></form>"
+    )
+    return _page("Approve a device", body, status)
+
+
+def message_page(title: str, message: str, status: int = 200) -> HTMLResponse:
+    return _page(title, f"<p>{escape(message)}</p>", status)

@@ -1,0 +1,342 @@
+"""Authorization code + PKCE (S256 only) + refresh tokens, for people with local accounts."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from tests.auth.builders import bearer, make_user, pkce_pair, query_of, register, sign_in
+
+REDIRECT = "https://app.example/cb"
+
+
+def _claims(token: str) -> dict:
+    seg = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
+
+
+@pytest.fixture
+async def web_client(app):
+    return await register(
+        app,
+        scopes=["cases:read", "cases:write", "plans:read", "audit:read"],
+        grant_types=["authorization_code", "refresh_token"],
+        redirect_uris=[REDIRECT],
+        clearance="confidential",
+    )
+
+
+@pytest.fixture
+async def curator(app):
+    return await make_user(app, ["curator"], team="payments-ml", clearance="restricted")
+
+
+def _params(c, challenge: str, **extra: str) -> dict[str, str]:
+    return {
+        "response_type": "code",
+        "client_id": c.client_id,
+        "redirect_uri": REDIRECT,
+        "scope": "cases:read cases:write",
+        "state": "st-123",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+
+
+async def _code(client, c, user, verifier_challenge=None, **extra) -> tuple[str, str]:
+    verifier, challenge = verifier_challenge or pkce_pair()
+    resp = await sign_in(client, _params(c, challenge, **extra), *user)
+    assert resp.status_code == 302, resp.text
+    q = query_of(resp.headers["location"])
+    return q["code"], verifier
+
+
+async def _redeem(client, c, code, verifier, **extra):
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+        **extra,
+    }
+    return await client.post("/oauth/token", data=data, auth=(c.client_id, c.secret))
+
+
+async def test_full_flow_issues_user_token_and_refresh_token(
+    client, app, web_client, curator, settings, resource
+):
+    verifier, challenge = pkce_pair()
+    page = await client.get("/oauth/authorize", params=_params(web_client, challenge))
+    assert page.status_code == 200
+    assert "cases:write" in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+    resp = await sign_in(client, _params(web_client, challenge), *curator)
+    assert resp.status_code == 302
+    location = resp.headers["location"]
+    assert location.startswith(REDIRECT + "?")
+    q = query_of(location)
+    assert q["state"] == "st-123"
+    assert q["iss"] == settings.issuer  # RFC 9207
+
+    token = await _redeem(client, web_client, q["code"], verifier)
+    assert token.status_code == 200, token.text
+    body = token.json()
+    assert body["refresh_token"]
+    assert body["scope"] == "cases:read cases:write"
+    claims = _claims(body["access_token"])
+    assert claims["team"] == "payments-ml"
+    # The person may see restricted, the client only confidential: the token gets the lower.
+    assert claims["clearance"] == "confidential"
+    assert claims["client_id"] == web_client.client_id
+    assert claims["sub"] != web_client.client_id
+    assert (await resource.post("/cases", headers=bearer(body["access_token"]))).status_code == 200
+
+
+async def test_no_scope_asked_gets_client_and_user_intersection(client, app, web_client, curator):
+    verifier, challenge = pkce_pair()
+    params = _params(web_client, challenge)
+    del params["scope"]
+    resp = await sign_in(client, params, *curator)
+    code = query_of(resp.headers["location"])["code"]
+    body = (await _redeem(client, web_client, code, verifier)).json()
+    # audit:read is allowed to the client but not held by a curator.
+    assert set(body["scope"].split()) == {"cases:read", "cases:write", "plans:read"}
+
+
+async def test_scope_the_user_lacks_is_invalid_scope(client, app, web_client, curator):
+    _, challenge = pkce_pair()
+    resp = await sign_in(client, _params(web_client, challenge, scope="audit:read"), *curator)
+    assert resp.status_code == 302
+    q = query_of(resp.headers["location"])
+    assert q["error"] == "invalid_scope"
+    assert "code" not in q
+
+
+async def test_scope_the_client_lacks_is_invalid_scope(client, app, web_client):
+    _, challenge = pkce_pair()
+    resp = await client.get(
+        "/oauth/authorize", params=_params(web_client, challenge, scope="cases:read admin")
+    )
+    assert resp.status_code == 302
+    assert query_of(resp.headers["location"])["error"] == "invalid_scope"
+
+
+async def test_pkce_is_required_even_for_confidential_clients(client, web_client):
+    params = _params(web_client, "x")
+    del params["code_challenge"], params["code_challenge_method"]
+    resp = await client.get("/oauth/authorize", params=params)
+    assert resp.status_code == 302
+    assert query_of(resp.headers["location"])["error"] == "invalid_request"
+
+
+async def test_plain_pkce_is_refused(client, web_client):
+    verifier, _ = pkce_pair()
+    for method in ("plain", None):
+        params = _params(web_client, verifier)
+        if method:
+            params["code_challenge_method"] = method
+        else:
+            del params["code_challenge_method"]
+        resp = await client.get("/oauth/authorize", params=params)
+        assert resp.status_code == 302
+        assert query_of(resp.headers["location"])["error"] == "invalid_request"
+
+
+async def test_pkce_verifier_mismatch_is_refused(client, web_client, curator):
+    code, _ = await _code(client, web_client, curator)
+    other_verifier, _ = pkce_pair()
+    resp = await _redeem(client, web_client, code, other_verifier)
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "invalid_grant"
+    missing = await client.post(
+        "/oauth/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT},
+        auth=(web_client.client_id, web_client.secret),
+    )
+    assert missing.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://app.example/cb/",
+        "https://app.example/cb/../evil",
+        "https://app.example/cb?next=x",
+        "https://APP.example/cb",
+        "https://app.example.evil.test/cb",
+        "http://app.example/cb",
+    ],
+)
+async def test_redirect_uri_must_match_exactly_and_is_never_followed_otherwise(
+    client, web_client, uri
+):
+    _, challenge = pkce_pair()
+    resp = await client.get(
+        "/oauth/authorize", params=_params(web_client, challenge, redirect_uri=uri)
+    )
+    assert resp.status_code == 400
+    assert "location" not in resp.headers
+
+
+async def test_redirect_uri_at_token_endpoint_must_match(client, web_client, curator):
+    code, verifier = await _code(client, web_client, curator)
+    resp = await _redeem(client, web_client, code, verifier, redirect_uri=REDIRECT + "/x")
+    assert resp.json()["error"] == "invalid_grant"
+
+
+async def test_reused_code_is_refused_and_its_tokens_revoked(
+    client, app, web_client, curator, resource
+):
+    code, verifier = await _code(client, web_client, curator)
+    first = (await _redeem(client, web_client, code, verifier)).json()
+    assert (await resource.get("/cases", headers=bearer(first["access_token"]))).status_code == 200
+
+    again = await _redeem(client, web_client, code, verifier)
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
+    # Tokens from the first redemption are revoked: at once in this process ...
+    assert (await resource.get("/cases", headers=bearer(first["access_token"]))).status_code == 401
+    # ... in the database (introspection) ...
+    intro = await client.post(
+        "/oauth/introspect",
+        data={"token": first["access_token"]},
+        auth=(web_client.client_id, web_client.secret),
+    )
+    assert intro.json() == {"active": False}
+    # ... and the refresh token is dead too.
+    refresh = await client.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        auth=(web_client.client_id, web_client.secret),
+    )
+    assert refresh.json()["error"] == "invalid_grant"
+
+
+async def test_code_is_bound_to_its_client(client, app, web_client, curator):
+    other = await register(
+        app,
+        scopes=["cases:read", "cases:write"],
+        grant_types=["authorization_code"],
+        redirect_uris=[REDIRECT],
+    )
+    code, verifier = await _code(client, web_client, curator)
+    resp = await _redeem(client, other, code, verifier)
+    assert resp.json()["error"] == "invalid_grant"
+
+
+async def test_wrong_password_shows_the_form_again(client, web_client, curator):
+    _, challenge = pkce_pair()
+    resp = await sign_in(client, _params(web_client, challenge), curator[0], "wrong-password!")
+    assert resp.status_code == 401
+    assert "Wrong username or password" in resp.text
+    unknown = await sign_in(client, _params(web_client, challenge), "nobody", "wrong-password!")
+    assert unknown.status_code == 401
+    assert unknown.text.replace(curator[0], "") == resp.text.replace(curator[0], "")
+
+
+async def test_sign_in_without_csrf_token_is_refused(client, web_client, curator):
+    _, challenge = pkce_pair()
+    form = {
+        **_params(web_client, challenge),
+        "username": curator[0],
+        "password": curator[1],
+        "decision": "allow",
+        "csrf_token": "forged",
+    }
+    resp = await client.post("/oauth/authorize", data=form)
+    assert resp.status_code == 403
+
+
+async def test_deny_redirects_with_access_denied(client, web_client, curator):
+    _, challenge = pkce_pair()
+    resp = await sign_in(client, _params(web_client, challenge), *curator, decision="deny")
+    assert resp.status_code == 302
+    q = query_of(resp.headers["location"])
+    assert q["error"] == "access_denied"
+    assert q["state"] == "st-123"
+
+
+async def test_refresh_rotates_and_reuse_kills_the_family(client, web_client, curator, resource):
+    code, verifier = await _code(client, web_client, curator)
+    first = (await _redeem(client, web_client, code, verifier)).json()
+    auth = (web_client.client_id, web_client.secret)
+
+    narrowed = await client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "scope": "cases:read",
+        },
+        auth=auth,
+    )
+    assert narrowed.status_code == 200, narrowed.text
+    second = narrowed.json()
+    assert second["scope"] == "cases:read"
+    assert second["refresh_token"] != first["refresh_token"]
+
+    wider = await client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": second["refresh_token"],
+            "scope": "cases:read plans:write",
+        },
+        auth=auth,
+    )
+    assert wider.json()["error"] == "invalid_scope"
+
+    # Replaying the rotated-out token revokes everything of this authorization.
+    replay = await client.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        auth=auth,
+    )
+    assert replay.json()["error"] == "invalid_grant"
+    latest = await client.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": second["refresh_token"]},
+        auth=auth,
+    )
+    assert latest.json()["error"] == "invalid_grant"
+    assert (await resource.get("/cases", headers=bearer(second["access_token"]))).status_code == 401
+
+
+async def test_public_client_with_loopback_redirect(client, app, curator):
+    loopback = "http://127.0.0.1:53682/callback"
+    cli = await register(
+        app,
+        scopes=["cases:read"],
+        public=True,
+        grant_types=["authorization_code", "refresh_token"],
+        redirect_uris=[loopback],
+    )
+    assert cli.secret is None
+    verifier, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": cli.client_id,
+        "redirect_uri": loopback,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "state": "s",
+    }
+    resp = await sign_in(client, params, *curator)
+    code = query_of(resp.headers["location"])["code"]
+    token = await client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": loopback,
+            "client_id": cli.client_id,
+            "code_verifier": verifier,
+        },
+    )
+    assert token.status_code == 200, token.text
+    assert token.json()["scope"] == "cases:read"

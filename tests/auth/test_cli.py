@@ -1,0 +1,125 @@
+"""`failcat clients|users|keys` against the test database, through the real entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sys
+
+import pytest
+
+from services.gateway.cli import main
+
+
+def _failcat(monkeypatch, settings, capsys, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    monkeypatch.setenv("FAILCAT_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("FAILCAT_DATABASE_URL", settings.catalog_url)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+async def _in_thread(*args, **kwargs):
+    # The CLI runs its own event loop (asyncio.run); keep it off the test loop.
+    return await asyncio.to_thread(_failcat, *args, **kwargs)
+
+
+async def test_clients_lifecycle(monkeypatch, settings, capsys, client):
+    code, out, _ = await _in_thread(
+        monkeypatch,
+        settings,
+        capsys,
+        "clients",
+        "create",
+        "--name",
+        "ingest-bot",
+        "--scopes",
+        "cases:ingest cases:read",
+        "--team",
+        "payments-ml",
+        "--clearance",
+        "confidential",
+    )
+    assert code == 0
+    created = json.loads(out)
+    assert set(created) == {"client_id", "client_secret"}
+
+    token = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(created["client_id"], created["client_secret"]),
+    )
+    assert token.status_code == 200
+
+    code, out, _ = await _in_thread(
+        monkeypatch, settings, capsys, "clients", "show", created["client_id"]
+    )
+    shown = json.loads(out)
+    assert shown["team"] == "payments-ml"
+    assert shown["scopes"] == ["cases:ingest", "cases:read"]
+    assert "secret" not in out  # never shown again
+
+    code, out, _ = await _in_thread(monkeypatch, settings, capsys, "clients", "list")
+    assert created["client_id"] in {c["client_id"] for c in json.loads(out)}
+
+    code, out, _ = await _in_thread(
+        monkeypatch, settings, capsys, "clients", "rotate-secret", created["client_id"]
+    )
+    rotated = json.loads(out)["client_secret"]
+    assert rotated != created["client_secret"]
+
+    code, out, _ = await _in_thread(
+        monkeypatch, settings, capsys, "clients", "disable", created["client_id"]
+    )
+    assert json.loads(out)["disabled"] is True
+    refused = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(created["client_id"], rotated),
+    )
+    assert refused.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("--scopes", "cases:read nope"), "unknown scope"),
+        (("--scopes", "cases:read", "--clearance", "secret"), "unknown clearance"),
+    ],
+)
+async def test_clients_create_bad_input(monkeypatch, settings, capsys, argv, message):
+    code, out, err = await _in_thread(
+        monkeypatch, settings, capsys, "clients", "create", "--name", "x", *argv
+    )
+    assert code == 1
+    assert message in err
+    assert out == ""
+
+
+async def test_users_and_keys(monkeypatch, settings, capsys, app):
+    code, out, _ = await _in_thread(
+        monkeypatch,
+        settings,
+        capsys,
+        "users",
+        "create",
+        "--username",
+        "ada-cli",
+        "--roles",
+        "reviewer auditor",
+        "--password-stdin",
+        stdin="correct horse battery\n",
+    )
+    assert code == 0
+    user = json.loads(out)
+    assert user["roles"] == ["auditor", "reviewer"]
+    assert "password" not in out
+    code, out, _ = await _in_thread(monkeypatch, settings, capsys, "users", "list")
+    assert "ada-cli" in {u["username"] for u in json.loads(out)}
+
+    code, out, _ = await _in_thread(monkeypatch, settings, capsys, "keys", "rotate")
+    kid = json.loads(out)["kid"]
+    await app.state.auth.refresh_keys()
+    assert app.state.auth.ring().signing_kid == kid

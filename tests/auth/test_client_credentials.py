@@ -1,0 +1,261 @@
+"""Client credentials: discovery, issuance, claims, scope rules, client authentication."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from tests.auth.builders import bearer, register
+
+
+def _claims_and_header(token: str) -> tuple[dict, dict]:
+    def part(i: int) -> dict:
+        seg = token.split(".")[i]
+        return json.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
+
+    return part(0), part(1)
+
+
+async def test_metadata_is_valid_rfc8414(client, settings):
+    resp = await client.get("/.well-known/oauth-authorization-server")
+    assert resp.status_code == 200
+    meta = AuthorizationServerMetadata(resp.json())
+    meta.validate()
+    assert meta["issuer"] == settings.issuer
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert "implicit" not in meta["grant_types_supported"]
+    assert "password" not in meta["grant_types_supported"]
+
+
+async def test_client_credentials_token_follows_rfc9068(client, app, settings):
+    c = await register(
+        app, scopes=["cases:read", "cases:ingest"], team="payments-ml", clearance="confidential"
+    )
+    resp = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, c.secret)
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert resp.headers["cache-control"] == "no-store"
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == settings.access_token_ttl_s
+    assert "refresh_token" not in body
+    # No scope asked: every allowed scope.
+    assert set(body["scope"].split()) == {"cases:read", "cases:ingest"}
+
+    header, claims = _claims_and_header(body["access_token"])
+    assert header["typ"] == "at+jwt"
+    assert header["alg"] == "ES256"
+    assert header["kid"] == app.state.auth.ring().signing_kid
+    assert claims["iss"] == settings.issuer
+    assert claims["aud"] == settings.audience
+    assert claims["sub"] == c.client_id
+    assert claims["client_id"] == c.client_id
+    assert claims["team"] == "payments-ml"
+    assert claims["clearance"] == "confidential"
+    assert claims["exp"] - claims["iat"] == settings.access_token_ttl_s
+    assert claims["jti"]
+
+    # Verifiable independently against the published JWKS.
+    jwks = (await client.get("/oauth/jwks.json")).json()
+    assert all("d" not in k for k in jwks["keys"])  # never a private part
+    decoded = jwt.decode(body["access_token"], KeySet.import_key_set(jwks), algorithms=["ES256"])
+    assert decoded.claims["jti"] == claims["jti"]
+
+
+async def test_token_is_accepted_by_resource_server(client, app, resource):
+    c = await register(app, scopes=["cases:read"], team="t1")
+    tok = (
+        await client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, c.secret)
+        )
+    ).json()["access_token"]
+    resp = await resource.get("/cases", headers=bearer(tok))
+    assert resp.status_code == 200
+    assert resp.json() == {"sub": c.client_id, "team": "t1", "clearance": "internal"}
+    principal = app.state.auth.authenticate(f"Bearer {tok}")
+    assert principal.client_id == c.client_id
+    assert principal.scopes == frozenset({"cases:read"})
+
+
+async def test_asked_scope_subset_is_granted_exactly(client, app):
+    c = await register(app, scopes=["cases:read", "cases:write"])
+    resp = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "cases:read"},
+        auth=(c.client_id, c.secret),
+    )
+    assert resp.status_code == 200
+    assert resp.json()["scope"] == "cases:read"
+
+
+async def test_scope_not_allowed_is_invalid_scope_not_narrowed(client, app):
+    c = await register(app, scopes=["cases:read"])
+    for scope in ("cases:read cases:write", "admin", "no-such-scope"):
+        resp = await client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "scope": scope},
+            auth=(c.client_id, c.secret),
+        )
+        assert resp.status_code == 400, scope
+        assert resp.json()["error"] == "invalid_scope", scope
+
+
+async def test_client_secret_post_also_works(client, app):
+    c = await register(app)
+    resp = await client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": c.client_id,
+            "client_secret": c.secret,
+        },
+    )
+    assert resp.status_code == 200
+
+
+async def test_wrong_secret_and_unknown_client_are_indistinguishable(client, app):
+    c = await register(app)
+    wrong = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(c.client_id, "not-the-secret"),
+    )
+    unknown = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=("no-such-client", "not-the-secret"),
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+    assert wrong.json()["error"] == "invalid_client"
+    assert "exist" not in wrong.text
+    assert wrong.headers["www-authenticate"] == unknown.headers["www-authenticate"]
+
+    post_wrong = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": c.client_id, "client_secret": "x"},
+    )
+    post_unknown = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"},
+    )
+    assert post_wrong.status_code == post_unknown.status_code
+    assert post_wrong.json() == post_unknown.json()
+
+
+async def test_secret_is_stored_only_hashed(app, settings):
+    from sqlalchemy import select
+
+    from services.auth.models import OAuthClient
+
+    c = await register(app)
+    async with app.state.db.transaction() as s:
+        row = await s.scalar(select(OAuthClient).where(OAuthClient.client_id == c.client_id))
+    assert row.secret_hash != c.secret
+    assert c.secret not in row.secret_hash
+
+
+async def test_disabled_client_gets_no_token_and_its_tokens_die(client, app, resource):
+    c = await register(app)
+    tok = (
+        await client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, c.secret)
+        )
+    ).json()["access_token"]
+    async with app.state.db.transaction() as s:
+        await app.state.auth.disable_client(s, c.client_id)
+    resp = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, c.secret)
+    )
+    assert resp.status_code == 401
+    assert resp.json()["error"] == "invalid_client"
+    assert (await resource.get("/cases", headers=bearer(tok))).status_code == 401
+
+
+async def test_rotated_secret_replaces_old_one(client, app):
+    c = await register(app)
+    async with app.state.db.transaction() as s:
+        _, new_secret = await app.state.auth.rotate_client_secret(s, c.client_id)
+    old = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, c.secret)
+    )
+    new = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, new_secret)
+    )
+    assert old.status_code == 401
+    assert new.status_code == 200
+
+
+async def test_client_without_the_grant_is_unauthorized_client(client, app):
+    c = await register(
+        app,
+        grant_types=["authorization_code", "refresh_token"],
+        redirect_uris=["https://app.example/cb"],
+    )
+    resp = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, c.secret)
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "unauthorized_client"
+
+
+async def test_password_and_implicit_grants_do_not_exist(client, app):
+    c = await register(app)
+    resp = await client.post(
+        "/oauth/token",
+        data={"grant_type": "password", "username": "a", "password": "b"},
+        auth=(c.client_id, c.secret),
+    )
+    assert resp.json()["error"] == "unsupported_grant_type"
+
+
+async def test_repeated_failures_are_rate_limited(client, app):
+    c = await register(app)
+    for _ in range(10):
+        resp = await client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, "wrong")
+        )
+        assert resp.status_code == 401
+    resp = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, "wrong")
+    )
+    assert resp.status_code == 429
+    assert int(resp.headers["retry-after"]) > 0
+    # Even the right secret waits: the limit is on the identity under attack.
+    resp = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, c.secret)
+    )
+    assert resp.status_code == 429
+    # Other clients are not affected.
+    other = await register(app)
+    resp = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(other.client_id, other.secret),
+    )
+    assert resp.status_code == 200
+
+
+async def test_bootstrap_client_is_an_admin_with_a_private_file(bootstrap, client, settings):
+    path = settings.data_dir / "bootstrap-client.json"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    resp = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(bootstrap["client_id"], bootstrap["client_secret"]),
+    )
+    assert resp.status_code == 200
+    _, claims = _claims_and_header(resp.json()["access_token"])
+    assert "admin" in claims["scope"].split()
+    assert claims["clearance"] == "restricted"
+    assert claims["team"] is None
+
+
+async def test_token_for_fixture(token_for, resource):
+    tok = await token_for("cases:read", team="x")
+    assert (await resource.get("/cases", headers=bearer(tok))).status_code == 200
