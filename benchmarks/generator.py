@@ -27,8 +27,31 @@ MODES = [code for code, _, _ in DEFAULT_TAXONOMY if "." in code]
 SEVERITY_WEIGHTS = {"S0": 1, "S1": 4, "S2": 15, "S3": 40, "S4": 40}
 REGIONS = ["eu-west-1", "us-east-1", "us-west-2", "ap-south-1", "eu-central-1", "sa-east-1"]
 TEAMS = ["payments-ml", "search", "ads", "risk", "vision", "speech", "recsys", "trust"]
-WORDS = ("model predicted wrong label under drift after release with low confidence on rare "
-         "merchant category refund fraud image text toxic latency spike region").split()
+WORDS = [
+    "model",
+    "predicted",
+    "wrong",
+    "label",
+    "under",
+    "drift",
+    "after",
+    "release",
+    "with",
+    "low",
+    "confidence",
+    "on",
+    "rare",
+    "merchant",
+    "category",
+    "refund",
+    "fraud",
+    "image",
+    "text",
+    "toxic",
+    "latency",
+    "spike",
+    "region",
+]
 
 
 def _zipf_weights(n: int, s: float) -> list[float]:
@@ -51,8 +74,10 @@ class CaseGenerator:
         self.rng = random.Random(seed)
         self.models = [f"model-{i:02d}" for i in range(40)]
         self.model_w = _zipf_weights(40, 1.2)
-        self.versions = {m: [f"{1 + i // 3}.{i % 3}.0" for i in range(self.rng.randint(1, 6))]
-                         for m in self.models}
+        self.versions = {
+            m: [f"{1 + i // 3}.{i % 3}.0" for i in range(self.rng.randint(1, 6))]
+            for m in self.models
+        }
         self.mode_w = _zipf_weights(len(MODES), 1.1)
         self.sources = [f"stream-{i:02d}" for i in range(12)]
         self.source_w = _zipf_weights(12, 1.0)
@@ -80,25 +105,39 @@ class CaseGenerator:
             "model": {"name": model, "version": version},
             "data_source": r.choices(self.sources, self.source_w)[0],
             "occurred_at": (self.now - timedelta(seconds=r.randrange(90 * 86400))).isoformat(),
-            "environment": {"region": r.choice(REGIONS), "app_version": f"7.{r.randrange(9)}.1",
-                            "hardware": r.choice(["cpu", "gpu-a10", "gpu-t4"])},
-            "input": {"amount": round(r.lognormvariate(4, 1), 2), "currency": "EUR",
-                      "merchant": f"m-{r.randrange(5000)}", "features": [r.random() for _ in range(6)]},
+            "environment": {
+                "region": r.choice(REGIONS),
+                "app_version": f"7.{r.randrange(9)}.1",
+                "hardware": r.choice(["cpu", "gpu-a10", "gpu-t4"]),
+            },
+            "input": {
+                "amount": round(r.lognormvariate(4, 1), 2),
+                "currency": "EUR",
+                "merchant": f"m-{r.randrange(5000)}",
+                "features": [r.random() for _ in range(6)],
+            },
             "prediction": {"label": label, "score": round(r.betavariate(8, 2), 3)},
             "expected": {"label": r.choice(["fraud", "legit", "spam", "ham"])},
             "confidence": round(r.betavariate(8, 2), 3),
             "latency_ms": round(r.lognormvariate(3.7, 0.6), 1),
             "failure_mode": mode,
             "severity": r.choices(list(SEVERITY_WEIGHTS), list(SEVERITY_WEIGHTS.values()))[0],
-            "signals": {"drift_score": round(r.random(), 3),
-                        "feature_changes": r.sample(["merchant_category", "amount", "country",
-                                                     "device", "hour"], 2)},
+            "signals": {
+                "drift_score": round(r.random(), 3),
+                "feature_changes": r.sample(
+                    ["merchant_category", "amount", "country", "device", "hour"], 2
+                ),
+            },
             "tags": r.sample(["refunds", "night", "new-merchant", "mobile", "holiday", "vip"], 2),
-            "sensitivity": r.choices(["public", "internal", "confidential", "restricted"],
-                                     [5, 80, 12, 3])[0],
+            "sensitivity": r.choices(
+                ["public", "internal", "confidential", "restricted"], [5, 80, 12, 3]
+            )[0],
             "team": r.choice(TEAMS),
-            "provenance": {"source": "bench-monitor", "pipeline_version": "2.1",
-                           "captured_by": "svc-monitor"},
+            "provenance": {
+                "source": "bench-monitor",
+                "pipeline_version": "2.1",
+                "captured_by": "svc-monitor",
+            },
         }
 
     def batch(self, n: int) -> list[dict[str, Any]]:

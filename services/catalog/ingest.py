@@ -104,11 +104,17 @@ def prepare(
     if not isinstance(raw, dict):
         return [FieldError("$", f"expected a JSON object, got {type(raw).__name__}")]
     errors: list[FieldError] = []
-    if json_depth(raw, L.MAX_JSON_DEPTH) > L.MAX_JSON_DEPTH:
-        errors.append(FieldError("$", f"JSON nesting deeper than the limit of {L.MAX_JSON_DEPTH}"))
+    # Only free-form blobs can nest arbitrarily; every other field has a fixed schema.
     for key in CAPTURED_BLOBS:
-        if raw.get(key) is not None and len(orjson.dumps(raw[key])) > L.MAX_BLOB_BYTES:
+        blob = raw.get(key)
+        if not isinstance(blob, dict | list):
+            continue
+        if len(orjson.dumps(blob)) > L.MAX_BLOB_BYTES:
             errors.append(FieldError(key, f"larger than the limit of {L.MAX_BLOB_BYTES} bytes"))
+        elif json_depth(blob, L.MAX_JSON_DEPTH - 1) >= L.MAX_JSON_DEPTH:
+            errors.append(
+                FieldError(key, f"JSON nesting deeper than the limit of {L.MAX_JSON_DEPTH}")
+            )
     if errors:
         return errors
     try:
@@ -130,15 +136,6 @@ def prepare(
         occurred_at=case.occurred_at or now,
         failure_mode_parent=parent,
     )
-
-
-def curated_snapshot(
-    row: dict[str, Any], tags: list[str], links: list[dict[str, Any]]
-) -> dict[str, Any]:
-    snap = {k: row.get(k) for k in CURATED_COLUMNS}
-    snap["tags"] = tags
-    snap["links"] = links
-    return snap
 
 
 CURATED_COLUMNS = (
@@ -247,7 +244,7 @@ async def _store(
     revision_rows, tag_rows, link_rows = [], [], []
     bumps: dict[str, dict[str, Any]] = {}
     regressions: dict[str, str] = {}
-    for p, row in zip(kept, rows, strict=True):
+    for p in kept:
         if p.id not in stored:
             continue
         links = [lk.model_dump(mode="json") for lk in p.case.links]
@@ -260,7 +257,6 @@ async def _store(
                 "created_at": now,
                 "reason": "ingested",
                 "changes": {},
-                "snapshot": curated_snapshot(row, p.case.tags, links),
             }
         )
         tag_rows.extend({"case_id": p.id, "tag": t} for t in p.case.tags)

@@ -191,7 +191,10 @@ class CaseLink(SQLModel, table=True):
 
 
 class CaseRevision(SQLModel, table=True):
-    """Immutable history: who changed what, when and why, and the curated state after it."""
+    """Immutable history: who changed what (old and new values), when and why.
+
+    Revision 1 records the ingestion; reading a case as of a past time undoes the later
+    revisions' changes, so no full snapshot is stored per revision."""
 
     __tablename__ = "case_revision"
     __table_args__ = (UniqueConstraint("case_id", "revision"),)
@@ -204,7 +207,6 @@ class CaseRevision(SQLModel, table=True):
     created_at: datetime = _ts()
     reason: str | None = Field(default=None, max_length=2000)
     changes: dict[str, Any] = _json(nullable=False)
-    snapshot: dict[str, Any] = _json(nullable=False)
 
 
 class SamplingRule(SQLModel, table=True):

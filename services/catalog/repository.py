@@ -313,18 +313,32 @@ class CatalogRepository:
         return set(result.scalars().all())
 
     async def _copy_cases(self, rows: list[dict[str, Any]]) -> set[str]:
-        """COPY into a transaction-local staging table, then one INSERT ... SELECT that skips
-        conflicts: COPY's speed with ON CONFLICT's idempotency."""
+        """COPY straight into the table under a savepoint. The batch was checked for
+        duplicates in this transaction, so a unique violation means a concurrent writer stored
+        one of them meanwhile: then roll back to the savepoint and take the staged path."""
+        import asyncpg
+
         raw = await self._raw_connection()
+        columns = [c.name for c in T_CASE.columns]
+        records = _records(T_CASE, rows)
+        try:
+            async with raw.transaction():  # a savepoint inside the request's transaction
+                await raw.copy_records_to_table("failure_case", records=records, columns=columns)
+            return {r["id"] for r in rows}
+        except asyncpg.UniqueViolationError:
+            return await self._copy_cases_staged(raw, records, columns)
+
+    async def _copy_cases_staged(
+        self, raw: Any, records: list[tuple[Any, ...]], columns: list[str]
+    ) -> set[str]:
+        """COPY into a transaction-local staging table, then one INSERT ... SELECT that skips
+        the rows others stored first."""
         await raw.execute(
             "CREATE TEMP TABLE IF NOT EXISTS failure_case_stage "
             "(LIKE failure_case INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         await raw.execute("TRUNCATE failure_case_stage")
-        columns = [c.name for c in T_CASE.columns]
-        await raw.copy_records_to_table(
-            "failure_case_stage", records=_records(T_CASE, rows), columns=columns
-        )
+        await raw.copy_records_to_table("failure_case_stage", records=records, columns=columns)
         ids = await raw.fetch(
             f"INSERT INTO failure_case ({', '.join(columns)}) "
             f"SELECT {', '.join(columns)} FROM failure_case_stage "
@@ -530,14 +544,14 @@ class CatalogRepository:
         )
         return list(rows.scalars())
 
-    async def revision_at(self, case_id: str, as_of: datetime) -> CaseRevision | None:
+    async def revisions_after(self, case_id: str, as_of: datetime) -> list[CaseRevision]:
+        """Revisions made after `as_of`, newest first."""
         rows = await self.session.execute(
             select(CaseRevision)
-            .where(CaseRevision.case_id == case_id, CaseRevision.created_at <= as_of)
+            .where(CaseRevision.case_id == case_id, CaseRevision.created_at > as_of)
             .order_by(CaseRevision.revision.desc())
-            .limit(1)
         )
-        return rows.scalar_one_or_none()
+        return list(rows.scalars())
 
     async def update_case_if_revision(
         self, case_id: str, expected_revision: int, values: dict[str, Any]
@@ -605,14 +619,16 @@ def _records(
 ) -> list[tuple[Any, ...]]:
     """Rows as COPY records; JSON columns become their text (asyncpg's jsonb codec takes str)."""
     names = columns or [c.name for c in table.columns]
-    is_json = [isinstance(table.c[n].type, JSON) for n in names]
-    return [
-        tuple(
-            (None if v is None else orjson.dumps(v).decode()) if j else v
-            for v, j in zip((row.get(n) for n in names), is_json, strict=True)
-        )
-        for row in rows
-    ]
+    json_at = [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON)]
+    dumps = orjson.dumps
+    out = []
+    for row in rows:
+        record = [row.get(n) for n in names]
+        for i in json_at:
+            if record[i] is not None:
+                record[i] = dumps(record[i]).decode()
+        out.append(tuple(record))
+    return out
 
 
 def visible_to(viewer: Principal) -> list[Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.catalog.ingest import CURATED_COLUMNS, curated_snapshot, ingest, unknown_mode_error
+from services.catalog.ingest import CURATED_COLUMNS, ingest, unknown_mode_error
 from services.catalog.models import (
     CaseLink,
     CaseRevision,
@@ -60,22 +60,29 @@ async def get_case(
         raise NotFound(f"case {case_id} not found")
     if as_of is None:
         return case
-    rev = await repo.revision_at(case_id, as_of)
-    if rev is None:
+    if case.received_at > as_of:
         raise NotFound(f"case {case_id} did not exist at {as_of.isoformat()}")
-    return case_as_of(case, rev)
+    later = await repo.revisions_after(case_id, as_of)
+    links = [_link_dict(lk) for lk in await repo.links_of([case_id])]
+    return case_as_of(case, links, later)
 
 
-def case_as_of(case: FailureCase, rev: CaseRevision) -> FailureCase:
-    """A detached copy of the case with the curated state recorded by `rev`."""
+def case_as_of(
+    case: FailureCase, links: list[dict[str, Any]], later: list[CaseRevision]
+) -> FailureCase:
+    """A detached copy of the case as it was before `later` (newest first) were applied:
+    each revision records old values, so undoing them walks the history back."""
+    state = _curated_values(case, links)
+    for rev in later:
+        for name, change in rev.changes.items():
+            state[name] = change["old"]
     values = case.model_dump()
-    snap = rev.snapshot
-    values.update({k: snap.get(k) for k in CURATED_COLUMNS})
-    values["tags"] = snap.get("tags") or []
-    values["revision"] = rev.revision
-    values["updated_at"] = rev.created_at
+    values.update({k: state[k] for k in CURATED_COLUMNS})
+    values["tags"] = state["tags"] or []
+    if later:
+        values["revision"] = later[-1].revision - 1
     copy = FailureCase.model_validate(values)
-    copy.__dict__["as_of_links"] = snap.get("links") or []
+    copy.__dict__["as_of_links"] = state["links"] or []
     return copy
 
 
@@ -167,7 +174,7 @@ async def update_case(
     elif "failure_mode" in fields:
         values["failure_mode_parent"] = None
         values["taxonomy_version"] = None
-    before = _curated(case, await repo.links_of([case_id]))
+    before = _curated_values(case, [_link_dict(lk) for lk in await repo.links_of([case_id])])
     changes = {k: {"old": before.get(k), "new": v} for k, v in fields.items() if before.get(k) != v}
     if not changes:
         return case
@@ -195,12 +202,6 @@ async def _write_revision(
         await repo.replace_links(case.id, fields["links"] or [])
     for k, v in columns.items():
         setattr(case, k, v)
-    links = (
-        fields["links"]
-        if "links" in fields
-        else [_link_dict(lk) for lk in await repo.links_of([case.id])]
-    )
-    row = {k: getattr(case, k) for k in CURATED_COLUMNS}
     await repo.insert_rows(
         CaseRevision,
         [
@@ -212,7 +213,6 @@ async def _write_revision(
                 "created_at": now,
                 "reason": reason,
                 "changes": changes,
-                "snapshot": curated_snapshot(row, case.tags or [], links),
             }
         ],
     )
@@ -224,10 +224,10 @@ def _link_dict(link: CaseLink) -> dict[str, Any]:
     return {"kind": link.kind, "url": link.url, "title": link.title}
 
 
-def _curated(case: FailureCase, links: list[CaseLink]) -> dict[str, Any]:
+def _curated_values(case: FailureCase, links: list[dict[str, Any]]) -> dict[str, Any]:
     out = {k: getattr(case, k) for k in CURATED_COLUMNS}
     out["tags"] = case.tags or []
-    out["links"] = [_link_dict(lk) for lk in links]
+    out["links"] = links
     return out
 
 

@@ -124,3 +124,23 @@ async def test_cases_with_one_fingerprint_form_one_group(session):
     assert group.case_count == 4
     occurred = sorted(r.occurred_at for r in rows)
     assert (group.first_seen, group.last_seen) == (occurred[0], occurred[-1])
+
+
+async def test_a_row_stored_concurrently_is_skipped_not_failed(session):
+    """The race between the duplicate check and the insert: the store skips what another
+    writer stored first (on Postgres through the savepoint fallback of the COPY path)."""
+    from services.catalog.repository import CatalogRepository
+
+    [first_id] = [r.id for r in await service.ingest_cases(session, unique(aiid_cases(1)), SYSTEM)]
+    repo = CatalogRepository(session)
+    stored = await service.get_case(session, first_id, SYSTEM)
+    row = stored.model_dump()
+    clash = dict(row, id="00000000-0000-7000-8000-" + secrets.token_hex(6))  # same content hash
+    fresh = dict(
+        row,
+        id="00000000-0000-7000-8000-" + secrets.token_hex(6),
+        content_hash=secrets.token_hex(32),
+        external_id=None,
+    )
+    assert await repo.insert_cases([clash, fresh]) == {fresh["id"]}
+    assert await count(session, FailureCase, FailureCase.id == fresh["id"]) == 1

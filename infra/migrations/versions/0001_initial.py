@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 07:37:41.790724
+Create Date: 2026-11-29 07:40:41.886488
 """
 
 from collections.abc import Sequence
@@ -430,11 +430,6 @@ def upgrade() -> None:
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
         sa.Column(
             "changes",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column(
-            "snapshot",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
             nullable=False,
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import strawberry
@@ -105,6 +106,8 @@ def to_plain(value: Any, keep_null: bool = False) -> Any:
     """An input object as the snake_case dict pydantic validates; unset fields dropped."""
     if value is strawberry.UNSET:
         return strawberry.UNSET
+    if isinstance(value, Enum):
+        return value.value
     if hasattr(value, "__strawberry_definition__"):
         out = {}
         for f in value.__strawberry_definition__.fields:
@@ -115,8 +118,6 @@ def to_plain(value: Any, keep_null: bool = False) -> Any:
         return out
     if isinstance(value, list):
         return [to_plain(v, keep_null) for v in value]
-    if hasattr(value, "value") and type(value).__module__.startswith("services.gateway"):
-        return value.value  # enums
     if isinstance(value, datetime):
         return value.isoformat()
     return value

@@ -1,0 +1,94 @@
+"""Helpers shared by the benchmark scripts: fresh databases, a served app, timing."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def postgres_url() -> str:
+    url = os.environ.get("FAILCAT_BENCH_DATABASE_URL") or os.environ.get(
+        "FAILCAT_TEST_DATABASE_URL"
+    )
+    if url:
+        return url
+    out = subprocess.run(
+        ["bash", str(ROOT / "infra/scripts/postgres.sh"), "start"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+async def fresh_postgres(base_url: str) -> str:
+    import asyncpg
+
+    name = f"failcat_bench_{secrets.token_hex(3)}"
+    conn = await asyncpg.connect(base_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return base_url.rsplit("/", 1)[0] + "/" + name
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served(env: dict[str, str]) -> Iterator[str]:
+    """`failcat serve` in a subprocess (its own core), until the block ends."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.gateway.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError(
+                "server did not start: " + (proc.stderr.read() if proc.stderr else "")
+            )
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def token(base: str, data_dir: Path) -> str:
+    import json
+
+    creds = json.loads((data_dir / "bootstrap-client.json").read_text())
+    resp = httpx.post(
+        f"{base}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(creds["client_id"], creds["client_secret"]),
+    )
+    resp.raise_for_status()
+    return resp.json()["access_token"]
