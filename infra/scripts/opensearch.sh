@@ -183,7 +183,7 @@ fetch_zip() {
       "-Dartifact=org.opensearch.distribution.integ-test-zip:opensearch:${VERSION}:zip" \
       "-DoutputDirectory=${tmp}" >"${tmp}/mvn.log" 2>&1; then
     local why
-    why="$(grep -m1 -E '\[ERROR\]' "${tmp}/mvn.log" | sed 's/^\[ERROR\] *//' || true)"
+    why="$(sed 's/\x1b\[[0-9;]*m//g' "${tmp}/mvn.log" | grep -m1 -E '\[ERROR\]' | sed 's/^.*\[ERROR\] *//' || true)"
     rm -rf "$tmp"
     die "download of OpenSearch ${VERSION} via mvn failed: ${why:-see mvn output}"
   fi
