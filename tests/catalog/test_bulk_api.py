@@ -1,0 +1,118 @@
+"""POST /catalog/v1/cases:bulk: JSON array or NDJSON, per-item results, explicit limits."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from services.catalog import limits as L
+from tests.catalog.builders import unique
+from tests.conftest import auth_header
+from tests.corpus import aiid_cases, avid_cases
+
+BULK = "/catalog/v1/cases:bulk"
+
+
+@pytest.fixture(scope="module")
+async def ingest_headers(token_for) -> dict[str, str]:
+    return auth_header(await token_for("cases:ingest cases:read"))
+
+
+async def test_json_array_mixing_valid_invalid_duplicate_and_over_limit(client, ingest_headers):
+    cases = unique(aiid_cases(3) + avid_cases(2))
+    over_limit = dict(cases[0], external_id="big", input={"x": "y" * (L.MAX_BLOB_BYTES + 1)})
+    bad_conf = dict(cases[1], external_id="conf", confidence=1.7)
+    body = [*cases, cases[2], over_limit, bad_conf, {"model": {"name": "m"}}]
+    resp = await client.post(BULK, json=body, headers=ingest_headers)
+    assert resp.status_code == 200
+    out = resp.json()
+    assert [r["status"] for r in out["results"]] == ["created"] * 5 + [
+        "duplicate",
+        "invalid",
+        "invalid",
+        "invalid",
+    ]
+    assert out["counts"] == {"created": 5, "duplicate": 1, "invalid": 3, "sampled_out": 0}
+    assert out["results"][5]["id"] == out["results"][2]["id"]
+    assert out["results"][6]["errors"][0]["path"] == "input"
+    assert out["results"][7]["errors"] == [
+        {"path": "confidence", "message": "Input should be less than or equal to 1"}
+    ]
+    assert {e["path"] for e in out["results"][8]["errors"]} == {"model.version", "data_source"}
+
+    # A retry of the whole request stores nothing twice.
+    again = (await client.post(BULK, json=body, headers=ingest_headers)).json()
+    assert again["counts"] == {"created": 0, "duplicate": 6, "invalid": 3, "sampled_out": 0}
+    ids = [r["id"] for r in out["results"][:5]]
+    listed = [
+        (await client.get(f"/catalog/v1/cases/{i}", headers=ingest_headers)).status_code
+        for i in ids
+    ]
+    assert listed == [200] * 5
+
+
+async def test_ndjson_with_a_broken_line(client, ingest_headers):
+    cases = unique(aiid_cases(3))
+    lines = [
+        orjson.dumps(cases[0]),
+        b'{"model": ',
+        orjson.dumps(cases[1]),
+        b"",
+        orjson.dumps(cases[2]),
+    ]
+    resp = await client.post(
+        BULK,
+        content=b"\n".join(lines),
+        headers={**ingest_headers, "Content-Type": "application/x-ndjson"},
+    )
+    out = resp.json()
+    assert [r["status"] for r in out["results"]] == ["created", "invalid", "created", "created"]
+    assert out["results"][1]["errors"][0]["message"].startswith("line 2:")
+
+
+async def test_too_many_items_is_413_naming_the_limit(client, ingest_headers):
+    body = b"[" + b",".join([b"{}"] * (L.MAX_ITEMS_PER_REQUEST + 1)) + b"]"
+    resp = await client.post(
+        BULK, content=body, headers={**ingest_headers, "Content-Type": "application/json"}
+    )
+    assert resp.status_code == 413
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert "max_items_per_request=10000" in resp.json()["errors"][0]["message"]
+
+
+async def test_body_over_20_mb_is_413_before_parsing(client, ingest_headers):
+    body = b"[" + b" " * L.MAX_REQUEST_BYTES + b"]"
+    resp = await client.post(
+        BULK, content=body, headers={**ingest_headers, "Content-Type": "application/json"}
+    )
+    assert resp.status_code == 413
+    assert "max_request_bytes" in resp.json()["errors"][0]["message"]
+
+
+async def test_malformed_json_and_non_array_are_400(client, ingest_headers):
+    h = {**ingest_headers, "Content-Type": "application/json"}
+    bad = await client.post(BULK, content=b'[{"model": ', headers=h)
+    assert bad.status_code == 400 and bad.json()["code"] == "BAD_USER_INPUT"
+    obj = await client.post(BULK, content=b'{"model": {}}', headers=h)
+    assert obj.status_code == 400 and "array" in obj.json()["detail"]
+
+
+async def test_deep_nesting_is_an_invalid_item(client, ingest_headers):
+    [case] = unique(aiid_cases(1))
+    deep: dict = {}
+    node = deep
+    for _ in range(L.MAX_JSON_DEPTH + 5):
+        node["n"] = {}
+        node = node["n"]
+    case["input"] = deep
+    out = (await client.post(BULK, json=[case], headers=ingest_headers)).json()
+    assert out["results"][0]["status"] == "invalid"
+    assert "nesting" in out["results"][0]["errors"][0]["message"]
+
+
+async def test_ingest_needs_the_ingest_scope(client, token_for):
+    reader = auth_header(await token_for("cases:read"))
+    resp = await client.post(BULK, json=unique(aiid_cases(1)), headers=reader)
+    assert resp.status_code == 403
+    assert "insufficient_scope" in resp.headers["www-authenticate"]
+    assert (await client.post(BULK, json=[])).status_code == 401
