@@ -7,6 +7,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,17 +52,28 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(env: dict[str, str]) -> Iterator[str]:
-    """`failcat serve` in a subprocess (its own core), until the block ends."""
+def served(env: dict[str, str], workers: int = 1) -> Iterator[str]:
+    """`failcat serve` in a subprocess (its own core), until the block ends; its log is
+    printed if the block fails."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.gateway.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log_path = Path(tempfile.mkdtemp()) / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.gateway.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -72,10 +84,11 @@ def served(env: dict[str, str]) -> Iterator[str]:
             except httpx.HTTPError:
                 time.sleep(0.2)
         else:
-            raise RuntimeError(
-                "server did not start: " + (proc.stderr.read() if proc.stderr else "")
-            )
+            raise RuntimeError("server did not start")
         yield base
+    except Exception:
+        print(f"server log:\n{log_path.read_text()[-3000:]}", file=sys.stderr)
+        raise
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -227,6 +227,8 @@ class CatalogRepository:
             return True
         g = FailureGroup.__table__
         stmt = self._insert(g).on_conflict_do_nothing().returning(g.c.id)
+        # Concurrent batches lock new fingerprints in the same order: no deadlock.
+        rows = sorted(rows, key=lambda r: r["fingerprint"])
         inserted = (await self.session.execute(stmt, rows)).scalars().all()
         return len(inserted) == len(rows)
 
@@ -234,9 +236,17 @@ class CatalogRepository:
         """Add counts and widen first/last seen for many groups at once."""
         if not rows:
             return
+        rows = sorted(rows, key=lambda r: r["gid"])
         if self.dialect == "postgresql":
             # One statement for the whole batch: the new values arrive as parallel arrays.
+            # UPDATE ... FROM locks rows in join order; take the same lock (NO KEY UPDATE,
+            # which the cases' foreign-key share locks do not block) in id order first, so
+            # concurrent batches touching the same groups cannot deadlock.
             raw = await self._raw_connection()
+            await raw.execute(
+                "SELECT 1 FROM failure_group WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
+                [r["gid"] for r in rows],
+            )
             await raw.execute(
                 "UPDATE failure_group AS g SET case_count = g.case_count + b.added, "
                 "sampled_out_count = g.sampled_out_count + b.sampled, "
@@ -404,7 +414,7 @@ class CatalogRepository:
             index_elements=["reservoir_key"],
             set_={"seen": stmt.excluded.seen, "kept": stmt.excluded.kept},
         )
-        await self.session.execute(stmt, rows)
+        await self.session.execute(stmt, sorted(rows, key=lambda r: r["reservoir_key"]))
 
     async def evictable_in_reservoir(self, key: str) -> list[str]:
         rows = await self.session.execute(
@@ -573,9 +583,11 @@ class CatalogRepository:
 
     # --- outbox and search documents ------------------------------------------------------
     async def outbox_batch(self, limit: int) -> list[tuple[int, str, int]]:
-        rows = await self.session.execute(
-            select(Outbox.id, Outbox.case_id, Outbox.revision).order_by(Outbox.id).limit(limit)
-        )
+        stmt = select(Outbox.id, Outbox.case_id, Outbox.revision).order_by(Outbox.id).limit(limit)
+        if self.dialect == "postgresql":
+            # Several indexers (API workers, `failcat worker`s) each claim their own rows.
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = await self.session.execute(stmt)
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
     async def outbox_ack(self, ids: Sequence[int]) -> None:

@@ -144,3 +144,32 @@ async def test_a_row_stored_concurrently_is_skipped_not_failed(session):
     )
     assert await repo.insert_cases([clash, fresh]) == {fresh["id"]}
     assert await count(session, FailureCase, FailureCase.id == fresh["id"]) == 1
+
+
+async def test_concurrent_batches_sharing_groups_neither_deadlock_nor_lose_counts(db):
+    import asyncio
+    import random
+
+    fps = [f"shared-{secrets.token_hex(4)}" for _ in range(40)]
+    batches = []
+    for seed in range(6):
+        cases = unique(aiid_cases(150))
+        rng = random.Random(seed)
+        for c in cases:
+            c["fingerprint"] = rng.choice(fps)
+        rng.shuffle(cases)
+        batches.append(cases)
+
+    async def one(batch):
+        async with db.transaction() as s:
+            return await service.ingest_cases(s, batch, SYSTEM)
+
+    results = await asyncio.gather(*(one(b) for b in batches))
+    assert all(r.status == "created" for rs in results for r in rs)
+    async with db.transaction() as s:
+        total = (
+            await s.execute(
+                select(func.sum(FailureGroup.case_count)).where(FailureGroup.fingerprint.in_(fps))
+            )
+        ).scalar_one()
+    assert total == 6 * 150
