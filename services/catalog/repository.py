@@ -226,11 +226,29 @@ class CatalogRepository:
         if not rows:
             return True
         g = FailureGroup.__table__
-        stmt = self._insert(g).on_conflict_do_nothing().returning(g.c.id)
         # Concurrent batches lock new fingerprints in the same order: no deadlock.
         rows = sorted(rows, key=lambda r: r["fingerprint"])
+        if self.dialect == "postgresql" and await self._copy_unless_conflict(g, rows):
+            return True
+        stmt = self._insert(g).on_conflict_do_nothing().returning(g.c.id)
         inserted = (await self.session.execute(stmt, rows)).scalars().all()
         return len(inserted) == len(rows)
+
+    async def _copy_unless_conflict(self, table: Any, rows: list[dict[str, Any]]) -> bool:
+        """COPY under a savepoint; false (and nothing written) if a row hit a unique key,
+        which only happens when a concurrent writer stored it after our read."""
+        import asyncpg
+
+        raw = await self._raw_connection()
+        columns = [c.name for c in table.columns]
+        try:
+            async with raw.transaction():
+                await raw.copy_records_to_table(
+                    table.name, records=_records(table, rows, columns), columns=columns
+                )
+        except asyncpg.UniqueViolationError:
+            return False
+        return True
 
     async def bump_groups(self, rows: list[dict[str, Any]]) -> None:
         """Add counts and widen first/last seen for many groups at once."""
@@ -244,7 +262,8 @@ class CatalogRepository:
             # concurrent batches touching the same groups cannot deadlock.
             raw = await self._raw_connection()
             await raw.execute(
-                "SELECT 1 FROM failure_group WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
+                "SELECT 1 FROM failure_group WHERE id = ANY($1::text[]) "
+                "ORDER BY id FOR NO KEY UPDATE",
                 [r["gid"] for r in rows],
             )
             await raw.execute(
@@ -323,20 +342,15 @@ class CatalogRepository:
         return set(result.scalars().all())
 
     async def _copy_cases(self, rows: list[dict[str, Any]]) -> set[str]:
-        """COPY straight into the table under a savepoint. The batch was checked for
-        duplicates in this transaction, so a unique violation means a concurrent writer stored
-        one of them meanwhile: then roll back to the savepoint and take the staged path."""
-        import asyncpg
-
-        raw = await self._raw_connection()
-        columns = [c.name for c in T_CASE.columns]
-        records = _records(T_CASE, rows)
-        try:
-            async with raw.transaction():  # a savepoint inside the request's transaction
-                await raw.copy_records_to_table("failure_case", records=records, columns=columns)
+        """The batch was checked for duplicates in this transaction, so COPY it straight in;
+        a unique violation means a concurrent writer stored one of them meanwhile: then take
+        the staged path, which skips those."""
+        if await self._copy_unless_conflict(T_CASE, rows):
             return {r["id"] for r in rows}
-        except asyncpg.UniqueViolationError:
-            return await self._copy_cases_staged(raw, records, columns)
+        columns = [c.name for c in T_CASE.columns]
+        return await self._copy_cases_staged(
+            await self._raw_connection(), _records(T_CASE, rows), columns
+        )
 
     async def _copy_cases_staged(
         self, raw: Any, records: list[tuple[Any, ...]], columns: list[str]
