@@ -31,7 +31,7 @@ def json_depth(value: Any, limit: int) -> int:
             return depth - 1
         deepest = depth
         for child in children:
-            if isinstance(child, dict | list):
+            if isinstance(child, (dict, list)):
                 deepest = max(deepest, walk(child, depth + 1))
                 if deepest > limit:
                     break

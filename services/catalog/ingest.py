@@ -76,26 +76,27 @@ def derive_fingerprint(case: CaseIn) -> str:
     return sha256_hex(f"{case.model.name}|{case.failure_mode or ''}|{sig}".encode())[:32]
 
 
-CAPTURED_FIELDS = {
-    "external_id",
-    "model",
-    "data_source",
-    "occurred_at",
-    "captured_at",
-    "environment",
-    "input",
-    "prediction",
-    "expected",
-    "confidence",
-    "latency_ms",
-    "signals",
-    "provenance",
-}
-
-
-def captured_facts(case: CaseIn) -> dict[str, Any]:
-    """The immutable part of a case as validated, so REST and GraphQL hash alike."""
-    return case.model_dump(mode="json", include=CAPTURED_FIELDS, exclude_none=True)
+def captured_facts(case: CaseIn, raw: dict[str, Any]) -> dict[str, Any]:
+    """The immutable part of a case: free-form JSON as sent, typed fields as validated (so a
+    timestamp hashes alike whether it came as "...Z" over REST or "+00:00" over GraphQL)."""
+    facts: dict[str, Any] = {
+        "model": {"name": case.model.name, "version": case.model.version},
+        "data_source": case.data_source,
+    }
+    for key in ("environment", "input", "prediction", "expected", "signals"):
+        if raw.get(key) is not None:
+            facts[key] = raw[key]
+    for key in ("external_id", "confidence", "latency_ms"):
+        value = getattr(case, key)
+        if value is not None:
+            facts[key] = value
+    for key in ("occurred_at", "captured_at"):
+        value = getattr(case, key)
+        if value is not None:
+            facts[key] = value.isoformat().replace("+00:00", "Z")
+    if case.provenance is not None:
+        facts["provenance"] = {k: v for k, v in case.provenance.__dict__.items() if v is not None}
+    return facts
 
 
 def prepare(
@@ -109,9 +110,15 @@ def prepare(
         blob = raw.get(key)
         if not isinstance(blob, dict | list):
             continue
-        if len(orjson.dumps(blob)) > L.MAX_BLOB_BYTES:
+        data = orjson.dumps(blob)
+        if len(data) > L.MAX_BLOB_BYTES:
             errors.append(FieldError(key, f"larger than the limit of {L.MAX_BLOB_BYTES} bytes"))
-        elif json_depth(blob, L.MAX_JSON_DEPTH - 1) >= L.MAX_JSON_DEPTH:
+        # Depth cannot exceed the number of opening brackets: count them at C speed and
+        # walk the value only when that bound is over the limit.
+        elif (
+            data.count(b"{") + data.count(b"[") >= L.MAX_JSON_DEPTH
+            and json_depth(blob, L.MAX_JSON_DEPTH - 1) >= L.MAX_JSON_DEPTH
+        ):
             errors.append(
                 FieldError(key, f"JSON nesting deeper than the limit of {L.MAX_JSON_DEPTH}")
             )
@@ -130,7 +137,7 @@ def prepare(
     return Prepared(
         index=index,
         case=case,
-        content_hash=sha256_hex(canonical_json(captured_facts(case))),
+        content_hash=sha256_hex(canonical_json(captured_facts(case, raw))),
         fingerprint=case.fingerprint or derive_fingerprint(case),
         source_key=provenance_source or case.data_source,
         occurred_at=case.occurred_at or now,

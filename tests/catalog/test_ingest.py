@@ -100,14 +100,25 @@ async def test_provenance_and_content_hash(session):
     assert row.received_at is not None and row.occurred_at.isoformat().startswith(
         case["occurred_at"][:10]
     )
-    from services.catalog.ingest import CAPTURED_FIELDS
     from shared.jsonutil import canonical_json, sha256_hex
 
-    facts = {k: v for k, v in case.items() if k in CAPTURED_FIELDS}
-    facts["occurred_at"] = facts["occurred_at"].replace("Z", "")  # pydantic's JSON form
-    assert row.content_hash == sha256_hex(
-        canonical_json({**facts, "occurred_at": row.occurred_at.isoformat().replace("+00:00", "Z")})
+    captured = (
+        "external_id",
+        "model",
+        "data_source",
+        "occurred_at",
+        "captured_at",
+        "environment",
+        "input",
+        "prediction",
+        "expected",
+        "confidence",
+        "latency_ms",
+        "signals",
+        "provenance",
     )
+    facts = {k: v for k, v in case.items() if k in captured}
+    assert row.content_hash == sha256_hex(canonical_json(facts))
 
 
 async def test_cases_with_one_fingerprint_form_one_group(session):
