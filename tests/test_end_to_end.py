@@ -43,9 +43,11 @@ async def test_token_ingest_search_read(client, bootstrap):
     word = "zebrafish" + secrets.token_hex(3)
     [case] = aiid_cases(1)
     case.update(external_id=f"e2e-{word}", title=f"{case['title']} {word}")
-    resp = await client.post("/graphql", json={"query": INGEST,
-                                               "variables": {"cases": [as_graphql(case)]}},
-                             headers=headers)
+    resp = await client.post(
+        "/graphql",
+        json={"query": INGEST, "variables": {"cases": [as_graphql(case)]}},
+        headers=headers,
+    )
     body = resp.json()
     assert resp.status_code == 200 and "errors" not in body, body
     [result] = body["data"]["ingestCases"]
@@ -55,8 +57,9 @@ async def test_token_ingest_search_read(client, bootstrap):
     deadline = time.monotonic() + 2.0
     hits: list = []
     while time.monotonic() < deadline:
-        resp = await client.post("/graphql", json={"query": SEARCH, "variables": {"q": word}},
-                                 headers=headers)
+        resp = await client.post(
+            "/graphql", json={"query": SEARCH, "variables": {"q": word}}, headers=headers
+        )
         data = resp.json()["data"]["search"]
         hits = data["hits"]
         if hits:
@@ -66,11 +69,16 @@ async def test_token_ingest_search_read(client, bootstrap):
     assert data["total"] == 1
     assert data["facets"][0]["buckets"] == [{"value": case["model"]["name"], "count": 1}]
 
-    resp = await client.post("/graphql", json={"query": CASE, "variables": {"id": case_id}},
-                             headers=headers)
+    resp = await client.post(
+        "/graphql", json={"query": CASE, "variables": {"id": case_id}}, headers=headers
+    )
     got = resp.json()["data"]["case"]
-    assert got == {"id": case_id, "title": case["title"], "revision": 1,
-                   "model": {"name": case["model"]["name"]}}
+    assert got == {
+        "id": case_id,
+        "title": case["title"],
+        "revision": 1,
+        "model": {"name": case["model"]["name"]},
+    }
 
 
 async def test_no_token_is_401_and_missing_scope_is_forbidden(client, token_for):
@@ -80,10 +88,35 @@ async def test_no_token_is_401_and_missing_scope_is_forbidden(client, token_for)
 
     reader = await token_for("cases:read")
     [case] = aiid_cases(1)
-    resp = await client.post("/graphql", json={"query": INGEST,
-                                               "variables": {"cases": [as_graphql(case)]}},
-                             headers=auth_header(reader))
+    resp = await client.post(
+        "/graphql",
+        json={"query": INGEST, "variables": {"cases": [as_graphql(case)]}},
+        headers=auth_header(reader),
+    )
     body = resp.json()
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert "cases:ingest" in body["errors"][0]["message"]
+
+
+async def test_rest_and_graphql_share_one_ingestion_path(client, token_for):
+    """The same case sent over REST and then over GraphQL is one case: same content hash."""
+    headers = auth_header(await token_for("cases:ingest cases:read"))
+    [case] = aiid_cases(1)
+    case.update(external_id=None, title="shared path " + secrets.token_hex(4))
+    minute, second = secrets.randbelow(60), secrets.randbelow(60)
+    case["occurred_at"] = f"2026-11-02T14:{minute:02d}:{second:02d}Z"
+    case["input"] = {"probe": secrets.token_hex(8)}  # unique facts: this test's case only
+    case.pop("external_id")
+    rest = await client.post("/catalog/v1/cases:bulk", json=[case], headers=headers)
+    [created] = rest.json()["results"]
+    assert created["status"] == "created"
+    gql = as_graphql(case) | {
+        "provenance": {"source": case["provenance"]["source"], "pipelineVersion": "1"}
+    }
+    gql["occurredAt"] = f"2026-11-02T14:{minute:02d}:{second:02d}+00:00"
+    resp = await client.post(
+        "/graphql", json={"query": INGEST, "variables": {"cases": [gql]}}, headers=headers
+    )
+    [again] = resp.json()["data"]["ingestCases"]
+    assert (again["status"], again["id"]) == ("DUPLICATE", created["id"])
