@@ -64,11 +64,14 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
         openapi_url=None if settings.production else "/openapi.json",
     )
     install_error_handlers(app)
+    _install_gateway_middleware(app)
     app.include_router(auth_router)
     if role != "auth":
+        from services.gateway.events import CaseEventBus
         from services.gateway.health import router as health_router
         from services.gateway.schema import graphql_router
 
+        app.state.case_events = CaseEventBus()
         app.include_router(health_router)
         app.include_router(catalog_router)
         app.include_router(search_router)
@@ -87,6 +90,17 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
     return app
 
 
+def _install_gateway_middleware(app: FastAPI) -> None:
+    """Pure ASGI middleware (no BaseHTTPMiddleware: it costs tens of microseconds a request).
+    Added last runs first: the correlation id is set before the body limit can refuse."""
+    from services.gateway.http_limits import BodyLimitMiddleware
+    from services.gateway.observability import CorrelationIdMiddleware, metrics_router
+
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(CorrelationIdMiddleware)
+    app.include_router(metrics_router)
+
+
 def bootstrap_banner(settings: Settings, created: dict[str, str]) -> str:
     return (
         "failcat: created the bootstrap admin client (shown once; also in "
@@ -96,3 +110,10 @@ def bootstrap_banner(settings: Settings, created: dict[str, str]) -> str:
         f"  GraphQL:       {settings.issuer}/graphql\n"
         f"  OAuth metadata: {settings.issuer}/.well-known/oauth-authorization-server"
     )
+
+
+def app_from_environment() -> FastAPI:
+    """The factory `failcat serve --workers N` gives uvicorn (one app per worker process)."""
+    import os
+
+    return create_app(load_settings(), role=os.environ.get("FAILCAT_SERVE_ROLE", "all"))

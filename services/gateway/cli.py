@@ -23,7 +23,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from services.gateway.app import create_app
 
-    settings = load_settings()
+    settings = load_settings()  # fail fast on a bad setting, before any worker starts
+    if args.workers > 1:
+        # Stateless API processes sharing the port, each building its app from the
+        # environment. Their in-process indexers share the outbox (rows are claimed with
+        # SKIP LOCKED on Postgres; indexing is idempotent either way).
+        import os
+
+        os.environ["FAILCAT_SERVE_ROLE"] = args.role
+        uvicorn.run(
+            "services.gateway.app:app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="warning",
+            access_log=False,
+        )
+        return 0
     app = create_app(settings, role=args.role)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
@@ -108,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--role", choices=["all", "api", "auth"], default="all")
+    serve.add_argument("--workers", type=int, default=1, help="API processes sharing the port")
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("worker", help="run the outbox indexer").set_defaults(func=cmd_worker)

@@ -1,34 +1,57 @@
-"""Per-request GraphQL context: the caller, one lazily opened transaction, the DataLoaders."""
+"""Per-request GraphQL context: the caller, one lazily opened transaction, the DataLoaders,
+and the cases the request's mutations touched (announced on the event bus after commit)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
 from services.gateway.catalog.loaders import CatalogLoaders
+from services.gateway.events import CaseEventKind
 from shared.security import Principal
 
 
 class Context(BaseContext):
-    def __init__(self, request: Request) -> None:
+    def __init__(self, connection: HTTPConnection) -> None:
         super().__init__()
-        self._request = request
-        self.app_state = request.app.state
+        self._connection = connection
+        self.app_state = connection.app.state
         self._session: AsyncSession | None = None
+        self._opening = asyncio.Lock()
+        self.touched_cases: dict[CaseEventKind, list[str]] = defaultdict(list)
+        # Set by strawberry from the graphql-transport-ws connection_init payload.
+        self.connection_params: dict[str, Any] | None = None
 
     @cached_property
     def principal(self) -> Principal:
-        return self.app_state.auth.authenticate(self._request.headers.get("authorization"))
+        header = self._connection.headers.get("authorization")
+        if header is None and self.connection_params:
+            # Browsers cannot set headers on a websocket: the token comes in connection_init.
+            header = self.connection_params.get("Authorization") or self.connection_params.get(
+                "authorization"
+            )
+        return self.app_state.auth.authenticate(header if isinstance(header, str) else None)
 
     async def session(self) -> AsyncSession:
-        """Opened on first use; TransactionExtension commits it before the response goes out."""
+        """Opened on first use; TransactionExtension commits it before the response goes out.
+
+        Root fields and DataLoader batches run concurrently and share this session. The
+        driver adapters serialize statements on its one connection, but a session still
+        connecting refuses a second caller: so the connection is made here, once, under a lock.
+        """
         if self._session is None:
-            self._session = self.app_state.db.sessionmaker()
-            await self._session.begin()
+            async with self._opening:
+                if self._session is None:
+                    session = self.app_state.db.sessionmaker()
+                    await session.begin()
+                    await session.connection()
+                    self._session = session
         return self._session
 
     @property
@@ -42,3 +65,21 @@ class Context(BaseContext):
     @property
     def search(self) -> Any:
         return self.app_state.search
+
+    @property
+    def case_events(self) -> Any:
+        return self.app_state.case_events
+
+    def touched(self, kind: CaseEventKind, case_ids: list[str]) -> None:
+        self.touched_cases[kind].extend(case_ids)
+
+    async def end_unit_of_work(self) -> None:
+        """Between two subscription events: close the transaction, forget cached rows, so a
+        long-lived subscription neither holds a connection nor serves stale relations."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            try:
+                await session.commit()
+            finally:
+                await session.close()
+        self.__dict__.pop("loaders", None)

@@ -1,8 +1,14 @@
-"""GraphQL errors: every error carries extensions.code; unexpected ones are masked."""
+"""GraphQL errors: every error carries extensions.code; unexpected ones are masked.
+
+A masked error is logged with the request's correlation id, its type and its stack frames, but
+never its message: messages of database or library errors quote the inputs (SQL parameters,
+values that failed to convert), and logs must not carry them.
+"""
 
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
 from collections.abc import Iterator
 
@@ -11,49 +17,62 @@ from pydantic import ValidationError
 from strawberry.extensions import SchemaExtension
 
 from services.catalog.ingest import pydantic_errors
-from shared.errors import FailcatError
+from shared.errors import FailcatError, FieldError
+from shared.logging import correlation_id
 
 log = logging.getLogger("failcat.graphql")
 
 
-def _coded(error: GraphQLError) -> GraphQLError:
+def camel_path(path: str) -> str:
+    """`writeup.hypothesis_text` -> `writeup.hypothesisText`: GraphQL clients see camelCase."""
+
+    def camel(part: str) -> str:
+        head, *rest = part.split("_")
+        return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+    return ".".join(camel(p) for p in path.split("."))
+
+
+def _field_errors(errors: list[FieldError]) -> list[dict[str, str]]:
+    return [{"path": camel_path(e.path), "message": e.message} for e in errors]
+
+
+def _rebuilt(error: GraphQLError, message: str, extensions: dict) -> GraphQLError:
+    return GraphQLError(
+        message, error.nodes, error.source, error.positions, error.path, None, extensions
+    )
+
+
+def masked(error: GraphQLError, original: BaseException) -> GraphQLError:
+    cid = correlation_id.get() or uuid.uuid4().hex
+    frames = "".join(traceback.format_tb(original.__traceback__))
+    log.error(
+        "unexpected error in GraphQL resolver %s: %s\n%s",
+        ".".join(map(str, error.path or [])) or "-",
+        type(original).__name__,
+        frames,
+        extra={"correlation_id": cid},
+    )
+    return _rebuilt(error, "Internal error", {"code": "INTERNAL", "correlation_id": cid})
+
+
+def coded(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     ext = dict(error.extensions or {})
     if isinstance(original, FailcatError):
         ext["code"] = original.code
         if original.errors:
-            ext["errors"] = [e.as_dict() for e in original.errors]
-        return GraphQLError(
-            original.message, error.nodes, error.source, error.positions, error.path, None, ext
-        )
+            ext["errors"] = _field_errors(original.errors)
+        return _rebuilt(error, original.message, ext)
     if isinstance(original, ValidationError):
         ext["code"] = "BAD_USER_INPUT"
-        ext["errors"] = [e.as_dict() for e in pydantic_errors(original)]
-        return GraphQLError(
-            "invalid input", error.nodes, error.source, error.positions, error.path, None, ext
-        )
+        ext["errors"] = _field_errors(pydantic_errors(original))
+        return _rebuilt(error, "invalid input", ext)
     if original is None or isinstance(original, GraphQLError):
-        ext.setdefault("code", "BAD_USER_INPUT")
+        ext.setdefault("code", "BAD_USER_INPUT")  # parse, validation, permission, limits
         error.extensions = ext
         return error
-    # Unexpected: log with a correlation id (not the inputs), answer with the id only.
-    cid = uuid.uuid4().hex
-    log.error(
-        "unexpected error in GraphQL resolver %s: %s",
-        ".".join(map(str, error.path or [])),
-        type(original).__name__,
-        extra={"correlation_id": cid},
-        exc_info=(type(original), original, original.__traceback__),
-    )
-    return GraphQLError(
-        "Internal error",
-        error.nodes,
-        error.source,
-        error.positions,
-        error.path,
-        None,
-        {"code": "INTERNAL", "correlation_id": cid},
-    )
+    return masked(error, original)
 
 
 class ErrorCodes(SchemaExtension):
@@ -61,4 +80,4 @@ class ErrorCodes(SchemaExtension):
         yield
         result = self.execution_context.result
         if result is not None and result.errors:
-            result.errors = [_coded(e) for e in result.errors]
+            result.errors = [coded(e) for e in result.errors]

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from fastapi import Request
-from graphql import GraphQLError
+from graphql import ExecutionResult, GraphQLError
+from starlette.requests import HTTPConnection
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import (
+    AddValidationRules,
+    DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -15,29 +18,49 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.fastapi import GraphQLRouter
+from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.schema.config import StrawberryConfig
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext
 
+from services.gateway import limits as L
+from services.gateway.auth.mutations import AuthMutation
+from services.gateway.auth.queries import AuthQuery
 from services.gateway.catalog.mutations import CatalogMutation
 from services.gateway.catalog.queries import CatalogQuery
 from services.gateway.context import Context
-from services.gateway.errors import ErrorCodes
+from services.gateway.errors import ErrorCodes, coded
+from services.gateway.guard import DocumentGuard
+from services.gateway.observability import OperationMetrics
+from services.gateway.permissions import declare
+from services.gateway.search import types as search_types
 from services.gateway.search.queries import SearchQuery
+from services.gateway.subscriptions import Subscription
 from services.gateway.transaction import TransactionExtension
-from shared.settings import Settings
+from shared.errors import FailcatError
+from shared.security import Scope
 
-MAX_DEPTH = 10
-MAX_ALIASES = 30
-MAX_TOKENS = 5000
+# The search types are the search owner's module; their declaration lives here until that
+# module carries @read_with itself (every search result is read under cases:read).
+for _search_type in (
+    search_types.Highlight,
+    search_types.SearchHit,
+    search_types.Bucket,
+    search_types.Facet,
+    search_types.HeatmapCell,
+    search_types.SearchResults,
+):
+    if "__failcat_scopes__" not in _search_type.__dict__:
+        declare(_search_type, Scope.CASES_READ)
 
 
 @strawberry.type
-class Query(CatalogQuery, SearchQuery):
+class Query(CatalogQuery, SearchQuery, AuthQuery):
     pass
 
 
 @strawberry.type
-class Mutation(CatalogMutation):
+class Mutation(CatalogMutation, AuthMutation):
     pass
 
 
@@ -48,39 +71,80 @@ class FailcatSchema(strawberry.Schema):
         """ErrorCodes logs unexpected errors (masked, no inputs); nothing else to log."""
 
 
-def build_schema(production: bool = False) -> strawberry.Schema:
-    extensions: list[Any] = [
+# strawberry's QueryDepthLimiter and MaxAliasesLimiter build a new rule class per instance,
+# and ValidationCache keys on the rule classes: built per request, they would never hit the
+# cache. So their rules are built once (the classes are stateless) and reused by a fresh
+# extension instance per request.
+_DEPTH_AND_ALIAS_RULES = [
+    *QueryDepthLimiter(max_depth=L.MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=L.MAX_ALIASES).validation_rules,
+]
+
+
+class DepthAndAliasLimits(AddValidationRules):
+    def __init__(self) -> None:
+        super().__init__(_DEPTH_AND_ALIAS_RULES)
+
+
+def extensions(production: bool) -> list[Any]:
+    """Classes or factories, never instances: an instance would be shared by every request.
+    Order matters: the guard's on_validate runs before the validation cache validates."""
+    chain: list[Any] = [
+        OperationMetrics,
         ErrorCodes,
         TransactionExtension,
-        # Passed as configured classes or factories, never shared instances across requests.
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: ParserCache(maxsize=1000),
-        lambda: ValidationCache(maxsize=1000),
+        lambda: MaxTokensLimiter(max_token_count=L.MAX_TOKENS),
+        lambda: ParserCache(maxsize=L.MAX_CACHED_DOCUMENTS),
+        DocumentGuard,
+        DepthAndAliasLimits,
     ]
     if production:
-        from strawberry.extensions import DisableIntrospection
+        chain.append(DisableIntrospection)
+    chain.append(lambda: ValidationCache(maxsize=L.MAX_CACHED_DOCUMENTS))
+    return chain
 
-        extensions.append(DisableIntrospection)
+
+def build_schema(production: bool = False) -> strawberry.Schema:
     return FailcatSchema(
         query=Query,
         mutation=Mutation,
-        extensions=extensions,
+        subscription=Subscription,
+        extensions=extensions(production),
+        # "Did you mean ...?" would list field names even with introspection off.
         config=StrawberryConfig(disable_field_suggestions=True),
     )
 
 
-async def get_context(request: Request) -> Context:
-    ctx = Context(request)
-    ctx.principal  # noqa: B018  authenticate up front: no token is a 401, not a GraphQL error
+async def get_context(connection: HTTPConnection) -> Context:
+    ctx = Context(connection)
+    if connection.scope["type"] == "http":
+        ctx.principal  # noqa: B018  authenticate up front: no token is a 401, not a GraphQL error
     return ctx
 
 
-def graphql_router(settings: Settings) -> GraphQLRouter:
-    return GraphQLRouter(
+class FailcatGraphQLRouter(GraphQLRouter):
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        """Errors raised before the operation's extensions could see them (a parse error from
+        the parser cache, a refusal of the guard) get their code here; `coded` is idempotent."""
+        if result.errors:
+            result.errors = [coded(e) for e in result.errors]
+        return process_result(result)
+
+    async def on_ws_connect(self, context: Context) -> Any:
+        """A websocket authenticates in connection_init (or its upgrade request's header)."""
+        try:
+            context.principal  # noqa: B018
+        except FailcatError:
+            raise ConnectionRejectionError({"code": "UNAUTHENTICATED"}) from None
+        return None
+
+
+def graphql_router(settings: Any) -> GraphQLRouter:
+    return FailcatGraphQLRouter(
         build_schema(settings.production),
         context_getter=get_context,
         graphql_ide=None if settings.production else "graphiql",
         allow_queries_via_get=False,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        max_subscriptions_per_connection=L.MAX_SUBSCRIPTIONS_PER_CONNECTION,
     )

@@ -102,6 +102,22 @@ class CaseFilterInput:
     group_id: strawberry.ID | None = strawberry.UNSET
 
 
+@strawberry.input
+class FailureModeInput:
+    code: str = strawberry.field(description="dotted: a sub-mode names its parent first")
+    title: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class SamplingRuleInput:
+    model_name: str
+    data_source: str
+    daily_cap: int
+    keep_at_or_above: Severity = Severity.S1
+    enabled: bool = True
+
+
 def to_plain(value: Any, keep_null: bool = False) -> Any:
     """An input object as the snake_case dict pydantic validates; unset fields dropped."""
     if value is strawberry.UNSET:

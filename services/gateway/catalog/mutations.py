@@ -1,4 +1,5 @@
-"""Catalog mutations."""
+"""Catalog mutations. Each one records the cases it touched on the context, so the case-events
+bus can announce them once the request's transaction has committed."""
 
 from __future__ import annotations
 
@@ -8,16 +9,41 @@ from strawberry.types import Info
 from services.catalog import service
 from services.catalog.api import check_item_count
 from services.catalog.schemas import CasePatch
-from services.gateway.catalog.inputs import CaseInput, CasePatchInput, to_plain
+from services.gateway.catalog.inputs import (
+    CaseInput,
+    CasePatchInput,
+    FailureModeInput,
+    SamplingRuleInput,
+    to_plain,
+)
 from services.gateway.catalog.types import (
     FailureCase,
     FailureGroup,
     FieldErrorType,
     IngestResult,
     IngestStatus,
+    SamplingRule,
+    Status,
+    TaxonomyVersion,
 )
+from services.gateway.events import CaseEventKind
 from services.gateway.permissions import scoped
+from shared.errors import NotFound
 from shared.security import Scope
+
+# Mutations answer with the case they changed, so they need read access as well as write.
+WRITE_CASES = scoped(Scope.CASES_WRITE, Scope.CASES_READ)
+
+
+async def _updated(
+    info: Info, case_id: str, patch: CasePatch, expected_revision: int, reason: str | None
+) -> FailureCase:
+    session = await info.context.session()
+    case = await service.update_case(
+        session, case_id, patch, expected_revision, info.context.principal, reason
+    )
+    info.context.touched(CaseEventKind.CHANGED, [case.id])
+    return case
 
 
 @strawberry.type
@@ -29,6 +55,9 @@ class CatalogMutation:
         results = await service.ingest_cases(
             session, [to_plain(c) for c in cases], info.context.principal
         )
+        info.context.touched(
+            CaseEventKind.INGESTED, [r.id for r in results if r.status == "created" and r.id]
+        )
         return [
             IngestResult(
                 index=r.index,
@@ -39,7 +68,7 @@ class CatalogMutation:
             for r in results
         ]
 
-    @strawberry.mutation(permission_classes=scoped(Scope.CASES_WRITE))
+    @strawberry.mutation(permission_classes=WRITE_CASES)
     async def update_case(
         self,
         info: Info,
@@ -49,12 +78,24 @@ class CatalogMutation:
         reason: str | None = None,
     ) -> FailureCase:
         validated = CasePatch.model_validate(to_plain(patch, keep_null=True))
-        session = await info.context.session()
-        return await service.update_case(
-            session, str(id), validated, expected_revision, info.context.principal, reason
-        )
+        return await _updated(info, str(id), validated, expected_revision, reason)
 
-    @strawberry.mutation(permission_classes=scoped(Scope.CASES_WRITE))
+    @strawberry.mutation(
+        permission_classes=WRITE_CASES,
+        description="Move a case along its workflow (new -> triaged -> ... -> resolved).",
+    )
+    async def set_case_status(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        status: Status,
+        expected_revision: int,
+        reason: str | None = None,
+    ) -> FailureCase:
+        patch = CasePatch.model_validate({"status": status.value})
+        return await _updated(info, str(id), patch, expected_revision, reason)
+
+    @strawberry.mutation(permission_classes=WRITE_CASES)
     async def merge_case(
         self,
         info: Info,
@@ -64,11 +105,13 @@ class CatalogMutation:
         reason: str | None = None,
     ) -> FailureCase:
         session = await info.context.session()
-        return await service.merge_case(
+        case = await service.merge_case(
             session, str(id), str(into), expected_revision, info.context.principal, reason
         )
+        info.context.touched(CaseEventKind.CHANGED, [case.id])
+        return case
 
-    @strawberry.mutation(permission_classes=scoped(Scope.CASES_WRITE))
+    @strawberry.mutation(permission_classes=WRITE_CASES)
     async def resolve_group(
         self, info: Info, id: strawberry.ID, fixed_in_version: str
     ) -> FailureGroup:
@@ -76,3 +119,36 @@ class CatalogMutation:
         return await service.resolve_group(
             session, str(id), fixed_in_version, info.context.principal
         )
+
+    @strawberry.mutation(
+        permission_classes=scoped(Scope.ADMIN),
+        description="A new taxonomy version: the current codes plus `codes`.",
+    )
+    async def publish_taxonomy(
+        self, info: Info, codes: list[FailureModeInput], note: str | None = None
+    ) -> TaxonomyVersion:
+        from services.gateway.catalog import reads
+
+        session = await info.context.session()
+        version = await service.publish_taxonomy(
+            session, [to_plain(c) for c in codes], info.context.principal, note
+        )
+        published = {v.version: v for v in await reads.taxonomy_versions(session)}
+        return published[version]
+
+    @strawberry.mutation(permission_classes=scoped(Scope.ADMIN))
+    async def set_sampling_rule(self, info: Info, rule: SamplingRuleInput) -> SamplingRule:
+        session = await info.context.session()
+        await service.set_sampling_rule(
+            session,
+            model_name=rule.model_name,
+            data_source=rule.data_source,
+            daily_cap=rule.daily_cap,
+            keep_at_or_above=rule.keep_at_or_above.value,
+            enabled=rule.enabled,
+            actor=info.context.principal,
+        )
+        for saved in await service.sampling_rules(session):
+            if (saved.model_name, saved.data_source) == (rule.model_name, rule.data_source):
+                return saved
+        raise NotFound("sampling rule not found after saving")  # pragma: no cover

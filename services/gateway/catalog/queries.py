@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
@@ -10,6 +11,7 @@ from strawberry.types import Info
 from services.catalog import service
 from services.catalog.cursor import decode_cursor, encode_cursor
 from services.catalog.schemas import CaseFilter
+from services.gateway.catalog import reads
 from services.gateway.catalog.inputs import CaseFilterInput, to_plain
 from services.gateway.catalog.types import (
     CaseConnection,
@@ -17,14 +19,51 @@ from services.gateway.catalog.types import (
     FailureCase,
     FailureGroup,
     FailureMode,
+    GroupConnection,
+    GroupEdge,
+    GroupStatus,
     Model,
     PageInfo,
+    SamplingRule,
     SeverityGrade,
+    TaxonomyVersion,
 )
 from services.gateway.pagination import check_page_size
 from services.gateway.permissions import scoped
-from shared.errors import NotFound
+from shared.errors import BadUserInput, FieldError, NotFound
 from shared.security import Scope
+
+
+async def case_page(
+    info: Info, filter_values: dict[str, Any], first: int, after: str | None
+) -> CaseConnection:
+    """One page of cases the caller may see; one query for the page (relations via loaders)."""
+    check_page_size(first)
+    f = CaseFilter.model_validate(filter_values)
+    session = await info.context.session()
+    rows = await service.list_cases(
+        session, f, info.context.principal, first + 1, decode_cursor(after) if after else None
+    )
+    page = rows[:first]
+    edges = [CaseEdge(cursor=encode_cursor(c.occurred_at, c.id), node=c) for c in page]
+    return CaseConnection(
+        edges=edges,
+        nodes=page,
+        page_info=PageInfo(
+            has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )
+
+
+def _group_cursor(last_seen: datetime, group_id: str) -> str:
+    # Same shape as case cursors, prefixed so one cannot be replayed as the other.
+    return "g" + encode_cursor(last_seen, group_id)
+
+
+def _decode_group_cursor(cursor: str) -> tuple[datetime, str]:
+    if not cursor.startswith("g"):
+        raise BadUserInput("invalid cursor", [FieldError("after", "not a group cursor")])
+    return decode_cursor(cursor[1:])
 
 
 @strawberry.type
@@ -44,27 +83,43 @@ class CatalogQuery:
         first: int = 50,
         after: str | None = None,
     ) -> CaseConnection:
-        check_page_size(first)
-        f = CaseFilter.model_validate(to_plain(filter) if filter else {})
+        return await case_page(info, to_plain(filter) if filter else {}, first, after)
+
+    @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
+    async def group(self, info: Info, id: strawberry.ID) -> FailureGroup:
         session = await info.context.session()
-        rows = await service.list_cases(
-            session, f, info.context.principal, first + 1, decode_cursor(after) if after else None
+        group = await reads.visible_group(session, str(id), info.context.principal)
+        if group is None:
+            raise NotFound(f"group {id} not found")
+        return group
+
+    @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
+    async def groups(
+        self,
+        info: Info,
+        model: str | None = None,
+        status: GroupStatus | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> GroupConnection:
+        check_page_size(first)
+        rows = await reads.list_groups(
+            await info.context.session(),
+            info.context.principal,
+            model=model,
+            status=status.value if status else None,
+            first=first + 1,
+            after=_decode_group_cursor(after) if after else None,
         )
         page = rows[:first]
-        edges = [CaseEdge(cursor=encode_cursor(c.occurred_at, c.id), node=c) for c in page]
-        return CaseConnection(
+        edges = [GroupEdge(cursor=_group_cursor(g.last_seen, g.id), node=g) for g in page]
+        return GroupConnection(
             edges=edges,
+            nodes=page,
             page_info=PageInfo(
                 has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
             ),
         )
-
-    @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
-    async def group(self, info: Info, id: strawberry.ID) -> FailureGroup:
-        group = await info.context.loaders.group.load(str(id))
-        if group is None:
-            raise NotFound(f"group {id} not found")
-        return group
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def models(self, info: Info) -> list[Model]:
@@ -76,5 +131,13 @@ class CatalogQuery:
         return modes
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
+    async def taxonomy_versions(self, info: Info) -> list[TaxonomyVersion]:
+        return await reads.taxonomy_versions(await info.context.session())
+
+    @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def severity_rubric(self, info: Info) -> list[SeverityGrade]:
         return await service.rubric(await info.context.session())
+
+    @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
+    async def sampling_rules(self, info: Info) -> list[SamplingRule]:
+        return await service.sampling_rules(await info.context.session())

@@ -12,6 +12,13 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from services.catalog.models import FailureCase as CaseRow
+from services.catalog.models import FailureGroup as GroupRow
+from services.catalog.models import Model as ModelRow
+from services.gateway.permissions import read_with
+from shared.security import Scope
+
+# Similar cases per case: the search service caps `first` too; this keeps the cost estimate small.
+MAX_SIMILAR = 50
 
 
 @strawberry.enum
@@ -43,6 +50,13 @@ class Severity(Enum):
 
 
 @strawberry.enum
+class GroupStatus(Enum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    REGRESSED = "regressed"
+
+
+@strawberry.enum
 class LinkKind(Enum):
     EXPERIMENT = "experiment"
     AB_TEST = "ab_test"
@@ -53,13 +67,19 @@ class LinkKind(Enum):
     OTHER = "other"
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class Model:
     id: strawberry.ID
     name: str
     created_at: datetime
 
+    @strawberry.field
+    async def versions(self: ModelRow, info: Info) -> list[ModelVersion]:  # type: ignore[misc]
+        return await info.context.loaders.versions_of_model.load(self.id)
 
+
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class ModelVersion:
     id: strawberry.ID
@@ -70,12 +90,14 @@ class ModelVersion:
     feature_config_hash: str | None
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class DataSource:
     id: strawberry.ID
     name: str
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class FailureGroup:
     id: strawberry.ID
@@ -85,13 +107,26 @@ class FailureGroup:
     last_seen: datetime
     case_count: int
     sampled_out_count: int
-    status: str
+    status: GroupStatus
     resolved_in_version: str | None
     resolved_at: datetime | None
     regressed_at: datetime | None
     regressed_in_version: str | None
 
+    @strawberry.field
+    async def model(self: GroupRow, info: Info) -> Model:  # type: ignore[misc]
+        return await info.context.loaders.model.load(self.model_id)
 
+    @strawberry.field(description="Cases of this group the caller may see, newest first.")
+    async def cases(  # type: ignore[misc]
+        self: GroupRow, info: Info, first: int = 50, after: str | None = None
+    ) -> CaseConnection:
+        from services.gateway.catalog.queries import case_page
+
+        return await case_page(info, {"group_id": self.id}, first, after)
+
+
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class Link:
     kind: LinkKind
@@ -99,6 +134,7 @@ class Link:
     title: str | None
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class Writeup:
     hypothesis: str | None = None
@@ -107,6 +143,7 @@ class Writeup:
     rationale: str | None = None
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class Provenance:
     source: str | None = None
@@ -115,6 +152,7 @@ class Provenance:
     batch_id: str | None = None
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class CaseRevision:
     revision: int
@@ -124,6 +162,7 @@ class CaseRevision:
     changes: JSON
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class FailureMode:
     code: str
@@ -133,6 +172,7 @@ class FailureMode:
     taxonomy_version: int
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class SeverityGrade:
     grade: Severity
@@ -141,6 +181,7 @@ class SeverityGrade:
     criteria: str
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class FailureCase:
     id: strawberry.ID
@@ -209,34 +250,63 @@ class FailureCase:
     async def revisions(self: CaseRow, info: Info) -> list[CaseRevision]:  # type: ignore[misc]
         return await info.context.loaders.revisions.load(self.id)
 
+    @strawberry.field(description="Cases the search engine finds most like this one.")
+    async def similar(  # type: ignore[misc]
+        self: CaseRow, info: Info, first: int = 10
+    ) -> list[FailureCase]:
+        from services.gateway.pagination import check_page_size
+
+        check_page_size(first, MAX_SIMILAR)
+        hits = await info.context.search.similar(info.context.principal, self.id, first)
+        cases = await info.context.loaders.case.load_many([h.id for h in hits])
+        # The catalog applies visibility again: a hit the caller may not see is dropped.
+        return [c for c in cases if c is not None]
+
     @strawberry.field
     async def last_revision(self: CaseRow, info: Info) -> CaseRevision | None:  # type: ignore[misc]
         revs = await info.context.loaders.revisions.load(self.id)
         return revs[-1] if revs else None
 
 
+@read_with()  # no data of its own: any caller reaching a connection may read it
 @strawberry.type
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class CaseEdge:
     cursor: str
     node: FailureCase
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class CaseConnection:
     edges: list[CaseEdge]
     page_info: PageInfo
 
-    @strawberry.field
-    def nodes(self) -> list[FailureCase]:
-        return [e.node for e in self.edges]
+    nodes: list[FailureCase]
 
 
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class GroupEdge:
+    cursor: str
+    node: FailureGroup
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class GroupConnection:
+    edges: list[GroupEdge]
+    nodes: list[FailureGroup]
+    page_info: PageInfo
+
+
+@read_with()  # an input error, reported to whoever sent the input
 @strawberry.type
 class FieldErrorType:
     path: str
@@ -251,6 +321,7 @@ class IngestStatus(Enum):
     SAMPLED_OUT = "sampled_out"
 
 
+@read_with(Scope.CASES_INGEST)
 @strawberry.type
 class IngestResult:
     index: int
@@ -260,3 +331,25 @@ class IngestResult:
 
 
 FailureCaseRef = Annotated["FailureCase", strawberry.lazy("services.gateway.catalog.types")]
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class TaxonomyVersion:
+    version: int
+    published_at: datetime
+    published_by: str
+    note: str | None
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class SamplingRule:
+    id: strawberry.ID
+    model_name: str
+    data_source: str
+    keep_at_or_above: Severity
+    daily_cap: int
+    enabled: bool
+    updated_at: datetime
+    updated_by: str

@@ -1,0 +1,93 @@
+"""Subscription.caseEvents: ingested and changed cases, as the caller may see them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from services.catalog import service
+from services.gateway.catalog.types import FailureCase, Severity, Status
+from services.gateway.events import CaseEvent, CaseEventKind
+from services.gateway.permissions import read_with, scoped
+from shared.security import Scope
+
+
+@strawberry.input
+class CaseEventFilterInput:
+    kinds: list[CaseEventKind] | None = None
+    model: str | None = strawberry.field(default=None, description="model name")
+    team: str | None = None
+    failure_mode: str | None = strawberry.field(
+        default=None, description="a code; a top-level code matches its sub-modes"
+    )
+    severity: list[Severity] | None = None
+    status: list[Status] | None = None
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class CaseEventPayload:
+    kind: CaseEventKind
+    at: datetime
+    case: FailureCase
+    lagged: int = strawberry.field(
+        description="events this subscriber lost since the last one, because it read too slowly"
+    )
+
+
+async def _matches(info: Info, f: CaseEventFilterInput | None, case: object) -> bool:
+    if f is None:
+        return True
+    c = case
+    if f.team is not None and c.team != f.team:  # type: ignore[attr-defined]
+        return False
+    if f.failure_mode is not None and f.failure_mode not in (
+        c.failure_mode,  # type: ignore[attr-defined]
+        c.failure_mode_parent,  # type: ignore[attr-defined]
+    ):
+        return False
+    if f.severity is not None and c.severity not in {s.value for s in f.severity}:  # type: ignore[attr-defined]
+        return False
+    if f.status is not None and c.status not in {s.value for s in f.status}:  # type: ignore[attr-defined]
+        return False
+    if f.model is not None:
+        model = await info.context.loaders.model.load(c.model_id)  # type: ignore[attr-defined]
+        return model is not None and model.name == f.model
+    return True
+
+
+async def _visible(info: Info, events: list[CaseEvent]) -> dict[str, object]:
+    session = await info.context.session()
+    rows = await service.get_cases(session, [e.case_id for e in events], info.context.principal)
+    return {c.id: c for c in rows}
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(permission_classes=scoped(Scope.CASES_READ))
+    async def case_events(
+        self, info: Info, filter: CaseEventFilterInput | None = None
+    ) -> AsyncGenerator[CaseEventPayload, None]:
+        ctx = info.context
+        kinds = set(filter.kinds) if filter and filter.kinds else None
+        async with ctx.case_events.subscribe() as sub:
+            while True:
+                events = [await sub.queue.get()]
+                while not sub.queue.empty():  # one catalog read for everything already queued
+                    events.append(sub.queue.get_nowait())
+                if kinds is not None:
+                    events = [e for e in events if e.kind in kinds]
+                if not events:
+                    continue
+                # Visibility is applied by the catalog, as for every other read.
+                cases = await _visible(info, events)
+                for event in events:
+                    case = cases.get(event.case_id)
+                    if case is None or not await _matches(info, filter, case):
+                        continue
+                    lagged, sub.lagged = sub.lagged, 0
+                    yield CaseEventPayload(kind=event.kind, at=event.at, case=case, lagged=lagged)
+                await ctx.end_unit_of_work()

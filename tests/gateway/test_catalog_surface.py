@@ -1,0 +1,223 @@
+"""The catalog through GraphQL: cases and their relations, groups, models, taxonomy, rubric,
+sampling rules, ingestion, updates, status changes, merges, group resolution."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+from tests.catalog.builders import unique
+from tests.corpus import aiid_cases
+from tests.gateway.helpers import INGEST, case_input, codes, data, gql, ingest_corpus
+
+CASE = """
+query One($id: ID!) {
+  case(id: $id) {
+    id title revision status severity sensitivity tags failureMode
+    model { id name versions { version } }
+    modelVersion { version }
+    dataSource { name }
+    group { id caseCount status model { name } }
+    links { kind url title }
+    writeup { hypothesis results }
+    provenance { source pipelineVersion }
+    revisions { revision actor changes }
+    lastRevision { revision }
+  }
+}"""
+
+UPDATE = """
+mutation Update($id: ID!, $patch: CasePatchInput!, $rev: Int!) {
+  updateCase(id: $id, patch: $patch, expectedRevision: $rev, reason: "triage") {
+    id revision title severity links { kind url } writeup { hypothesis }
+  }
+}"""
+
+
+async def test_case_with_every_relation(client, token_for):
+    token = await token_for("cases:read cases:ingest")
+    [case] = unique(aiid_cases(1))
+    case["links"] = [{"kind": "ticket", "url": "https://tickets.example/FC-1", "title": "t"}]
+    case["writeup"] = {"hypothesis": "label noise in the deployer field"}
+    body = await gql(client, token, INGEST, {"cases": [case_input(case)]})
+    case_id = data(body)["ingestCases"][0]["id"]
+
+    got = data(await gql(client, token, CASE, {"id": case_id}))["case"]
+    assert got["title"] == case["title"]
+    assert got["model"]["name"] == case["model"]["name"]
+    assert {"version": case["model"]["version"]} in got["model"]["versions"]
+    assert got["modelVersion"]["version"] == case["model"]["version"]
+    assert got["dataSource"]["name"] == case["data_source"]
+    assert got["group"]["caseCount"] >= 1 and got["group"]["model"]["name"] == case["model"]["name"]
+    assert got["links"] == [{"kind": "TICKET", "url": "https://tickets.example/FC-1", "title": "t"}]
+    assert got["writeup"] == {"hypothesis": "label noise in the deployer field", "results": None}
+    assert got["provenance"]["source"].startswith("src-")
+    assert got["revisions"][0]["revision"] == 1 and got["lastRevision"] == {"revision": 1}
+
+
+async def test_update_status_merge_and_conflict(client, token_for):
+    token = await token_for("cases:read cases:write cases:ingest")
+    a, b = await ingest_corpus(client, token, 2)
+
+    patch = {
+        "title": "Refund scored as fraud",
+        "severity": "S1",
+        "links": [{"kind": "EXPERIMENT", "url": "https://mlflow.example/run/1"}],
+        "writeup": {"hypothesis": "stale merchant features"},
+    }
+    got = data(await gql(client, token, UPDATE, {"id": a, "patch": patch, "rev": 1}))["updateCase"]
+    assert got["revision"] == 2 and got["severity"] == "S1"
+    assert got["links"] == [{"kind": "EXPERIMENT", "url": "https://mlflow.example/run/1"}]
+
+    stale = await gql(client, token, UPDATE, {"id": a, "patch": {"title": "x"}, "rev": 1})
+    assert codes(stale) == ["CONFLICT"]
+
+    status = """mutation($id: ID!) { setCaseStatus(id: $id, status: TRIAGED, expectedRevision: 2)
+                { status revision } }"""
+    assert data(await gql(client, token, status, {"id": a}))["setCaseStatus"] == {
+        "status": "TRIAGED",
+        "revision": 3,
+    }
+    skip = """mutation($id: ID!) { setCaseStatus(id: $id, status: RESOLVED, expectedRevision: 3)
+              { status } }"""
+    body = await gql(client, token, skip, {"id": a})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["errors"][0]["path"] == "status"
+
+    merge = """mutation($id: ID!, $into: ID!) { mergeCase(id: $id, into: $into,
+               expectedRevision: 1) { status mergedIntoId } }"""
+    assert data(await gql(client, token, merge, {"id": b, "into": a}))["mergeCase"] == {
+        "status": "DUPLICATE",
+        "mergedIntoId": a,
+    }
+
+
+async def test_input_errors_point_at_the_field(client, token_for):
+    token = await token_for("cases:read cases:write cases:ingest")
+    [a] = await ingest_corpus(client, token, 1)
+    bad = {"links": [{"kind": "TICKET", "url": "not a url"}], "title": "x" * 600}
+    body = await gql(client, token, UPDATE, {"id": a, "patch": bad, "rev": 1})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    paths = {e["path"] for e in body["errors"][0]["extensions"]["errors"]}
+    assert paths == {"title", "links.0.url"}
+
+
+async def test_cases_connection_pages_with_cursors(client, token_for):
+    token = await token_for("cases:read cases:ingest")
+    source = f"paging-{secrets.token_hex(3)}"
+    ids = await ingest_corpus(client, token, 5, data_source=source)
+    query = """query($f: CaseFilterInput, $after: String) {
+      cases(filter: $f, first: 2, after: $after) {
+        edges { cursor node { id } } nodes { id } pageInfo { hasNextPage endCursor } } }"""
+    seen, after = [], None
+    for _ in range(3):
+        page = data(await gql(client, token, query, {"f": {"dataSource": source}, "after": after}))[
+            "cases"
+        ]
+        assert [e["node"]["id"] for e in page["edges"]] == [n["id"] for n in page["nodes"]]
+        seen += [n["id"] for n in page["nodes"]]
+        after = page["pageInfo"]["endCursor"]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+    assert sorted(seen) == sorted(ids)
+
+
+async def test_groups_models_taxonomy_rubric(client, token_for):
+    token = await token_for("cases:read cases:ingest")
+    model = f"grouping-model-{secrets.token_hex(3)}"
+    ids = await ingest_corpus(client, token, 3, model={"name": model, "version": "2.0.0"})
+    query = """query($m: String!) {
+      groups(model: $m, first: 10) { nodes { id caseCount model { name }
+        cases(first: 10) { nodes { id } } } pageInfo { hasNextPage } }
+      models { name versions { version } }
+      taxonomy { code parent title }
+      taxonomyVersions { version publishedBy }
+      severityRubric { grade rank title }
+    }"""
+    got = data(await gql(client, token, query, {"m": model}))
+    grouped = {c["id"] for g in got["groups"]["nodes"] for c in g["cases"]["nodes"]}
+    assert grouped == set(ids)
+    assert all(g["model"]["name"] == model for g in got["groups"]["nodes"])
+    assert {"name": model, "versions": [{"version": "2.0.0"}]} in got["models"]
+    assert any(m["code"] == "label_noise.mislabeled_target" for m in got["taxonomy"])
+    assert got["taxonomyVersions"][0]["version"] == 1
+    assert [g["grade"] for g in got["severityRubric"]] == ["S0", "S1", "S2", "S3", "S4"]
+
+
+async def test_resolve_group_publish_taxonomy_and_sampling_rules(client, token_for, admin_token):
+    curator = await token_for("cases:read cases:write cases:ingest")
+    model = f"resolving-{secrets.token_hex(3)}"
+    [case_id] = await ingest_corpus(client, curator, 1, model={"name": model, "version": "1.0"})
+    group = data(
+        await gql(
+            client, curator, "query($id: ID!) { case(id: $id) { group { id } } }", {"id": case_id}
+        )
+    )["case"]["group"]["id"]
+    resolve = """mutation($id: ID!, $v: String!) { resolveGroup(id: $id, fixedInVersion: $v)
+                 { status resolvedInVersion } }"""
+    assert data(await gql(client, curator, resolve, {"id": group, "v": "1.0"}))["resolveGroup"] == {
+        "status": "RESOLVED",
+        "resolvedInVersion": "1.0",
+    }
+    unknown = await gql(client, curator, resolve, {"id": group, "v": "9.9"})
+    assert codes(unknown) == ["BAD_USER_INPUT"]
+
+    code = f"robustness.gw_{secrets.token_hex(3)}"
+    publish = """mutation($codes: [FailureModeInput!]!) { publishTaxonomy(codes: $codes,
+                 note: "gateway test") { version note } }"""
+    published = data(
+        await gql(
+            client, admin_token, publish, {"codes": [{"code": code, "title": "Gateway test mode"}]}
+        )
+    )
+    version = published["publishTaxonomy"]["version"]
+    modes = data(
+        await gql(
+            client, curator, "query($v: Int) { taxonomy(version: $v) { code } }", {"v": version}
+        )
+    )["taxonomy"]
+    assert code in {m["code"] for m in modes}
+    orphan = await gql(client, admin_token, publish, {"codes": [{"code": "nope.child"}]})
+    assert codes(orphan) == ["BAD_USER_INPUT"]
+    assert orphan["errors"][0]["extensions"]["errors"][0]["path"] == "codes.0.code"
+
+    rule = {"modelName": model, "dataSource": "aiid", "dailyCap": 5, "keepAtOrAbove": "S2"}
+    setter = """mutation($r: SamplingRuleInput!) { setSamplingRule(rule: $r)
+                { modelName dailyCap keepAtOrAbove enabled } }"""
+    assert data(await gql(client, admin_token, setter, {"r": rule}))["setSamplingRule"] == {
+        "modelName": model,
+        "dailyCap": 5,
+        "keepAtOrAbove": "S2",
+        "enabled": True,
+    }
+    rules = data(await gql(client, curator, "{ samplingRules { modelName dailyCap } }"))
+    assert {"modelName": model, "dailyCap": 5} in rules["samplingRules"]
+    bad = await gql(client, admin_token, setter, {"r": {**rule, "dailyCap": 0}})
+    assert codes(bad) == ["BAD_USER_INPUT"]
+
+
+async def test_similar_cases_come_from_search_and_respect_visibility(client, token_for):
+    token = await token_for("cases:read cases:ingest", clearance="restricted")
+    word = f"okapi{secrets.token_hex(3)}"
+    # Incidents far into the corpus: other tests ingest the first ones, which would compete.
+    cases = unique(aiid_cases(400)[-3:])
+    for c in cases:
+        c["title"] = f"{c['title']} {word} {word}"
+        # Near-duplicates of the first write-up: similar by any measure, whatever else the
+        # shared index holds by the time this test runs.
+        c["summary"] = f"{word} {cases[0]['summary']}"
+    cases[2]["sensitivity"] = "restricted"
+    body = await gql(client, token, INGEST, {"cases": [case_input(c) for c in cases]})
+    ids = [r["id"] for r in data(body)["ingestCases"]]
+    query = "query($id: ID!) { case(id: $id) { similar(first: 10) { id } } }"
+    internal = await token_for("cases:read", clearance="internal")
+    deadline = time.monotonic() + 5
+    while True:
+        similar = data(await gql(client, token, query, {"id": ids[0]}))["case"]["similar"]
+        if {s["id"] for s in similar} >= {ids[1], ids[2]} or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert {ids[1], ids[2]} <= {s["id"] for s in similar}, (ids, similar)
+    seen = data(await gql(client, internal, query, {"id": ids[0]}))["case"]["similar"]
+    assert ids[2] not in {s["id"] for s in seen}

@@ -1,0 +1,76 @@
+"""No N+1: a page of cases with its relations costs a constant number of SQL statements."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+
+from sqlalchemy import event, text
+
+from tests.gateway.helpers import data, gql, ingest_corpus
+
+PAGE = """query($f: CaseFilterInput, $n: Int!) {
+  cases(filter: $f, first: $n) {
+    nodes {
+      id title severity status
+      model { name } modelVersion { version } dataSource { name }
+      group { id caseCount status }
+      links { kind url }
+      lastRevision { revision actor }
+    }
+    pageInfo { hasNextPage }
+  }
+}"""
+# Statements of the background jobs sharing the engine (indexer, revocation poll), not ours.
+BACKGROUND = ("search_outbox", "oauth_", "auth_")
+
+
+@contextlib.contextmanager
+def counting(engine):
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if not any(t in statement for t in BACKGROUND):
+            statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+
+
+async def outbox_drained(db) -> None:
+    for _ in range(200):
+        async with db.transaction() as s:
+            if not (await s.execute(text("SELECT count(*) FROM search_outbox"))).scalar():
+                return
+        await asyncio.sleep(0.05)
+
+
+async def test_a_page_of_cases_costs_the_same_statements_for_10_or_100(app, client, token_for):
+    token = await token_for("cases:read cases:ingest")
+    source = f"n-plus-one-{secrets.token_hex(3)}"
+    cases = []
+    for _ in range(2):  # 100 cases over a few models, versions and groups, with links
+        cases += await ingest_corpus(
+            client,
+            token,
+            50,
+            data_source=source,
+            links=[{"kind": "ticket", "url": "https://t.example/1"}],
+        )
+    await outbox_drained(app.state.db)
+
+    counts = {}
+    for n in (10, 100):
+        with counting(app.state.db.engine) as statements:
+            got = data(await gql(client, token, PAGE, {"f": {"dataSource": source}, "n": n}))
+        nodes = got["cases"]["nodes"]
+        assert len(nodes) == n
+        assert all(c["links"] and c["lastRevision"]["revision"] == 1 for c in nodes)
+        counts[n] = len(statements)
+    assert counts[10] == counts[100], counts
+    # the page, models, versions, sources, groups, links, revisions (+ BEGIN on some drivers)
+    assert counts[100] <= 8, counts

@@ -1,0 +1,121 @@
+"""Subscription.caseEvents over graphql-transport-ws, with a real websocket client against the
+app served by uvicorn on this test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import socket
+
+import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from services.gateway import limits as L
+from tests.gateway.helpers import data, gql, ingest_corpus
+
+EVENTS = """subscription($f: CaseEventFilterInput) {
+  caseEvents(filter: $f) { kind lagged case { id title team model { name } } }
+}"""
+
+
+@pytest.fixture(scope="module")
+async def ws_url(app):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # The app's lifespan already runs (session fixture): uvicorn only serves it.
+    server = uvicorn.Server(uvicorn.Config(app, port=port, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110  uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.01)
+    yield f"ws://127.0.0.1:{port}/graphql"
+    server.should_exit = True
+    await task
+
+
+@contextlib.asynccontextmanager
+async def subscribed(url, token, variables, sub_id="1"):
+    async with connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        )
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(
+            json.dumps(
+                {
+                    "id": sub_id,
+                    "type": "subscribe",
+                    "payload": {"query": EVENTS, "variables": variables},
+                }
+            )
+        )
+        await asyncio.sleep(0.1)  # the subscription is registered on the bus
+        yield ws
+
+
+async def next_payload(ws):
+    message = json.loads(await asyncio.wait_for(ws.recv(), 5.0))
+    assert message["type"] == "next", message
+    return message["payload"]
+
+
+async def test_ingested_and_changed_cases_reach_subscribers_who_may_see_them(
+    ws_url, client, token_for
+):
+    model = f"live-{secrets.token_hex(3)}"
+    watcher = await token_for("cases:read", team="payments-ml")
+    writer = await token_for("cases:read cases:write cases:ingest")
+    async with subscribed(ws_url, watcher, {"f": {"model": model}}) as ws:
+        other_team = await ingest_corpus(
+            client, writer, 1, team="search-ml", model={"name": model, "version": "1"}
+        )
+        [mine] = await ingest_corpus(
+            client, writer, 1, team="payments-ml", model={"name": model, "version": "1"}
+        )
+        got = await next_payload(ws)
+        event = got["data"]["caseEvents"]
+        assert event["kind"] == "INGESTED" and event["case"]["id"] == mine
+        assert event["case"]["model"] == {"name": model} and event["lagged"] == 0
+        assert other_team[0] != mine  # the other team's case was not delivered first
+
+        update = """mutation($id: ID!) { updateCase(id: $id, patch: {title: "retitled"},
+                    expectedRevision: 1) { revision } }"""
+        data(await gql(client, writer, update, {"id": mine}))
+        changed = (await next_payload(ws))["data"]["caseEvents"]
+        assert changed["kind"] == "CHANGED" and changed["case"]["title"] == "retitled"
+
+
+async def test_a_failed_mutation_announces_nothing(ws_url, client, token_for):
+    model = f"rolled-back-{secrets.token_hex(3)}"
+    reader = await token_for("cases:read")
+    writer = await token_for("cases:read cases:write cases:ingest")
+    async with subscribed(ws_url, reader, {"f": {"kinds": ["CHANGED"]}}) as ws:
+        [case_id] = await ingest_corpus(client, writer, 1, model={"name": model, "version": "1"})
+        stale = """mutation($id: ID!) { updateCase(id: $id, patch: {title: "x"},
+                   expectedRevision: 7) { revision } }"""
+        assert "errors" in await gql(client, writer, stale, {"id": case_id})
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.5)
+
+
+async def test_unauthenticated_connection_is_refused(ws_url):
+    async with connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd.code == 4403
+
+
+async def test_subscriptions_per_connection_are_capped(ws_url, token_for):
+    token = await token_for("cases:read")
+    async with subscribed(ws_url, token, {}) as ws:
+        for i in range(2, L.MAX_SUBSCRIPTIONS_PER_CONNECTION + 2):
+            await ws.send(
+                json.dumps({"id": str(i), "type": "subscribe", "payload": {"query": EVENTS}})
+            )
+        message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert message["type"] == "error" and "limit" in json.dumps(message).lower()
