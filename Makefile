@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export FAILCAT_DATA_DIR ?= ./.failcat
 
-.PHONY: run test install install-dev lint format migration bench clean
+.PHONY: run test install install-dev lint format migration schema schema-check clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,13 @@ format:
 # Pre-release the schema is one initial migration, regenerated from the models.
 migration:
 	bash infra/scripts/regen_migration.sh
+
+# The GraphQL SDL is a checked-in contract (schema.graphql); a test fails when it drifts.
+schema:
+	$(BIN)/python -m services.gateway.sdl
+
+schema-check:
+	$(BIN)/python -m services.gateway.sdl --check
 
 clean:
 	rm -rf $(FAILCAT_DATA_DIR)

@@ -172,6 +172,47 @@ class CatalogRepository:
         rows = await self.session.execute(select(ModelVersion).where(ModelVersion.id.in_(ids)))
         return list(rows.scalars())
 
+    async def versions_of_models(self, model_ids: Sequence[str]) -> list[ModelVersion]:
+        rows = await self.session.execute(
+            select(ModelVersion)
+            .where(ModelVersion.model_id.in_(model_ids))
+            .order_by(ModelVersion.created_at, ModelVersion.version)
+        )
+        return list(rows.scalars())
+
+    async def visible_group(self, group_id: str, viewer: Principal) -> FailureGroup | None:
+        stmt = select(FailureGroup).where(FailureGroup.id == group_id, _has_visible_case(viewer))
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def list_groups(
+        self,
+        viewer: Principal,
+        *,
+        model: str | None,
+        status: str | None,
+        first: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[FailureGroup]:
+        """Most recently seen first, keyset on (last_seen, id)."""
+        stmt = select(FailureGroup).where(_has_visible_case(viewer))
+        if model:
+            stmt = stmt.where(
+                FailureGroup.model_id
+                == select(Model.id).where(Model.name == model).scalar_subquery()
+            )
+        if status:
+            stmt = stmt.where(FailureGroup.status == status)
+        if after is not None:
+            at, gid = after
+            stmt = stmt.where(
+                or_(
+                    FailureGroup.last_seen < at,
+                    and_(FailureGroup.last_seen == at, FailureGroup.id < gid),
+                )
+            )
+        stmt = stmt.order_by(FailureGroup.last_seen.desc(), FailureGroup.id.desc()).limit(first)
+        return list((await self.session.execute(stmt)).scalars())
+
     async def versions_of_model(self, model_id: str) -> list[ModelVersion]:
         rows = await self.session.execute(
             select(ModelVersion).where(ModelVersion.model_id == model_id)
@@ -655,6 +696,11 @@ def _records(
                 record[i] = dumps(record[i]).decode()
         out.append(tuple(record))
     return out
+
+
+def _has_visible_case(viewer: Principal) -> Any:
+    """A group shows only to callers who may see at least one of its cases."""
+    return exists().where(FailureCase.group_id == FailureGroup.id, *visible_to(viewer))
 
 
 def visible_to(viewer: Principal) -> list[Any]:

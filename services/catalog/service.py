@@ -124,6 +124,34 @@ async def groups_by_id(session: AsyncSession, ids: list[str]) -> list[FailureGro
     return await CatalogRepository(session).get_groups(ids)
 
 
+async def versions_of_models(session: AsyncSession, model_ids: list[str]) -> list[ModelVersion]:
+    return await CatalogRepository(session).versions_of_models(model_ids)
+
+
+async def visible_group(
+    session: AsyncSession, group_id: str, viewer: Principal
+) -> FailureGroup | None:
+    return await CatalogRepository(session).visible_group(group_id, viewer)
+
+
+async def list_groups(
+    session: AsyncSession,
+    viewer: Principal,
+    *,
+    model: str | None = None,
+    status: str | None = None,
+    first: int,
+    after: tuple[datetime, str] | None = None,
+) -> list[FailureGroup]:
+    return await CatalogRepository(session).list_groups(
+        viewer, model=model, status=status, first=first, after=after
+    )
+
+
+async def taxonomy_versions(session: AsyncSession) -> list[TaxonomyVersion]:
+    return await CatalogRepository(session).taxonomy_versions()
+
+
 async def list_models(session: AsyncSession) -> list[Model]:
     return await CatalogRepository(session).list_models()
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from strawberry.dataloader import DataLoader
 
 from services.catalog import service
-from services.gateway.catalog import reads
 
 if TYPE_CHECKING:
     from services.gateway.context import Context
@@ -45,7 +44,7 @@ class CatalogLoaders:
         self.group = _by_id(service.groups_by_id, ctx)
         self.links = _many(service.links_of, ctx)
         self.revisions = _many(service.revisions_of, ctx)
-        self.versions_of_model = _many(reads.versions_of_models, ctx, key="model_id")
+        self.versions_of_model = _many(service.versions_of_models, ctx, key="model_id")
 
         async def cases(ids: list[str]) -> list[Any]:
             rows = {

@@ -127,13 +127,12 @@ class CatalogMutation:
     async def publish_taxonomy(
         self, info: Info, codes: list[FailureModeInput], note: str | None = None
     ) -> TaxonomyVersion:
-        from services.gateway.catalog import reads
 
         session = await info.context.session()
         version = await service.publish_taxonomy(
             session, [to_plain(c) for c in codes], info.context.principal, note
         )
-        published = {v.version: v for v in await reads.taxonomy_versions(session)}
+        published = {v.version: v for v in await service.taxonomy_versions(session)}
         return published[version]
 
     @strawberry.mutation(permission_classes=scoped(Scope.ADMIN))

@@ -11,7 +11,6 @@ from strawberry.types import Info
 from services.catalog import service
 from services.catalog.cursor import decode_cursor, encode_cursor
 from services.catalog.schemas import CaseFilter
-from services.gateway.catalog import reads
 from services.gateway.catalog.inputs import CaseFilterInput, to_plain
 from services.gateway.catalog.types import (
     CaseConnection,
@@ -88,7 +87,7 @@ class CatalogQuery:
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def group(self, info: Info, id: strawberry.ID) -> FailureGroup:
         session = await info.context.session()
-        group = await reads.visible_group(session, str(id), info.context.principal)
+        group = await service.visible_group(session, str(id), info.context.principal)
         if group is None:
             raise NotFound(f"group {id} not found")
         return group
@@ -103,7 +102,7 @@ class CatalogQuery:
         after: str | None = None,
     ) -> GroupConnection:
         check_page_size(first)
-        rows = await reads.list_groups(
+        rows = await service.list_groups(
             await info.context.session(),
             info.context.principal,
             model=model,
@@ -132,7 +131,7 @@ class CatalogQuery:
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def taxonomy_versions(self, info: Info) -> list[TaxonomyVersion]:
-        return await reads.taxonomy_versions(await info.context.session())
+        return await service.taxonomy_versions(await info.context.session())
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def severity_rubric(self, info: Info) -> list[SeverityGrade]:
