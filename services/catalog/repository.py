@@ -253,13 +253,18 @@ class CatalogRepository:
         return out
 
     # --- groups ---------------------------------------------------------------------------
-    async def groups_by_fingerprint(self, fps: Sequence[str]) -> dict[str, FailureGroup]:
-        out: dict[str, FailureGroup] = {}
+    async def groups_by_fingerprint(self, fps: Sequence[str]) -> dict[str, Any]:
+        """The groups ingestion needs (id, status, resolved_in_version) by fingerprint, as
+        plain rows: no ORM objects on the ingestion path."""
+        g = FailureGroup
+        out: dict[str, Any] = {}
         for chunk in _chunks(list(fps)):
             rows = await self.session.execute(
-                select(FailureGroup).where(FailureGroup.fingerprint.in_(chunk))
+                select(g.fingerprint, g.id, g.status, g.resolved_in_version).where(
+                    self._in(g.fingerprint, chunk)
+                )
             )
-            out.update({g.fingerprint: g for g in rows.scalars()})
+            out.update({r.fingerprint: r for r in rows})
         return out
 
     async def insert_groups(self, rows: list[dict[str, Any]]) -> bool:
