@@ -116,4 +116,7 @@ def app_from_environment() -> FastAPI:
     """The factory `failcat serve --workers N` gives uvicorn (one app per worker process)."""
     import os
 
+    from shared.runtime import tune_gc
+
+    tune_gc()
     return create_app(load_settings(), role=os.environ.get("FAILCAT_SERVE_ROLE", "all"))

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from shared.runtime import tune_gc
 from shared.settings import load_settings
 
 # Services that contribute subcommands through `add_commands(subparsers)`.
@@ -24,6 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from services.gateway.app import create_app
 
     settings = load_settings()  # fail fast on a bad setting, before any worker starts
+    tune_gc()
     if args.workers > 1:
         # Stateless API processes sharing the port, each building its app from the
         # environment. Their in-process indexers share the outbox (rows are claimed with
@@ -51,6 +53,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from shared.db import Database
 
     settings = load_settings()
+    tune_gc()
 
     async def run() -> None:
         db = Database(settings.catalog_url)
