@@ -498,6 +498,10 @@ async def main() -> None:
         await backend.drop()  # type: ignore[attr-defined]
     await service.close()
     await db.dispose()
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+"""REST routes of the search service: the same search as GraphQL's Query.search."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
+
+from services.search.request import SearchFilter
+from services.search.service import SearchService
+from shared.errors import BadUserInput, FieldError
+from shared.security import Principal, Scope
+from shared.web import require
+
+router = APIRouter()
+
+
+def _service(request: Request) -> SearchService:
+    return request.app.state.search
+
+
+def _split(values: list[str]) -> list[str]:
+    """`facets=a,b` and `facets=a&facets=b` mean the same."""
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _filter(raw: str | None) -> SearchFilter | None:
+    if not raw:
+        return None
+    try:
+        return SearchFilter.model_validate(json.loads(raw))
+    except json.JSONDecodeError as exc:
+        raise BadUserInput(
+            "invalid filter",
+            [
+                FieldError(
+                    "filter", f'expected a JSON object, e.g. {{"severity": ["S0"]}}: {exc.msg}'
+                )
+            ],
+        ) from None
+    except ValidationError as exc:
+        raise BadUserInput(
+            "invalid filter",
+            [
+                FieldError("filter." + ".".join(str(p) for p in e["loc"]), e["msg"])
+                for e in exc.errors()
+            ],
+        ) from None
+
+
+@router.get("/search/v1/cases")
+async def search_cases(
+    request: Request,
+    q: str = Query("", description="Query language: services/search/QUERY.md"),
+    facets: list[str] = Query([], description="Facet fields, comma-separated or repeated"),
+    filter: str | None = Query(None, description='Facet selections as JSON: {"severity": ["S0"]}'),
+    first: int = 20,
+    after: str | None = None,
+    sort: str = "relevance",
+    histogram: str | None = Query(None, description="hour, day, week or month"),
+    heatmap: str | None = Query(None, description="Two facet fields: failure_mode,model_version"),
+    principal: Principal = Depends(require(Scope.CASES_READ)),
+) -> dict[str, Any]:
+    result = await _service(request).search(
+        principal,
+        q,
+        filter=_filter(filter),
+        facets=_split(facets),
+        first=first,
+        after=after,
+        sort=sort,
+        histogram=histogram,
+        heatmap=_split([heatmap]) if heatmap else None,
+    )
+    return result.as_json()
+
+
+@router.get("/search/v1/cases/{case_id}/similar")
+async def similar_cases(
+    request: Request,
+    case_id: str,
+    first: int = 10,
+    principal: Principal = Depends(require(Scope.CASES_READ)),
+) -> dict[str, Any]:
+    hits = await _service(request).similar(principal, case_id, first)
+    return {"hits": [{"id": h.id, "score": h.score} for h in hits]}

@@ -1,0 +1,1 @@
+"""Search backends: one Protocol (base.py), two implementations."""

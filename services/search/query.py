@@ -1,0 +1,494 @@
+"""The search query language: tokenizer, recursive-descent parser and the AST both backends compile.
+
+Grammar and examples: QUERY.md. Values are resolved here, once (severity to its rank,
+relative dates to epoch milliseconds, sensitivity comparisons to a value set), so the two
+backends compile identical, already-validated trees and cannot disagree on meaning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from services.search.fields import BY_NAME, SENSITIVITIES, SEVERITIES, Kind, field_names
+from shared.errors import BadUserInput, FieldError
+
+MAX_QUERY_CHARS = 2000
+MAX_DEPTH = 32
+MAX_CLAUSES = 200
+
+# Lucene's English stop set: OpenSearch's english analyzer drops these, so a bare stopword
+# would match nothing there and almost everything in FTS5. Both backends ignore them instead.
+_STOPWORDS = "a an and are as at be but by for if in into is it no not of on or such that the"
+STOPWORDS = frozenset((_STOPWORDS + " their then there these they this to was will with").split())
+
+
+# ---- AST ------------------------------------------------------------------------------------
+
+
+class Node:
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MatchAll(Node):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Text(Node):
+    """Full text: a word or an exact phrase, in one text field or (field None) all of them."""
+
+    value: str
+    phrase: bool = False
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Term(Node):
+    """Exact match of a keyword field (tags, env.<key>, severity ...) against any of values."""
+
+    field: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Range(Node):
+    """Numeric range; dates are epoch milliseconds, severity is `severity_rank`."""
+
+    field: str
+    gte: float | None = None
+    gt: float | None = None
+    lte: float | None = None
+    lt: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exists(Node):
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
+class Not(Node):
+    child: Node
+
+
+@dataclass(frozen=True, slots=True)
+class And(Node):
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or(Node):
+    children: tuple[Node, ...]
+
+
+def and_of(nodes: list[Node]) -> Node:
+    kept = [n for n in nodes if not isinstance(n, MatchAll)]
+    if not kept:
+        return MatchAll()
+    return kept[0] if len(kept) == 1 else And(tuple(kept))
+
+
+def or_of(nodes: list[Node]) -> Node:
+    if any(isinstance(n, MatchAll) for n in nodes):
+        return MatchAll()
+    return nodes[0] if len(nodes) == 1 else Or(tuple(nodes))
+
+
+def walk(node: Node):
+    yield node
+    if isinstance(node, Not):
+        yield from walk(node.child)
+    elif isinstance(node, And | Or):
+        for child in node.children:
+            yield from walk(child)
+
+
+def positive_text(node: Node) -> list[Text]:
+    """Text leaves not under a negation: what relevance scoring and highlighting use."""
+    if isinstance(node, Text):
+        return [node]
+    if isinstance(node, And | Or):
+        return [t for c in node.children for t in positive_text(c)]
+    return []
+
+
+# ---- tokens ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str  # WORD PHRASE FIELD VALUE VALUE_PHRASE LPAREN RPAREN OR AND NOT END
+    text: str
+    col: int  # 1-based column of the token's first character
+
+
+_FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*:")
+_STOP_CHARS = ' \t\r\n()"'
+
+
+def _error(col: int, message: str) -> BadUserInput:
+    text = f"column {col}: {message}"
+    return BadUserInput(f"invalid search query: {text}", [FieldError("query", text)])
+
+
+def tokenize(src: str) -> list[Token]:
+    tokens: list[Token] = []
+    i, n = 0, len(src)
+    while i < n:
+        c = src[i]
+        col = i + 1
+        if c.isspace():
+            i += 1
+        elif c == "(":
+            tokens.append(Token("LPAREN", c, col))
+            i += 1
+        elif c == ")":
+            tokens.append(Token("RPAREN", c, col))
+            i += 1
+        elif c == '"':
+            end = src.find('"', i + 1)
+            if end < 0:
+                raise _error(col, "unterminated phrase: expected a closing '\"'")
+            tokens.append(Token("PHRASE", src[i + 1 : end], col))
+            i = end + 1
+        elif c == "-" and (i + 1 == n or src[i + 1] in " \t\r\n)"):
+            raise _error(col, "expected a term after '-' (quote it to search for a dash)")
+        elif c == "-":
+            # A leading '-' directly before a term negates it ("-status:resolved").
+            tokens.append(Token("NOT", "-", col))
+            i += 1
+        else:
+            m = _FIELD_RE.match(src, i)
+            if m:
+                tokens.append(Token("FIELD", m.group()[:-1], col))
+                i = m.end()
+                # The value is read raw, so "confidence:-1" or "status:OR" stay values.
+                if i < n and src[i] == '"':
+                    end = src.find('"', i + 1)
+                    if end < 0:
+                        raise _error(i + 1, "unterminated phrase: expected a closing '\"'")
+                    tokens.append(Token("VALUE_PHRASE", src[i + 1 : end], i + 1))
+                    i = end + 1
+                elif i < n and src[i] not in _STOP_CHARS:
+                    j = i
+                    while j < n and src[j] not in _STOP_CHARS:
+                        j += 1
+                    tokens.append(Token("VALUE", src[i:j], i + 1))
+                    i = j
+                continue
+            j = i
+            while j < n and src[j] not in _STOP_CHARS:
+                j += 1
+            word = src[i:j]
+            kind = {"OR": "OR", "AND": "AND", "NOT": "NOT"}.get(word, "WORD")
+            tokens.append(Token(kind, word, col))
+            i = j
+    tokens.append(Token("END", "", n + 1))
+    return tokens
+
+
+# ---- parser ---------------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, src: str, now: datetime) -> None:
+        self.tokens = tokenize(src)
+        self.pos = 0
+        self.now = now
+        self.depth = 0
+        self.clauses = 0
+
+    def peek(self) -> Token:
+        return self.tokens[self.pos]
+
+    def take(self) -> Token:
+        tok = self.tokens[self.pos]
+        self.pos += 1
+        return tok
+
+    def parse(self) -> Node:
+        if self.peek().kind == "END":
+            return MatchAll()
+        node = self.or_expr()
+        tok = self.peek()
+        if tok.kind == "RPAREN":
+            raise _error(tok.col, "unexpected ')' without a matching '('")
+        if tok.kind != "END":  # pragma: no cover - or_expr consumes every other token
+            raise _error(tok.col, f"unexpected {tok.text!r}")
+        return node
+
+    def or_expr(self) -> Node:
+        nodes = [self.and_expr()]
+        while self.peek().kind == "OR":
+            op = self.take()
+            if self.peek().kind in ("END", "RPAREN", "OR", "AND"):
+                raise _error(op.col, "expected a term after OR")
+            nodes.append(self.and_expr())
+        return or_of(nodes)
+
+    def and_expr(self) -> Node:
+        nodes = [self.unary()]
+        while self.peek().kind not in ("END", "RPAREN", "OR"):
+            if self.peek().kind == "AND":
+                op = self.take()
+                if self.peek().kind in ("END", "RPAREN", "OR", "AND"):
+                    raise _error(op.col, "expected a term after AND")
+            nodes.append(self.unary())
+        return and_of(nodes)
+
+    def unary(self) -> Node:
+        tok = self.peek()
+        if tok.kind == "NOT":
+            self.take()
+            if self.peek().kind in ("END", "RPAREN", "OR", "AND"):
+                raise _error(tok.col, f"expected a term after {tok.text!r}")
+            child = self.unary()
+            return Not(child) if not isinstance(child, MatchAll) else MatchAll()
+        return self.primary()
+
+    def primary(self) -> Node:
+        tok = self.take()
+        self.clauses += 1
+        if self.clauses > MAX_CLAUSES:
+            raise _error(tok.col, f"query has more than {MAX_CLAUSES} terms (the limit)")
+        if tok.kind == "LPAREN":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise _error(tok.col, f"parentheses nested deeper than {MAX_DEPTH} (the limit)")
+            if self.peek().kind == "RPAREN":
+                raise _error(self.peek().col, "expected a term inside '()'")
+            node = self.or_expr()
+            close = self.take()
+            if close.kind != "RPAREN":
+                raise _error(close.col, f"expected ')' to close '(' at column {tok.col}")
+            self.depth -= 1
+            return node
+        if tok.kind == "PHRASE":
+            return Text(tok.text.strip(), phrase=True) if tok.text.strip() else MatchAll()
+        if tok.kind == "WORD":
+            return _free_word(tok.text)
+        if tok.kind == "FIELD":
+            return self.field_term(tok)
+        if tok.kind in ("OR", "AND"):
+            raise _error(tok.col, f"expected a term before {tok.text}")
+        if tok.kind == "RPAREN":
+            raise _error(tok.col, "unexpected ')' without a matching '('")
+        raise _error(tok.col, "expected a term, got the end of the query")
+
+    def field_term(self, tok: Token) -> Node:
+        name = tok.text
+        field = _resolve_field(name, tok.col)
+        nxt = self.peek()
+        if nxt.kind == "VALUE_PHRASE":
+            self.take()
+            return _compile_value(field, name, "=", nxt.text, nxt.col, True, self.now)
+        if nxt.kind == "VALUE":
+            self.take()
+            raw, op, skip = nxt.text, "=", 0
+            for candidate in ("<=", ">=", "<", ">", "="):
+                if raw.startswith(candidate):
+                    op, raw, skip = candidate, raw[len(candidate) :], len(candidate)
+                    break
+            if not raw:
+                raise _error(nxt.col + skip, f"expected a value after '{name}:{op}'")
+            return _compile_value(field, name, op, raw, nxt.col + skip, False, self.now)
+        raise _error(tok.col + len(name) + 1, f"expected a value after '{name}:'")
+
+
+def _free_word(word: str) -> Node:
+    # Stopwords and bare punctuation analyse to no token on either backend: ignore them.
+    if word.lower() in STOPWORDS or not any(ch.isalnum() for ch in word):
+        return MatchAll()
+    return Text(word)
+
+
+def _resolve_field(name: str, col: int) -> str:
+    """The canonical field for `name` ("env.region" stays as it is)."""
+    lower = name.lower()
+    if lower.startswith(("env.", "environment.")):
+        key = name.split(".", 1)[1]
+        if not key:
+            raise _error(col, "expected an environment key after 'env.'")
+        return f"env.{key}"
+    field = BY_NAME.get(lower)
+    if field is None or field.kind is Kind.ENV:
+        hint = "use env.<key>:value for the environment; " if field is not None else ""
+        raise _error(
+            col, f"unknown field '{name}'; {hint}valid fields: " + ", ".join(field_names())
+        )
+    return field.name
+
+
+_COMPARABLE = "severity, sensitivity, confidence, latency_ms, occurred_at, received_at"
+
+
+def _compile_value(
+    field: str, name: str, op: str, raw: str, col: int, quoted: bool, now: datetime
+) -> Node:
+    kind = Kind.KEYWORD if field.startswith("env.") else BY_NAME[field].kind
+    if kind is Kind.TEXT:
+        if op != "=":
+            raise _error(
+                col - len(op),
+                f"field '{name}' is full text and does not support '{op}'; "
+                f"comparisons work on {_COMPARABLE}",
+            )
+        if not quoted and raw.lower() in STOPWORDS:
+            return MatchAll()
+        return Text(raw, phrase=quoted, field=field)
+    if raw == "*" and not quoted and op == "=":
+        return Exists(field)
+    if kind in (Kind.KEYWORD, Kind.TAGS):
+        if op != "=":
+            raise _error(
+                col - len(op),
+                f"field '{name}' does not support '{op}'; comparisons work on {_COMPARABLE}",
+            )
+        if field == "failure_mode":
+            # A top-level code matches its sub-modes too: failure_mode:label_noise.
+            return or_of([Term("failure_mode", (raw,)), Term("failure_mode_parent", (raw,))])
+        return Term(field, (raw,))
+    lo, hi = _split_range(raw, op, col, name)
+    if kind is Kind.SEVERITY:
+        return _ordinal(field, "severity_rank", SEVERITIES, name, op, raw, lo, hi, col, upper=True)
+    if kind is Kind.SENSITIVITY:
+        return _ordinal(field, None, SENSITIVITIES, name, op, raw, lo, hi, col, upper=False)
+    if kind is Kind.NUMBER:
+
+        def num(text: str, at: int) -> float:
+            try:
+                return float(text)
+            except ValueError:
+                raise _error(at, f"expected a number for '{name}', got '{text}'") from None
+
+        return _range_node(field, op, lo, hi, num, col, raw)
+    if kind is Kind.DATE:
+        return _date_node(field, name, op, lo, hi, col, raw, now)
+    raise _error(col, f"field '{name}' cannot be searched")  # pragma: no cover
+
+
+def _split_range(raw: str, op: str, col: int, name: str) -> tuple[str | None, str | None]:
+    if ".." not in raw:
+        return raw, None
+    if op != "=":
+        raise _error(col, f"a range 'a..b' for '{name}' takes no '{op}'")
+    lo, _, hi = raw.partition("..")
+    if not lo or not hi:
+        raise _error(col, f"expected a range 'from..to' for '{name}' (use * for an open end)")
+    return (None if lo == "*" else lo), (None if hi == "*" else hi)
+
+
+def _range_node(field, op, lo, hi, conv, col, raw) -> Node:
+    if ".." in raw:
+        return Range(
+            field,
+            gte=None if lo is None else conv(lo, col),
+            lte=None if hi is None else conv(hi, col + raw.index("..") + 2),
+        )
+    value = conv(lo, col)
+    if op == "=":
+        return Range(field, gte=value, lte=value)
+    return Range(field, **{{"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}[op]: value})
+
+
+def _ordinal(field, rank_field, order, name, op, raw, lo, hi, col, upper) -> Node:
+    def rank(text: str, at: int) -> int:
+        key = text.upper() if upper else text.lower()
+        if key not in order:
+            raise _error(at, f"expected one of {', '.join(order)} for '{name}', got '{text}'")
+        return order.index(key)
+
+    if ".." in raw:
+        a = 0 if lo is None else rank(lo, col)
+        b = len(order) - 1 if hi is None else rank(hi, col + raw.index("..") + 2)
+        ranks = range(min(a, b), max(a, b) + 1)
+    else:
+        r = rank(lo, col)
+        ranks = {
+            "=": range(r, r + 1),
+            "<": range(0, r),
+            "<=": range(0, r + 1),
+            ">": range(r + 1, len(order)),
+            ">=": range(r, len(order)),
+        }[op]
+    values = tuple(order[i] for i in ranks)
+    if not values:
+        return Not(MatchAll())
+    if rank_field and len(values) > 1:
+        return Range(rank_field, gte=ranks.start, lte=ranks.stop - 1)
+    return Term(field, values)
+
+
+_RELATIVE = re.compile(r"^now(?:([+-])(\d+)([smhdwMy]))?$")
+_UNIT_S = {
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 7 * 86400,
+    "M": 30 * 86400,
+    "y": 365 * 86400,
+}
+
+
+def _date_node(field, name, op, lo, hi, col, raw, now) -> Node:
+    """Dates become [start, end) intervals in epoch ms: a bare day covers the whole day."""
+
+    def interval(text: str, at: int) -> tuple[int, int]:
+        m = _RELATIVE.match(text)
+        if m:
+            delta = 0 if not m.group(1) else int(m.group(2)) * _UNIT_S[m.group(3)]
+            t = (
+                now - timedelta(seconds=delta)
+                if m.group(1) == "-"
+                else now + timedelta(seconds=delta)
+            )
+            ms = int(t.timestamp() * 1000)
+            return ms, ms + 1
+        try:
+            if len(text) == 10:
+                d = date.fromisoformat(text)
+                start = datetime(d.year, d.month, d.day, tzinfo=UTC)
+                return _ms(start), _ms(start + timedelta(days=1))
+            t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            t = t if t.tzinfo else t.replace(tzinfo=UTC)
+            return _ms(t), _ms(t) + 1
+        except ValueError:
+            raise _error(
+                at,
+                f"expected a date for '{name}' (2026-01-31, "
+                f"2026-01-31T12:00:00Z or now-7d), got '{text}'",
+            ) from None
+
+    if ".." in raw:
+        gte = None if lo is None else interval(lo, col)[0]
+        lt = None if hi is None else interval(hi, col + raw.index("..") + 2)[1]
+        return Range(field, gte=gte, lt=lt)
+    start, end = interval(lo, col)
+    match op:
+        case "=":
+            return Range(field, gte=start, lt=end)
+        case "<":
+            return Range(field, lt=start)
+        case "<=":
+            return Range(field, lt=end)
+        case ">":
+            return Range(field, gte=end)
+        case _:
+            return Range(field, gte=start)
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def parse(src: str, now: datetime | None = None) -> Node:
+    """Parse a query into its AST; raise BadUserInput naming the column on any error."""
+    if len(src) > MAX_QUERY_CHARS:
+        raise _error(
+            MAX_QUERY_CHARS + 1, f"query is longer than {MAX_QUERY_CHARS} characters (the limit)"
+        )
+    return _Parser(src, now or datetime.now(UTC)).parse()

@@ -1,0 +1,317 @@
+"""The search service: the only entry point other packages use to search or feed the index."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from services.search.backends.base import BackendUnavailable, SearchBackend
+from services.search.catalog_feed import CatalogFeed, catalog_feed
+from services.search.query import parse
+from services.search.request import (
+    Hit,
+    SearchFilter,
+    SearchRequest,
+    SearchResult,
+    Visibility,
+    check_facets,
+    check_first,
+    check_heatmap,
+    check_histogram,
+    check_sort,
+    decode_cursor,
+    encode_cursor,
+)
+from shared.db import Database
+from shared.errors import Unavailable
+from shared.security import Principal
+from shared.settings import Settings
+
+log = logging.getLogger("failcat.search")
+
+MAX_BACKOFF_S = 10.0
+
+
+@dataclass
+class VerifyReport:
+    catalog_count: int
+    index_count: int
+    catalog_checksum: str
+    index_checksum: str
+    missing: list[str] = field(default_factory=list)  # in the catalog, not in the index
+    stale: list[str] = field(default_factory=list)  # indexed at an older revision
+    extra: list[str] = field(default_factory=list)  # indexed, but no longer in the catalog
+    ahead: list[str] = field(default_factory=list)  # indexed at a newer revision (restore?)
+    repaired: int = 0
+
+    @property
+    def in_sync(self) -> bool:
+        return self.catalog_checksum == self.index_checksum
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "in_sync": self.in_sync,
+            "catalog_count": self.catalog_count,
+            "index_count": self.index_count,
+            "catalog_checksum": self.catalog_checksum,
+            "index_checksum": self.index_checksum,
+            "missing": len(self.missing),
+            "stale": len(self.stale),
+            "extra": len(self.extra),
+            "ahead": len(self.ahead),
+            "repaired": self.repaired,
+        }
+
+
+def revisions_checksum(pairs: dict[str, int]) -> str:
+    """sha256 over the sorted "id:revision" lines: equal iff both sides hold the same set."""
+    h = hashlib.sha256()
+    for case_id in sorted(pairs):
+        h.update(f"{case_id}:{pairs[case_id]}\n".encode())
+    return h.hexdigest()
+
+
+def make_backend(settings: Settings) -> SearchBackend:
+    if settings.embedded_search:
+        from services.search.backends.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(settings.data_dir / "search.db")
+    from services.search.backends.opensearch import OpenSearchBackend
+
+    return OpenSearchBackend(settings.search_url, settings.search_index)
+
+
+class SearchService:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        backend: SearchBackend,
+        feed: CatalogFeed | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.backend = backend
+        self.feed = feed or catalog_feed()
+        self._ready = False
+
+    @classmethod
+    async def start(
+        cls, settings: Settings, db: Database, *, feed: CatalogFeed | None = None
+    ) -> SearchService:
+        service = cls(settings, db, make_backend(settings), feed)
+        try:
+            await service._ensure_ready()
+        except BackendUnavailable as exc:
+            # Ingestion must keep working while the index is down: start anyway, /readyz
+            # reports it, and the indexer sets the index up when it returns.
+            log.warning("search backend not ready at start: %s", exc)
+        return service
+
+    async def _ensure_ready(self) -> None:
+        if not self._ready:
+            await self.backend.ensure_ready()
+            self._ready = True
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    async def ping(self) -> bool:
+        return self._ready and await self.backend.ping()
+
+    # ---- the indexer --------------------------------------------------------------------
+
+    async def _drain_batch(self) -> int:
+        """Index one outbox batch; the rows are deleted only after the index took the batch
+        (same transaction), so a failure leaves them for the next try: at least once."""
+        await self._ensure_ready()
+        async with self.db.transaction() as session:
+            rows = await self.feed.outbox_batch(session, self.settings.indexer_batch)
+            if not rows:
+                return 0
+            case_ids = list(dict.fromkeys(r[1] for r in rows))
+            docs = await self.feed.search_documents(session, case_ids)
+            found = {d["id"] for d in docs}
+            await self.backend.index(docs)
+            await self.backend.delete([i for i in case_ids if i not in found])
+            await self.feed.outbox_ack(session, [r[0] for r in rows])
+        return len(rows)
+
+    async def drain_outbox(self) -> int:
+        """Index everything waiting in the outbox; returns the outbox rows consumed."""
+        total = 0
+        while n := await self._drain_batch():
+            total += n
+        return total
+
+    async def run_indexer(self) -> None:
+        """Drain the outbox forever; back off while the backend (or database) is down."""
+        backoff = 0.0
+        while True:
+            try:
+                n = await self._drain_batch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, BackendUnavailable):
+                    self._ready = False  # re-check the template and alias when it returns
+                backoff = min(MAX_BACKOFF_S, backoff * 2 or self.settings.indexer_poll_s * 4)
+                level = logging.WARNING if isinstance(exc, BackendUnavailable) else logging.ERROR
+                log.log(
+                    level,
+                    "indexer: %s; retrying in %.1fs",
+                    exc,
+                    backoff,
+                    exc_info=not isinstance(exc, BackendUnavailable),
+                )
+                await asyncio.sleep(backoff)
+                continue
+            backoff = 0.0
+            if n < self.settings.indexer_batch:
+                await asyncio.sleep(self.settings.indexer_poll_s)
+
+    # ---- searching ----------------------------------------------------------------------
+
+    def build_request(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        filter: SearchFilter | None = None,
+        facets: list[str] | tuple[str, ...] = (),
+        first: int = 20,
+        after: str | None = None,
+        sort: str = "relevance",
+        histogram: str | None = None,
+        heatmap: tuple[str, str] | list[str] | None = None,
+        now: datetime | None = None,
+    ) -> SearchRequest:
+        """Validate and parse once; the request then compiles for either backend."""
+        sort = check_sort(sort)
+        return SearchRequest(
+            visibility=Visibility.of(principal),
+            query=parse(query or "", now),
+            selections=(filter or SearchFilter()).selections(),
+            facets=check_facets(list(facets)),
+            first=check_first(first),
+            after=decode_cursor(after, sort) if after else None,
+            sort=sort,
+            histogram=check_histogram(histogram),
+            heatmap=check_heatmap(heatmap),
+        )
+
+    async def search(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        filter: SearchFilter | None = None,
+        facets: list[str] | tuple[str, ...] = (),
+        first: int = 20,
+        after: str | None = None,
+        sort: str = "relevance",
+        histogram: str | None = None,
+        heatmap: tuple[str, str] | list[str] | None = None,
+    ) -> SearchResult:
+        request = self.build_request(
+            principal,
+            query,
+            filter=filter,
+            facets=facets,
+            first=first,
+            after=after,
+            sort=sort,
+            histogram=histogram,
+            heatmap=heatmap,
+        )
+        return await self.execute(request)
+
+    async def execute(self, request: SearchRequest) -> SearchResult:
+        try:
+            await self._ensure_ready()
+            result = await self.backend.search(request)
+        except BackendUnavailable as exc:
+            raise Unavailable("search is temporarily unavailable") from exc
+        result.next_cursor = (
+            encode_cursor(request.sort, result.hits[-1].sort_values)
+            if result.next_cursor and result.hits
+            else None
+        )
+        return result
+
+    async def similar(self, principal: Principal, case_id: str, first: int = 10) -> list[Hit]:
+        try:
+            await self._ensure_ready()
+            return await self.backend.similar(Visibility.of(principal), case_id, check_first(first))
+        except BackendUnavailable as exc:
+            raise Unavailable("search is temporarily unavailable") from exc
+
+    # ---- operations ---------------------------------------------------------------------
+
+    async def _catalog_revisions(self) -> dict[str, int]:
+        async with self.db.transaction() as session:
+            return dict(await self.feed.case_revisions(session))
+
+    async def _catalog_batches(self, size: int) -> AsyncIterator[list[dict[str, Any]]]:
+        after: str | None = None
+        while True:
+            async with self.db.transaction() as session:
+                docs = await self.feed.iter_search_documents(session, after, size)
+            if not docs:
+                return
+            yield docs
+            after = docs[-1]["id"]
+
+    async def reindex(
+        self, progress: Callable[[int, int | None], None] | None = None
+    ) -> VerifyReport:
+        """Build a new index from the catalog, switch to it atomically, then repair what
+        changed while it was being built (those writes went to the old index)."""
+        await self._ensure_ready()
+        expected = len(await self._catalog_revisions())
+
+        def report(done: int, _: int | None) -> None:
+            if progress:
+                progress(done, expected)
+
+        await self.backend.rebuild(self._catalog_batches(self.settings.indexer_batch), report)
+        return await self.verify(repair=True)
+
+    async def verify(self, repair: bool = False) -> VerifyReport:
+        """Compare count and a checksum of (id, revision) between catalog and index."""
+        await self._ensure_ready()
+        catalog = await self._catalog_revisions()
+        index = await self.backend.revisions()
+        rep = VerifyReport(
+            catalog_count=len(catalog),
+            index_count=len(index),
+            catalog_checksum=revisions_checksum(catalog),
+            index_checksum=revisions_checksum(index),
+        )
+        for case_id, rev in catalog.items():
+            have = index.get(case_id)
+            if have is None:
+                rep.missing.append(case_id)
+            elif have < rev:
+                rep.stale.append(case_id)
+            elif have > rev:
+                rep.ahead.append(case_id)
+        rep.extra = [i for i in index if i not in catalog]
+        if repair and not rep.in_sync:
+            # A newer revision in the index would refuse the catalog's: remove it first.
+            await self.backend.delete(rep.extra + rep.ahead)
+            todo = rep.missing + rep.stale + rep.ahead
+            for i in range(0, len(todo), self.settings.indexer_batch):
+                async with self.db.transaction() as session:
+                    docs = await self.feed.search_documents(
+                        session, todo[i : i + self.settings.indexer_batch]
+                    )
+                await self.backend.index(docs)
+                rep.repaired += len(docs)
+            rep.repaired += len(rep.extra)
+        return rep
