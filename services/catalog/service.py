@@ -501,3 +501,14 @@ async def set_sampling_rule(
 
 async def sampling_rules(session: AsyncSession) -> list[Any]:
     return await CatalogRepository(session).sampling_rules()
+
+
+async def cases_as_json(
+    session: AsyncSession, ids: list[str], viewer: Principal
+) -> dict[str, dict[str, Any]]:
+    """Visible cases by id in the wire format (REST answers that embed cases)."""
+    from services.catalog.views import case_json
+
+    cases = await get_cases(session, ids, viewer)
+    refs = await page_relations(session, cases)
+    return {c.id: case_json(c, refs) for c in cases}

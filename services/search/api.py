@@ -7,12 +7,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.catalog import service as catalog
 from services.search.request import SearchFilter
 from services.search.service import SearchService
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal, Scope
-from shared.web import require
+from shared.web import db_session, require
 
 router = APIRouter()
 
@@ -62,6 +64,7 @@ async def search_cases(
     histogram: str | None = Query(None, description="hour, day, week or month"),
     heatmap: str | None = Query(None, description="Two facet fields: failure_mode,model_version"),
     principal: Principal = Depends(require(Scope.CASES_READ)),
+    session: AsyncSession = Depends(db_session, scope="function"),
 ) -> dict[str, Any]:
     result = await _service(request).search(
         principal,
@@ -74,7 +77,12 @@ async def search_cases(
         histogram=histogram,
         heatmap=_split([heatmap]) if heatmap else None,
     )
-    return result.as_json()
+    body = result.as_json()
+    # The same as GraphQL: each hit carries its case, loaded with the caller's visibility.
+    cases = await catalog.cases_as_json(session, [h["id"] for h in body["hits"]], principal)
+    for hit in body["hits"]:
+        hit["case"] = cases.get(hit["id"])
+    return body
 
 
 @router.get("/search/v1/cases/{case_id}/similar")
