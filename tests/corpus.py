@@ -12,9 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-CORPORA = Path(
-    os.environ.get("FAILCAT_CORPORA", Path(__file__).resolve().parents[2] / "shared" / "corpora")
-)
+
+def find_corpora() -> Path:
+    """FAILCAT_CORPORA, else the shared/ folder beside the repository (as CI lays it out)."""
+    candidates = [Path(p) for p in [os.environ.get("FAILCAT_CORPORA")] if p]
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "corpora")
+    for path in candidates:
+        if (path / "aiid_incidents.jsonl").exists():
+            return path
+    raise RuntimeError(
+        f"the corpora are not at {', '.join(map(str, candidates))}: set FAILCAT_CORPORA"
+    )
+
+
+CORPORA = find_corpora()
 _MODES = [
     "safety.harmful_content",
     "fairness.disparate_performance",

@@ -1,4 +1,4 @@
-"""Search documents built from the real public corpora in /work/shared/corpora.
+"""Search documents built from the real public corpora (tests/corpus.py finds them).
 
 Text (titles, descriptions) is real; the facet fields are assigned deterministically from the
 record's position, so every run builds the same documents.
@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
-CORPORA = Path("/work/shared/corpora")
+from tests.corpus import CORPORA
+
 FAILURE_MODES = [
     "safety.hallucination",
     "safety.harmful_content",
