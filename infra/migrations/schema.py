@@ -1,5 +1,8 @@
 """Every table of every service, in one metadata: what migrations are compared against."""
 
+from collections.abc import Callable
+from typing import Any
+
 from services.auth import models as _auth  # noqa: F401
 
 # Imported for their side effect: each module registers its tables on `metadata`.
@@ -7,3 +10,14 @@ from services.catalog import models as _catalog  # noqa: F401
 from shared.db import metadata
 
 target_metadata = metadata
+
+
+def include_object_for(dialect: str) -> Callable[..., bool]:
+    """Postgres-only objects (GIN indexes) live in their own hand-written migrations: leave
+    them out of autogenerate and schema comparisons on other databases."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, other: Any) -> bool:
+        info = getattr(obj, "info", None) or {}
+        return not (info.get("postgresql_only") and dialect != "postgresql")
+
+    return include

@@ -118,6 +118,18 @@ class FailureCase(SQLModel, table=True):
             sqlite_where=text("reservoir_key IS NOT NULL"),
         ),
     )
+    # Postgres only: containment (environment @> {"region": "eu-west-1"}) for the env filter.
+    # SQLite filters env with json_extract and gets no index (a btree on JSON text is useless).
+    __table_args__ = (
+        *__table_args__,
+        Index(
+            "ix_failure_case_environment",
+            "environment",
+            postgresql_using="gin",
+            postgresql_ops={"environment": "jsonb_path_ops"},
+            info={"postgresql_only": True},  # migration 0003; see infra/migrations/env.py
+        ).ddl_if(dialect="postgresql"),
+    )
     # Every index costs each ingested row; low-cardinality and numeric filters (severity,
     # status, sensitivity, confidence, latency) are served by the search index instead.
     id: str = Field(primary_key=True, max_length=36)

@@ -29,8 +29,9 @@ def test_api_and_worker_get_valid_database_and_search_urls():
     for name in ("api", "worker"):
         env = services[name]["environment"]
         db_url = env["FAILCAT_DATABASE_URL"].replace("${POSTGRES_PASSWORD:-failcat}", "pw")
-        settings = Settings(database_url=db_url, search_url=env["FAILCAT_SEARCH_URL"],
-                            env=env["FAILCAT_ENV"])
+        settings = Settings(
+            database_url=db_url, search_url=env["FAILCAT_SEARCH_URL"], env=env["FAILCAT_ENV"]
+        )
         assert settings.catalog_url.startswith("postgresql+asyncpg://")
         assert "@postgres:5432/" in settings.catalog_url
         assert settings.search_url == "http://opensearch:9200"

@@ -6,26 +6,31 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from infra.migrations.schema import target_metadata
+from infra.migrations.schema import include_object_for, target_metadata
 
 
 async def test_migrated_schema_matches_the_models(db):
     def diff(sync_conn):
-        ctx = MigrationContext.configure(sync_conn, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_object": include_object_for(sync_conn.dialect.name)}
+        ctx = MigrationContext.configure(sync_conn, opts=opts)
         return compare_metadata(ctx, target_metadata)
 
     async with db.engine.connect() as conn:
         differences = await conn.run_sync(diff)
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
     assert differences == []
-    assert version == "0002"
+    assert version == "0003"
 
 
 async def test_reference_data_is_seeded(db):
     async with db.engine.connect() as conn:
-        modes = (await conn.execute(text(
-            "SELECT count(*) FROM failure_mode WHERE taxonomy_version = 1"))).scalar()
-        grades = (await conn.execute(text(
-            "SELECT grade FROM severity_grade WHERE rubric_version = 1 ORDER BY rank"))).scalars()
+        modes = (
+            await conn.execute(text("SELECT count(*) FROM failure_mode WHERE taxonomy_version = 1"))
+        ).scalar()
+        grades = (
+            await conn.execute(
+                text("SELECT grade FROM severity_grade WHERE rubric_version = 1 ORDER BY rank")
+            )
+        ).scalars()
         assert modes >= 9 * 3
         assert list(grades) == ["S0", "S1", "S2", "S3", "S4"]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 07:40:41.886488
+Create Date: 2026-11-29 08:04:54.891852
 """
 
 from collections.abc import Sequence
