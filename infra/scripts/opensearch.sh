@@ -30,7 +30,6 @@ INFRA_DIR="${FAILCAT_INFRA_DIR:-/tmp/failcat-infra}"
 STATE="${INFRA_DIR}/opensearch"
 LOCK="${INFRA_DIR}/.opensearch.lock"
 CACHE="${FAILCAT_CACHE_DIR:-${HOME:-/root}/.cache/failcat}/opensearch"
-RUN_USER="${FAILCAT_INFRA_USER:-failcat}"
 PID_FILE="${STATE}/opensearch.pid"
 URL_FILE="${STATE}/url"
 STARTUP_LOG="${STATE}/startup.log"
@@ -39,42 +38,9 @@ TIMEOUT="${FAILCAT_OPENSEARCH_TIMEOUT:-120}"
 CLUSTER_NAME="failcat-test"
 DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
-log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
-
-is_root() { [ "$(id -u)" -eq 0 ]; }
-
-# Run as the unprivileged user (or ourselves when not root) from "/"; fd 9 (our flock) is
-# closed so the long-lived server does not inherit the lock.
-as_user() {
-  if is_root; then
-    (cd / && runuser -u "$RUN_USER" -- "$@" 9>&-)
-  else
-    (cd / && "$@" 9>&-)
-  fi
-}
-
-ensure_user() {
-  is_root || return 0
-  if ! id -u "$RUN_USER" >/dev/null 2>&1; then
-    log "creating system user ${RUN_USER}"
-    useradd --system --user-group --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin "$RUN_USER" >/dev/null 2>&1 \
-      || id -u "$RUN_USER" >/dev/null 2>&1 \
-      || die "could not create system user ${RUN_USER} (useradd failed)"
-  fi
-}
-
-apt_install() {
-  is_root || die "$1 is missing and we are not root to apt-get install ${*:2}"
-  log "installing ${*:2} via apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  if [ -z "${APT_UPDATED:-}" ]; then
-    apt-get update -qq >&2 || die "apt-get update failed (needed for ${*:2})"
-    APT_UPDATED=1
-  fi
-  apt-get install -y -qq "${@:2}" >&2 || die "apt-get install ${*:2} failed"
-}
+LOCK_WAIT=600
+# shellcheck source=infra/scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_tools() {
   command -v curl >/dev/null 2>&1 || apt_install curl curl
@@ -155,18 +121,6 @@ choose_version_and_java() {
   [ -n "$OS_JAVA_HOME" ] || die "no suitable JDK (Java ${min}..${max}) for OpenSearch ${VERSION} in /usr/lib/jvm"
 }
 
-free_port() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-  else
-    local p
-    for _ in $(seq 1 50); do
-      p="$(shuf -i 20000-60000 -n 1)"
-      if ! (exec 3<>"/dev/tcp/127.0.0.1/${p}") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    die "could not find a free TCP port"
-  fi
-}
 
 # Downloads the zip into the cache (once). Sets ZIP.
 fetch_zip() {
@@ -348,17 +302,5 @@ do_url() {
   cat "$URL_FILE"
 }
 
-with_lock() {
-  mkdir -p "$INFRA_DIR" || die "cannot create ${INFRA_DIR}"
-  exec 9>"$LOCK" || die "cannot open lock file ${LOCK}"
-  flock -w 600 9 || die "timed out waiting for lock ${LOCK} (another opensearch.sh running?)"
-  "$@"
-}
 
-case "${1:-}" in
-  start) with_lock do_start ;;
-  stop) with_lock do_stop ;;
-  status) do_status ;;
-  url) do_url ;;
-  *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
-esac
+dispatch "$@"

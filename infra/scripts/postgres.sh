@@ -26,37 +26,13 @@ SOCK="${STATE}/run"
 LOG="${STATE}/postgres.log"
 URL_FILE="${STATE}/url"
 PORT_FILE="${STATE}/port"
-RUN_USER="${FAILCAT_INFRA_USER:-failcat}"
 DB_NAME="failcat"
 DB_USER="failcat"
 DB_PASS="failcat"
 
-log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
-
-is_root() { [ "$(id -u)" -eq 0 ]; }
-
-# Run a command as the unprivileged user (or as ourselves when not root), from a
-# directory that user can read (avoids "could not change directory" noise).
-# fd 9 (our flock) is closed so the long-lived server does not inherit the lock.
-as_user() {
-  if is_root; then
-    (cd / && runuser -u "$RUN_USER" -- "$@" 9>&-)
-  else
-    (cd / && "$@" 9>&-)
-  fi
-}
-
-ensure_user() {
-  is_root || return 0
-  if ! id -u "$RUN_USER" >/dev/null 2>&1; then
-    log "creating system user ${RUN_USER}"
-    useradd --system --user-group --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin "$RUN_USER" >/dev/null 2>&1 \
-      || id -u "$RUN_USER" >/dev/null 2>&1 \
-      || die "could not create system user ${RUN_USER} (useradd failed)"
-  fi
-}
+LOCK_WAIT=300
+# shellcheck source=infra/scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Prints the newest /usr/lib/postgresql/*/bin that has initdb (empty if none).
 newest_pg_bin() {
@@ -71,28 +47,12 @@ newest_pg_bin() {
 find_pg_bin() {
   PG_BIN="$(newest_pg_bin)"
   if [ -z "$PG_BIN" ]; then
-    is_root || die "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb) and not root to apt-get install postgresql"
-    log "installing postgresql via apt-get (this takes a minute)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 || die "apt-get update failed while installing postgresql"
-    apt-get install -y -qq postgresql >&2 || die "apt-get install postgresql failed"
+    apt_install "PostgreSQL (/usr/lib/postgresql/*/bin/initdb)" postgresql
     PG_BIN="$(newest_pg_bin)"
     [ -n "$PG_BIN" ] || die "postgresql installed but no /usr/lib/postgresql/*/bin/initdb found"
   fi
 }
 
-free_port() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-  else
-    local p
-    for _ in $(seq 1 50); do
-      p="$(shuf -i 20000-60000 -n 1)"
-      if ! (exec 3<>"/dev/tcp/127.0.0.1/${p}") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    die "could not find a free TCP port"
-  fi
-}
 
 # 0 if the postmaster of our data dir is alive and accepts connections.
 running() {
@@ -246,17 +206,5 @@ do_url() {
   cat "$URL_FILE"
 }
 
-with_lock() {
-  mkdir -p "$INFRA_DIR" || die "cannot create ${INFRA_DIR}"
-  exec 9>"$LOCK" || die "cannot open lock file ${LOCK}"
-  flock -w 300 9 || die "timed out waiting for lock ${LOCK} (another postgres.sh running?)"
-  "$@"
-}
 
-case "${1:-}" in
-  start) with_lock do_start ;;
-  stop) with_lock do_stop ;;
-  status) do_status ;;
-  url) do_url ;;
-  *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
-esac
+dispatch "$@"
