@@ -30,20 +30,22 @@ def day_of_cases(n: int, model: str, source: str, severity: str | None, fp: str)
     return cases
 
 
-async def test_reservoir_caps_the_day_and_counts_what_it_dropped(session):
-    model, source, fp = (
-        f"m-{secrets.token_hex(3)}",
-        f"s-{secrets.token_hex(3)}",
-        secrets.token_hex(6),
-    )
+async def a_rule(session, daily_cap: int) -> tuple[str, str, str]:
+    """A sampling rule (keep S1 and worse) for a fresh model and source; and a fingerprint."""
+    model, source = f"m-{secrets.token_hex(3)}", f"s-{secrets.token_hex(3)}"
     await service.set_sampling_rule(
         session,
         model_name=model,
         data_source=source,
-        daily_cap=10,
+        daily_cap=daily_cap,
         keep_at_or_above="S1",
         actor=SYSTEM,
     )
+    return model, source, secrets.token_hex(6)
+
+
+async def test_reservoir_caps_the_day_and_counts_what_it_dropped(session):
+    model, source, fp = await a_rule(session, daily_cap=10)
     rules = await service.sampling_rules(session)
     assert any(r.model_name == model and r.daily_cap == 10 for r in rules)
     rng = random.Random(7)
@@ -71,19 +73,7 @@ async def test_reservoir_caps_the_day_and_counts_what_it_dropped(session):
 
 
 async def test_severe_cases_and_other_sources_are_always_kept(session):
-    model, source, fp = (
-        f"m-{secrets.token_hex(3)}",
-        f"s-{secrets.token_hex(3)}",
-        secrets.token_hex(6),
-    )
-    await service.set_sampling_rule(
-        session,
-        model_name=model,
-        data_source=source,
-        daily_cap=2,
-        keep_at_or_above="S1",
-        actor=SYSTEM,
-    )
+    model, source, fp = await a_rule(session, daily_cap=2)
     severe = day_of_cases(6, model, source, "S0", fp)
     other = day_of_cases(6, model, source + "-other", "S4", fp + "x")
     results = await service.ingest_cases(session, severe + other, SYSTEM, rng=random.Random(1))
