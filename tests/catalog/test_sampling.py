@@ -83,14 +83,7 @@ async def test_severe_cases_and_other_sources_are_always_kept(session):
 async def test_curated_cases_are_never_evicted(session):
     from services.catalog.schemas import CasePatch
 
-    model, source, fp = (
-        f"m-{secrets.token_hex(3)}",
-        f"s-{secrets.token_hex(3)}",
-        secrets.token_hex(6),
-    )
-    await service.set_sampling_rule(
-        session, model_name=model, data_source=source, daily_cap=2, actor=SYSTEM
-    )
+    model, source, fp = await a_rule(session, daily_cap=2)
     cases = day_of_cases(30, model, source, None, fp)
     kept = await service.ingest_cases(session, cases[:2], SYSTEM)
     for r in kept:
