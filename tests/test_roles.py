@@ -30,3 +30,14 @@ async def test_auth_role_serves_oauth_but_no_catalog_or_graphql(settings, bootst
             assert (
                 await c.post("/catalog/v1/cases:bulk", json=[], headers=headers)
             ).status_code == 404
+
+
+async def test_api_role_validates_tokens_but_issues_none(settings, client, admin_token):
+    app = create_app(settings, role="api")
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=settings.issuer) as c:
+            assert (await c.post("/oauth/token", data={})).status_code == 404
+            headers = {"Authorization": f"Bearer {admin_token}"}
+            resp = await c.post("/graphql", json={"query": "{ models { name } }"}, headers=headers)
+            assert resp.status_code == 200 and "errors" not in resp.json()

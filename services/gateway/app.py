@@ -25,6 +25,7 @@ log = logging.getLogger("failcat.app")
 
 
 def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
+    """role: "all" (API + authorization server), "api" (API only), "auth" (OAuth only)."""
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -65,7 +66,10 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
     )
     install_error_handlers(app)
     _install_gateway_middleware(app)
-    app.include_router(auth_router)
+    # "api" serves the resource APIs only: tokens are issued by a separate `--role auth`
+    # process and validated here locally against the shared keys.
+    if role != "api":
+        app.include_router(auth_router)
     if role != "auth":
         from services.gateway.events import CaseEventBus
         from services.gateway.health import router as health_router
