@@ -9,9 +9,11 @@ Usage:
 
 What it does, in one run:
 1. Generates --cases search documents and bulk-loads them into a fresh index (alias
-   failcat-bench-<hex>). Text is sampled from the public corpora in /work/shared/corpora
-   (real titles and sentences), facets from fixed distributions, so queries have realistic
-   selectivity. (The ingestion benchmark has no shared generator yet; this one is seeded.)
+   failcat-bench-<hex>). Cases come from benchmarks/generator.py (CaseGenerator, the
+   ingestion benchmark's seeded generator: real incident write-ups as text, Zipf-distributed
+   models and failure modes), turned into search documents as the catalog feed does; only
+   status (curation, not capture) is drawn here. Query words are title words found in 1-5%
+   of the generator's texts, so queries have realistic selectivity.
 2. Runs a fixed query mix, each query through SearchService.search (parse, compile, send,
    parse the answer: what an API call costs minus HTTP) and, for OpenSearch, the same
    compiled body sent straight to OpenSearch with the same client, alternating the two:
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import re
 import secrets
@@ -38,110 +39,67 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.generator import WORDS, CaseGenerator
 from services.search.service import SearchService
 from shared.security import Principal, Sensitivity
 
-CORPORA = Path("/work/shared/corpora")
-CALLER = Principal("bench", "bench", team="team-3", clearance=Sensitivity.CONFIDENTIAL)
+# A cross-team engineer: every generated case has a team, so a team-bound caller would see
+# an eighth of the corpus and the queries would measure visibility rather than search.
+CALLER = Principal("bench", "bench", team=None, clearance=Sensitivity.CONFIDENTIAL)
 
 
-# ---- document generator ---------------------------------------------------------------------
+# ---- documents -----------------------------------------------------------------------------
+
+# Curation the capture generator does not model (a case is captured as "new"); drawn here so
+# status filters and facets have something to select.
+STATUSES = ["new", "triaged", "confirmed", "in_remediation", "resolved", "wont_fix", "duplicate"]
+STATUS_WEIGHTS = [30, 20, 15, 10, 15, 5, 5]
+TAGS = ["refunds", "night", "new-merchant", "mobile", "holiday", "vip"]  # the generator's
 
 
-class Generator:
+class Documents:
+    """Search documents made from benchmarks/generator.py cases (the ingestion benchmark's
+    generator), shaped as the catalog's search feed shapes a stored case."""
+
     def __init__(self, seed: int = 7) -> None:
+        self.cases = CaseGenerator(seed=seed)
         self.rng = random.Random(seed)
-        self.titles: list[str] = []
-        self.sentences: list[str] = []
-        for line in (CORPORA / "aiid_incidents.jsonl").open(encoding="utf-8"):
-            rec = json.loads(line)
-            self.titles.append(rec["title"])
-            self.sentences += _sentences(rec.get("description") or "")
-        for line in (CORPORA / "avid_reports.jsonl").open(encoding="utf-8"):
-            rec = json.loads(line)
-            self.titles.append(rec["problemtype"]["description"]["value"])
-            self.sentences += _sentences((rec.get("description") or {}).get("value") or "")
-        for line in (CORPORA / "aiaaic_incidents.jsonl").open(encoding="utf-8"):
-            rec = json.loads(line)
-            if rec.get("Headline"):
-                self.titles.append(rec["Headline"])
-        self.models = [f"model-{i}" for i in range(50)]
-        self.modes = [
-            f"{p}.{c}"
-            for p in (
-                "data_quality",
-                "distribution_shift",
-                "label_noise",
-                "adversarial_input",
-                "robustness",
-                "fairness",
-                "safety",
-                "latency",
-                "integration",
-            )
-            for c in ("a", "b", "c", "d")
-        ]
-        self.base = datetime(2025, 1, 1, tzinfo=UTC)
 
     def document(self, i: int) -> dict[str, Any]:
-        r = self.rng
-        mode = r.choice(self.modes)
+        case = self.cases.case()
+        mode = case["failure_mode"]
         return {
             "id": f"bench-{i:08d}",
             "revision": 1,
-            "title": r.choice(self.titles),
-            "summary": " ".join(r.choice(self.sentences) for _ in range(r.randint(2, 5))),
+            "title": case["title"],
+            "summary": case["summary"],
             "impact": None,
-            "writeup_hypothesis": r.choice(self.sentences) if i % 4 == 0 else None,
+            "writeup_hypothesis": None,
             "writeup_experiments": None,
             "writeup_results": None,
             "writeup_rationale": None,
-            "model": r.choice(self.models),
-            "model_version": f"{r.randint(1, 10)}.0",
-            "data_source": f"source-{r.randint(0, 19)}",
+            "model": case["model"]["name"],
+            "model_version": case["model"]["version"],
+            "data_source": case["data_source"],
             "failure_mode": mode,
             "failure_mode_parent": mode.split(".")[0],
-            "severity": f"S{min(4, int(r.expovariate(0.6)))}",
-            "status": r.choice(
-                [
-                    "new",
-                    "triaged",
-                    "confirmed",
-                    "in_remediation",
-                    "resolved",
-                    "wont_fix",
-                    "duplicate",
-                ]
-            ),
-            "team": f"team-{r.randint(0, 7)}" if r.random() < 0.8 else None,
-            "tags": r.sample([f"tag-{t}" for t in range(30)], r.randint(0, 3)),
-            "sensitivity": r.choices(
-                ["public", "internal", "confidential", "restricted"], [20, 60, 15, 5]
-            )[0],
-            "environment": {
-                "region": r.choice(
-                    [
-                        "eu-west-1",
-                        "us-east-1",
-                        "us-west-2",
-                        "ap-south-1",
-                        "eu-central-1",
-                        "sa-east-1",
-                    ]
-                ),
-                "app_version": f"7.{r.randint(0, 9)}",
-            },
-            "occurred_at": (self.base + timedelta(seconds=r.randint(0, 400 * 86400))).isoformat(),
-            "received_at": None,
-            "confidence": round(r.random(), 3),
-            "latency_ms": round(r.expovariate(1 / 200), 1),
-            "group_id": f"g-{r.randint(0, 99999)}",
+            "severity": case["severity"],
+            "status": self.rng.choices(STATUSES, STATUS_WEIGHTS)[0],
+            "team": case["team"],
+            "tags": case["tags"],
+            "sensitivity": case["sensitivity"],
+            "environment": case["environment"],
+            "occurred_at": case["occurred_at"],
+            "received_at": case["occurred_at"],
+            "confidence": case["confidence"],
+            "latency_ms": case["latency_ms"],
+            "group_id": f"g-{self.rng.randrange(100_000)}",
             "merged_into_id": None,
         }
 
@@ -149,33 +107,36 @@ class Generator:
         for i in range(start, start + n):
             yield self.document(i)
 
+    def _titles(self) -> list[str]:
+        return [t for t, _ in self.cases.texts] or [" ".join(WORDS)]
+
     def query_words(self, count: int) -> list[str]:
-        """Words of middling frequency in titles: selective but not empty."""
-        freq: dict[str, int] = {}
-        for t in self.titles:
-            for w in set(re.findall(r"[a-z]{5,}", t.lower())):
-                freq[w] = freq.get(w, 0) + 1
-        mid = sorted(w for w, c in freq.items() if 8 <= c <= 60)
+        """Title words found in 1-5% of the generator's texts: selective but not empty."""
+        texts = self.cases.texts or [(" ".join(WORDS), "")]
+        df: dict[str, int] = {}
+        for title, summary in texts:
+            for w in set(re.findall(r"[a-z]{5,}", f"{title} {summary}".lower())):
+                df[w] = df.get(w, 0) + 1
+        in_titles = {w for t in self._titles() for w in re.findall(r"[a-z]{5,}", t.lower())}
+        lo, hi = 0.01 * len(texts), 0.05 * len(texts)
+        mid = sorted(w for w in in_titles if lo <= df.get(w, 0) <= hi) or sorted(in_titles)
         return self.rng.sample(mid, min(count, len(mid)))
 
     def phrases(self, count: int) -> list[str]:
         out = []
+        titles = self._titles()
         while len(out) < count:
-            words = re.findall(r"[A-Za-z]{4,}", self.rng.choice(self.titles))
+            words = re.findall(r"[A-Za-z]{4,}", self.rng.choice(titles))
             if len(words) >= 2:
                 k = self.rng.randrange(len(words) - 1)
                 out.append(f"{words[k]} {words[k + 1]}")
         return out
 
 
-def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if 30 < len(s.strip()) < 400]
-
-
 # ---- the query mix --------------------------------------------------------------------------
 
 
-def query_mix(gen: Generator, per_kind: int) -> list[tuple[str, dict[str, Any]]]:
+def query_mix(gen: Documents, per_kind: int) -> list[tuple[str, dict[str, Any]]]:
     words = gen.query_words(per_kind * 2)
     phrases = gen.phrases(per_kind)
     regions = ["eu-west-1", "us-east-1", "ap-south-1"]
@@ -210,7 +171,7 @@ async def deep_cursors(service: SearchService, count: int) -> list[dict[str, Any
     """Cursors 100 pages (of 20) deep, each for a different tag filter."""
     out = []
     for i in range(count):
-        query = f"-tags:tag-{i % 30} team:*"
+        query = f"-tags:{TAGS[i % len(TAGS)]} team:*"
         after = None
         for _ in range(100):
             res = await service.search(CALLER, query, first=20, after=after, sort="-occurred_at")
@@ -280,7 +241,7 @@ async def measure_queries(
 
 
 async def measure_lag(
-    service: SearchService, gen: Generator, seconds: float, rate: int = 1000, batch: int = 50
+    service: SearchService, gen: Documents, seconds: float, rate: int = 1000, batch: int = 50
 ) -> list[float]:
     """Write `rate` cases/s to the catalog (each batch one transaction with its outbox rows),
     run the indexer, and time commit -> searchable for every batch."""
@@ -434,7 +395,7 @@ async def main() -> None:
     db = Database(settings.catalog_url)
     service = await SearchService.start(settings, db)
     backend = service.backend
-    gen = Generator()
+    gen = Documents()
     print(f"backend={args.backend} cases={args.cases:,} index={settings.search_index}")
 
     t0 = time.perf_counter()

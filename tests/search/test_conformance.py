@@ -73,6 +73,12 @@ STRUCTURED = [
     "model:tensorflow model_version:2.0",
     "source:avid severity:S0",
     "data_source:aiid (status:new OR status:triaged) -tags:llm",
+    # The embedded backend probes tag/environment rows per candidate when text drives the
+    # query or under a negation, and lists them otherwise: both forms must agree.
+    "model -tags:llm",
+    "model -env.region:eu-west-1",
+    "bias env.hardware:cpu tags:llm",
+    "-(tags:llm OR env.hardware:gpu-a100)",
 ]
 
 
@@ -196,7 +202,13 @@ async def test_date_histogram(loaded, oracle_docs):
 
 
 async def test_heatmap(loaded, oracle_docs):
-    for x, y in (("failure_mode", "model_version"), ("tags", "env.region")):
+    # Scalar y (counted in one pass on the embedded backend), with a scalar and a
+    # multi-valued x; and a multi-valued y.
+    for x, y in (
+        ("failure_mode", "model_version"),
+        ("tags", "severity"),
+        ("tags", "env.region"),
+    ):
         req = request("-status:resolved", INTERNAL, heatmap=Heatmap(x, y, size=5))
         res = await loaded.search(req)
         assert [(c.x, c.y, c.count) for c in res.heatmap] == oracle.heatmap(
@@ -234,6 +246,23 @@ async def test_relevance_pages_are_complete_and_disjoint(loaded, oracle_docs):
     assert len(got) == len(set(got))
     first = await loaded.search(req)
     assert len(got) == first.total
+
+
+async def test_relevance_pages_follow_one_order(loaded):
+    # Small pages (cut at the page's lowest score, ties included) read back as one list in
+    # (score desc, id) order, including hits that match only a non-text branch (score 0).
+    req = request("model OR bias OR tags:planted", EVERYONE, sort="relevance", first=500)
+    whole = await loaded.search(req)
+    paged, page = [], dataclasses.replace(req, first=5)
+    while True:
+        res = await loaded.search(page)
+        paged += res.hits
+        if not res.next_cursor:
+            break
+        page = dataclasses.replace(page, after=res.hits[-1].sort_values)
+    assert [h.id for h in paged] == [h.id for h in whole.hits]
+    scores = [h.score for h in paged]
+    assert scores == sorted(scores, reverse=True)
 
 
 async def test_cursor_does_not_drift_when_documents_arrive(fresh_backend, corpus):

@@ -5,8 +5,10 @@ Layout: `doc` holds one row per case (filter, facet and sort columns, and the te
 the two can never disagree (a trigger runs inside the writing transaction); tags and
 environment pairs sit in their own indexed tables so filters and facets are joins on rowid.
 
-bm25() scores every row that matches (FTS5 has no top-k pruning), so every statement here
-has a LIMIT and scoring only happens when the caller sorts by relevance.
+bm25() has no top-k pruning in FTS5, so it only runs when the caller sorts by relevance,
+and then only for the rows of the filtered matching set (see _score). A plain page with
+nothing to aggregate (a deep cursor page) never materializes the set: it reads doc in sort
+order, and its count stops just past the exact-total limit.
 """
 
 from __future__ import annotations
@@ -182,7 +184,11 @@ def _fts_expr(node: Node) -> str | None:
     return None
 
 
-def _where(node: Node, sql: _Sql) -> str:
+def _where(node: Node, sql: _Sql, probe: bool = False) -> str:
+    """`probe`: the condition will not drive the query (it sits under a negation, or beside
+    a text match whose rowids do), so tag and environment tests look up the current row (a
+    primary-key probe) rather than first list every matching rowid, which for a common tag
+    or region is a large part of the corpus."""
     if isinstance(node, MatchAll):
         return "1"
     expr = _fts_expr(node)
@@ -192,18 +198,22 @@ def _where(node: Node, sql: _Sql) -> str:
         # Text children share one MATCH: one FTS lookup instead of one per word.
         texts = [c for c in node.children if _fts_expr(c) is not None]
         rest = [c for c in node.children if _fts_expr(c) is None]
-        parts = [_where(And(tuple(texts)) if len(texts) > 1 else texts[0], sql)] if texts else []
-        parts += [_where(c, sql) for c in rest]
+        parts = (
+            [_where(And(tuple(texts)) if len(texts) > 1 else texts[0], sql, probe)] if texts else []
+        )
+        # With a text conjunct, the FTS rowid list drives the query; the other tests then
+        # probe each candidate row instead of listing every tag/environment match.
+        parts += [_where(c, sql, probe or bool(texts)) for c in rest]
         return "(" + " AND ".join(parts) + ")"
     if isinstance(node, Or):
-        return "(" + " OR ".join(_where(c, sql) for c in node.children) + ")"
+        return "(" + " OR ".join(_where(c, sql, probe) for c in node.children) + ")"
     if isinstance(node, Not):
         if isinstance(node.child, MatchAll):
             return "0"
         # NULL (no value) is "not matching", as must_not treats a missing field.
-        return f"NOT coalesce({_where(node.child, sql)}, 0)"
+        return f"NOT coalesce({_where(node.child, sql, True)}, 0)"
     if isinstance(node, Term):
-        return _term(node.field, node.values, sql)
+        return _term(node.field, node.values, sql, probe)
     if isinstance(node, Range):
         ops = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<"}
         conds = [
@@ -223,7 +233,14 @@ def _where(node: Node, sql: _Sql) -> str:
     raise TypeError(f"unknown node {node!r}")  # pragma: no cover
 
 
-def _term(field: str, values: tuple[str, ...], sql: _Sql) -> str:
+def _term(field: str, values: tuple[str, ...], sql: _Sql, probe: bool = False) -> str:
+    if probe and field == "tags":
+        return f"EXISTS (SELECT 1 FROM doc_tag WHERE tag IN ({sql.add(*values)}) AND pk = d.pk)"
+    if probe and field.startswith("env."):
+        return (
+            f"EXISTS (SELECT 1 FROM doc_env WHERE key = {sql.add(field[4:])} "
+            f"AND value IN ({sql.add(*values)}) AND pk = d.pk)"
+        )
     if field == "tags":
         return f"d.pk IN (SELECT pk FROM doc_tag WHERE tag IN ({sql.add(*values)}))"
     if field.startswith("env."):
@@ -300,13 +317,17 @@ def _histogram_key(interval: str) -> str:
 
 
 def _value_source(field: str, sql: _Sql) -> tuple[str, str]:
-    """(join clause, value expression) to group a facet field by."""
+    """(join clause, value expression) to group a facet field by.
+
+    CROSS JOIN keeps the rows being counted as the outer loop, probing the (pk)-indexed
+    value tables per row; left to itself SQLite may walk every tag or environment row and
+    probe the (small) matching set instead."""
     if field == "tags":
-        return "JOIN doc_tag v ON v.pk = d.pk", "v.tag"
+        return "CROSS JOIN doc_tag v ON v.pk = d.pk", "v.tag"
     if field == "env":
-        return "JOIN doc_env v ON v.pk = d.pk", "v.key"
+        return "CROSS JOIN doc_env v ON v.pk = d.pk", "v.key"
     if field.startswith("env."):
-        return f"JOIN doc_env v ON v.pk = d.pk AND v.key = {sql.add(field[4:])}", "v.value"
+        return f"CROSS JOIN doc_env v ON v.pk = d.pk AND v.key = {sql.add(field[4:])}", "v.value"
     return "", f"d.{field}"
 
 
@@ -363,7 +384,7 @@ class EmbeddedBackend:
         for _ in range(READERS):
             conn = await self._connect()
             # Per connection: the matching rowids of the search running on it.
-            await conn.execute("CREATE TEMP TABLE m (pk INTEGER PRIMARY KEY)")
+            await conn.execute("CREATE TEMP TABLE m (pk INTEGER PRIMARY KEY, score REAL)")
             self._all_readers.append(conn)
             self._readers.put_nowait(conn)
 
@@ -511,18 +532,36 @@ class EmbeddedBackend:
         return " AND ".join(parts), sql.params
 
     async def _search(self, conn: aiosqlite.Connection, req: SearchRequest) -> SearchResult:
-        # The matching set is computed once into a temp table (rowids), and hits, count,
-        # facets, histogram and heatmap all read it instead of re-running the filters.
         where, params = self._filters(req)
-        await conn.execute("DELETE FROM temp.m")
-        await conn.execute(f"INSERT INTO temp.m (pk) SELECT d.pk FROM doc d WHERE {where}", params)
         texts = positive_text(req.query)
         score_expr = " OR ".join(_fts_expr(t) or "" for t in texts) if texts else None
-
-        hits, has_more, by_pk = await self._hits(conn, req, score_expr)
+        scored = req.sort == "relevance" and score_expr is not None
+        if scored or req.facets or req.histogram or req.heatmap:
+            # The matching set is computed once into a temp table (rowids, then scores), and
+            # hits, count, facets, histogram and heatmap all read it instead of re-running
+            # the filters.
+            await conn.execute("DELETE FROM temp.m")
+            await conn.execute(
+                f"INSERT INTO temp.m (pk) SELECT d.pk FROM doc d WHERE {where}", params
+            )
+            if scored:
+                await self._score(conn, score_expr)  # type: ignore[arg-type]
+            hits, has_more, by_pk = await self._hits(conn, req, scored, "temp.m m", "1", [])
+            total = (await conn.execute_fetchall("SELECT count(*) FROM temp.m"))[0][0]
+        else:
+            # Nothing needs the whole set (a plain page, such as a deep cursor page): the
+            # page reads doc in sort order and the count stops past the exact limit, so the
+            # cost follows the page, not the number of matches.
+            hits, has_more, by_pk = await self._hits(conn, req, False, "", where, params)
+            total = (
+                await conn.execute_fetchall(
+                    f"SELECT count(*) FROM (SELECT 1 FROM doc d WHERE {where} "
+                    f"LIMIT {TOTAL_EXACT_UP_TO + 1})",
+                    params,
+                )
+            )[0][0]
         if req.highlight and score_expr and hits:
             await self._highlights(conn, score_expr, by_pk)
-        total = (await conn.execute_fetchall("SELECT count(*) FROM temp.m"))[0][0]
         facets = {f: await self._facet(conn, req, f) for f in req.facets}
         histogram = await self._histogram(conn, req) if req.histogram else []
         heatmap = await self._heatmap(conn, req) if req.heatmap else []
@@ -536,46 +575,62 @@ class EmbeddedBackend:
             next_cursor="more" if has_more else None,
         )
 
+    async def _score(self, conn: aiosqlite.Connection, match: str) -> None:
+        """bm25 of the matching set's rows. The FTS scan drives (a cheap walk of rowids)
+        and probes temp.m by primary key; bm25, which reads each row's sizes and positions,
+        only runs for the rows that pass the probe, as it sits in the flattened subquery.
+        (A materialized CTE would score every match; `rowid IN temp.m` would restart the
+        FTS query once per row.)"""
+        weights = ", ".join(str(w) for w in WEIGHTS)
+        await conn.execute(
+            f"UPDATE temp.m SET score = s.score FROM (SELECT rowid AS pk, "
+            f"-bm25(doc_fts, {weights}) AS score FROM doc_fts WHERE doc_fts MATCH ?) AS s "
+            f"WHERE temp.m.pk = s.pk",
+            [match],
+        )
+
     async def _hits(
-        self, conn: aiosqlite.Connection, req: SearchRequest, score_expr: str | None
+        self,
+        conn: aiosqlite.Connection,
+        req: SearchRequest,
+        scored: bool,
+        source: str,
+        where: str,
+        params: list[Any],
     ) -> tuple[list[Hit], bool, dict[int, Hit]]:
-        # Scored only when sorting by relevance and there is text to score. bm25 runs over
-        # every document the words match: FTS5 computes it far faster in one pass than
-        # row by row for just the filtered set.
-        scored = req.sort == "relevance" and score_expr is not None
+        """One page in sort order, from the matching set (`source` "temp.m m") or straight
+        from doc under `where`."""
         keys = _sort_keys(req.sort, scored)
-        sql = _Sql()
         if scored:
-            weights = ", ".join(str(w) for w in WEIGHTS)
-            head = (
-                f"WITH s AS MATERIALIZED (SELECT rowid AS pk, -bm25(doc_fts, {weights}) "
-                f"AS score FROM doc_fts WHERE doc_fts MATCH {sql.add(score_expr)}) "
+            keys = [(k.replace("score", "coalesce(m.score, 0.0)"), d) for k, d in keys]
+        sql = _Sql()
+        sql.params.extend(params)
+        conds = [where]
+        if req.after is not None:
+            conds.append(_after(keys, req.after, sql))
+        elif scored:
+            # First page: the page's lowest score, read from temp.m alone, so that only rows
+            # scoring at least that (ties included) are joined to doc and sorted, rather
+            # than the whole set.
+            floor = await conn.execute_fetchall(
+                "SELECT coalesce(score, 0.0) AS s FROM temp.m ORDER BY s DESC LIMIT 1 OFFSET ?",
+                [req.first],
             )
-            keys = [(k.replace("d.id", "x.id"), desc) for k, desc in keys]
-            after = "WHERE " + _after(keys, req.after, sql) if req.after is not None else ""
-            order = ", ".join(f"{k} {'DESC' if d else 'ASC'}" for k, d in keys)
-            stmt = (
-                f"{head}SELECT x.pk, x.id, x.score FROM (SELECT m.pk, d.id, "
-                f"coalesce(s.score, 0.0) AS score FROM temp.m m CROSS JOIN doc d ON d.pk = m.pk "
-                f"LEFT JOIN s ON s.pk = m.pk) x {after} "
-                f"ORDER BY {order} LIMIT {sql.add(req.first + 1)}"
-            )
-        else:
-            after = " WHERE " + _after(keys, req.after, sql) if req.after is not None else ""
-            order = ", ".join(f"{k} {'DESC' if d else 'ASC'}" for k, d in keys)
-            stmt = (
-                f"SELECT d.pk, d.id, {', '.join(k for k, _ in keys)} FROM temp.m m "
-                f"JOIN doc d ON d.pk = m.pk{after} "
-                f"ORDER BY {order} LIMIT {sql.add(req.first + 1)}"
-            )
+            if floor:
+                conds.append(f"coalesce(m.score, 0.0) >= {sql.add(floor[0][0])}")
+        order = ", ".join(f"{k} {'DESC' if d else 'ASC'}" for k, d in keys)
+        frm = f"{source} CROSS JOIN doc d ON d.pk = m.pk" if source else "doc d"
+        stmt = (
+            f"SELECT d.pk, d.id, {', '.join(k for k, _ in keys)} FROM {frm} "
+            f"WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT {sql.add(req.first + 1)}"
+        )
         rows = await conn.execute_fetchall(stmt, sql.params)
         has_more = len(rows) > req.first
         hits, by_pk = [], {}
         for row in rows[: req.first]:
-            if scored:
-                hit = Hit(id=row[1], score=row[2], highlights={}, sort_values=(row[2], row[1]))
-            else:
-                hit = Hit(id=row[1], score=None, highlights={}, sort_values=tuple(row[2:]))
+            values = tuple(row[2:])
+            score = values[0] if scored else None
+            hit = Hit(id=row[1], score=score, highlights={}, sort_values=values)
             hits.append(hit)
             by_pk[row[0]] = hit
         return hits, has_more, by_pk
@@ -637,6 +692,26 @@ class EmbeddedBackend:
         # CROSS JOIN: SQLite then keeps the (small) matching set as the outer loop instead
         # of walking a whole index of doc and probing the set.
         base = "temp.m m CROSS JOIN doc d ON d.pk = m.pk"
+        if not jy:
+            # y is a column of doc, so each document adds one (x, y) row (y may be NULL)
+            # and x's document count is the sum of its cells: one pass over the set.
+            rows = await conn.execute_fetchall(
+                f"SELECT {vx}, {vy}, count(*) FROM {base} {jx} WHERE {vx} IS NOT NULL "
+                f"GROUP BY {vx}, {vy}",
+                sx.params,
+            )
+            totals: dict[Any, int] = {}
+            cells: dict[Any, list[tuple[Any, int]]] = {}
+            for x, y, c in rows:
+                totals[x] = totals.get(x, 0) + c
+                if y is not None:
+                    cells.setdefault(x, []).append((y, c))
+            top = sorted(totals, key=lambda x: (-totals[x], x))[:size]
+            return [
+                HeatmapCell(str(x), str(y), c)
+                for x in top
+                for y, c in sorted(cells.get(x, []), key=lambda yc: (-yc[1], yc[0]))[:size]
+            ]
         # The top x values first, then the top y values within each, as nested terms
         # aggregations do.
         stmt = (
