@@ -17,7 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from services.catalog import limits as L
-from services.catalog.models import CaseLink, CaseRevision, CaseTag
+from services.catalog.models import CaseLink, CaseRevision
 from services.catalog.repository import CatalogRepository
 from services.catalog.sampling import sample
 from services.catalog.schemas import CaseIn, ItemResult
@@ -248,7 +248,7 @@ async def _store(
     ]
     stored = await repo.insert_cases(rows)
 
-    revision_rows, tag_rows, link_rows = [], [], []
+    revision_rows, link_rows = [], []
     bumps: dict[str, dict[str, Any]] = {}
     regressions: dict[str, str] = {}
     for p in kept:
@@ -266,7 +266,6 @@ async def _store(
                 "changes": {},
             }
         )
-        tag_rows.extend({"case_id": p.id, "tag": t} for t in p.case.tags)
         link_rows.extend({"id": new_id(), "case_id": p.id, **lk} for lk in links)
         group = groups[p.fingerprint]
         _bump(bumps, group.id, p.occurred_at, added=1)
@@ -275,7 +274,6 @@ async def _store(
     for p in outcome.sampled_out:
         _bump(bumps, groups[p.fingerprint].id, p.occurred_at, sampled=1)
     await repo.insert_rows(CaseRevision, revision_rows)
-    await repo.insert_rows(CaseTag, tag_rows)
     await repo.insert_rows(CaseLink, link_rows)
     await repo.add_outbox([(cid, 1) for cid in stored], now)
     await repo.bump_groups(list(bumps.values()))

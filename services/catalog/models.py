@@ -129,6 +129,13 @@ class FailureCase(SQLModel, table=True):
             postgresql_ops={"environment": "jsonb_path_ops"},
             info={"postgresql_only": True},  # migration 0003; see infra/migrations/env.py
         ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_failure_case_tags",
+            "tags",
+            postgresql_using="gin",
+            postgresql_ops={"tags": "jsonb_path_ops"},
+            info={"postgresql_only": True},
+        ).ddl_if(dialect="postgresql"),
     )
     # Every index costs each ingested row; low-cardinality and numeric filters (severity,
     # status, sensitivity, confidence, latency) are served by the search index instead.
@@ -169,6 +176,8 @@ class FailureCase(SQLModel, table=True):
     severity: str | None = Field(default=None, max_length=2)
     impact: str | None = Field(default=None, sa_column=Column(Text))
     status: str = Field(default="new", max_length=20)
+    # Filtered with JSON containment: a GIN index on Postgres (migration 0003), json_each on
+    # SQLite; no tag rows to write per ingested case.
     tags: list[str] | None = _json()
     sensitivity: str = Field(default="internal", max_length=20)
     team: str | None = Field(default=None, max_length=120, index=True)
@@ -179,16 +188,6 @@ class FailureCase(SQLModel, table=True):
     reservoir_key: str | None = Field(default=None, max_length=400)
     revision: int = Field(default=1)
     updated_at: datetime = _ts()
-
-
-class CaseTag(SQLModel, table=True):
-    """Tags as rows, so the tag filter is an indexed join on both backends."""
-
-    __tablename__ = "case_tag"
-    case_id: str = Field(
-        sa_column=Column(String(36), ForeignKey("failure_case.id"), primary_key=True)
-    )
-    tag: str = Field(primary_key=True, max_length=100, index=True)
 
 
 class CaseLink(SQLModel, table=True):

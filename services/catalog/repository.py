@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.catalog.models import (
     CaseLink,
     CaseRevision,
-    CaseTag,
     DataSource,
     FailureCase,
     FailureGroup,
@@ -496,7 +495,7 @@ class CatalogRepository:
             )
         )
         found = [tuple(r) for r in rows]
-        for model in (CaseTag, CaseLink, CaseRevision):
+        for model in (CaseLink, CaseRevision):
             await self.session.execute(delete(model).where(model.case_id.in_(ids)))
         await self.session.execute(delete(FailureCase).where(FailureCase.id.in_(ids)))
         return found  # type: ignore[return-value]
@@ -527,6 +526,13 @@ class CatalogRepository:
             )
         stmt = stmt.order_by(FailureCase.occurred_at.desc(), FailureCase.id.desc()).limit(first)
         return list((await self.session.execute(stmt)).scalars())
+
+    def _has_tag(self, tag: str) -> Any:
+        c = FailureCase
+        if self.dialect == "postgresql":
+            return c.tags.op("@>")(func.jsonb_build_array(tag))
+        each = func.json_each(c.tags).table_valued("value")
+        return exists(select(1).select_from(each).where(each.c.value == tag))
 
     def _filters(self, f: CaseFilter) -> list[Any]:
         c = FailureCase
@@ -561,7 +567,7 @@ class CatalogRepository:
         if f.sensitivity:
             out.append(c.sensitivity.in_([s.value for s in f.sensitivity]))
         for tag in f.tags or []:
-            out.append(exists().where(CaseTag.case_id == c.id, CaseTag.tag == tag))
+            out.append(self._has_tag(tag))
         if f.occurred_after:
             out.append(c.occurred_at >= f.occurred_after)
         if f.occurred_before:
@@ -575,28 +581,11 @@ class CatalogRepository:
                 out.append(func.json_extract(c.environment, f'$."{key}"') == value)
         return out
 
-    async def tags_of(self, case_ids: Sequence[str]) -> dict[str, list[str]]:
-        rows = await self.session.execute(
-            select(CaseTag.case_id, CaseTag.tag)
-            .where(CaseTag.case_id.in_(case_ids))
-            .order_by(CaseTag.tag)
-        )
-        out: dict[str, list[str]] = {}
-        for cid, tag in rows:
-            out.setdefault(cid, []).append(tag)
-        return out
-
     async def links_of(self, case_ids: Sequence[str]) -> list[CaseLink]:
         rows = await self.session.execute(
             select(CaseLink).where(CaseLink.case_id.in_(case_ids)).order_by(CaseLink.id)
         )
         return list(rows.scalars())
-
-    async def replace_tags(self, case_id: str, tags: list[str]) -> None:
-        from sqlalchemy import delete
-
-        await self.session.execute(delete(CaseTag).where(CaseTag.case_id == case_id))
-        await self.insert_rows(CaseTag, [{"case_id": case_id, "tag": t} for t in tags])
 
     async def replace_links(self, case_id: str, links: list[dict[str, Any]]) -> None:
         from sqlalchemy import delete

@@ -224,8 +224,6 @@ async def _write_revision(
     columns.update(values, revision=new_rev, updated_at=now)
     if not await repo.update_case_if_revision(case.id, case.revision, columns):
         raise Conflict(f"case {case.id} changed while updating; reload and retry")
-    if "tags" in fields:
-        await repo.replace_tags(case.id, fields["tags"] or [])
     if "links" in fields:
         await repo.replace_links(case.id, fields["links"] or [])
     for k, v in columns.items():

@@ -7,7 +7,7 @@ import secrets
 from sqlalchemy import func, select
 
 from services.catalog import service
-from services.catalog.models import CaseRevision, CaseTag, FailureCase, FailureGroup, Outbox
+from services.catalog.models import CaseRevision, FailureCase, FailureGroup, Outbox
 from shared.security import SYSTEM
 from tests.catalog.builders import unique
 from tests.corpus import aiid_cases
@@ -66,7 +66,6 @@ async def test_mixed_batch_stores_exactly_the_valid_new_items(session):
     assert await count(session, FailureCase, FailureCase.id.in_(created)) == 3
     assert await count(session, CaseRevision, CaseRevision.case_id.in_(created)) == 3
     assert await count(session, Outbox, Outbox.case_id.in_(created)) == 3
-    assert await count(session, CaseTag, CaseTag.case_id.in_(created)) == 3
 
 
 async def test_retried_batch_creates_nothing_twice(session):

@@ -11,7 +11,6 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.catalog.models import (
-    CaseTag,
     DataSource,
     FailureCase,
     FailureGroup,
@@ -86,8 +85,6 @@ async def make_case(
     )
     session.add(case)
     await session.flush()
-    for tag in curated.get("tags") or []:
-        session.add(CaseTag(case_id=case.id, tag=tag))
     if outbox:
         session.add(Outbox(case_id=case.id, revision=1, created_at=now))
     await session.flush()
@@ -110,7 +107,6 @@ async def update_case(session: AsyncSession, case_id: str, **changes: Any) -> in
 
 
 async def remove_case(session: AsyncSession, case_id: str) -> None:
-    await session.execute(delete(CaseTag).where(CaseTag.case_id == case_id))
     await session.execute(delete(FailureCase).where(FailureCase.id == case_id))
     session.add(Outbox(case_id=case_id, revision=0, created_at=datetime.now(UTC)))
     await session.flush()

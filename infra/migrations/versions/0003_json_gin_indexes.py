@@ -1,4 +1,4 @@
-"""Postgres: a GIN index for the environment key/value filter (environment @> {...}).
+"""Postgres: GIN indexes for the environment and tag filters (JSON containment).
 
 Revision ID: 0003
 Revises: 0002
@@ -21,8 +21,16 @@ def upgrade() -> None:
             postgresql_using="gin",
             postgresql_ops={"environment": "jsonb_path_ops"},
         )
+        op.create_index(
+            "ix_failure_case_tags",
+            "failure_case",
+            ["tags"],
+            postgresql_using="gin",
+            postgresql_ops={"tags": "jsonb_path_ops"},
+        )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_failure_case_tags", table_name="failure_case")
         op.drop_index("ix_failure_case_environment", table_name="failure_case")
