@@ -5,9 +5,9 @@ and requests/s for Query.case(id), against `failcat serve` (uvicorn, embedded ba
 
 1. 100 real incidents (../shared/corpora, AIID) are ingested through the bulk route (untimed);
 2. GET /catalog/v1/cases?first=100 and a GraphQL query selecting the same data (every leaf
-   field, model, version, data source, links, plus group and last revision) are each timed
-   `rounds` times one after the other; the median latencies and their ratio are printed
-   (target: GraphQL <= 3x REST);
+   field, model, version, data source, links, plus group and last revision) are timed
+   `rounds` times each, alternately (so both see the same machine load); the median
+   latencies and their ratio are printed (target: GraphQL <= 3x REST);
 3. Query.case(id) is sent by `concurrency` keep-alive clients for `seconds`: requests/s.
 """
 
@@ -49,13 +49,15 @@ LIST = """query List($n: Int!) {
 ONE = "query One($id: ID!) { case(id: $id) { id title severity status model { name } } }"
 
 
-def timed(fn, rounds: int) -> float:
-    samples = []
+def timed(fns: tuple, rounds: int) -> list[float]:
+    """Median latency of each of `fns`, called in turn `rounds` times."""
+    samples: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        for fn, out in zip(fns, samples, strict=True):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [statistics.median(s) for s in samples]
 
 
 async def case_rate(base: str, headers: dict, ids: list[str], seconds: float, conc: int) -> float:
@@ -119,10 +121,8 @@ def main() -> None:
                 body = r.json()
                 assert "errors" not in body and len(body["data"]["cases"]["nodes"]) == 100
 
-            for warm in (rest, graphql):
-                timed(warm, 10)
-            rest_s = timed(rest, args.rounds)
-            gql_s = timed(graphql, args.rounds)
+            timed((rest, graphql), 10)  # warm-up
+            rest_s, gql_s = timed((rest, graphql), args.rounds)
         rate = asyncio.run(case_rate(base, headers, ids, args.seconds, args.concurrency))
 
     print(f"list 100 cases, REST    GET /catalog/v1/cases?first=100: {rest_s * 1000:7.2f} ms")

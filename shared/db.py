@@ -86,6 +86,11 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:":
+            # Every request holds a connection for its duration; past pool_size each checkout
+            # would open (a thread, the file, the pragmas) and close a connection.
+            kwargs.setdefault("pool_size", 16)
+            kwargs.setdefault("max_overflow", 16)
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

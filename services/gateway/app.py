@@ -19,6 +19,7 @@ from services.search.api import router as search_router
 from services.search.service import SearchService
 from shared.db import Database
 from shared.settings import Settings, load_settings
+from shared.telemetry import configure_tracing
 from shared.web import install_error_handlers
 
 log = logging.getLogger("failcat.app")
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_tracing()  # exports spans only when OTEL_EXPORTER_OTLP_ENDPOINT is set
         db = Database(settings.catalog_url)
         auth = await AuthService.start(settings, db)
         search = await SearchService.start(settings, db) if role != "auth" else None
@@ -66,24 +68,25 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
     )
     install_error_handlers(app)
     _install_gateway_middleware(app)
+    if role != "auth":
+        from services.gateway.events import CaseEventBus
+        from services.gateway.schema import graphql_app
+
+        app.state.case_events = CaseEventBus()
+        # First in the route table: the busiest route is matched without scanning the others.
+        graphql = graphql_app(settings)
+        app.add_route("/graphql", graphql, methods=["GET", "POST"], include_in_schema=False)
+        app.router.add_websocket_route("/graphql", graphql)
     # "api" serves the resource APIs only: tokens are issued by a separate `--role auth`
     # process and validated here locally against the shared keys.
     if role != "api":
         app.include_router(auth_router)
-    if role != "auth":
-        from services.gateway.events import CaseEventBus
-        from services.gateway.health import router as health_router
-        from services.gateway.schema import graphql_router
+    from services.gateway.health import router as health_router
 
-        app.state.case_events = CaseEventBus()
-        app.include_router(health_router)
+    app.include_router(health_router)
+    if role != "auth":
         app.include_router(catalog_router)
         app.include_router(search_router)
-        app.include_router(graphql_router(settings), prefix="/graphql")
-    else:
-        from services.gateway.health import router as health_router
-
-        app.include_router(health_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> JSONResponse:

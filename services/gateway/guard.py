@@ -20,7 +20,7 @@ Refusals are BAD_USER_INPUT errors whose extensions name the limit and its value
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -243,13 +243,62 @@ def check_document(
         )
 
 
+class _PassedDocuments:
+    """The documents that passed, so a client repeating its queries (the usual case) is not
+    walked again. Keyed by the document's identity (the parser cache hands out the same
+    object for the same text, and documents are immutable), the operation name and the
+    integer variables (the only ones that change the cost: a non-integer `first` counts as 1).
+    Refusals are not remembered: each is checked again."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._passed: OrderedDict[tuple[Any, ...], tuple[Any, DocumentNode]] = OrderedDict()
+
+    @staticmethod
+    def _key(
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        variables: dict[str, Any] | None,
+        name: str | None,
+    ) -> tuple[Any, ...]:
+        ints = tuple(
+            sorted(
+                (k, v)
+                for k, v in (variables or {}).items()
+                if isinstance(v, int) and not isinstance(v, bool)
+            )
+        )
+        return (id(schema), id(document), name, ints)
+
+    def check(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        variables: dict[str, Any] | None,
+        name: str | None,
+    ) -> None:
+        key = self._key(schema, document, variables, name)
+        found = self._passed.get(key)
+        if found is not None and found[0] is schema and found[1] is document:
+            self._passed.move_to_end(key)
+            return
+        check_document(schema, document, variables, name)
+        # Holding schema and document keeps their ids from being reused while remembered.
+        self._passed[key] = (schema, document)
+        if len(self._passed) > self.maxsize:
+            self._passed.popitem(last=False)
+
+
+_passed = _PassedDocuments(L.MAX_CACHED_DOCUMENTS)
+
+
 class DocumentGuard(SchemaExtension):
     """Runs check_document before validation (listed before the validation extensions)."""
 
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
         if ctx.graphql_document is not None:
-            check_document(
+            _passed.check(
                 ctx.schema._schema, ctx.graphql_document, ctx.variables, ctx.operation_name
             )
         yield

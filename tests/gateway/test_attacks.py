@@ -100,6 +100,19 @@ async def test_first_a_million(client, reader):
     await refused(client, reader, via_variable, {"n": 1_000_000}, limit="max_page_size")
 
 
+async def test_a_document_that_passed_is_checked_again_with_other_variables(client, reader):
+    """The guard remembers documents that passed, per value of their integer variables."""
+    query = "query($n: Int!) { cases(first: $n) { nodes { id } } }"
+    for _ in range(2):
+        body = await gql(client, reader, query, {"n": 5})
+        assert "errors" not in body, body
+    await refused(client, reader, query, {"n": 1_000_000}, limit="max_page_size")
+    costly = """query($n: Int!, $m: Int!) { cases(first: $n) { nodes { similar(first: $m) {
+                group { cases(first: $m) { nodes { id } } } } } } }"""
+    assert "errors" not in await gql(client, reader, costly, {"n": 1, "m": 1})
+    await refused(client, reader, costly, {"n": 500, "m": 50}, limit="max_cost")
+
+
 async def test_nested_lists_over_the_cost_limit(client, reader):
     query = """{ cases(first: 500) { nodes { similar(first: 50) { revisions { actor }
                  group { cases(first: 50) { nodes { id } } } } } } }"""

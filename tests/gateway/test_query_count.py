@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 
 from sqlalchemy import event, text
 
-from tests.gateway.helpers import data, gql, ingest_corpus
+from tests.catalog.builders import unique
+from tests.corpus import aiid_cases
+from tests.gateway.helpers import INGEST, case_input, data, gql, ingest_corpus
 
 PAGE = """query($f: CaseFilterInput, $n: Int!) {
   cases(filter: $f, first: $n) {
@@ -74,3 +77,44 @@ async def test_a_page_of_cases_costs_the_same_statements_for_10_or_100(app, clie
     assert counts[10] == counts[100], counts
     # the page, models, versions, sources, groups, links, revisions (+ BEGIN on some drivers)
     assert counts[100] <= 8, counts
+
+
+SEARCH = """query($q: String!, $n: Int!) {
+  search(query: $q, first: $n) {
+    total
+    hits {
+      score
+      case { id title model { name } modelVersion { version } group { id } links { url } }
+    }
+  }
+}"""
+
+
+async def test_search_hits_cost_the_same_statements_for_5_or_30(app, client, token_for):
+    token = await token_for("cases:read cases:ingest")
+    word = f"quokka{secrets.token_hex(3)}"
+    cases = unique(aiid_cases(30))
+    for c in cases:
+        c["title"] = f"{c['title']} {word}"
+        c["links"] = [{"kind": "ticket", "url": "https://t.example/2"}]
+    got = data(await gql(client, token, INGEST, {"cases": [case_input(c) for c in cases]}))
+    assert all(r["status"] == "CREATED" for r in got["ingestCases"])
+    await outbox_drained(app.state.db)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # OpenSearch shows new documents after its refresh
+        found = data(await gql(client, token, SEARCH, {"q": word, "n": 30}))["search"]
+        if len(found["hits"]) == 30:
+            break
+        await asyncio.sleep(0.1)
+    assert len(found["hits"]) == 30, "not searchable within 5 s"
+
+    counts = {}
+    for n in (5, 30):
+        with counting(app.state.db.engine) as statements:
+            hits = data(await gql(client, token, SEARCH, {"q": word, "n": n}))["search"]["hits"]
+        assert len(hits) == n and all(h["case"]["model"]["name"] for h in hits)
+        assert all(h["case"]["links"] == [{"url": "https://t.example/2"}] for h in hits)
+        counts[n] = len(statements)
+    assert counts[5] == counts[30], counts
+    # the cases, models, versions, groups, links (+ BEGIN on some drivers)
+    assert counts[30] <= 6, counts

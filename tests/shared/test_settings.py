@@ -31,8 +31,14 @@ def test_embedded_defaults(tmp_path):
 )
 def test_bad_value_is_one_line_naming_the_variable_and_exit_2(var, value, needle, tmp_path):
     env = {**os.environ, var: value, "FAILCAT_DATA_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "services.gateway.cli", "db", "upgrade"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.gateway.cli", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr

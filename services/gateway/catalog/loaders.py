@@ -1,39 +1,57 @@
-"""Per-request DataLoaders: each relation of a page of cases costs one query, not one per case."""
+"""Per-request DataLoaders: each relation of a page of cases costs one query, not one per case.
+
+A page (Query.cases, FailureGroup.cases, search hits) loads the relations its query selects up
+front, one query each (`prefetch_case_relations`); the relation fields then read the loaders'
+cache synchronously (`Loader.get`), so completing a page creates no awaitable per case and field.
+A field reached any other way (one case, a mutation's result) still batches through the loader.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from strawberry.dataloader import DataLoader
 
 from services.catalog import service
 
 if TYPE_CHECKING:
+    from strawberry.types import Info
+
     from services.gateway.context import Context
+
+
+class Loader(DataLoader):
+    def get(self, key: Any) -> Any:
+        """The value when already loaded (or primed), else the awaitable `load` returns."""
+        future = self.cache_map.get(key)
+        if future is not None and future.done() and not future.cancelled():
+            return future.result()  # raises the batch's error, as awaiting would
+        return self.load(key)
 
 
 def _by_id(
     fetch: Callable[[Any, list[str]], Awaitable[Sequence[Any]]], ctx: Context, key: str = "id"
-) -> DataLoader[str, Any]:
+) -> Loader:
     async def load(ids: list[str]) -> list[Any]:
         rows = {getattr(r, key): r for r in await fetch(await ctx.session(), list(ids))}
         return [rows.get(i) for i in ids]
 
-    return DataLoader(load_fn=load)
+    return Loader(load_fn=load)
 
 
 def _many(
     fetch: Callable[[Any, list[str]], Awaitable[Sequence[Any]]], ctx: Context, key: str = "case_id"
-) -> DataLoader[str, list[Any]]:
+) -> Loader:
     async def load(ids: list[str]) -> list[list[Any]]:
         grouped: dict[str, list[Any]] = defaultdict(list)
         for r in await fetch(await ctx.session(), list(ids)):
             grouped[getattr(r, key)].append(r)
         return [grouped.get(i, []) for i in ids]
 
-    return DataLoader(load_fn=load)
+    return Loader(load_fn=load)
 
 
 class CatalogLoaders:
@@ -54,4 +72,69 @@ class CatalogLoaders:
             return [rows.get(i) for i in ids]
 
         # Visibility applies here too: a hit the caller may not see loads as null.
-        self.case = DataLoader(load_fn=cases)
+        self.case = Loader(load_fn=cases)
+
+
+# FailureCase's relation fields: the loader each reads, and the row attribute it is keyed by.
+CASE_RELATIONS: dict[str, tuple[str, str]] = {
+    "model": ("model", "model_id"),
+    "modelVersion": ("model_version", "model_version_id"),
+    "dataSource": ("data_source", "data_source_id"),
+    "group": ("group", "group_id"),
+    "links": ("links", "id"),
+    "revisions": ("revisions", "id"),
+    "lastRevision": ("revisions", "id"),
+}
+
+
+def selected_under(info: Info, *paths: tuple[str, ...]) -> set[str]:
+    """Names of the fields the query selects at any of `paths` below the current field
+    (fragments expanded; @skip/@include ignored, so at worst a relation loads unused).
+
+    Walks graphql-core's nodes, each fragment once: `info.selected_fields` would build objects
+    for the whole subtree and expand a fragment again at every spread."""
+    raw = info._raw_info
+    fragments = raw.fragments
+    names: set[str] = set()
+    for path in paths:
+        level: list[SelectionSetNode] = [
+            n.selection_set for n in raw.field_nodes if n.selection_set
+        ]
+        for step in path:
+            level = [
+                f.selection_set
+                for f in _fields(level, fragments)
+                if f.name.value == step and f.selection_set is not None
+            ]
+        names.update(f.name.value for f in _fields(level, fragments))
+    return names
+
+
+def _fields(sets: Iterable[SelectionSetNode], fragments: dict[str, Any]) -> Iterable[FieldNode]:
+    seen: set[str] = set()
+    stack = list(sets)
+    while stack:
+        for sel in stack.pop().selections:
+            if isinstance(sel, FieldNode):
+                yield sel
+            elif isinstance(sel, InlineFragmentNode):
+                stack.append(sel.selection_set)
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
+                seen.add(sel.name.value)
+                fragment = fragments.get(sel.name.value)
+                if fragment is not None:
+                    stack.append(fragment.selection_set)
+
+
+async def prefetch_case_relations(
+    info: Info, cases: Collection[Any], *paths: tuple[str, ...]
+) -> None:
+    """Load, one query per relation, the relations of `cases` the query selects at `paths`."""
+    if not cases:
+        return
+    loaders: CatalogLoaders = info.context.loaders
+    wanted = {CASE_RELATIONS[n] for n in selected_under(info, *paths) if n in CASE_RELATIONS}
+    for loader_name, attr in sorted(wanted):
+        keys = {getattr(c, attr) for c in cases} - {None}
+        if keys:
+            await getattr(loaders, loader_name).load_many(keys)

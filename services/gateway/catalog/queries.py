@@ -12,6 +12,7 @@ from services.catalog import service
 from services.catalog.cursor import decode_cursor, encode_cursor
 from services.catalog.schemas import CaseFilter
 from services.gateway.catalog.inputs import CaseFilterInput, to_plain
+from services.gateway.catalog.loaders import prefetch_case_relations
 from services.gateway.catalog.types import (
     CaseConnection,
     CaseEdge,
@@ -34,9 +35,15 @@ from shared.security import Scope
 
 
 async def case_page(
-    info: Info, filter_values: dict[str, Any], first: int, after: str | None
+    info: Info,
+    filter_values: dict[str, Any],
+    first: int,
+    after: str | None,
+    *,
+    prefetch: bool = True,
 ) -> CaseConnection:
-    """One page of cases the caller may see; one query for the page (relations via loaders)."""
+    """One page of cases the caller may see; one query for the page, and one per relation its
+    query selects (prefetched when the page is the only one in the request)."""
     check_page_size(first)
     f = CaseFilter.model_validate(filter_values)
     session = await info.context.session()
@@ -44,6 +51,8 @@ async def case_page(
         session, f, info.context.principal, first + 1, decode_cursor(after) if after else None
     )
     page = rows[:first]
+    if prefetch:
+        await prefetch_case_relations(info, page, ("nodes",), ("edges", "node"))
     edges = [CaseEdge(cursor=encode_cursor(c.occurred_at, c.id), node=c) for c in page]
     return CaseConnection(
         edges=edges,

@@ -3,14 +3,17 @@ relations go through the request's DataLoaders."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from enum import Enum
-from typing import Annotated
+from types import SimpleNamespace
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from services.catalog.models import CaseRevision as CaseRevisionRow
 from services.catalog.models import FailureCase as CaseRow
 from services.catalog.models import FailureGroup as GroupRow
 from services.catalog.models import Model as ModelRow
@@ -123,7 +126,8 @@ class FailureGroup:
     ) -> CaseConnection:
         from services.gateway.catalog.queries import case_page
 
-        return await case_page(info, {"group_id": self.id}, first, after)
+        # Not prefetched: one group's page among many; the loaders batch across all of them.
+        return await case_page(info, {"group_id": self.id}, first, after, prefetch=False)
 
 
 @read_with(Scope.CASES_READ)
@@ -150,6 +154,19 @@ class Provenance:
     pipeline_version: str | None = None
     captured_by: str | None = None
     batch_id: str | None = None
+
+
+def _json_object_reader(type_: Any) -> type[SimpleNamespace]:
+    """For a GraphQL type read from a JSON object column (writeup, provenance; the catalog
+    stores only the keys its schema declares): a namespace whose instances take the object's
+    keys as attributes, a missing one reading as null from the class. Made in C from the dict,
+    where instantiating the strawberry type would run Python code for every field."""
+    names = [f.python_name for f in type_.__strawberry_definition__.fields]
+    return type(f"{type_.__name__}Fields", (SimpleNamespace,), dict.fromkeys(names))
+
+
+_WriteupFields = _json_object_reader(Writeup)
+_ProvenanceFields = _json_object_reader(Provenance)
 
 
 @read_with(Scope.CASES_READ)
@@ -212,43 +229,45 @@ class FailureCase:
     content_hash: str
     merged_into_id: strawberry.ID | None
 
+    # Relations read the request's loaders: synchronously when the page prefetched them (see
+    # loaders.prefetch_case_relations), else through a batched load.
     @strawberry.field
     def provenance(self: CaseRow) -> Provenance | None:  # type: ignore[misc]
-        return Provenance(**self.provenance) if self.provenance else None
+        return _ProvenanceFields(**self.provenance) if self.provenance else None
 
     @strawberry.field
     def writeup(self: CaseRow) -> Writeup | None:  # type: ignore[misc]
-        return Writeup(**self.writeup) if self.writeup else None
+        return _WriteupFields(**self.writeup) if self.writeup else None
 
     @strawberry.field
-    async def model(self: CaseRow, info: Info) -> Model:  # type: ignore[misc]
-        return await info.context.loaders.model.load(self.model_id)
+    def model(self: CaseRow, info: Info) -> Model:  # type: ignore[misc]
+        return info.context.loaders.model.get(self.model_id)
 
     @strawberry.field
-    async def model_version(self: CaseRow, info: Info) -> ModelVersion:  # type: ignore[misc]
-        return await info.context.loaders.model_version.load(self.model_version_id)
+    def model_version(self: CaseRow, info: Info) -> ModelVersion:  # type: ignore[misc]
+        return info.context.loaders.model_version.get(self.model_version_id)
 
     @strawberry.field
-    async def data_source(self: CaseRow, info: Info) -> DataSource:  # type: ignore[misc]
-        return await info.context.loaders.data_source.load(self.data_source_id)
+    def data_source(self: CaseRow, info: Info) -> DataSource:  # type: ignore[misc]
+        return info.context.loaders.data_source.get(self.data_source_id)
 
     @strawberry.field
-    async def group(self: CaseRow, info: Info) -> FailureGroup:  # type: ignore[misc]
-        return await info.context.loaders.group.load(self.group_id)
+    def group(self: CaseRow, info: Info) -> FailureGroup:  # type: ignore[misc]
+        return info.context.loaders.group.get(self.group_id)
 
     @strawberry.field
-    async def links(self: CaseRow, info: Info) -> list[Link]:  # type: ignore[misc]
+    def links(self: CaseRow, info: Info) -> list[Link]:  # type: ignore[misc]
         as_of = self.__dict__.get("as_of_links")
         if as_of is not None:
             return [
                 Link(kind=LinkKind(lk["kind"]), url=lk["url"], title=lk.get("title"))
                 for lk in as_of
             ]
-        return await info.context.loaders.links.load(self.id)
+        return info.context.loaders.links.get(self.id)
 
     @strawberry.field
-    async def revisions(self: CaseRow, info: Info) -> list[CaseRevision]:  # type: ignore[misc]
-        return await info.context.loaders.revisions.load(self.id)
+    def revisions(self: CaseRow, info: Info) -> list[CaseRevision]:  # type: ignore[misc]
+        return info.context.loaders.revisions.get(self.id)
 
     @strawberry.field(description="Cases the search engine finds most like this one.")
     async def similar(  # type: ignore[misc]
@@ -263,9 +282,16 @@ class FailureCase:
         return [c for c in cases if c is not None]
 
     @strawberry.field
-    async def last_revision(self: CaseRow, info: Info) -> CaseRevision | None:  # type: ignore[misc]
-        revs = await info.context.loaders.revisions.load(self.id)
-        return revs[-1] if revs else None
+    def last_revision(self: CaseRow, info: Info) -> CaseRevision | None:  # type: ignore[misc]
+        revs = info.context.loaders.revisions.get(self.id)
+        if isinstance(revs, list):
+            return revs[-1] if revs else None
+        return _last(revs)
+
+
+async def _last(revisions: Awaitable[list[CaseRevisionRow]]) -> CaseRevisionRow | None:
+    revs = await revisions
+    return revs[-1] if revs else None
 
 
 @read_with()  # no data of its own: any caller reaching a connection may read it

@@ -6,6 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from services.gateway.catalog.inputs import to_plain
+from services.gateway.catalog.loaders import prefetch_case_relations
 from services.gateway.catalog.types import PageInfo
 from services.gateway.permissions import scoped
 from services.gateway.search.types import (
@@ -49,14 +50,16 @@ class SearchQuery:
             histogram=histogram,
             heatmap=(heatmap.x, heatmap.y, heatmap.size) if heatmap else None,
         )
-        cases = ctx.loaders.case
+        # One query for every hit's case (visibility applied again), then their relations.
+        cases = await ctx.loaders.case.load_many([h.id for h in result.hits])
+        await prefetch_case_relations(info, [c for c in cases if c is not None], ("hits", "case"))
         hits = [
             SearchHit(
-                case=await cases.load(h.id),
+                case=case,
                 score=h.score,
                 highlights=[Highlight(field=f, snippets=s) for f, s in h.highlights.items()],
             )
-            for h in result.hits
+            for h, case in zip(result.hits, cases, strict=True)
         ]
         return SearchResults(
             total=result.total,

@@ -1,0 +1,50 @@
+"""Database.transaction(): one unit of work, committed on success and rolled back on error,
+with driver errors surfacing as SQLAlchemy's."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from shared.db import Database
+
+
+@pytest.fixture
+async def db(tmp_path):
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    async with database.transaction() as s:
+        await s.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
+    yield database
+    await database.dispose()
+
+
+async def test_writes_commit_and_roll_back(db):
+    async with db.transaction() as s:
+        await s.execute(text("INSERT INTO t (v) VALUES (:v)"), [{"v": "a"}, {"v": "b"}])
+        result = await s.execute(text("UPDATE t SET v = v || '!' WHERE v IN ('a', 'b')"))
+        assert result.rowcount == 2
+        inserted = await s.execute(text("INSERT INTO t (v) VALUES ('c') RETURNING id, v"))
+        assert inserted.one().v == "c"
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as s:
+            await s.execute(text("INSERT INTO t (v) VALUES ('lost')"))
+            raise RuntimeError
+    async with db.transaction() as s:
+        rows = (await s.execute(text("SELECT v FROM t ORDER BY id"))).scalars()
+        assert list(rows) == ["a!", "b!", "c"]
+        result = await s.execute(text("SELECT v FROM t ORDER BY id"))
+        assert result.fetchone() == ("a!",)
+        assert result.fetchmany(5) == [("b!",), ("c",)]
+        assert result.fetchone() is None
+
+
+async def test_driver_errors_are_sqlalchemy_errors(db):
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as s:
+            await s.execute(text("INSERT INTO t (v) VALUES ('x'), ('x')"))
+    with pytest.raises(OperationalError):
+        async with db.transaction() as s:
+            await s.execute(text("SELECT nope FROM t"))
+    async with db.transaction() as s:  # the connection is still usable
+        assert (await s.execute(text("SELECT count(*) FROM t"))).scalar() == 0
