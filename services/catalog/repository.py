@@ -603,6 +603,21 @@ class CatalogRepository:
         )
         return list(rows.scalars())
 
+    async def last_revisions(self, case_ids: Sequence[str]) -> list[CaseRevision]:
+        """Each case's newest revision: the one whose number the case row carries."""
+        rows = await self.session.execute(
+            select(CaseRevision)
+            .join(
+                FailureCase,
+                and_(
+                    FailureCase.id == CaseRevision.case_id,
+                    FailureCase.revision == CaseRevision.revision,
+                ),
+            )
+            .where(CaseRevision.case_id.in_(case_ids))
+        )
+        return list(rows.scalars())
+
     async def revisions_after(self, case_id: str, as_of: datetime) -> list[CaseRevision]:
         """Revisions made after `as_of`, newest first."""
         rows = await self.session.execute(

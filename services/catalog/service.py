@@ -108,6 +108,10 @@ async def revisions_of(session: AsyncSession, case_ids: list[str]) -> list[CaseR
     return await CatalogRepository(session).revisions(case_ids)
 
 
+async def last_revisions_of(session: AsyncSession, case_ids: list[str]) -> list[CaseRevision]:
+    return await CatalogRepository(session).last_revisions(case_ids)
+
+
 async def models_by_id(session: AsyncSession, ids: list[str]) -> list[Model]:
     return await CatalogRepository(session).models(ids)
 

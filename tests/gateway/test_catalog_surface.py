@@ -92,6 +92,12 @@ async def test_update_status_merge_and_conflict(client, token_for):
         "mergedIntoId": a,
     }
 
+    history = """query($id: ID!) { case(id: $id) { lastRevision { revision reason }
+                 revisions { revision } } }"""
+    got = data(await gql(client, token, history, {"id": a}))["case"]
+    assert got["lastRevision"]["revision"] == 3
+    assert [r["revision"] for r in got["revisions"]] == [1, 2, 3]
+
 
 async def test_input_errors_point_at_the_field(client, token_for):
     token = await token_for("cases:read cases:write cases:ingest")

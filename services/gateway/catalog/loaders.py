@@ -62,6 +62,7 @@ class CatalogLoaders:
         self.group = _by_id(service.groups_by_id, ctx)
         self.links = _many(service.links_of, ctx)
         self.revisions = _many(service.revisions_of, ctx)
+        self.last_revision = _by_id(service.last_revisions_of, ctx, key="case_id")
         self.versions_of_model = _many(service.versions_of_models, ctx, key="model_id")
 
         async def cases(ids: list[str]) -> list[Any]:
@@ -83,7 +84,7 @@ CASE_RELATIONS: dict[str, tuple[str, str]] = {
     "group": ("group", "group_id"),
     "links": ("links", "id"),
     "revisions": ("revisions", "id"),
-    "lastRevision": ("revisions", "id"),
+    "lastRevision": ("last_revision", "id"),
 }
 
 

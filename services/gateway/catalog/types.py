@@ -3,7 +3,6 @@ relations go through the request's DataLoaders."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from datetime import datetime
 from enum import Enum
 from types import SimpleNamespace
@@ -13,7 +12,6 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from services.catalog.models import CaseRevision as CaseRevisionRow
 from services.catalog.models import FailureCase as CaseRow
 from services.catalog.models import FailureGroup as GroupRow
 from services.catalog.models import Model as ModelRow
@@ -283,15 +281,7 @@ class FailureCase:
 
     @strawberry.field
     def last_revision(self: CaseRow, info: Info) -> CaseRevision | None:  # type: ignore[misc]
-        revs = info.context.loaders.revisions.get(self.id)
-        if isinstance(revs, list):
-            return revs[-1] if revs else None
-        return _last(revs)
-
-
-async def _last(revisions: Awaitable[list[CaseRevisionRow]]) -> CaseRevisionRow | None:
-    revs = await revisions
-    return revs[-1] if revs else None
+        return info.context.loaders.last_revision.get(self.id)
 
 
 @read_with()  # no data of its own: any caller reaching a connection may read it
