@@ -8,7 +8,7 @@ infra/scripts/postgres.sh starts one. Each measurement uses a fresh database mig
 1. end to end: `failcat serve` (one uvicorn process, indexer off as in production where
    `failcat worker` drains the outbox) receives POST /catalog/v1/cases:bulk batches of 1,000
    generated cases (benchmarks/generator.py), each committed before the answer;
-2. raw ceiling: the rows the service stored (cases, revisions, tags, outbox) are read back and
+2. raw ceiling: the rows the service stored (cases, revisions, links, outbox) are read back and
    written again with asyncpg `copy_records_to_table` into a second fresh database with the same
    schema (models, versions, sources and groups pre-loaded, untimed);
 3. the same end-to-end run on the embedded SQLite backend.
@@ -32,7 +32,7 @@ from benchmarks.common import fresh_postgres, postgres_url, served, token
 from benchmarks.generator import CaseGenerator
 from shared.migrate import upgrade_async
 
-TIMED_TABLES = ["failure_case", "case_revision", "case_tag", "search_outbox"]
+TIMED_TABLES = ["failure_case", "case_revision", "case_link", "search_outbox"]
 REFERENCE_TABLES = ["model", "data_source", "model_version", "failure_group"]
 
 
