@@ -24,7 +24,7 @@ from services.catalog.schemas import CaseIn, ItemResult
 from services.catalog.versions import is_newer
 from shared.db import utcnow
 from shared.errors import FieldError
-from shared.ids import new_id
+from shared.ids import new_id, stable_id
 from shared.jsonutil import canonical_json, json_depth, sha256_hex
 from shared.security import Principal
 
@@ -226,6 +226,11 @@ async def ingest(
     return [r for r in results if r is not None]
 
 
+def group_id_of(fingerprint: str) -> str:
+    """Groups are keyed by fingerprint: every batch derives the same id without a lookup."""
+    return stable_id(f"failure-group:{fingerprint}")
+
+
 async def _store(
     repo: CatalogRepository,
     new: list[Prepared],
@@ -237,19 +242,18 @@ async def _store(
     """Store the new cases; returns the ids stored and the indexes sampled out."""
     outcome = await sample(repo, new, rng)
     models = await repo.ensure_models({p.case.model.name for p in new}, now)
-    groups = await _ensure_groups(repo, new, models)
+    # Read (no lock) only to notice resolved groups coming back.
+    known = await repo.groups_by_id(list({group_id_of(p.fingerprint) for p in new}))
     kept = outcome.kept
     sources = await repo.ensure_sources({p.case.data_source for p in kept}, now)
     versions = await repo.ensure_versions(
         {(models[p.case.model.name], p.case.model.version) for p in kept}, now
     )
-    rows = [
-        _case_row(p, actor, now, taxonomy_version, models, versions, sources, groups) for p in kept
-    ]
+    rows = [_case_row(p, actor, now, taxonomy_version, models, versions, sources) for p in kept]
     stored = await repo.insert_cases(rows)
 
     revision_rows, link_rows = [], []
-    bumps: dict[str, dict[str, Any]] = {}
+    tallies: dict[str, dict[str, Any]] = {}
     regressions: dict[str, str] = {}
     for p in kept:
         if p.id not in stored:
@@ -257,7 +261,6 @@ async def _store(
         links = [lk.model_dump(mode="json") for lk in p.case.links]
         revision_rows.append(
             {
-                "id": new_id(),
                 "case_id": p.id,
                 "revision": 1,
                 "actor": actor.subject,
@@ -267,16 +270,20 @@ async def _store(
             }
         )
         link_rows.extend({"id": new_id(), "case_id": p.id, **lk} for lk in links)
-        group = groups[p.fingerprint]
-        _bump(bumps, group.id, p.occurred_at, added=1)
-        if group.status == "resolved" and is_newer(p.case.model.version, group.resolved_in_version):
-            regressions[group.id] = p.case.model.version
+        gid = _tally(tallies, p, models, added=1)
+        group = known.get(gid)
+        if (
+            group is not None
+            and group.status == "resolved"
+            and is_newer(p.case.model.version, group.resolved_in_version)
+        ):
+            regressions[gid] = p.case.model.version
     for p in outcome.sampled_out:
-        _bump(bumps, groups[p.fingerprint].id, p.occurred_at, sampled=1)
+        _tally(tallies, p, models, sampled=1)
     await repo.insert_rows(CaseRevision, revision_rows)
     await repo.insert_rows(CaseLink, link_rows)
     await repo.add_outbox([(cid, 1) for cid in stored], now)
-    await repo.bump_groups(list(bumps.values()))
+    await repo.upsert_groups(list(tallies.values()))
     await _evict(repo, outcome.evicted, now)
     await repo.save_sampling_counters(outcome.counters)
     for gid, version in regressions.items():
@@ -284,52 +291,33 @@ async def _store(
     return stored, {p.index for p in outcome.sampled_out}
 
 
-async def _ensure_groups(
-    repo: CatalogRepository, new: list[Prepared], models: dict[str, str]
-) -> dict[str, Any]:
-    fingerprints = list({p.fingerprint for p in new})
-    groups = await repo.groups_by_fingerprint(fingerprints)
-    missing: dict[str, dict[str, Any]] = {}
-    for p in new:
-        if p.fingerprint not in groups and p.fingerprint not in missing:
-            missing[p.fingerprint] = {
-                "id": new_id(),
-                "fingerprint": p.fingerprint,
-                "model_id": models[p.case.model.name],
-                "failure_mode": p.case.failure_mode,
-                "first_seen": p.occurred_at,
-                "last_seen": p.occurred_at,
-                "case_count": 0,
-                "sampled_out_count": 0,
-                "status": "open",
-            }
-    if missing:
-        if await repo.insert_groups(list(missing.values())):
-            groups.update({fp: _GroupRef(**row) for fp, row in missing.items()})
-        else:  # a concurrent batch created some of them: read back the winners' ids
-            groups = await repo.groups_by_fingerprint(fingerprints)
-    return groups
-
-
-class _GroupRef:
-    """The few attributes of a just-created group that ingestion reads."""
-
-    __slots__ = ("id", "resolved_in_version", "status")
-
-    def __init__(self, id: str, status: str, **_: Any) -> None:
-        self.id, self.status, self.resolved_in_version = id, status, None
-
-
-def _bump(
-    bumps: dict[str, dict[str, Any]], group_id: str, at: datetime, added: int = 0, sampled: int = 0
-) -> None:
-    b = bumps.setdefault(
-        group_id, {"gid": group_id, "added": 0, "sampled": 0, "seen": at, "first": at}
-    )
-    b["added"] += added
-    b["sampled"] += sampled
-    b["seen"] = max(b["seen"], at)
-    b["first"] = min(b["first"], at)
+def _tally(
+    tallies: dict[str, dict[str, Any]],
+    p: Prepared,
+    models: dict[str, str],
+    added: int = 0,
+    sampled: int = 0,
+) -> str:
+    """Count a case on its group's row-to-be: created if new, added to if it exists."""
+    gid = group_id_of(p.fingerprint)
+    t = tallies.get(gid)
+    if t is None:
+        t = tallies[gid] = {
+            "id": gid,
+            "fingerprint": p.fingerprint,
+            "model_id": models[p.case.model.name],
+            "failure_mode": p.case.failure_mode,
+            "first_seen": p.occurred_at,
+            "last_seen": p.occurred_at,
+            "case_count": 0,
+            "sampled_out_count": 0,
+            "status": "open",
+        }
+    t["case_count"] += added
+    t["sampled_out_count"] += sampled
+    t["first_seen"] = min(t["first_seen"], p.occurred_at)
+    t["last_seen"] = max(t["last_seen"], p.occurred_at)
+    return gid
 
 
 async def _evict(repo: CatalogRepository, ids: list[str], now: datetime) -> None:
@@ -351,7 +339,6 @@ def _case_row(
     models: dict[str, str],
     versions: dict[tuple[str, str], str],
     sources: dict[str, str],
-    groups: dict[str, Any],
 ) -> dict[str, Any]:
     c = p.case
     model_id = models[c.model.name]
@@ -375,7 +362,7 @@ def _case_row(
         "external_id": c.external_id,
         "fingerprint": p.fingerprint,
         "content_hash": p.content_hash,
-        "group_id": groups[p.fingerprint].id,
+        "group_id": group_id_of(p.fingerprint),
         "title": c.title,
         "summary": c.summary,
         "failure_mode": c.failure_mode,

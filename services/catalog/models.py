@@ -164,8 +164,15 @@ class FailureCase(SQLModel, table=True):
     external_id: str | None = Field(default=None, max_length=200)
     fingerprint: str = Field(max_length=128)
     content_hash: str = Field(max_length=64, unique=True)
+    # Deferred: a batch stores its cases first and creates or counts their groups in one
+    # statement at the end, so concurrent batches hold group locks only briefly.
     group_id: str = Field(
-        sa_column=Column(String(36), ForeignKey("failure_group.id"), nullable=False, index=True)
+        sa_column=Column(
+            String(36),
+            ForeignKey("failure_group.id", deferrable=True, initially="DEFERRED"),
+            nullable=False,
+            index=True,
+        )
     )
     # Curated fields: changed only by updates, each writing a revision.
     title: str | None = Field(default=None, max_length=500)
@@ -208,12 +215,11 @@ class CaseRevision(SQLModel, table=True):
     revisions' changes, so no full snapshot is stored per revision."""
 
     __tablename__ = "case_revision"
-    __table_args__ = (UniqueConstraint("case_id", "revision"),)
-    id: str = Field(primary_key=True, max_length=36)
+    # (case, revision) is the key: one index to maintain per ingested case, not two.
     case_id: str = Field(
-        sa_column=Column(String(36), ForeignKey("failure_case.id"), nullable=False)
+        sa_column=Column(String(36), ForeignKey("failure_case.id"), primary_key=True)
     )
-    revision: int
+    revision: int = Field(primary_key=True)
     actor: str = Field(max_length=200)
     created_at: datetime = _ts()
     reason: str | None = Field(default=None, max_length=2000)

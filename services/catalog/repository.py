@@ -252,101 +252,44 @@ class CatalogRepository:
         return out
 
     # --- groups ---------------------------------------------------------------------------
-    async def groups_by_fingerprint(self, fps: Sequence[str]) -> dict[str, Any]:
-        """The groups ingestion needs (id, status, resolved_in_version) by fingerprint, as
-        plain rows: no ORM objects on the ingestion path."""
+    async def groups_by_id(self, ids: Sequence[str]) -> dict[str, Any]:
+        """What ingestion reads of existing groups (status, resolved_in_version), as plain
+        rows by id: no ORM objects and no locks on the ingestion path."""
         g = FailureGroup
         out: dict[str, Any] = {}
-        for chunk in _chunks(list(fps)):
+        for chunk in _chunks(list(ids)):
             rows = await self.session.execute(
-                select(g.fingerprint, g.id, g.status, g.resolved_in_version).where(
-                    self._in(g.fingerprint, chunk)
-                )
+                select(g.id, g.status, g.resolved_in_version).where(self._in(g.id, chunk))
             )
-            out.update({r.fingerprint: r for r in rows})
+            out.update({r.id: r for r in rows})
         return out
 
-    async def insert_groups(self, rows: list[dict[str, Any]]) -> bool:
-        """Insert new groups; false when another writer created one of them first."""
-        if not rows:
-            return True
-        g = FailureGroup.__table__
-        # Concurrent batches lock new fingerprints in the same order: no deadlock.
-        rows = sorted(rows, key=lambda r: r["fingerprint"])
-        if self.dialect == "postgresql" and await self._copy_unless_conflict(g, rows):
-            return True
-        stmt = self._insert(g).on_conflict_do_nothing().returning(g.c.id)
-        inserted = (await self.session.execute(stmt, rows)).scalars().all()
-        return len(inserted) == len(rows)
-
-    async def _copy_unless_conflict(self, table: Any, rows: list[dict[str, Any]]) -> bool:
-        """COPY under a savepoint; false (and nothing written) if a row hit a unique key,
-        which only happens when a concurrent writer stored it after our read."""
-        import asyncpg
-
-        raw = await self._raw_connection()
-        columns = [c.name for c in table.columns]
-        try:
-            async with raw.transaction():
-                await raw.copy_records_to_table(
-                    table.name, records=_records(table, rows, columns), columns=columns
-                )
-        except asyncpg.UniqueViolationError:
-            return False
-        return True
-
-    async def bump_groups(self, rows: list[dict[str, Any]]) -> None:
-        """Add counts and widen first/last seen for many groups at once."""
+    async def upsert_groups(self, rows: list[dict[str, Any]]) -> None:
+        """Create the batch's new groups and add its counts to existing ones, in one
+        statement at the end of the unit of work: concurrent batches sharing groups wait for
+        each other only there. Rows go in id order, so their locks never deadlock."""
         if not rows:
             return
-        rows = sorted(rows, key=lambda r: r["gid"])
+        g = FailureGroup.__table__
+        stmt = self._insert(g)
         if self.dialect == "postgresql":
-            # One statement for the whole batch: the new values arrive as parallel arrays.
-            # UPDATE ... FROM locks rows in join order; take the same lock (NO KEY UPDATE,
-            # which the cases' foreign-key share locks do not block) in id order first, so
-            # concurrent batches touching the same groups cannot deadlock.
-            raw = await self._raw_connection()
-            await raw.execute(
-                "SELECT 1 FROM failure_group WHERE id = ANY($1::text[]) "
-                "ORDER BY id FOR NO KEY UPDATE",
-                [r["gid"] for r in rows],
-            )
-            await raw.execute(
-                "UPDATE failure_group AS g SET case_count = g.case_count + b.added, "
-                "sampled_out_count = g.sampled_out_count + b.sampled, "
-                "last_seen = GREATEST(g.last_seen, b.seen), "
-                "first_seen = LEAST(g.first_seen, b.first) "
-                "FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], "
-                "$5::timestamptz[]) AS b(gid, added, sampled, seen, first) WHERE g.id = b.gid",
-                *(
-                    list(col)
-                    for col in zip(
-                        *(
-                            (r["gid"], r["added"], r["sampled"], r["seen"], r["first"])
-                            for r in rows
-                        ),
-                        strict=True,
-                    )
-                ),
-            )
-            return
-        g = FailureGroup.__table__
-        stmt = (
-            update(g)
-            .where(g.c.id == bindparam("gid"))
-            .values(
-                case_count=g.c.case_count + bindparam("added"),
-                sampled_out_count=g.c.sampled_out_count + bindparam("sampled"),
-                last_seen=func.max(g.c.last_seen, bindparam("seen")),
-                first_seen=func.min(g.c.first_seen, bindparam("first")),
-            )
+            earliest, latest = func.least, func.greatest
+        else:  # SQLite's two-argument min/max are scalar functions
+            earliest, latest = func.min, func.max
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[g.c.id],
+            set_={
+                "case_count": g.c.case_count + stmt.excluded.case_count,
+                "sampled_out_count": g.c.sampled_out_count + stmt.excluded.sampled_out_count,
+                "first_seen": earliest(g.c.first_seen, stmt.excluded.first_seen),
+                "last_seen": latest(g.c.last_seen, stmt.excluded.last_seen),
+            },
         )
-        await self.session.execute(stmt, rows, execution_options={"synchronize_session": False})
+        await self.session.execute(stmt, sorted(rows, key=lambda r: r["id"]))
 
     async def count_evictions(self, per_group: dict[str, int]) -> None:
         if not per_group:
             return
-        from sqlalchemy import bindparam
 
         g = FailureGroup.__table__
         await self.session.execute(
@@ -385,6 +328,22 @@ class CatalogRepository:
         stmt = self._insert(T_CASE).on_conflict_do_nothing().returning(T_CASE.c.id)
         result = await self.session.execute(stmt, rows)
         return set(result.scalars().all())
+
+    async def _copy_unless_conflict(self, table: Any, rows: list[dict[str, Any]]) -> bool:
+        """COPY under a savepoint; false (and nothing written) if a row hit a unique key,
+        which only happens when a concurrent writer stored it after our read."""
+        import asyncpg
+
+        raw = await self._raw_connection()
+        columns = [c.name for c in table.columns]
+        try:
+            async with raw.transaction():
+                await raw.copy_records_to_table(
+                    table.name, records=_records(table, rows, columns), columns=columns
+                )
+        except asyncpg.UniqueViolationError:
+            return False
+        return True
 
     async def _copy_cases(self, rows: list[dict[str, Any]]) -> set[str]:
         """The batch was checked for duplicates in this transaction, so COPY it straight in;

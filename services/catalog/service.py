@@ -236,7 +236,6 @@ async def _write_revision(
         CaseRevision,
         [
             {
-                "id": new_id(),
                 "case_id": case.id,
                 "revision": new_rev,
                 "actor": actor.subject,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 08:27:18.885339
+Create Date: 2026-11-29 08:41:01.918316
 """
 
 from collections.abc import Sequence
@@ -365,7 +365,11 @@ def upgrade() -> None:
             name=op.f("fk_failure_case_data_source_id_data_source"),
         ),
         sa.ForeignKeyConstraint(
-            ["group_id"], ["failure_group.id"], name=op.f("fk_failure_case_group_id_failure_group")
+            ["group_id"],
+            ["failure_group.id"],
+            name=op.f("fk_failure_case_group_id_failure_group"),
+            initially="DEFERRED",
+            deferrable=True,
         ),
         sa.ForeignKeyConstraint(
             ["model_id"], ["model.id"], name=op.f("fk_failure_case_model_id_model")
@@ -422,7 +426,6 @@ def upgrade() -> None:
 
     op.create_table(
         "case_revision",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
         sa.Column("case_id", sa.String(length=36), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -436,8 +439,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["case_id"], ["failure_case.id"], name=op.f("fk_case_revision_case_id_failure_case")
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_case_revision")),
-        sa.UniqueConstraint("case_id", "revision", name=op.f("uq_case_revision_case_id_revision")),
+        sa.PrimaryKeyConstraint("case_id", "revision", name=op.f("pk_case_revision")),
     )
     # ### end Alembic commands ###
 
