@@ -1,6 +1,7 @@
 """Ingestion throughput: the bulk REST route end to end versus asyncpg COPY of the same rows.
 
     python -m benchmarks.ingest [--cases 50000] [--batch 1000] [--embedded-cases 20000]
+                                [--workers 1] [--concurrency 2]
 
 Postgres comes from FAILCAT_BENCH_DATABASE_URL / FAILCAT_TEST_DATABASE_URL, else
 infra/scripts/postgres.sh starts one. Each measurement uses a fresh database migrated to head.
@@ -11,6 +12,8 @@ infra/scripts/postgres.sh starts one. Each measurement uses a fresh database mig
 2. raw ceiling: the rows the service stored (cases, revisions, links, outbox) are read back and
    written again with asyncpg `copy_records_to_table` into a second fresh database with the same
    schema (models, versions, sources and groups pre-loaded, untimed);
+   A second end-to-end run keeps `--concurrency` requests in flight (default 2: while one
+   request waits on Postgres the API process parses and validates the next);
 3. the same end-to-end run on the embedded SQLite backend.
 Prints cases/s for each, and the ratio end-to-end / raw.
 """
@@ -105,8 +108,8 @@ async def main() -> None:
     ap.add_argument("--cases", type=int, default=50_000)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--embedded-cases", type=int, default=20_000)
-    ap.add_argument("--workers", type=int, default=2, help="API processes in the second run")
-    ap.add_argument("--concurrency", type=int, default=4, help="requests in flight, second run")
+    ap.add_argument("--workers", type=int, default=1, help="API processes in the second run")
+    ap.add_argument("--concurrency", type=int, default=2, help="requests in flight, second run")
     args = ap.parse_args()
 
     gen = CaseGenerator(seed=1)
