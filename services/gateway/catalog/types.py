@@ -12,33 +12,22 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from services.catalog import schemas
 from services.catalog.models import FailureCase as CaseRow
 from services.catalog.models import FailureGroup as GroupRow
 from services.catalog.models import Model as ModelRow
 from services.gateway.permissions import read_with
+from shared import security
 from shared.security import Scope
 
 # Similar cases per case: the search service caps `first` too; this keeps the cost estimate small.
 MAX_SIMILAR = 50
 
 
-@strawberry.enum
-class Status(Enum):
-    NEW = "new"
-    TRIAGED = "triaged"
-    CONFIRMED = "confirmed"
-    IN_REMEDIATION = "in_remediation"
-    RESOLVED = "resolved"
-    WONT_FIX = "wont_fix"
-    DUPLICATE = "duplicate"
-
-
-@strawberry.enum
-class Sensitivity(Enum):
-    PUBLIC = "public"
-    INTERNAL = "internal"
-    CONFIDENTIAL = "confidential"
-    RESTRICTED = "restricted"
+# The catalog's own enums, exposed as they are: one definition of each value set.
+Status = strawberry.enum(schemas.Status, name="Status")
+Sensitivity = strawberry.enum(security.Sensitivity, name="Sensitivity")
+LinkKind = strawberry.enum(schemas.LinkKind, name="LinkKind")
 
 
 @strawberry.enum
@@ -55,17 +44,6 @@ class GroupStatus(Enum):
     OPEN = "open"
     RESOLVED = "resolved"
     REGRESSED = "regressed"
-
-
-@strawberry.enum
-class LinkKind(Enum):
-    EXPERIMENT = "experiment"
-    AB_TEST = "ab_test"
-    TICKET = "ticket"
-    COUNTERFACTUAL = "counterfactual"
-    DATASET = "dataset"
-    DASHBOARD = "dashboard"
-    OTHER = "other"
 
 
 @read_with(Scope.CASES_READ)
