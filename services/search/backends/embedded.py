@@ -24,7 +24,7 @@ from typing import Any
 import aiosqlite
 
 from services.search.backends.base import Progress
-from services.search.documents import iso_utc, normalize, to_epoch_ms
+from services.search.documents import KEYWORDS, iso_utc, normalize, to_epoch_ms
 from services.search.fields import TEXT_FIELDS
 from services.search.query import (
     And,
@@ -48,19 +48,8 @@ from services.search.request import (
     Visibility,
 )
 
-SCALARS = (
-    "model",
-    "model_version",
-    "data_source",
-    "failure_mode",
-    "failure_mode_parent",
-    "severity",
-    "status",
-    "team",
-    "sensitivity",
-    "group_id",
-    "merged_into_id",
-)
+# The document's keyword fields other than the id: one column each in the doc table.
+SCALARS = tuple(k for k in KEYWORDS if k != "id")
 COLUMNS = (
     "id",
     "revision",
