@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
@@ -100,13 +101,42 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+# session.info key: what a unit of work changed, by kind ({"ingested": [case ids], ...}).
+CHANGES = "failcat.changes"
+
+
+def record_change(session: AsyncSession, kind: str, ids: Iterable[str]) -> None:
+    """Note what this unit of work changed; commit listeners hear it only once it commits."""
+    session.info.setdefault(CHANGES, {}).setdefault(kind, []).extend(ids)
+
+
 class Database:
     """The engine and session factory, built once in the lifespan."""
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._commit_listeners: list[Callable[[dict[str, list[str]]], None]] = []
+
+        class UnitOfWork(Session):
+            """This database's sessions: commit listeners are per Database, not global."""
+
+        event.listen(UnitOfWork, "after_commit", self._after_commit)
+        event.listen(UnitOfWork, "after_rollback", lambda s: s.info.pop(CHANGES, None))
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=UnitOfWork
+        )
+
+    def on_commit(self, listener: Callable[[dict[str, list[str]]], None]) -> None:
+        """Call `listener(changes)` after each commit that recorded changes (any path:
+        REST, GraphQL, jobs). Listeners run in the committing task and must not block."""
+        self._commit_listeners.append(listener)
+
+    def _after_commit(self, session: Session) -> None:
+        changes = session.info.pop(CHANGES, None)
+        if changes:
+            for listener in self._commit_listeners:
+                listener(changes)
 
     @property
     def dialect(self) -> str:

@@ -33,6 +33,9 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_tracing()  # exports spans only when OTEL_EXPORTER_OTLP_ENDPOINT is set
         db = Database(settings.catalog_url)
+        bus = getattr(app.state, "case_events", None)
+        if bus is not None:
+            db.on_commit(bus.publish_changes)
         auth = await AuthService.start(settings, db)
         search = await SearchService.start(settings, db) if role != "auth" else None
         app.state.settings, app.state.db, app.state.auth, app.state.search = (

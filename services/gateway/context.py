@@ -1,10 +1,8 @@
-"""Per-request GraphQL context: the caller, one lazily opened transaction, the DataLoaders,
-and the cases the request's mutations touched (announced on the event bus after commit)."""
+"""Per-request GraphQL context: the caller, one lazily opened transaction, the DataLoaders."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from functools import cached_property
 from typing import Any
 
@@ -13,7 +11,6 @@ from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
 from services.gateway.catalog.loaders import CatalogLoaders
-from services.gateway.events import CaseEventKind
 from shared.security import Principal
 
 
@@ -24,7 +21,6 @@ class Context(BaseContext):
         self.app_state = connection.app.state
         self._session: AsyncSession | None = None
         self._opening = asyncio.Lock()
-        self.touched_cases: dict[CaseEventKind, list[str]] = defaultdict(list)
         # Set by strawberry from the graphql-transport-ws connection_init payload.
         self.connection_params: dict[str, Any] | None = None
 
@@ -69,9 +65,6 @@ class Context(BaseContext):
     @property
     def case_events(self) -> Any:
         return self.app_state.case_events
-
-    def touched(self, kind: CaseEventKind, case_ids: list[str]) -> None:
-        self.touched_cases[kind].extend(case_ids)
 
     async def end_unit_of_work(self) -> None:
         """Between two subscription events: close the transaction, forget cached rows, so a

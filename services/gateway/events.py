@@ -1,6 +1,7 @@
-"""Case events for live dashboards: an in-process bus fed after a request's transaction commits.
+"""Case events for live dashboards: an in-process bus fed by the database's commit listeners,
+so cases ingested over REST or GraphQL and changes by any mutation all reach it once committed.
 
-One process only: a subscriber hears the mutations its own API process ran. With several API
+One process only: a subscriber hears what its own API process committed. With several API
 processes behind a load balancer, events from the others are not seen; the fix is a shared
 channel (Postgres LISTEN/NOTIFY, fed from the search outbox the catalog already writes), not
 built yet. A slow subscriber never slows a mutation: its queue is bounded and, when full, it
@@ -27,6 +28,9 @@ QUEUE_SIZE = 1000
 class CaseEventKind(Enum):
     INGESTED = "ingested"
     CHANGED = "changed"
+
+
+_KINDS = {k.value: k for k in CaseEventKind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,12 @@ class CaseEventBus:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
+
+    def publish_changes(self, changes: dict[str, list[str]]) -> None:
+        """A shared.db commit listener: whatever path committed the change."""
+        for kind, ids in changes.items():
+            if kind in _KINDS:
+                self.publish(_KINDS[kind], ids)
 
     def publish(self, kind: CaseEventKind, case_ids: Iterable[str]) -> None:
         """Called only after the transaction that touched the cases has committed."""

@@ -1,5 +1,5 @@
-"""One transaction per GraphQL request, committed before the response is sent; the cases its
-mutations touched are announced on the event bus only once that commit has succeeded."""
+"""One transaction per GraphQL request, committed before the response is sent. What it changed
+reaches the event bus through the database's commit listeners (shared.db.record_change)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ class TransactionExtension(SchemaExtension):
         finally:
             ctx = self.execution_context.context
             session = ctx.opened_session
-            committed = False
             if session is not None:
                 result = self.execution_context.result
                 failed_mutation = (
@@ -29,11 +28,6 @@ class TransactionExtension(SchemaExtension):
                         await session.rollback()
                     else:
                         await session.commit()
-                        committed = True
                 finally:
                     await session.close()
                     ctx._session = None
-            if committed and ctx.touched_cases:
-                for kind, ids in ctx.touched_cases.items():
-                    ctx.case_events.publish(kind, ids)
-                ctx.touched_cases.clear()

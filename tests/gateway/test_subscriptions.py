@@ -119,3 +119,25 @@ async def test_subscriptions_per_connection_are_capped(ws_url, token_for):
             )
         message = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert message["type"] == "error" and "limit" in json.dumps(message).lower()
+
+
+async def test_cases_ingested_over_rest_reach_subscribers_too(ws_url, client, token_for):
+    """Events come from the unit of work's commit, not from GraphQL: the bulk route counts."""
+    from tests.catalog.builders import unique
+    from tests.conftest import auth_header
+    from tests.corpus import avid_cases
+
+    model = f"rest-live-{secrets.token_hex(3)}"
+    reader = await token_for("cases:read")
+    cases = unique(avid_cases(2))
+    for c in cases:
+        c["model"] = {"name": model, "version": "1"}
+    async with subscribed(ws_url, reader, {"f": {"model": model}}) as ws:
+        resp = await client.post(
+            "/catalog/v1/cases:bulk",
+            json=cases,
+            headers=auth_header(await token_for("cases:ingest")),
+        )
+        ids = {r["id"] for r in resp.json()["results"]}
+        got = {(await next_payload(ws))["data"]["caseEvents"]["case"]["id"] for _ in ids}
+        assert got == ids

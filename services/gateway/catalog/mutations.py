@@ -1,5 +1,5 @@
-"""Catalog mutations. Each one records the cases it touched on the context, so the case-events
-bus can announce them once the request's transaction has committed."""
+"""Catalog mutations. The catalog records what each changed on the unit of work; the case-events
+bus hears it once the request's transaction has committed (shared.db commit listeners)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from services.gateway.catalog.types import (
     Status,
     TaxonomyVersion,
 )
-from services.gateway.events import CaseEventKind
 from services.gateway.permissions import scoped
 from shared.errors import NotFound
 from shared.security import Scope
@@ -42,7 +41,6 @@ async def _updated(
     case = await service.update_case(
         session, case_id, patch, expected_revision, info.context.principal, reason
     )
-    info.context.touched(CaseEventKind.CHANGED, [case.id])
     return case
 
 
@@ -54,9 +52,6 @@ class CatalogMutation:
         session = await info.context.session()
         results = await service.ingest_cases(
             session, [to_plain(c) for c in cases], info.context.principal
-        )
-        info.context.touched(
-            CaseEventKind.INGESTED, [r.id for r in results if r.status == "created" and r.id]
         )
         return [
             IngestResult(
@@ -108,7 +103,6 @@ class CatalogMutation:
         case = await service.merge_case(
             session, str(id), str(into), expected_revision, info.context.principal, reason
         )
-        info.context.touched(CaseEventKind.CHANGED, [case.id])
         return case
 
     @strawberry.mutation(permission_classes=WRITE_CASES)
