@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -101,13 +101,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
-# session.info key: what a unit of work changed, by kind ({"ingested": [case ids], ...}).
+# session.info key: what a unit of work changed, by kind ({"ingested": [case ids], ...});
+# written by shared.changes.record_change, handed to commit listeners after the commit.
 CHANGES = "failcat.changes"
-
-
-def record_change(session: AsyncSession, kind: str, ids: Iterable[str]) -> None:
-    """Note what this unit of work changed; commit listeners hear it only once it commits."""
-    session.info.setdefault(CHANGES, {}).setdefault(kind, []).extend(ids)
 
 
 class Database:

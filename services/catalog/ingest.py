@@ -22,7 +22,7 @@ from services.catalog.repository import CatalogRepository
 from services.catalog.sampling import sample
 from services.catalog.schemas import CaseIn, ItemResult
 from services.catalog.versions import is_newer
-from shared.db import record_change, utcnow
+from shared.db import utcnow
 from shared.errors import FieldError
 from shared.ids import new_id, stable_id
 from shared.jsonutil import canonical_json, json_depth, sha256_hex
@@ -251,7 +251,6 @@ async def _store(
     )
     rows = [_case_row(p, actor, now, taxonomy_version, models, versions, sources) for p in kept]
     stored = await repo.insert_cases(rows)
-    record_change(repo.session, "ingested", stored)
 
     revision_rows, link_rows = [], []
     tallies: dict[str, dict[str, Any]] = {}

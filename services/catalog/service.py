@@ -25,7 +25,7 @@ from services.catalog.models import (
 )
 from services.catalog.repository import CatalogRepository
 from services.catalog.schemas import SEVERITIES, CaseFilter, CasePatch, ItemResult, Status
-from shared.db import record_change, utcnow
+from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
 from shared.security import Principal
@@ -246,7 +246,6 @@ async def _write_revision(
         ],
     )
     await repo.add_outbox([(case.id, new_rev)], now)
-    record_change(repo.session, "changed", [case.id])
     return case
 
 

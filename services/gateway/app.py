@@ -17,6 +17,7 @@ from services.auth.service import AuthService
 from services.catalog.api import router as catalog_router
 from services.search.api import router as search_router
 from services.search.service import SearchService
+from shared.changes import ChangeFeed
 from shared.db import Database
 from shared.settings import Settings, load_settings
 from shared.telemetry import configure_tracing
@@ -33,9 +34,13 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_tracing()  # exports spans only when OTEL_EXPORTER_OTLP_ENDPOINT is set
         db = Database(settings.catalog_url)
+        feed = None
         bus = getattr(app.state, "case_events", None)
         if bus is not None:
-            db.on_commit(bus.publish_changes)
+            # Changes committed by any process (Postgres NOTIFY) reach this one's subscribers.
+            feed = ChangeFeed(db)
+            feed.subscribe(bus.publish_changes)
+            await feed.start()
         auth = await AuthService.start(settings, db)
         search = await SearchService.start(settings, db) if role != "auth" else None
         app.state.settings, app.state.db, app.state.auth, app.state.search = (
@@ -60,6 +65,8 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
             if search is not None:
                 await search.close()
             await auth.close()
+            if feed is not None:
+                await feed.close()
             await db.dispose()
 
     app = FastAPI(

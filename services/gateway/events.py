@@ -1,11 +1,8 @@
-"""Case events for live dashboards: an in-process bus fed by the database's commit listeners,
-so cases ingested over REST or GraphQL and changes by any mutation all reach it once committed.
-
-One process only: a subscriber hears what its own API process committed. With several API
-processes behind a load balancer, events from the others are not seen; the fix is a shared
-channel (Postgres LISTEN/NOTIFY, fed from the search outbox the catalog already writes), not
-built yet. A slow subscriber never slows a mutation: its queue is bounded and, when full, it
-loses the oldest events and is told so by a `lagged` count on the next one.
+"""Case events for live dashboards: a per-process bus fed by shared.changes.ChangeFeed, so
+cases ingested over REST or GraphQL and changes by any mutation reach it once indexed: from
+every API process on Postgres (LISTEN/NOTIFY), from this process on embedded SQLite (which
+serves one process). A slow subscriber never slows a mutation: its queue is bounded and, when
+full, it loses the oldest events and is told so by a `lagged` count on the next one.
 """
 
 from __future__ import annotations

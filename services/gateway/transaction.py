@@ -1,5 +1,4 @@
-"""One transaction per GraphQL request, committed before the response is sent. What it changed
-reaches the event bus through the database's commit listeners (shared.db.record_change)."""
+"""One transaction per GraphQL request, committed before the response is sent."""
 
 from __future__ import annotations
 

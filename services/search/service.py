@@ -27,6 +27,7 @@ from services.search.request import (
     decode_cursor,
     encode_cursor,
 )
+from shared.changes import record_change
 from shared.db import Database
 from shared.errors import Unavailable
 from shared.security import Principal
@@ -128,7 +129,11 @@ class SearchService:
 
     async def _drain_batch(self) -> int:
         """Index one outbox batch; the rows are deleted only after the index took the batch
-        (same transaction), so a failure leaves them for the next try: at least once."""
+        (same transaction), so a failure leaves them for the next try: at least once.
+
+        The outbox is the catalog's change log, so the same transaction also announces the
+        batch's cases to live subscribers (shared.changes): off the ingestion path, and from
+        whichever process drains it."""
         await self._ensure_ready()
         async with self.db.transaction() as session:
             rows = await self.feed.outbox_batch(session, self.settings.indexer_batch)
@@ -140,6 +145,9 @@ class SearchService:
             await self.backend.index(docs)
             await self.backend.delete([i for i in case_ids if i not in found])
             await self.feed.outbox_ack(session, [r[0] for r in rows])
+            live = [(cid, rev) for _, cid, rev in rows if cid in found]
+            await record_change(session, "ingested", [c for c, rev in live if rev == 1])
+            await record_change(session, "changed", [c for c, rev in live if rev > 1])
         return len(rows)
 
     async def drain_outbox(self) -> int:

@@ -51,18 +51,18 @@ async def test_driver_errors_are_sqlalchemy_errors(db):
 
 
 async def test_commit_listeners_hear_recorded_changes_only_after_commit(db):
-    from shared.db import record_change
+    from shared.changes import record_change
 
     heard: list[dict] = []
     db.on_commit(heard.append)
     async with db.transaction() as s:
-        record_change(s, "ingested", ["a", "b"])
-        record_change(s, "changed", ["c"])
+        await record_change(s, "ingested", ["a", "b"])
+        await record_change(s, "changed", ["c"])
         assert heard == []  # not before the commit
     assert heard == [{"ingested": ["a", "b"], "changed": ["c"]}]
     with pytest.raises(RuntimeError):
         async with db.transaction() as s:
-            record_change(s, "changed", ["lost"])
+            await record_change(s, "changed", ["lost"])
             raise RuntimeError
     async with db.transaction() as s:
         await s.execute(text("SELECT 1"))  # a commit with nothing recorded

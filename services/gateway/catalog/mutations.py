@@ -1,5 +1,5 @@
-"""Catalog mutations. The catalog records what each changed on the unit of work; the case-events
-bus hears it once the request's transaction has committed (shared.db commit listeners)."""
+"""Catalog mutations. Live subscribers hear of what they change from the outbox, once the
+request's transaction has committed and the indexer has taken it (shared.changes)."""
 
 from __future__ import annotations
 
