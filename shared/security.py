@@ -75,6 +75,8 @@ class Principal:
     team: str | None = None
     clearance: Sensitivity = Sensitivity.INTERNAL
     jti: str | None = None
+    # The token's `exp` (epoch seconds): long-lived connections re-check it.
+    expires_at: float | None = None
 
     def has(self, scope: Scope | str) -> bool:
         return str(scope) in self.scopes or Scope.ADMIN.value in self.scopes

@@ -93,6 +93,13 @@ class AuthService:
         self._refresh_task: asyncio.Task | None = None
         self._last_kid_refresh = 0.0
 
+    def still_valid(self, principal: Principal) -> bool:
+        """For long-lived connections (subscriptions): the token has neither expired nor been
+        revoked since it was checked."""
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            return False
+        return principal.jti is None or principal.jti not in self.revocations.jtis
+
     # ---- lifecycle -------------------------------------------------------------------------
 
     @classmethod

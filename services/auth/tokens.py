@@ -203,6 +203,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         team=claims.get("team"),
         clearance=clearance,
         jti=str(claims["jti"]),
+        expires_at=float(claims["exp"]),
     )
 
 

@@ -25,6 +25,7 @@ from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.schema.config import StrawberryConfig
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext
+from strawberry.types.graphql import OperationType
 
 from services.gateway import limits as L
 from services.gateway.auth.mutations import AuthMutation
@@ -72,7 +73,14 @@ class FailcatSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """ErrorCodes logs unexpected errors (masked, no inputs); nothing else to log."""
+        """ErrorCodes codes and masks errors when an operation ends; a subscription's errors
+        arrive with each streamed result instead, so they are coded here, in place."""
+        if (
+            execution_context is not None
+            and execution_context.graphql_document is not None  # None: it did not parse
+            and execution_context.operation_type == OperationType.SUBSCRIPTION
+        ):
+            errors[:] = [coded(e) for e in errors]
 
 
 # strawberry's QueryDepthLimiter and MaxAliasesLimiter build a new rule class per instance,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from datetime import datetime
 
@@ -12,6 +13,7 @@ from services.catalog import service
 from services.gateway.catalog.types import FailureCase, Severity, Status
 from services.gateway.events import CaseEvent, CaseEventKind
 from services.gateway.permissions import read_with, scoped
+from shared.errors import Unauthenticated
 from shared.security import Scope
 
 
@@ -65,6 +67,10 @@ async def _visible(info: Info, events: list[CaseEvent]) -> dict[str, object]:
     return {c.id: c for c in rows}
 
 
+# How often an idle subscription re-checks its token (expiry, revocation).
+TOKEN_RECHECK_S = 1.0
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(permission_classes=scoped(Scope.CASES_READ))
@@ -75,7 +81,13 @@ class Subscription:
         kinds = set(filter.kinds) if filter and filter.kinds else None
         async with ctx.case_events.subscribe() as sub:
             while True:
-                events = [await sub.queue.get()]
+                try:
+                    events = [await asyncio.wait_for(sub.queue.get(), TOKEN_RECHECK_S)]
+                except TimeoutError:
+                    events = []
+                # The connection outlives the token check of its start: re-check it.
+                if not ctx.app_state.auth.still_valid(ctx.principal):
+                    raise Unauthenticated("token expired or revoked: subscribe again")
                 while not sub.queue.empty():  # one catalog read for everything already queued
                     events.append(sub.queue.get_nowait())
                 if kinds is not None:

@@ -1,11 +1,16 @@
-"""One transaction per GraphQL request, committed before the response is sent."""
+"""One transaction per GraphQL request, committed before the response is sent.
+
+A mutation document is atomic: if any of its fields fails, every change it made is rolled
+back and the answer carries the errors with no data, so a client never reads a result that
+was not stored.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from graphql import OperationType
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 
 class TransactionExtension(SchemaExtension):
@@ -25,6 +30,7 @@ class TransactionExtension(SchemaExtension):
                 try:
                     if failed_mutation:
                         await session.rollback()
+                        result.data = None
                     else:
                         await session.commit()
                 finally:

@@ -227,3 +227,18 @@ async def test_similar_cases_come_from_search_and_respect_visibility(client, tok
     assert {ids[1], ids[2]} <= {s["id"] for s in similar}, (ids, similar)
     seen = data(await gql(client, internal, query, {"id": ids[0]}))["case"]["similar"]
     assert ids[2] not in {s["id"] for s in seen}
+
+
+async def test_a_mutation_document_is_atomic(client, token_for):
+    """Two updates in one document, the second stale: neither is stored, no data returned."""
+    token = await token_for("cases:read cases:write cases:ingest")
+    [a] = await ingest_corpus(client, token, 1)
+    both = """mutation($id: ID!) {
+      first: updateCase(id: $id, patch: {title: "stored?"}, expectedRevision: 1) { revision }
+      second: updateCase(id: $id, patch: {title: "stale"}, expectedRevision: 1) { revision }
+    }"""
+    body = await gql(client, token, both, {"id": a})
+    assert body["data"] is None and codes(body) == ["CONFLICT"]
+    one = "query($id: ID!) { case(id: $id) { revision title } }"
+    got = data(await gql(client, token, one, {"id": a}))["case"]
+    assert got["revision"] == 1 and got["title"] != "stored?"

@@ -141,3 +141,24 @@ async def test_cases_ingested_over_rest_reach_subscribers_too(ws_url, client, to
         ids = {r["id"] for r in resp.json()["results"]}
         got = {(await next_payload(ws))["data"]["caseEvents"]["case"]["id"] for _ in ids}
         assert got == ids
+
+
+async def test_a_revoked_token_ends_its_subscription(ws_url, client, app):
+    auth = app.state.auth
+    async with app.state.db.transaction() as s:
+        record, secret = await auth.create_client(
+            s, name=f"live-{secrets.token_hex(3)}", scopes=["cases:read"]
+        )
+    creds = (record.client_id, secret)
+    token = (
+        await client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=creds)
+    ).json()["access_token"]
+    async with subscribed(ws_url, token, {}) as ws:
+        revoked = await client.post("/oauth/revoke", data={"token": token}, auth=creds)
+        assert revoked.status_code == 200
+        message: dict = {"type": "next", "payload": {}}
+        while "errors" not in message.get("payload", {}):  # other tests' events may come first
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5.0))
+        [error] = message["payload"]["errors"]
+        assert error["extensions"]["code"] == "UNAUTHENTICATED" and "revoked" in error["message"]
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5.0))["type"] == "complete"
