@@ -162,8 +162,3 @@ class ItemResult(BaseModel):
     status: Literal["created", "duplicate", "invalid", "sampled_out"]
     id: str | None = None
     errors: list[dict[str, str]] | None = None
-
-
-class BulkResult(BaseModel):
-    results: list[ItemResult]
-    counts: dict[str, int]

@@ -30,8 +30,6 @@ from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFoun
 from shared.ids import new_id
 from shared.security import Principal
 
-__all__ = ["ingest_cases"]
-
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "new": ("triaged", "wont_fix"),
     "triaged": ("confirmed", "wont_fix"),

@@ -133,7 +133,8 @@ def app_from_environment() -> FastAPI:
     """The factory `failcat serve --workers N` gives uvicorn (one app per worker process)."""
     import os
 
-    from shared.runtime import tune_gc
+    from shared.runtime import prepare_process
 
-    tune_gc()
-    return create_app(load_settings(), role=os.environ.get("FAILCAT_SERVE_ROLE", "all"))
+    settings = load_settings()
+    prepare_process(settings.log_level)
+    return create_app(settings, role=os.environ.get("FAILCAT_SERVE_ROLE", "all"))

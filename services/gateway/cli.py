@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from shared.runtime import tune_gc
+from shared.runtime import prepare_process
 from shared.settings import load_settings
 
 # Services that contribute subcommands through `add_commands(subparsers)`.
@@ -25,7 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from services.gateway.app import create_app
 
     settings = load_settings()  # fail fast on a bad setting, before any worker starts
-    tune_gc()
+    prepare_process(settings.log_level)
     if args.workers > 1:
         # Stateless API processes sharing the port, each building its app from the
         # environment. Their in-process indexers share the outbox (rows are claimed with
@@ -53,7 +53,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from shared.db import Database
 
     settings = load_settings()
-    tune_gc()
+    prepare_process(settings.log_level)
 
     async def run() -> None:
         db = Database(settings.catalog_url)
