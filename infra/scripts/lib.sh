@@ -1,6 +1,6 @@
-# Shared by postgres.sh and opensearch.sh: logging, the unprivileged user, apt, ports, the lock
-# and the command dispatch. The sourcing script sets PROG, INFRA_DIR, LOCK and LOCK_WAIT and
-# defines do_start, do_stop, do_status and do_url.
+# Shared by postgres.sh and opensearch.sh: logging, the unprivileged user, apt, ports, the lock,
+# status/url and the command dispatch. The sourcing script sets PROG, INFRA_DIR, LOCK,
+# LOCK_WAIT and URL_FILE and defines running, do_start and do_stop.
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
@@ -62,6 +62,20 @@ with_lock() {
   exec 9>"$LOCK" || die "cannot open lock file ${LOCK}"
   flock -w "$LOCK_WAIT" 9 || die "timed out waiting for lock ${LOCK} (another ${PROG} running?)"
   "$@"
+}
+
+do_status() {
+  if running; then
+    log "running: $(cat "$URL_FILE")"
+    return 0
+  fi
+  log "not running"
+  return 1
+}
+
+do_url() {
+  running || die "not running (run: $0 start)"
+  cat "$URL_FILE"
 }
 
 dispatch() {

@@ -288,19 +288,6 @@ do_stop() {
   log "stopped and removed ${STATE}"
 }
 
-do_status() {
-  if running; then
-    log "running: $(cat "$URL_FILE")"
-    return 0
-  fi
-  log "not running"
-  return 1
-}
-
-do_url() {
-  running || die "not running (run: $0 start)"
-  cat "$URL_FILE"
-}
 
 
 dispatch "$@"

@@ -201,15 +201,7 @@ class CatalogRepository:
             )
         if status:
             stmt = stmt.where(FailureGroup.status == status)
-        if after is not None:
-            at, gid = after
-            stmt = stmt.where(
-                or_(
-                    FailureGroup.last_seen < at,
-                    and_(FailureGroup.last_seen == at, FailureGroup.id < gid),
-                )
-            )
-        stmt = stmt.order_by(FailureGroup.last_seen.desc(), FailureGroup.id.desc()).limit(first)
+        stmt = _newest_first(stmt, FailureGroup.last_seen, FailureGroup.id, after, first)
         return list((await self.session.execute(stmt)).scalars())
 
     async def versions_of_model(self, model_id: str) -> list[ModelVersion]:
@@ -475,15 +467,7 @@ class CatalogRepository:
     ) -> list[FailureCase]:
         """Newest first, keyset on (occurred_at, id): stable while new cases arrive."""
         stmt = select(FailureCase).where(*visible_to(viewer), *self._filters(f))
-        if after is not None:
-            at, cid = after
-            stmt = stmt.where(
-                or_(
-                    FailureCase.occurred_at < at,
-                    and_(FailureCase.occurred_at == at, FailureCase.id < cid),
-                )
-            )
-        stmt = stmt.order_by(FailureCase.occurred_at.desc(), FailureCase.id.desc()).limit(first)
+        stmt = _newest_first(stmt, FailureCase.occurred_at, FailureCase.id, after, first)
         return list((await self.session.execute(stmt)).scalars())
 
     def _has_tag(self, tag: str) -> Any:
@@ -664,6 +648,16 @@ def _records(
                 record[i] = dumps(record[i]).decode()
         out.append(tuple(record))
     return out
+
+
+def _newest_first(
+    stmt: Any, at_col: Any, id_col: Any, after: tuple[datetime, str] | None, first: int
+) -> Any:
+    """A keyset page, newest first on (time, id): stable while new rows arrive."""
+    if after is not None:
+        at, last_id = after
+        stmt = stmt.where(or_(at_col < at, and_(at_col == at, id_col < last_id)))
+    return stmt.order_by(at_col.desc(), id_col.desc()).limit(first)
 
 
 def _has_visible_case(viewer: Principal) -> Any:

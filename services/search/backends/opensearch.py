@@ -26,7 +26,7 @@ from opensearchpy.exceptions import (
 )
 
 from services.search.backends.base import BackendUnavailable, Progress
-from services.search.documents import iso_utc, normalize
+from services.search.documents import KEYWORDS, iso_utc, normalize
 from services.search.fields import TEXT_FIELDS
 from services.search.query import (
     And,
@@ -73,18 +73,8 @@ MAPPINGS: dict[str, Any] = {
         **{
             name: _KEYWORD
             for name in (
-                "model",
-                "model_version",
-                "data_source",
-                "failure_mode",
-                "failure_mode_parent",
-                "severity",
-                "status",
-                "team",
+                *(k for k in KEYWORDS if k != "id"),
                 "tags",
-                "sensitivity",
-                "group_id",
-                "merged_into_id",
                 "env_keys",
                 "env_pairs",
             )
