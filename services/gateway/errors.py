@@ -10,11 +10,9 @@ from __future__ import annotations
 import logging
 import traceback
 import uuid
-from collections.abc import Iterator
 
 from graphql import GraphQLError
 from pydantic import ValidationError
-from strawberry.extensions import SchemaExtension
 
 from services.catalog.ingest import pydantic_errors
 from shared.errors import FailcatError, FieldError
@@ -73,11 +71,3 @@ def coded(error: GraphQLError) -> GraphQLError:
         error.extensions = ext
         return error
     return masked(error, original)
-
-
-class ErrorCodes(SchemaExtension):
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            result.errors = [coded(e) for e in result.errors]

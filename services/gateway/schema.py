@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import strawberry
-from graphql import ExecutionResult, GraphQLError
+from graphql import GraphQLError
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from strawberry.asgi import GraphQL
@@ -21,11 +21,10 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
-from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.config import StrawberryConfig
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext
-from strawberry.types.graphql import OperationType
 
 from services.gateway import limits as L
 from services.gateway.auth.mutations import AuthMutation
@@ -33,7 +32,7 @@ from services.gateway.auth.queries import AuthQuery
 from services.gateway.catalog.mutations import CatalogMutation
 from services.gateway.catalog.queries import CatalogQuery
 from services.gateway.context import Context
-from services.gateway.errors import ErrorCodes, coded
+from services.gateway.errors import coded
 from services.gateway.execution import FailcatExecutionContext, direct_resolvers
 from services.gateway.guard import DocumentGuard
 from services.gateway.observability import OperationMetrics
@@ -73,14 +72,10 @@ class FailcatSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """ErrorCodes codes and masks errors when an operation ends; a subscription's errors
-        arrive with each streamed result instead, so they are coded here, in place."""
-        if (
-            execution_context is not None
-            and execution_context.graphql_document is not None  # None: it did not parse
-            and execution_context.operation_type == OperationType.SUBSCRIPTION
-        ):
-            errors[:] = [coded(e) for e in errors]
+        """Every error gets its extensions.code, and unexpected ones are masked (logged with a
+        correlation id, never their inputs). strawberry calls this for every result, streamed
+        subscription results included, before extensions or the transport see the errors."""
+        errors[:] = [coded(e) for e in errors]
 
 
 # strawberry's QueryDepthLimiter and MaxAliasesLimiter build a new rule class per instance,
@@ -103,7 +98,6 @@ def extensions(production: bool) -> list[Any]:
     Order matters: the guard's on_validate runs before the validation cache validates."""
     chain: list[Any] = [
         OperationMetrics,
-        ErrorCodes,
         TransactionExtension,
         lambda: MaxTokensLimiter(max_token_count=L.MAX_TOKENS),
         lambda: ParserCache(maxsize=L.MAX_CACHED_DOCUMENTS),
@@ -162,13 +156,6 @@ class FailcatGraphQL(GraphQL):
         )
         response.headers.raw.extend(sub_response.headers.raw)
         return response
-
-    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
-        """Errors raised before the operation's extensions could see them (a parse error from
-        the parser cache, a refusal of the guard) get their code here; `coded` is idempotent."""
-        if result.errors:
-            result.errors = [coded(e) for e in result.errors]
-        return process_result(result)
 
     async def on_ws_connect(self, context: Context) -> Any:
         """A websocket authenticates in connection_init (or its upgrade request's header)."""
