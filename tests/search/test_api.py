@@ -101,11 +101,14 @@ async def test_scope_and_visibility(client, word, reader, token_for):
     planner = auth_header(await token_for("plans:read"))
     r = await client.get("/search/v1/cases", params={"q": word}, headers=planner)
     assert r.status_code == 403
-    r = await client.get("/search/v1/cases", params={"q": f"{word} restricted"}, headers=reader)
-    assert all("restricted" not in h["case"]["title"] for h in r.json()["hits"])
+    phrase = {"q": f'"{word} restricted"', "facets": "sensitivity"}
+    hidden = (await client.get("/search/v1/cases", params=phrase, headers=reader)).json()
+    assert hidden["total"] == 0 and hidden["hits"] == []
+    assert hidden["facets"][0]["buckets"] == []  # not even counted
     cleared = auth_header(await token_for("cases:read", clearance="restricted"))
-    r = await client.get("/search/v1/cases", params={"q": f'"{word} restricted"'}, headers=cleared)
+    r = await client.get("/search/v1/cases", params=phrase, headers=cleared)
     assert r.json()["total"] == 1
+    assert r.json()["facets"][0]["buckets"] == [{"value": "restricted", "count": 1}]
     case_id = r.json()["hits"][0]["id"]
     r = await client.get(f"/search/v1/cases/{case_id}/similar", headers=reader)
     assert r.status_code == 200 and r.json()["hits"] == []
