@@ -88,10 +88,11 @@ class Principal:
     def is_admin(self) -> bool:
         return Scope.ADMIN.value in self.scopes
 
-    def can_see(self, team: str | None, sensitivity: str) -> bool:
-        if Sensitivity(sensitivity).rank > self.clearance.rank:
-            return False
-        return self.team is None or team is None or team == self.team
+    def can_see(self, team: str | None, sensitivity: str | None) -> bool:
+        """The visibility rule (shared/visibility.py) for one already-loaded object."""
+        from shared.visibility import Visibility  # the rule imports Principal
+
+        return Visibility.of(self).allows(team, sensitivity)
 
 
 # The principal of internal jobs (indexer, migrations, CLI run by an operator on the host).

@@ -41,9 +41,11 @@ from services.catalog.models import (
     SeverityGrade,
     TaxonomyVersion,
 )
-from services.catalog.schemas import SEVERITIES, CaseFilter
+from services.catalog.schemas import CaseFilter
 from shared.ids import new_id
 from shared.security import Principal
+from shared.visibility import Visibility
+from shared.vocabulary import SEVERITIES
 
 T_CASE = FailureCase.__table__
 # SQLite binds at most 32766 variables per statement; stay well below for IN lists.
@@ -666,8 +668,5 @@ def _has_visible_case(viewer: Principal) -> Any:
 
 
 def visible_to(viewer: Principal) -> list[Any]:
-    """The visibility rule, applied inside every catalog read (DESIGN: no path without it)."""
-    conds: list[Any] = [FailureCase.sensitivity.in_(viewer.clearance.at_or_below())]
-    if viewer.team is not None:
-        conds.append(or_(FailureCase.team.is_(None), FailureCase.team == viewer.team))
-    return conds
+    """The visibility rule (shared/visibility.py), applied inside every catalog read."""
+    return [Visibility.of(viewer).sqlalchemy(FailureCase.team, FailureCase.sensitivity)]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from services.catalog.models import SamplingRule
-from services.catalog.schemas import SEVERITIES
+from shared.vocabulary import SEVERITIES
 
 if TYPE_CHECKING:
     from services.catalog.ingest import Prepared

@@ -10,13 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from services.catalog import limits as L
 from shared.security import Sensitivity
+from shared.vocabulary import SEVERITIES
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=L.MAX_NAME)]
 Text = Annotated[str, StringConstraints(max_length=L.MAX_TEXT)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=L.MAX_TAG)]
 
-SEVERITIES = ("S0", "S1", "S2", "S3", "S4")
-Severity = Literal["S0", "S1", "S2", "S3", "S4"]
+# A Literal over the one value set, so the wire format and errors show plain strings.
+Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
 
 
 class Status(StrEnum):

@@ -24,11 +24,12 @@ from services.catalog.models import (
     TaxonomyVersion,
 )
 from services.catalog.repository import CatalogRepository
-from services.catalog.schemas import SEVERITIES, CaseFilter, CasePatch, ItemResult, Status
+from services.catalog.schemas import CaseFilter, CasePatch, ItemResult, Status
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
 from shared.security import Principal
+from shared.vocabulary import SEVERITIES
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "new": ("triaged", "wont_fix"),

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from services.search.fields import SEVERITIES, TEXT_FIELDS
+from services.search.fields import TEXT_FIELDS
+from shared.vocabulary import SEVERITIES
 
 KEYWORDS = (
     "id",

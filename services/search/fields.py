@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from shared.vocabulary import SENSITIVITIES, SEVERITIES  # noqa: F401  (re-exported)
+
 
 class Kind(StrEnum):
     TEXT = "text"  # analyzed full text (English), phrase-searchable
@@ -77,8 +79,6 @@ SCALAR_KEYWORDS: tuple[str, ...] = tuple(
     f.name for f in FIELDS if f.kind in (Kind.KEYWORD, Kind.SEVERITY, Kind.SENSITIVITY)
 )
 
-SEVERITIES: tuple[str, ...] = ("S0", "S1", "S2", "S3", "S4")
-SENSITIVITIES: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
 
 SORTS: tuple[str, ...] = ("relevance", "occurred_at", "-occurred_at", "severity", "-severity")
 HISTOGRAM_INTERVALS: tuple[str, ...] = ("hour", "day", "week", "month")

@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from services.search.fields import BY_NAME, SENSITIVITIES, SEVERITIES, Kind, field_names
+from services.search.fields import BY_NAME, Kind, field_names
 from shared.errors import BadUserInput, FieldError
+from shared.vocabulary import SENSITIVITIES, SEVERITIES
 
 MAX_QUERY_CHARS = 2000
 MAX_DEPTH = 32

@@ -20,7 +20,7 @@ from services.search.fields import (
 )
 from services.search.query import Node
 from shared.errors import BadUserInput, FieldError
-from shared.security import Principal
+from shared.visibility import Visibility
 
 MAX_FIRST = 500
 MAX_FACET_SIZE = 100
@@ -72,18 +72,6 @@ class SearchFilter(BaseModel):
                 ],
             )
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class Visibility:
-    """The caller's view: which sensitivities, and which team (None: every team)."""
-
-    sensitivities: tuple[str, ...]
-    team: str | None
-
-    @classmethod
-    def of(cls, principal: Principal) -> Visibility:
-        return cls(tuple(principal.clearance.at_or_below()), principal.team)
 
 
 @dataclass(frozen=True, slots=True)

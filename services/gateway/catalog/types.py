@@ -17,7 +17,7 @@ from services.catalog.models import FailureCase as CaseRow
 from services.catalog.models import FailureGroup as GroupRow
 from services.catalog.models import Model as ModelRow
 from services.gateway.permissions import read_with
-from shared import security
+from shared import security, vocabulary
 from shared.security import Scope
 
 # Similar cases per case: the search service caps `first` too; this keeps the cost estimate small.
@@ -30,13 +30,7 @@ Sensitivity = strawberry.enum(security.Sensitivity, name="Sensitivity")
 LinkKind = strawberry.enum(schemas.LinkKind, name="LinkKind")
 
 
-@strawberry.enum
-class Severity(Enum):
-    S0 = "S0"
-    S1 = "S1"
-    S2 = "S2"
-    S3 = "S3"
-    S4 = "S4"
+Severity = strawberry.enum(vocabulary.Severity, name="Severity")
 
 
 @strawberry.enum

@@ -242,10 +242,7 @@ def _term(field: str, values: tuple[str, ...], sql: _Sql, probe: bool = False) -
 
 def _visibility(vis: Visibility, sql: _Sql) -> str:
     # Unary + keeps SQLite from driving the query off these barely selective indexes.
-    cond = f"+d.sensitivity IN ({sql.add(*vis.sensitivities)})"
-    if vis.team is not None:
-        cond += f" AND (+d.team IS NULL OR +d.team = {sql.add(vis.team)})"
-    return cond
+    return vis.sql_text("+d.team", "+d.sensitivity", sql.add)
 
 
 # (expression, descending?) per sort; the last key is always the unique id.

@@ -154,20 +154,7 @@ def compile_term(field: str, values: tuple[str, ...]) -> dict[str, Any]:
 
 
 def visibility_filter(vis: Visibility) -> list[dict[str, Any]]:
-    clauses: list[dict[str, Any]] = [{"terms": {"sensitivity": list(vis.sensitivities)}}]
-    if vis.team is not None:
-        clauses.append(
-            {
-                "bool": {
-                    "should": [
-                        {"term": {"team": vis.team}},
-                        {"bool": {"must_not": [{"exists": {"field": "team"}}]}},
-                    ],
-                    "minimum_should_match": 1,
-                }
-            }
-        )
-    return clauses
+    return vis.opensearch()
 
 
 def _terms_agg(field: str, size: int) -> dict[str, Any]:
