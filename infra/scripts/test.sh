@@ -21,8 +21,11 @@ if [ -z "${FAILCAT_TEST_OPENSEARCH_URL:-}" ]; then
   if ! bash "$scripts/opensearch.sh" status >/dev/null 2>&1; then started+=(opensearch); fi
   FAILCAT_TEST_OPENSEARCH_URL=$(bash "$scripts/opensearch.sh" start | tail -n 1)
 fi
-export FAILCAT_TEST_DATABASE_URL FAILCAT_TEST_OPENSEARCH_URL
-echo "test.sh: Postgres at $FAILCAT_TEST_DATABASE_URL, OpenSearch at $FAILCAT_TEST_OPENSEARCH_URL" >&2
+if [ -z "${FAILCAT_CHROMIUM:-}" ]; then
+  FAILCAT_CHROMIUM=$(bash "$scripts/chromium.sh" ensure | tail -n 1)
+fi
+export FAILCAT_TEST_DATABASE_URL FAILCAT_TEST_OPENSEARCH_URL FAILCAT_CHROMIUM
+echo "test.sh: Postgres at $FAILCAT_TEST_DATABASE_URL, OpenSearch at $FAILCAT_TEST_OPENSEARCH_URL, Chromium at $FAILCAT_CHROMIUM" >&2
 
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"
