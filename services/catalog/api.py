@@ -13,6 +13,7 @@ from services.catalog import limits as L
 from services.catalog import service
 from services.catalog.cursor import decode_cursor, encode_cursor
 from services.catalog.schemas import CaseFilter
+from services.catalog.templates import TEMPLATES, Template, template_for
 from services.catalog.views import case_json
 from shared.errors import BadUserInput, FieldError, PayloadTooLarge
 from shared.security import Principal, Scope
@@ -144,3 +145,31 @@ async def list_cases(
             else None,
         }
     )
+
+
+@router.get("/writeup-templates")
+async def writeup_templates(
+    principal: Principal = Depends(require(Scope.CASES_READ)),
+) -> Response:
+    """Every family's write-up template (the sections offered when a case is curated)."""
+    return json_response([_template_json(t) for t in TEMPLATES.values()])
+
+
+@router.get("/writeup-templates/{failure_mode}")
+async def writeup_template(
+    failure_mode: str,
+    principal: Principal = Depends(require(Scope.CASES_READ)),
+) -> Response:
+    """The template of a failure mode's family: `safety.hallucination` gives `safety`'s."""
+    return json_response(_template_json(template_for(failure_mode)))
+
+
+def _template_json(t: Template) -> dict[str, Any]:
+    return {
+        "family": t.family,
+        "title": t.title,
+        "summary_outline": list(t.summary_outline),
+        "prompts": t.prompts,
+        "evidence": list(t.evidence),
+        "markdown": t.as_markdown(),
+    }
