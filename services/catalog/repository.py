@@ -181,8 +181,12 @@ class CatalogRepository:
         )
         return list(rows.scalars())
 
-    async def visible_group(self, group_id: str, viewer: Principal) -> FailureGroup | None:
+    async def visible_group(
+        self, group_id: str, viewer: Principal, *, for_update: bool = False
+    ) -> FailureGroup | None:
         stmt = select(FailureGroup).where(FailureGroup.id == group_id, _has_visible_case(viewer))
+        if for_update and self.dialect == "postgresql":
+            stmt = stmt.with_for_update(of=FailureGroup)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def list_groups(
@@ -308,9 +312,6 @@ class CatalogRepository:
     async def get_groups(self, ids: Sequence[str]) -> list[FailureGroup]:
         rows = await self.session.execute(select(FailureGroup).where(FailureGroup.id.in_(ids)))
         return list(rows.scalars())
-
-    async def get_group(self, group_id: str) -> FailureGroup | None:
-        return await self.session.get(FailureGroup, group_id)
 
     # --- inserts of the ingest batch ------------------------------------------------------
     async def insert_cases(self, rows: list[dict[str, Any]]) -> set[str]:
@@ -454,8 +455,11 @@ class CatalogRepository:
         return found  # type: ignore[return-value]
 
     # --- reads ----------------------------------------------------------------------------
-    async def get_case(self, case_id: str, *, for_update: bool = False) -> FailureCase | None:
-        stmt = select(FailureCase).where(FailureCase.id == case_id)
+    async def visible_case(
+        self, case_id: str, viewer: Principal, *, for_update: bool = False
+    ) -> FailureCase | None:
+        """The case if `viewer` may see it; an invisible case reads exactly like a missing one."""
+        stmt = select(FailureCase).where(FailureCase.id == case_id, *visible_to(viewer))
         if for_update and self.dialect == "postgresql":
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
@@ -670,3 +674,8 @@ def _has_visible_case(viewer: Principal) -> Any:
 def visible_to(viewer: Principal) -> list[Any]:
     """The visibility rule (shared/visibility.py), applied inside every catalog read."""
     return [Visibility.of(viewer).sqlalchemy(FailureCase.team, FailureCase.sensitivity)]
+
+
+def visible_case_ids(viewer: Principal) -> Any:
+    """The ids of the cases `viewer` may see, as a subquery other tables filter on."""
+    return select(FailureCase.id).where(*visible_to(viewer))

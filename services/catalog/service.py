@@ -23,7 +23,8 @@ from services.catalog.models import (
     SeverityGrade,
     TaxonomyVersion,
 )
-from services.catalog.repository import CatalogRepository
+from services.catalog.repository import CatalogRepository, visible_to
+from services.catalog.repository import visible_case_ids as _visible_case_ids
 from services.catalog.schemas import CaseFilter, CasePatch, ItemResult, Status
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
@@ -49,14 +50,48 @@ async def ingest_cases(
     return await ingest(session, items, actor, rng)
 
 
+# --- visibility, for every service that reads or refers to cases -----------------------
+# Other services (annotations, audit, suites, exports) apply the one rule through these, never
+# through the catalog's repository or models: a case the caller may not see is, to them, absent.
+def visible_cases_clause(viewer: Principal) -> Any:
+    """The rule as a SQLAlchemy condition on the case table, for a query joined to it."""
+    [clause] = visible_to(viewer)
+    return clause
+
+
+def visible_case_ids(viewer: Principal) -> Any:
+    """A subquery of the ids of cases `viewer` may see, e.g.
+    `select(Annotation).where(Annotation.case_id.in_(service.visible_case_ids(viewer)))`."""
+    return _visible_case_ids(viewer)
+
+
+async def get_visible_case(
+    session: AsyncSession, case_id: str, viewer: Principal, *, for_update: bool = False
+) -> FailureCase:
+    """The case, or NotFound when it is missing or hidden from `viewer` (the same answer, so
+    a hidden case's existence does not leak)."""
+    case = await CatalogRepository(session).visible_case(case_id, viewer, for_update=for_update)
+    if case is None:
+        raise NotFound(f"case {case_id} not found")
+    return case
+
+
+async def get_visible_group(
+    session: AsyncSession, group_id: str, viewer: Principal, *, for_update: bool = False
+) -> FailureGroup:
+    """The group, or NotFound unless `viewer` may see at least one of its cases."""
+    group = await CatalogRepository(session).visible_group(group_id, viewer, for_update=for_update)
+    if group is None:
+        raise NotFound(f"group {group_id} not found")
+    return group
+
+
 # --- reads -------------------------------------------------------------------------------
 async def get_case(
     session: AsyncSession, case_id: str, viewer: Principal, as_of: datetime | None = None
 ) -> FailureCase:
     repo = CatalogRepository(session)
-    case = await repo.get_case(case_id)
-    if case is None or not viewer.can_see(case.team, case.sensitivity):
-        raise NotFound(f"case {case_id} not found")
+    case = await get_visible_case(session, case_id, viewer)
     if as_of is None:
         return case
     if case.received_at > as_of:
@@ -131,12 +166,6 @@ async def versions_of_models(session: AsyncSession, model_ids: list[str]) -> lis
     return await CatalogRepository(session).versions_of_models(model_ids)
 
 
-async def visible_group(
-    session: AsyncSession, group_id: str, viewer: Principal
-) -> FailureGroup | None:
-    return await CatalogRepository(session).visible_group(group_id, viewer)
-
-
 async def list_groups(
     session: AsyncSession,
     viewer: Principal,
@@ -181,9 +210,7 @@ async def update_case(
     reason: str | None = None,
 ) -> FailureCase:
     repo = CatalogRepository(session)
-    case = await repo.get_case(case_id, for_update=True)
-    if case is None or not actor.can_see(case.team, case.sensitivity):
-        raise NotFound(f"case {case_id} not found")
+    case = await get_visible_case(session, case_id, actor, for_update=True)
     if case.revision != expected_revision:
         raise Conflict(
             f"case {case_id} is at revision {case.revision}, not the expected {expected_revision}"
@@ -287,17 +314,13 @@ async def merge_case(
     if case_id == into_id:
         raise BadUserInput("cannot merge a case into itself", [FieldError("into", "same case")])
     repo = CatalogRepository(session)
-    survivor = await repo.get_case(into_id)
-    if survivor is None or not actor.can_see(survivor.team, survivor.sensitivity):
-        raise NotFound(f"case {into_id} not found")
+    survivor = await get_visible_case(session, into_id, actor)
     if survivor.merged_into_id:
         raise BadUserInput(
             "the survivor is itself a duplicate",
             [FieldError("into", f"merge into {survivor.merged_into_id} instead")],
         )
-    case = await repo.get_case(case_id, for_update=True)
-    if case is None or not actor.can_see(case.team, case.sensitivity):
-        raise NotFound(f"case {case_id} not found")
+    case = await get_visible_case(session, case_id, actor, for_update=True)
     if case.revision != expected_revision:
         raise Conflict(
             f"case {case_id} is at revision {case.revision}, not the expected {expected_revision}"
@@ -320,9 +343,9 @@ async def resolve_group(
     session: AsyncSession, group_id: str, fixed_in_version: str, actor: Principal
 ) -> FailureGroup:
     repo = CatalogRepository(session)
-    group = await repo.get_group(group_id)
-    if group is None:
-        raise NotFound(f"group {group_id} not found")
+    # The same rule as `Query.group`: a group shows (and changes) only for a caller who may
+    # see at least one of its cases.
+    group = await get_visible_group(session, group_id, actor, for_update=True)
     versions = {v.version for v in await repo.versions_of_model(group.model_id)}
     if fixed_in_version not in versions:
         raise BadUserInput(

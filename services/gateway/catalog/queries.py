@@ -30,7 +30,7 @@ from services.gateway.catalog.types import (
 )
 from services.gateway.pagination import check_page_size
 from services.gateway.permissions import scoped
-from shared.errors import BadUserInput, FieldError, NotFound
+from shared.errors import BadUserInput, FieldError
 from shared.security import Scope
 
 
@@ -96,10 +96,7 @@ class CatalogQuery:
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def group(self, info: Info, id: strawberry.ID) -> FailureGroup:
         session = await info.context.session()
-        group = await service.visible_group(session, str(id), info.context.principal)
-        if group is None:
-            raise NotFound(f"group {id} not found")
-        return group
+        return await service.get_visible_group(session, str(id), info.context.principal)
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def groups(
