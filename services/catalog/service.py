@@ -6,6 +6,7 @@ Functions take the request's session and flush; the boundary (route, job) commit
 from __future__ import annotations
 
 import random
+import re
 from datetime import datetime
 from typing import Any
 
@@ -361,6 +362,46 @@ async def resolve_group(
     return group
 
 
+# A code is "<family>" or "<family>.<sub-mode>": letters, digits, "_" and "-" in each part.
+CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)?")
+MAX_CODE, MAX_MODE_TITLE, MAX_NOTE = 120, 200, 2000
+
+
+def _check_codes(codes: list[dict[str, str]], known: set[str]) -> list[FieldError]:
+    """Every problem of every code at once, each named by its field."""
+    errors: list[FieldError] = []
+    first_at: dict[str, int] = {}
+    for i, c in enumerate(codes):
+        code, path = c.get("code") or "", f"codes.{i}.code"
+        if not code.strip():
+            errors.append(FieldError(path, "must not be empty"))
+            continue
+        if len(code) > MAX_CODE:
+            errors.append(FieldError(path, f"longer than the limit of {MAX_CODE} characters"))
+        elif not CODE_PATTERN.fullmatch(code):
+            errors.append(
+                FieldError(
+                    path,
+                    f"{code!r} is not a code: use <family> or <family>.<sub_mode> "
+                    "(letters, digits, _ and -)",
+                )
+            )
+        elif code in first_at:
+            errors.append(FieldError(path, f"{code} is listed twice (also codes.{first_at[code]})"))
+        elif code in known:
+            errors.append(FieldError(path, f"{code} already exists"))
+        else:
+            parent = code.split(".")[0] if "." in code else None
+            if parent and parent not in known and parent not in {x.get("code") for x in codes}:
+                errors.append(FieldError(path, f"parent {parent} does not exist"))
+        first_at.setdefault(code, i)
+        if len(c.get("title") or "") > MAX_MODE_TITLE:
+            errors.append(
+                FieldError(f"codes.{i}.title", f"longer than the limit of {MAX_MODE_TITLE}")
+            )
+    return errors
+
+
 async def publish_taxonomy(
     session: AsyncSession, codes: list[dict[str, str]], actor: Principal, note: str | None = None
 ) -> int:
@@ -368,14 +409,9 @@ async def publish_taxonomy(
     repo = CatalogRepository(session)
     current = await repo.current_taxonomy_version()
     existing = await repo.taxonomy(current)
-    known = {m.code for m in existing}
-    errors = []
-    for i, c in enumerate(codes):
-        parent = c["code"].split(".")[0] if "." in c["code"] else None
-        if c["code"] in known:
-            errors.append(FieldError(f"codes.{i}.code", f"{c['code']} already exists"))
-        elif parent and parent not in known and parent not in {x["code"] for x in codes}:
-            errors.append(FieldError(f"codes.{i}.code", f"parent {parent} does not exist"))
+    errors = _check_codes(codes, {m.code for m in existing})
+    if note is not None and len(note) > MAX_NOTE:
+        errors.append(FieldError("note", f"longer than the limit of {MAX_NOTE} characters"))
     if errors:
         raise BadUserInput(f"invalid taxonomy codes: {errors[0].message}", errors)
     version = current + 1

@@ -242,3 +242,23 @@ async def test_a_mutation_document_is_atomic(client, token_for):
     one = "query($id: ID!) { case(id: $id) { revision title } }"
     got = data(await gql(client, token, one, {"id": a}))["case"]
     assert got["revision"] == 1 and got["title"] != "stored?"
+
+
+async def test_publish_taxonomy_refuses_empty_duplicate_and_malformed_codes(client, admin_token):
+    """Each bad code is named by its field, all in one answer; nothing is published."""
+    publish = """mutation($codes: [FailureModeInput!]!) { publishTaxonomy(codes: $codes)
+                 { version } }"""
+    versions = "{ taxonomyVersions { version } }"
+    before = data(await gql(client, admin_token, versions))["taxonomyVersions"]
+    fresh = f"robustness.dup_{secrets.token_hex(3)}"
+    cases = [
+        ([{"code": ""}, {"code": ""}], {"codes.0.code", "codes.1.code"}),
+        ([{"code": "   "}], {"codes.0.code"}),
+        ([{"code": fresh}, {"code": fresh}], {"codes.1.code"}),
+        ([{"code": "has space"}, {"code": "a.b.c"}], {"codes.0.code", "codes.1.code"}),
+    ]
+    for codes_in, paths in cases:
+        body = await gql(client, admin_token, publish, {"codes": codes_in})
+        assert codes(body) == ["BAD_USER_INPUT"], body
+        assert {e["path"] for e in body["errors"][0]["extensions"]["errors"]} == paths, body
+    assert data(await gql(client, admin_token, versions))["taxonomyVersions"] == before
