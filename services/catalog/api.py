@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from services.catalog import limits as L
 from services.catalog import service
 from services.catalog.cursor import decode_cursor, encode_cursor
-from services.catalog.schemas import CaseFilter
+from services.catalog.schemas import INGEST_STATUSES, CaseFilter
 from services.catalog.views import case_json
 from shared.errors import BadUserInput, FieldError, PayloadTooLarge
 from shared.security import Principal, Scope
@@ -106,7 +106,7 @@ async def bulk_ingest(
             "status": "invalid",
             "errors": [{"path": "$", "message": f"line {b.line}: {b.message}"}],
         }
-    counts = {"created": 0, "duplicate": 0, "invalid": 0, "sampled_out": 0}
+    counts = dict.fromkeys(INGEST_STATUSES, 0)
     for r in out:
         counts[r["status"]] += 1
     return json_response({"results": out, "counts": counts})

@@ -235,18 +235,22 @@ class CatalogRepository:
             out.update(rows.all())
         return out
 
-    async def ids_by_external(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """Ids of stored cases by (source, external_id): matched on external_id through its
-        index, then on the exact pair here (a batch rarely spans more than one source)."""
+    async def cases_by_external(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, str]]:
+        """(id, content_hash) of stored cases by (source, external_id): matched on external_id
+        through its index, then on the exact pair here (a batch rarely spans more than one
+        source). The hash tells a retry (same content) from a reused key (a conflict)."""
         wanted = set(keys)
-        out: dict[tuple[str, str], str] = {}
+        out: dict[tuple[str, str], tuple[str, str]] = {}
+        c = FailureCase
         for chunk in _chunks(sorted({e for _, e in wanted})):
             rows = await self.session.execute(
-                select(FailureCase.source_key, FailureCase.external_id, FailureCase.id).where(
-                    self._in(FailureCase.external_id, chunk)
+                select(c.source_key, c.external_id, c.id, c.content_hash).where(
+                    self._in(c.external_id, chunk)
                 )
             )
-            out.update({(s, e): i for s, e, i in rows if (s, e) in wanted})
+            out.update({(s, e): (i, h) for s, e, i, h in rows if (s, e) in wanted})
         return out
 
     # --- groups ---------------------------------------------------------------------------

@@ -158,8 +158,13 @@ class CaseFilter(BaseModel):
     _aware_times = field_validator("occurred_after", "occurred_before")(_aware)
 
 
+IngestStatus = Literal["created", "duplicate", "conflict", "invalid", "sampled_out"]
+# Every status an ingested item can get, in the order answers count them.
+INGEST_STATUSES: tuple[str, ...] = IngestStatus.__args__
+
+
 class ItemResult(BaseModel):
     index: int
-    status: Literal["created", "duplicate", "invalid", "sampled_out"]
+    status: IngestStatus
     id: str | None = None
     errors: list[dict[str, str]] | None = None

@@ -30,6 +30,7 @@ from services.catalog.schemas import CaseFilter, CasePatch, ItemResult, Status
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
+from shared.jsonutil import iso as _iso
 from shared.security import Principal
 from shared.vocabulary import SEVERITIES
 
@@ -466,10 +467,6 @@ async def iter_search_documents(
 
 async def case_revisions(session: AsyncSession) -> list[tuple[str, int]]:
     return await CatalogRepository(session).case_revisions()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def _document(case: FailureCase, model: str, version: str, source: str) -> dict[str, Any]:

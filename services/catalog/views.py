@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.catalog.models import FailureCase
+from shared.jsonutil import iso
 
 
 @dataclass
@@ -16,10 +17,6 @@ class PageRelations:
     versions: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     links: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str, Any]:
@@ -37,9 +34,9 @@ def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str,
             "version_id": case.model_version_id,
         },
         "data_source": refs.sources.get(case.data_source_id, case.data_source_id),
-        "occurred_at": _iso(case.occurred_at),
-        "captured_at": _iso(case.captured_at),
-        "received_at": _iso(case.received_at),
+        "occurred_at": iso(case.occurred_at),
+        "captured_at": iso(case.captured_at),
+        "received_at": iso(case.received_at),
         "environment": case.environment,
         "input": case.input,
         "prediction": case.prediction,
@@ -62,5 +59,5 @@ def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str,
         "content_hash": case.content_hash,
         "group_id": case.group_id,
         "merged_into_id": case.merged_into_id,
-        "updated_at": _iso(case.updated_at),
+        "updated_at": iso(case.updated_at),
     }

@@ -262,3 +262,28 @@ async def test_publish_taxonomy_refuses_empty_duplicate_and_malformed_codes(clie
         assert codes(body) == ["BAD_USER_INPUT"], body
         assert {e["path"] for e in body["errors"][0]["extensions"]["errors"]} == paths, body
     assert data(await gql(client, admin_token, versions))["taxonomyVersions"] == before
+
+
+async def test_ingest_cases_answers_conflict_and_keeps_payloadless_reports_apart(client, token_for):
+    token = await token_for("cases:read cases:ingest")
+    a, b = unique(aiid_cases(2))
+    reused = dict(b, external_id=a["external_id"], data_source=a["data_source"])
+    reused["provenance"] = a["provenance"]
+    bare = [
+        {k: c[k] for k in ("model", "title", "summary")} | {"data_source": a["data_source"]}
+        for c in (a, b)
+    ]
+    body = await gql(
+        client, token, INGEST, {"cases": [case_input(c) for c in (a, reused, *bare, a)]}
+    )
+    results = data(body)["ingestCases"]
+    assert [r["status"] for r in results] == [
+        "CREATED",
+        "CONFLICT",
+        "CREATED",
+        "CREATED",
+        "DUPLICATE",
+    ]
+    assert results[1]["id"] == results[0]["id"] == results[4]["id"]
+    assert results[1]["errors"][0]["path"] == "externalId"
+    assert len({r["id"] for r in results[:4]}) == 3

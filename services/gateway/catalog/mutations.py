@@ -26,9 +26,24 @@ from services.gateway.catalog.types import (
     Status,
     TaxonomyVersion,
 )
+from services.gateway.errors import camel_path
 from services.gateway.permissions import scoped
 from shared.errors import NotFound
 from shared.security import Scope
+
+# Free-form JSON fields: keys below them are the producer's own and keep their spelling.
+_FREE_FORM = {"environment", "input", "prediction", "expected", "signals"}
+
+
+def item_path(path: str) -> str:
+    """An ingested item's error path as GraphQL's input spells it (camelCase), up to a
+    free-form field: `model.version`, `latencyMs`, `environment.app_version`."""
+    out, free = [], False
+    for segment in path.split("."):
+        out.append(segment if free else camel_path(segment))
+        free = free or segment in _FREE_FORM
+    return ".".join(out)
+
 
 # Mutations answer with the case they changed, so they need read access as well as write.
 WRITE_CASES = scoped(Scope.CASES_WRITE, Scope.CASES_READ)
@@ -58,7 +73,10 @@ class CatalogMutation:
                 index=r.index,
                 status=IngestStatus(r.status),
                 id=r.id,
-                errors=[FieldErrorType(**e) for e in r.errors or []],
+                errors=[
+                    FieldErrorType(path=item_path(e["path"]), message=e["message"])
+                    for e in r.errors or []
+                ],
             )
             for r in results
         ]

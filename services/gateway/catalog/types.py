@@ -305,6 +305,7 @@ class FieldErrorType:
 class IngestStatus(Enum):
     CREATED = "created"
     DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
     INVALID = "invalid"
     SAMPLED_OUT = "sampled_out"
 
