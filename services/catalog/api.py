@@ -119,8 +119,7 @@ async def get_case(
     as_of: datetime | None = Query(default=None, alias="asOf"),
     principal: Principal = Depends(require(Scope.CASES_READ)),
 ) -> Response:
-    case = await service.get_case(session, case_id, principal, as_of)
-    return json_response(case_json(case))
+    return json_response(await service.case_as_json(session, case_id, principal, as_of))
 
 
 @router.get("/cases")

@@ -27,6 +27,7 @@ from services.catalog.models import (
 from services.catalog.repository import CatalogRepository, visible_to
 from services.catalog.repository import visible_case_ids as _visible_case_ids
 from services.catalog.schemas import CaseFilter, CasePatch, ItemResult, Status
+from services.catalog.views import PageRelations, PastCase, case_json
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
@@ -89,15 +90,19 @@ async def get_visible_group(
 
 
 # --- reads -------------------------------------------------------------------------------
-async def get_case(
-    session: AsyncSession, case_id: str, viewer: Principal, as_of: datetime | None = None
-) -> FailureCase:
-    repo = CatalogRepository(session)
+async def get_case(session: AsyncSession, case_id: str, viewer: Principal) -> FailureCase:
+    return await get_visible_case(session, case_id, viewer)
+
+
+async def get_case_as_of(
+    session: AsyncSession, case_id: str, viewer: Principal, as_of: datetime
+) -> PastCase:
+    """The case as it was at `as_of`: its curated fields and links then (captured facts never
+    change). NotFound when hidden, missing, or not yet received at that time."""
     case = await get_visible_case(session, case_id, viewer)
-    if as_of is None:
-        return case
     if case.received_at > as_of:
         raise NotFound(f"case {case_id} did not exist at {as_of.isoformat()}")
+    repo = CatalogRepository(session)
     later = await repo.revisions_after(case_id, as_of)
     links = [_link_dict(lk) for lk in await repo.links_of([case_id])]
     return case_as_of(case, links, later)
@@ -105,9 +110,9 @@ async def get_case(
 
 def case_as_of(
     case: FailureCase, links: list[dict[str, Any]], later: list[CaseRevision]
-) -> FailureCase:
-    """A detached copy of the case as it was before `later` (newest first) were applied:
-    each revision records old values, so undoing them walks the history back."""
+) -> PastCase:
+    """A detached copy of the case as it was before `later` (newest first) were applied, with
+    its links then: each revision records old values, so undoing them walks the history back."""
     state = _curated_values(case, links)
     for rev in later:
         for name, change in rev.changes.items():
@@ -117,9 +122,7 @@ def case_as_of(
     values["tags"] = state["tags"] or []
     if later:
         values["revision"] = later[-1].revision - 1
-    copy = FailureCase.model_validate(values)
-    copy.__dict__["as_of_links"] = state["links"] or []
-    return copy
+    return PastCase(FailureCase.model_validate(values), state["links"] or [])
 
 
 async def get_cases(session: AsyncSession, ids: list[str], viewer: Principal) -> list[FailureCase]:
@@ -502,10 +505,8 @@ def _document(case: FailureCase, model: str, version: str, source: str) -> dict[
     }
 
 
-async def page_relations(session: AsyncSession, cases: list[FailureCase]) -> Any:
+async def page_relations(session: AsyncSession, cases: list[FailureCase]) -> PageRelations:
     """Model, version, source names and links for a page: four queries, whatever its size."""
-    from services.catalog.views import PageRelations
-
     if not cases:
         return PageRelations()
     repo = CatalogRepository(session)
@@ -563,8 +564,20 @@ async def cases_as_json(
     session: AsyncSession, ids: list[str], viewer: Principal
 ) -> dict[str, dict[str, Any]]:
     """Visible cases by id in the wire format (REST answers that embed cases)."""
-    from services.catalog.views import case_json
-
     cases = await get_cases(session, ids, viewer)
     refs = await page_relations(session, cases)
     return {c.id: case_json(c, refs) for c in cases}
+
+
+async def case_as_json(
+    session: AsyncSession, case_id: str, viewer: Principal, as_of: datetime | None = None
+) -> dict[str, Any]:
+    """One visible case in the wire format, whole: the names of its model, version and data
+    source and its links (those it had at `as_of`, when given)."""
+    if as_of is None:
+        case = await get_visible_case(session, case_id, viewer)
+        return case_json(case, await page_relations(session, [case]))
+    past = await get_case_as_of(session, case_id, viewer, as_of)
+    refs = await page_relations(session, [past.case])
+    refs.links[past.case.id] = past.links
+    return case_json(past.case, refs)

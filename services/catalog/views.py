@@ -19,6 +19,15 @@ class PageRelations:
     links: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class PastCase:
+    """A case as it was at some time: a detached row with the curated fields of then, and
+    the links it had then (links live in their own table, so they travel beside the row)."""
+
+    case: FailureCase
+    links: list[dict[str, Any]]
+
+
 def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str, Any]:
     refs = refs or PageRelations()
     return {
@@ -33,7 +42,7 @@ def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str,
             "version": refs.versions.get(case.model_version_id),
             "version_id": case.model_version_id,
         },
-        "data_source": refs.sources.get(case.data_source_id, case.data_source_id),
+        "data_source": refs.sources.get(case.data_source_id),
         "occurred_at": iso(case.occurred_at),
         "captured_at": iso(case.captured_at),
         "received_at": iso(case.received_at),

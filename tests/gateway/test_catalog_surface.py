@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from datetime import UTC, datetime
 
 from tests.catalog.builders import unique
+from tests.conftest import auth_header
 from tests.corpus import aiid_cases
-from tests.gateway.helpers import INGEST, case_input, codes, data, gql, ingest_corpus
+from tests.gateway.helpers import INGEST, camel, case_input, codes, data, gql, ingest_corpus
 
 CASE = """
 query One($id: ID!) {
@@ -287,3 +289,82 @@ async def test_ingest_cases_answers_conflict_and_keeps_payloadless_reports_apart
     assert results[1]["id"] == results[0]["id"] == results[4]["id"]
     assert results[1]["errors"][0]["path"] == "externalId"
     assert len({r["id"] for r in results[:4]}) == 3
+
+
+WHOLE = """
+query($id: ID!, $asOf: DateTime) {
+  case(id: $id, asOf: $asOf) {
+    id revision externalId title summary occurredAt capturedAt receivedAt updatedAt
+    environment input prediction expected confidence latencyMs signals failureMode
+    taxonomyVersion severity impact status tags sensitivity team fingerprint contentHash
+    mergedIntoId
+    model { id name } modelVersion { id version } dataSource { name } group { id }
+    links { kind url title }
+    writeup { hypothesis experiments results rationale }
+    provenance { source pipelineVersion capturedBy batchId }
+  }
+}"""
+_ENUMS = {"status", "severity", "sensitivity"}
+
+
+def _rest_facts(case: dict) -> dict:
+    """A REST case in GraphQL's shape: the comparison is of facts, not of spelling."""
+    out = {camel(k): v for k, v in case.items()}
+    model = out.pop("model")
+    out["model"] = {"id": model["id"], "name": model["name"]}
+    out["modelVersion"] = {"id": model["version_id"], "version": model["version"]}
+    out["dataSource"] = {"name": out["dataSource"]}
+    out["group"] = {"id": out.pop("groupId")}
+    out["provenance"] = {camel(k): v for k, v in (out["provenance"] or {}).items()}
+    return out
+
+
+def _normalised(case: dict) -> dict:
+    out = dict(case)
+    for key in ("occurredAt", "capturedAt", "receivedAt", "updatedAt"):
+        if out.get(key):
+            out[key] = datetime.fromisoformat(out[key].replace("Z", "+00:00"))
+    for key in _ENUMS:
+        out[key] = out[key].lower() if out.get(key) else out.get(key)
+    out["links"] = [{**lk, "kind": lk["kind"].lower()} for lk in out["links"]]
+    for key in ("writeup", "provenance"):
+        out[key] = {k: v for k, v in (out[key] or {}).items() if v is not None} or None
+    return out
+
+
+async def test_rest_and_graphql_read_the_same_facts_of_a_case(client, token_for):
+    token = await token_for("cases:read cases:write cases:ingest", clearance="restricted")
+    [case] = unique(aiid_cases(1))
+    case["links"] = [{"kind": "other", "url": "https://wiki.example/p/1", "title": "notes"}]
+    case["writeup"] = {"hypothesis": "stale taxonomy"}
+    case.update(severity="S2", sensitivity="confidential", team="rest-vs-gql", latency_ms=12.5)
+    [case_id] = [
+        r["id"]
+        for r in data(await gql(client, token, INGEST, {"cases": [case_input(case)]}))[
+            "ingestCases"
+        ]
+    ]
+    middle = datetime.now(UTC).isoformat()
+    await asyncio.sleep(0.01)
+    patch = {"title": "curated", "links": [{"kind": "TICKET", "url": "https://t.example/9"}]}
+    data(await gql(client, token, UPDATE, {"id": case_id, "patch": patch, "rev": 1}))
+
+    for as_of in (None, middle):
+        params = {"asOf": as_of} if as_of else {}
+        rest = await client.get(
+            f"/catalog/v1/cases/{case_id}", params=params, headers=auth_header(token)
+        )
+        assert rest.status_code == 200, rest.text
+        graph = data(await gql(client, token, WHOLE, {"id": case_id, "asOf": as_of}))["case"]
+        rest_case = _rest_facts(rest.json())
+        assert set(rest_case) == set(graph), set(rest_case) ^ set(graph)
+        assert _normalised(rest_case) == _normalised(graph)
+        assert rest_case["model"]["name"] == case["model"]["name"]
+        assert rest_case["modelVersion"]["version"] == case["model"]["version"]
+        assert rest_case["dataSource"]["name"] == case["data_source"]
+        expected = (
+            case["links"]
+            if as_of
+            else [{"kind": "ticket", "url": "https://t.example/9", "title": None}]
+        )
+        assert rest_case["links"] == expected

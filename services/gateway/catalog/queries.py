@@ -24,6 +24,7 @@ from services.gateway.catalog.types import (
     GroupStatus,
     Model,
     PageInfo,
+    PastCaseRow,
     SamplingRule,
     SeverityGrade,
     TaxonomyVersion,
@@ -81,7 +82,10 @@ class CatalogQuery:
         self, info: Info, id: strawberry.ID, as_of: datetime | None = None
     ) -> FailureCase:
         session = await info.context.session()
-        return await service.get_case(session, str(id), info.context.principal, as_of)
+        if as_of is None:
+            return await service.get_case(session, str(id), info.context.principal)
+        past = await service.get_case_as_of(session, str(id), info.context.principal, as_of)
+        return PastCaseRow(past)
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def cases(

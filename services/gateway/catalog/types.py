@@ -16,6 +16,7 @@ from services.catalog import schemas
 from services.catalog.models import FailureCase as CaseRow
 from services.catalog.models import FailureGroup as GroupRow
 from services.catalog.models import Model as ModelRow
+from services.catalog.views import PastCase
 from services.gateway.permissions import read_with
 from shared import security, vocabulary
 from shared.security import Scope
@@ -168,6 +169,19 @@ class SeverityGrade:
     criteria: str
 
 
+class PastCaseRow:
+    """What `case(id, asOf)` resolves FailureCase from: the detached row of then for every
+    field, and the links of then (they are not columns of the row)."""
+
+    __slots__ = ("past",)
+
+    def __init__(self, past: PastCase) -> None:
+        self.past = past
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.past.case, name)
+
+
 @read_with(Scope.CASES_READ)
 @strawberry.type
 class FailureCase:
@@ -227,11 +241,10 @@ class FailureCase:
 
     @strawberry.field
     def links(self: CaseRow, info: Info) -> list[Link]:  # type: ignore[misc]
-        as_of = self.__dict__.get("as_of_links")
-        if as_of is not None:
+        if isinstance(self, PastCaseRow):
             return [
                 Link(kind=LinkKind(lk["kind"]), url=lk["url"], title=lk.get("title"))
-                for lk in as_of
+                for lk in self.past.links
             ]
         return info.context.loaders.links.get(self.id)
 
