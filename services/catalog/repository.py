@@ -166,6 +166,18 @@ class CatalogRepository:
             out.update({(m, v): i for m, v, i in rows})
         return out
 
+    async def model_version(self, version_id: str, *, for_update: bool = False) -> ModelVersion:
+        stmt = select(ModelVersion).where(ModelVersion.id == version_id)
+        if for_update and self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one()
+
+    async def update_model_version(self, version_id: str, values: dict[str, Any]) -> None:
+        await self.session.execute(
+            update(ModelVersion).where(ModelVersion.id == version_id).values(**values),
+            execution_options={"synchronize_session": False},
+        )
+
     async def models(self, ids: Sequence[str]) -> list[Model]:
         return list((await self.session.execute(select(Model).where(Model.id.in_(ids)))).scalars())
 

@@ -137,6 +137,24 @@ class CasePatch(_In):
     writeup: Writeup | None = None
 
 
+class ModelVersionIn(_In):
+    """A model version registered ahead of its first case (or described after it)."""
+
+    model: Name
+    version: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=L.MAX_VERSION)
+    ]
+    artifact_uri: Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_URL)] | None = (
+        None
+    )
+    training_data_ref: (
+        Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_URL)] | None
+    ) = None
+    feature_config_hash: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = (
+        None
+    )
+
+
 class CaseFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

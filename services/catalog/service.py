@@ -26,7 +26,8 @@ from services.catalog.models import (
 )
 from services.catalog.repository import CatalogRepository, visible_to
 from services.catalog.repository import visible_case_ids as _visible_case_ids
-from services.catalog.schemas import CaseFilter, CasePatch, ItemResult, Status
+from services.catalog.schemas import CaseFilter, CasePatch, ItemResult, ModelVersionIn, Status
+from services.catalog.versions import version_key
 from services.catalog.views import PageRelations, PastCase, case_json
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
@@ -353,9 +354,17 @@ async def resolve_group(
     group = await get_visible_group(session, group_id, actor, for_update=True)
     versions = {v.version for v in await repo.versions_of_model(group.model_id)}
     if fixed_in_version not in versions:
+        [model] = await repo.models([group.model_id])
         raise BadUserInput(
-            "unknown model version",
-            [FieldError("fixedInVersion", f"known versions: {', '.join(sorted(versions))}")],
+            f"unknown model version {fixed_in_version!r} of {model.name}",
+            [
+                FieldError(
+                    "fixedInVersion",
+                    f"known versions: {', '.join(sorted(versions, key=version_key))}; register "
+                    f'a new one first with registerModelVersion(model: "{model.name}", '
+                    f'version: "{fixed_in_version}", artifactUri: ...)',
+                )
+            ],
         )
     now = utcnow()
     await repo.update_group(
@@ -404,6 +413,43 @@ def _check_codes(codes: list[dict[str, str]], known: set[str]) -> list[FieldErro
                 FieldError(f"codes.{i}.title", f"longer than the limit of {MAX_MODE_TITLE}")
             )
     return errors
+
+
+REGISTERED_FIELDS = ("artifact_uri", "training_data_ref", "feature_config_hash")
+
+
+async def register_model_version(
+    session: AsyncSession, values: dict[str, Any], actor: Principal
+) -> ModelVersion:
+    """Register a model version before (or after) its first case, with what describes it.
+
+    Idempotent: registering the same description again answers the same version; a version
+    that ingestion created bare gets its description; a different description of an already
+    described version is a conflict (an artifact does not change under a version number)."""
+    spec = ModelVersionIn.model_validate(values)
+    repo = CatalogRepository(session)
+    now = utcnow()
+    model_id = (await repo.ensure_models({spec.model}, now))[spec.model]
+    version_id = (await repo.ensure_versions({(model_id, spec.version)}, now))[
+        (model_id, spec.version)
+    ]
+    row = await repo.model_version(version_id, for_update=True)
+    wanted = {k: getattr(spec, k) for k in REGISTERED_FIELDS if getattr(spec, k) is not None}
+    clash = [
+        FieldError(k, f"already registered as {getattr(row, k)!r}")
+        for k, v in wanted.items()
+        if getattr(row, k) is not None and getattr(row, k) != v
+    ]
+    if clash:
+        raise Conflict(
+            f"{spec.model} {spec.version} is already registered with a different description",
+            clash,
+        )
+    missing = {k: v for k, v in wanted.items() if getattr(row, k) is None}
+    if missing:
+        await repo.update_model_version(version_id, missing)
+        await session.refresh(row)
+    return row
 
 
 async def publish_taxonomy(

@@ -368,3 +368,62 @@ async def test_rest_and_graphql_read_the_same_facts_of_a_case(client, token_for)
             else [{"kind": "ticket", "url": "https://t.example/9", "title": None}]
         )
         assert rest_case["links"] == expected
+
+
+REGISTER = """mutation($m: String!, $v: String!, $uri: String, $data: String, $hash: String) {
+  registerModelVersion(model: $m, version: $v, artifactUri: $uri, trainingDataRef: $data,
+                       featureConfigHash: $hash) {
+    id version artifactUri trainingDataRef featureConfigHash } }"""
+
+
+async def test_a_registered_version_resolves_a_group_before_its_first_case(client, token_for):
+    curator = await token_for("cases:read cases:write cases:ingest")
+    model = f"registry-{secrets.token_hex(3)}"
+    [case_id] = await ingest_corpus(client, curator, 1, model={"name": model, "version": "3.2.0"})
+    group = data(
+        await gql(
+            client, curator, "query($id: ID!) { case(id: $id) { group { id } } }", {"id": case_id}
+        )
+    )["case"]["group"]["id"]
+    resolve = """mutation($id: ID!, $v: String!) { resolveGroup(id: $id, fixedInVersion: $v)
+                 { status resolvedInVersion } }"""
+    unknown = await gql(client, curator, resolve, {"id": group, "v": "3.3.0"})
+    assert codes(unknown) == ["BAD_USER_INPUT"]
+    [hint] = unknown["errors"][0]["extensions"]["errors"]
+    assert hint["path"] == "fixedInVersion" and "registerModelVersion" in hint["message"]
+    assert "3.2.0" in hint["message"]
+
+    described = {
+        "m": model,
+        "v": "3.3.0",
+        "uri": "s3://models/registry/3.3.0/model.onnx",
+        "data": "s3://datasets/payments/2026-11-01",
+        "hash": "sha256:9f2c",
+    }
+    registered = data(await gql(client, curator, REGISTER, described))["registerModelVersion"]
+    assert registered["artifactUri"] == described["uri"]
+    assert registered["featureConfigHash"] == "sha256:9f2c"
+    again = data(await gql(client, curator, REGISTER, described))["registerModelVersion"]
+    assert again == registered
+    clash = await gql(client, curator, REGISTER, {**described, "uri": "s3://elsewhere"})
+    assert codes(clash) == ["CONFLICT"]
+    assert clash["errors"][0]["extensions"]["errors"][0]["path"] == "artifactUri"
+
+    assert data(await gql(client, curator, resolve, {"id": group, "v": "3.3.0"}))[
+        "resolveGroup"
+    ] == {"status": "RESOLVED", "resolvedInVersion": "3.3.0"}
+    # A version ingestion created bare gets its description when registered later.
+    bare = data(await gql(client, curator, REGISTER, {"m": model, "v": "3.2.0", "uri": "s3://a"}))
+    assert bare["registerModelVersion"]["artifactUri"] == "s3://a"
+    models = data(
+        await gql(client, curator, "{ models { name versions { version artifactUri } } }")
+    )
+    [mine] = [m for m in models["models"] if m["name"] == model]
+    assert sorted(v["version"] for v in mine["versions"]) == ["3.2.0", "3.3.0"]
+
+    brand_new = f"registry-new-{secrets.token_hex(3)}"
+    first = data(await gql(client, curator, REGISTER, {"m": brand_new, "v": "0.1"}))
+    assert first["registerModelVersion"]["version"] == "0.1"
+    bad = await gql(client, curator, REGISTER, {"m": " ", "v": "x" * 101})
+    assert codes(bad) == ["BAD_USER_INPUT"]
+    assert {e["path"] for e in bad["errors"][0]["extensions"]["errors"]} == {"model", "version"}

@@ -39,6 +39,7 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.setCaseStatus": {W, R},
     "Mutation.mergeCase": {W, R},
     "Mutation.resolveGroup": {W, R},
+    "Mutation.registerModelVersion": {W, R},
     "Mutation.publishTaxonomy": {A},
     "Mutation.setSamplingRule": {A},
     "Mutation.createClient": {A},
@@ -84,6 +85,10 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     "Mutation.resolveGroup": (
         'mutation($id: ID!) { resolveGroup(id: $id, fixedInVersion: "1") { id } }',
         {"id": MISSING},
+    ),
+    "Mutation.registerModelVersion": (
+        'mutation { registerModelVersion(model: "", version: "1") { id } }',
+        {},
     ),
     "Mutation.publishTaxonomy": (
         'mutation { publishTaxonomy(codes: [{code: "no_parent.child"}]) { version } }',

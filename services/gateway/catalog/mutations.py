@@ -22,6 +22,7 @@ from services.gateway.catalog.types import (
     FieldErrorType,
     IngestResult,
     IngestStatus,
+    ModelVersion,
     SamplingRule,
     Status,
     TaxonomyVersion,
@@ -130,6 +131,33 @@ class CatalogMutation:
         session = await info.context.session()
         return await service.resolve_group(
             session, str(id), fixed_in_version, info.context.principal
+        )
+
+    @strawberry.mutation(
+        permission_classes=WRITE_CASES,
+        description="Register a model version before its first case arrives (groups can then "
+        "be resolved in it), or describe one ingestion created. Idempotent.",
+    )
+    async def register_model_version(
+        self,
+        info: Info,
+        model: str,
+        version: str,
+        artifact_uri: str | None = None,
+        training_data_ref: str | None = None,
+        feature_config_hash: str | None = None,
+    ) -> ModelVersion:
+        session = await info.context.session()
+        return await service.register_model_version(
+            session,
+            {
+                "model": model,
+                "version": version,
+                "artifact_uri": artifact_uri,
+                "training_data_ref": training_data_ref,
+                "feature_config_hash": feature_config_hash,
+            },
+            info.context.principal,
         )
 
     @strawberry.mutation(
