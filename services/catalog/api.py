@@ -13,7 +13,7 @@ from services.catalog import limits as L
 from services.catalog import service
 from services.catalog.cursor import decode_cursor, encode_cursor
 from services.catalog.schemas import INGEST_STATUSES, CaseFilter
-from services.catalog.views import case_json
+from services.catalog.views import case_json, revision_json
 from shared.errors import BadUserInput, FieldError, PayloadTooLarge
 from shared.security import Principal, Scope
 from shared.web import Session, require
@@ -120,6 +120,17 @@ async def get_case(
     principal: Principal = Depends(require(Scope.CASES_READ)),
 ) -> Response:
     return json_response(await service.case_as_json(session, case_id, principal, as_of))
+
+
+@router.get("/cases/{case_id}/revisions")
+async def case_history(
+    case_id: str,
+    session: Session,
+    principal: Principal = Depends(require(Scope.CASES_READ)),
+) -> Response:
+    """The case's history, oldest first: who (id and name), when, why, what changed."""
+    revisions = await service.case_history(session, case_id, principal)
+    return json_response({"revisions": [revision_json(r) for r in revisions]})
 
 
 @router.get("/cases")

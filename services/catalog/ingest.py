@@ -315,6 +315,7 @@ async def _store(
                 "case_id": p.id,
                 "revision": 1,
                 "actor": actor.subject,
+                "actor_name": actor.name,
                 "created_at": now,
                 "reason": "ingested",
                 "changes": {},

@@ -221,6 +221,9 @@ class CaseRevision(SQLModel, table=True):
     )
     revision: int = Field(primary_key=True)
     actor: str = Field(max_length=200)
+    # The actor as people know it (username, or the client's name), stored when written: a
+    # client or user renamed or deleted later does not rewrite history.
+    actor_name: str | None = Field(default=None, max_length=200)
     created_at: datetime = _ts()
     reason: str | None = Field(default=None, max_length=2000)
     changes: dict[str, Any] = _json(nullable=False)

@@ -126,6 +126,14 @@ def case_as_of(
     return PastCase(FailureCase.model_validate(values), state["links"] or [])
 
 
+async def case_history(
+    session: AsyncSession, case_id: str, viewer: Principal
+) -> list[CaseRevision]:
+    """Every revision of a visible case, oldest first."""
+    await get_visible_case(session, case_id, viewer)
+    return await CatalogRepository(session).revisions([case_id])
+
+
 async def get_cases(session: AsyncSession, ids: list[str], viewer: Principal) -> list[FailureCase]:
     return await CatalogRepository(session).get_cases(ids, viewer)
 
@@ -271,6 +279,7 @@ async def _write_revision(
                 "case_id": case.id,
                 "revision": new_rev,
                 "actor": actor.subject,
+                "actor_name": actor.name,
                 "created_at": now,
                 "reason": reason,
                 "changes": changes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.catalog.models import FailureCase
+from services.catalog.models import CaseRevision, FailureCase
 from shared.jsonutil import iso
 
 
@@ -69,4 +69,15 @@ def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str,
         "group_id": case.group_id,
         "merged_into_id": case.merged_into_id,
         "updated_at": iso(case.updated_at),
+    }
+
+
+def revision_json(rev: CaseRevision) -> dict[str, Any]:
+    return {
+        "revision": rev.revision,
+        "actor": rev.actor,
+        "actor_name": rev.actor_name,
+        "created_at": iso(rev.created_at),
+        "reason": rev.reason,
+        "changes": rev.changes,
     }

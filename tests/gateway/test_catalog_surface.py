@@ -8,6 +8,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 
+from tests.auth.builders import make_user, pkce_pair, query_of, register, sign_in
 from tests.catalog.builders import unique
 from tests.conftest import auth_header
 from tests.corpus import aiid_cases
@@ -427,3 +428,89 @@ async def test_a_registered_version_resolves_a_group_before_its_first_case(clien
     bad = await gql(client, curator, REGISTER, {"m": " ", "v": "x" * 101})
     assert codes(bad) == ["BAD_USER_INPUT"]
     assert {e["path"] for e in bad["errors"][0]["extensions"]["errors"]} == {"model", "version"}
+
+
+async def test_history_names_the_client_and_the_user_behind_each_revision(client, app):
+    """Revisions carry the actor's name as it was when written: a client by its name, a
+    person by their username (GraphQL `actorName` and the REST history)."""
+    salt = secrets.token_hex(3)
+    monitor = await register(
+        app,
+        name=f"payments-monitor-{salt}",
+        scopes=["cases:ingest", "cases:read"],
+        grant_types=["client_credentials"],
+    )
+    minted = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "cases:ingest cases:read"},
+        auth=(monitor.client_id, monitor.secret),
+    )
+    service_token = minted.json()["access_token"]
+    [case_id] = await ingest_corpus(client, service_token, 1, team=f"payments-{salt}")
+
+    web = await register(
+        app,
+        name=f"triage-ui-{salt}",
+        scopes=["cases:read", "cases:write"],
+        grant_types=["authorization_code"],
+        redirect_uris=["https://ui.example/cb"],
+        clearance="restricted",
+    )
+    username, password = await make_user(app, ["curator"], clearance="restricted")
+    verifier, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": web.client_id,
+        "redirect_uri": "https://ui.example/cb",
+        "scope": "cases:read cases:write",
+        "state": "s",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    signed_in = await sign_in(client, params, username, password)
+    code = query_of(signed_in.headers["location"])["code"]
+    redeemed = await client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": "https://ui.example/cb",
+            "code_verifier": verifier,
+        },
+        auth=(web.client_id, web.secret),
+    )
+    user_token = redeemed.json()["access_token"]
+    data(await gql(client, user_token, UPDATE, {"id": case_id, "patch": {"title": "t"}, "rev": 1}))
+
+    query = "query($id: ID!) { case(id: $id) { revisions { revision actor actorName } } }"
+    revisions = data(await gql(client, user_token, query, {"id": case_id}))["case"]["revisions"]
+    assert [(r["revision"], r["actorName"]) for r in revisions] == [
+        (1, f"payments-monitor-{salt}"),
+        (2, username),
+    ]
+    assert revisions[0]["actor"] == monitor.client_id and revisions[1]["actor"] != username
+    rest = await client.get(
+        f"/catalog/v1/cases/{case_id}/revisions", headers=auth_header(user_token)
+    )
+    assert [(r["revision"], r["actor_name"], r["reason"]) for r in rest.json()["revisions"]] == [
+        (1, f"payments-monitor-{salt}", "ingested"),
+        (2, username, "triage"),
+    ]
+    assert rest.json()["revisions"][1]["changes"]["title"]["new"] == "t"
+    hidden = await client.get(
+        f"/catalog/v1/cases/{case_id}/revisions",
+        headers=auth_header(await _token(client, app, team=f"elsewhere-{salt}")),
+    )
+    assert hidden.status_code == 404
+
+
+async def _token(client, app, team: str) -> str:
+    other = await register(
+        app, scopes=["cases:read"], grant_types=["client_credentials"], team=team
+    )
+    minted = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "cases:read"},
+        auth=(other.client_id, other.secret),
+    )
+    return minted.json()["access_token"]

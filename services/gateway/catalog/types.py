@@ -144,7 +144,11 @@ _ProvenanceFields = _json_object_reader(Provenance)
 @strawberry.type
 class CaseRevision:
     revision: int
-    actor: str
+    actor: str = strawberry.field(description="The subject that wrote it (user or client id).")
+    actor_name: str | None = strawberry.field(
+        description="The actor's username, or its client's name, when the revision was "
+        "written (null if unknown then)."
+    )
     created_at: datetime
     reason: str | None
     changes: JSON
