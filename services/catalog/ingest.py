@@ -144,16 +144,20 @@ def prepare(
             errors.append(
                 FieldError(key, f"JSON nesting deeper than the limit of {L.MAX_JSON_DEPTH}")
             )
-    if errors:
-        return errors
+    # Every error of the item at once: the blob limits, the schema, the taxonomy.
     try:
         case = CaseIn.model_validate(raw)
     except ValidationError as exc:
-        return pydantic_errors(exc)
+        errors.extend(pydantic_errors(exc))
+        case = None
+    mode = raw.get("failure_mode")
+    mode_is_valid_text = not any(e.path == "failure_mode" for e in errors)
+    if isinstance(mode, str) and mode not in modes and mode_is_valid_text:
+        errors.append(unknown_mode_error(mode, modes))
+    if errors or case is None:
+        return errors
     parent = None
     if case.failure_mode is not None:
-        if case.failure_mode not in modes:
-            return [unknown_mode_error(case.failure_mode, modes)]
         parent = modes[case.failure_mode] or case.failure_mode
     provenance_source = case.provenance.source if case.provenance else None
     return Prepared(

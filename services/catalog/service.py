@@ -10,9 +10,15 @@ import re
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.catalog.ingest import CURATED_COLUMNS, ingest, unknown_mode_error
+from services.catalog.ingest import (
+    CURATED_COLUMNS,
+    ingest,
+    pydantic_errors,
+    unknown_mode_error,
+)
 from services.catalog.models import (
     CaseLink,
     CaseRevision,
@@ -215,6 +221,22 @@ async def rubric(session: AsyncSession) -> list[SeverityGrade]:
 
 
 # --- curation ----------------------------------------------------------------------------
+async def validate_patch(session: AsyncSession, values: dict[str, Any]) -> CasePatch:
+    """A patch as sent, validated with every error at once: the schema's, and an unknown
+    failure mode beside them (`update_case` checks the mode of a valid patch itself)."""
+    try:
+        return CasePatch.model_validate(values)
+    except ValidationError as exc:
+        errors = pydantic_errors(exc)
+    mode = values.get("failure_mode")
+    if isinstance(mode, str) and not any(e.path == "failure_mode" for e in errors):
+        repo = CatalogRepository(session)
+        modes = await repo.failure_modes(await repo.current_taxonomy_version())
+        if mode not in modes:
+            errors.append(unknown_mode_error(mode, modes))
+    raise BadUserInput(f"invalid patch: {errors[0].path}: {errors[0].message}", errors)
+
+
 async def update_case(
     session: AsyncSession,
     case_id: str,

@@ -176,3 +176,15 @@ async def test_a_reused_external_id_with_different_content_is_a_conflict(client,
     assert within["results"][1]["id"] == within["results"][0]["id"]
     case = (await client.get(f"/catalog/v1/cases/{stored}", headers=ingest_headers)).json()
     assert case["title"] == a["title"]
+
+
+async def test_an_unknown_failure_mode_is_reported_with_the_other_errors(client, ingest_headers):
+    [case] = unique(aiid_cases(1))
+    case.update(failure_mode="safety.halucination", confidence=-0.5, tags=[""])
+    out = (await client.post(BULK, json=[case], headers=ingest_headers)).json()
+    [result] = out["results"]
+    assert result["status"] == "invalid"
+    paths = {e["path"] for e in result["errors"]}
+    assert paths == {"failure_mode", "confidence", "tags.0"}
+    [mode] = [e["message"] for e in result["errors"] if e["path"] == "failure_mode"]
+    assert "safety.hallucination" in mode

@@ -514,3 +514,47 @@ async def _token(client, app, team: str) -> str:
         auth=(other.client_id, other.secret),
     )
     return minted.json()["access_token"]
+
+
+async def test_every_error_of_an_item_at_once_in_camel_case(client, token_for):
+    """An unknown failure mode is reported beside the item's other errors, not after they are
+    fixed; paths are spelled as the GraphQL input is (camelCase)."""
+    token = await token_for("cases:read cases:write cases:ingest")
+    [case] = unique(aiid_cases(1))
+    case.update(failure_mode="label_noise.mislabled_target", latency_ms=-1, confidence=2)
+    case["model"] = {"name": case["model"]["name"], "version": ""}
+    body = await gql(client, token, INGEST, {"cases": [case_input(case)]})
+    [result] = data(body)["ingestCases"]
+    assert result["status"] == "INVALID"
+    paths = {e["path"]: e["message"] for e in result["errors"]}
+    assert set(paths) == {"failureMode", "latencyMs", "confidence", "model.version"}
+    assert "label_noise.mislabeled_target" in paths["failureMode"]
+
+    [a] = await ingest_corpus(client, token, 1)
+    patch = {"failureMode": "no_such_mode", "title": "x" * 600}
+    bad = await gql(client, token, UPDATE, {"id": a, "patch": patch, "rev": 1})
+    assert codes(bad) == ["BAD_USER_INPUT"]
+    assert {e["path"] for e in bad["errors"][0]["extensions"]["errors"]} == {
+        "title",
+        "failureMode",
+    }
+
+
+async def test_graphql_spells_enum_values_one_way_even_in_revision_changes(client, token_for):
+    token = await token_for("cases:read cases:write cases:ingest")
+    [a] = await ingest_corpus(client, token, 1)
+    patch = {"links": [{"kind": "AB_TEST", "url": "https://ab.example/42"}]}
+    data(await gql(client, token, UPDATE, {"id": a, "patch": patch, "rev": 1}))
+    status = """mutation($id: ID!) { setCaseStatus(id: $id, status: TRIAGED, expectedRevision: 2)
+                { links { kind } } }"""
+    assert data(await gql(client, token, status, {"id": a}))["setCaseStatus"]["links"] == [
+        {"kind": "AB_TEST"}
+    ]
+    query = "query($id: ID!) { case(id: $id) { revisions { changes } } }"
+    revisions = data(await gql(client, token, query, {"id": a}))["case"]["revisions"]
+    assert revisions[1]["changes"]["links"]["new"][0]["kind"] == "AB_TEST"
+    assert revisions[2]["changes"]["status"] == {"old": "NEW", "new": "TRIAGED"}
+    rest = await client.get(f"/catalog/v1/cases/{a}/revisions", headers=auth_header(token))
+    history = rest.json()["revisions"]
+    assert history[1]["changes"]["links"]["new"][0]["kind"] == "ab_test"
+    assert history[2]["changes"]["status"] == {"old": "new", "new": "triaged"}

@@ -91,7 +91,8 @@ class CatalogMutation:
         expected_revision: int,
         reason: str | None = None,
     ) -> FailureCase:
-        validated = CasePatch.model_validate(to_plain(patch, keep_null=True))
+        session = await info.context.session()
+        validated = await service.validate_patch(session, to_plain(patch, keep_null=True))
         return await _updated(info, str(id), validated, expected_revision, reason)
 
     @strawberry.mutation(

@@ -13,6 +13,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from services.catalog import schemas
+from services.catalog.models import CaseRevision as RevisionRow
 from services.catalog.models import FailureCase as CaseRow
 from services.catalog.models import FailureGroup as GroupRow
 from services.catalog.models import Model as ModelRow
@@ -140,6 +141,23 @@ _WriteupFields = _json_object_reader(Writeup)
 _ProvenanceFields = _json_object_reader(Provenance)
 
 
+# Curated fields whose stored values (the wire format's spelling) are enums in GraphQL.
+_ENUM_OF_FIELD: dict[str, type[Enum]] = {
+    "status": schemas.Status,
+    "sensitivity": security.Sensitivity,
+}
+
+
+def _graphql_spelling(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _ENUM_OF_FIELD:
+        return _ENUM_OF_FIELD[name](value).name
+    if name == "links":
+        return [{**lk, "kind": schemas.LinkKind(lk["kind"]).name} for lk in value]
+    return value
+
+
 @read_with(Scope.CASES_READ)
 @strawberry.type
 class CaseRevision:
@@ -151,7 +169,16 @@ class CaseRevision:
     )
     created_at: datetime
     reason: str | None
-    changes: JSON
+
+    @strawberry.field(
+        description="What changed, as {field: {old, new}}; enum values are spelled as this "
+        "API's enums (TRIAGED, TICKET), like everywhere else in GraphQL."
+    )
+    def changes(self: RevisionRow) -> JSON:  # type: ignore[misc]
+        return {
+            name: {side: _graphql_spelling(name, value) for side, value in change.items()}
+            for name, change in self.changes.items()
+        }
 
 
 @read_with(Scope.CASES_READ)
