@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from services.catalog import limits as L
 from services.catalog import service
-from services.catalog.cursor import decode_cursor, encode_cursor
+from services.catalog.cursor import CASES, decode_keyset, encode_keyset
 from services.catalog.schemas import INGEST_STATUSES, CaseFilter
 from services.catalog.views import case_json, revision_json
 from shared.errors import BadUserInput, FieldError, PayloadTooLarge
@@ -142,14 +142,14 @@ async def list_cases(
 ) -> Response:
     """A plain listing (also the baseline the GraphQL benchmark compares against)."""
     cases = await service.list_cases(
-        session, CaseFilter(), principal, first + 1, decode_cursor(after) if after else None
+        session, CaseFilter(), principal, first + 1, decode_keyset(CASES, after) if after else None
     )
     page = cases[:first]
     refs = await service.page_relations(session, page)
     return json_response(
         {
             "cases": [case_json(c, refs) for c in page],
-            "next": encode_cursor(page[-1].occurred_at, page[-1].id)
+            "next": encode_keyset(CASES, page[-1].occurred_at, page[-1].id)
             if len(cases) > first
             else None,
         }

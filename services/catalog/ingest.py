@@ -20,7 +20,7 @@ from services.catalog import limits as L
 from services.catalog.models import CaseLink, CaseRevision
 from services.catalog.repository import CatalogRepository
 from services.catalog.sampling import sample
-from services.catalog.schemas import CaseIn, ItemResult
+from services.catalog.schemas import CaseIn, GroupStatus, ItemResult
 from services.catalog.versions import is_newer
 from shared.db import utcnow
 from shared.errors import FieldError
@@ -330,7 +330,7 @@ async def _store(
         group = known.get(gid)
         if (
             group is not None
-            and group.status == "resolved"
+            and group.status == GroupStatus.RESOLVED
             and is_newer(p.case.model.version, group.resolved_in_version)
         ):
             regressions[gid] = p.case.model.version
@@ -367,7 +367,7 @@ def _tally(
             "last_seen": p.occurred_at,
             "case_count": 0,
             "sampled_out_count": 0,
-            "status": "open",
+            "status": GroupStatus.OPEN.value,
         }
     t["case_count"] += added
     t["sampled_out_count"] += sampled

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,20 +41,14 @@ from services.catalog.models import (
     SeverityGrade,
     TaxonomyVersion,
 )
-from services.catalog.schemas import CaseFilter
+from services.catalog.schemas import CaseFilter, GroupStatus
+from shared.chunks import chunks
 from shared.ids import new_id
 from shared.security import Principal
 from shared.visibility import Visibility
 from shared.vocabulary import SEVERITIES
 
 T_CASE = FailureCase.__table__
-# SQLite binds at most 32766 variables per statement; stay well below for IN lists.
-IN_CHUNK = 5000
-
-
-def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 class CatalogRepository:
@@ -126,7 +120,7 @@ class CatalogRepository:
 
     async def _names(self, table: Any, names: set[str]) -> dict[str, str]:
         out: dict[str, str] = {}
-        for chunk in _chunks(sorted(names)):
+        for chunk in chunks(sorted(names)):
             rows = await self.session.execute(
                 select(table.name, table.id).where(table.name.in_(chunk))
             )
@@ -157,7 +151,7 @@ class CatalogRepository:
 
     async def _versions(self, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
         out: dict[tuple[str, str], str] = {}
-        for chunk in _chunks(sorted(pairs)):
+        for chunk in chunks(sorted(pairs)):
             rows = await self.session.execute(
                 select(ModelVersion.model_id, ModelVersion.version, ModelVersion.id).where(
                     tuple_(ModelVersion.model_id, ModelVersion.version).in_(chunk)
@@ -238,7 +232,7 @@ class CatalogRepository:
     # --- duplicates -----------------------------------------------------------------------
     async def ids_by_hash(self, hashes: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
-        for chunk in _chunks(list(hashes)):
+        for chunk in chunks(list(hashes)):
             rows = await self.session.execute(
                 select(FailureCase.content_hash, FailureCase.id).where(
                     self._in(FailureCase.content_hash, chunk)
@@ -256,7 +250,7 @@ class CatalogRepository:
         wanted = set(keys)
         out: dict[tuple[str, str], tuple[str, str]] = {}
         c = FailureCase
-        for chunk in _chunks(sorted({e for _, e in wanted})):
+        for chunk in chunks(sorted({e for _, e in wanted})):
             rows = await self.session.execute(
                 select(c.source_key, c.external_id, c.id, c.content_hash).where(
                     self._in(c.external_id, chunk)
@@ -271,7 +265,7 @@ class CatalogRepository:
         rows by id: no ORM objects and no locks on the ingestion path."""
         g = FailureGroup
         out: dict[str, Any] = {}
-        for chunk in _chunks(list(ids)):
+        for chunk in chunks(list(ids)):
             rows = await self.session.execute(
                 select(g.id, g.status, g.resolved_in_version).where(self._in(g.id, chunk))
             )
@@ -321,7 +315,9 @@ class CatalogRepository:
         await self.session.execute(
             update(FailureGroup)
             .where(FailureGroup.id == group_id)
-            .values(status="regressed", regressed_at=at, regressed_in_version=version),
+            .values(
+                status=GroupStatus.REGRESSED.value, regressed_at=at, regressed_in_version=version
+            ),
             execution_options={"synchronize_session": False},
         )
 
@@ -428,7 +424,7 @@ class CatalogRepository:
     async def sampling_counters(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
         c = SamplingCounter
         out: dict[str, tuple[int, int]] = {}
-        for chunk in _chunks(list(keys)):
+        for chunk in chunks(list(keys)):
             rows = await self.session.execute(
                 select(c.reservoir_key, c.seen, c.kept).where(c.reservoir_key.in_(chunk))
             )
@@ -622,7 +618,7 @@ class CatalogRepository:
     async def outbox_ack(self, ids: Sequence[int]) -> None:
         from sqlalchemy import delete
 
-        for chunk in _chunks(list(ids)):
+        for chunk in chunks(list(ids)):
             await self.session.execute(delete(Outbox).where(Outbox.id.in_(chunk)))
 
     async def document_rows(self, case_ids: Sequence[str]) -> list[Any]:

@@ -30,6 +30,15 @@ class Status(StrEnum):
     DUPLICATE = "duplicate"
 
 
+class GroupStatus(StrEnum):
+    """A failure group's state: `regressed` when a case arrives from a version newer than the
+    one it was resolved in."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+    REGRESSED = "regressed"
+
+
 class LinkKind(StrEnum):
     EXPERIMENT = "experiment"
     AB_TEST = "ab_test"

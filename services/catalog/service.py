@@ -32,7 +32,14 @@ from services.catalog.models import (
 )
 from services.catalog.repository import CatalogRepository, visible_to
 from services.catalog.repository import visible_case_ids as _visible_case_ids
-from services.catalog.schemas import CaseFilter, CasePatch, ItemResult, ModelVersionIn, Status
+from services.catalog.schemas import (
+    CaseFilter,
+    CasePatch,
+    GroupStatus,
+    ItemResult,
+    ModelVersionIn,
+    Status,
+)
 from services.catalog.versions import version_key
 from services.catalog.views import PageRelations, PastCase, case_json
 from shared.db import utcnow
@@ -400,7 +407,11 @@ async def resolve_group(
     now = utcnow()
     await repo.update_group(
         group_id,
-        {"status": "resolved", "resolved_in_version": fixed_in_version, "resolved_at": now},
+        {
+            "status": GroupStatus.RESOLVED.value,
+            "resolved_in_version": fixed_in_version,
+            "resolved_at": now,
+        },
     )
     await session.refresh(group)
     return group

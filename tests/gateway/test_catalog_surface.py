@@ -558,3 +558,29 @@ async def test_graphql_spells_enum_values_one_way_even_in_revision_changes(clien
     history = rest.json()["revisions"]
     assert history[1]["changes"]["links"]["new"][0]["kind"] == "ab_test"
     assert history[2]["changes"]["status"] == {"old": "new", "new": "triaged"}
+
+
+async def test_cursors_are_one_encoding_and_not_interchangeable(client, token_for):
+    token = await token_for("cases:read cases:ingest")
+    model = f"cursor-{secrets.token_hex(3)}"
+    await ingest_corpus(client, token, 2, model={"name": model, "version": "1"})
+    cases = """query($after: String) { cases(first: 1, after: $after) {
+               pageInfo { endCursor } } }"""
+    groups = """query($after: String) { groups(first: 1, after: $after) {
+                pageInfo { endCursor } } }"""
+    case_cursor = data(await gql(client, token, cases))["cases"]["pageInfo"]["endCursor"]
+    group_cursor = data(await gql(client, token, groups))["groups"]["pageInfo"]["endCursor"]
+    assert data(await gql(client, token, cases, {"after": case_cursor}))["cases"]
+    assert data(await gql(client, token, groups, {"after": group_cursor}))["groups"]
+    for query, foreign in ((groups, case_cursor), (cases, group_cursor), (cases, "%%junk")):
+        body = await gql(client, token, query, {"after": foreign})
+        assert codes(body) == ["BAD_USER_INPUT"], body
+        assert body["errors"][0]["extensions"]["errors"][0]["path"] == "after"
+    rest = await client.get(
+        "/catalog/v1/cases", params={"first": 1, "after": group_cursor}, headers=auth_header(token)
+    )
+    assert rest.status_code == 400
+    listed = await client.get(
+        "/catalog/v1/cases", params={"first": 1, "after": case_cursor}, headers=auth_header(token)
+    )
+    assert listed.status_code == 200

@@ -35,11 +35,7 @@ LinkKind = strawberry.enum(schemas.LinkKind, name="LinkKind")
 Severity = strawberry.enum(vocabulary.Severity, name="Severity")
 
 
-@strawberry.enum
-class GroupStatus(Enum):
-    OPEN = "open"
-    RESOLVED = "resolved"
-    REGRESSED = "regressed"
+GroupStatus = strawberry.enum(schemas.GroupStatus, name="GroupStatus")
 
 
 @read_with(Scope.CASES_READ)
