@@ -460,9 +460,7 @@ def _check_codes(codes: list[dict[str, str]], known: set[str]) -> list[FieldErro
 REGISTERED_FIELDS = ("artifact_uri", "training_data_ref", "feature_config_hash")
 
 
-async def register_model_version(
-    session: AsyncSession, values: dict[str, Any], actor: Principal
-) -> ModelVersion:
+async def register_model_version(session: AsyncSession, values: dict[str, Any]) -> ModelVersion:
     """Register a model version before (or after) its first case, with what describes it.
 
     Idempotent: registering the same description again answers the same version; a version

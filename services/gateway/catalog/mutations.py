@@ -158,7 +158,6 @@ class CatalogMutation:
                 "training_data_ref": training_data_ref,
                 "feature_config_hash": feature_config_hash,
             },
-            info.context.principal,
         )
 
     @strawberry.mutation(
