@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -38,3 +39,8 @@ def json_depth(value: Any, limit: int) -> int:
         return deepest
 
     return walk(value, 1)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A timestamp as the wire format writes it: ISO 8601, UTC as "Z"."""
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None

@@ -77,6 +77,8 @@ class Principal:
     jti: str | None = None
     # The token's `exp` (epoch seconds): long-lived connections re-check it.
     expires_at: float | None = None
+    # Who to show as the actor: the user's username, else the client's name (None: unknown).
+    name: str | None = None
 
     def has(self, scope: Scope | str) -> bool:
         return str(scope) in self.scopes or Scope.ADMIN.value in self.scopes

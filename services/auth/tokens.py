@@ -65,7 +65,12 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
             ).value
         else:
             team, clearance = client.team, client.clearance
-        return {"team": team, "clearance": clearance}
+        # Display names, so what the caller writes can name it (revisions, audit) without a
+        # lookup: the client's name (RFC 7591 `client_name`) and the person's username.
+        names = {"client_name": client.row.name}
+        if user is not None:
+            names["preferred_username"] = user.username
+        return {"team": team, "clearance": clearance, **names}
 
 
 def _rank(s: Sensitivity) -> int:
@@ -204,7 +209,17 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         clearance=clearance,
         jti=str(claims["jti"]),
         expires_at=float(claims["exp"]),
+        name=_display_name(claims),
     )
+
+
+def _display_name(claims: dict[str, Any]) -> str | None:
+    """A person by username, else the client by name; None for tokens minted without them."""
+    for key in ("preferred_username", "client_name"):
+        value = claims.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def now_s() -> float:

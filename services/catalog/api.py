@@ -11,10 +11,10 @@ from fastapi.responses import Response
 
 from services.catalog import limits as L
 from services.catalog import service
-from services.catalog.cursor import decode_cursor, encode_cursor
-from services.catalog.schemas import CaseFilter
+from services.catalog.cursor import CASES, decode_keyset, encode_keyset
+from services.catalog.schemas import INGEST_STATUSES, CaseFilter
 from services.catalog.templates import TEMPLATES, Template, template_for
-from services.catalog.views import case_json
+from services.catalog.views import case_json, revision_json
 from shared.errors import BadUserInput, FieldError, PayloadTooLarge
 from shared.security import Principal, Scope
 from shared.web import Session, require
@@ -107,7 +107,7 @@ async def bulk_ingest(
             "status": "invalid",
             "errors": [{"path": "$", "message": f"line {b.line}: {b.message}"}],
         }
-    counts = {"created": 0, "duplicate": 0, "invalid": 0, "sampled_out": 0}
+    counts = dict.fromkeys(INGEST_STATUSES, 0)
     for r in out:
         counts[r["status"]] += 1
     return json_response({"results": out, "counts": counts})
@@ -120,8 +120,18 @@ async def get_case(
     as_of: datetime | None = Query(default=None, alias="asOf"),
     principal: Principal = Depends(require(Scope.CASES_READ)),
 ) -> Response:
-    case = await service.get_case(session, case_id, principal, as_of)
-    return json_response(case_json(case))
+    return json_response(await service.case_as_json(session, case_id, principal, as_of))
+
+
+@router.get("/cases/{case_id}/revisions")
+async def case_history(
+    case_id: str,
+    session: Session,
+    principal: Principal = Depends(require(Scope.CASES_READ)),
+) -> Response:
+    """The case's history, oldest first: who (id and name), when, why, what changed."""
+    revisions = await service.case_history(session, case_id, principal)
+    return json_response({"revisions": [revision_json(r) for r in revisions]})
 
 
 @router.get("/cases")
@@ -133,14 +143,14 @@ async def list_cases(
 ) -> Response:
     """A plain listing (also the baseline the GraphQL benchmark compares against)."""
     cases = await service.list_cases(
-        session, CaseFilter(), principal, first + 1, decode_cursor(after) if after else None
+        session, CaseFilter(), principal, first + 1, decode_keyset(CASES, after) if after else None
     )
     page = cases[:first]
     refs = await service.page_relations(session, page)
     return json_response(
         {
             "cases": [case_json(c, refs) for c in page],
-            "next": encode_cursor(page[-1].occurred_at, page[-1].id)
+            "next": encode_keyset(CASES, page[-1].occurred_at, page[-1].id)
             if len(cases) > first
             else None,
         }

@@ -1,22 +1,26 @@
-"""Opaque keyset cursors over (occurred_at, id)."""
+"""Keyset cursors of the catalog's listings, newest first on (time, id), in the one cursor
+encoding (shared/cursor.py). A case cursor cannot be replayed on groups, nor the reverse."""
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 
+from shared.cursor import decode_cursor, encode_cursor
 from shared.errors import BadUserInput, FieldError
 
-
-def encode_cursor(at: datetime, case_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{case_id}".encode()).decode()
+CASES, GROUPS = "cases", "groups"
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def encode_keyset(kind: str, at: datetime, row_id: str) -> str:
+    return encode_cursor(kind, [at.isoformat(), row_id])
+
+
+def decode_keyset(kind: str, cursor: str) -> tuple[datetime, str]:
+    values = decode_cursor(cursor, kind)
     try:
-        at, case_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(at), case_id
-    except (ValueError, UnicodeDecodeError):
+        at, row_id = values
+        return datetime.fromisoformat(at), str(row_id)
+    except (ValueError, TypeError):
         raise BadUserInput(
             "invalid cursor", [FieldError("after", "not a cursor this API issued")]
         ) from None

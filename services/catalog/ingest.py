@@ -20,12 +20,12 @@ from services.catalog import limits as L
 from services.catalog.models import CaseLink, CaseRevision
 from services.catalog.repository import CatalogRepository
 from services.catalog.sampling import sample
-from services.catalog.schemas import CaseIn, ItemResult
+from services.catalog.schemas import CaseIn, GroupStatus, ItemResult
 from services.catalog.versions import is_newer
 from shared.db import utcnow
 from shared.errors import FieldError
 from shared.ids import new_id, stable_id
-from shared.jsonutil import canonical_json, json_depth, sha256_hex
+from shared.jsonutil import canonical_json, iso, json_depth, sha256_hex
 from shared.security import Principal
 
 CAPTURED_BLOBS = ("input", "prediction", "expected", "signals")
@@ -76,14 +76,33 @@ def derive_fingerprint(case: CaseIn) -> str:
     return sha256_hex(f"{case.model.name}|{case.failure_mode or ''}|{sig}".encode())[:32]
 
 
+# What a producer reports besides the captured payload: it identifies the report when no
+# payload was sent (two incidents told only by their title and summary are two cases).
+REPORTED_FIELDS = (
+    "title",
+    "summary",
+    "failure_mode",
+    "severity",
+    "impact",
+    "tags",
+    "team",
+    "links",
+    "writeup",
+    "fingerprint",
+)
+
+
 def captured_facts(case: CaseIn, raw: dict[str, Any]) -> dict[str, Any]:
-    """The immutable part of a case: free-form JSON as sent, typed fields as validated (so a
-    timestamp hashes alike whether it came as "...Z" over REST or "+00:00" over GraphQL)."""
+    """What the content hash covers: the captured facts, free-form JSON as sent and typed
+    fields as validated (so a timestamp hashes alike whether it came as "...Z" over REST or
+    "+00:00" over GraphQL). Without a captured payload (input, prediction, expected, signals)
+    the facts alone cannot tell two reports apart, so the hash covers what the producer
+    reported as well (title, summary, ...)."""
     facts: dict[str, Any] = {
         "model": {"name": case.model.name, "version": case.model.version},
         "data_source": case.data_source,
     }
-    for key in ("environment", "input", "prediction", "expected", "signals"):
+    for key in ("environment", *CAPTURED_BLOBS):
         if raw.get(key) is not None:
             facts[key] = raw[key]
     for key in ("external_id", "confidence", "latency_ms"):
@@ -93,9 +112,12 @@ def captured_facts(case: CaseIn, raw: dict[str, Any]) -> dict[str, Any]:
     for key in ("occurred_at", "captured_at"):
         value = getattr(case, key)
         if value is not None:
-            facts[key] = value.isoformat().replace("+00:00", "Z")
+            facts[key] = iso(value)
     if case.provenance is not None:
         facts["provenance"] = {k: v for k, v in case.provenance.__dict__.items() if v is not None}
+    if not any(raw.get(key) is not None for key in CAPTURED_BLOBS):
+        reported = case.model_dump(mode="json", include=set(REPORTED_FIELDS), exclude_none=True)
+        facts["reported"] = {k: v for k, v in reported.items() if v != []}
     return facts
 
 
@@ -122,16 +144,20 @@ def prepare(
             errors.append(
                 FieldError(key, f"JSON nesting deeper than the limit of {L.MAX_JSON_DEPTH}")
             )
-    if errors:
-        return errors
+    # Every error of the item at once: the blob limits, the schema, the taxonomy.
     try:
         case = CaseIn.model_validate(raw)
     except ValidationError as exc:
-        return pydantic_errors(exc)
+        errors.extend(pydantic_errors(exc))
+        case = None
+    mode = raw.get("failure_mode")
+    mode_is_valid_text = not any(e.path == "failure_mode" for e in errors)
+    if isinstance(mode, str) and mode not in modes and mode_is_valid_text:
+        errors.append(unknown_mode_error(mode, modes))
+    if errors or case is None:
+        return errors
     parent = None
     if case.failure_mode is not None:
-        if case.failure_mode not in modes:
-            return [unknown_mode_error(case.failure_mode, modes)]
         parent = modes[case.failure_mode] or case.failure_mode
     provenance_source = case.provenance.source if case.provenance else None
     return Prepared(
@@ -169,37 +195,30 @@ async def ingest(
     modes = await repo.failure_modes(taxonomy_version)
     results: list[ItemResult | None] = [None] * len(items)
 
-    fresh: list[Prepared] = []
-    by_hash: dict[str, str] = {}
-    by_ext: dict[tuple[str, str], str] = {}
+    valid: list[Prepared] = []
     for i, raw in enumerate(items):
         p = prepare(i, raw, modes, now)
         if isinstance(p, list):
             results[i] = ItemResult(index=i, status="invalid", errors=[e.as_dict() for e in p])
-            continue
-        ext = (p.source_key, p.case.external_id) if p.case.external_id else None
-        earlier = by_hash.get(p.content_hash) or (by_ext.get(ext) if ext else None)
-        if earlier:
-            results[i] = ItemResult(index=i, status="duplicate", id=earlier)
+        else:
+            valid.append(p)
+
+    # Known already: stored (one query by content hash, one by (source, external_id)), or an
+    # earlier item of this batch (id by hash, (id, hash) by key).
+    stored_hash = await repo.ids_by_hash(list({p.content_hash for p in valid}))
+    stored_ext = await repo.cases_by_external(_ext_keys(valid))
+    by_hash: dict[str, str] = {}
+    by_ext: dict[tuple[str, str], tuple[str, str]] = {}
+    new: list[Prepared] = []
+    for p in valid:
+        seen = _seen(p, stored_ext, stored_hash) or _seen(p, by_ext, by_hash)
+        if seen is not None:
+            results[p.index] = seen
             continue
         by_hash[p.content_hash] = p.id
-        if ext:
-            by_ext[ext] = p.id
-        fresh.append(p)
-
-    # Duplicates of what is already stored: same content hash or same (source, external_id).
-    stored_hash = await repo.ids_by_hash([p.content_hash for p in fresh])
-    ext_keys = [(p.source_key, p.case.external_id) for p in fresh if p.case.external_id]
-    stored_ext = await repo.ids_by_external(ext_keys) if ext_keys else {}
-    new: list[Prepared] = []
-    for p in fresh:
-        existing = stored_hash.get(p.content_hash) or stored_ext.get(
-            (p.source_key, p.case.external_id or "")
-        )
-        if existing:
-            results[p.index] = ItemResult(index=p.index, status="duplicate", id=existing)
-        else:
-            new.append(p)
+        if p.case.external_id:
+            by_ext[(p.source_key, p.case.external_id)] = (p.id, p.content_hash)
+        new.append(p)
 
     if new:
         stored, sampled_out = await _store(
@@ -207,23 +226,59 @@ async def ingest(
         )
         lost = [p for p in new if p.id not in stored and p.index not in sampled_out]
         again: dict[str, str] = {}
-        again_ext: dict[tuple[str, str], str] = {}
+        again_ext: dict[tuple[str, str], tuple[str, str]] = {}
         if lost:  # a concurrent writer stored the same case between our check and insert
             again = await repo.ids_by_hash([p.content_hash for p in lost])
-            again_ext = await repo.ids_by_external(
-                [(p.source_key, p.case.external_id) for p in lost if p.case.external_id]
-            )
+            again_ext = await repo.cases_by_external(_ext_keys(lost))
         for p in new:
             if p.id in stored:
                 results[p.index] = ItemResult(index=p.index, status="created", id=p.id)
             elif p.index in sampled_out:
                 results[p.index] = ItemResult(index=p.index, status="sampled_out")
             else:
-                dup = again.get(p.content_hash) or again_ext.get(
-                    (p.source_key, p.case.external_id or "")
+                results[p.index] = _seen(p, again_ext, again) or ItemResult(
+                    index=p.index, status="duplicate"
                 )
-                results[p.index] = ItemResult(index=p.index, status="duplicate", id=dup)
     return [r for r in results if r is not None]
+
+
+def _ext_keys(prepared: list[Prepared]) -> list[tuple[str, str]]:
+    return [(p.source_key, p.case.external_id) for p in prepared if p.case.external_id]
+
+
+def _seen(
+    p: Prepared,
+    by_ext: dict[tuple[str, str], tuple[str, str]],
+    by_hash: dict[str, str],
+) -> ItemResult | None:
+    """The answer for an item already known by its idempotency key or its content, else None.
+
+    A key already used with the same content is a retry (`duplicate`); with different content
+    it is a `conflict`, as payment APIs answer a reused idempotency key: the new report is
+    not stored and not silently dropped either, the producer is told to send a new key."""
+    key = (p.source_key, p.case.external_id) if p.case.external_id else None
+    earlier = by_ext.get(key) if key else None
+    if earlier is not None:
+        earlier_id, earlier_hash = earlier
+        if earlier_hash == p.content_hash:
+            return ItemResult(index=p.index, status="duplicate", id=earlier_id)
+        return ItemResult(
+            index=p.index,
+            status="conflict",
+            id=earlier_id,
+            errors=[
+                {
+                    "path": "external_id",
+                    "message": f"external_id {p.case.external_id!r} of source "
+                    f"{p.source_key!r} was already used by case {earlier_id} with different "
+                    "content; send a new external_id for a different report",
+                }
+            ],
+        )
+    earlier_id = by_hash.get(p.content_hash)
+    if earlier_id is not None:
+        return ItemResult(index=p.index, status="duplicate", id=earlier_id)
+    return None
 
 
 def group_id_of(fingerprint: str) -> str:
@@ -264,6 +319,7 @@ async def _store(
                 "case_id": p.id,
                 "revision": 1,
                 "actor": actor.subject,
+                "actor_name": actor.name,
                 "created_at": now,
                 "reason": "ingested",
                 "changes": {},
@@ -274,7 +330,7 @@ async def _store(
         group = known.get(gid)
         if (
             group is not None
-            and group.status == "resolved"
+            and group.status == GroupStatus.RESOLVED
             and is_newer(p.case.model.version, group.resolved_in_version)
         ):
             regressions[gid] = p.case.model.version
@@ -311,7 +367,7 @@ def _tally(
             "last_seen": p.occurred_at,
             "case_count": 0,
             "sampled_out_count": 0,
-            "status": "open",
+            "status": GroupStatus.OPEN.value,
         }
     t["case_count"] += added
     t["sampled_out_count"] += sampled

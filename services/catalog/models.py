@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from services.catalog.schemas import GroupStatus
 from shared.db import JSONType, UTCDateTime
 
 
@@ -97,7 +98,7 @@ class FailureGroup(SQLModel, table=True):
     sampled_out_count: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, default=0)
     )
-    status: str = Field(default="open", max_length=20)  # open | resolved | regressed
+    status: str = Field(default=GroupStatus.OPEN.value, max_length=20)
     resolved_in_version: str | None = Field(default=None, max_length=100)
     resolved_at: datetime | None = _ts(nullable=True)
     regressed_at: datetime | None = _ts(nullable=True)
@@ -221,6 +222,9 @@ class CaseRevision(SQLModel, table=True):
     )
     revision: int = Field(primary_key=True)
     actor: str = Field(max_length=200)
+    # The actor as people know it (username, or the client's name), stored when written: a
+    # client or user renamed or deleted later does not rewrite history.
+    actor_name: str | None = Field(default=None, max_length=200)
     created_at: datetime = _ts()
     reason: str | None = Field(default=None, max_length=2000)
     changes: dict[str, Any] = _json(nullable=False)

@@ -30,6 +30,15 @@ class Status(StrEnum):
     DUPLICATE = "duplicate"
 
 
+class GroupStatus(StrEnum):
+    """A failure group's state: `regressed` when a case arrives from a version newer than the
+    one it was resolved in."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+    REGRESSED = "regressed"
+
+
 class LinkKind(StrEnum):
     EXPERIMENT = "experiment"
     AB_TEST = "ab_test"
@@ -137,6 +146,24 @@ class CasePatch(_In):
     writeup: Writeup | None = None
 
 
+class ModelVersionIn(_In):
+    """A model version registered ahead of its first case (or described after it)."""
+
+    model: Name
+    version: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=L.MAX_VERSION)
+    ]
+    artifact_uri: Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_URL)] | None = (
+        None
+    )
+    training_data_ref: (
+        Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_URL)] | None
+    ) = None
+    feature_config_hash: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = (
+        None
+    )
+
+
 class CaseFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -158,8 +185,13 @@ class CaseFilter(BaseModel):
     _aware_times = field_validator("occurred_after", "occurred_before")(_aware)
 
 
+IngestStatus = Literal["created", "duplicate", "conflict", "invalid", "sampled_out"]
+# Every status an ingested item can get, in the order answers count them.
+INGEST_STATUSES: tuple[str, ...] = IngestStatus.__args__
+
+
 class ItemResult(BaseModel):
     index: int
-    status: Literal["created", "duplicate", "invalid", "sampled_out"]
+    status: IngestStatus
     id: str | None = None
     errors: list[dict[str, str]] | None = None

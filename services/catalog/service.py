@@ -6,12 +6,19 @@ Functions take the request's session and flush; the boundary (route, job) commit
 from __future__ import annotations
 
 import random
+import re
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.catalog.ingest import CURATED_COLUMNS, ingest, unknown_mode_error
+from services.catalog.ingest import (
+    CURATED_COLUMNS,
+    ingest,
+    pydantic_errors,
+    unknown_mode_error,
+)
 from services.catalog.models import (
     CaseLink,
     CaseRevision,
@@ -23,11 +30,22 @@ from services.catalog.models import (
     SeverityGrade,
     TaxonomyVersion,
 )
-from services.catalog.repository import CatalogRepository
-from services.catalog.schemas import CaseFilter, CasePatch, ItemResult, Status
+from services.catalog.repository import CatalogRepository, visible_to
+from services.catalog.repository import visible_case_ids as _visible_case_ids
+from services.catalog.schemas import (
+    CaseFilter,
+    CasePatch,
+    GroupStatus,
+    ItemResult,
+    ModelVersionIn,
+    Status,
+)
+from services.catalog.versions import version_key
+from services.catalog.views import PageRelations, PastCase, case_json
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
+from shared.jsonutil import iso as _iso
 from shared.security import Principal
 from shared.vocabulary import SEVERITIES
 
@@ -49,18 +67,56 @@ async def ingest_cases(
     return await ingest(session, items, actor, rng)
 
 
-# --- reads -------------------------------------------------------------------------------
-async def get_case(
-    session: AsyncSession, case_id: str, viewer: Principal, as_of: datetime | None = None
+# --- visibility, for every service that reads or refers to cases -----------------------
+# Other services (annotations, audit, suites, exports) apply the one rule through these, never
+# through the catalog's repository or models: a case the caller may not see is, to them, absent.
+def visible_cases_clause(viewer: Principal) -> Any:
+    """The rule as a SQLAlchemy condition on the case table, for a query joined to it."""
+    [clause] = visible_to(viewer)
+    return clause
+
+
+def visible_case_ids(viewer: Principal) -> Any:
+    """A subquery of the ids of cases `viewer` may see, e.g.
+    `select(Annotation).where(Annotation.case_id.in_(service.visible_case_ids(viewer)))`."""
+    return _visible_case_ids(viewer)
+
+
+async def get_visible_case(
+    session: AsyncSession, case_id: str, viewer: Principal, *, for_update: bool = False
 ) -> FailureCase:
-    repo = CatalogRepository(session)
-    case = await repo.get_case(case_id)
-    if case is None or not viewer.can_see(case.team, case.sensitivity):
+    """The case, or NotFound when it is missing or hidden from `viewer` (the same answer, so
+    a hidden case's existence does not leak)."""
+    case = await CatalogRepository(session).visible_case(case_id, viewer, for_update=for_update)
+    if case is None:
         raise NotFound(f"case {case_id} not found")
-    if as_of is None:
-        return case
+    return case
+
+
+async def get_visible_group(
+    session: AsyncSession, group_id: str, viewer: Principal, *, for_update: bool = False
+) -> FailureGroup:
+    """The group, or NotFound unless `viewer` may see at least one of its cases."""
+    group = await CatalogRepository(session).visible_group(group_id, viewer, for_update=for_update)
+    if group is None:
+        raise NotFound(f"group {group_id} not found")
+    return group
+
+
+# --- reads -------------------------------------------------------------------------------
+async def get_case(session: AsyncSession, case_id: str, viewer: Principal) -> FailureCase:
+    return await get_visible_case(session, case_id, viewer)
+
+
+async def get_case_as_of(
+    session: AsyncSession, case_id: str, viewer: Principal, as_of: datetime
+) -> PastCase:
+    """The case as it was at `as_of`: its curated fields and links then (captured facts never
+    change). NotFound when hidden, missing, or not yet received at that time."""
+    case = await get_visible_case(session, case_id, viewer)
     if case.received_at > as_of:
         raise NotFound(f"case {case_id} did not exist at {as_of.isoformat()}")
+    repo = CatalogRepository(session)
     later = await repo.revisions_after(case_id, as_of)
     links = [_link_dict(lk) for lk in await repo.links_of([case_id])]
     return case_as_of(case, links, later)
@@ -68,9 +124,9 @@ async def get_case(
 
 def case_as_of(
     case: FailureCase, links: list[dict[str, Any]], later: list[CaseRevision]
-) -> FailureCase:
-    """A detached copy of the case as it was before `later` (newest first) were applied:
-    each revision records old values, so undoing them walks the history back."""
+) -> PastCase:
+    """A detached copy of the case as it was before `later` (newest first) were applied, with
+    its links then: each revision records old values, so undoing them walks the history back."""
     state = _curated_values(case, links)
     for rev in later:
         for name, change in rev.changes.items():
@@ -80,9 +136,15 @@ def case_as_of(
     values["tags"] = state["tags"] or []
     if later:
         values["revision"] = later[-1].revision - 1
-    copy = FailureCase.model_validate(values)
-    copy.__dict__["as_of_links"] = state["links"] or []
-    return copy
+    return PastCase(FailureCase.model_validate(values), state["links"] or [])
+
+
+async def case_history(
+    session: AsyncSession, case_id: str, viewer: Principal
+) -> list[CaseRevision]:
+    """Every revision of a visible case, oldest first."""
+    await get_visible_case(session, case_id, viewer)
+    return await CatalogRepository(session).revisions([case_id])
 
 
 async def get_cases(session: AsyncSession, ids: list[str], viewer: Principal) -> list[FailureCase]:
@@ -131,12 +193,6 @@ async def versions_of_models(session: AsyncSession, model_ids: list[str]) -> lis
     return await CatalogRepository(session).versions_of_models(model_ids)
 
 
-async def visible_group(
-    session: AsyncSession, group_id: str, viewer: Principal
-) -> FailureGroup | None:
-    return await CatalogRepository(session).visible_group(group_id, viewer)
-
-
 async def list_groups(
     session: AsyncSession,
     viewer: Principal,
@@ -172,6 +228,22 @@ async def rubric(session: AsyncSession) -> list[SeverityGrade]:
 
 
 # --- curation ----------------------------------------------------------------------------
+async def validate_patch(session: AsyncSession, values: dict[str, Any]) -> CasePatch:
+    """A patch as sent, validated with every error at once: the schema's, and an unknown
+    failure mode beside them (`update_case` checks the mode of a valid patch itself)."""
+    try:
+        return CasePatch.model_validate(values)
+    except ValidationError as exc:
+        errors = pydantic_errors(exc)
+    mode = values.get("failure_mode")
+    if isinstance(mode, str) and not any(e.path == "failure_mode" for e in errors):
+        repo = CatalogRepository(session)
+        modes = await repo.failure_modes(await repo.current_taxonomy_version())
+        if mode not in modes:
+            errors.append(unknown_mode_error(mode, modes))
+    raise BadUserInput(f"invalid patch: {errors[0].path}: {errors[0].message}", errors)
+
+
 async def update_case(
     session: AsyncSession,
     case_id: str,
@@ -181,9 +253,7 @@ async def update_case(
     reason: str | None = None,
 ) -> FailureCase:
     repo = CatalogRepository(session)
-    case = await repo.get_case(case_id, for_update=True)
-    if case is None or not actor.can_see(case.team, case.sensitivity):
-        raise NotFound(f"case {case_id} not found")
+    case = await get_visible_case(session, case_id, actor, for_update=True)
     if case.revision != expected_revision:
         raise Conflict(
             f"case {case_id} is at revision {case.revision}, not the expected {expected_revision}"
@@ -238,6 +308,7 @@ async def _write_revision(
                 "case_id": case.id,
                 "revision": new_rev,
                 "actor": actor.subject,
+                "actor_name": actor.name,
                 "created_at": now,
                 "reason": reason,
                 "changes": changes,
@@ -287,17 +358,13 @@ async def merge_case(
     if case_id == into_id:
         raise BadUserInput("cannot merge a case into itself", [FieldError("into", "same case")])
     repo = CatalogRepository(session)
-    survivor = await repo.get_case(into_id)
-    if survivor is None or not actor.can_see(survivor.team, survivor.sensitivity):
-        raise NotFound(f"case {into_id} not found")
+    survivor = await get_visible_case(session, into_id, actor)
     if survivor.merged_into_id:
         raise BadUserInput(
             "the survivor is itself a duplicate",
             [FieldError("into", f"merge into {survivor.merged_into_id} instead")],
         )
-    case = await repo.get_case(case_id, for_update=True)
-    if case is None or not actor.can_see(case.team, case.sensitivity):
-        raise NotFound(f"case {case_id} not found")
+    case = await get_visible_case(session, case_id, actor, for_update=True)
     if case.revision != expected_revision:
         raise Conflict(
             f"case {case_id} is at revision {case.revision}, not the expected {expected_revision}"
@@ -320,22 +387,109 @@ async def resolve_group(
     session: AsyncSession, group_id: str, fixed_in_version: str, actor: Principal
 ) -> FailureGroup:
     repo = CatalogRepository(session)
-    group = await repo.get_group(group_id)
-    if group is None:
-        raise NotFound(f"group {group_id} not found")
+    # The same rule as `Query.group`: a group shows (and changes) only for a caller who may
+    # see at least one of its cases.
+    group = await get_visible_group(session, group_id, actor, for_update=True)
     versions = {v.version for v in await repo.versions_of_model(group.model_id)}
     if fixed_in_version not in versions:
+        [model] = await repo.models([group.model_id])
         raise BadUserInput(
-            "unknown model version",
-            [FieldError("fixedInVersion", f"known versions: {', '.join(sorted(versions))}")],
+            f"unknown model version {fixed_in_version!r} of {model.name}",
+            [
+                FieldError(
+                    "fixedInVersion",
+                    f"known versions: {', '.join(sorted(versions, key=version_key))}; register "
+                    f'a new one first with registerModelVersion(model: "{model.name}", '
+                    f'version: "{fixed_in_version}", artifactUri: ...)',
+                )
+            ],
         )
     now = utcnow()
     await repo.update_group(
         group_id,
-        {"status": "resolved", "resolved_in_version": fixed_in_version, "resolved_at": now},
+        {
+            "status": GroupStatus.RESOLVED.value,
+            "resolved_in_version": fixed_in_version,
+            "resolved_at": now,
+        },
     )
     await session.refresh(group)
     return group
+
+
+# A code is "<family>" or "<family>.<sub-mode>": letters, digits, "_" and "-" in each part.
+CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)?")
+MAX_CODE, MAX_MODE_TITLE, MAX_NOTE = 120, 200, 2000
+
+
+def _check_codes(codes: list[dict[str, str]], known: set[str]) -> list[FieldError]:
+    """Every problem of every code at once, each named by its field."""
+    errors: list[FieldError] = []
+    first_at: dict[str, int] = {}
+    for i, c in enumerate(codes):
+        code, path = c.get("code") or "", f"codes.{i}.code"
+        if not code.strip():
+            errors.append(FieldError(path, "must not be empty"))
+            continue
+        if len(code) > MAX_CODE:
+            errors.append(FieldError(path, f"longer than the limit of {MAX_CODE} characters"))
+        elif not CODE_PATTERN.fullmatch(code):
+            errors.append(
+                FieldError(
+                    path,
+                    f"{code!r} is not a code: use <family> or <family>.<sub_mode> "
+                    "(letters, digits, _ and -)",
+                )
+            )
+        elif code in first_at:
+            errors.append(FieldError(path, f"{code} is listed twice (also codes.{first_at[code]})"))
+        elif code in known:
+            errors.append(FieldError(path, f"{code} already exists"))
+        else:
+            parent = code.split(".")[0] if "." in code else None
+            if parent and parent not in known and parent not in {x.get("code") for x in codes}:
+                errors.append(FieldError(path, f"parent {parent} does not exist"))
+        first_at.setdefault(code, i)
+        if len(c.get("title") or "") > MAX_MODE_TITLE:
+            errors.append(
+                FieldError(f"codes.{i}.title", f"longer than the limit of {MAX_MODE_TITLE}")
+            )
+    return errors
+
+
+REGISTERED_FIELDS = ("artifact_uri", "training_data_ref", "feature_config_hash")
+
+
+async def register_model_version(session: AsyncSession, values: dict[str, Any]) -> ModelVersion:
+    """Register a model version before (or after) its first case, with what describes it.
+
+    Idempotent: registering the same description again answers the same version; a version
+    that ingestion created bare gets its description; a different description of an already
+    described version is a conflict (an artifact does not change under a version number)."""
+    spec = ModelVersionIn.model_validate(values)
+    repo = CatalogRepository(session)
+    now = utcnow()
+    model_id = (await repo.ensure_models({spec.model}, now))[spec.model]
+    version_id = (await repo.ensure_versions({(model_id, spec.version)}, now))[
+        (model_id, spec.version)
+    ]
+    row = await repo.model_version(version_id, for_update=True)
+    wanted = {k: getattr(spec, k) for k in REGISTERED_FIELDS if getattr(spec, k) is not None}
+    clash = [
+        FieldError(k, f"already registered as {getattr(row, k)!r}")
+        for k, v in wanted.items()
+        if getattr(row, k) is not None and getattr(row, k) != v
+    ]
+    if clash:
+        raise Conflict(
+            f"{spec.model} {spec.version} is already registered with a different description",
+            clash,
+        )
+    missing = {k: v for k, v in wanted.items() if getattr(row, k) is None}
+    if missing:
+        await repo.update_model_version(version_id, missing)
+        await session.refresh(row)
+    return row
 
 
 async def publish_taxonomy(
@@ -345,14 +499,9 @@ async def publish_taxonomy(
     repo = CatalogRepository(session)
     current = await repo.current_taxonomy_version()
     existing = await repo.taxonomy(current)
-    known = {m.code for m in existing}
-    errors = []
-    for i, c in enumerate(codes):
-        parent = c["code"].split(".")[0] if "." in c["code"] else None
-        if c["code"] in known:
-            errors.append(FieldError(f"codes.{i}.code", f"{c['code']} already exists"))
-        elif parent and parent not in known and parent not in {x["code"] for x in codes}:
-            errors.append(FieldError(f"codes.{i}.code", f"parent {parent} does not exist"))
+    errors = _check_codes(codes, {m.code for m in existing})
+    if note is not None and len(note) > MAX_NOTE:
+        errors.append(FieldError("note", f"longer than the limit of {MAX_NOTE} characters"))
     if errors:
         raise BadUserInput(f"invalid taxonomy codes: {errors[0].message}", errors)
     version = current + 1
@@ -409,10 +558,6 @@ async def case_revisions(session: AsyncSession) -> list[tuple[str, int]]:
     return await CatalogRepository(session).case_revisions()
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def _document(case: FailureCase, model: str, version: str, source: str) -> dict[str, Any]:
     writeup = case.writeup or {}
     return {
@@ -446,10 +591,8 @@ def _document(case: FailureCase, model: str, version: str, source: str) -> dict[
     }
 
 
-async def page_relations(session: AsyncSession, cases: list[FailureCase]) -> Any:
+async def page_relations(session: AsyncSession, cases: list[FailureCase]) -> PageRelations:
     """Model, version, source names and links for a page: four queries, whatever its size."""
-    from services.catalog.views import PageRelations
-
     if not cases:
         return PageRelations()
     repo = CatalogRepository(session)
@@ -507,8 +650,20 @@ async def cases_as_json(
     session: AsyncSession, ids: list[str], viewer: Principal
 ) -> dict[str, dict[str, Any]]:
     """Visible cases by id in the wire format (REST answers that embed cases)."""
-    from services.catalog.views import case_json
-
     cases = await get_cases(session, ids, viewer)
     refs = await page_relations(session, cases)
     return {c.id: case_json(c, refs) for c in cases}
+
+
+async def case_as_json(
+    session: AsyncSession, case_id: str, viewer: Principal, as_of: datetime | None = None
+) -> dict[str, Any]:
+    """One visible case in the wire format, whole: the names of its model, version and data
+    source and its links (those it had at `as_of`, when given)."""
+    if as_of is None:
+        case = await get_visible_case(session, case_id, viewer)
+        return case_json(case, await page_relations(session, [case]))
+    past = await get_case_as_of(session, case_id, viewer, as_of)
+    refs = await page_relations(session, [past.case])
+    refs.links[past.case.id] = past.links
+    return case_json(past.case, refs)

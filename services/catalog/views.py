@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.catalog.models import FailureCase
+from services.catalog.models import CaseRevision, FailureCase
+from shared.jsonutil import iso
 
 
 @dataclass
@@ -18,8 +19,13 @@ class PageRelations:
     links: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+@dataclass(frozen=True, slots=True)
+class PastCase:
+    """A case as it was at some time: a detached row with the curated fields of then, and
+    the links it had then (links live in their own table, so they travel beside the row)."""
+
+    case: FailureCase
+    links: list[dict[str, Any]]
 
 
 def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str, Any]:
@@ -36,10 +42,10 @@ def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str,
             "version": refs.versions.get(case.model_version_id),
             "version_id": case.model_version_id,
         },
-        "data_source": refs.sources.get(case.data_source_id, case.data_source_id),
-        "occurred_at": _iso(case.occurred_at),
-        "captured_at": _iso(case.captured_at),
-        "received_at": _iso(case.received_at),
+        "data_source": refs.sources.get(case.data_source_id),
+        "occurred_at": iso(case.occurred_at),
+        "captured_at": iso(case.captured_at),
+        "received_at": iso(case.received_at),
         "environment": case.environment,
         "input": case.input,
         "prediction": case.prediction,
@@ -62,5 +68,16 @@ def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str,
         "content_hash": case.content_hash,
         "group_id": case.group_id,
         "merged_into_id": case.merged_into_id,
-        "updated_at": _iso(case.updated_at),
+        "updated_at": iso(case.updated_at),
+    }
+
+
+def revision_json(rev: CaseRevision) -> dict[str, Any]:
+    return {
+        "revision": rev.revision,
+        "actor": rev.actor,
+        "actor_name": rev.actor_name,
+        "created_at": iso(rev.created_at),
+        "reason": rev.reason,
+        "changes": rev.changes,
     }

@@ -32,7 +32,13 @@ async def test_json_array_mixing_valid_invalid_duplicate_and_over_limit(client, 
         "invalid",
         "invalid",
     ]
-    assert out["counts"] == {"created": 5, "duplicate": 1, "invalid": 3, "sampled_out": 0}
+    assert out["counts"] == {
+        "created": 5,
+        "duplicate": 1,
+        "conflict": 0,
+        "invalid": 3,
+        "sampled_out": 0,
+    }
     assert out["results"][5]["id"] == out["results"][2]["id"]
     assert out["results"][6]["errors"][0]["path"] == "input"
     assert out["results"][7]["errors"] == [
@@ -42,7 +48,13 @@ async def test_json_array_mixing_valid_invalid_duplicate_and_over_limit(client, 
 
     # A retry of the whole request stores nothing twice.
     again = (await client.post(BULK, json=body, headers=ingest_headers)).json()
-    assert again["counts"] == {"created": 0, "duplicate": 6, "invalid": 3, "sampled_out": 0}
+    assert again["counts"] == {
+        "created": 0,
+        "duplicate": 6,
+        "conflict": 0,
+        "invalid": 3,
+        "sampled_out": 0,
+    }
     ids = [r["id"] for r in out["results"][:5]]
     listed = [
         (await client.get(f"/catalog/v1/cases/{i}", headers=ingest_headers)).status_code
@@ -116,3 +128,63 @@ async def test_ingest_needs_the_ingest_scope(client, token_for):
     assert resp.status_code == 403
     assert "insufficient_scope" in resp.headers["www-authenticate"]
     assert (await client.post(BULK, json=[])).status_code == 401
+
+
+def _report_only(case: dict, **overrides) -> dict:
+    """A corpus incident reported with no external id and no captured payload."""
+    out = {
+        "model": case["model"],
+        "data_source": case["data_source"],
+        "title": case["title"],
+        "summary": case["summary"],
+    }
+    out.update(overrides)
+    return out
+
+
+async def test_reports_without_payload_are_told_apart_by_what_was_reported(client, ingest_headers):
+    """Two different incidents sharing model and source, sent with a title and summary only,
+    are two cases; the same report sent again is a duplicate."""
+    a, b = unique(aiid_cases(2))
+    first, second = _report_only(a), _report_only(b, data_source=a["data_source"])
+    out = (await client.post(BULK, json=[first, second], headers=ingest_headers)).json()
+    assert [r["status"] for r in out["results"]] == ["created", "created"]
+    assert out["results"][0]["id"] != out["results"][1]["id"]
+    again = (await client.post(BULK, json=[second], headers=ingest_headers)).json()
+    assert again["results"] == [{"index": 0, "status": "duplicate", "id": out["results"][1]["id"]}]
+
+
+async def test_a_reused_external_id_with_different_content_is_a_conflict(client, ingest_headers):
+    a, b = unique(aiid_cases(2))
+    reused = dict(b, external_id=a["external_id"], data_source=a["data_source"])
+    reused["provenance"] = a["provenance"]
+    out = (await client.post(BULK, json=[a], headers=ingest_headers)).json()
+    stored = out["results"][0]["id"]
+    # In a later request, and twice within one request: never stored, never a silent drop.
+    for body in ([reused], [reused, a]):
+        got = (await client.post(BULK, json=body, headers=ingest_headers)).json()
+        assert got["results"][0]["status"] == "conflict", got
+        assert got["results"][0]["id"] == stored
+        assert got["results"][0]["errors"][0]["path"] == "external_id"
+        assert a["external_id"] in got["results"][0]["errors"][0]["message"]
+    assert got["results"][1] == {"index": 1, "status": "duplicate", "id": stored}
+    assert got["counts"]["conflict"] == 1 and got["counts"]["duplicate"] == 1
+    fresh = unique(aiid_cases(1))[0]
+    pair = [fresh, dict(fresh, input={"other": "payload"})]
+    within = (await client.post(BULK, json=pair, headers=ingest_headers)).json()
+    assert [r["status"] for r in within["results"]] == ["created", "conflict"]
+    assert within["results"][1]["id"] == within["results"][0]["id"]
+    case = (await client.get(f"/catalog/v1/cases/{stored}", headers=ingest_headers)).json()
+    assert case["title"] == a["title"]
+
+
+async def test_an_unknown_failure_mode_is_reported_with_the_other_errors(client, ingest_headers):
+    [case] = unique(aiid_cases(1))
+    case.update(failure_mode="safety.halucination", confidence=-0.5, tags=[""])
+    out = (await client.post(BULK, json=[case], headers=ingest_headers)).json()
+    [result] = out["results"]
+    assert result["status"] == "invalid"
+    paths = {e["path"] for e in result["errors"]}
+    assert paths == {"failure_mode", "confidence", "tags.0"}
+    [mode] = [e["message"] for e in result["errors"] if e["path"] == "failure_mode"]
+    assert "safety.hallucination" in mode

@@ -77,12 +77,16 @@ async def test_as_of_returns_the_case_as_it_was(session):
         1,
         CURATOR,
     )
-    then = await service.get_case(session, case_id, SYSTEM, as_of=middle)
+    past = await service.get_case_as_of(session, case_id, SYSTEM, middle)
+    then = past.case
     now = await service.get_case(session, case_id, SYSTEM)
-    assert (then.title, then.tags, then.revision) == ("v1", ["aiid", "first"], 1)
+    assert (then.title, then.tags, then.revision, past.links) == ("v1", ["aiid", "first"], 1, [])
     assert (now.title, now.tags, now.revision) == ("v2", ["second"], 2)
+    assert [lk.url for lk in await service.links_of(session, [case_id])] == [
+        "https://jira.example/T-1"
+    ]
     with pytest.raises(NotFound):
-        await service.get_case(session, case_id, SYSTEM, as_of=datetime(2000, 1, 1, tzinfo=UTC))
+        await service.get_case_as_of(session, case_id, SYSTEM, datetime(2000, 1, 1, tzinfo=UTC))
 
 
 async def test_status_workflow_names_the_allowed_transitions(session):

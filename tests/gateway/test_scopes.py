@@ -6,12 +6,15 @@ from __future__ import annotations
 import secrets
 
 import pytest
+import strawberry
 from strawberry.types.base import StrawberryList, StrawberryOptional
 
 from services.gateway.permissions import declared_scopes, required_scopes
 from services.gateway.schema import build_schema
 from shared.security import ROLES, Scope
-from tests.gateway.helpers import codes, gql
+from tests.catalog.builders import unique
+from tests.corpus import aiid_cases
+from tests.gateway.helpers import INGEST, case_input, codes, data, gql
 
 R, W, ING, A = Scope.CASES_READ, Scope.CASES_WRITE, Scope.CASES_INGEST, Scope.ADMIN
 
@@ -36,6 +39,7 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.setCaseStatus": {W, R},
     "Mutation.mergeCase": {W, R},
     "Mutation.resolveGroup": {W, R},
+    "Mutation.registerModelVersion": {W, R},
     "Mutation.publishTaxonomy": {A},
     "Mutation.setSamplingRule": {A},
     "Mutation.createClient": {A},
@@ -81,6 +85,10 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     "Mutation.resolveGroup": (
         'mutation($id: ID!) { resolveGroup(id: $id, fixedInVersion: "1") { id } }',
         {"id": MISSING},
+    ),
+    "Mutation.registerModelVersion": (
+        'mutation { registerModelVersion(model: "", version: "1") { id } }',
+        {},
     ),
     "Mutation.publishTaxonomy": (
         'mutation { publishTaxonomy(codes: [{code: "no_parent.child"}]) { version } }',
@@ -191,3 +199,119 @@ async def test_authorization_matrix(client, role_tokens, role):
 
 def test_every_operation_is_in_the_matrix():
     assert set(OPERATIONS) == set(EXPECTED) - {"Subscription.caseEvents"}
+
+
+# --- visibility: every operation taking an id answers NOT_FOUND for what the caller can't see
+
+# Per root field taking an ID: a document, and what each of its ID arguments names. The walk
+# below derives the field list from the schema, so a new field with an ID fails here until it
+# is listed (and so proven to hide what its caller may not see).
+BY_ID: dict[str, tuple[str, dict[str, str]]] = {
+    "Query.case": ("query($id: ID!) { case(id: $id) { id title } }", {"id": "case"}),
+    "Query.group": ("query($id: ID!) { group(id: $id) { id caseCount } }", {"id": "group"}),
+    "Mutation.updateCase": (
+        'mutation($id: ID!) { updateCase(id: $id, patch: {title: "seen"}, expectedRevision: 1)'
+        " { id } }",
+        {"id": "case"},
+    ),
+    "Mutation.setCaseStatus": (
+        "mutation($id: ID!) { setCaseStatus(id: $id, status: TRIAGED, expectedRevision: 1)"
+        " { id } }",
+        {"id": "case"},
+    ),
+    "Mutation.mergeCase": (
+        "mutation($id: ID!, $into: ID!) { mergeCase(id: $id, into: $into, expectedRevision: 1)"
+        " { id } }",
+        {"id": "case", "into": "case"},
+    ),
+    "Mutation.resolveGroup": (
+        'mutation($id: ID!) { resolveGroup(id: $id, fixedInVersion: "1.0") { id } }',
+        {"id": "group"},
+    ),
+}
+
+
+def _takes_id(field) -> list[str]:
+    names = []
+    for arg in field.arguments:
+        type_ = arg.type
+        while isinstance(type_, (StrawberryList, StrawberryOptional)):
+            type_ = type_.of_type
+        if type_ is strawberry.ID:
+            names.append(arg.python_name)
+    return names
+
+
+def test_every_root_field_taking_an_id_is_in_the_visibility_walk():
+    taking = {
+        name: _takes_id(field)
+        for name, field in _root_fields()
+        if not name.startswith("Subscription.") and _takes_id(field)
+    }
+    assert set(taking) == set(BY_ID), f"update BY_ID: {set(taking) ^ set(BY_ID)}"
+    for name, ids in taking.items():
+        assert set(ids) == set(BY_ID[name][1]), f"{name} takes ids {ids}"
+
+
+async def test_a_caller_who_cannot_see_the_target_gets_not_found_and_nothing_changes(
+    client, token_for, admin_token
+):
+    salt = secrets.token_hex(3)
+    team, other = f"vis-a-{salt}", f"vis-b-{salt}"
+    writer = "cases:read cases:write cases:ingest"
+    owner = await token_for(writer, team=team, clearance="restricted")
+    # One case per way of being hidden, each in a group of its own, plus one the caller sees.
+    [hidden_team, hidden_clearance, visible] = unique(aiid_cases(3))
+    hidden_team.update(team=team, sensitivity="internal", fingerprint=f"vis-team-{salt}")
+    hidden_clearance.update(team=team, sensitivity="restricted", fingerprint=f"vis-clr-{salt}")
+    visible.update(team=None, sensitivity="public", fingerprint=f"vis-ok-{salt}")
+    for c in (hidden_team, hidden_clearance, visible):
+        c["model"] = {"name": f"vis-model-{salt}", "version": "1.0"}
+    body = await gql(
+        client,
+        owner,
+        INGEST,
+        {"cases": [case_input(c) for c in (hidden_team, hidden_clearance, visible)]},
+    )
+    ids = [r["id"] for r in data(body)["ingestCases"]]
+    group_of = "query($id: ID!) { case(id: $id) { group { id } } }"
+    groups = [
+        data(await gql(client, owner, group_of, {"id": i}))["case"]["group"]["id"] for i in ids
+    ]
+    targets = {
+        # (hidden case, its group, a caller with every scope who may not see it)
+        "other team": (
+            ids[0],
+            groups[0],
+            await token_for(writer, team=other, clearance="restricted"),
+        ),
+        "lower clearance": (
+            ids[1],
+            groups[1],
+            await token_for(writer, team=team, clearance="confidential"),
+        ),
+    }
+    before = await _snapshot(client, admin_token, ids, groups)
+
+    wrong = []
+    for why, (case_id, group_id, caller) in targets.items():
+        hidden = {"case": case_id, "group": group_id}
+        seen = {"case": ids[2], "group": groups[2]}
+        for name, (query, args) in BY_ID.items():
+            # Each ID argument in turn names the hidden target; the others name visible ones.
+            for arg in args:
+                variables = {a: (hidden if a == arg else seen)[kind] for a, kind in args.items()}
+                got = await gql(client, caller, query, variables)
+                if codes(got) != ["NOT_FOUND"] or got.get("data"):
+                    wrong.append(f"{name}({arg}) for {why}: {got}")
+    assert not wrong, wrong
+    assert await _snapshot(client, admin_token, ids, groups) == before
+
+
+async def _snapshot(client, token, ids, groups):
+    query = """query($id: ID!, $g: ID!) { case(id: $id) { revision title status mergedIntoId
+               lastRevision { revision } } group(id: $g) { status resolvedInVersion } }"""
+    return [
+        data(await gql(client, token, query, {"id": i, "g": g}))
+        for i, g in zip(ids, groups, strict=True)
+    ]

@@ -22,13 +22,29 @@ from services.gateway.catalog.types import (
     FieldErrorType,
     IngestResult,
     IngestStatus,
+    ModelVersion,
     SamplingRule,
     Status,
     TaxonomyVersion,
 )
+from services.gateway.errors import camel_path
 from services.gateway.permissions import scoped
 from shared.errors import NotFound
 from shared.security import Scope
+
+# Free-form JSON fields: keys below them are the producer's own and keep their spelling.
+_FREE_FORM = {"environment", "input", "prediction", "expected", "signals"}
+
+
+def item_path(path: str) -> str:
+    """An ingested item's error path as GraphQL's input spells it (camelCase), up to a
+    free-form field: `model.version`, `latencyMs`, `environment.app_version`."""
+    out, free = [], False
+    for segment in path.split("."):
+        out.append(segment if free else camel_path(segment))
+        free = free or segment in _FREE_FORM
+    return ".".join(out)
+
 
 # Mutations answer with the case they changed, so they need read access as well as write.
 WRITE_CASES = scoped(Scope.CASES_WRITE, Scope.CASES_READ)
@@ -58,7 +74,10 @@ class CatalogMutation:
                 index=r.index,
                 status=IngestStatus(r.status),
                 id=r.id,
-                errors=[FieldErrorType(**e) for e in r.errors or []],
+                errors=[
+                    FieldErrorType(path=item_path(e["path"]), message=e["message"])
+                    for e in r.errors or []
+                ],
             )
             for r in results
         ]
@@ -72,7 +91,8 @@ class CatalogMutation:
         expected_revision: int,
         reason: str | None = None,
     ) -> FailureCase:
-        validated = CasePatch.model_validate(to_plain(patch, keep_null=True))
+        session = await info.context.session()
+        validated = await service.validate_patch(session, to_plain(patch, keep_null=True))
         return await _updated(info, str(id), validated, expected_revision, reason)
 
     @strawberry.mutation(
@@ -112,6 +132,32 @@ class CatalogMutation:
         session = await info.context.session()
         return await service.resolve_group(
             session, str(id), fixed_in_version, info.context.principal
+        )
+
+    @strawberry.mutation(
+        permission_classes=WRITE_CASES,
+        description="Register a model version before its first case arrives (groups can then "
+        "be resolved in it), or describe one ingestion created. Idempotent.",
+    )
+    async def register_model_version(
+        self,
+        info: Info,
+        model: str,
+        version: str,
+        artifact_uri: str | None = None,
+        training_data_ref: str | None = None,
+        feature_config_hash: str | None = None,
+    ) -> ModelVersion:
+        session = await info.context.session()
+        return await service.register_model_version(
+            session,
+            {
+                "model": model,
+                "version": version,
+                "artifact_uri": artifact_uri,
+                "training_data_ref": training_data_ref,
+                "feature_config_hash": feature_config_hash,
+            },
         )
 
     @strawberry.mutation(

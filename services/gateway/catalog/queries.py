@@ -9,7 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from services.catalog import service
-from services.catalog.cursor import decode_cursor, encode_cursor
+from services.catalog.cursor import CASES, GROUPS, decode_keyset, encode_keyset
 from services.catalog.schemas import CaseFilter
 from services.gateway.catalog.inputs import CaseFilterInput, to_plain
 from services.gateway.catalog.loaders import prefetch_case_relations
@@ -24,13 +24,13 @@ from services.gateway.catalog.types import (
     GroupStatus,
     Model,
     PageInfo,
+    PastCaseRow,
     SamplingRule,
     SeverityGrade,
     TaxonomyVersion,
 )
 from services.gateway.pagination import check_page_size
 from services.gateway.permissions import scoped
-from shared.errors import BadUserInput, FieldError, NotFound
 from shared.security import Scope
 
 
@@ -48,12 +48,16 @@ async def case_page(
     f = CaseFilter.model_validate(filter_values)
     session = await info.context.session()
     rows = await service.list_cases(
-        session, f, info.context.principal, first + 1, decode_cursor(after) if after else None
+        session,
+        f,
+        info.context.principal,
+        first + 1,
+        decode_keyset(CASES, after) if after else None,
     )
     page = rows[:first]
     if prefetch:
         await prefetch_case_relations(info, page, ("nodes",), ("edges", "node"))
-    edges = [CaseEdge(cursor=encode_cursor(c.occurred_at, c.id), node=c) for c in page]
+    edges = [CaseEdge(cursor=encode_keyset(CASES, c.occurred_at, c.id), node=c) for c in page]
     return CaseConnection(
         edges=edges,
         nodes=page,
@@ -63,17 +67,6 @@ async def case_page(
     )
 
 
-def _group_cursor(last_seen: datetime, group_id: str) -> str:
-    # Same shape as case cursors, prefixed so one cannot be replayed as the other.
-    return "g" + encode_cursor(last_seen, group_id)
-
-
-def _decode_group_cursor(cursor: str) -> tuple[datetime, str]:
-    if not cursor.startswith("g"):
-        raise BadUserInput("invalid cursor", [FieldError("after", "not a group cursor")])
-    return decode_cursor(cursor[1:])
-
-
 @strawberry.type
 class CatalogQuery:
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
@@ -81,7 +74,10 @@ class CatalogQuery:
         self, info: Info, id: strawberry.ID, as_of: datetime | None = None
     ) -> FailureCase:
         session = await info.context.session()
-        return await service.get_case(session, str(id), info.context.principal, as_of)
+        if as_of is None:
+            return await service.get_case(session, str(id), info.context.principal)
+        past = await service.get_case_as_of(session, str(id), info.context.principal, as_of)
+        return PastCaseRow(past)
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def cases(
@@ -96,10 +92,7 @@ class CatalogQuery:
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def group(self, info: Info, id: strawberry.ID) -> FailureGroup:
         session = await info.context.session()
-        group = await service.visible_group(session, str(id), info.context.principal)
-        if group is None:
-            raise NotFound(f"group {id} not found")
-        return group
+        return await service.get_visible_group(session, str(id), info.context.principal)
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def groups(
@@ -117,10 +110,10 @@ class CatalogQuery:
             model=model,
             status=status.value if status else None,
             first=first + 1,
-            after=_decode_group_cursor(after) if after else None,
+            after=decode_keyset(GROUPS, after) if after else None,
         )
         page = rows[:first]
-        edges = [GroupEdge(cursor=_group_cursor(g.last_seen, g.id), node=g) for g in page]
+        edges = [GroupEdge(cursor=encode_keyset(GROUPS, g.last_seen, g.id), node=g) for g in page]
         return GroupConnection(
             edges=edges,
             nodes=page,

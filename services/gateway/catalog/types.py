@@ -13,9 +13,11 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from services.catalog import schemas
+from services.catalog.models import CaseRevision as RevisionRow
 from services.catalog.models import FailureCase as CaseRow
 from services.catalog.models import FailureGroup as GroupRow
 from services.catalog.models import Model as ModelRow
+from services.catalog.views import PastCase
 from services.gateway.permissions import read_with
 from shared import security, vocabulary
 from shared.security import Scope
@@ -33,11 +35,7 @@ LinkKind = strawberry.enum(schemas.LinkKind, name="LinkKind")
 Severity = strawberry.enum(vocabulary.Severity, name="Severity")
 
 
-@strawberry.enum
-class GroupStatus(Enum):
-    OPEN = "open"
-    RESOLVED = "resolved"
-    REGRESSED = "regressed"
+GroupStatus = strawberry.enum(schemas.GroupStatus, name="GroupStatus")
 
 
 @read_with(Scope.CASES_READ)
@@ -139,14 +137,44 @@ _WriteupFields = _json_object_reader(Writeup)
 _ProvenanceFields = _json_object_reader(Provenance)
 
 
+# Curated fields whose stored values (the wire format's spelling) are enums in GraphQL.
+_ENUM_OF_FIELD: dict[str, type[Enum]] = {
+    "status": schemas.Status,
+    "sensitivity": security.Sensitivity,
+}
+
+
+def _graphql_spelling(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _ENUM_OF_FIELD:
+        return _ENUM_OF_FIELD[name](value).name
+    if name == "links":
+        return [{**lk, "kind": schemas.LinkKind(lk["kind"]).name} for lk in value]
+    return value
+
+
 @read_with(Scope.CASES_READ)
 @strawberry.type
 class CaseRevision:
     revision: int
-    actor: str
+    actor: str = strawberry.field(description="The subject that wrote it (user or client id).")
+    actor_name: str | None = strawberry.field(
+        description="The actor's username, or its client's name, when the revision was "
+        "written (null if unknown then)."
+    )
     created_at: datetime
     reason: str | None
-    changes: JSON
+
+    @strawberry.field(
+        description="What changed, as {field: {old, new}}; enum values are spelled as this "
+        "API's enums (TRIAGED, TICKET), like everywhere else in GraphQL."
+    )
+    def changes(self: RevisionRow) -> JSON:  # type: ignore[misc]
+        return {
+            name: {side: _graphql_spelling(name, value) for side, value in change.items()}
+            for name, change in self.changes.items()
+        }
 
 
 @read_with(Scope.CASES_READ)
@@ -166,6 +194,19 @@ class SeverityGrade:
     rank: int
     title: str
     criteria: str
+
+
+class PastCaseRow:
+    """What `case(id, asOf)` resolves FailureCase from: the detached row of then for every
+    field, and the links of then (they are not columns of the row)."""
+
+    __slots__ = ("past",)
+
+    def __init__(self, past: PastCase) -> None:
+        self.past = past
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.past.case, name)
 
 
 @read_with(Scope.CASES_READ)
@@ -227,11 +268,10 @@ class FailureCase:
 
     @strawberry.field
     def links(self: CaseRow, info: Info) -> list[Link]:  # type: ignore[misc]
-        as_of = self.__dict__.get("as_of_links")
-        if as_of is not None:
+        if isinstance(self, PastCaseRow):
             return [
                 Link(kind=LinkKind(lk["kind"]), url=lk["url"], title=lk.get("title"))
-                for lk in as_of
+                for lk in self.past.links
             ]
         return info.context.loaders.links.get(self.id)
 
@@ -305,6 +345,7 @@ class FieldErrorType:
 class IngestStatus(Enum):
     CREATED = "created"
     DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
     INVALID = "invalid"
     SAMPLED_OUT = "sampled_out"
 

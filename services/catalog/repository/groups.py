@@ -1,0 +1,118 @@
+"""Queries of failure groups: visible reads and pages, and the batch upsert of counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+
+from services.catalog.models import FailureGroup, Model
+from services.catalog.repository.base import RepositoryBase, newest_first
+from services.catalog.repository.visibility import has_visible_case
+from services.catalog.schemas import GroupStatus
+from shared.chunks import chunks
+from shared.security import Principal
+
+
+class GroupQueries(RepositoryBase):
+    async def visible_group(
+        self, group_id: str, viewer: Principal, *, for_update: bool = False
+    ) -> FailureGroup | None:
+        stmt = select(FailureGroup).where(FailureGroup.id == group_id, has_visible_case(viewer))
+        if for_update and self.dialect == "postgresql":
+            stmt = stmt.with_for_update(of=FailureGroup)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def list_groups(
+        self,
+        viewer: Principal,
+        *,
+        model: str | None,
+        status: str | None,
+        first: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[FailureGroup]:
+        """Most recently seen first, keyset on (last_seen, id)."""
+        stmt = select(FailureGroup).where(has_visible_case(viewer))
+        if model:
+            stmt = stmt.where(
+                FailureGroup.model_id
+                == select(Model.id).where(Model.name == model).scalar_subquery()
+            )
+        if status:
+            stmt = stmt.where(FailureGroup.status == status)
+        stmt = newest_first(stmt, FailureGroup.last_seen, FailureGroup.id, after, first)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def get_groups(self, ids: Sequence[str]) -> list[FailureGroup]:
+        rows = await self.session.execute(select(FailureGroup).where(FailureGroup.id.in_(ids)))
+        return list(rows.scalars())
+
+    async def groups_by_id(self, ids: Sequence[str]) -> dict[str, Any]:
+        """What ingestion reads of existing groups (status, resolved_in_version), as plain
+        rows by id: no ORM objects and no locks on the ingestion path."""
+        g = FailureGroup
+        out: dict[str, Any] = {}
+        for chunk in chunks(list(ids)):
+            rows = await self.session.execute(
+                select(g.id, g.status, g.resolved_in_version).where(self._in(g.id, chunk))
+            )
+            out.update({r.id: r for r in rows})
+        return out
+
+    async def upsert_groups(self, rows: list[dict[str, Any]]) -> None:
+        """Create the batch's new groups and add its counts to existing ones, in one
+        statement at the end of the unit of work: concurrent batches sharing groups wait for
+        each other only there. Rows go in id order, so their locks never deadlock."""
+        if not rows:
+            return
+        g = FailureGroup.__table__
+        stmt = self._insert(g)
+        if self.dialect == "postgresql":
+            earliest, latest = func.least, func.greatest
+        else:  # SQLite's two-argument min/max are scalar functions
+            earliest, latest = func.min, func.max
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[g.c.id],
+            set_={
+                "case_count": g.c.case_count + stmt.excluded.case_count,
+                "sampled_out_count": g.c.sampled_out_count + stmt.excluded.sampled_out_count,
+                "first_seen": earliest(g.c.first_seen, stmt.excluded.first_seen),
+                "last_seen": latest(g.c.last_seen, stmt.excluded.last_seen),
+            },
+        )
+        await self.session.execute(stmt, sorted(rows, key=lambda r: r["id"]))
+
+    async def count_evictions(self, per_group: dict[str, int]) -> None:
+        if not per_group:
+            return
+
+        g = FailureGroup.__table__
+        await self.session.execute(
+            update(g)
+            .where(g.c.id == bindparam("gid"))
+            .values(
+                case_count=g.c.case_count - bindparam("n"),
+                sampled_out_count=g.c.sampled_out_count + bindparam("n"),
+            ),
+            [{"gid": k, "n": v} for k, v in per_group.items()],
+            execution_options={"synchronize_session": False},
+        )
+
+    async def mark_regressed(self, group_id: str, version: str, at: datetime) -> None:
+        await self.session.execute(
+            update(FailureGroup)
+            .where(FailureGroup.id == group_id)
+            .values(
+                status=GroupStatus.REGRESSED.value, regressed_at=at, regressed_in_version=version
+            ),
+            execution_options={"synchronize_session": False},
+        )
+
+    async def update_group(self, group_id: str, values: dict[str, Any]) -> None:
+        await self.session.execute(
+            update(FailureGroup).where(FailureGroup.id == group_id).values(**values),
+            execution_options={"synchronize_session": False},
+        )
