@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.catalog.document import search_document as _document
 from services.catalog.ingest import (
     CURATED_COLUMNS,
     ingest,
@@ -45,7 +46,6 @@ from services.catalog.views import PageRelations, PastCase, case_json
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
-from shared.jsonutil import iso as _iso
 from shared.security import Principal
 from shared.vocabulary import SEVERITIES
 
@@ -556,39 +556,6 @@ async def iter_search_documents(
 
 async def case_revisions(session: AsyncSession) -> list[tuple[str, int]]:
     return await CatalogRepository(session).case_revisions()
-
-
-def _document(case: FailureCase, model: str, version: str, source: str) -> dict[str, Any]:
-    writeup = case.writeup or {}
-    return {
-        "id": case.id,
-        "revision": case.revision,
-        "title": case.title,
-        "summary": case.summary,
-        "impact": case.impact,
-        **{
-            f"writeup_{k}": writeup.get(k)
-            for k in ("hypothesis", "experiments", "results", "rationale")
-        },
-        "model": model,
-        "model_version": version,
-        "data_source": source,
-        "failure_mode": case.failure_mode,
-        "failure_mode_parent": case.failure_mode_parent,
-        "severity": case.severity,
-        "severity_rank": SEVERITIES.index(case.severity) if case.severity else None,
-        "status": case.status,
-        "team": case.team,
-        "tags": case.tags or [],
-        "sensitivity": case.sensitivity,
-        "environment": case.environment or {},
-        "occurred_at": _iso(case.occurred_at),
-        "received_at": _iso(case.received_at),
-        "confidence": case.confidence,
-        "latency_ms": case.latency_ms,
-        "group_id": case.group_id,
-        "merged_into_id": case.merged_into_id,
-    }
 
 
 async def page_relations(session: AsyncSession, cases: list[FailureCase]) -> PageRelations:

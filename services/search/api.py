@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.catalog import service as catalog
-from services.search.request import SearchFilter
+from services.search.request import FilterBase, filter_model
 from services.search.service import SearchService
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal, Scope
@@ -28,11 +28,11 @@ def _split(values: list[str]) -> list[str]:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
-def _filter(raw: str | None) -> SearchFilter | None:
+def _filter(raw: str | None, service: SearchService) -> FilterBase | None:
     if not raw:
         return None
     try:
-        return SearchFilter.model_validate(json.loads(raw))
+        return filter_model(service.backend.schema).model_validate(json.loads(raw))
     except json.JSONDecodeError as exc:
         raise BadUserInput(
             "invalid filter",
@@ -69,7 +69,7 @@ async def search_cases(
     result = await _service(request).search(
         principal,
         q,
-        filter=_filter(filter),
+        filter=_filter(filter, _service(request)),
         facets=_split(facets),
         first=first,
         after=after,

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from services.search.request import SearchResult
+from services.search.request import SearchAnswer
 from services.search.service import SearchService
 from shared.db import Database
 from shared.security import SYSTEM, Principal, Sensitivity
@@ -94,7 +94,7 @@ async def _search(service: SearchService, principal: Principal, args: argparse.N
     return 0
 
 
-def render(result: SearchResult, docs: dict[str, dict[str, Any]]) -> str:
+def render(result: SearchAnswer, docs: dict[str, dict[str, Any]]) -> str:
     total = f"{result.total}{'+' if result.total_is_lower_bound else ''}"
     lines = [f"{total} cases"]
     rows = [("SCORE", "ID", "SEV", "STATUS", "MODEL", "TITLE")]

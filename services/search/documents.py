@@ -1,7 +1,8 @@
 """The search document: the catalog's flat dict, normalized once for both backends.
 
-Empty strings become None and tags a sorted set, so "has a value" and facet counts mean the
-same thing in OpenSearch and SQLite.
+Derived from the field table: empty strings become None, keyword lists a sorted set, dates
+ISO UTC, numbers floats, so "has a value" and facet counts mean the same thing in OpenSearch
+and SQLite.
 """
 
 from __future__ import annotations
@@ -9,25 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from services.search.fields import TEXT_FIELDS
-from shared.vocabulary import SEVERITIES
-
-KEYWORDS = (
-    "id",
-    "model",
-    "model_version",
-    "data_source",
-    "failure_mode",
-    "failure_mode_parent",
-    "severity",
-    "status",
-    "team",
-    "sensitivity",
-    "group_id",
-    "merged_into_id",
-)
-DATES = ("occurred_at", "received_at")
-NUMBERS = ("confidence", "latency_ms")
+from services.search.fields import SCHEMA, DocumentSchema, Kind
 
 
 def _text(value: Any) -> str | None:
@@ -54,22 +37,48 @@ def iso_utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def normalize(doc: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": str(doc["id"]), "revision": int(doc["revision"])}
-    for name in (*TEXT_FIELDS, *KEYWORDS[1:]):
-        out[name] = _text(doc.get(name))
-    severity = out["severity"]
-    out["severity_rank"] = SEVERITIES.index(severity) if severity in SEVERITIES else None
-    out["sensitivity"] = out["sensitivity"] or "internal"
-    out["tags"] = sorted({t for t in (_text(t) for t in doc.get("tags") or []) if t})
-    env = doc.get("environment") or {}
-    out["environment"] = {
-        str(k): str(v) for k, v in env.items() if _text(k) and v is not None and str(v) != ""
+def _keywords(values: Any) -> list[str]:
+    if isinstance(values, str):
+        values = [values]
+    return sorted({t for t in (_text(v) for v in values or ()) if t})
+
+
+def _map(value: Any) -> dict[str, str]:
+    return {
+        str(k): str(v)
+        for k, v in (value or {}).items()
+        if _text(k) and v is not None and str(v) != ""
     }
-    for name in DATES:
-        ms = to_epoch_ms(doc.get(name))
-        out[name] = None if ms is None else iso_utc(ms)
-    for name in NUMBERS:
-        value = doc.get(name)
-        out[name] = None if value is None else float(value)
+
+
+def _date(value: Any) -> str | None:
+    ms = to_epoch_ms(value)
+    return None if ms is None else iso_utc(ms)
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or value == "" else float(value)
+
+
+def normalize(doc: dict[str, Any], schema: DocumentSchema = SCHEMA) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": str(doc["id"]), "revision": int(doc["revision"])}
+    for f in schema.fields:
+        if f.name == "id":
+            continue
+        value = doc.get(f.name)
+        if f.kind is Kind.TEXT:
+            out[f.name] = _text(value)
+        elif f.kind is Kind.KEYWORD and f.many:
+            out[f.name] = _keywords(value)
+        elif f.kind is Kind.KEYWORD:
+            out[f.name] = _text(value) or f.default
+            if f.rank:
+                v = out[f.name]
+                out[f.rank] = f.values.index(v) if v in f.values else None
+        elif f.kind is Kind.MAP:
+            out[f.name] = _map(value)
+        elif f.kind is Kind.DATE:
+            out[f.name] = _date(value)
+        else:
+            out[f.name] = _number(value)
     return out

@@ -11,9 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from services.search.fields import BY_NAME, Kind, field_names
+from services.search.fields import SCHEMA, DocumentSchema, Field, Kind, fold
 from shared.errors import BadUserInput, FieldError
-from shared.vocabulary import SENSITIVITIES, SEVERITIES
 
 MAX_QUERY_CHARS = 2000
 MAX_DEPTH = 32
@@ -195,10 +194,11 @@ def tokenize(src: str) -> list[Token]:
 
 
 class _Parser:
-    def __init__(self, src: str, now: datetime) -> None:
+    def __init__(self, src: str, now: datetime, schema: DocumentSchema) -> None:
         self.tokens = tokenize(src)
         self.pos = 0
         self.now = now
+        self.schema = schema
         self.depth = 0
         self.clauses = 0
 
@@ -281,7 +281,7 @@ class _Parser:
 
     def field_term(self, tok: Token) -> Node:
         name = tok.text
-        field = _resolve_field(name, tok.col)
+        field = _resolve_field(self.schema, name, tok.col)
         nxt = self.peek()
         if nxt.kind == "VALUE_PHRASE":
             self.take()
@@ -306,57 +306,84 @@ def _free_word(word: str) -> Node:
     return Text(word)
 
 
-def _resolve_field(name: str, col: int) -> str:
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a `field:` resolved to: a field of the table, or one key of the map field."""
+
+    field: Field
+    schema: DocumentSchema
+    key: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.schema.map_prefix}.{self.key}" if self.key is not None else self.field.name
+
+
+def _resolve_field(schema: DocumentSchema, name: str, col: int) -> _Target:
     """The canonical field for `name` ("env.region" stays as it is)."""
-    lower = name.lower()
-    if lower.startswith(("env.", "environment.")):
-        key = name.split(".", 1)[1]
+    key = schema.map_key(name)
+    if key is not None:
         if not key:
-            raise _error(col, "expected an environment key after 'env.'")
-        return f"env.{key}"
-    field = BY_NAME.get(lower)
-    if field is None or field.kind is Kind.ENV:
-        hint = "use env.<key>:value for the environment; " if field is not None else ""
-        raise _error(
-            col, f"unknown field '{name}'; {hint}valid fields: " + ", ".join(field_names())
+            raise _error(col, f"expected a key after '{schema.map_prefix}.'")
+        assert schema.map is not None
+        return _Target(schema.map, schema, key)
+    field = schema.by_name.get(name.lower())
+    if field is None or field.kind is Kind.MAP:
+        hint = (
+            f"use {schema.map_prefix}.<key>:value for the {field.name}; "
+            if field is not None
+            else ""
         )
-    return field.name
+        raise _error(
+            col,
+            f"unknown field '{name}'; {hint}valid fields: " + ", ".join(schema.field_names()),
+        )
+    return _Target(field, schema)
 
 
-_COMPARABLE = "severity, sensitivity, confidence, latency_ms, occurred_at, received_at"
+def _comparable(schema: DocumentSchema) -> str:
+    return ", ".join(
+        f.name for f in schema.fields if f.ordered or f.kind in (Kind.NUMBER, Kind.DATE)
+    )
 
 
 def _compile_value(
-    field: str, name: str, op: str, raw: str, col: int, quoted: bool, now: datetime
+    target: _Target, name: str, op: str, raw: str, col: int, quoted: bool, now: datetime
 ) -> Node:
-    kind = Kind.KEYWORD if field.startswith("env.") else BY_NAME[field].kind
+    spec, field = target.field, target.name
+    kind = Kind.KEYWORD if target.key is not None else spec.kind
+    comparable = _comparable(target.schema)
     if kind is Kind.TEXT:
         if op != "=":
             raise _error(
                 col - len(op),
                 f"field '{name}' is full text and does not support '{op}'; "
-                f"comparisons work on {_COMPARABLE}",
+                f"comparisons work on {comparable}",
             )
         if not quoted and raw.lower() in STOPWORDS:
             return MatchAll()
         return Text(raw, phrase=quoted, field=field)
     if raw == "*" and not quoted and op == "=":
         return Exists(field)
-    if kind in (Kind.KEYWORD, Kind.TAGS):
+    if kind is Kind.KEYWORD and not spec.ordered:
         if op != "=":
             raise _error(
                 col - len(op),
-                f"field '{name}' does not support '{op}'; comparisons work on {_COMPARABLE}",
+                f"field '{name}' does not support '{op}'; comparisons work on {comparable}",
             )
-        if field == "failure_mode":
-            # A top-level code matches its sub-modes too: failure_mode:label_noise.
-            return or_of([Term("failure_mode", (raw,)), Term("failure_mode_parent", (raw,))])
-        return Term(field, (raw,))
+        value = raw
+        if spec.values:  # a closed set: its canonical spelling, whatever the case written
+            value = spec.match_value(raw)  # type: ignore[assignment]
+            if value is None:
+                raise _error(
+                    col, f"expected one of {', '.join(spec.values)} for '{name}', got '{raw}'"
+                )
+        # `also`: a top-level failure mode matches its sub-modes too (failure_mode:label_noise).
+        others = () if target.key is not None else spec.also
+        return or_of([Term(f, (value,)) for f in (field, *others)])
     lo, hi = _split_range(raw, op, col, name)
-    if kind is Kind.SEVERITY:
-        return _ordinal(field, "severity_rank", SEVERITIES, name, op, raw, lo, hi, col, upper=True)
-    if kind is Kind.SENSITIVITY:
-        return _ordinal(field, None, SENSITIVITIES, name, op, raw, lo, hi, col, upper=False)
+    if kind is Kind.KEYWORD:
+        return _ordinal(field, spec.rank, spec.values, name, op, raw, lo, hi, col)
     if kind is Kind.NUMBER:
 
         def num(text: str, at: int) -> float:
@@ -395,12 +422,13 @@ def _range_node(field, op, lo, hi, conv, col, raw) -> Node:
     return Range(field, **{{"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}[op]: value})
 
 
-def _ordinal(field, rank_field, order, name, op, raw, lo, hi, col, upper) -> Node:
+def _ordinal(field, rank_field, order, name, op, raw, lo, hi, col) -> Node:
+    folded = [fold(v) for v in order]
+
     def rank(text: str, at: int) -> int:
-        key = text.upper() if upper else text.lower()
-        if key not in order:
+        if fold(text) not in folded:
             raise _error(at, f"expected one of {', '.join(order)} for '{name}', got '{text}'")
-        return order.index(key)
+        return folded.index(fold(text))
 
     if ".." in raw:
         a = 0 if lo is None else rank(lo, col)
@@ -486,10 +514,10 @@ def _ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
-def parse(src: str, now: datetime | None = None) -> Node:
+def parse(src: str, now: datetime | None = None, schema: DocumentSchema = SCHEMA) -> Node:
     """Parse a query into its AST; raise BadUserInput naming the column on any error."""
     if len(src) > MAX_QUERY_CHARS:
         raise _error(
             MAX_QUERY_CHARS + 1, f"query is longer than {MAX_QUERY_CHARS} characters (the limit)"
         )
-    return _Parser(src, now or datetime.now(UTC)).parse()
+    return _Parser(src, now or datetime.now(UTC), schema).parse()

@@ -6,18 +6,12 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from functools import lru_cache
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
 
-from services.search.fields import (
-    HISTOGRAM_INTERVALS,
-    SENSITIVITIES,
-    SEVERITIES,
-    SORTS,
-    facet_field,
-    facet_names,
-)
+from services.search.fields import HISTOGRAM_INTERVALS, SCHEMA, DocumentSchema, Kind
 from services.search.query import Node
 from shared.errors import BadUserInput, FieldError
 from shared.visibility import Visibility
@@ -28,50 +22,49 @@ MAX_FACET_SIZE = 100
 TOTAL_EXACT_UP_TO = 10_000
 
 
-class SearchFilter(BaseModel):
+class FilterBase(BaseModel):
     """Facet selections: values OR-ed within a field, AND-ed across fields.
 
     Unlike the same condition written in the query, a field's own selection does not narrow
     that field's facet counts (multi-select faceting), so a UI can show the other choices.
+    The fields are the table's facetable ones (filter_model derives them).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: list[str] | None = None
-    model_version: list[str] | None = None
-    data_source: list[str] | None = None
-    failure_mode: list[str] | None = None
-    failure_mode_parent: list[str] | None = None
-    severity: list[str] | None = None
-    status: list[str] | None = None
-    team: list[str] | None = None
-    tags: list[str] | None = None
-    sensitivity: list[str] | None = None
-    env: dict[str, list[str]] | None = None
+    document: ClassVar[DocumentSchema] = SCHEMA
 
     def selections(self) -> dict[str, tuple[str, ...]]:
+        schema = self.document
         out: dict[str, tuple[str, ...]] = {}
-        for name, values in self.model_dump(exclude={"env"}, exclude_none=True).items():
-            if values:
-                out[name] = tuple(values)
-        for key, values in (self.env or {}).items():
-            if values:
-                out[f"env.{key}"] = tuple(values)
-        for bad in set(out.get("severity", ())) - set(SEVERITIES):
-            raise BadUserInput(
-                "invalid filter",
-                [FieldError("filter.severity", f"'{bad}' is not one of {', '.join(SEVERITIES)}")],
-            )
-        for bad in set(out.get("sensitivity", ())) - set(SENSITIVITIES):
-            raise BadUserInput(
-                "invalid filter",
-                [
-                    FieldError(
-                        "filter.sensitivity", f"'{bad}' is not one of {', '.join(SENSITIVITIES)}"
-                    )
-                ],
-            )
+        for name, values in self.model_dump(exclude_none=True).items():
+            field = schema.by_name[name]
+            if field.kind is Kind.MAP:
+                for key, vs in values.items():
+                    if vs:
+                        out[f"{schema.map_prefix}.{key}"] = tuple(vs)
+                continue
+            if not values:
+                continue
+            if field.values:
+                for bad in set(values) - set(field.values):
+                    message = f"'{bad}' is not one of {', '.join(field.values)}"
+                    raise BadUserInput("invalid filter", [FieldError(f"filter.{name}", message)])
+            out[name] = tuple(values)
         return out
+
+
+@lru_cache
+def filter_model(schema: DocumentSchema) -> type[FilterBase]:
+    """The filter type of `schema`: a list of values per facetable field, and per map key."""
+    fields: dict[str, Any] = {f.name: (list[str] | None, None) for f in schema.fields if f.facet}
+    if schema.map is not None:
+        fields[schema.map_prefix] = (dict[str, list[str]] | None, None)
+    model = create_model("SearchFilter", __base__=FilterBase, **fields)
+    model.document = schema
+    return model
+
+
+SearchFilter = filter_model(SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +112,22 @@ class HeatmapCell:
 
 @dataclass(slots=True)
 class SearchResult:
+    """What a backend answers: hits carry their raw sort values, and `has_more` says whether
+    a page follows the last hit."""
+
     hits: list[Hit]
     total: int
     total_is_lower_bound: bool
     facets: dict[str, list[Bucket]]
     histogram: list[Bucket] = field(default_factory=list)
     heatmap: list[HeatmapCell] = field(default_factory=list)
+    has_more: bool = False
+
+
+@dataclass(slots=True)
+class SearchAnswer(SearchResult):
+    """What the service answers: the backend's result with the cursor of the next page."""
+
     next_cursor: str | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -160,22 +163,23 @@ def _bad(path: str, message: str) -> BadUserInput:
     return BadUserInput(f"invalid search request: {path}: {message}", [FieldError(path, message)])
 
 
-def check_facets(names: list[str]) -> tuple[str, ...]:
+def check_facets(names: list[str], schema: DocumentSchema = SCHEMA) -> tuple[str, ...]:
     out: list[str] = []
     for name in names:
-        canonical = facet_field(name)
+        canonical = schema.facet_field(name)
         if canonical is None:
             raise _bad(
-                "facets", f"'{name}' is not a facet; valid facets: " + ", ".join(facet_names())
+                "facets",
+                f"'{name}' is not a facet; valid facets: " + ", ".join(schema.facet_names()),
             )
         if canonical not in out:
             out.append(canonical)
     return tuple(out)
 
 
-def check_sort(sort: str) -> str:
-    if sort not in SORTS:
-        raise _bad("sort", f"'{sort}' is not a sort; valid sorts: {', '.join(SORTS)}")
+def check_sort(sort: str, schema: DocumentSchema = SCHEMA) -> str:
+    if sort not in schema.sorts:
+        raise _bad("sort", f"'{sort}' is not a sort; valid sorts: {', '.join(schema.sorts)}")
     return sort
 
 
@@ -194,14 +198,17 @@ def check_histogram(interval: str | None) -> str | None:
     return interval
 
 
-def check_heatmap(pair: tuple[str, str] | list[str] | None) -> Heatmap | None:
+def check_heatmap(
+    pair: tuple[str, str] | list[str] | None, schema: DocumentSchema = SCHEMA
+) -> Heatmap | None:
     if not pair:
         return None
     if len(pair) != 2:
         raise _bad("heatmap", "expected two facet fields, for example failure_mode,model_version")
-    x, y = check_facets([pair[0]]), check_facets([pair[1]])
-    if "env" in (x[0], y[0]):
-        raise _bad("heatmap", "'env' lists keys; use env.<key> in a heatmap")
+    x, y = check_facets([pair[0]], schema), check_facets([pair[1]], schema)
+    if schema.map is not None and schema.map_prefix in (x[0], y[0]):
+        prefix = schema.map_prefix
+        raise _bad("heatmap", f"'{prefix}' lists keys; use {prefix}.<key> in a heatmap")
     return Heatmap(x[0], y[0])
 
 
@@ -213,7 +220,10 @@ def encode_cursor(sort: str, values: tuple[Any, ...]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, sort: str) -> tuple[Any, ...]:
+def decode_cursor(cursor: str, sort: str, schema: DocumentSchema = SCHEMA) -> tuple[Any, ...]:
+    """The sort values after which the page starts; their number and types are checked here,
+    so a backend receives only a cursor of its sort's shape."""
+    keys = schema.sorts[sort]
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         cursor_sort, values = json.loads(raw)
@@ -223,4 +233,11 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, ...]:
         raise _bad("after", "not a cursor returned by this search") from None
     if cursor_sort != sort:
         raise _bad("after", f"cursor was made for sort '{cursor_sort}', not '{sort}'")
+    # Every key but the last (the id, a string) is a number, or null where a backend
+    # sorts by a constant.
+    numbers = all(
+        v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values[:-1]
+    )
+    if len(values) != len(keys) or not numbers or not isinstance(values[-1], str):
+        raise _bad("after", "not a cursor returned by this search")
     return tuple(values)

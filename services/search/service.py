@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -12,12 +13,13 @@ from typing import Any
 
 from services.search.backends.base import BackendUnavailable, SearchBackend
 from services.search.catalog_feed import CatalogFeed, catalog_feed
+from services.search.fields import SCHEMA, DocumentSchema
 from services.search.query import parse
 from services.search.request import (
+    FilterBase,
     Hit,
-    SearchFilter,
+    SearchAnswer,
     SearchRequest,
-    SearchResult,
     Visibility,
     check_facets,
     check_first,
@@ -77,14 +79,14 @@ def revisions_checksum(pairs: dict[str, int]) -> str:
     return h.hexdigest()
 
 
-def make_backend(settings: Settings) -> SearchBackend:
+def make_backend(settings: Settings, schema: DocumentSchema = SCHEMA) -> SearchBackend:
     if settings.embedded_search:
         from services.search.backends.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(settings.data_dir / "search.db")
+        return EmbeddedBackend(settings.data_dir / "search.db", schema)
     from services.search.backends.opensearch import OpenSearchBackend
 
-    return OpenSearchBackend(settings.search_url, settings.search_index)
+    return OpenSearchBackend(settings.search_url, settings.search_index, schema=schema)
 
 
 class SearchService:
@@ -150,8 +152,20 @@ class SearchService:
             await record_change(session, "changed", [c for c, rev in live if rev > 1])
         return len(rows)
 
+    async def upgrade_index(self) -> bool:
+        """Rebuild the index from the catalog if it was made for another field table (a
+        field was added or changed since): True if it did. The indexer calls this first,
+        so an upgrade needs no manual step; searches use the old index until the switch."""
+        await self._ensure_ready()
+        if not await self.backend.outdated():
+            return False
+        log.warning("search index was built for another field table: rebuilding it")
+        await self.reindex()
+        return True
+
     async def drain_outbox(self) -> int:
         """Index everything waiting in the outbox; returns the outbox rows consumed."""
+        await self.upgrade_index()
         total = 0
         while n := await self._drain_batch():
             total += n
@@ -162,6 +176,7 @@ class SearchService:
         backoff = 0.0
         while True:
             try:
+                await self.upgrade_index()
                 n = await self._drain_batch()
             except asyncio.CancelledError:
                 raise
@@ -190,7 +205,7 @@ class SearchService:
         principal: Principal,
         query: str,
         *,
-        filter: SearchFilter | None = None,
+        filter: FilterBase | None = None,
         facets: list[str] | tuple[str, ...] = (),
         first: int = 20,
         after: str | None = None,
@@ -200,17 +215,18 @@ class SearchService:
         now: datetime | None = None,
     ) -> SearchRequest:
         """Validate and parse once; the request then compiles for either backend."""
-        sort = check_sort(sort)
+        schema = self.backend.schema
+        sort = check_sort(sort, schema)
         return SearchRequest(
             visibility=Visibility.of(principal),
-            query=parse(query or "", now),
-            selections=(filter or SearchFilter()).selections(),
-            facets=check_facets(list(facets)),
+            query=parse(query or "", now, schema),
+            selections=filter.selections() if filter else {},
+            facets=check_facets(list(facets), schema),
             first=check_first(first),
-            after=decode_cursor(after, sort) if after else None,
+            after=decode_cursor(after, sort, schema) if after else None,
             sort=sort,
             histogram=check_histogram(histogram),
-            heatmap=check_heatmap(heatmap),
+            heatmap=check_heatmap(heatmap, schema),
         )
 
     async def search(
@@ -218,14 +234,14 @@ class SearchService:
         principal: Principal,
         query: str,
         *,
-        filter: SearchFilter | None = None,
+        filter: FilterBase | None = None,
         facets: list[str] | tuple[str, ...] = (),
         first: int = 20,
         after: str | None = None,
         sort: str = "relevance",
         histogram: str | None = None,
         heatmap: tuple[str, str] | list[str] | None = None,
-    ) -> SearchResult:
+    ) -> SearchAnswer:
         request = self.build_request(
             principal,
             query,
@@ -239,18 +255,19 @@ class SearchService:
         )
         return await self.execute(request)
 
-    async def execute(self, request: SearchRequest) -> SearchResult:
+    async def execute(self, request: SearchRequest) -> SearchAnswer:
         try:
             await self._ensure_ready()
             result = await self.backend.search(request)
         except BackendUnavailable as exc:
             raise Unavailable("search is temporarily unavailable") from exc
-        result.next_cursor = (
-            encode_cursor(request.sort, result.hits[-1].sort_values)
-            if result.next_cursor and result.hits
-            else None
+        cursor = None
+        if result.has_more and result.hits:
+            cursor = encode_cursor(request.sort, result.hits[-1].sort_values)
+        return SearchAnswer(
+            **{f.name: getattr(result, f.name) for f in dataclasses.fields(result)},
+            next_cursor=cursor,
         )
-        return result
 
     async def similar(self, principal: Principal, case_id: str, first: int = 10) -> list[Hit]:
         try:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from services.search.backends.base import SearchBackend
+from services.search.fields import SCHEMA, DocumentSchema
 from tests.conftest import opensearch_url
 from tests.search.corpus import corpus_documents, planted_documents
 from tests.search.oracle import prepare
@@ -23,24 +24,28 @@ SEARCH_BACKENDS = ["embedded", "opensearch"]
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-async def open_backend(kind: str, tmp: Path) -> SearchBackend:
+def backend_of(
+    kind: str, tmp: Path, schema: DocumentSchema = SCHEMA, name: str | None = None
+) -> SearchBackend:
+    """A backend of `kind` over the index `name` (a file or an alias; new by default)."""
+    name = name or f"failcat-t-search-{secrets.token_hex(4)}"
     if kind == "embedded":
         from services.search.backends.embedded import EmbeddedBackend
 
-        backend: SearchBackend = EmbeddedBackend(tmp / f"search-{secrets.token_hex(3)}.db")
-    else:
-        from services.search.backends.opensearch import OpenSearchBackend
+        return EmbeddedBackend(tmp / f"{name}.db", schema)
+    from services.search.backends.opensearch import OpenSearchBackend
 
-        backend = OpenSearchBackend(opensearch_url(), f"failcat-t-search-{secrets.token_hex(4)}")
+    return OpenSearchBackend(opensearch_url(), name, schema=schema)
+
+
+async def open_backend(kind: str, tmp: Path) -> SearchBackend:
+    backend = backend_of(kind, tmp)
     await backend.ensure_ready()
     return backend
 
 
 async def dispose_backend(backend: SearchBackend) -> None:
-    drop = getattr(backend, "drop", None)
-    if drop is not None:
-        await drop()
-    await backend.close()
+    await backend.drop()
 
 
 @pytest.fixture(scope="session", params=SEARCH_BACKENDS)

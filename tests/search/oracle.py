@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.search.documents import normalize, to_epoch_ms
-from services.search.fields import TEXT_FIELDS
+from services.search.fields import SCHEMA
 from services.search.query import And, Exists, MatchAll, Node, Not, Or, Range, Term, Text
 from services.search.request import Visibility
 
@@ -43,7 +43,7 @@ def values_of(doc: dict[str, Any], field: str) -> list[Any]:
 
 
 def _text_match(doc: dict[str, Any], node: Text) -> bool:
-    fields = [node.field] if node.field else TEXT_FIELDS
+    fields = [node.field] if node.field else SCHEMA.text_fields
     words = node.value.lower().split()
     for f in fields:
         tokens = re.findall(r"\w+", (doc.get(f) or "").lower())

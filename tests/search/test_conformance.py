@@ -35,7 +35,7 @@ async def all_ids(backend: SearchBackend, req: SearchRequest) -> list[str]:
     while True:
         res = await backend.search(req)
         out += [h.id for h in res.hits]
-        if not res.next_cursor:
+        if not res.has_more:
             return out
         req = dataclasses.replace(req, after=res.hits[-1].sort_values)
 
@@ -257,7 +257,7 @@ async def test_relevance_pages_follow_one_order(loaded):
     while True:
         res = await loaded.search(page)
         paged += res.hits
-        if not res.next_cursor:
+        if not res.has_more:
             break
         page = dataclasses.replace(page, after=res.hits[-1].sort_values)
     assert [h.id for h in paged] == [h.id for h in whole.hits]

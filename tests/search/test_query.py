@@ -82,7 +82,7 @@ def ms(y: int, m: int, d: int) -> int:
             "model:fraud-detector version:3.2.0",
             And((Term("model", ("fraud-detector",)), Term("model_version", ("3.2.0",)))),
         ),
-        ("status:OR", Term("status", ("OR",))),  # values are read raw
+        ("team:OR", Term("team", ("OR",))),  # values are read raw
         ("re-ranking", Text("re-ranking")),
     ],
 )

@@ -41,10 +41,7 @@ async def service(
     db = Database(settings.catalog_url)
     svc = await SearchService.start(settings, db)
     yield svc
-    drop = getattr(svc.backend, "drop", None)
-    if drop is not None:
-        await drop()
-    await svc.close()
+    await svc.backend.drop()
     await db.dispose()
 
 

@@ -1,0 +1,93 @@
+"""Facets, the date histogram and the heatmap, counted over the matching set (temp.m)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+
+from services.search.backends.embedded.compiler import Compiler, Sql, histogram_key
+from services.search.documents import iso_utc
+from services.search.request import Bucket, HeatmapCell, SearchRequest
+
+# CROSS JOIN: SQLite then keeps the (small) matching set as the outer loop instead of walking
+# a whole index of doc and probing the set.
+MATCHED = "temp.m m CROSS JOIN doc d ON d.pk = m.pk"
+
+
+async def facet(
+    conn: aiosqlite.Connection,
+    compiler: Compiler,
+    req: SearchRequest,
+    field: str,
+    filters: Any,
+) -> list[Bucket]:
+    """`filters(skip)`: the request's WHERE without one field's selection, and its params."""
+    sql = Sql()
+    join, value = compiler.value_source(field, sql)
+    if field in req.selections:
+        # Multi-select: this facet's own selection must not narrow its counts, so it counts
+        # over the filters without it instead of over the matching set.
+        where, params = filters(field)
+        source, params = f"doc d {join} WHERE {where} AND", [*sql.params, *params]
+    else:
+        source, params = f"{MATCHED} {join} WHERE", sql.params
+    rows = await conn.execute_fetchall(
+        f"SELECT {value}, count(*) AS c FROM {source} {value} IS NOT NULL "
+        f"GROUP BY {value} ORDER BY c DESC, {value} ASC LIMIT {int(req.facet_size)}",
+        params,
+    )
+    return [Bucket(str(r[0]), r[1]) for r in rows]
+
+
+async def histogram(conn: aiosqlite.Connection, req: SearchRequest) -> list[Bucket]:
+    key = histogram_key(req.histogram or "day")
+    rows = await conn.execute_fetchall(
+        f"SELECT {key} AS k, count(*) FROM {MATCHED} "
+        f"WHERE d.occurred_at IS NOT NULL GROUP BY k ORDER BY k"
+    )
+    return [Bucket(iso_utc(r[0]), r[1]) for r in rows]
+
+
+async def heatmap(
+    conn: aiosqlite.Connection, compiler: Compiler, req: SearchRequest
+) -> list[HeatmapCell]:
+    assert req.heatmap is not None
+    sx, sy = Sql(), Sql()
+    jx, vx = compiler.value_source(req.heatmap.x, sx, "vx")
+    jy, vy = compiler.value_source(req.heatmap.y, sy, "vy")
+    size = int(req.heatmap.size)
+    if not jy:
+        # y is a column of doc, so each document adds one (x, y) row (y may be NULL) and
+        # x's document count is the sum of its cells: one pass over the set.
+        rows = await conn.execute_fetchall(
+            f"SELECT {vx}, {vy}, count(*) FROM {MATCHED} {jx} WHERE {vx} IS NOT NULL "
+            f"GROUP BY {vx}, {vy}",
+            sx.params,
+        )
+        totals: dict[Any, int] = {}
+        cells: dict[Any, list[tuple[Any, int]]] = {}
+        for x, y, c in rows:
+            totals[x] = totals.get(x, 0) + c
+            if y is not None:
+                cells.setdefault(x, []).append((y, c))
+        top = sorted(totals, key=lambda x: (-totals[x], x))[:size]
+        return [
+            HeatmapCell(str(x), str(y), c)
+            for x in top
+            for y, c in sorted(cells.get(x, []), key=lambda yc: (-yc[1], yc[0]))[:size]
+        ]
+    # The top x values first, then the top y values within each, as nested terms
+    # aggregations do.
+    stmt = (
+        f"WITH top AS (SELECT {vx} AS x, count(*) AS c FROM {MATCHED} {jx} "
+        f"WHERE {vx} IS NOT NULL GROUP BY {vx} ORDER BY c DESC, x ASC LIMIT {size}), "
+        f"cells AS (SELECT {vx} AS x, {vy} AS y, count(*) AS c, row_number() OVER "
+        f"(PARTITION BY {vx} ORDER BY count(*) DESC, {vy} ASC) AS rn "
+        f"FROM {MATCHED} {jx} {jy} WHERE {vx} IN (SELECT x FROM top) "
+        f"AND {vy} IS NOT NULL GROUP BY {vx}, {vy}) "
+        f"SELECT cells.x, cells.y, cells.c FROM cells JOIN top ON top.x = cells.x "
+        f"WHERE rn <= {size} ORDER BY top.c DESC, top.x ASC, cells.c DESC, cells.y ASC"
+    )
+    rows = await conn.execute_fetchall(stmt, [*sx.params, *sx.params, *sy.params])
+    return [HeatmapCell(str(r[0]), str(r[1]), r[2]) for r in rows]

@@ -1,0 +1,277 @@
+"""The embedded backend: SQLite FTS5 in its own file (search.db), through aiosqlite.
+
+A search computes its matching set once into a temp table (rowids, then scores) when
+anything needs the whole set (relevance, facets, histogram, heatmap); hits, count and every
+aggregation read it. bm25() has no top-k pruning in FTS5, so it only runs when the caller
+sorts by relevance, and then only for the rows of the filtered matching set (see _score). A
+plain page with nothing to aggregate (a deep cursor page) never materializes the set: it
+reads doc in sort order, and its count stops just past the exact-total limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from services.search.backends.base import Progress
+from services.search.backends.embedded import aggregations
+from services.search.backends.embedded.compiler import Compiler, Sql
+from services.search.backends.embedded.layout import HL_CLOSE, HL_OPEN, Layout
+from services.search.backends.embedded.pool import Pool
+from services.search.backends.embedded.similar import similar
+from services.search.backends.embedded.writes import Writer
+from services.search.fields import SCHEMA, DocumentSchema
+from services.search.query import positive_text
+from services.search.request import (
+    TOTAL_EXACT_UP_TO,
+    Hit,
+    SearchRequest,
+    SearchResult,
+    Visibility,
+)
+
+# Every table any layout made (older ones included): an outdated file loses them all.
+_TABLES = ("doc_fts", "doc_plain", "doc", "doc_text", "doc_tag", "doc_kw", "doc_env")
+
+
+def _highlight(snippet: str) -> str:
+    """Escape the snippet as OpenSearch's html encoder does, then mark the matches."""
+    return html.escape(snippet, quote=False).replace(HL_OPEN, "<em>").replace(HL_CLOSE, "</em>")
+
+
+class EmbeddedBackend:
+    name = "embedded"
+
+    def __init__(self, path: Path, schema: DocumentSchema = SCHEMA) -> None:
+        self.path = path
+        self.schema = schema
+        self.layout = Layout(schema)
+        self.compiler = Compiler(self.layout)
+        self.writer = Writer(self.layout)
+        self.pool = Pool(path)
+        self._outdated = False
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def ensure_ready(self) -> None:
+        if self.pool.writer is not None:
+            return
+        conn = await self.pool.open_writer()
+        version = (await conn.execute_fetchall("PRAGMA user_version"))[0][0]
+        if version != self.layout.fingerprint:
+            existing = await conn.execute_fetchall(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'doc'"
+            )
+            # A file made for another field table: its tables cannot answer this one's
+            # queries, so they are replaced and the index must be rebuilt from the catalog.
+            self._outdated = bool(existing)
+            await conn.execute("BEGIN IMMEDIATE")
+            for table in _TABLES:
+                await conn.execute(f"DROP TABLE IF EXISTS {table}")
+            await conn.execute("COMMIT")
+            await conn.executescript(self.layout.ddl)
+            await conn.execute(f"PRAGMA user_version = {self.layout.fingerprint}")
+        await self.pool.open_readers()
+
+    async def outdated(self) -> bool:
+        return self._outdated
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def drop(self) -> None:
+        await self.pool.close()
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{self.path}{suffix}")
+
+    async def ping(self) -> bool:
+        if not self.pool.open:
+            return False  # not opened (yet), or closed
+        try:
+            async with self.pool.reader() as conn:
+                await conn.execute_fetchall("SELECT 1 FROM doc LIMIT 1")
+            return True
+        except (aiosqlite.Error, ValueError):
+            return False
+
+    # ---- writes -------------------------------------------------------------------------
+
+    async def index(self, docs: list[dict[str, Any]]) -> int:
+        if not docs:
+            return 0
+        async with self.pool.write() as conn:
+            return await self.writer.index(conn, docs)
+
+    async def delete(self, ids: list[str]) -> None:
+        if ids:
+            async with self.pool.write() as conn:
+                await self.writer.delete(conn, ids)
+
+    async def rebuild(
+        self, batches: AsyncIterator[list[dict[str, Any]]], progress: Progress | None = None
+    ) -> int:
+        async with self.pool.write() as conn:
+            done = await self.writer.rebuild(conn, batches, progress)
+        self._outdated = False
+        return done
+
+    async def refresh(self) -> None:
+        return None  # a committed write is searchable at once
+
+    # ---- reads --------------------------------------------------------------------------
+
+    async def revisions(self) -> dict[str, int]:
+        async with self.pool.reader() as conn:
+            rows = await conn.execute_fetchall("SELECT id, revision FROM doc")
+        return {r[0]: r[1] for r in rows}
+
+    async def similar(self, visibility: Visibility, case_id: str, first: int) -> list[Hit]:
+        async with self.pool.reader() as conn:
+            return await similar(conn, self.compiler, visibility, case_id, first)
+
+    async def search(self, req: SearchRequest) -> SearchResult:
+        async with self.pool.reader() as conn:
+            # One read transaction: hits, counts and facets all see the same snapshot.
+            await conn.execute("BEGIN")
+            try:
+                return await self._search(conn, req)
+            finally:
+                await conn.execute("COMMIT")
+
+    def _filters(self, req: SearchRequest, skip: str | None = None) -> tuple[str, list[Any]]:
+        sql = Sql()
+        parts = [self.compiler.visibility(req.visibility, sql), self.compiler.where(req.query, sql)]
+        parts += [self.compiler.term(f, vs, sql) for f, vs in req.selections.items() if f != skip]
+        return " AND ".join(parts), sql.params
+
+    async def _search(self, conn: aiosqlite.Connection, req: SearchRequest) -> SearchResult:
+        where, params = self._filters(req)
+        texts = [self.compiler.fts_expr(t) for t in positive_text(req.query)]
+        score_expr = " OR ".join(t for t in texts if t) or None
+        scored = req.sort == "relevance" and score_expr is not None
+        if scored or req.facets or req.histogram or req.heatmap:
+            # The matching set is computed once into a temp table (rowids, then scores), and
+            # hits, count, facets, histogram and heatmap all read it instead of re-running
+            # the filters.
+            await conn.execute("DELETE FROM temp.m")
+            await conn.execute(
+                f"INSERT INTO temp.m (pk) SELECT d.pk FROM doc d WHERE {where}", params
+            )
+            if scored:
+                await self._score(conn, score_expr)  # type: ignore[arg-type]
+            hits, has_more, by_pk = await self._hits(conn, req, scored, "temp.m m", "1", [])
+            total = (await conn.execute_fetchall("SELECT count(*) FROM temp.m"))[0][0]
+        else:
+            # Nothing needs the whole set (a plain page, such as a deep cursor page): the
+            # page reads doc in sort order and the count stops past the exact limit, so the
+            # cost follows the page, not the number of matches.
+            hits, has_more, by_pk = await self._hits(conn, req, False, "", where, params)
+            total = (
+                await conn.execute_fetchall(
+                    f"SELECT count(*) FROM (SELECT 1 FROM doc d WHERE {where} "
+                    f"LIMIT {TOTAL_EXACT_UP_TO + 1})",
+                    params,
+                )
+            )[0][0]
+        if req.highlight and score_expr and hits:
+            await self._highlights(conn, score_expr, by_pk)
+        facets = {
+            f: await aggregations.facet(
+                conn, self.compiler, req, f, lambda s: self._filters(req, s)
+            )
+            for f in req.facets
+        }
+        return SearchResult(
+            hits=hits,
+            total=min(total, TOTAL_EXACT_UP_TO),
+            total_is_lower_bound=total > TOTAL_EXACT_UP_TO,
+            facets=facets,
+            histogram=await aggregations.histogram(conn, req) if req.histogram else [],
+            heatmap=await aggregations.heatmap(conn, self.compiler, req) if req.heatmap else [],
+            has_more=has_more,
+        )
+
+    async def _score(self, conn: aiosqlite.Connection, match: str) -> None:
+        """bm25 of the matching set's rows. The FTS scan drives (a cheap walk of rowids)
+        and probes temp.m by primary key; bm25, which reads each row's sizes and positions,
+        only runs for the rows that pass the probe, as it sits in the flattened subquery.
+        (A materialized CTE would score every match; `rowid IN temp.m` would restart the
+        FTS query once per row.)"""
+        weights = ", ".join(str(w) for w in self.layout.weights)
+        await conn.execute(
+            f"UPDATE temp.m SET score = s.score FROM (SELECT rowid AS pk, "
+            f"-bm25(doc_fts, {weights}) AS score FROM doc_fts WHERE doc_fts MATCH ?) AS s "
+            f"WHERE temp.m.pk = s.pk",
+            [match],
+        )
+
+    async def _hits(
+        self,
+        conn: aiosqlite.Connection,
+        req: SearchRequest,
+        scored: bool,
+        source: str,
+        where: str,
+        params: list[Any],
+    ) -> tuple[list[Hit], bool, dict[int, Hit]]:
+        """One page in sort order, from the matching set (`source` "temp.m m") or straight
+        from doc under `where`."""
+        keys = self.compiler.sort_keys(req.sort, scored)
+        sql = Sql()
+        sql.params.extend(params)
+        conds = [where]
+        if req.after is not None:
+            conds.append(self.compiler.after(keys, req.after, sql))
+        elif scored:
+            # First page: the page's lowest score, read from temp.m alone, so that only rows
+            # scoring at least that (ties included) are joined to doc and sorted, rather
+            # than the whole set.
+            floor = await conn.execute_fetchall(
+                "SELECT coalesce(score, 0.0) AS s FROM temp.m ORDER BY s DESC LIMIT 1 OFFSET ?",
+                [req.first],
+            )
+            if floor:
+                conds.append(f"coalesce(m.score, 0.0) >= {sql.add(floor[0][0])}")
+        exprs = [(k or "NULL") for k, _ in keys]
+        order = ", ".join(f"{k} {'DESC' if d else 'ASC'}" for k, d in keys if k)
+        frm = f"{source} CROSS JOIN doc d ON d.pk = m.pk" if source else "doc d"
+        stmt = (
+            f"SELECT d.pk, d.id, {', '.join(exprs)} FROM {frm} "
+            f"WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT {sql.add(req.first + 1)}"
+        )
+        rows = await conn.execute_fetchall(stmt, sql.params)
+        has_more = len(rows) > req.first
+        hits, by_pk = [], {}
+        for row in rows[: req.first]:
+            values = tuple(row[2:])
+            score = values[0] if scored else None
+            hit = Hit(id=row[1], score=score, highlights={}, sort_values=values)
+            hits.append(hit)
+            by_pk[row[0]] = hit
+        return hits, has_more, by_pk
+
+    async def _highlights(
+        self, conn: aiosqlite.Connection, match: str, by_pk: dict[int, Hit]
+    ) -> None:
+        text = self.layout.text
+        cols = ", ".join(
+            f"snippet(doc_fts, {i}, '{HL_OPEN}', '{HL_CLOSE}', '…', 24)" for i in range(len(text))
+        )
+        pks = list(by_pk)
+        rows = await conn.execute_fetchall(
+            f"SELECT rowid, {cols} FROM doc_fts WHERE doc_fts MATCH ? "
+            f"AND rowid IN ({', '.join('?' for _ in pks)})",
+            [match, *pks],
+        )
+        for row in rows:
+            hit = by_pk[row[0]]
+            for name, snippet in zip(text, row[1:], strict=True):
+                if snippet and HL_OPEN in snippet:
+                    hit.highlights[name] = [_highlight(snippet)]

@@ -1,0 +1,196 @@
+"""The query tree compiled to SQLite: WHERE fragments, FTS5 MATCH expressions, sort keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.search.backends.embedded.layout import Layout
+from services.search.query import And, Exists, MatchAll, Node, Not, Or, Range, Term, Text
+from services.search.request import Visibility
+
+
+def fts_phrase(text: str) -> str:
+    """A value as an FTS5 string: FTS5 tokenizes it, so it matches as a phrase."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+class Sql:
+    """A WHERE fragment's parameters, collected while the fragment is built."""
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+
+    def add(self, *values: Any) -> str:
+        self.params.extend(values)
+        return ", ".join("?" for _ in values)
+
+
+# (SQL expression or None for a constant key, descending?) per sort key.
+SortKeys = list[tuple[str | None, bool]]
+
+
+class Compiler:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.schema = layout.schema
+        self.map_prefix = f"{self.schema.map_prefix}." if self.schema.map else None
+
+    def _map_key(self, field: str) -> str | None:
+        if self.map_prefix and field.startswith(self.map_prefix):
+            return field[len(self.map_prefix) :]
+        return None
+
+    # ---- full text ----------------------------------------------------------------------------
+
+    def fts_expr(self, node: Node) -> str | None:
+        """The FTS5 MATCH expression of a purely full-text subtree, or None if not one."""
+        if isinstance(node, Text):
+            phrase = fts_phrase(node.value)
+            return f"{node.field} : {phrase}" if node.field else phrase
+        if isinstance(node, And | Or):
+            parts = [self.fts_expr(c) for c in node.children]
+            if any(p is None for p in parts):
+                return None
+            joiner = " AND " if isinstance(node, And) else " OR "
+            return "(" + joiner.join(parts) + ")"  # type: ignore[arg-type]
+        return None
+
+    # ---- conditions ---------------------------------------------------------------------------
+
+    def where(self, node: Node, sql: Sql, probe: bool = False) -> str:
+        """`probe`: the condition will not drive the query (it sits under a negation, or
+        beside a text match whose rowids do), so list and map tests look up the current
+        row (a primary-key probe) rather than first list every matching rowid, which for a
+        common tag or region is a large part of the corpus."""
+        if isinstance(node, MatchAll):
+            return "1"
+        expr = self.fts_expr(node)
+        if expr is not None:
+            return f"d.pk IN (SELECT rowid FROM doc_fts WHERE doc_fts MATCH {sql.add(expr)})"
+        if isinstance(node, And):
+            # Text children share one MATCH: one FTS lookup instead of one per word.
+            texts = [c for c in node.children if self.fts_expr(c) is not None]
+            rest = [c for c in node.children if self.fts_expr(c) is None]
+            parts = []
+            if texts:
+                parts.append(self.where(And(tuple(texts)) if len(texts) > 1 else texts[0], sql))
+            # With a text conjunct, the FTS rowid list drives the query; the other tests
+            # then probe each candidate row instead of listing every list/map match.
+            parts += [self.where(c, sql, probe or bool(texts)) for c in rest]
+            return "(" + " AND ".join(parts) + ")"
+        if isinstance(node, Or):
+            return "(" + " OR ".join(self.where(c, sql, probe) for c in node.children) + ")"
+        if isinstance(node, Not):
+            if isinstance(node.child, MatchAll):
+                return "0"
+            # NULL (no value) is "not matching", as must_not treats a missing field.
+            return f"NOT coalesce({self.where(node.child, sql, True)}, 0)"
+        if isinstance(node, Term):
+            return self.term(node.field, node.values, sql, probe)
+        if isinstance(node, Range):
+            ops = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<"}
+            conds = [
+                f"d.{node.field} {ops[k]} {sql.add(getattr(node, k))}"
+                for k in ("gte", "gt", "lte", "lt")
+                if getattr(node, k) is not None
+            ]
+            return "(" + " AND ".join(conds or [f"d.{node.field} IS NOT NULL"]) + ")"
+        if isinstance(node, Exists):
+            return self.exists(node.field, sql)
+        raise TypeError(f"unknown node {node!r}")  # pragma: no cover
+
+    def exists(self, field: str, sql: Sql) -> str:
+        key = self._map_key(field)
+        if key is not None:
+            return f"d.pk IN (SELECT pk FROM doc_env WHERE key = {sql.add(key)})"
+        if field in self.layout.lists:
+            return f"d.pk IN (SELECT pk FROM doc_kw WHERE field = {sql.add(field)})"
+        if field in self.layout.text:
+            return f"d.pk IN (SELECT pk FROM doc_text WHERE {field} IS NOT NULL)"
+        return f"d.{field} IS NOT NULL"
+
+    def term(self, field: str, values: tuple[str, ...], sql: Sql, probe: bool = False) -> str:
+        key = self._map_key(field)
+        if key is not None:
+            cond = f"key = {sql.add(key)} AND value IN ({sql.add(*values)})"
+            return self._side("doc_env", cond, probe)
+        if field in self.layout.lists:
+            cond = f"field = {sql.add(field)} AND value IN ({sql.add(*values)})"
+            return self._side("doc_kw", cond, probe)
+        return f"d.{field} IN ({sql.add(*values)})"
+
+    @staticmethod
+    def _side(table: str, cond: str, probe: bool) -> str:
+        if probe:
+            return f"EXISTS (SELECT 1 FROM {table} WHERE {cond} AND pk = d.pk)"
+        return f"d.pk IN (SELECT pk FROM {table} WHERE {cond})"
+
+    @staticmethod
+    def visibility(vis: Visibility, sql: Sql) -> str:
+        # Unary + keeps SQLite from driving the query off these barely selective indexes.
+        return vis.sql_text("+d.team", "+d.sensitivity", sql.add)
+
+    # ---- sorting ------------------------------------------------------------------------------
+
+    def sort_keys(self, sort: str, scored: bool) -> SortKeys:
+        """Each key's expression over `d` (and `m`, the scored set); the last is the id.
+        Unscored relevance keeps a constant first key, so its cursors have the same shape
+        as every other relevance cursor."""
+        out: SortKeys = []
+        for key in self.schema.sorts[sort]:
+            if key.field == "_score":
+                out.append(("coalesce(m.score, 0.0)" if scored else None, key.descending))
+            elif key.missing is not None:
+                out.append((f"coalesce(d.{key.field}, {key.missing!r})", key.descending))
+            else:
+                out.append((f"d.{key.field}", key.descending))
+        return out
+
+    @staticmethod
+    def after(keys: SortKeys, values: tuple[Any, ...], sql: Sql) -> str:
+        """Keyset condition: rows strictly after `values` in the sort order (search_after).
+        The cursor's shape was checked when it was decoded (request.decode_cursor)."""
+        pairs = [(expr, desc, v) for (expr, desc), v in zip(keys, values, strict=True) if expr]
+        ors = []
+        for i, (expr, desc, value) in enumerate(pairs):
+            eqs = [f"{pairs[j][0]} = {sql.add(pairs[j][2])}" for j in range(i)]
+            eqs.append(f"{expr} {'<' if desc else '>'} {sql.add(value)}")
+            ors.append("(" + " AND ".join(eqs) + ")")
+        return "(" + " OR ".join(ors) + ")"
+
+    # ---- aggregation sources ------------------------------------------------------------------
+
+    def value_source(self, field: str, sql: Sql, alias: str = "v") -> tuple[str, str]:
+        """(join clause, value expression) to group a facet field by.
+
+        CROSS JOIN keeps the rows being counted as the outer loop, probing the (pk)-indexed
+        value tables per row; left to itself SQLite may walk every list or map row and probe
+        the (small) matching set instead."""
+        if field in self.layout.lists:
+            join = f"CROSS JOIN doc_kw {alias} ON {alias}.pk = d.pk AND {alias}.field = "
+            return join + sql.add(field), f"{alias}.value"
+        if self.schema.map and field == self.schema.map_prefix:
+            return f"CROSS JOIN doc_env {alias} ON {alias}.pk = d.pk", f"{alias}.key"
+        key = self._map_key(field)
+        if key is not None:
+            join = f"CROSS JOIN doc_env {alias} ON {alias}.pk = d.pk AND {alias}.key = "
+            return join + sql.add(key), f"{alias}.value"
+        return "", f"d.{field}"
+
+
+_MS = {"hour": 3_600_000, "day": 86_400_000, "week": 7 * 86_400_000}
+
+
+def histogram_key(interval: str, column: str = "d.occurred_at") -> str:
+    if interval == "month":
+        return (
+            f"CAST(strftime('%s', strftime('%Y-%m-01', {column} / 1000, 'unixepoch'))"
+            " AS INTEGER) * 1000"
+        )
+    if interval == "week":
+        # Weeks start on Monday (as in OpenSearch); 1970-01-01 was a Thursday, so shift by
+        # 3 days before flooring. The double modulo floors negative (pre-1970) times too.
+        m, shift = _MS["week"], 3 * 86_400_000
+        return f"({column} + {shift} - ((({column} + {shift}) % {m}) + {m}) % {m} - {shift})"
+    m = _MS[interval]
+    return f"({column} - (({column} % {m}) + {m}) % {m})"

@@ -1,0 +1,140 @@
+"""The SQLite tables of the embedded index, derived from the field table.
+
+`doc` holds one row per case: a column per keyword, number and date (filters, facets, sorts),
+kept narrow (no text): facets and filters scan it, and SQLite reads a row's columns in order,
+so long text in the same row would drag overflow pages into every scan. `doc_text` holds the
+text, and `doc_fts` is an external-content FTS5 index over it, kept in sync by triggers inside
+the writing transaction, so the two can never disagree. Keyword lists (`doc_kw`) and the map
+(`doc_env`) sit in their own indexed tables, so filters and facets are joins on pk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+
+from services.search.fields import TIEBREAK_DATE, DocumentSchema, Kind
+
+HL_OPEN, HL_CLOSE = "\x02", "\x03"
+
+
+class Layout:
+    def __init__(self, schema: DocumentSchema) -> None:
+        self.schema = schema
+        self.text = schema.text_fields
+        self.weights = tuple(f.weight for f in schema.text)
+        # The scalar keywords other than the id (which has its own unique column).
+        self.keywords = tuple(f.name for f in schema.scalar_keywords if f.name != "id")
+        self.ranks = tuple(f.rank for f in schema.ranks if f.rank)
+        self.dates = tuple(f.name for f in schema.of(Kind.DATE))
+        self.numbers = tuple(f.name for f in schema.of(Kind.NUMBER))
+        self.lists = tuple(f.name for f in schema.list_keywords)
+        self.map = schema.map.name if schema.map else None
+        self.columns = ("id", "revision", *self.keywords, *self.ranks, *self.dates, *self.numbers)
+
+    # ---- DDL --------------------------------------------------------------------------------
+
+    @property
+    def delete_trigger(self) -> str:
+        return """CREATE TRIGGER IF NOT EXISTS doc_ad AFTER DELETE ON doc BEGIN
+    DELETE FROM doc_text WHERE pk = old.pk;
+    DELETE FROM doc_kw WHERE pk = old.pk;
+    DELETE FROM doc_env WHERE pk = old.pk;
+END"""
+
+    def _fts_rows(self, row: str) -> str:
+        return ", ".join(f"{row}.{c}" for c in self.text)
+
+    @property
+    def text_delete_trigger(self) -> str:
+        cols = ", ".join(self.text)
+        return f"""CREATE TRIGGER IF NOT EXISTS doc_text_ad AFTER DELETE ON doc_text BEGIN
+    INSERT INTO doc_fts(doc_fts, rowid, {cols}) VALUES ('delete', old.pk, {self._fts_rows("old")});
+END"""
+
+    @cached_property
+    def ddl(self) -> str:
+        cols = ", ".join(self.text)
+        sortable_dates = {f.name for f in self.schema.of(Kind.DATE) if f.sort}
+        indexes = [f"CREATE INDEX IF NOT EXISTS ix_doc_{c} ON doc ({c})" for c in self.keywords]
+        indexes += [
+            f"CREATE INDEX IF NOT EXISTS ix_doc_{r} ON doc ({r}, {TIEBREAK_DATE})"
+            for r in self.ranks
+        ]
+        indexes += [
+            f"CREATE INDEX IF NOT EXISTS ix_doc_{c} ON doc ({c}"
+            + (", id)" if c in sortable_dates else ")")
+            for c in (*self.dates, *self.numbers)
+        ]
+        return f"""
+CREATE TABLE IF NOT EXISTS doc (
+    pk INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    revision INTEGER NOT NULL,
+    {
+            ", ".join(
+                [
+                    *(f"{c} TEXT" for c in self.keywords),
+                    *(f"{c} INTEGER" for c in self.ranks),
+                    *(f"{c} INTEGER" for c in self.dates),
+                    *(f"{c} REAL" for c in self.numbers),
+                ]
+            )
+        }
+);
+CREATE TABLE IF NOT EXISTS doc_text (
+    pk INTEGER PRIMARY KEY,
+    {", ".join(f"{c} TEXT" for c in self.text)}
+);
+CREATE TABLE IF NOT EXISTS doc_kw (
+    field TEXT NOT NULL, value TEXT NOT NULL, pk INTEGER NOT NULL,
+    PRIMARY KEY (field, value, pk)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_doc_kw_pk ON doc_kw (pk, field);
+CREATE TABLE IF NOT EXISTS doc_env (
+    key TEXT NOT NULL, value TEXT NOT NULL, pk INTEGER NOT NULL,
+    PRIMARY KEY (key, value, pk)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_doc_env_pk ON doc_env (pk);
+{";".join(indexes)};
+CREATE VIRTUAL TABLE IF NOT EXISTS doc_fts USING fts5(
+    {cols}, content='doc_text', content_rowid='pk',
+    tokenize='porter unicode61 remove_diacritics 2');
+{self.delete_trigger};
+CREATE TRIGGER IF NOT EXISTS doc_text_ai AFTER INSERT ON doc_text BEGIN
+    INSERT INTO doc_fts(rowid, {cols}) VALUES (new.pk, {self._fts_rows("new")});
+END;
+{self.text_delete_trigger};
+CREATE TRIGGER IF NOT EXISTS doc_text_au AFTER UPDATE ON doc_text BEGIN
+    INSERT INTO doc_fts(doc_fts, rowid, {cols}) VALUES ('delete', old.pk, {self._fts_rows("old")});
+    INSERT INTO doc_fts(rowid, {cols}) VALUES (new.pk, {self._fts_rows("new")});
+END;
+"""
+
+    @cached_property
+    def tables(self) -> tuple[str, ...]:
+        return ("doc", "doc_text", "doc_kw", "doc_env")
+
+    @cached_property
+    def fingerprint(self) -> int:
+        """Stored as the database's user_version: a file made for another layout is rebuilt."""
+        digest = hashlib.sha256(self.ddl.encode()).digest()
+        return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF or 1
+
+    # ---- statements -------------------------------------------------------------------------
+
+    @cached_property
+    def upsert(self) -> str:
+        cols = self.columns
+        return (
+            f"INSERT INTO doc ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+            f"ON CONFLICT (id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
+            + " WHERE excluded.revision > doc.revision"
+        )
+
+    @cached_property
+    def upsert_text(self) -> str:
+        cols = ", ".join(self.text)
+        return (
+            f"INSERT INTO doc_text (pk, {cols}) VALUES (?, {', '.join('?' for _ in self.text)})"
+            " ON CONFLICT (pk) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in self.text)
+        )

@@ -1,0 +1,100 @@
+"""Writing the embedded index: upserts that keep the newest revision, and the rebuild."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiosqlite
+
+from services.search.backends.base import Progress
+from services.search.backends.embedded.layout import Layout
+from services.search.documents import normalize, to_epoch_ms
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Writer:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.dates = set(layout.dates)
+
+    def _row(self, doc: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            to_epoch_ms(doc.get(c)) if c in self.dates else doc.get(c) for c in self.layout.columns
+        )
+
+    async def index(self, conn: aiosqlite.Connection, raw: list[dict[str, Any]]) -> int:
+        layout = self.layout
+        docs = [normalize(d, layout.schema) for d in raw]
+        # Highest revision per id within the batch, then only those newer than the index.
+        latest: dict[str, dict[str, Any]] = {}
+        for d in docs:
+            if d["id"] not in latest or d["revision"] > latest[d["id"]]["revision"]:
+                latest[d["id"]] = d
+        ids = list(latest)
+        stored: dict[str, int] = {}
+        for chunk in _chunks(ids, 500):
+            rows = await conn.execute_fetchall(
+                f"SELECT id, revision FROM doc WHERE id IN ({', '.join('?' for _ in chunk)})", chunk
+            )
+            stored.update({r[0]: r[1] for r in rows})
+        fresh = [d for d in latest.values() if d["revision"] > stored.get(d["id"], -1)]
+        if not fresh:
+            return 0
+        await conn.executemany(layout.upsert, [self._row(d) for d in fresh])
+        pks: dict[str, int] = {}
+        for chunk in _chunks([d["id"] for d in fresh], 500):
+            rows = await conn.execute_fetchall(
+                f"SELECT id, pk FROM doc WHERE id IN ({', '.join('?' for _ in chunk)})", chunk
+            )
+            pks.update({r[0]: r[1] for r in rows})
+        await conn.executemany(
+            layout.upsert_text, [(pks[d["id"]], *(d[c] for c in layout.text)) for d in fresh]
+        )
+        touched = [(pks[d["id"]],) for d in fresh if d["id"] in stored]
+        if touched:
+            await conn.executemany("DELETE FROM doc_kw WHERE pk = ?", touched)
+            await conn.executemany("DELETE FROM doc_env WHERE pk = ?", touched)
+        await conn.executemany(
+            "INSERT INTO doc_kw (field, value, pk) VALUES (?, ?, ?)",
+            [(f, v, pks[d["id"]]) for d in fresh for f in layout.lists for v in d[f]],
+        )
+        if layout.map:
+            await conn.executemany(
+                "INSERT INTO doc_env (key, value, pk) VALUES (?, ?, ?)",
+                [(k, v, pks[d["id"]]) for d in fresh for k, v in d[layout.map].items()],
+            )
+        return len(fresh)
+
+    async def delete(self, conn: aiosqlite.Connection, ids: list[str]) -> None:
+        await conn.executemany("DELETE FROM doc WHERE id = ?", [(i,) for i in ids])
+
+    async def rebuild(
+        self,
+        conn: aiosqlite.Connection,
+        batches: AsyncIterator[list[dict[str, Any]]],
+        progress: Progress | None,
+    ) -> int:
+        """Inside one write transaction: searches keep reading the last committed state (WAL
+        snapshots) until the new contents commit all at once, which is the swap."""
+        done = 0
+        # Clear the FTS index in one step; without the delete triggers, so that FTS5 is not
+        # asked to remove rows one by one (or rows it no longer holds).
+        await conn.execute("INSERT INTO doc_fts(doc_fts) VALUES ('delete-all')")
+        await conn.execute("DROP TRIGGER doc_ad")
+        await conn.execute("DROP TRIGGER doc_text_ad")
+        for table in self.layout.tables:
+            await conn.execute(f"DELETE FROM {table}")
+        await conn.execute(self.layout.delete_trigger)
+        await conn.execute(self.layout.text_delete_trigger)
+        async for batch in batches:
+            await self.index(conn, batch)
+            done += len(batch)
+            if progress:
+                progress(done, None)
+        await conn.execute("INSERT INTO doc_fts(doc_fts) VALUES ('optimize')")
+        return done
