@@ -29,6 +29,7 @@ from shared.jsonutil import canonical_json, iso, json_depth, sha256_hex
 from shared.security import Principal
 
 CAPTURED_BLOBS = ("input", "prediction", "expected", "signals")
+FACT_BLOBS = ("environment", *CAPTURED_BLOBS)
 _DIGITS = re.compile(r"\d+")
 
 
@@ -102,9 +103,10 @@ def captured_facts(case: CaseIn, raw: dict[str, Any]) -> dict[str, Any]:
         "model": {"name": case.model.name, "version": case.model.version},
         "data_source": case.data_source,
     }
-    for key in ("environment", *CAPTURED_BLOBS):
-        if raw.get(key) is not None:
-            facts[key] = raw[key]
+    for key in FACT_BLOBS:
+        value = raw.get(key)
+        if value is not None:
+            facts[key] = value
     for key in ("external_id", "confidence", "latency_ms"):
         value = getattr(case, key)
         if value is not None:
@@ -115,7 +117,7 @@ def captured_facts(case: CaseIn, raw: dict[str, Any]) -> dict[str, Any]:
             facts[key] = iso(value)
     if case.provenance is not None:
         facts["provenance"] = {k: v for k, v in case.provenance.__dict__.items() if v is not None}
-    if not any(raw.get(key) is not None for key in CAPTURED_BLOBS):
+    if facts.keys().isdisjoint(CAPTURED_BLOBS):
         reported = case.model_dump(mode="json", include=set(REPORTED_FIELDS), exclude_none=True)
         facts["reported"] = {k: v for k, v in reported.items() if v != []}
     return facts
@@ -151,8 +153,11 @@ def prepare(
         errors.extend(pydantic_errors(exc))
         case = None
     mode = raw.get("failure_mode")
-    mode_is_valid_text = not any(e.path == "failure_mode" for e in errors)
-    if isinstance(mode, str) and mode not in modes and mode_is_valid_text:
+    if (
+        isinstance(mode, str)
+        and mode not in modes
+        and not any(e.path == "failure_mode" for e in errors)  # too long, say: one error
+    ):
         errors.append(unknown_mode_error(mode, modes))
     if errors or case is None:
         return errors

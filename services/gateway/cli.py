@@ -87,6 +87,7 @@ def read_cases(path: Path) -> list[Any]:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from services.catalog import service
+    from services.catalog.schemas import INGEST_STATUSES
     from shared.db import Database
     from shared.security import SYSTEM
 
@@ -95,7 +96,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     async def run() -> dict[str, int]:
         db = Database(settings.catalog_url)
-        counts = {"created": 0, "duplicate": 0, "invalid": 0, "sampled_out": 0}
+        counts = dict.fromkeys(INGEST_STATUSES, 0)
         try:
             for start in range(0, len(items), INGEST_BATCH):
                 batch = items[start : start + INGEST_BATCH]

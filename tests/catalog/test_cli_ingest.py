@@ -36,7 +36,13 @@ async def test_ingest_ndjson_file_reports_progress_and_bad_items(
     path.write_bytes(b"\n".join(orjson.dumps(c) for c in cases))
     code, out, err = await failcat(monkeypatch, settings, capsys, "ingest", str(path))
     assert code == 0
-    assert json.loads(out) == {"created": 1199, "duplicate": 0, "invalid": 1, "sampled_out": 0}
+    assert json.loads(out) == {
+        "created": 1199,
+        "duplicate": 0,
+        "conflict": 0,
+        "invalid": 1,
+        "sampled_out": 0,
+    }
     assert "ingested 1000/1200" in err and "ingested 1200/1200" in err
     assert '"index":5' in err and "confidence" in err
 
@@ -44,7 +50,13 @@ async def test_ingest_ndjson_file_reports_progress_and_bad_items(
     again = tmp_path / "cases.json"
     again.write_bytes(orjson.dumps(cases))
     code, out, _ = await failcat(monkeypatch, settings, capsys, "ingest", str(again))
-    assert json.loads(out) == {"created": 0, "duplicate": 1199, "invalid": 1, "sampled_out": 0}
+    assert json.loads(out) == {
+        "created": 0,
+        "duplicate": 1199,
+        "conflict": 0,
+        "invalid": 1,
+        "sampled_out": 0,
+    }
     async with db.transaction() as s:
         stored = await s.execute(
             select(func.count())

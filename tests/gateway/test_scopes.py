@@ -304,6 +304,15 @@ async def test_a_caller_who_cannot_see_the_target_gets_not_found_and_nothing_cha
                 got = await gql(client, caller, query, variables)
                 if codes(got) != ["NOT_FOUND"] or got.get("data"):
                     wrong.append(f"{name}({arg}) for {why}: {got}")
+        # An id inside a filter is not a lookup: the page is empty, as for an unknown id.
+        listed = await gql(
+            client,
+            caller,
+            "query($g: ID!) { cases(filter: {groupId: $g}) { nodes { id } } }",
+            {"g": group_id},
+        )
+        if data(listed)["cases"]["nodes"]:
+            wrong.append(f"cases(filter: {{groupId}}) for {why}: {listed}")
     assert not wrong, wrong
     assert await _snapshot(client, admin_token, ids, groups) == before
 
