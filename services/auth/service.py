@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from services.auth import protocol
 from services.auth.credentials import digest, hash_password, new_secret, password_matches
 from services.auth.keys import KeyRing, KeyStore
 from services.auth.models import AuthUser, OAuthClient
@@ -40,8 +41,6 @@ log = logging.getLogger("failcat.auth")
 
 T = TypeVar("T")
 
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-GRANT_TYPES = frozenset({"client_credentials", "authorization_code", "refresh_token", DEVICE_GRANT})
 DEFAULT_GRANT_TYPES = ("client_credentials",)
 # Revocations older than this are re-read on every poll, covering transactions that committed
 # late (their revoked_at is stamped before commit) and clock skew between processes.
@@ -358,7 +357,7 @@ def _valid_clearance(clearance: str) -> str:
 
 def _valid_grant_types(grant_types: Sequence[str] | str, public: bool) -> list[str]:
     items = grant_types.split() if isinstance(grant_types, str) else list(grant_types)
-    unknown = [g for g in items if g not in GRANT_TYPES]
+    unknown = [g for g in items if g not in protocol.GRANT_TYPES]
     if unknown or not items:
         raise BadUserInput(
             "unknown grant type", [FieldError("grant_types", " ".join(unknown) or "empty")]

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from services.auth import protocol
 from services.auth.api import router as auth_router
 from services.auth.service import AuthService
 from services.catalog.api import router as catalog_router
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def root() -> JSONResponse:
         return JSONResponse(
-            {"graphql": "/graphql", "oauth_metadata": "/.well-known/oauth-authorization-server"}
+            {"graphql": "/graphql", "oauth_metadata": protocol.METADATA}
         )
 
     return app
@@ -125,7 +126,7 @@ def bootstrap_banner(settings: Settings, created: dict[str, str]) -> str:
         f"  client_id:     {created['client_id']}\n"
         f"  client_secret: {created['client_secret']}\n"
         f"  GraphQL:       {settings.issuer}/graphql\n"
-        f"  OAuth metadata: {settings.issuer}/.well-known/oauth-authorization-server"
+        f"  OAuth metadata: {settings.issuer}{protocol.METADATA}"
     )
 
 
