@@ -101,9 +101,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def root() -> JSONResponse:
-        return JSONResponse(
-            {"graphql": "/graphql", "oauth_metadata": protocol.METADATA}
-        )
+        return JSONResponse({"graphql": "/graphql", "oauth_metadata": protocol.METADATA})
 
     return app
 
