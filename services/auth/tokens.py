@@ -59,13 +59,16 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
     def get_extra_claims(self, client: Any, grant_type: Any, user: Any, scope: Any) -> dict:
         if user is not None:
             # A person's token sees what both the person and the client may see.
-            team = user.team
             clearance = min(
                 Sensitivity(user.clearance), Sensitivity(client.clearance), key=_rank
             ).value
-        else:
-            team, clearance = client.team, client.clearance
-        return {"team": team, "clearance": clearance}
+            # Who signed in, by name (OpenID Connect's claim), for display: `sub` is an id.
+            return {
+                "team": user.team,
+                "clearance": clearance,
+                "preferred_username": user.username,
+            }
+        return {"team": client.team, "clearance": client.clearance}
 
 
 def _rank(s: Sensitivity) -> int:

@@ -53,6 +53,11 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
         created = await auth.ensure_bootstrap_client()
         if created is not None:
             print(bootstrap_banner(settings, created), file=sys.stderr, flush=True)
+        if role == "all" and not settings.production:
+            # After the bootstrap client: on a fresh install that one must come first.
+            from services.gateway.graphiql import ensure_sign_in
+
+            app.state.graphiql_sign_in = await ensure_sign_in(auth, settings)
         indexer_task = None
         if search is not None and settings.run_indexer_in_process:
             indexer_task = asyncio.create_task(search.run_indexer(), name="indexer")
@@ -88,6 +93,10 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
         graphql = graphql_app(settings)
         app.add_route("/graphql", graphql, methods=["GET", "POST"], include_in_schema=False)
         app.router.add_websocket_route("/graphql", graphql)
+        if not settings.production:
+            from services.gateway import graphiql
+
+            app.mount(graphiql.ASSETS_PATH, graphiql.assets(), name="graphiql-assets")
     # "api" serves the resource APIs only: tokens are issued by a separate `--role auth`
     # process and validated here locally against the shared keys.
     if role != "api":
