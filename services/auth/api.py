@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.auth import pages
+from services.auth import pages, protocol
 from services.auth.credentials import new_secret
 from services.auth.grants import ClientView, UserView
 from services.auth.repository import AuthRepository
@@ -110,12 +110,12 @@ async def _guarded(
 # ---- discovery -----------------------------------------------------------------------------
 
 
-@router.get("/.well-known/oauth-authorization-server")
+@router.get(protocol.METADATA)
 async def authorization_server_metadata(request: Request) -> JSONResponse:
     return JSONResponse(metadata(_auth(request).settings), headers={"Cache-Control": "max-age=300"})
 
 
-@router.get("/oauth/jwks.json")
+@router.get(protocol.JWKS)
 async def jwks(request: Request) -> JSONResponse:
     # Short cache: after a rotation, outside verifiers see the new key within a minute, and
     # the new key signs only tokens issued after rotation.
@@ -125,26 +125,26 @@ async def jwks(request: Request) -> JSONResponse:
 # ---- token, introspection, revocation, device authorization ---------------------------------
 
 
-@router.post("/oauth/token")
+@router.post(protocol.TOKEN)
 async def token(request: Request, session: AsyncSession = Session) -> Response:
     return await _guarded(request, session, lambda s, r: s.create_token_response(r))
 
 
-@router.post("/oauth/introspect")
+@router.post(protocol.INTROSPECT)
 async def introspect(request: Request, session: AsyncSession = Session) -> Response:
     return await _guarded(
         request, session, lambda s, r: s.create_endpoint_response("introspection", r)
     )
 
 
-@router.post("/oauth/revoke")
+@router.post(protocol.REVOKE)
 async def revoke(request: Request, session: AsyncSession = Session) -> Response:
     return await _guarded(
         request, session, lambda s, r: s.create_endpoint_response("revocation", r)
     )
 
 
-@router.post("/oauth/device_authorization")
+@router.post(protocol.DEVICE_AUTHORIZATION)
 async def device_authorization(request: Request, session: AsyncSession = Session) -> Response:
     def step(server: FailcatAuthorizationServer, r: StarletteOAuth2Request) -> OAuthResponse:
         try:
@@ -169,7 +169,7 @@ def _with_csrf_cookie(response: Response, request: Request, csrf: str) -> Respon
         httponly=True,
         samesite="strict",
         secure=_auth(request).settings.issuer.startswith("https://"),
-        path="/oauth",
+        path=protocol.PREFIX,
     )
     return response
 
@@ -207,7 +207,7 @@ PROTOCOL_FIELDS = (
 )
 
 
-@router.get("/oauth/authorize")
+@router.get(protocol.AUTHORIZE)
 async def authorize_page(request: Request, session: AsyncSession = Session) -> Response:
     service = _auth(request)
     oauth_request = await _oauth_request(request, service)
@@ -222,7 +222,7 @@ async def authorize_page(request: Request, session: AsyncSession = Session) -> R
     return _with_csrf_cookie(page, request, csrf)
 
 
-@router.post("/oauth/authorize")
+@router.post(protocol.AUTHORIZE)
 async def authorize_submit(request: Request, session: AsyncSession = Session) -> Response:
     service = _auth(request)
     oauth_request = await _oauth_request(request, service)
@@ -275,13 +275,13 @@ async def authorize_submit(request: Request, session: AsyncSession = Session) ->
 # ---- device verification page (RFC 8628 section 3.3) ----------------------------------------
 
 
-@router.get("/oauth/device")
+@router.get(protocol.DEVICE)
 async def device_page(request: Request, user_code: str = "") -> Response:
     csrf = _csrf(request)
     return _with_csrf_cookie(pages.device_page(user_code, csrf), request, csrf)
 
 
-@router.post("/oauth/device")
+@router.post(protocol.DEVICE)
 async def device_submit(request: Request, session: AsyncSession = Session) -> Response:
     service = _auth(request)
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}

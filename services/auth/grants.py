@@ -23,12 +23,12 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc8628 import (
-    DEVICE_CODE_GRANT_TYPE,
     DeviceAuthorizationEndpoint,
     DeviceCodeGrant,
     DeviceCredentialMixin,
 )
 
+from services.auth import protocol
 from services.auth.credentials import digest, secret_matches
 from services.auth.models import AuthorizationCode, AuthUser, DeviceCode, OAuthClient
 from services.auth.tokens import InvalidToken
@@ -351,7 +351,7 @@ class DeviceAuthorization(DeviceAuthorizationEndpoint):
 
     def create_endpoint_response(self, request: Any) -> Any:
         client = self.authenticate_client(request)
-        if not client.check_grant_type(DEVICE_CODE_GRANT_TYPE):
+        if not client.check_grant_type(protocol.DEVICE_GRANT):
             raise UnauthorizedClientError("the client may not use the device authorization grant")
         scope = request.payload.scope
         self.server.validate_requested_scope(scope)
@@ -360,7 +360,7 @@ class DeviceAuthorization(DeviceAuthorizationEndpoint):
         return super().create_endpoint_response(request)
 
     def get_verification_uri(self) -> str:
-        return f"{self.server.service.settings.issuer}/oauth/device"
+        return self.server.service.settings.issuer + protocol.DEVICE
 
     def save_device_credential(self, client_id: str, scope: str | None, data: dict) -> None:
         self.server.repo.add(

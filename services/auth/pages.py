@@ -7,6 +7,8 @@ from html import escape
 
 from fastapi.responses import HTMLResponse
 
+from services.auth import protocol
+
 # No framing (clickjacking of the Allow button), no caching of a page holding a CSRF token,
 # no referrer leaking the authorization request. form-action is deliberately absent: browsers
 # apply it to the redirect back to the client, which is on another origin.
@@ -63,7 +65,7 @@ def login_page(
     body = (
         f"<p><strong>{escape(client_name)}</strong> asks to act on your behalf with:</p>"
         f"<ul>{scope_list}</ul>{err}"
-        f"<form method=post action='/oauth/authorize'>{_hidden(params)}"
+        f"<form method=post action='{protocol.AUTHORIZE}'>{_hidden(params)}"
         f"<input type=hidden name=csrf_token value='{escape(csrf)}'>{_credentials()}"
         "<button name=decision value=allow>Sign in and allow</button>"
         "<button name=decision value=deny formnovalidate>Deny</button></form>"
@@ -77,7 +79,7 @@ def device_page(
     err = f"<p class=error>{escape(error)}</p>" if error else ""
     body = (
         "<p>Enter the code shown by your terminal, then sign in to approve it.</p>"
-        f"{err}<form method=post action='/oauth/device'>"
+        f"{err}<form method=post action='{protocol.DEVICE}'>"
         f"<input type=hidden name=csrf_token value='{escape(csrf)}'>"
         "<label for=user_code>Code</label>"
         f"<input type=text id=user_code name=user_code value='{escape(user_code)}' required>"

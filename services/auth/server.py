@@ -17,6 +17,7 @@ from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc9207 import IssuerParameter
 from sqlalchemy.orm import Session
 
+from services.auth import protocol
 from services.auth.credentials import digest, secret_matches
 from services.auth.grants import (
     AuthorizationCodeGrant,
@@ -243,21 +244,16 @@ def metadata(settings: Settings) -> dict[str, Any]:
     auth_methods = ["client_secret_basic", "client_secret_post", "none"]
     return {
         "issuer": base,
-        "authorization_endpoint": f"{base}/oauth/authorize",
-        "token_endpoint": f"{base}/oauth/token",
-        "jwks_uri": f"{base}/oauth/jwks.json",
-        "introspection_endpoint": f"{base}/oauth/introspect",
-        "revocation_endpoint": f"{base}/oauth/revoke",
-        "device_authorization_endpoint": f"{base}/oauth/device_authorization",
+        "authorization_endpoint": base + protocol.AUTHORIZE,
+        "token_endpoint": base + protocol.TOKEN,
+        "jwks_uri": base + protocol.JWKS,
+        "introspection_endpoint": base + protocol.INTROSPECT,
+        "revocation_endpoint": base + protocol.REVOKE,
+        "device_authorization_endpoint": base + protocol.DEVICE_AUTHORIZATION,
         "scopes_supported": [s.value for s in Scope],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": [
-            "authorization_code",
-            "client_credentials",
-            "refresh_token",
-            "urn:ietf:params:oauth:grant-type:device_code",
-        ],
+        "grant_types_supported": list(protocol.GRANT_TYPES),
         "token_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods[:2],
         "revocation_endpoint_auth_methods_supported": auth_methods,

@@ -19,9 +19,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from services.auth import protocol
 from services.auth.credentials import digest, hash_password, new_secret, password_matches
 from services.auth.keys import KeyRing, KeyStore
 from services.auth.models import AuthUser, OAuthClient
@@ -40,8 +42,6 @@ log = logging.getLogger("failcat.auth")
 
 T = TypeVar("T")
 
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-GRANT_TYPES = frozenset({"client_credentials", "authorization_code", "refresh_token", DEVICE_GRANT})
 DEFAULT_GRANT_TYPES = ("client_credentials",)
 # Revocations older than this are re-read on every poll, covering transactions that committed
 # late (their revoked_at is stamped before commit) and clock skew between processes.
@@ -228,9 +228,11 @@ class AuthService:
         grant_types: Sequence[str] = DEFAULT_GRANT_TYPES,
         redirect_uris: Sequence[str] = (),
         public: bool = False,
+        client_id: str | None = None,
     ) -> tuple[ClientOut, str | None]:
         """Register a client; returns it and its secret (None for a public client). The secret
-        is shown only here: only its digest is stored."""
+        is shown only here: only its digest is stored. `client_id` names a built-in client
+        (random otherwise)."""
         scope_list = _valid_scopes(scopes)
         grants = _valid_grant_types(grant_types, public)
         uris = _valid_redirect_uris(redirect_uris, grants)
@@ -238,7 +240,7 @@ class AuthService:
             raise BadUserInput("name is required", [FieldError("name", "must not be empty")])
         secret = None if public else new_secret()
         row = OAuthClient(
-            client_id=new_secret(16),
+            client_id=client_id or new_secret(16),
             secret_hash=digest(secret) if secret else None,
             name=name.strip(),
             scopes=scope_list,
@@ -250,6 +252,38 @@ class AuthService:
         )
         await AuthRepository(session).add(row)
         return ClientOut.of(row), secret
+
+    async def ensure_public_client(self, client_id: str, name: str, redirect_uri: str) -> None:
+        """A built-in public client with a fixed id (GraphiQL's): authorization code + PKCE and
+        refresh tokens, back to `redirect_uri` only. Created on the first start; later starts
+        keep its redirect URI to the current one and leave the rest (an operator who disabled
+        it keeps it disabled). It may ask for every scope at any clearance: a person's token
+        still gets only what their roles give, at the lower of the two clearances."""
+        try:
+            async with self.db.transaction() as session:
+                row = await AuthRepository(session).client(client_id)
+                if row is None:
+                    await self.create_client(
+                        session,
+                        client_id=client_id,
+                        name=name,
+                        scopes=sorted(s.value for s in ALL_SCOPES),
+                        clearance=Sensitivity.RESTRICTED.value,
+                        grant_types=["authorization_code", "refresh_token"],
+                        redirect_uris=[redirect_uri],
+                        public=True,
+                    )
+                elif row.redirect_uris != [redirect_uri]:
+                    row.redirect_uris = _valid_redirect_uris([redirect_uri], row.grant_types)
+                    row.updated_at = utcnow()
+        except IntegrityError:
+            # Another process starting at the same moment registered it first.
+            if not await self._client_exists(client_id):
+                raise
+
+    async def _client_exists(self, client_id: str) -> bool:
+        async with self.db.transaction() as session:
+            return await AuthRepository(session).client(client_id) is not None
 
     async def list_clients(self, session: AsyncSession) -> list[ClientOut]:
         return [ClientOut.of(r) for r in await AuthRepository(session).clients()]
@@ -358,7 +392,7 @@ def _valid_clearance(clearance: str) -> str:
 
 def _valid_grant_types(grant_types: Sequence[str] | str, public: bool) -> list[str]:
     items = grant_types.split() if isinstance(grant_types, str) else list(grant_types)
-    unknown = [g for g in items if g not in GRANT_TYPES]
+    unknown = [g for g in items if g not in protocol.GRANT_TYPES]
     if unknown or not items:
         raise BadUserInput(
             "unknown grant type", [FieldError("grant_types", " ".join(unknown) or "empty")]

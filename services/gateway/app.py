@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from services.auth import protocol
 from services.auth.api import router as auth_router
 from services.auth.service import AuthService
 from services.catalog.api import router as catalog_router
@@ -52,6 +53,11 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
         created = await auth.ensure_bootstrap_client()
         if created is not None:
             print(bootstrap_banner(settings, created), file=sys.stderr, flush=True)
+        if role == "all" and not settings.production:
+            # After the bootstrap client: on a fresh install that one must come first.
+            from services.gateway.graphiql import ensure_sign_in
+
+            app.state.graphiql_sign_in = await ensure_sign_in(auth, settings)
         indexer_task = None
         if search is not None and settings.run_indexer_in_process:
             indexer_task = asyncio.create_task(search.run_indexer(), name="indexer")
@@ -87,6 +93,10 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
         graphql = graphql_app(settings)
         app.add_route("/graphql", graphql, methods=["GET", "POST"], include_in_schema=False)
         app.router.add_websocket_route("/graphql", graphql)
+        if not settings.production:
+            from services.gateway import graphiql
+
+            app.mount(graphiql.ASSETS_PATH, graphiql.assets(), name="graphiql-assets")
     # "api" serves the resource APIs only: tokens are issued by a separate `--role auth`
     # process and validated here locally against the shared keys.
     if role != "api":
@@ -100,9 +110,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def root() -> JSONResponse:
-        return JSONResponse(
-            {"graphql": "/graphql", "oauth_metadata": "/.well-known/oauth-authorization-server"}
-        )
+        return JSONResponse({"graphql": "/graphql", "oauth_metadata": protocol.METADATA})
 
     return app
 
@@ -125,7 +133,7 @@ def bootstrap_banner(settings: Settings, created: dict[str, str]) -> str:
         f"  client_id:     {created['client_id']}\n"
         f"  client_secret: {created['client_secret']}\n"
         f"  GraphQL:       {settings.issuer}/graphql\n"
-        f"  OAuth metadata: {settings.issuer}/.well-known/oauth-authorization-server"
+        f"  OAuth metadata: {settings.issuer}{protocol.METADATA}"
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -13,13 +15,79 @@ from strawberry.fastapi import BaseContext
 from services.gateway.catalog.loaders import CatalogLoaders
 from shared.security import Principal
 
+# The coroutine methods of AsyncSession that run an operation on the sync session (through
+# greenlet_spawn): each waits for the session's turn. The others only call one of these
+# (`scalars` calls `execute`, `aclose` and `__aexit__` call `close`) and are left alone, so a
+# turn is never taken twice. The contract test fails, naming the method, if SQLAlchemy changes
+# which is which.
+SERIALIZED_METHODS = (
+    "close",
+    "commit",
+    "connection",
+    "delete",
+    "delete_all",
+    "execute",
+    "flush",
+    "get",
+    "get_one",
+    "invalidate",
+    "merge",
+    "merge_all",
+    "refresh",
+    "reset",
+    "rollback",
+    "run_sync",
+    "scalar",
+    "stream",
+)
+DELEGATING_METHODS = {
+    "__aenter__": None,
+    "__aexit__": "close",
+    "aclose": "close",
+    "close_all": None,  # a classmethod: no session of its own
+    "scalars": "execute",
+    "stream_scalars": "stream",
+}
+
+
+def _in_turn(name: str) -> Callable[..., Any]:
+    method = getattr(AsyncSession, name)
+
+    @functools.wraps(method)
+    async def in_turn(self: SerializedSession, *args: Any, **kwargs: Any) -> Any:
+        async with self.turn:
+            return await method(self, *args, **kwargs)
+
+    return in_turn
+
+
+class SerializedSession(AsyncSession):
+    """The session of one GraphQL request, shared by its concurrent resolvers.
+
+    A SQLAlchemy session must not be used by two operations at once, and graphql-core runs a
+    request's root fields and DataLoader batches concurrently. We SERIALIZE rather than give
+    each concurrent path a session of its own: a request is one transaction (a mutation
+    document commits or rolls back as a whole, and reads see its writes), and a session per
+    path would also take a connection per path. So every database operation on this session
+    waits for its turn on one lock (`turn`) and runs alone from its start to its end; a
+    stream (`stream`, `stream_scalars`) holds the turn only while it is opened, so resolvers
+    do not stream."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.turn = asyncio.Lock()
+
+
+for _name in SERIALIZED_METHODS:
+    setattr(SerializedSession, _name, _in_turn(_name))
+
 
 class Context(BaseContext):
     def __init__(self, connection: HTTPConnection) -> None:
         super().__init__()
         self._connection = connection
         self.app_state = connection.app.state
-        self._session: AsyncSession | None = None
+        self._session: SerializedSession | None = None
         self._opening = asyncio.Lock()
         # Set by strawberry from the graphql-transport-ws connection_init payload.
         self.connection_params: dict[str, Any] | None = None
@@ -37,14 +105,14 @@ class Context(BaseContext):
     async def session(self) -> AsyncSession:
         """Opened on first use; TransactionExtension commits it before the response goes out.
 
-        Root fields and DataLoader batches run concurrently and share this session. The
-        driver adapters serialize statements on its one connection, but a session still
-        connecting refuses a second caller: so the connection is made here, once, under a lock.
+        Root fields and DataLoader batches run concurrently and share this session: its
+        operations take turns (SerializedSession). It is opened, and connected, once.
         """
         if self._session is None:
             async with self._opening:
                 if self._session is None:
-                    session = self.app_state.db.sessionmaker()
+                    # The application's session configuration, in the serialized class.
+                    session = SerializedSession(**self.app_state.db.sessionmaker.kw)
                     await session.begin()
                     await session.connection()
                     self._session = session
@@ -66,13 +134,22 @@ class Context(BaseContext):
     def case_events(self) -> Any:
         return self.app_state.case_events
 
+    async def end_transaction(self, commit: bool = True) -> None:
+        """Commit (or roll back) and close the session, if one was opened; the next
+        `session()` opens a new one."""
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            if commit:
+                await session.commit()
+            else:
+                await session.rollback()
+        finally:
+            await session.close()
+
     async def end_unit_of_work(self) -> None:
         """Between two subscription events: close the transaction, forget cached rows, so a
         long-lived subscription neither holds a connection nor serves stale relations."""
-        if self._session is not None:
-            session, self._session = self._session, None
-            try:
-                await session.commit()
-            finally:
-                await session.close()
+        await self.end_transaction()
         self.__dict__.pop("loaders", None)

@@ -15,6 +15,12 @@ case's model, links, writeup ...) costs strawberry's generic wrapper about as mu
 the resolver itself: argument conversion, extension chaining, partials. `direct_resolvers`
 gives such a field a resolve function calling it as strawberry would (the source as `self`,
 an Info when it asks for one). Hooks on every resolver still wrap it (as middleware).
+
+Both reach below the libraries' public APIs: graphql-core's `Executor.execute_fields` (marked
+private) is forked, and strawberry's field definitions and resolver wrappers are read. So
+pyproject.toml pins strawberry-graphql and graphql-core to exact versions, and
+tests/gateway/test_library_contract.py checks, naming what changed, everything used here:
+upgrading either pin is a deliberate step that re-runs those checks.
 """
 
 from __future__ import annotations
@@ -36,14 +42,16 @@ from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 _DEFINITION = "strawberry-definition"
+# sha256 of the (dedented) source of graphql-core's Executor.execute_fields, which
+# FailcatExecutionContext.execute_fields forks: the contract test fails when it changes.
+FORKED_EXECUTE_FIELDS_SHA256 = "9a241b5415503bfb50d4a8209b20c9743a972919e40aa3b5de956639825cf45a"
 
 
 def direct_resolvers(schema: Any) -> int:
     """Replace, in the built schema, the resolve function of every field whose resolver takes
     only `self` or `(self, info)`, is synchronous, and has no arguments, permission classes,
     field extensions or exception handlers. Returns how many were replaced."""
-    converter = schema.schema_converter
-    if getattr(converter, "_exception_handler_specs", ()):
+    if schema.schema_converter.exception_handlers:
         return 0
     info_class = schema.config.info_class
     replaced = 0
@@ -131,6 +139,26 @@ def _plain_leaf(field_def: GraphQLField) -> _Leaf | None:
     )
 
 
+# What _read_leaf answers when graphql-core must complete the field itself.
+SLOW_PATH: Any = object()
+
+
+def _read_leaf(leaf: _Leaf, source: Any) -> Any:
+    """The field's serialized value, or SLOW_PATH when graphql-core must complete it: a null
+    in a non-null field, a value its type refuses, or a read that raised. The fast path never
+    reports an error itself: graphql-core then reads the field again and reports the error at
+    the field's path exactly as it always would (which is why any exception qualifies)."""
+    name, read, serialize, non_null = leaf
+    try:
+        value = read(source, name)
+        if value is None:
+            return SLOW_PATH if non_null else None
+        value = serialize(value)
+    except Exception:
+        return SLOW_PATH
+    return SLOW_PATH if value is None or value is Undefined else value
+
+
 _AWAITABLE_TYPES: dict[type, bool] = {t: False for t in (type(None), bool, int, float, str, list)}
 
 
@@ -152,6 +180,8 @@ class FailcatExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.is_awaitable = is_awaitable  # type: ignore[assignment]
+        # Per collected selection set (by id, the set kept alive beside its plan).
+        self._failcat_plans: dict[int, tuple[Any, Any, list[tuple[str, Any, _Leaf | None]]]] = {}
 
     def execute_fields(
         self,
@@ -161,7 +191,8 @@ class FailcatExecutionContext(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: Any,
         position_context: Any,
     ) -> Any:
-        """graphql-core's execute_fields (3.3), with plain leaves read inline."""
+        """graphql-core's Executor.execute_fields (the pinned version; its source hash is
+        FORKED_EXECUTE_FIELDS_SHA256), with plain leaves read inline."""
         plan = self._plan(parent_type, grouped_field_set)
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable
@@ -169,20 +200,10 @@ class FailcatExecutionContext(StrawberryGraphQLCoreExecutionContext):
         try:
             for response_name, field_details_list, leaf in plan:
                 if leaf is not None:
-                    name, read, serialize, non_null = leaf
-                    try:
-                        value = read(source_value, name)
-                        if value is None:
-                            if not non_null:
-                                results[response_name] = None
-                                continue
-                        else:
-                            value = serialize(value)
-                            if value is not None and value is not Undefined:
-                                results[response_name] = value
-                                continue
-                    except Exception:
-                        pass
+                    value = _read_leaf(leaf, source_value)
+                    if value is not SLOW_PATH:
+                        results[response_name] = value
+                        continue
                 field_path = Path(path, response_name, parent_type.name)
                 result = self.execute_field(
                     parent_type, source_value, field_details_list, field_path, position_context
@@ -216,14 +237,12 @@ class FailcatExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> list[tuple[str, Any, _Leaf | None]]:
         """Per request, per collected selection set: which fields read inline. graphql-core
         memoizes the collected sets per request, so a page's cases share one plan."""
-        plans: dict[int, tuple[Any, Any, list[tuple[str, Any, _Leaf | None]]]]
-        plans = self.__dict__.setdefault("_failcat_plans", {})
+        plans = self._failcat_plans
         entry = plans.get(id(grouped_field_set))
         if entry is not None and entry[0] is grouped_field_set and entry[1] is parent_type:
             return entry[2]
-        hooked = self.middleware_manager is not None and bool(
-            getattr(self.middleware_manager, "_middleware_resolvers", True)
-        )
+        # strawberry hands graphql-core only the extensions that hook resolvers.
+        hooked = self.middleware_manager is not None and bool(self.middleware_manager.middlewares)
         plan = []
         for response_name, field_details_list in grouped_field_set.items():
             leaf = None

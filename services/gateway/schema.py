@@ -26,6 +26,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext
 
+from services.gateway import graphiql
 from services.gateway import limits as L
 from services.gateway.auth.mutations import AuthMutation
 from services.gateway.auth.queries import AuthQuery
@@ -132,9 +133,18 @@ class FailcatGraphQL(GraphQL):
 
     async def get_context(self, request: HTTPConnection, response: Any) -> Context:
         ctx = Context(request)
-        if request.scope["type"] == "http":
+        if request.scope["type"] == "http" and not self._opens_graphiql(request):
             ctx.principal  # noqa: B018  authenticate up front: no token is a 401, not a GraphQL error
         return ctx
+
+    def _opens_graphiql(self, request: HTTPConnection) -> bool:
+        """A browser opening the page needs no token (the page holds no data; it asks the
+        person for one). Without the IDE (production) strawberry answers such a request 404."""
+        return graphiql.wants_page(request)
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        state = request.app.state
+        return graphiql.page(state.settings, sign_in=getattr(state, "graphiql_sign_in", False))
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson.JSONDecodeError subclasses json.JSONDecodeError: bad bodies still get a 400.

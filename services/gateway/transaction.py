@@ -19,20 +19,13 @@ class TransactionExtension(SchemaExtension):
             yield
         finally:
             ctx = self.execution_context.context
-            session = ctx.opened_session
-            if session is not None:
+            if ctx.opened_session is not None:
                 result = self.execution_context.result
                 failed_mutation = (
                     self.execution_context.operation_type == OperationType.MUTATION
                     and result is not None
                     and bool(result.errors)
                 )
-                try:
-                    if failed_mutation:
-                        await session.rollback()
-                        result.data = None
-                    else:
-                        await session.commit()
-                finally:
-                    await session.close()
-                    ctx._session = None
+                await ctx.end_transaction(commit=not failed_mutation)
+                if failed_mutation:
+                    result.data = None

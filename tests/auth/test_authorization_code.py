@@ -94,6 +94,7 @@ async def test_full_flow_issues_user_token_and_refresh_token(
     assert claims["clearance"] == "confidential"
     assert claims["client_id"] == web_client.client_id
     assert claims["sub"] != web_client.client_id
+    assert claims["preferred_username"] == curator[0]  # who signed in, by name
     assert (await resource.post("/cases", headers=bearer(body["access_token"]))).status_code == 200
 
 

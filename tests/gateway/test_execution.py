@@ -39,6 +39,7 @@ class Part:
 class Item:
     id: strawberry.ID
     name: str
+    title: str | None = None
     note: str | None
     color: Color
     at: datetime
@@ -69,6 +70,7 @@ def item(**over: Any) -> SimpleNamespace:
     values = {
         "id": "1",
         "name": "a",
+        "title": "t",
         "note": None,
         "color": "red",
         "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
@@ -79,6 +81,14 @@ def item(**over: Any) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
+class Exploding(SimpleNamespace):
+    """A row whose attribute read raises: the fast path must leave the error to graphql-core."""
+
+    @property
+    def title(self) -> str:
+        raise RuntimeError("title could not be read")
+
+
 ITEMS = [
     item(),
     item(id="2", name="b", note="n", color="blue", part_source=None),
@@ -86,6 +96,7 @@ ITEMS = [
     item(id="4", color="green"),  # not a value of the enum
     SimpleNamespace(id="5", name="e"),  # attributes missing
     item(id="6", part_source=SimpleNamespace(label=None)),  # null in a nested non-null field
+    Exploding(**{k: v for k, v in vars(item(id="7")).items() if k != "title"}),  # read raises
 ]
 
 
@@ -101,7 +112,7 @@ class Query:
 
 
 QUERY = """{
-  items { id name note color at tags loud who part { label size } shout(times: 3) }
+  items { id name title note color at tags loud who part { label size } shout(times: 3) }
   one { id name __typename part { __typename label } }
 }"""
 
@@ -121,6 +132,7 @@ async def test_same_data_and_errors_as_strawberry() -> None:
     plain, fast = schemas()
     expected = outcome(await plain.execute(QUERY, context_value={"who": "me"}))
     assert expected[1], "the query exercises errors"
+    assert ("title could not be read", ["items", 6, "title"]) in expected[1]
     assert outcome(await fast.execute(QUERY, context_value={"who": "me"})) == expected
     assert outcome(fast.execute_sync(QUERY, context_value={"who": "me"})) == expected
 

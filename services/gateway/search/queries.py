@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import strawberry
 from strawberry.types import Info
 
@@ -19,8 +21,25 @@ from services.gateway.search.types import (
     SearchHit,
     SearchResults,
 )
-from services.search.request import SearchFilter
+from services.search.request import Heatmap, SearchFilter
+from shared.errors import BadUserInput, FieldError
 from shared.security import Scope
+
+# The service's one heatmap size (values per axis).
+DEFAULT_HEATMAP_SIZE = next(f.default for f in fields(Heatmap) if f.name == "size")
+
+
+def _heatmap_fields(heatmap: HeatmapInput | None) -> tuple[str, str] | None:
+    """The service takes the two facet fields, as REST's `heatmap=x,y` gives them. Its cell
+    count is fixed (top 20 values per axis): another `size` is refused rather than ignored."""
+    if heatmap is None:
+        return None
+    if heatmap.size != DEFAULT_HEATMAP_SIZE:
+        raise BadUserInput(
+            "invalid search request: heatmap.size",
+            [FieldError("heatmap.size", f"only {DEFAULT_HEATMAP_SIZE} values per axis")],
+        )
+    return (heatmap.x, heatmap.y)
 
 
 @strawberry.type
@@ -48,7 +67,7 @@ class SearchQuery:
             after=after,
             sort=sort,
             histogram=histogram,
-            heatmap=(heatmap.x, heatmap.y, heatmap.size) if heatmap else None,
+            heatmap=_heatmap_fields(heatmap),
         )
         # One query for every hit's case (visibility applied again), then their relations.
         cases = await ctx.loaders.case.load_many([h.id for h in result.hits])
