@@ -1,7 +1,7 @@
 """`failcat clients|users|keys ...`: operator commands, run on the host with the database URL.
 
-Each command opens one transaction, prints JSON on stdout (errors on stderr, exit 1), and
-disposes of the engine. A client secret is printed once, by `create` and `rotate-secret`.
+Each command opens one transaction, prints JSON on stdout (errors: one line on stderr, exit 2),
+and disposes of the engine. A client secret is printed once, by `create` and `rotate-secret`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.errors import FailcatError
+from services.cli.errors import CliError
 
 Action = Callable[[Any, AsyncSession, argparse.Namespace], Awaitable[Any]]
 
@@ -39,12 +39,8 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
             finally:
                 await db.dispose()
 
-        try:
-            result = asyncio.run(main())
-        except FailcatError as exc:
-            details = "; ".join(f"{e.path}: {e.message}" for e in exc.errors)
-            print(f"failcat: {exc.message}{f' ({details})' if details else ''}", file=sys.stderr)
-            return 1
+        # A FailcatError reaches the `failcat` entry point, which prints it as one line (exit 2).
+        result = asyncio.run(main())
         print(json.dumps(result, indent=2, default=str))
         return 0
 
@@ -102,7 +98,7 @@ def _read_password(args: argparse.Namespace) -> str:
         return sys.stdin.readline().rstrip("\n")
     first = getpass.getpass("Password: ")
     if first != getpass.getpass("Repeat: "):
-        raise SystemExit("failcat: passwords differ")
+        raise CliError("passwords differ")
     return first
 
 

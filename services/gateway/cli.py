@@ -6,17 +6,19 @@ import argparse
 import asyncio
 import importlib
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from services.cli.errors import guarded
 from shared.runtime import prepare_process
 from shared.settings import load_settings
 
 # Services that contribute subcommands through `add_commands(subparsers)`.
 COMMAND_MODULES = ("services.auth.cli", "services.search.cli")
-INGEST_BATCH = 1000
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -78,46 +80,42 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_cases(path: Path) -> list[Any]:
-    data = path.read_bytes()
-    if data.lstrip()[:1] == b"[":
-        return orjson.loads(data)
-    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from services.cli.ingest import ingest_file
+
+    async def run() -> int:
+        async with open_sink(args) as sink:
+            report = await ingest_file(
+                Path(args.file),
+                sink,
+                error_file=Path(args.error_file) if args.error_file else None,
+            )
+        print(report.summary(), file=sys.stderr)
+        print(orjson.dumps(report.counts).decode())
+        return 0 if report.ok else 1
+
+    return asyncio.run(run())
+
+
+@asynccontextmanager
+async def open_sink(_: argparse.Namespace) -> AsyncIterator[Any]:
+    """Local mode: straight into the catalog, one transaction per batch."""
     from services.catalog import service
     from shared.db import Database
     from shared.security import SYSTEM
 
     settings = load_settings()
-    items = read_cases(Path(args.file))
+    db = Database(settings.catalog_url)
 
-    async def run() -> dict[str, int]:
-        db = Database(settings.catalog_url)
-        counts = {"created": 0, "duplicate": 0, "invalid": 0, "sampled_out": 0}
-        try:
-            for start in range(0, len(items), INGEST_BATCH):
-                batch = items[start : start + INGEST_BATCH]
-                async with db.transaction() as session:
-                    results = await service.ingest_cases(session, batch, SYSTEM)
-                for r in results:
-                    counts[r.status] += 1
-                    if r.status == "invalid":
-                        print(
-                            orjson.dumps({"index": start + r.index, "errors": r.errors}).decode(),
-                            file=sys.stderr,
-                        )
-                print(
-                    f"ingested {min(start + INGEST_BATCH, len(items))}/{len(items)}",
-                    file=sys.stderr,
-                )
-        finally:
-            await db.dispose()
-        return counts
+    async def sink(items: list[Any]) -> list[dict[str, Any]]:
+        async with db.transaction() as session:
+            results = await service.ingest_cases(session, items, SYSTEM)
+        return [r.model_dump(exclude_none=True) for r in results]
 
-    print(orjson.dumps(asyncio.run(run())).decode())
-    return 0
+    try:
+        yield sink
+    finally:
+        await db.dispose()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,8 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(func=cmd_db_upgrade)
 
-    ingest = sub.add_parser("ingest", help="ingest cases from a JSON array or NDJSON file")
+    ingest = sub.add_parser(
+        "ingest",
+        help="ingest cases from a JSON array, NDJSON or CSV file",
+        description="Exit 0 when every item was stored (or was a duplicate, or sampled out), "
+        "1 when any item was refused (each one named by line and field on stderr), "
+        "2 when the file or the command was unusable.",
+    )
     ingest.add_argument("file")
+    ingest.add_argument(
+        "--error-file", help="write each refused item here (NDJSON, its errors under _meta)"
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     for name in COMMAND_MODULES:
@@ -154,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args) or 0
+    return guarded(lambda: args.func(args) or 0)
 
 
 if __name__ == "__main__":
