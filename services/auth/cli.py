@@ -128,12 +128,17 @@ async def _keys_rotate(service: Any, session: AsyncSession, _: argparse.Namespac
     }
 
 
+def _group(subparsers: Any, name: str, text: str) -> Any:
+    parser = subparsers.add_parser(name, help=text)
+    # Operator commands: the entry point checks the database exists and is migrated first.
+    parser.set_defaults(local_database=True)
+    return parser.add_subparsers(dest=f"{name}_command", required=True)
+
+
 def add_commands(subparsers: Any) -> None:
     from services.auth.service import DEFAULT_GRANT_TYPES
 
-    clients = subparsers.add_parser("clients", help="OAuth clients").add_subparsers(
-        dest="clients_command", required=True
-    )
+    clients = _group(subparsers, "clients", "OAuth clients")
     create = clients.add_parser("create", help="register a client; prints its secret once")
     create.add_argument("--name", required=True)
     create.add_argument("--scopes", required=True, help='space separated, e.g. "cases:read"')
@@ -160,9 +165,7 @@ def add_commands(subparsers: Any) -> None:
         cmd.add_argument("client_id")
         cmd.set_defaults(func=_run(action))
 
-    users = subparsers.add_parser("users", help="local user accounts").add_subparsers(
-        dest="users_command", required=True
-    )
+    users = _group(subparsers, "users", "local user accounts")
     ucreate = users.add_parser("create", help="create a user (password prompted)")
     ucreate.add_argument("--username", required=True)
     ucreate.add_argument("--roles", required=True, help='space separated, e.g. "curator"')
@@ -177,9 +180,7 @@ def add_commands(subparsers: Any) -> None:
     ucreate.set_defaults(func=users_create)
     users.add_parser("list", help="list users").set_defaults(func=_run(_users_list))
 
-    keys = subparsers.add_parser("keys", help="token signing keys").add_subparsers(
-        dest="keys_command", required=True
-    )
+    keys = _group(subparsers, "keys", "token signing keys")
     keys.add_parser("rotate", help="new signing key; old tokens keep working").set_defaults(
         func=_run(_keys_rotate)
     )

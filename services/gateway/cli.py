@@ -6,19 +6,18 @@ import argparse
 import asyncio
 import importlib
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
-
-import orjson
 
 from services.cli.errors import guarded
 from shared.runtime import prepare_process
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 
 # Services that contribute subcommands through `add_commands(subparsers)`.
-COMMAND_MODULES = ("services.auth.cli", "services.search.cli")
+COMMAND_MODULES = (
+    "services.cli.ingest",
+    "services.auth.cli",
+    "services.search.cli",
+    "services.cli.login",
+)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -28,6 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = load_settings()  # fail fast on a bad setting, before any worker starts
     prepare_process(settings.log_level)
+    prepare_database(settings)
     if args.workers > 1:
         # Stateless API processes sharing the port, each building its app from the
         # environment. Their in-process indexers share the outbox (rows are claimed with
@@ -48,6 +48,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, role=args.role)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+def prepare_database(settings: Settings) -> None:
+    """The embedded mode creates and migrates its database on first start (`make run` and a
+    fresh clone just work); a server database is migrated by `failcat db upgrade` alone."""
+    from services.cli.local import require_database, sqlite_path
+
+    if sqlite_path(settings) is not None:
+        from shared.migrate import upgrade
+
+        upgrade(settings.catalog_url)
+    else:
+        require_database(settings)
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
@@ -80,44 +93,6 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from services.cli.ingest import ingest_file
-
-    async def run() -> int:
-        async with open_sink(args) as sink:
-            report = await ingest_file(
-                Path(args.file),
-                sink,
-                error_file=Path(args.error_file) if args.error_file else None,
-            )
-        print(report.summary(), file=sys.stderr)
-        print(orjson.dumps(report.counts).decode())
-        return 0 if report.ok else 1
-
-    return asyncio.run(run())
-
-
-@asynccontextmanager
-async def open_sink(_: argparse.Namespace) -> AsyncIterator[Any]:
-    """Local mode: straight into the catalog, one transaction per batch."""
-    from services.catalog import service
-    from shared.db import Database
-    from shared.security import SYSTEM
-
-    settings = load_settings()
-    db = Database(settings.catalog_url)
-
-    async def sink(items: list[Any]) -> list[dict[str, Any]]:
-        async with db.transaction() as session:
-            results = await service.ingest_cases(session, items, SYSTEM)
-        return [r.model_dump(exclude_none=True) for r in results]
-
-    try:
-        yield sink
-    finally:
-        await db.dispose()
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="failcat", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="API processes sharing the port")
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("worker", help="run the outbox indexer").set_defaults(func=cmd_worker)
+    sub.add_parser("worker", help="run the outbox indexer").set_defaults(
+        func=cmd_worker, local_database=True
+    )
 
     db = sub.add_parser("db", help="database operations")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -137,31 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(func=cmd_db_upgrade)
 
-    ingest = sub.add_parser(
-        "ingest",
-        help="ingest cases from a JSON array, NDJSON or CSV file",
-        description="Exit 0 when every item was stored (or was a duplicate, or sampled out), "
-        "1 when any item was refused (each one named by line and field on stderr), "
-        "2 when the file or the command was unusable.",
-    )
-    ingest.add_argument("file")
-    ingest.add_argument(
-        "--error-file", help="write each refused item here (NDJSON, its errors under _meta)"
-    )
-    ingest.set_defaults(func=cmd_ingest)
-
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-        module.add_commands(sub)
+        importlib.import_module(name).add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return guarded(lambda: args.func(args) or 0)
+    return guarded(lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Local commands check the database (and index) first, read-only: a read or a typo never
+    creates one. A command given a server (--url or $FAILCAT_URL) touches no local file."""
+    from services.cli.local import require_database, require_search_index
+    from services.cli.remote import server_url
+
+    remote = hasattr(args, "url") and server_url(args.url) is not None
+    if getattr(args, "local_database", False) and not remote:
+        settings = load_settings()
+        require_database(settings)
+        if getattr(args, "local_index", False):
+            require_search_index(settings)
+    return args.func(args) or 0
 
 
 if __name__ == "__main__":

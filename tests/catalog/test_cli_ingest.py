@@ -18,6 +18,8 @@ from tests.corpus import avid_cases
 def _failcat(monkeypatch, settings, capsys, *argv: str) -> tuple[int, str, str]:
     monkeypatch.setenv("FAILCAT_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("FAILCAT_DATABASE_URL", settings.catalog_url)
+    monkeypatch.setenv("FAILCAT_SEARCH_URL", settings.search_url)
+    monkeypatch.setenv("FAILCAT_SEARCH_INDEX", settings.search_index)
     code = main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
@@ -139,7 +141,7 @@ async def test_unusable_files_are_one_line_and_exit_2(
     assert len(err.splitlines()) == 1
 
 
-async def test_a_bad_query_is_one_line(monkeypatch, settings, capsys):
+async def test_a_bad_query_is_one_line(monkeypatch, settings, capsys, app):
     code, out, err = await failcat(monkeypatch, settings, capsys, "search", "severity:S9")
     assert code == 2 and out == ""
     expected = "expected one of S0, S1, S2, S3, S4 for 'severity', got 'S9'"
