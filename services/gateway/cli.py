@@ -7,7 +7,8 @@ import asyncio
 import importlib
 import sys
 
-from services.cli.errors import guarded
+from services.cli.errors import CliError, guarded
+from services.cli.local import sqlite_path
 from shared.runtime import prepare_process
 from shared.settings import Settings, load_settings
 
@@ -26,14 +27,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from services.gateway.app import create_app
 
     settings = load_settings()  # fail fast on a bad setting, before any worker starts
+    if args.workers < 1:
+        raise CliError(f"--workers {args.workers}: must be at least 1")
+    if args.workers > 1 and (sqlite_path(settings) is not None or settings.embedded_search):
+        # SQLite takes one writer at a time, the embedded index lives in one process's
+        # indexer, and live subscriptions hear only their own process's changes there.
+        raise CliError(
+            f"--workers {args.workers} needs Postgres and OpenSearch (FAILCAT_DATABASE_URL, "
+            "FAILCAT_SEARCH_URL); the embedded backend serves from one process"
+        )
     prepare_process(settings.log_level)
     prepare_database(settings)
     if args.workers > 1:
         # Stateless API processes sharing the port, each building its app from the
         # environment. Their in-process indexers share the outbox (rows are claimed with
-        # SKIP LOCKED on Postgres; indexing is idempotent either way).
+        # SKIP LOCKED on Postgres; indexing is idempotent either way), subscriptions hear
+        # every process through LISTEN/NOTIFY, and the failure rate limits are per process
+        # (services/auth/ratelimit.py says why that is enough).
         import os
 
+        # The bootstrap client is made here, once, before the workers race to start (the
+        # auth service also serialises it with an advisory lock, for separate servers).
+        created = asyncio.run(_ensure_bootstrap_client(settings))
+        if created is not None:
+            from services.gateway.app import bootstrap_banner
+
+            print(bootstrap_banner(settings, created), file=sys.stderr, flush=True)
         os.environ["FAILCAT_SERVE_ROLE"] = args.role
         uvicorn.run(
             "services.gateway.app:app_from_environment",
@@ -50,10 +69,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _ensure_bootstrap_client(settings: Settings) -> dict[str, str] | None:
+    from services.auth.service import AuthService
+    from shared.db import Database
+
+    db = Database(settings.catalog_url)
+    try:
+        return await AuthService(settings, db).ensure_bootstrap_client()
+    finally:
+        await db.dispose()
+
+
 def prepare_database(settings: Settings) -> None:
     """The embedded mode creates and migrates its database on first start (`make run` and a
     fresh clone just work); a server database is migrated by `failcat db upgrade` alone."""
-    from services.cli.local import require_database, sqlite_path
+    from services.cli.local import require_database
 
     if sqlite_path(settings) is not None:
         from shared.migrate import upgrade
@@ -101,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--role", choices=["all", "api", "auth"], default="all")
-    serve.add_argument("--workers", type=int, default=1, help="API processes sharing the port")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="API processes sharing the port (Postgres only)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("worker", help="run the outbox indexer").set_defaults(
