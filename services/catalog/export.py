@@ -16,11 +16,12 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
+from shared.errors import BadUserInput, FieldError
 from shared.security import Principal
 
 META_KEY = "_meta"
@@ -92,6 +93,10 @@ CSV_COLUMNS = (
 def wire_case(view: dict[str, Any]) -> dict[str, Any]:
     """A case as the REST views render it -> the wire format with `_meta`."""
     out = {k: view.get(k) for k in WIRE_KEYS}
+    for key in ("provenance", "writeup"):
+        # Stored with every sub-field; exported as sent (absent sub-fields stay absent).
+        if isinstance(out[key], dict):
+            out[key] = {k: v for k, v in out[key].items() if v is not None}
     model = view.get("model") or {}
     out["model"] = {"name": model.get("name"), "version": model.get("version")}
     out[META_KEY] = {k: view.get(k) for k in META_KEYS}
@@ -157,7 +162,20 @@ def encode(case: dict[str, Any], fmt: str) -> bytes:
     return orjson.dumps(case) + b"\n" if fmt == "ndjson" else csv_line(csv_row(case))
 
 
-async def export_cases(
+@dataclass
+class Export:
+    """A started export: the total the search reported, and the stream to send."""
+
+    total: int
+    total_is_lower_bound: bool
+    chunks: AsyncIterator[bytes]
+
+
+def media_type(fmt: str) -> str:
+    return "application/x-ndjson" if fmt == "ndjson" else "text/csv; charset=utf-8"
+
+
+async def start_export(
     search: Any,
     db: Any,
     principal: Principal,
@@ -165,19 +183,22 @@ async def export_cases(
     fmt: str,
     progress: Callable[[int, int], None] | None = None,
     page_size: int = PAGE_SIZE,
-) -> AsyncIterator[bytes]:
-    """The export stream: a CSV header first, then one encoded case at a time.
+) -> Export:
+    """Validate the query and run its first page; the rest is read as the stream is consumed.
 
-    `search` is the SearchService, `db` the Database; the query is validated before the first
-    byte is produced (so a bad query is a 400, not a broken stream)."""
-    from services.catalog import service as catalog
-
+    `search` is the SearchService and `db` the Database. A bad query raises here, before the
+    first byte, so it is a 400 and not a broken stream."""
+    if fmt not in FORMATS:
+        raise BadUserInput(
+            "unknown export format", [FieldError("format", f"one of {', '.join(FORMATS)}")]
+        )
     request = replace(
         search.build_request(principal, query, first=page_size, sort="occurred_at"),
         highlight=False,
     )
-    result = await search.execute(request)
-    return _stream(search, db, principal, request, result, fmt, progress, catalog)
+    first = await search.execute(request)
+    chunks = _stream(search, db, principal, request, first, fmt, progress)
+    return Export(first.total, first.total_is_lower_bound, chunks)
 
 
 async def _stream(
@@ -188,8 +209,8 @@ async def _stream(
     result: Any,
     fmt: str,
     progress: Callable[[int, int], None] | None,
-    catalog: Any,
 ) -> AsyncIterator[bytes]:
+    from services.catalog import service as catalog
     from services.catalog.views import case_json
     from services.search.request import decode_cursor
 
@@ -198,6 +219,7 @@ async def _stream(
     done = 0
     while True:
         ids = [h.id for h in result.hits]
+        # A short transaction per page: a long export holds no connection or snapshot.
         async with db.transaction() as session:
             cases = await catalog.get_cases(session, ids, principal)
             refs = await catalog.page_relations(session, cases)

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "services.cli.ingest",
     "services.auth.cli",
     "services.search.cli",
+    "services.cli.export",
     "services.cli.login",
 )
 
