@@ -95,8 +95,13 @@ class Remote:
                 f"not signed in to {self.url}: run `failcat login --url {self.url}`, or set "
                 "FAILCAT_CLIENT_ID and FAILCAT_CLIENT_SECRET"
             )
-        if force or entry.get("expires_at", 0) - EXPIRY_MARGIN_S <= time.time():
-            entry = await self._refresh(entry)
+        if force or _expiring(entry):
+            with credentials.locked():
+                # Another command may have refreshed while this one waited: use its token.
+                latest = credentials.load(self.url) or entry
+                if latest.get("refresh_token") == entry.get("refresh_token"):
+                    latest = await self._refresh(latest)
+                entry = latest
         self._entry, self._token = entry, entry["access_token"]
         return self._token
 
@@ -170,6 +175,10 @@ class Remote:
                 yield resp
         except httpx.TransportError as exc:
             raise CliError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
+
+
+def _expiring(entry: dict[str, Any]) -> bool:
+    return entry.get("expires_at", 0) - EXPIRY_MARGIN_S <= time.time()
 
 
 def token_entry(client_id: str, body: dict[str, Any]) -> dict[str, Any]:

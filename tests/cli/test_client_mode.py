@@ -13,6 +13,7 @@ import time
 import httpx
 import orjson
 
+from services.cli import credentials
 from tests.catalog.builders import unique
 from tests.cli.conftest import CLI, clean_env, failcat
 from tests.corpus import aiid_cases
@@ -137,7 +138,7 @@ async def _approve(url: str, user_code: str, username: str, password: str) -> No
 
 
 async def test_login_device_flow_cached_per_user_with_refresh_and_logout(
-    server, elsewhere, tmp_path
+    server, elsewhere, tmp_path, monkeypatch
 ):
     public = await _client(
         server,
@@ -203,6 +204,32 @@ async def test_login_device_flow_cached_per_user_with_refresh_and_logout(
     refreshed = json.loads(path.read_text())[server.url]
     assert refreshed["refresh_token"] != entry["refresh_token"]
     assert refreshed["expires_at"] > time.time()
+
+    # Two commands at once with an expired token: one refreshes, the other uses its token
+    # (spending the same rotating refresh token twice would end the sign-in).
+    stale = json.loads(path.read_text())
+    stale[server.url]["expires_at"] = 0
+    path.write_text(json.dumps(stale))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    with credentials.locked():  # both commands read the stale entry, then queue for the lock
+        runs = [
+            asyncio.create_task(
+                failcat("search", "anything", "--url", server.url, cwd=elsewhere, env=env)
+            )
+            for _ in range(2)
+        ]
+        await asyncio.sleep(4)
+        assert not any(r.done() for r in runs)
+    both = await asyncio.gather(*runs)
+    assert [r.code for r in both] == [0, 0], [r.err for r in both]
+    refreshed = json.loads(path.read_text())[server.url]
+    stale[server.url]["expires_at"] = 0
+    stale[server.url]["refresh_token"] = refreshed["refresh_token"]
+    stale[server.url]["access_token"] = refreshed["access_token"]
+    path.write_text(json.dumps(stale))
+    search = await failcat("search", "anything", "--url", server.url, cwd=elsewhere, env=env)
+    assert search.code == 0, search.err  # the sign-in survived
+    refreshed = json.loads(path.read_text())[server.url]
 
     out = await failcat("logout", "--url", server.url, cwd=elsewhere, env=env)
     assert out.code == 0 and f"signed out of {server.url}" in out.err
