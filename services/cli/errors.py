@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
 from collections.abc import Callable
+from typing import NoReturn
 
 from shared.errors import FailcatError
 
@@ -14,6 +16,14 @@ USAGE_ERROR = 2
 
 class CliError(Exception):
     """A user-facing error: its message is the whole line printed (after "failcat: ")."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line too (its default prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR)
 
 
 def describe(exc: FailcatError) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from services.catalog.export import row_to_case
+from services.catalog.export import CSV_COLUMNS, row_to_case
 from services.cli.errors import CliError
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -153,6 +153,13 @@ class CaseFile:
     def _csv_items(self) -> Iterator[Item]:
         with self.path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
+            unknown = [c for c in reader.fieldnames or [] if c not in CSV_COLUMNS]
+            if unknown or not reader.fieldnames:
+                raise CliError(
+                    f"{self.path}:1: "
+                    + (f"unknown column {unknown[0]!r}" if unknown else "no header")
+                    + "; the columns are those of `failcat export cases --format csv`"
+                )
             start = 2  # after the header (a header with a quoted newline is not supported)
             for index, row in enumerate(reader):
                 try:

@@ -7,7 +7,7 @@ import asyncio
 import importlib
 import sys
 
-from services.cli.errors import CliError, guarded
+from services.cli.errors import CliError, Parser, guarded
 from services.cli.local import sqlite_path
 from shared.runtime import prepare_process
 from shared.settings import Settings, load_settings
@@ -125,7 +125,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="failcat", description=__doc__)
+    parser = Parser(prog="failcat", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the API (GraphQL, REST, OAuth)")

@@ -151,3 +151,11 @@ async def test_a_bad_query_is_one_line(monkeypatch, settings, capsys, app):
 async def test_db_upgrade_is_idempotent(monkeypatch, settings, capsys):
     code, _, err = await failcat(monkeypatch, settings, capsys, "db", "upgrade")
     assert code == 0 and "database at head" in err
+
+
+async def test_csv_with_an_unknown_column_is_refused_whole(monkeypatch, settings, capsys, tmp_path):
+    path = tmp_path / "cases.csv"
+    path.write_text("title,model.name,model.version,data_source,colour\nx,m,1,s,red\n")
+    code, out, err = await failcat(monkeypatch, settings, capsys, "ingest", str(path))
+    assert code == 2 and out == ""
+    assert err.startswith(f"failcat: {path}:1: unknown column 'colour'; the columns are")

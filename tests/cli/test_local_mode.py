@@ -78,3 +78,18 @@ async def test_a_migrated_database_is_used_from_any_directory(backend, elsewhere
     result = await failcat("clients", "list", cwd=elsewhere, env=env)
     assert result.code == 0 and result.out.strip() == "[]", result.err
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (("ingets", "x"), "failcat: argument command: invalid choice: 'ingets'"),
+        (("ingest",), "failcat ingest: the following arguments are required: file"),
+        (("search", "--first", "x"), "failcat search: argument --first: invalid int value"),
+    ],
+)
+async def test_usage_errors_are_one_line(argv, expected, elsewhere):
+    result = await failcat(*argv, cwd=elsewhere, env=clean_env())
+    assert result.code == 2
+    assert result.err.startswith(expected) and len(result.err.splitlines()) == 1
+    assert list(elsewhere.iterdir()) == []
