@@ -1,7 +1,7 @@
 """`failcat clients|users|keys ...`: operator commands, run on the host with the database URL.
 
-Each command opens one transaction, prints JSON on stdout (errors on stderr, exit 1), and
-disposes of the engine. A client secret is printed once, by `create` and `rotate-secret`.
+Each command opens one transaction, prints JSON on stdout (errors: one line on stderr, exit 2),
+and disposes of the engine. A client secret is printed once, by `create` and `rotate-secret`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.errors import FailcatError
+from services.cli.errors import CliError
 
 Action = Callable[[Any, AsyncSession, argparse.Namespace], Awaitable[Any]]
 
@@ -39,12 +39,8 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
             finally:
                 await db.dispose()
 
-        try:
-            result = asyncio.run(main())
-        except FailcatError as exc:
-            details = "; ".join(f"{e.path}: {e.message}" for e in exc.errors)
-            print(f"failcat: {exc.message}{f' ({details})' if details else ''}", file=sys.stderr)
-            return 1
+        # A FailcatError reaches the `failcat` entry point, which prints it as one line (exit 2).
+        result = asyncio.run(main())
         print(json.dumps(result, indent=2, default=str))
         return 0
 
@@ -102,7 +98,7 @@ def _read_password(args: argparse.Namespace) -> str:
         return sys.stdin.readline().rstrip("\n")
     first = getpass.getpass("Password: ")
     if first != getpass.getpass("Repeat: "):
-        raise SystemExit("failcat: passwords differ")
+        raise CliError("passwords differ")
     return first
 
 
@@ -132,12 +128,17 @@ async def _keys_rotate(service: Any, session: AsyncSession, _: argparse.Namespac
     }
 
 
+def _group(subparsers: Any, name: str, text: str) -> Any:
+    parser = subparsers.add_parser(name, help=text)
+    # Operator commands: the entry point checks the database exists and is migrated first.
+    parser.set_defaults(local_database=True)
+    return parser.add_subparsers(dest=f"{name}_command", required=True)
+
+
 def add_commands(subparsers: Any) -> None:
     from services.auth.service import DEFAULT_GRANT_TYPES
 
-    clients = subparsers.add_parser("clients", help="OAuth clients").add_subparsers(
-        dest="clients_command", required=True
-    )
+    clients = _group(subparsers, "clients", "OAuth clients")
     create = clients.add_parser("create", help="register a client; prints its secret once")
     create.add_argument("--name", required=True)
     create.add_argument("--scopes", required=True, help='space separated, e.g. "cases:read"')
@@ -164,9 +165,7 @@ def add_commands(subparsers: Any) -> None:
         cmd.add_argument("client_id")
         cmd.set_defaults(func=_run(action))
 
-    users = subparsers.add_parser("users", help="local user accounts").add_subparsers(
-        dest="users_command", required=True
-    )
+    users = _group(subparsers, "users", "local user accounts")
     ucreate = users.add_parser("create", help="create a user (password prompted)")
     ucreate.add_argument("--username", required=True)
     ucreate.add_argument("--roles", required=True, help='space separated, e.g. "curator"')
@@ -181,9 +180,7 @@ def add_commands(subparsers: Any) -> None:
     ucreate.set_defaults(func=users_create)
     users.add_parser("list", help="list users").set_defaults(func=_run(_users_list))
 
-    keys = subparsers.add_parser("keys", help="token signing keys").add_subparsers(
-        dest="keys_command", required=True
-    )
+    keys = _group(subparsers, "keys", "token signing keys")
     keys.add_parser("rotate", help="new signing key; old tokens keep working").set_defaults(
         func=_run(_keys_rotate)
     )

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -49,6 +50,8 @@ REVOCATION_OVERLAP = timedelta(seconds=30)
 # An unknown kid triggers at most one key refresh per this many seconds (a token with a random
 # kid must not become a way to hammer the database).
 UNKNOWN_KID_REFRESH_S = 1.0
+# pg_advisory_xact_lock key serialising the bootstrap client's creation ("fcboot" in hex).
+BOOTSTRAP_LOCK_KEY = 0x6663626F6F74
 
 
 class RevocationSet:
@@ -198,6 +201,12 @@ class AuthService:
         """On a fresh install, an admin client to create everything else with; its secret is
         written once to $FAILCAT_DATA_DIR/bootstrap-client.json (0600)."""
         async with self.db.transaction() as session:
+            if self.db.dialect == "postgresql":
+                # Several processes starting at once on a fresh database: one creates the
+                # client, the others wait here and then see it (the lock ends with the commit).
+                await session.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": BOOTSTRAP_LOCK_KEY}
+                )
             if await AuthRepository(session).count_clients() > 0:
                 return None
             client, secret = await self.create_client(

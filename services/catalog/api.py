@@ -183,3 +183,31 @@ def _template_json(t: Template) -> dict[str, Any]:
         "evidence": list(t.evidence),
         "markdown": t.as_markdown(),
     }
+
+
+@router.get("/cases:export")
+async def export_cases(
+    request: Request,
+    q: str = Query("", description="Query language: services/search/QUERY.md"),
+    format: str = Query("ndjson", description="ndjson or csv"),
+    principal: Principal = Depends(require(Scope.EXPORTS_CREATE)),
+) -> Response:
+    """Every case the query finds that the caller may see, streamed in the wire format (with
+    read-only facts under `_meta`, which the bulk route ignores): export -> import round-trips.
+    X-Total-Count is the search's total (a lower bound past 10,000 when it ends with +)."""
+    from fastapi.responses import StreamingResponse
+
+    from services.catalog.export import media_type, start_export
+
+    export = await start_export(
+        request.app.state.search, request.app.state.db, principal, q, format
+    )
+    total = f"{export.total}{'+' if export.total_is_lower_bound else ''}"
+    return StreamingResponse(
+        export.chunks,
+        media_type=media_type(format),
+        headers={
+            "X-Total-Count": total,
+            "Content-Disposition": f'attachment; filename="cases.{format}"',
+        },
+    )

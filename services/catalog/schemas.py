@@ -6,7 +6,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from services.catalog import limits as L
 from shared.security import Sensitivity
@@ -123,6 +130,15 @@ class CaseIn(_In):
     fingerprint: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
 
     _aware_times = field_validator("occurred_at", "captured_at")(_aware)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_meta(cls, data: Any) -> Any:
+        # Exports carry read-only facts (id, revision, status ...) under "_meta": an export
+        # re-imports as it is, and those facts are the target's own to assign.
+        if isinstance(data, dict) and "_meta" in data:
+            return {k: v for k, v in data.items() if k != "_meta"}
+        return data
 
     @field_validator("tags")
     @classmethod

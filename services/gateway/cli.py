@@ -6,17 +6,20 @@ import argparse
 import asyncio
 import importlib
 import sys
-from pathlib import Path
-from typing import Any
 
-import orjson
-
+from services.cli.errors import CliError, Parser, guarded
+from services.cli.local import sqlite_path
 from shared.runtime import prepare_process
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 
 # Services that contribute subcommands through `add_commands(subparsers)`.
-COMMAND_MODULES = ("services.auth.cli", "services.search.cli")
-INGEST_BATCH = 1000
+COMMAND_MODULES = (
+    "services.cli.ingest",
+    "services.auth.cli",
+    "services.search.cli",
+    "services.cli.export",
+    "services.cli.login",
+)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -25,13 +28,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from services.gateway.app import create_app
 
     settings = load_settings()  # fail fast on a bad setting, before any worker starts
+    if args.workers < 1:
+        raise CliError(f"--workers {args.workers}: must be at least 1")
+    if args.workers > 1 and (sqlite_path(settings) is not None or settings.embedded_search):
+        # SQLite takes one writer at a time, the embedded index lives in one process's
+        # indexer, and live subscriptions hear only their own process's changes there.
+        raise CliError(
+            f"--workers {args.workers} needs Postgres and OpenSearch (FAILCAT_DATABASE_URL, "
+            "FAILCAT_SEARCH_URL); the embedded backend serves from one process"
+        )
     prepare_process(settings.log_level)
+    prepare_database(settings)
     if args.workers > 1:
         # Stateless API processes sharing the port, each building its app from the
         # environment. Their in-process indexers share the outbox (rows are claimed with
-        # SKIP LOCKED on Postgres; indexing is idempotent either way).
+        # SKIP LOCKED on Postgres; indexing is idempotent either way), subscriptions hear
+        # every process through LISTEN/NOTIFY, and the failure rate limits are per process
+        # (services/auth/ratelimit.py says why that is enough).
         import os
 
+        # The bootstrap client is made here, once, before the workers race to start (the
+        # auth service also serialises it with an advisory lock, for separate servers).
+        created = asyncio.run(_ensure_bootstrap_client(settings))
+        if created is not None:
+            from services.gateway.app import bootstrap_banner
+
+            print(bootstrap_banner(settings, created), file=sys.stderr, flush=True)
         os.environ["FAILCAT_SERVE_ROLE"] = args.role
         uvicorn.run(
             "services.gateway.app:app_from_environment",
@@ -46,6 +68,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, role=args.role)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+async def _ensure_bootstrap_client(settings: Settings) -> dict[str, str] | None:
+    from services.auth.service import AuthService
+    from shared.db import Database
+
+    db = Database(settings.catalog_url)
+    try:
+        return await AuthService(settings, db).ensure_bootstrap_client()
+    finally:
+        await db.dispose()
+
+
+def prepare_database(settings: Settings) -> None:
+    """The embedded mode creates and migrates its database on first start (`make run` and a
+    fresh clone just work); a server database is migrated by `failcat db upgrade` alone."""
+    from services.cli.local import require_database
+
+    if sqlite_path(settings) is not None:
+        from shared.migrate import upgrade
+
+        upgrade(settings.catalog_url)
+    else:
+        require_database(settings)
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
@@ -78,61 +124,22 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_cases(path: Path) -> list[Any]:
-    data = path.read_bytes()
-    if data.lstrip()[:1] == b"[":
-        return orjson.loads(data)
-    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
-
-
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from services.catalog import service
-    from services.catalog.schemas import INGEST_STATUSES
-    from shared.db import Database
-    from shared.security import SYSTEM
-
-    settings = load_settings()
-    items = read_cases(Path(args.file))
-
-    async def run() -> dict[str, int]:
-        db = Database(settings.catalog_url)
-        counts = dict.fromkeys(INGEST_STATUSES, 0)
-        try:
-            for start in range(0, len(items), INGEST_BATCH):
-                batch = items[start : start + INGEST_BATCH]
-                async with db.transaction() as session:
-                    results = await service.ingest_cases(session, batch, SYSTEM)
-                for r in results:
-                    counts[r.status] += 1
-                    if r.status == "invalid":
-                        print(
-                            orjson.dumps({"index": start + r.index, "errors": r.errors}).decode(),
-                            file=sys.stderr,
-                        )
-                print(
-                    f"ingested {min(start + INGEST_BATCH, len(items))}/{len(items)}",
-                    file=sys.stderr,
-                )
-        finally:
-            await db.dispose()
-        return counts
-
-    print(orjson.dumps(asyncio.run(run())).decode())
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="failcat", description=__doc__)
+    parser = Parser(prog="failcat", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the API (GraphQL, REST, OAuth)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--role", choices=["all", "api", "auth"], default="all")
-    serve.add_argument("--workers", type=int, default=1, help="API processes sharing the port")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="API processes sharing the port (Postgres only)"
+    )
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("worker", help="run the outbox indexer").set_defaults(func=cmd_worker)
+    sub.add_parser("worker", help="run the outbox indexer").set_defaults(
+        func=cmd_worker, local_database=True
+    )
 
     db = sub.add_parser("db", help="database operations")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -140,21 +147,28 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(func=cmd_db_upgrade)
 
-    ingest = sub.add_parser("ingest", help="ingest cases from a JSON array or NDJSON file")
-    ingest.add_argument("file")
-    ingest.set_defaults(func=cmd_ingest)
-
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-        module.add_commands(sub)
+        importlib.import_module(name).add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return guarded(lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Local commands check the database (and index) first, read-only: a read or a typo never
+    creates one. A command given a server (--url or $FAILCAT_URL) touches no local file."""
+    from services.cli.local import require_database, require_search_index
+    from services.cli.remote import server_url
+
+    remote = hasattr(args, "url") and server_url(args.url) is not None
+    if getattr(args, "local_database", False) and not remote:
+        settings = load_settings()
+        require_database(settings)
+        if getattr(args, "local_index", False):
+            require_search_index(settings)
     return args.func(args) or 0
 
 

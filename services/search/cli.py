@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any
 
+from services.cli.errors import CliError
+from services.cli.remote import server_url
 from services.search.request import SearchAnswer
 from services.search.service import SearchService
 from shared.db import Database
@@ -40,12 +42,13 @@ def add_commands(subparsers: Any) -> None:
     )
     search.add_argument("--json", action="store_true", help="print the REST JSON instead")
     search.add_argument("--repair", action="store_true", help="with verify: fix differences")
-    search.set_defaults(func=_search_command)
+    search.add_argument("--url", help="search this server instead (default: $FAILCAT_URL)")
+    search.set_defaults(func=_search_command, local_database=True, local_index=True)
 
     reindex = subparsers.add_parser(
         "reindex", help="rebuild the search index from the catalog and switch to it"
     )
-    reindex.set_defaults(func=_reindex_command)
+    reindex.set_defaults(func=_reindex_command, local_database=True)
 
 
 async def _with_service(work: Any) -> int:
@@ -60,6 +63,9 @@ async def _with_service(work: Any) -> int:
 
 
 def _search_command(args: argparse.Namespace) -> int:
+    url = server_url(args.url)
+    if url is not None:
+        return asyncio.run(_remote_search(url, args))
     if args.query == ["verify"]:
         return asyncio.run(_with_service(lambda s: _verify(s, args.repair)))
     principal = SYSTEM
@@ -94,32 +100,86 @@ async def _search(service: SearchService, principal: Principal, args: argparse.N
     return 0
 
 
+async def _remote_search(url: str, args: argparse.Namespace) -> int:
+    """Client mode: GET /search/v1/cases with the caller's token (its visibility applies)."""
+    from services.cli.remote import connect
+
+    if args.query == ["verify"]:
+        raise CliError("search verify compares a local catalog and index: run it on the server")
+    if args.team or args.clearance:
+        raise CliError("--team/--clearance are for local mode: with --url the token decides")
+    params: dict[str, Any] = {
+        "q": " ".join(args.query),
+        "facets": args.facets,
+        "first": args.first,
+        "sort": args.sort,
+    }
+    if args.after:
+        params["after"] = args.after
+    async with connect(url) as remote:
+        body = await remote.json("GET", "/search/v1/cases", params=params)
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    rows = []
+    for hit in body["hits"]:
+        case = hit.get("case") or {}
+        model = case.get("model") or {}
+        rows.append(
+            _row(hit["id"], hit.get("score"), case, model.get("name"), model.get("version"))
+        )
+    facets = [
+        (f["field"], [(b["value"], b["count"]) for b in f["buckets"]]) for f in body["facets"]
+    ]
+    total = f"{body['total']}{'+' if body.get('totalIsLowerBound') else ''}"
+    page = body["pageInfo"]
+    print(_table(total, rows, facets, page["endCursor"] if page["hasNextPage"] else None))
+    return 0
+
+
+def _row(
+    case_id: str, score: float | None, fields: dict[str, Any], model: Any, version: Any
+) -> tuple[str, ...]:
+    return (
+        f"{score:.2f}" if score is not None else "-",
+        case_id,
+        fields.get("severity") or "-",
+        fields.get("status") or "-",
+        f"{model or '-'}@{version or '-'}",
+        (fields.get("title") or "")[:60],
+    )
+
+
 def render(result: SearchAnswer, docs: dict[str, dict[str, Any]]) -> str:
     total = f"{result.total}{'+' if result.total_is_lower_bound else ''}"
-    lines = [f"{total} cases"]
-    rows = [("SCORE", "ID", "SEV", "STATUS", "MODEL", "TITLE")]
+    rows = []
     for h in result.hits:
         d = docs.get(h.id, {})
-        rows.append(
-            (
-                f"{h.score:.2f}" if h.score is not None else "-",
-                h.id,
-                d.get("severity") or "-",
-                d.get("status") or "-",
-                f"{d.get('model') or '-'}@{d.get('model_version') or '-'}",
-                (d.get("title") or "")[:60],
-            )
-        )
+        rows.append(_row(h.id, h.score, d, d.get("model"), d.get("model_version")))
+    facets = [
+        (name, [(b.value, b.count) for b in buckets]) for name, buckets in result.facets.items()
+    ]
+    return _table(total, rows, facets, result.next_cursor)
+
+
+def _table(
+    total: str,
+    hits: list[tuple[str, ...]],
+    facets: list[tuple[str, list[tuple[str, int]]]],
+    next_cursor: str | None,
+) -> str:
+    lines = [f"{total} cases"]
+    rows = [("SCORE", "ID", "SEV", "STATUS", "MODEL", "TITLE"), *hits]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines += [
         "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5]
         for r in rows
     ]
-    for name, buckets in result.facets.items():
-        values = "  ".join(f"{b.value} ({b.count})" for b in buckets) or "-"
+    for name, buckets in facets:
+        values = "  ".join(f"{value} ({count})" for value, count in buckets) or "-"
         lines.append(f"{name}: {values}")
-    if result.next_cursor:
-        lines.append(f"more: --after {result.next_cursor}")
+    if next_cursor:
+        lines.append(f"more: --after {next_cursor}")
     return "\n".join(lines)
 
 

@@ -93,8 +93,8 @@ async def test_clients_create_bad_input(monkeypatch, settings, capsys, argv, mes
     code, out, err = await _in_thread(
         monkeypatch, settings, capsys, "clients", "create", "--name", "x", *argv
     )
-    assert code == 1
-    assert message in err
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1
     assert out == ""
 
 

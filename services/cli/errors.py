@@ -1,0 +1,65 @@
+"""One line per CLI error, exit code 2: no traceback ever reaches a user of the command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import NoReturn
+
+from shared.errors import FailcatError
+
+USAGE_ERROR = 2
+
+
+class CliError(Exception):
+    """A user-facing error: its message is the whole line printed (after "failcat: ")."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line too (its default prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR)
+
+
+def describe(exc: FailcatError) -> str:
+    """A service error as one line naming its fields: "query: column 12: expected ..."."""
+    if not exc.errors:
+        return exc.message
+    details = "; ".join(f"{e.path}: {e.message}" for e in exc.errors)
+    if all(e.message in exc.message for e in exc.errors):
+        return details  # the message only repeats them, without the field's name
+    return f"{exc.message} ({details})"
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run a command, turning every error into one line on stderr and exit code 2.
+
+    FAILCAT_DEBUG=1 shows the traceback of an unexpected error (for bug reports)."""
+    try:
+        return command()
+    except CliError as exc:
+        message = str(exc)
+    except FailcatError as exc:
+        message = describe(exc)
+    except KeyboardInterrupt:
+        message = "interrupted"
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        message = f"{where}{exc.strerror or exc}"
+    except Exception as exc:
+        if os.environ.get("FAILCAT_DEBUG"):
+            traceback.print_exc()
+        message = (
+            f"unexpected error: {type(exc).__name__}: {exc} (FAILCAT_DEBUG=1 shows the traceback)"
+        )
+    print(f"failcat: {one_line(message)}", file=sys.stderr)
+    return USAGE_ERROR

@@ -1,0 +1,120 @@
+"""`failcat export cases --query Q --format ndjson|csv [--out FILE] [--url URL]`.
+
+Cases go to standard output (or FILE), progress to standard error. Locally the operator sees
+every case; with --url the token's scopes (exports:create) and visibility apply. --out writes
+FILE.partial and renames it when the export is complete, so a failed export leaves no file
+that looks whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from services.catalog.export import FORMATS
+from services.cli.errors import CliError
+from services.cli.remote import server_url
+
+EXPORT_PATH = "/catalog/v1/cases:export"
+
+
+def progress_printer() -> Callable[[int, Any], None]:
+    tty = sys.stderr.isatty()
+
+    def show(done: int, total: Any) -> None:
+        end = "" if tty else "\n"
+        prefix = "\r" if tty else ""
+        print(f"{prefix}exported {done}/{total} cases", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+async def _local(args: argparse.Namespace) -> AsyncIterator[bytes]:
+    from services.catalog.export import start_export
+    from services.search.service import SearchService
+    from shared.db import Database
+    from shared.security import SYSTEM
+    from shared.settings import load_settings
+
+    settings = load_settings()
+    db = Database(settings.catalog_url)
+    search = await SearchService.start(settings, db)
+    try:
+        export = await start_export(search, db, SYSTEM, args.query, args.format, progress_printer())
+        async for chunk in export.chunks:
+            yield chunk
+    finally:
+        await search.close()
+        await db.dispose()
+
+
+async def _remote(url: str, args: argparse.Namespace) -> AsyncIterator[bytes]:
+    from services.cli.remote import connect
+
+    show = progress_printer()
+    params = {"q": args.query, "format": args.format}
+    async with connect(url) as remote, remote.stream("GET", EXPORT_PATH, params=params) as resp:
+        total = resp.headers.get("x-total-count", "?")
+        lines = 0
+        async for chunk in resp.aiter_bytes():
+            yield chunk
+            # NDJSON: a line is a case. CSV cells may hold newlines: the count is approximate.
+            lines += chunk.count(b"\n")
+            show(lines - (1 if args.format == "csv" and lines else 0), total)
+
+
+def cmd_export_cases(args: argparse.Namespace) -> int:
+    url = server_url(args.url)
+    chunks = _remote(url, args) if url else _local(args)
+    out_path = Path(args.out) if args.out else None
+    partial = out_path.with_name(out_path.name + ".partial") if out_path else None
+
+    async def run(sink: BinaryIO) -> None:
+        async for chunk in chunks:
+            sink.write(chunk)
+
+    if partial is None:
+        asyncio.run(run(sys.stdout.buffer))
+        sys.stdout.buffer.flush()
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        return 0
+    try:
+        with partial.open("wb") as fh:
+            asyncio.run(run(fh))
+        os.replace(partial, out_path)  # type: ignore[arg-type]
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise CliError(f"{exc.filename or out_path}: {exc.strerror}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"failcat: wrote {out_path}", file=sys.stderr)
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    export = subparsers.add_parser("export", help="export cases (re-importable)")
+    kinds = export.add_subparsers(dest="export_command", required=True)
+    cases = kinds.add_parser(
+        "cases",
+        help="cases a query finds, in the wire format (NDJSON or CSV)",
+        description="Each case in the format `failcat ingest` and the bulk route take, with "
+        "read-only facts (id, revision, status, content_hash ...) under _meta, which "
+        "ingestion ignores: export from one instance, ingest into another.",
+    )
+    cases.add_argument("--query", "-q", default="", help="query language (default: every case)")
+    cases.add_argument("--format", choices=FORMATS, default="ndjson")
+    cases.add_argument("--out", "-o", help="write to this file (default: standard output)")
+    cases.add_argument("--url", help="export from this server (default: $FAILCAT_URL)")
+    cases.set_defaults(func=cmd_export_cases, local_database=True, local_index=True)

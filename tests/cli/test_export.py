@@ -1,0 +1,188 @@
+"""Exports that re-import: `failcat export cases` and GET /catalog/v1/cases:export stream the
+wire format, and export -> ingest into a fresh instance carries the same facts."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import secrets
+
+import orjson
+
+from services.catalog.export import CSV_COLUMNS, row_to_case
+from services.catalog.schemas import CaseIn
+from shared.migrate import upgrade_async
+from shared.security import SYSTEM
+from tests.catalog.builders import ingest, unique
+from tests.cli.conftest import clean_env, failcat, settings_env
+from tests.conftest import auth_header, make_settings
+from tests.corpus import aiid_cases, avid_cases
+
+# Facts the target assigns itself: compared apart, or not at all.
+VOLATILE_META = {"id", "received_at", "updated_at"}
+
+
+def _corpus(tag: str) -> list[dict]:
+    cases = unique(aiid_cases(150))
+    for i, c in enumerate(cases):
+        c["tags"] = [*c["tags"], tag]
+        if i % 3 == 0:
+            c["links"] = [{"kind": "ticket", "url": f"https://tickets.example/{i}", "title": "t"}]
+            c["writeup"] = {"hypothesis": "label noise", "results": f"case {i}"}
+        if i % 5 == 0:
+            c["sensitivity"] = "confidential"
+            c["team"] = "payments-ml"
+    return cases
+
+
+def _by_external_id(ndjson: bytes) -> dict[str, dict]:
+    out = {}
+    for line in ndjson.splitlines():
+        case = orjson.loads(line)
+        for key in VOLATILE_META:
+            case["_meta"].pop(key)
+        out[case["external_id"]] = case
+    return out
+
+
+async def _fresh_instance(backend: str, path) -> dict[str, str]:
+    settings = await make_settings(backend, path)
+    await upgrade_async(settings.catalog_url)
+    return clean_env(**settings_env(settings))
+
+
+async def test_export_then_import_into_a_fresh_instance_round_trips(
+    server, backend, elsewhere, tmp_path
+):
+    created = await failcat(
+        "clients",
+        "create",
+        "--name",
+        "exporter",
+        "--scopes",
+        "cases:ingest exports:create",
+        "--clearance",
+        "restricted",
+        cwd=elsewhere,
+        env=server.operator_env,
+    )
+    creds = json.loads(created.out)
+    remote = clean_env(
+        FAILCAT_URL=server.url,
+        FAILCAT_CLIENT_ID=creds["client_id"],
+        FAILCAT_CLIENT_SECRET=creds["client_secret"],
+    )
+    tag = f"rt-{secrets.token_hex(3)}"
+    cases = _corpus(tag)
+    (elsewhere / "in.ndjson").write_bytes(b"\n".join(orjson.dumps(c) for c in cases))
+    result = await failcat("ingest", "in.ndjson", cwd=elsewhere, env=remote)
+    assert result.code == 0, result.err
+
+    for _ in range(100):  # the index follows the catalog through the outbox
+        result = await failcat("export", "cases", "-q", f"tags:{tag}", cwd=elsewhere, env=remote)
+        assert result.code == 0, result.err
+        if result.out.count("\n") == len(cases):
+            break
+        await asyncio.sleep(0.2)
+    exported = result.out.encode()
+    assert f"exported {len(cases)}/{len(cases)} cases" in result.err
+    first = orjson.loads(exported.splitlines()[0])
+    assert set(first["_meta"]) >= {"id", "revision", "status", "content_hash"}
+    assert first["_meta"]["status"] == "new" and first["_meta"]["revision"] == 1
+    original = _by_external_id(exported)
+    sent = {c["external_id"]: c for c in cases}
+    for ext, case in original.items():  # what was sent is what is exported
+        for key, value in sent[ext].items():
+            assert case[key] == value, (ext, key)
+
+    out = await failcat(
+        "export",
+        "cases",
+        "-q",
+        f"tags:{tag}",
+        "--format",
+        "csv",
+        "--out",
+        "a.csv",
+        cwd=elsewhere,
+        env=remote,
+    )
+    assert out.code == 0 and "wrote a.csv" in out.err
+    assert not (elsewhere / "a.csv.partial").exists()
+    (elsewhere / "a.ndjson").write_bytes(exported)
+
+    # Into two fresh instances (operator mode): one from NDJSON, one from CSV.
+    for name, source in (("b", "a.ndjson"), ("c", "a.csv")):
+        env = await _fresh_instance(backend, tmp_path / name)
+        result = await failcat("ingest", source, cwd=elsewhere, env=env)
+        assert result.code == 0, result.err
+        assert json.loads(result.out)["created"] == len(cases)
+        assert (await failcat("reindex", cwd=elsewhere, env=env)).code == 0
+        result = await failcat(
+            "export", "cases", "-q", f"tags:{tag}", "-o", f"{name}.ndjson", cwd=elsewhere, env=env
+        )
+        assert result.code == 0, result.err
+        again = _by_external_id((elsewhere / f"{name}.ndjson").read_bytes())
+        # Same captured facts (content hash), same curated fields, same group: all but the
+        # ids and times the new instance assigned.
+        assert again == original, name
+
+
+async def test_export_route_scope_visibility_paging_and_errors(client, app, token_for):
+    cases = unique(avid_cases(1100))
+    for i, c in enumerate(cases):
+        c["team"] = "exp-a" if i % 2 else "exp-b"
+    async with app.state.db.transaction() as s:
+        await ingest(s, cases)
+    query = f'data_source:"{cases[0]["data_source"]}"'
+    search = app.state.search
+    for _ in range(100):  # the in-process indexer may hold a batch drain_outbox skipped
+        await search.drain_outbox()
+        await search.backend.refresh()  # OpenSearch: make what was indexed visible now
+        if (await search.search(SYSTEM, query, first=1)).total == len(cases):
+            break
+        await asyncio.sleep(0.1)
+
+    token = await token_for("exports:create", team="exp-a")
+    resp = await client.get(
+        "/catalog/v1/cases:export", params={"q": query}, headers=auth_header(token)
+    )
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/x-ndjson"
+    assert resp.headers["x-total-count"] == "550"
+    lines = [orjson.loads(x) for x in resp.content.splitlines()]
+    assert len(lines) == 550 and {c["team"] for c in lines} == {"exp-a"}  # two pages of 500
+    assert len({c["_meta"]["id"] for c in lines}) == 550
+    times = [c["occurred_at"] for c in lines]
+    assert times == sorted(times)
+    for c in lines[:50]:  # what the bulk route takes, as it is
+        CaseIn.model_validate(c)
+
+    resp = await client.get(
+        "/catalog/v1/cases:export", params={"q": query, "format": "csv"}, headers=auth_header(token)
+    )
+    assert resp.headers["content-type"] == "text/csv; charset=utf-8"
+    rows = list(csv.DictReader(io.StringIO(resp.text)))
+    assert len(rows) == 550 and tuple(rows[0]) == CSV_COLUMNS
+    assert {r["_meta.id"] for r in rows} == {c["_meta"]["id"] for c in lines}
+    by_id = {c["_meta"]["id"]: c for c in lines}
+    for r in rows[:50]:
+        case = row_to_case(r)
+        CaseIn.model_validate(case)
+        expected = {k: v for k, v in by_id[r["_meta.id"]].items() if v not in (None, [])}
+        expected.pop("_meta")
+        assert {k: v for k, v in case.items() if v != []} == expected
+
+    reader = await token_for("cases:read")
+    denied = await client.get("/catalog/v1/cases:export", headers=auth_header(reader))
+    assert denied.status_code == 403
+    bad = await client.get(
+        "/catalog/v1/cases:export", params={"q": "severity:S9"}, headers=auth_header(token)
+    )
+    assert bad.status_code == 400 and bad.json()["errors"][0]["path"] == "query"
+    fmt = await client.get(
+        "/catalog/v1/cases:export", params={"format": "xml"}, headers=auth_header(token)
+    )
+    assert fmt.status_code == 400 and fmt.json()["errors"][0]["path"] == "format"
