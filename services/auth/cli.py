@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.auth import protocol
 from services.cli.errors import CliError
 
 Action = Callable[[Any, AsyncSession, argparse.Namespace], Awaitable[Any]]
@@ -149,8 +150,7 @@ def add_commands(subparsers: Any) -> None:
     create.add_argument(
         "--grant-types",
         default=" ".join(DEFAULT_GRANT_TYPES),
-        help="space separated: client_credentials authorization_code refresh_token "
-        "urn:ietf:params:oauth:grant-type:device_code",
+        help=f"space separated: {' '.join(protocol.GRANT_TYPES)}",
     )
     create.add_argument("--redirect-uri", action="append", help="exact; repeat for several")
     create.add_argument("--public", action="store_true", help="no secret (CLI/native; PKCE)")

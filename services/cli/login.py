@@ -15,9 +15,10 @@ import sys
 import time
 from typing import Any
 
+from services.auth.protocol import DEVICE_GRANT
 from services.cli import credentials
 from services.cli.errors import CliError
-from services.cli.remote import DEVICE_GRANT, Remote, connect, problem_text, server_url, token_entry
+from services.cli.remote import Remote, connect, problem_text, server_url, token_entry
 
 
 def _url(args: argparse.Namespace) -> str:

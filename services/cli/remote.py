@@ -19,7 +19,6 @@ import httpx
 from services.cli import credentials
 from services.cli.errors import CliError, one_line
 
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # Refresh a cached token this long before it expires (clock skew, a long command).
 EXPIRY_MARGIN_S = 60
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
