@@ -634,6 +634,28 @@ class CatalogRepository:
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
+    async def unresolved_groups_at(
+        self, model: str, severities: Sequence[str], viewer: Principal | None
+    ) -> list[tuple[str, str, str, int, str]]:
+        """Open or regressed groups of `model` holding cases at one of `severities`, as
+        (group id, status, worst severity, such cases, one such case id); one aggregate over
+        the model's cases, counting only those `viewer` may see (every case when None)."""
+        c, g = FailureCase, FailureGroup
+        model_id = select(Model.id).where(Model.name == model).scalar_subquery()
+        stmt = (
+            select(g.id, g.status, func.min(c.severity), func.count(), func.min(c.id))
+            .join(g, g.id == c.group_id)
+            .where(
+                c.model_id == model_id,
+                c.severity.in_(list(severities)),
+                g.status.in_(("open", "regressed")),
+                *(visible_to(viewer) if viewer is not None else ()),
+            )
+            .group_by(g.id, g.status)
+            .order_by(func.min(c.severity), g.id)
+        )
+        return [tuple(r) for r in await self.session.execute(stmt)]  # type: ignore[misc]
+
 
 def _records(
     table: Any, rows: list[dict[str, Any]], columns: list[str] | None = None

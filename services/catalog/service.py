@@ -338,6 +338,28 @@ async def resolve_group(
     return group
 
 
+async def register_model_version(session: AsyncSession, model_name: str, version: str) -> None:
+    """Make a model version known before any case of it arrives (a release candidate under
+    evaluation), so groups can be resolved in it."""
+    repo = CatalogRepository(session)
+    now = utcnow()
+    models = await repo.ensure_models({model_name}, now)
+    await repo.ensure_versions({(models[model_name], version)}, now)
+
+
+async def unresolved_groups_at(
+    session: AsyncSession,
+    model_name: str,
+    severities: list[str],
+    viewer: Principal | None = None,
+) -> list[tuple[str, str, str, int, str]]:
+    """Open or regressed groups of a model with cases at `severities` (the release gate's
+    blocking groups): (group id, status, worst severity, such cases, one such case id).
+    `viewer` None counts every case: a gate decides on all of them, and shows a caller only
+    the evidence it may see."""
+    return await CatalogRepository(session).unresolved_groups_at(model_name, severities, viewer)
+
+
 async def publish_taxonomy(
     session: AsyncSession, codes: list[dict[str, str]], actor: Principal, note: str | None = None
 ) -> int:

@@ -14,6 +14,7 @@ from shared.security import ROLES, Scope
 from tests.gateway.helpers import codes, gql
 
 R, W, ING, A = Scope.CASES_READ, Scope.CASES_WRITE, Scope.CASES_INGEST, Scope.ADMIN
+EV, REV = Scope.EVALS_WRITE, Scope.REVIEWS_WRITE
 
 # What each operation requires: written here, independently of the code, so a change to a
 # field's declaration shows up as a failing test and a visible diff in review.
@@ -44,6 +45,18 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.createUser": {A},
     "Mutation.rotateSigningKeys": {A},
     "Subscription.caseEvents": {R},
+    "Query.suite": {R},
+    "Query.suites": {R},
+    "Query.evaluationRun": {R},
+    "Query.evaluationRuns": {R},
+    "Query.compareRuns": {R},
+    "Query.releaseGate": {R},
+    "Query.gateWaivers": {R},
+    "Mutation.createSuite": {W, R},
+    "Mutation.recordEvaluationRun": {EV, R},
+    "Mutation.acceptResolution": {REV, R},
+    "Mutation.waiveGroup": {REV, R},
+    "Mutation.revokeWaiver": {REV, R},
 }
 
 MISSING = "00000000-0000-0000-0000-000000000000"
@@ -106,6 +119,38 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
         {},
     ),
     "Mutation.rotateSigningKeys": ("mutation { rotateSigningKeys { kid } }", {}),
+    "Query.suite": ('{ suite(name: "no-such-suite") { name } }', {}),
+    "Query.suites": ('{ suites(model: "no-such-model") { name } }', {}),
+    "Query.evaluationRun": ("query($id: ID!) { evaluationRun(id: $id) { id } }", {"id": MISSING}),
+    "Query.evaluationRuns": ('{ evaluationRuns(model: "m", version: "1") { id } }', {}),
+    "Query.compareRuns": (
+        "query($id: ID!) { compareRuns(a: $id, b: $id) { onlyInA } }",
+        {"id": MISSING},
+    ),
+    "Query.releaseGate": ('{ releaseGate(model: "no-such-model", version: "1") { passed } }', {}),
+    "Query.gateWaivers": ('{ gateWaivers(model: "m", version: "1") { id } }', {}),
+    "Mutation.createSuite": (
+        'mutation { createSuite(name: "s", model: "m", caseIds: []) { name } }',
+        {},
+    ),
+    "Mutation.recordEvaluationRun": (
+        'mutation { recordEvaluationRun(run: {model: "m", version: "1", suite: "no-such-suite",'
+        " outcomes: []}) { id } }",
+        {},
+    ),
+    "Mutation.acceptResolution": (
+        "mutation($id: ID!) { acceptResolution(id: $id) { id } }",
+        {"id": MISSING},
+    ),
+    "Mutation.waiveGroup": (
+        'mutation($id: ID!) { waiveGroup(waiver: {groupId: $id, model: "m", reason: "r",'
+        ' expiresAt: "2000-01-01T00:00:00Z"}) { id } }',
+        {"id": MISSING},
+    ),
+    "Mutation.revokeWaiver": (
+        "mutation($id: ID!) { revokeWaiver(id: $id) { id } }",
+        {"id": MISSING},
+    ),
 }
 
 
