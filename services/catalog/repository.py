@@ -634,6 +634,10 @@ class CatalogRepository:
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
+    async def visible_among(self, ids: Sequence[str], viewer: Principal) -> set[str]:
+        stmt = select(FailureCase.id).where(self._in(FailureCase.id, ids), *visible_to(viewer))
+        return set((await self.session.execute(stmt)).scalars())
+
     async def unresolved_groups_at(
         self, model: str, severities: Sequence[str], viewer: Principal | None
     ) -> list[tuple[str, str, str, int, str]]:

@@ -347,6 +347,12 @@ async def register_model_version(session: AsyncSession, model_name: str, version
     await repo.ensure_versions({(models[model_name], version)}, now)
 
 
+async def visible_among(session: AsyncSession, ids: list[str], viewer: Principal) -> set[str]:
+    """The ids among `ids` (at most a few thousand) of cases `viewer` may see: only the ids
+    are read, for services that keep their own copy of what they need (suite exports)."""
+    return await CatalogRepository(session).visible_among(ids, viewer)
+
+
 async def unresolved_groups_at(
     session: AsyncSession,
     model_name: str,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Text, cast, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.safeguards.models import (
@@ -82,10 +82,18 @@ class SafeguardsRepository:
     async def suite_case_rows(
         self, version_id: str, after_position: int, limit: int
     ) -> list[tuple[Any, ...]]:
-        """The export's columns as plain tuples: no ORM objects on the streaming path."""
+        """The export's columns as plain tuples, the JSON ones as the database's JSON text:
+        the streaming path neither builds ORM objects nor decodes what it re-encodes."""
         t = SuiteCase.__table__.c
         stmt = (
-            select(t.position, t.case_id, t.failure_mode, t.severity, t.input, t.expected)
+            select(
+                t.position,
+                t.case_id,
+                t.failure_mode,
+                t.severity,
+                cast(t.input, Text),
+                cast(t.expected, Text),
+            )
             .where(t.suite_version_id == version_id, t.position > after_position)
             .order_by(t.position)
             .limit(limit)
