@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Text, cast, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.safeguards.models import (
@@ -18,6 +19,15 @@ from services.safeguards.models import (
     SuiteCase,
     SuiteVersion,
 )
+
+
+class SuiteFacts(NamedTuple):
+    case_id: str
+    group_id: str
+    failure_mode: str | None
+    severity: str | None
+    expected: Any
+
 
 # Rows per multi-row INSERT: under SQLite's 32,766 bound variables for the widest table.
 INSERT_CHUNK = 2_000
@@ -44,9 +54,15 @@ class SafeguardsRepository:
         )
         return list(rows.scalars())
 
-    async def add_suite(self, suite: Suite) -> None:
-        self.session.add(suite)
-        await self.session.flush()
+    async def add_suite(self, suite: Suite) -> bool:
+        """False when a suite of that name appeared meanwhile (a concurrent creation)."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(suite)
+                await self.session.flush()
+        except IntegrityError:
+            return False
+        return True
 
     async def set_latest_version(self, suite_id: str, version: int) -> None:
         await self.session.execute(
@@ -78,6 +94,16 @@ class SafeguardsRepository:
         if limit is not None:
             stmt = stmt.limit(limit)
         return list((await self.session.execute(stmt)).scalars())
+
+    async def suite_case_facts(self, version_id: str) -> list[SuiteFacts]:
+        """What runs need of every frozen case (no input): one light row each."""
+        t = SuiteCase.__table__.c
+        stmt = (
+            select(t.case_id, t.group_id, t.failure_mode, t.severity, t.expected)
+            .where(t.suite_version_id == version_id)
+            .order_by(t.position)
+        )
+        return [SuiteFacts(*r) for r in await self.session.execute(stmt)]
 
     async def suite_case_rows(
         self, version_id: str, after_position: int, limit: int

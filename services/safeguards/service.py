@@ -30,7 +30,7 @@ from services.safeguards.models import (
     SuiteCase,
     SuiteVersion,
 )
-from services.safeguards.repository import SafeguardsRepository
+from services.safeguards.repository import SafeguardsRepository, SuiteFacts
 from services.safeguards.schemas import MAX_SUITE_CASES, RunIn, SuiteCreate
 from shared.db import Database, utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, NotFound, PayloadTooLarge
@@ -141,7 +141,8 @@ async def create_suite(
             created_at=now,
             created_by=actor.subject,
         )
-        await repo.add_suite(suite)
+        if not await repo.add_suite(suite):
+            raise Conflict(f"suite {data.name} was created concurrently; retry")
     else:
         latest = await repo.suite_version(suite.id, suite.latest_version)
         if latest is not None and latest.digest == digest and latest.query == data.query:
@@ -352,7 +353,7 @@ async def record_run(session: AsyncSession, data: RunIn, actor: Principal) -> Ev
             f"suite {data.suite} is for model {snapshot.model}",
             [FieldError("model", f"suite {data.suite} evaluates {snapshot.model}")],
         )
-    frozen = await repo.suite_cases(snapshot.frozen.id)
+    frozen = await repo.suite_case_facts(snapshot.frozen.id)
     by_case = {c.case_id: c for c in frozen}
     seen = await visible_ids(session, list(by_case), actor)
     errors, reported = [], set()
@@ -436,7 +437,7 @@ async def _propose_resolutions(
     session: AsyncSession,
     repo: SafeguardsRepository,
     run: EvaluationRun,
-    frozen: list[SuiteCase],
+    frozen: list[SuiteFacts],
     outcome_of: dict[str, str],
 ) -> None:
     """A group is proposed for resolution in the run's version when the suite holds every one
@@ -547,7 +548,7 @@ async def run_slices(
             ],
         )
     repo = SafeguardsRepository(session)
-    frozen = await repo.suite_cases(run.suite_version_id)
+    frozen = await repo.suite_case_facts(run.suite_version_id)
     outcome_of = {o.case_id: o.outcome for o in await repo.outcomes(run.id)}
     cases: dict[str, Any] = {}
     ids = [c.case_id for c in frozen]
@@ -612,7 +613,7 @@ async def compare_runs(
     seen = await visible_ids(session, sorted(set(before) | set(after)), viewer)
     modes: dict[str, str | None] = {}
     for version_id in {a.suite_version_id, b.suite_version_id}:
-        modes.update({c.case_id: c.failure_mode for c in await repo.suite_cases(version_id)})
+        modes.update({c.case_id: c.failure_mode for c in await repo.suite_case_facts(version_id)})
     out = Comparison(a, b)
     for case_id in sorted(seen):
         was, now = before.get(case_id), after.get(case_id)
@@ -649,5 +650,5 @@ async def accept_resolution(
     now = utcnow()
     if not await repo.decide_proposal(proposal.id, "accepted", now, actor.subject):
         raise Conflict(f"proposal {proposal_id} was decided concurrently")
-    proposal.status, proposal.decided_at, proposal.decided_by = "accepted", now, actor.subject
+    await session.refresh(proposal)
     return proposal
