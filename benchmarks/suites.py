@@ -69,6 +69,19 @@ async def load(db_url: str, cases: int, groups: int) -> float:
     return time.perf_counter() - started
 
 
+async def drop_postgres(url: str) -> None:
+    import asyncpg
+
+    base, name = url.rsplit("/", 1)
+    conn = await asyncpg.connect(
+        base.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 def server_pid(port: int) -> int:
     needle = f"--port\x00{port}\x00".encode()
     for proc in Path("/proc").iterdir():
@@ -162,7 +175,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.backend in ("both", "postgres"):
         url = asyncio.run(fresh_postgres(postgres_url()))
-        run("postgres", url, Path(tempfile.mkdtemp()), args.cases, args.groups)
+        try:
+            run("postgres", url, Path(tempfile.mkdtemp()), args.cases, args.groups)
+        finally:
+            asyncio.run(drop_postgres(url))
     if args.backend in ("both", "embedded"):
         data_dir = Path(tempfile.mkdtemp())
         url = f"sqlite+aiosqlite:///{data_dir / 'catalog.db'}"

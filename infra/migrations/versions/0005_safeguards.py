@@ -1,4 +1,5 @@
-"""Safeguards: suites frozen as versions, evaluation runs, resolution proposals, gate waivers.
+"""Safeguards: suites frozen as versions, evaluation runs, resolution proposals, gate waivers;
+the catalog index the release gate reads (failure_case by model and severity).
 
 Revision ID: 0005
 Revises: 0003
@@ -22,6 +23,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # The catalog's index for the release gate (services/catalog/models.py says why).
+    with op.batch_alter_table("failure_case", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_failure_case_model_severity", ["model_id", "severity", "group_id"], unique=False
+        )
     op.create_table(
         "gate_waiver",
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -208,3 +214,5 @@ def downgrade() -> None:
         batch_op.drop_index("ix_gate_waiver_model_group")
 
     op.drop_table("gate_waiver")
+    with op.batch_alter_table("failure_case", schema=None) as batch_op:
+        batch_op.drop_index("ix_failure_case_model_severity")
