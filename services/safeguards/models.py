@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.db import JSONType, UTCDateTime
@@ -56,7 +56,10 @@ class SuiteVersion(SQLModel, table=True):
 
 class SuiteCase(SQLModel, table=True):
     """A case as frozen into a suite version: what a test needs (input, expected) and what
-    identifies the exact facts and curation it was taken at (revision, content hash)."""
+    identifies the exact facts and curation it was taken at (revision, content hash).
+
+    A synthetic scenario is frozen the same way: `case_id` is the scenario's id and
+    `parent_case_id` the case it varies (whose visibility, group and grading it takes)."""
 
     __tablename__ = "suite_case"
     suite_version_id: str = Field(
@@ -64,13 +67,35 @@ class SuiteCase(SQLModel, table=True):
     )
     position: int = Field(primary_key=True)
     case_id: str = Field(max_length=36)
+    parent_case_id: str | None = Field(default=None, max_length=36)
     group_id: str = Field(max_length=36)
     revision: int
     content_hash: str = Field(max_length=64)
     failure_mode: str | None = Field(default=None, max_length=120)
     severity: str | None = Field(default=None, max_length=2)
-    input: Any = _json()
+    # JSON text, not a JSON column: exported as stored, key order included (jsonb would sort
+    # a reordered-keys scenario back into order).
+    input_json: str = Field(sa_column=Column(Text, nullable=False))
     expected: Any = _json()
+
+
+class SyntheticScenario(SQLModel, table=True):
+    """A seeded variant of a case's input. Not a catalog case: never counted, grouped or
+    searched as a production failure; it reaches suites only when asked for."""
+
+    __tablename__ = "synthetic_scenario"
+    # Derived from (parent, perturbation, seed, variant, tolerance): the same request gives
+    # the same ids, so generating twice stores nothing twice.
+    id: str = Field(primary_key=True, max_length=36)
+    parent_case_id: str = Field(max_length=36, index=True)
+    perturbation: str = Field(max_length=40)
+    seed: int = Field(sa_column=Column(BigInteger, nullable=False))
+    variant: int
+    tolerance: float | None = None
+    input_json: str = Field(sa_column=Column(Text, nullable=False))  # see SuiteCase.input_json
+    expected: Any = _json()
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=200)
 
 
 class EvaluationRun(SQLModel, table=True):

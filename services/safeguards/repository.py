@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Text, cast, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,15 +20,22 @@ from services.safeguards.models import (
     Suite,
     SuiteCase,
     SuiteVersion,
+    SyntheticScenario,
 )
 
 
 class SuiteFacts(NamedTuple):
     case_id: str
+    parent_case_id: str | None
     group_id: str
     failure_mode: str | None
     severity: str | None
     expected: Any
+
+    @property
+    def owner(self) -> str:
+        """The catalog case whose visibility applies (a scenario's parent)."""
+        return self.parent_case_id or self.case_id
 
 
 # Rows per multi-row INSERT: under SQLite's 32,766 bound variables for the widest table.
@@ -99,7 +108,7 @@ class SafeguardsRepository:
         """What runs need of every frozen case (no input): one light row each."""
         t = SuiteCase.__table__.c
         stmt = (
-            select(t.case_id, t.group_id, t.failure_mode, t.severity, t.expected)
+            select(t.case_id, t.parent_case_id, t.group_id, t.failure_mode, t.severity, t.expected)
             .where(t.suite_version_id == version_id)
             .order_by(t.position)
         )
@@ -115,9 +124,10 @@ class SafeguardsRepository:
             select(
                 t.position,
                 t.case_id,
+                t.parent_case_id,
                 t.failure_mode,
                 t.severity,
-                cast(t.input, Text),
+                t.input_json,
                 cast(t.expected, Text),
             )
             .where(t.suite_version_id == version_id, t.position > after_position)
@@ -192,7 +202,44 @@ class SafeguardsRepository:
     async def suite_case_ids_of_group(self, version_id: str, group_id: str) -> list[str]:
         rows = await self.session.execute(
             select(SuiteCase.case_id).where(
-                SuiteCase.suite_version_id == version_id, SuiteCase.group_id == group_id
+                SuiteCase.suite_version_id == version_id,
+                SuiteCase.group_id == group_id,
+                SuiteCase.parent_case_id.is_(None),  # the group's own cases, not variants
             )
         )
         return list(rows.scalars())
+
+    # --- synthetic scenarios ----------------------------------------------------------------
+    async def insert_scenarios(self, rows: list[dict[str, Any]]) -> None:
+        """Ids derive from the request: a row already there is the same scenario."""
+        if not rows:
+            return
+        dialect = self.session.bind.dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        for i in range(0, len(rows), INSERT_CHUNK):
+            await self.session.execute(
+                insert(SyntheticScenario.__table__).on_conflict_do_nothing(),
+                rows[i : i + INSERT_CHUNK],
+            )
+
+    async def scenarios_by_id(self, ids: Sequence[str]) -> list[SyntheticScenario]:
+        out: list[SyntheticScenario] = []
+        for i in range(0, len(ids), INSERT_CHUNK):
+            rows = await self.session.execute(
+                select(SyntheticScenario).where(SyntheticScenario.id.in_(ids[i : i + INSERT_CHUNK]))
+            )
+            out.extend(rows.scalars())
+        return out
+
+    async def scenarios_of(self, parent_ids: Sequence[str]) -> list[SyntheticScenario]:
+        """In a stable order: parent, perturbation, seed, variant."""
+        out: list[SyntheticScenario] = []
+        s = SyntheticScenario
+        for i in range(0, len(parent_ids), INSERT_CHUNK):
+            rows = await self.session.execute(
+                select(s)
+                .where(s.parent_case_id.in_(parent_ids[i : i + INSERT_CHUNK]))
+                .order_by(s.parent_case_id, s.perturbation, s.seed, s.variant, s.id)
+            )
+            out.extend(rows.scalars())
+        return out

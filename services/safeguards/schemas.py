@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from services.safeguards.perturb import Perturbation
 from shared.vocabulary import SEVERITIES
 
 # A suite is a test collection, not a dump: 100,000 cases is ten times the largest CI suite
@@ -17,6 +18,8 @@ MAX_OUTCOMES = MAX_SUITE_CASES
 MAX_QUERY = 2_000
 MAX_REASON = 2_000
 MAX_ERROR = 2_000
+MAX_SCENARIOS = 10_000  # variants per request
+MAX_VARIANTS = 20  # per case and perturbation
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Version = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -38,6 +41,21 @@ class SuiteCreate(_In):
     model: Name
     query: Annotated[str, StringConstraints(max_length=MAX_QUERY)] | None = None
     case_ids: Annotated[list[str], Field(max_length=MAX_SUITE_CASES)] | None = None
+    # Each case's synthetic scenarios follow it in the suite.
+    include_scenarios: bool = False
+
+
+class ScenarioRequest(_In):
+    """Variants of the given cases, or of a suite version's cases (exactly one)."""
+
+    case_ids: Annotated[list[str], Field(max_length=MAX_SCENARIOS)] | None = None
+    suite: Name | None = None
+    suite_version: Annotated[int, Field(ge=1)] | None = None
+    perturbations: Annotated[list[Perturbation], Field(min_length=1)]
+    variants: Annotated[int, Field(ge=1, le=MAX_VARIANTS)] = 1
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    # Relative bound of numeric noise.
+    tolerance: Annotated[float, Field(gt=0, le=1)] = 0.01
 
 
 class Outcome(StrEnum):

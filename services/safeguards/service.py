@@ -29,12 +29,20 @@ from services.safeguards.models import (
     Suite,
     SuiteCase,
     SuiteVersion,
+    SyntheticScenario,
 )
+from services.safeguards.perturb import Perturbation, perturb, rng_for
 from services.safeguards.repository import SafeguardsRepository, SuiteFacts
-from services.safeguards.schemas import MAX_SUITE_CASES, RunIn, SuiteCreate
+from services.safeguards.schemas import (
+    MAX_SCENARIOS,
+    MAX_SUITE_CASES,
+    RunIn,
+    ScenarioRequest,
+    SuiteCreate,
+)
 from shared.db import Database, utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, NotFound, PayloadTooLarge
-from shared.ids import new_id
+from shared.ids import new_id, stable_id
 from shared.jsonutil import sha256_hex
 from shared.security import Principal
 
@@ -127,6 +135,8 @@ async def create_suite(
         raise BadUserInput(
             "the suite would be empty", [FieldError(path, f"no case of model {data.model} found")]
         )
+    if data.include_scenarios:
+        cases = await _with_scenarios(repo, cases)
     digest = sha256_hex(
         "".join(f"{c['case_id']}:{c['revision']}:{c['content_hash']}\n" for c in cases).encode()
     )
@@ -165,6 +175,35 @@ async def create_suite(
     await repo.set_latest_version(suite.id, frozen.version)
     suite.latest_version = frozen.version
     return SuiteSnapshot(suite, frozen, created=True)
+
+
+async def _with_scenarios(
+    repo: SafeguardsRepository, cases: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each case followed by its synthetic scenarios, graded as their parent."""
+    variants: dict[str, list[SyntheticScenario]] = {}
+    for scenario in await repo.scenarios_of([c["case_id"] for c in cases]):
+        variants.setdefault(scenario.parent_case_id, []).append(scenario)
+    out = []
+    for case in cases:
+        out.append(case)
+        out.extend(
+            {
+                **case,
+                "case_id": v.id,
+                "parent_case_id": case["case_id"],
+                "content_hash": sha256_hex(v.input_json.encode()),
+                "input_json": v.input_json,
+                "expected": v.expected,
+            }
+            for v in variants.get(case["case_id"], [])
+        )
+    if len(out) > MAX_SUITE_CASES:
+        raise PayloadTooLarge(
+            f"with its scenarios the suite would hold {len(out)} cases",
+            [FieldError("includeScenarios", f"max_suite_cases={MAX_SUITE_CASES}")],
+        )
+    return out
 
 
 async def _ids_from_query(search: Any, actor: Principal, model: str, query: str) -> list[str]:
@@ -237,7 +276,8 @@ async def _frozen_cases(
                 "content_hash": case.content_hash,
                 "failure_mode": case.failure_mode,
                 "severity": case.severity,
-                "input": case.input,
+                "parent_case_id": None,
+                "input_json": orjson.dumps(case.input).decode(),
                 "expected": case.expected,
             }
         )
@@ -283,8 +323,8 @@ async def suite_cases(
         page = await repo.suite_cases(snapshot.frozen.id, cursor, CHUNK)
         if not page:
             return out, False
-        seen = await visible_ids(session, [c.case_id for c in page], viewer)
-        out.extend(c for c in page if c.case_id in seen)
+        seen = await visible_ids(session, [c.parent_case_id or c.case_id for c in page], viewer)
+        out.extend(c for c in page if (c.parent_case_id or c.case_id) in seen)
         cursor = page[-1].position
     return out[:first], True
 
@@ -292,7 +332,7 @@ async def suite_cases(
 def export_line(snapshot: SuiteSnapshot, row: tuple[Any, ...]) -> bytes:
     """One JSONL line: input and expected spliced in as the JSON text the database holds
     (one line: JSON text never holds a raw newline), the rest encoded here."""
-    position, case_id, failure_mode, severity, input_text, expected_text = row
+    position, case_id, parent_id, failure_mode, severity, input_text, expected_text = row
     return b"".join(
         (
             b'{"case_id":',
@@ -305,6 +345,10 @@ def export_line(snapshot: SuiteSnapshot, row: tuple[Any, ...]) -> bytes:
             orjson.dumps(failure_mode),
             b',"severity":',
             orjson.dumps(severity),
+            b',"synthetic":',
+            b"false" if parent_id is None else b"true",
+            b',"parent_case_id":',
+            orjson.dumps(parent_id),
             b',"suite":',
             orjson.dumps(snapshot.name),
             b',"suite_version":',
@@ -333,13 +377,93 @@ async def export_suite(
                 rows = await repo.suite_case_rows(snapshot.frozen.id, after, EXPORT_PAGE)
                 if not rows:
                     return
-                seen = await catalog.visible_among(session, [r[1] for r in rows], viewer)
-                chunk = b"".join(export_line(snapshot, r) for r in rows if r[1] in seen)
+                owners = [r[2] or r[1] for r in rows]
+                seen = await catalog.visible_among(session, list(set(owners)), viewer)
+                chunk = b"".join(
+                    export_line(snapshot, r)
+                    for r, owner in zip(rows, owners, strict=True)
+                    if owner in seen
+                )
                 if chunk:
                     yield chunk
                 after = rows[-1][0]
 
     return snapshot, lines()
+
+
+# --- synthetic scenarios ---------------------------------------------------------------------
+async def generate_scenarios(
+    session: AsyncSession, data: ScenarioRequest, actor: Principal
+) -> list[SyntheticScenario]:
+    """Seeded variants of each case's input per perturbation; the same request answers the
+    same scenarios (and stores nothing twice). A perturbation with nothing to change in an
+    input (no text for typos, no number for noise) yields no variant of it."""
+    if (data.case_ids is None) == (data.suite is None):
+        raise BadUserInput(
+            "scenarios are made from case ids or from a suite",
+            [FieldError("caseIds", "give exactly one of caseIds and suite")],
+        )
+    repo = SafeguardsRepository(session)
+    if data.suite is not None:
+        snapshot = await get_suite(session, data.suite, data.suite_version)
+        facts = await repo.suite_case_facts(snapshot.frozen.id)
+        ids, strict = [f.case_id for f in facts if f.parent_case_id is None], False
+    else:
+        ids, strict = list(dict.fromkeys(data.case_ids or [])), True
+    wanted = len(ids) * len(data.perturbations) * data.variants
+    if wanted > MAX_SCENARIOS:
+        raise PayloadTooLarge(
+            f"{wanted} variants is more than the limit of {MAX_SCENARIOS} per request",
+            [FieldError("variants", f"max_scenarios={MAX_SCENARIOS}")],
+        )
+    found: dict[str, Any] = {}
+    for i in range(0, len(ids), CHUNK):
+        for case in await catalog.get_cases(session, ids[i : i + CHUNK], actor):
+            found[case.id] = case
+    missing = [
+        FieldError(f"caseIds.{n}", f"case {i} not found")
+        for n, i in enumerate(ids)
+        if i not in found
+    ]
+    if missing and strict:
+        raise BadUserInput(f"{len(missing)} cases not found", missing[:MAX_LISTED_ERRORS])
+    now, rows = utcnow(), []
+    for case_id in (i for i in ids if i in found):
+        case = found[case_id]
+        original = orjson.dumps(case.input)
+        for perturbation in data.perturbations:
+            tolerance = data.tolerance if perturbation is Perturbation.NUMERIC_NOISE else None
+            for variant in range(data.variants):
+                rng = rng_for(data.seed, case_id, perturbation.value, variant)
+                text = orjson.dumps(perturb(case.input, perturbation, rng, data.tolerance))
+                if text == original:
+                    continue
+                key = f"scenario:{case_id}:{perturbation.value}:{data.seed}:{variant}:{tolerance}"
+                rows.append(
+                    {
+                        "id": stable_id(key),
+                        "parent_case_id": case_id,
+                        "perturbation": perturbation.value,
+                        "seed": data.seed,
+                        "variant": variant,
+                        "tolerance": tolerance,
+                        "input_json": text.decode(),
+                        "expected": case.expected,
+                        "created_at": now,
+                        "created_by": actor.subject,
+                    }
+                )
+    await repo.insert_scenarios(rows)
+    stored = {s.id: s for s in await repo.scenarios_by_id([r["id"] for r in rows])}
+    return [stored[r["id"]] for r in rows]
+
+
+async def scenarios_of_case(
+    session: AsyncSession, case_id: str, viewer: Principal
+) -> list[SyntheticScenario]:
+    if not await visible_ids(session, [case_id], viewer):
+        raise NotFound(f"case {case_id} not found")
+    return await SafeguardsRepository(session).scenarios_of([case_id])
 
 
 # --- evaluation runs ------------------------------------------------------------------------
@@ -355,7 +479,8 @@ async def record_run(session: AsyncSession, data: RunIn, actor: Principal) -> Ev
         )
     frozen = await repo.suite_case_facts(snapshot.frozen.id)
     by_case = {c.case_id: c for c in frozen}
-    seen = await visible_ids(session, list(by_case), actor)
+    owners = await visible_ids(session, list({c.owner for c in frozen}), actor)
+    seen = {c.case_id for c in frozen if c.owner in owners}
     errors, reported = [], set()
     for i, outcome in enumerate(data.outcomes):
         if outcome.case_id in reported:
@@ -444,7 +569,8 @@ async def _propose_resolutions(
     of its cases (the group's count) and all of them passed."""
     members: dict[str, list[str]] = {}
     for case in frozen:
-        members.setdefault(case.group_id, []).append(case.case_id)
+        if case.parent_case_id is None:  # a scenario is no case of the group
+            members.setdefault(case.group_id, []).append(case.case_id)
     passing = [g for g, ids in members.items() if all(outcome_of.get(i) == "pass" for i in ids)]
     rows = []
     for group in await catalog.groups_by_id(session, passing):
@@ -489,9 +615,13 @@ async def snapshots_by_version_id(
 async def visible_outcomes(
     session: AsyncSession, run: EvaluationRun, viewer: Principal
 ) -> list[EvaluationOutcome]:
-    outcomes = await SafeguardsRepository(session).outcomes(run.id)
-    seen = await visible_ids(session, [o.case_id for o in outcomes], viewer)
-    return sorted((o for o in outcomes if o.case_id in seen), key=lambda o: o.case_id)
+    repo = SafeguardsRepository(session)
+    outcomes = await repo.outcomes(run.id)
+    owner = {c.case_id: c.owner for c in await repo.suite_case_facts(run.suite_version_id)}
+    seen = await visible_ids(session, list(set(owner.values())), viewer)
+    return sorted(
+        (o for o in outcomes if owner.get(o.case_id, o.case_id) in seen), key=lambda o: o.case_id
+    )
 
 
 async def proposals_of(session: AsyncSession, run: EvaluationRun) -> list[ResolutionProposal]:
@@ -551,7 +681,7 @@ async def run_slices(
     frozen = await repo.suite_case_facts(run.suite_version_id)
     outcome_of = {o.case_id: o.outcome for o in await repo.outcomes(run.id)}
     cases: dict[str, Any] = {}
-    ids = [c.case_id for c in frozen]
+    ids = list({c.owner for c in frozen})
     for i in range(0, len(ids), CHUNK):
         for case in await catalog.get_cases(session, ids[i : i + CHUNK], viewer):
             cases[case.id] = case
@@ -563,7 +693,7 @@ async def run_slices(
         versions = {v.id: v.version for v in found}
     pairs: list[tuple[Any, str | None]] = []
     for row in frozen:
-        case = cases.get(row.case_id)
+        case = cases.get(row.owner)
         if case is None:
             continue
         outcome = outcome_of.get(row.case_id)
@@ -610,12 +740,15 @@ async def compare_runs(
     a, b = await get_run(session, a_id), await get_run(session, b_id)
     before = {o.case_id: o.outcome for o in await repo.outcomes(a.id)}
     after = {o.case_id: o.outcome for o in await repo.outcomes(b.id)}
-    seen = await visible_ids(session, sorted(set(before) | set(after)), viewer)
     modes: dict[str, str | None] = {}
+    owner: dict[str, str] = {}
     for version_id in {a.suite_version_id, b.suite_version_id}:
-        modes.update({c.case_id: c.failure_mode for c in await repo.suite_case_facts(version_id)})
+        for fact in await repo.suite_case_facts(version_id):
+            modes[fact.case_id], owner[fact.case_id] = fact.failure_mode, fact.owner
+    reported = set(before) | set(after)
+    visible = await visible_ids(session, sorted({owner.get(i, i) for i in reported}), viewer)
     out = Comparison(a, b)
-    for case_id in sorted(seen):
+    for case_id in sorted(i for i in reported if owner.get(i, i) in visible):
         was, now = before.get(case_id), after.get(case_id)
         if was is None or now is None:
             out.only_in_a += now is None

@@ -53,6 +53,8 @@ EXPECTED: dict[str, set[Scope]] = {
     "Query.releaseGate": {R},
     "Query.gateWaivers": {R},
     "Mutation.createSuite": {W, R},
+    "Mutation.generateScenarios": {W, R},
+    "Query.scenarios": {R},
     "Mutation.recordEvaluationRun": {EV, R},
     "Mutation.acceptResolution": {REV, R},
     "Mutation.waiveGroup": {REV, R},
@@ -133,6 +135,11 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
         'mutation { createSuite(name: "s", model: "m", caseIds: []) { name } }',
         {},
     ),
+    "Mutation.generateScenarios": (
+        "mutation { generateScenarios(perturbations: [TYPOS], seed: 1, caseIds: []) { id } }",
+        {},
+    ),
+    "Query.scenarios": ("query($id: ID!) { scenarios(caseId: $id) { id } }", {"id": MISSING}),
     "Mutation.recordEvaluationRun": (
         'mutation { recordEvaluationRun(run: {model: "m", version: "1", suite: "no-such-suite",'
         " outcomes: []}) { id } }",

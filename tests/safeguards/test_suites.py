@@ -283,7 +283,10 @@ async def test_export_streams_jsonl_lines_that_parse(client, curator):
         "expected",
         "failure_mode",
         "severity",
+        "synthetic",
+        "parent_case_id",
         "suite",
         "suite_version",
         "position",
     }
+    assert lines[0]["synthetic"] is False and lines[0]["parent_case_id"] is None

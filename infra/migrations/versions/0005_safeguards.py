@@ -1,5 +1,6 @@
-"""Safeguards: suites frozen as versions, evaluation runs, resolution proposals, gate waivers;
-the catalog index the release gate reads (failure_case by model and severity).
+"""Safeguards: suites frozen as versions, synthetic scenarios, evaluation runs, resolution
+proposals, gate waivers; and the catalog index the release gate reads (failure_case by model
+and severity).
 
 Revision ID: 0005
 Revises: 0003
@@ -23,11 +24,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # The catalog's index for the release gate (services/catalog/models.py says why).
-    with op.batch_alter_table("failure_case", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_failure_case_model_severity", ["model_id", "severity", "group_id"], unique=False
-        )
     op.create_table(
         "gate_waiver",
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -61,6 +57,29 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("suite", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_suite_model_name"), ["model_name"], unique=False)
+
+    op.create_table(
+        "synthetic_scenario",
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("parent_case_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("perturbation", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("seed", sa.BigInteger(), nullable=False),
+        sa.Column("variant", sa.Integer(), nullable=False),
+        sa.Column("tolerance", sa.Float(), nullable=True),
+        sa.Column("input_json", sa.Text(), nullable=False),
+        sa.Column(
+            "expected",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("created_at", shared.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_synthetic_scenario")),
+    )
+    with op.batch_alter_table("synthetic_scenario", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_synthetic_scenario_parent_case_id"), ["parent_case_id"], unique=False
+        )
 
     op.create_table(
         "suite_version",
@@ -124,16 +143,13 @@ def upgrade() -> None:
         sa.Column("suite_version_id", sa.String(length=36), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("case_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("parent_case_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
         sa.Column("group_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("content_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("failure_mode", sqlmodel.sql.sqltypes.AutoString(length=120), nullable=True),
         sa.Column("severity", sqlmodel.sql.sqltypes.AutoString(length=2), nullable=True),
-        sa.Column(
-            "input",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
-            nullable=True,
-        ),
+        sa.Column("input_json", sa.Text(), nullable=False),
         sa.Column(
             "expected",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
@@ -192,8 +208,17 @@ def upgrade() -> None:
             batch_op.f("ix_resolution_proposal_group_id"), ["group_id"], unique=False
         )
 
+    # The catalog's index for the release gate (services/catalog/models.py says why).
+    with op.batch_alter_table("failure_case", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_failure_case_model_severity", ["model_id", "severity", "group_id"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("failure_case", schema=None) as batch_op:
+        batch_op.drop_index("ix_failure_case_model_severity")
+
     with op.batch_alter_table("resolution_proposal", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_resolution_proposal_group_id"))
 
@@ -206,6 +231,10 @@ def downgrade() -> None:
 
     op.drop_table("evaluation_run")
     op.drop_table("suite_version")
+    with op.batch_alter_table("synthetic_scenario", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_synthetic_scenario_parent_case_id"))
+
+    op.drop_table("synthetic_scenario")
     with op.batch_alter_table("suite", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_suite_model_name"))
 
@@ -214,5 +243,3 @@ def downgrade() -> None:
         batch_op.drop_index("ix_gate_waiver_model_group")
 
     op.drop_table("gate_waiver")
-    with op.batch_alter_table("failure_case", schema=None) as batch_op:
-        batch_op.drop_index("ix_failure_case_model_severity")

@@ -15,11 +15,13 @@ from services.gateway.safeguards.types import (
     EvaluationRun,
     GateWaiver,
     Outcome,
+    Perturbation,
     ResolutionProposal,
     Suite,
+    SyntheticScenario,
 )
 from services.safeguards import gate, service
-from services.safeguards.schemas import RunIn, SuiteCreate, WaiverIn
+from services.safeguards.schemas import RunIn, ScenarioRequest, SuiteCreate, WaiverIn
 from shared.security import Scope
 
 
@@ -69,15 +71,46 @@ class SafeguardsMutation:
         model: str,
         query: str | None = None,
         case_ids: list[strawberry.ID] | None = None,
+        include_scenarios: bool = False,
     ) -> Suite:
         data = SuiteCreate(
             name=name,
             model=model,
             query=query,
             case_ids=[str(i) for i in case_ids] if case_ids is not None else None,
+            include_scenarios=include_scenarios,
         )
         return await service.create_suite(  # type: ignore[return-value]
             await info.context.session(), data, info.context.principal, info.context.search
+        )
+
+    @strawberry.mutation(
+        permission_classes=scoped(Scope.CASES_WRITE, Scope.CASES_READ),
+        description="Seeded, reproducible variants of cases' inputs (of the given cases, or "
+        "of a suite version's): the same arguments give the same scenarios.",
+    )
+    async def generate_scenarios(
+        self,
+        info: Info,
+        perturbations: list[Perturbation],
+        seed: int,
+        case_ids: list[strawberry.ID] | None = None,
+        suite: str | None = None,
+        suite_version: int | None = None,
+        variants: int = 1,
+        tolerance: float = 0.01,
+    ) -> list[SyntheticScenario]:
+        data = ScenarioRequest(
+            case_ids=[str(i) for i in case_ids] if case_ids is not None else None,
+            suite=suite,
+            suite_version=suite_version,
+            perturbations=[p.value for p in perturbations],
+            variants=variants,
+            seed=seed,
+            tolerance=tolerance,
+        )
+        return await service.generate_scenarios(  # type: ignore[return-value]
+            await info.context.session(), data, info.context.principal
         )
 
     @strawberry.mutation(permission_classes=scoped(Scope.EVALS_WRITE, Scope.CASES_READ))

@@ -15,6 +15,7 @@ from services.gateway.safeguards.types import (
     RunChange,
     RunComparison,
     Suite,
+    SyntheticScenario,
 )
 from services.safeguards import gate, service
 from shared.security import Scope
@@ -67,6 +68,12 @@ class SafeguardsQuery:
     @strawberry.field(permission_classes=READ)
     async def suites(self, info: Info, model: str) -> list[Suite]:
         return await service.suites_of_model(await info.context.session(), model)  # type: ignore[return-value]
+
+    @strawberry.field(permission_classes=READ, description="A case's synthetic scenarios.")
+    async def scenarios(self, info: Info, case_id: strawberry.ID) -> list[SyntheticScenario]:
+        return await service.scenarios_of_case(  # type: ignore[return-value]
+            await info.context.session(), str(case_id), info.context.principal
+        )
 
     @strawberry.field(permission_classes=READ)
     async def evaluation_run(self, info: Info, id: strawberry.ID) -> EvaluationRun:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
@@ -12,31 +13,70 @@ from strawberry.types import Info
 from services.gateway.catalog.types import FailureCase, FailureGroup, PageInfo
 from services.gateway.permissions import read_with
 from services.gateway.safeguards.loaders import loaders
-from services.safeguards import schemas, service
+from services.safeguards import perturb, schemas, service
 from services.safeguards.metrics import Tally
 from services.safeguards.models import EvaluationRun as RunRow
 from services.safeguards.models import ResolutionProposal as ProposalRow
+from services.safeguards.models import SuiteCase as SuiteCaseRow
+from services.safeguards.models import SyntheticScenario as ScenarioRow
 from services.safeguards.service import SuiteSnapshot
 from shared.security import Scope
 
 Outcome = strawberry.enum(schemas.Outcome, name="Outcome")
+Perturbation = strawberry.enum(perturb.Perturbation, name="Perturbation")
 
 
 @read_with(Scope.CASES_READ)
-@strawberry.type(description="A case as frozen into a suite version.")
+@strawberry.type(
+    description="A case as frozen into a suite version (or a synthetic scenario of one: "
+    "then caseId is the scenario's id and parentCaseId the case it varies)."
+)
 class SuiteCase:
     case_id: strawberry.ID
+    parent_case_id: strawberry.ID | None
     position: int
     revision: int
     content_hash: str
     failure_mode: str | None
     severity: str | None
-    input: JSON | None
     expected: JSON | None
 
-    @strawberry.field(description="The case as it is now (null if it has gone since).")
-    async def case(self, info: Info) -> FailureCase | None:
-        return await info.context.loaders.case.load(self.case_id)
+    @strawberry.field
+    def input(self: SuiteCaseRow) -> JSON | None:  # type: ignore[misc]
+        return orjson.loads(self.input_json)
+
+    @strawberry.field
+    def synthetic(self: SuiteCaseRow) -> bool:  # type: ignore[misc]
+        return self.parent_case_id is not None
+
+    @strawberry.field(description="The catalog case (a scenario's parent) as it is now.")
+    async def case(self: SuiteCaseRow, info: Info) -> FailureCase | None:  # type: ignore[misc]
+        return await info.context.loaders.case.load(self.parent_case_id or self.case_id)
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type(
+    description="A seeded variant of a case's input; never a production failure of the "
+    "catalog, included in suites on request."
+)
+class SyntheticScenario:
+    id: strawberry.ID
+    parent_case_id: strawberry.ID
+    perturbation: Perturbation
+    seed: str = strawberry.field(description="As a string: seeds may pass 2^53.")
+    variant: int
+    tolerance: float | None
+    expected: JSON | None
+    created_at: datetime
+    created_by: str
+
+    @strawberry.field
+    def input(self: ScenarioRow) -> JSON | None:  # type: ignore[misc]
+        return orjson.loads(self.input_json)
+
+    @strawberry.field
+    def synthetic(self) -> bool:
+        return True
 
 
 @read_with(Scope.CASES_READ)
