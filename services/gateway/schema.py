@@ -37,6 +37,8 @@ from services.gateway.execution import FailcatExecutionContext, direct_resolvers
 from services.gateway.guard import DocumentGuard
 from services.gateway.observability import OperationMetrics
 from services.gateway.permissions import declare
+from services.gateway.plans.mutations import PlansMutation
+from services.gateway.plans.queries import PlansQuery
 from services.gateway.safeguards.mutations import SafeguardsMutation
 from services.gateway.safeguards.queries import SafeguardsQuery
 from services.gateway.search import types as search_types
@@ -61,12 +63,12 @@ for _search_type in (
 
 
 @strawberry.type
-class Query(CatalogQuery, SearchQuery, AuthQuery, SafeguardsQuery):
+class Query(CatalogQuery, SearchQuery, AuthQuery, SafeguardsQuery, PlansQuery):
     pass
 
 
 @strawberry.type
-class Mutation(CatalogMutation, AuthMutation, SafeguardsMutation):
+class Mutation(CatalogMutation, AuthMutation, SafeguardsMutation, PlansMutation):
     pass
 
 

@@ -591,6 +591,36 @@ async def _propose_resolutions(
     await repo.insert(ResolutionProposal, rows)
 
 
+async def latest_run_on_suite(
+    session: AsyncSession, model: str, version: str, suite: str
+) -> EvaluationRun | None:
+    """The newest run of a model version on the suite's latest version (what plans measure)."""
+    snapshot = await get_suite(session, suite)
+    runs = await SafeguardsRepository(session).runs_of(model, version)
+    return next((r for r in runs if r.suite_version_id == snapshot.frozen.id), None)
+
+
+async def run_figures(session: AsyncSession, run: EvaluationRun) -> dict[str, float | None]:
+    """A run's headline figures; `stability` is the pass rate over its synthetic scenarios
+    (None when the suite holds none)."""
+    repo = SafeguardsRepository(session)
+    synthetic = {
+        f.case_id for f in await repo.suite_case_facts(run.suite_version_id) if f.parent_case_id
+    }
+    stability = None
+    if synthetic:
+        passed = sum(
+            1 for o in await repo.outcomes(run.id) if o.case_id in synthetic and o.outcome == "pass"
+        )
+        stability = passed / len(synthetic)
+    return {
+        "pass_rate": run.passed / run.total if run.total else None,
+        "false_alarm_rate": run.false_alarm_rate,
+        "latency_p95_ms": run.latency_p95_ms,
+        "stability": stability,
+    }
+
+
 async def get_run(session: AsyncSession, run_id: str) -> EvaluationRun:
     run = await SafeguardsRepository(session).get_run(run_id)
     if run is None:

@@ -15,6 +15,7 @@ from tests.gateway.helpers import codes, gql
 
 R, W, ING, A = Scope.CASES_READ, Scope.CASES_WRITE, Scope.CASES_INGEST, Scope.ADMIN
 EV, REV = Scope.EVALS_WRITE, Scope.REVIEWS_WRITE
+PR, PW = Scope.PLANS_READ, Scope.PLANS_WRITE
 
 # What each operation requires: written here, independently of the code, so a change to a
 # field's declaration shows up as a failing test and a visible diff in review.
@@ -53,6 +54,14 @@ EXPECTED: dict[str, set[Scope]] = {
     "Query.releaseGate": {R},
     "Query.gateWaivers": {R},
     "Mutation.createSuite": {W, R},
+    "Query.retrainingPlan": {PR},
+    "Query.retrainingPlans": {PR},
+    "Query.evaluationPlan": {PR},
+    "Mutation.createRetrainingPlan": {PW, PR},
+    "Mutation.setRetrainingPlanStatus": {PW, PR},
+    "Mutation.evaluateRetrainingPlan": {PW, PR},
+    "Mutation.createEvaluationPlan": {PW, PR},
+    "Mutation.reviseEvaluationPlan": {PW, PR},
     "Mutation.generateScenarios": {W, R},
     "Query.scenarios": {R},
     "Mutation.recordEvaluationRun": {EV, R},
@@ -135,6 +144,21 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
         'mutation { createSuite(name: "s", model: "m", caseIds: []) { name } }',
         {},
     ),
+    "Query.retrainingPlan": ("query($id: ID!) { retrainingPlan(id: $id) { id } }", {"id": MISSING}),
+    "Query.retrainingPlans": ('{ retrainingPlans(model: "no-such-model") { id } }', {}),
+    "Query.evaluationPlan": ('{ evaluationPlan(name: "no-such-plan") { id } }', {}),
+    "Mutation.createRetrainingPlan": ("mutation { createRetrainingPlan(plan: {}) { id } }", {}),
+    "Mutation.setRetrainingPlanStatus": (
+        "mutation($id: ID!) { setRetrainingPlanStatus(id: $id, status: APPROVED,"
+        " expectedRevision: 1) { id } }",
+        {"id": MISSING},
+    ),
+    "Mutation.evaluateRetrainingPlan": (
+        'mutation($id: ID!) { evaluateRetrainingPlan(id: $id, candidateVersion: "2") { id } }',
+        {"id": MISSING},
+    ),
+    "Mutation.createEvaluationPlan": ("mutation { createEvaluationPlan(plan: {}) { id } }", {}),
+    "Mutation.reviseEvaluationPlan": ("mutation { reviseEvaluationPlan(plan: {}) { id } }", {}),
     "Mutation.generateScenarios": (
         "mutation { generateScenarios(perturbations: [TYPOS], seed: 1, caseIds: []) { id } }",
         {},
