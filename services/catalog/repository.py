@@ -634,6 +634,28 @@ class CatalogRepository:
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
+    async def resolved_groups(
+        self, viewer: Principal, since: datetime, until: datetime, model: str | None
+    ) -> list[tuple[str, str, str | None, datetime, datetime, str | None]]:
+        """Groups resolved in [since, until) with a case `viewer` may see: (id, model,
+        failure mode, first seen, resolved at, team of its visible cases)."""
+        c, g = FailureCase, FailureGroup
+        stmt = (
+            select(g.id, Model.name, g.failure_mode, g.first_seen, g.resolved_at, func.min(c.team))
+            .join(Model, Model.id == g.model_id)
+            .join(c, c.group_id == g.id)
+            .where(
+                g.resolved_at.is_not(None),
+                g.resolved_at >= since,
+                g.resolved_at < until,
+                *visible_to(viewer),
+            )
+            .group_by(g.id, Model.name, g.failure_mode, g.first_seen, g.resolved_at)
+        )
+        if model:
+            stmt = stmt.where(Model.name == model)
+        return [tuple(r) for r in await self.session.execute(stmt)]  # type: ignore[misc]
+
     async def visible_among(self, ids: Sequence[str], viewer: Principal) -> set[str]:
         stmt = select(FailureCase.id).where(self._in(FailureCase.id, ids), *visible_to(viewer))
         return set((await self.session.execute(stmt)).scalars())

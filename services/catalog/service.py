@@ -347,6 +347,19 @@ async def register_model_version(session: AsyncSession, model_name: str, version
     await repo.ensure_versions({(models[model_name], version)}, now)
 
 
+async def resolved_groups(
+    session: AsyncSession,
+    viewer: Principal,
+    since: datetime,
+    until: datetime,
+    model: str | None = None,
+) -> list[tuple[str, str, str | None, datetime, datetime, str | None]]:
+    """Groups resolved in [since, until) that `viewer` may see, for remediation metrics:
+    (id, model, failure mode, first seen, resolved at, team of its visible cases; the first
+    by name when they span teams)."""
+    return await CatalogRepository(session).resolved_groups(viewer, since, until, model)
+
+
 async def visible_among(session: AsyncSession, ids: list[str], viewer: Principal) -> set[str]:
     """The ids among `ids` (at most a few thousand) of cases `viewer` may see: only the ids
     are read, for services that keep their own copy of what they need (suite exports)."""

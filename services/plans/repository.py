@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,3 +48,18 @@ class PlansRepository:
     async def latest_evaluation_plan_version(self, name: str) -> int:
         stmt = select(func.max(EvaluationPlan.version)).where(EvaluationPlan.name == name)
         return (await self.session.execute(stmt)).scalar_one() or 0
+
+    async def evaluated_plans(
+        self, since: datetime, until: datetime, model: str | None
+    ) -> list[RetrainingPlan]:
+        """Plans approved and evaluated, evaluated in [since, until)."""
+        p = RetrainingPlan
+        stmt = select(p).where(
+            p.approved_at.is_not(None),
+            p.evaluated_at.is_not(None),
+            p.evaluated_at >= since,
+            p.evaluated_at < until,
+        )
+        if model:
+            stmt = stmt.where(p.model_name == model)
+        return list((await self.session.execute(stmt)).scalars())

@@ -57,6 +57,7 @@ EXPECTED: dict[str, set[Scope]] = {
     "Query.retrainingPlan": {PR},
     "Query.retrainingPlans": {PR},
     "Query.evaluationPlan": {PR},
+    "Query.impactMetrics": {PR, R},
     "Mutation.createRetrainingPlan": {PW, PR},
     "Mutation.setRetrainingPlanStatus": {PW, PR},
     "Mutation.evaluateRetrainingPlan": {PW, PR},
@@ -147,6 +148,10 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     "Query.retrainingPlan": ("query($id: ID!) { retrainingPlan(id: $id) { id } }", {"id": MISSING}),
     "Query.retrainingPlans": ('{ retrainingPlans(model: "no-such-model") { id } }', {}),
     "Query.evaluationPlan": ('{ evaluationPlan(name: "no-such-plan") { id } }', {}),
+    "Query.impactMetrics": (
+        "{ impactMetrics(metric: REMEDIATION_TIME, by: TEAM) { key } }",
+        {},
+    ),
     "Mutation.createRetrainingPlan": ("mutation { createRetrainingPlan(plan: {}) { id } }", {}),
     "Mutation.setRetrainingPlanStatus": (
         "mutation($id: ID!) { setRetrainingPlanStatus(id: $id, status: APPROVED,"

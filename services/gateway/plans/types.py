@@ -9,12 +9,26 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from services.gateway.permissions import read_with
-from services.plans import schemas, service
+from services.plans import impact, schemas, service
 from services.plans.models import EvaluationPlan as EvaluationPlanRow
 from services.plans.models import RetrainingPlan as PlanRow
 from shared.security import Scope
 
 PlanStatus = strawberry.enum(schemas.PlanStatus, name="PlanStatus")
+ImpactMetric = strawberry.enum(impact.ImpactMetric, name="ImpactMetric")
+ImpactDimension = strawberry.enum(impact.Dimension, name="ImpactDimension")
+ImpactPeriod = strawberry.enum(impact.Period, name="ImpactPeriod")
+
+
+@read_with(Scope.PLANS_READ, Scope.CASES_READ)
+@strawberry.type(description="One key (team, model or failure mode) in one period.")
+class ImpactPoint:
+    key: str
+    period: datetime = strawberry.field(description="The period's start (a Monday, or the 1st).")
+    count: int
+    mean_hours: float
+    median_hours: float
+    p90_hours: float
 
 
 @read_with(Scope.PLANS_READ)
