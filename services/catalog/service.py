@@ -338,13 +338,26 @@ async def resolve_group(
     return group
 
 
-async def register_model_version(session: AsyncSession, model_name: str, version: str) -> None:
+async def register_model_version(session: AsyncSession, values: dict[str, Any]) -> None:
     """Make a model version known before any case of it arrives (a release candidate under
-    evaluation), so groups can be resolved in it."""
+    evaluation), so groups can be resolved in it. Idempotent. `values`: {"model", "version"}
+    (main's registerModelVersion has this signature and also takes the version's description;
+    at merge, keep that one)."""
     repo = CatalogRepository(session)
     now = utcnow()
-    models = await repo.ensure_models({model_name}, now)
-    await repo.ensure_versions({(models[model_name], version)}, now)
+    models = await repo.ensure_models({values["model"]}, now)
+    await repo.ensure_versions({(models[values["model"]], values["version"])}, now)
+
+
+async def get_visible_group(
+    session: AsyncSession, group_id: str, viewer: Principal
+) -> FailureGroup:
+    """The group, or NotFound unless `viewer` may see at least one of its cases (main has this
+    function, with the same answer: at merge, keep that one)."""
+    group = await CatalogRepository(session).visible_group(group_id, viewer)
+    if group is None:
+        raise NotFound(f"group {group_id} not found")
+    return group
 
 
 async def resolved_groups(

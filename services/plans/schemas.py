@@ -41,7 +41,7 @@ class Target(_In):
 
 class Evidence(_In):
     case_ids: Annotated[list[str], Field(max_length=MAX_EVIDENCE)] = []
-    group_ids: Annotated[list[str], Field(max_length=MAX_EVIDENCE)] = []
+    group_ids: Annotated[list[str], Field(max_length=MAX_ITEMS)] = []
     slice_query: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 

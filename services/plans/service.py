@@ -58,7 +58,9 @@ async def create_retraining_plan(
         if c not in seen
     ]
     for i, group_id in enumerate(data.evidence.group_ids):
-        if await catalog.visible_group(session, group_id, actor) is None:
+        try:
+            await catalog.get_visible_group(session, group_id, actor)
+        except NotFound:
             errors.append(FieldError(f"evidence.groupIds.{i}", f"group {group_id} not found"))
     if data.evidence.slice_query is not None and search is not None:
         try:

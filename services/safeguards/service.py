@@ -498,7 +498,7 @@ async def record_run(session: AsyncSession, data: RunIn, actor: Principal) -> Ev
         raise BadUserInput(
             f"{len(errors)} invalid outcomes: {errors[0].message}", errors[:MAX_LISTED_ERRORS]
         )
-    await catalog.register_model_version(session, data.model, data.version)
+    await catalog.register_model_version(session, {"model": data.model, "version": data.version})
     outcome_of = {o.case_id: o.outcome.value for o in data.outcomes}
     overall = Tally()
     for case in frozen:
