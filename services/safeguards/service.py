@@ -6,6 +6,8 @@ queries are resolved only through the search service. Functions flush; the bound
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -372,21 +374,31 @@ async def export_suite(
     async def lines() -> AsyncIterator[bytes]:
         async with db.transaction() as session:
             repo = SafeguardsRepository(session)
-            after = -1
-            while True:
+
+            async def page(after: int) -> tuple[list[tuple[Any, ...]], set[str]]:
                 rows = await repo.suite_case_rows(snapshot.frozen.id, after, EXPORT_PAGE)
-                if not rows:
-                    return
-                owners = [r[2] or r[1] for r in rows]
-                seen = await catalog.visible_among(session, list(set(owners)), viewer)
-                chunk = b"".join(
-                    export_line(snapshot, r)
-                    for r, owner in zip(rows, owners, strict=True)
-                    if owner in seen
-                )
-                if chunk:
-                    yield chunk
-                after = rows[-1][0]
+                owners = list({r[2] or r[1] for r in rows})
+                return rows, await catalog.visible_among(session, owners, viewer) if rows else set()
+
+            # The next page is read while this one is encoded and sent: the session is only
+            # ever used by that one task at a time.
+            pending = asyncio.ensure_future(page(-1))
+            try:
+                while True:
+                    rows, seen = await pending
+                    if not rows:
+                        return
+                    pending = asyncio.ensure_future(page(rows[-1][0]))
+                    chunk = b"".join(
+                        export_line(snapshot, r) for r in rows if (r[2] or r[1]) in seen
+                    )
+                    if chunk:
+                        yield chunk
+            finally:
+                if not pending.done():  # the client went away mid-stream
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pending
 
     return snapshot, lines()
 

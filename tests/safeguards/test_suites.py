@@ -290,3 +290,22 @@ async def test_export_streams_jsonl_lines_that_parse(client, curator):
         "position",
     }
     assert lines[0]["synthetic"] is False and lines[0]["parent_case_id"] is None
+
+
+async def test_an_abandoned_export_releases_its_transaction(client, curator, db, monkeypatch):
+    from services.safeguards import service
+    from shared.security import SYSTEM
+
+    model, name = a_name("fraud"), a_name("suite")
+    ids = await ingest(client, curator, model_cases(model, 7))
+    await create_suite(client, curator, name, model, ids=ids)
+    monkeypatch.setattr(service, "EXPORT_PAGE", 2)  # several pages, one read ahead
+
+    _, lines = await service.export_suite(db, name, 1, SYSTEM)
+    first = await lines.__anext__()
+    assert first.count(b"\n") == 2
+    await lines.aclose()  # the client went away with a page still being read
+
+    _, lines = await service.export_suite(db, name, 1, SYSTEM)
+    chunks = [chunk async for chunk in lines]
+    assert [orjson.loads(x)["case_id"] for c in chunks for x in c.splitlines()] == ids
