@@ -111,6 +111,9 @@ class FailureCase(SQLModel, table=True):
         UniqueConstraint("external_id", "source_key"),
         Index("ix_failure_case_occurred_id", "occurred_at", "id"),
         Index("ix_failure_case_model_version", "model_id", "model_version_id"),
+        # The release gate's question, "which groups of this model hold S0/S1 cases?", reads
+        # a model's severe cases only, not every case of the model (migration 0005).
+        Index("ix_failure_case_model_severity", "model_id", "severity", "group_id"),
         # Only reservoir-admitted cases are ever looked up by it: keep the index that small.
         Index(
             "ix_failure_case_reservoir_key",

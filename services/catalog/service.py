@@ -492,6 +492,38 @@ async def register_model_version(session: AsyncSession, values: dict[str, Any]) 
     return row
 
 
+async def resolved_groups(
+    session: AsyncSession,
+    viewer: Principal,
+    since: datetime,
+    until: datetime,
+    model: str | None = None,
+) -> list[tuple[str, str, str | None, datetime, datetime, str | None]]:
+    """Groups resolved in [since, until) that `viewer` may see, for remediation metrics:
+    (id, model, failure mode, first seen, resolved at, team of its visible cases; the first
+    by name when they span teams)."""
+    return await CatalogRepository(session).resolved_groups(viewer, since, until, model)
+
+
+async def visible_among(session: AsyncSession, ids: list[str], viewer: Principal) -> set[str]:
+    """The ids among `ids` (at most a few thousand) of cases `viewer` may see: only the ids
+    are read, for services that keep their own copy of what they need (suite exports)."""
+    return await CatalogRepository(session).visible_among(ids, viewer)
+
+
+async def unresolved_groups_at(
+    session: AsyncSession,
+    model_name: str,
+    severities: list[str],
+    viewer: Principal | None = None,
+) -> list[tuple[str, str, str, int, str]]:
+    """Open or regressed groups of a model with cases at `severities` (the release gate's
+    blocking groups): (group id, status, worst severity, such cases, one such case id).
+    `viewer` None counts every case: a gate decides on all of them, and shows a caller only
+    the evidence it may see."""
+    return await CatalogRepository(session).unresolved_groups_at(model_name, severities, viewer)
+
+
 async def publish_taxonomy(
     session: AsyncSession, codes: list[dict[str, str]], actor: Principal, note: str | None = None
 ) -> int:

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "services.search.cli",
     "services.cli.export",
     "services.cli.login",
+    "services.safeguards.cli",
 )
 
 

@@ -38,6 +38,10 @@ from services.gateway.execution import FailcatExecutionContext, direct_resolvers
 from services.gateway.guard import DocumentGuard
 from services.gateway.observability import OperationMetrics
 from services.gateway.permissions import declare
+from services.gateway.plans.mutations import PlansMutation
+from services.gateway.plans.queries import PlansQuery
+from services.gateway.safeguards.mutations import SafeguardsMutation
+from services.gateway.safeguards.queries import SafeguardsQuery
 from services.gateway.search import types as search_types
 from services.gateway.search.queries import SearchQuery
 from services.gateway.subscriptions import Subscription
@@ -60,12 +64,12 @@ for _search_type in (
 
 
 @strawberry.type
-class Query(CatalogQuery, SearchQuery, AuthQuery):
+class Query(CatalogQuery, SearchQuery, AuthQuery, SafeguardsQuery, PlansQuery):
     pass
 
 
 @strawberry.type
-class Mutation(CatalogMutation, AuthMutation):
+class Mutation(CatalogMutation, AuthMutation, SafeguardsMutation, PlansMutation):
     pass
 
 

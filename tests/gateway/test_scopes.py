@@ -17,6 +17,8 @@ from tests.corpus import aiid_cases
 from tests.gateway.helpers import INGEST, case_input, codes, data, gql
 
 R, W, ING, A = Scope.CASES_READ, Scope.CASES_WRITE, Scope.CASES_INGEST, Scope.ADMIN
+EV, REV = Scope.EVALS_WRITE, Scope.REVIEWS_WRITE
+PR, PW = Scope.PLANS_READ, Scope.PLANS_WRITE
 
 # What each operation requires: written here, independently of the code, so a change to a
 # field's declaration shows up as a failing test and a visible diff in review.
@@ -48,6 +50,29 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.createUser": {A},
     "Mutation.rotateSigningKeys": {A},
     "Subscription.caseEvents": {R},
+    "Query.suite": {R},
+    "Query.suites": {R},
+    "Query.evaluationRun": {R},
+    "Query.evaluationRuns": {R},
+    "Query.compareRuns": {R},
+    "Query.releaseGate": {R},
+    "Query.gateWaivers": {R},
+    "Mutation.createSuite": {W, R},
+    "Query.retrainingPlan": {PR},
+    "Query.retrainingPlans": {PR},
+    "Query.evaluationPlan": {PR},
+    "Query.impactMetrics": {PR, R},
+    "Mutation.createRetrainingPlan": {PW, PR},
+    "Mutation.setRetrainingPlanStatus": {PW, PR},
+    "Mutation.evaluateRetrainingPlan": {PW, PR},
+    "Mutation.createEvaluationPlan": {PW, PR},
+    "Mutation.reviseEvaluationPlan": {PW, PR},
+    "Mutation.generateScenarios": {W, R},
+    "Query.scenarios": {R},
+    "Mutation.recordEvaluationRun": {EV, R},
+    "Mutation.acceptResolution": {REV, R},
+    "Mutation.waiveGroup": {REV, R},
+    "Mutation.revokeWaiver": {REV, R},
 }
 
 MISSING = "00000000-0000-0000-0000-000000000000"
@@ -114,6 +139,62 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
         {},
     ),
     "Mutation.rotateSigningKeys": ("mutation { rotateSigningKeys { kid } }", {}),
+    "Query.suite": ('{ suite(name: "no-such-suite") { name } }', {}),
+    "Query.suites": ('{ suites(model: "no-such-model") { name } }', {}),
+    "Query.evaluationRun": ("query($id: ID!) { evaluationRun(id: $id) { id } }", {"id": MISSING}),
+    "Query.evaluationRuns": ('{ evaluationRuns(model: "m", version: "1") { id } }', {}),
+    "Query.compareRuns": (
+        "query($id: ID!) { compareRuns(a: $id, b: $id) { onlyInA } }",
+        {"id": MISSING},
+    ),
+    "Query.releaseGate": ('{ releaseGate(model: "no-such-model", version: "1") { passed } }', {}),
+    "Query.gateWaivers": ('{ gateWaivers(model: "m", version: "1") { id } }', {}),
+    "Mutation.createSuite": (
+        'mutation { createSuite(name: "s", model: "m", caseIds: []) { name } }',
+        {},
+    ),
+    "Query.retrainingPlan": ("query($id: ID!) { retrainingPlan(id: $id) { id } }", {"id": MISSING}),
+    "Query.retrainingPlans": ('{ retrainingPlans(model: "no-such-model") { id } }', {}),
+    "Query.evaluationPlan": ('{ evaluationPlan(name: "no-such-plan") { id } }', {}),
+    "Query.impactMetrics": (
+        "{ impactMetrics(metric: REMEDIATION_TIME, by: TEAM) { key } }",
+        {},
+    ),
+    "Mutation.createRetrainingPlan": ("mutation { createRetrainingPlan(plan: {}) { id } }", {}),
+    "Mutation.setRetrainingPlanStatus": (
+        "mutation($id: ID!) { setRetrainingPlanStatus(id: $id, status: APPROVED,"
+        " expectedRevision: 1) { id } }",
+        {"id": MISSING},
+    ),
+    "Mutation.evaluateRetrainingPlan": (
+        'mutation($id: ID!) { evaluateRetrainingPlan(id: $id, candidateVersion: "2") { id } }',
+        {"id": MISSING},
+    ),
+    "Mutation.createEvaluationPlan": ("mutation { createEvaluationPlan(plan: {}) { id } }", {}),
+    "Mutation.reviseEvaluationPlan": ("mutation { reviseEvaluationPlan(plan: {}) { id } }", {}),
+    "Mutation.generateScenarios": (
+        "mutation { generateScenarios(perturbations: [TYPOS], seed: 1, caseIds: []) { id } }",
+        {},
+    ),
+    "Query.scenarios": ("query($id: ID!) { scenarios(caseId: $id) { id } }", {"id": MISSING}),
+    "Mutation.recordEvaluationRun": (
+        'mutation { recordEvaluationRun(run: {model: "m", version: "1", suite: "no-such-suite",'
+        " outcomes: []}) { id } }",
+        {},
+    ),
+    "Mutation.acceptResolution": (
+        "mutation($id: ID!) { acceptResolution(id: $id) { id } }",
+        {"id": MISSING},
+    ),
+    "Mutation.waiveGroup": (
+        'mutation($id: ID!) { waiveGroup(waiver: {groupId: $id, model: "m", reason: "r",'
+        ' expiresAt: "2000-01-01T00:00:00Z"}) { id } }',
+        {"id": MISSING},
+    ),
+    "Mutation.revokeWaiver": (
+        "mutation($id: ID!) { revokeWaiver(id: $id) { id } }",
+        {"id": MISSING},
+    ),
 }
 
 

@@ -230,3 +230,7 @@ class CaseQueries(RepositoryBase):
         await self.insert_rows(
             CaseLink, [{"id": new_id(), "case_id": case_id, **lk} for lk in links]
         )
+
+    async def visible_among(self, ids: Sequence[str], viewer: Principal) -> set[str]:
+        stmt = select(FailureCase.id).where(self._in(FailureCase.id, ids), *visible_to(viewer))
+        return set((await self.session.execute(stmt)).scalars())

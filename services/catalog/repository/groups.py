@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 
-from services.catalog.models import FailureGroup, Model
+from services.catalog.models import FailureCase, FailureGroup, Model
 from services.catalog.repository.base import RepositoryBase, newest_first
-from services.catalog.repository.visibility import has_visible_case
+from services.catalog.repository.visibility import has_visible_case, visible_to
 from services.catalog.schemas import GroupStatus
 from shared.chunks import chunks
 from shared.security import Principal
@@ -116,3 +116,47 @@ class GroupQueries(RepositoryBase):
             update(FailureGroup).where(FailureGroup.id == group_id).values(**values),
             execution_options={"synchronize_session": False},
         )
+
+    async def resolved_groups(
+        self, viewer: Principal, since: datetime, until: datetime, model: str | None
+    ) -> list[tuple[str, str, str | None, datetime, datetime, str | None]]:
+        """Groups resolved in [since, until) with a case `viewer` may see: (id, model,
+        failure mode, first seen, resolved at, team of its visible cases)."""
+        c, g = FailureCase, FailureGroup
+        stmt = (
+            select(g.id, Model.name, g.failure_mode, g.first_seen, g.resolved_at, func.min(c.team))
+            .join(Model, Model.id == g.model_id)
+            .join(c, c.group_id == g.id)
+            .where(
+                g.resolved_at.is_not(None),
+                g.resolved_at >= since,
+                g.resolved_at < until,
+                *visible_to(viewer),
+            )
+            .group_by(g.id, Model.name, g.failure_mode, g.first_seen, g.resolved_at)
+        )
+        if model:
+            stmt = stmt.where(Model.name == model)
+        return [tuple(r) for r in await self.session.execute(stmt)]  # type: ignore[misc]
+
+    async def unresolved_groups_at(
+        self, model: str, severities: Sequence[str], viewer: Principal | None
+    ) -> list[tuple[str, str, str, int, str]]:
+        """Open or regressed groups of `model` holding cases at one of `severities`, as
+        (group id, status, worst severity, such cases, one such case id); one aggregate over
+        the model's cases, counting only those `viewer` may see (every case when None)."""
+        c, g = FailureCase, FailureGroup
+        model_id = select(Model.id).where(Model.name == model).scalar_subquery()
+        stmt = (
+            select(g.id, g.status, func.min(c.severity), func.count(), func.min(c.id))
+            .join(g, g.id == c.group_id)
+            .where(
+                c.model_id == model_id,
+                c.severity.in_(list(severities)),
+                g.status.in_(("open", "regressed")),
+                *(visible_to(viewer) if viewer is not None else ()),
+            )
+            .group_by(g.id, g.status)
+            .order_by(func.min(c.severity), g.id)
+        )
+        return [tuple(r) for r in await self.session.execute(stmt)]  # type: ignore[misc]

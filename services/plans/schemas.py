@@ -1,0 +1,91 @@
+"""Inputs of the plans service (pydantic)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Version = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+MAX_EVIDENCE = 10_000
+MAX_ITEMS = 100
+
+
+class PlanStatus(StrEnum):
+    DRAFT = "draft"
+    APPROVED = "approved"
+    IN_PROGRESS = "in_progress"
+    EVALUATED = "evaluated"
+    CLOSED = "closed"
+
+
+class Metric(StrEnum):
+    PASS_RATE = "pass_rate"
+    FALSE_ALARM_RATE = "false_alarm_rate"
+    LATENCY_P95_MS = "latency_p95_ms"
+    STABILITY = "stability"  # pass rate over the suite's synthetic scenarios
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_In):
+    suite: Name
+    metric: Metric
+    op: Annotated[str, StringConstraints(pattern=r"^(>=|<=)$")]
+    value: float
+
+
+class Evidence(_In):
+    case_ids: Annotated[list[str], Field(max_length=MAX_EVIDENCE)] = []
+    group_ids: Annotated[list[str], Field(max_length=MAX_ITEMS)] = []
+    slice_query: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class Changes(_In):
+    hyperparameters: dict[str, Any] = {}
+    architecture: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+
+
+class RetrainingPlanIn(_In):
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    model: Name
+    base_version: Version | None = None
+    evidence: Evidence
+    feature_config: dict[str, Any] | None = None
+    targets: Annotated[list[Target], Field(min_length=1, max_length=MAX_ITEMS)]
+    augmentations: Annotated[
+        list[Annotated[str, StringConstraints(max_length=500)]], Field(max_length=MAX_ITEMS)
+    ] = []
+    changes: Changes | None = None
+    evaluation_suites: Annotated[list[Name], Field(max_length=MAX_ITEMS)] = []
+
+    @model_validator(mode="after")
+    def _has_evidence(self) -> RetrainingPlanIn:
+        e = self.evidence
+        if not (e.case_ids or e.group_ids or e.slice_query):
+            raise ValueError("evidence needs cases, groups or a slice query")
+        return self
+
+
+class Benchmark(_In):
+    suite: Name
+    min_pass_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_false_alarm_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_latency_p95_ms: Annotated[float, Field(gt=0)] | None = None
+    min_stability: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class EvaluationPlanIn(_In):
+    name: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._\-]+$"
+        ),
+    ]
+    model: Name
+    description: Annotated[str, StringConstraints(max_length=100_000)] = ""
+    benchmarks: Annotated[list[Benchmark], Field(min_length=1, max_length=MAX_ITEMS)]

@@ -1,0 +1,1 @@
+"""Safeguards: frozen regression suites, evaluation runs and the release gate."""

@@ -1,0 +1,99 @@
+"""REST routes of the safeguards: the suite export (JSONL, streamed), runs and the gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+
+from services.catalog.api import read_limited_body
+from services.safeguards import gate, service
+from services.safeguards.schemas import RunIn
+from shared.errors import BadUserInput, FieldError
+from shared.security import Principal, Scope
+from shared.web import Session, require
+
+router = APIRouter(prefix="/safeguards/v1", tags=["safeguards"])
+
+
+def _version(value: str) -> int | None:
+    if value == "latest":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise BadUserInput(
+            "invalid suite version", [FieldError("version", "a number from 1, or latest")]
+        )
+    return int(value)
+
+
+@router.get("/suites/{name}/{version}.jsonl")
+async def export_suite(
+    request: Request,
+    name: str,
+    version: str,
+    principal: Principal = Depends(require(Scope.CASES_READ)),
+) -> StreamingResponse:
+    """One line per case the caller may see: input, expected, case id, failure mode, severity."""
+    snapshot, lines = await service.export_suite(
+        request.app.state.db, name, _version(version), principal
+    )
+    filename = f"{snapshot.name}-{snapshot.version}.jsonl"  # names are [A-Za-z0-9._-]
+    return StreamingResponse(
+        lines,
+        media_type="application/x-ndjson",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "X-Failcat-Suite-Version": str(snapshot.version),
+        },
+    )
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+@router.post("/runs")
+async def record_run(
+    request: Request,
+    session: Session,
+    principal: Principal = Depends(require(Scope.EVALS_WRITE, Scope.CASES_READ)),
+) -> Response:
+    """The body of `recordEvaluationRun` in snake_case (what a CI job posts)."""
+    from pydantic import ValidationError
+
+    body = await read_limited_body(request)
+    try:
+        data = RunIn.model_validate_json(body)
+    except ValidationError as exc:
+        errors = [
+            FieldError(".".join(str(p) for p in e["loc"]) or "$", e["msg"]) for e in exc.errors()
+        ]
+        raise BadUserInput(f"invalid run: {errors[0].message}", errors[:100]) from None
+    run = await service.record_run(session, data, principal)
+    proposals = await service.proposals_of(session, run)
+    return _json(
+        {
+            "id": run.id,
+            "total": run.total,
+            "passed": run.passed,
+            "failed": run.failed,
+            "errored": run.errored,
+            "not_run": run.not_run,
+            "proposals": [{"id": p.id, "group_id": p.group_id} for p in proposals],
+        },
+        201,
+    )
+
+
+@router.get("/gate")
+async def release_gate(
+    session: Session,
+    model: str,
+    version: str,
+    principal: Principal = Depends(require(Scope.CASES_READ)),
+) -> Response:
+    """The gate with the default policy; a CI job with its own policy uses `failcat gate`."""
+    result = await gate.release_gate(session, model, version, gate.parse_policy(None), principal)
+    return _json(result.as_json())

@@ -1,0 +1,199 @@
+"""`failcat suites create|export` and `failcat gate` (exit 0 passed, 1 blocked, 2 error).
+
+Run by an operator on the host: they read the database directly, as every case's reader
+unless --team/--clearance narrow the view (as `failcat search` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shared.errors import FailcatError
+from shared.security import SYSTEM, Principal, Scope, Sensitivity
+
+EXIT_PASSED, EXIT_BLOCKED, EXIT_ERROR = 0, 1, 2
+
+
+def add_commands(subparsers: Any) -> None:
+    suites = subparsers.add_parser("suites", help="regression suites: create, export")
+    sub = suites.add_subparsers(dest="suites_command", required=True)
+
+    create = sub.add_parser("create", help="freeze a query's or a list's cases as a suite version")
+    create.add_argument("--name", required=True)
+    create.add_argument("--model", required=True)
+    source = create.add_mutually_exclusive_group(required=True)
+    source.add_argument("--query", help="a saved search query (services/search/QUERY.md)")
+    source.add_argument("--case-ids", help="comma-separated case ids")
+    source.add_argument("--case-ids-file", help="a file of case ids, one a line")
+    _viewer_options(create)
+    create.set_defaults(func=_create)
+
+    export = sub.add_parser("export", help="write a suite version as JSONL")
+    export.add_argument("name")
+    export.add_argument("--version", type=int, help="default: the latest")
+    export.add_argument("--output", "-o", help="default: standard output")
+    _viewer_options(export)
+    export.set_defaults(func=_export)
+
+    gate = subparsers.add_parser(
+        "gate",
+        help="may this model version ship? exit 0 passed, 1 blocked, 2 error",
+        description="Evaluate the release gate for a model version. Exit code 0: passed, "
+        "1: blocked, 2: error (bad policy, unknown model, database unreachable).",
+    )
+    gate.add_argument("--model", required=True)
+    gate.add_argument("--version", required=True)
+    gate.add_argument("--policy", help="a YAML or JSON policy file")
+    gate.add_argument("--json", action="store_true", help="print the answer as JSON")
+    gate.set_defaults(func=_gate)
+
+
+def _viewer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--team", help="act as a member of this team (default: every team)")
+    parser.add_argument(
+        "--clearance",
+        choices=[s.value for s in Sensitivity],
+        help="act with this clearance (default: restricted)",
+    )
+
+
+def _principal(args: argparse.Namespace) -> Principal:
+    if not (getattr(args, "team", None) or getattr(args, "clearance", None)):
+        return SYSTEM
+    return Principal(
+        subject="cli",
+        client_id="cli",
+        scopes=frozenset(s.value for s in Scope),
+        team=args.team,
+        clearance=Sensitivity(args.clearance or "restricted"),
+    )
+
+
+def _run(work: Callable[[Any, Any], Awaitable[int]], *, search: bool = False) -> int:
+    """Open the database (and the search service when needed), run, report coded errors."""
+    from shared.db import Database
+    from shared.settings import load_settings
+
+    async def main() -> int:
+        settings = load_settings()
+        db = Database(settings.catalog_url)
+        searcher = None
+        try:
+            if search:
+                from services.search.service import SearchService
+
+                searcher = await SearchService.start(settings, db)
+            return await work(db, searcher)
+        finally:
+            if searcher is not None:
+                await searcher.close()
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except FailcatError as exc:
+        print(f"failcat: {exc.code}: {exc.message}", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error.path}: {error.message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _create(args: argparse.Namespace) -> int:
+    from services.safeguards import service
+    from services.safeguards.schemas import SuiteCreate
+
+    ids = None
+    if args.case_ids:
+        ids = [i.strip() for i in args.case_ids.split(",") if i.strip()]
+    elif args.case_ids_file:
+        ids = [line.strip() for line in Path(args.case_ids_file).read_text().splitlines()]
+        ids = [i for i in ids if i]
+    data = SuiteCreate(name=args.name, model=args.model, query=args.query, case_ids=ids)
+    principal = _principal(args)
+
+    async def work(db: Any, search: Any) -> int:
+        async with db.transaction() as session:
+            snap = await service.create_suite(session, data, principal, search)
+        print(
+            orjson.dumps(
+                {
+                    "name": snap.name,
+                    "model": snap.model,
+                    "version": snap.version,
+                    "case_count": snap.case_count,
+                    "created": snap.created,
+                }
+            ).decode()
+        )
+        return 0
+
+    return _run(work, search=args.query is not None)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from services.safeguards import service
+
+    principal = _principal(args)
+
+    async def work(db: Any, _: Any) -> int:
+        snap, lines = await service.export_suite(db, args.name, args.version, principal)
+        # A one-shot command: blocking writes hold up nothing else on this loop.
+        out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115, ASYNC230
+        written = 0
+        try:
+            async for chunk in lines:
+                out.write(chunk)
+                written += chunk.count(b"\n")
+        finally:
+            if args.output:
+                out.close()
+            else:
+                out.flush()
+        print(f"exported {written} cases of {snap.name} v{snap.version}", file=sys.stderr)
+        return 0
+
+    return _run(work)
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from services.safeguards import gate
+
+    try:
+        policy = (
+            gate.load_policy_file(Path(args.policy)) if args.policy else gate.parse_policy(None)
+        )
+    except FailcatError as exc:
+        print(f"failcat: {exc.code}: {exc.message}", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error.path}: {error.message}", file=sys.stderr)
+        return EXIT_ERROR
+
+    async def work(db: Any, _: Any) -> int:
+        async with db.transaction() as session:
+            result = await gate.release_gate(session, args.model, args.version, policy, SYSTEM)
+        if args.json:
+            print(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2).decode())
+        else:
+            print(_gate_text(result))
+        return EXIT_PASSED if result.passed else EXIT_BLOCKED
+
+    return _run(work)
+
+
+def _gate_text(result: Any) -> str:
+    verdict = "PASSED" if result.passed else "BLOCKED"
+    lines = [f"release gate for {result.model} {result.version}: {verdict}"]
+    for c in result.conditions:
+        lines.append(f"  [{'ok' if c.passed else 'FAIL'}] {c.name}: {c.detail}")
+        for label, ids in (("cases", c.case_ids), ("groups", c.group_ids), ("runs", c.run_ids)):
+            if ids:
+                more = "" if len(ids) <= 5 else f" (+{len(ids) - 5})"
+                lines.append(f"         {label}: {', '.join(ids[:5])}{more}")
+    return "\n".join(lines)

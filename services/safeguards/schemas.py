@@ -1,0 +1,133 @@
+"""Inputs and answers of the safeguards service (pydantic): suites, runs, gate policies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from services.safeguards.perturb import Perturbation
+from shared.vocabulary import SEVERITIES
+
+# A suite is a test collection, not a dump: 100,000 cases is ten times the largest CI suite
+# we have heard of and still streams in seconds.
+MAX_SUITE_CASES = 100_000
+MAX_OUTCOMES = MAX_SUITE_CASES
+MAX_QUERY = 2_000
+MAX_REASON = 2_000
+MAX_ERROR = 2_000
+MAX_SCENARIOS = 10_000  # variants per request
+MAX_VARIANTS = 20  # per case and perturbation
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Version = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SuiteCreate(_In):
+    """A suite from a saved search query or from a list of case ids (exactly one)."""
+
+    name: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._\-]+$"
+        ),
+    ]
+    model: Name
+    query: Annotated[str, StringConstraints(max_length=MAX_QUERY)] | None = None
+    case_ids: Annotated[list[str], Field(max_length=MAX_SUITE_CASES)] | None = None
+    # Each case's synthetic scenarios follow it in the suite.
+    include_scenarios: bool = False
+
+
+class ScenarioRequest(_In):
+    """Variants of the given cases, or of a suite version's cases (exactly one)."""
+
+    case_ids: Annotated[list[str], Field(max_length=MAX_SCENARIOS)] | None = None
+    suite: Name | None = None
+    suite_version: Annotated[int, Field(ge=1)] | None = None
+    perturbations: Annotated[list[Perturbation], Field(min_length=1)]
+    variants: Annotated[int, Field(ge=1, le=MAX_VARIANTS)] = 1
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    # Relative bound of numeric noise.
+    tolerance: Annotated[float, Field(gt=0, le=1)] = 0.01
+
+
+class Outcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+
+
+class OutcomeIn(_In):
+    case_id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
+    outcome: Outcome
+    latency_ms: Annotated[float, Field(ge=0)] | None = None
+    prediction: Any = None
+    error: Annotated[str, StringConstraints(max_length=MAX_ERROR)] | None = None
+
+
+class RunIn(_In):
+    """One evaluation of model `version` (a release candidate may have no cases of its own)
+    against a suite version (the suite's latest when None)."""
+
+    model: Name
+    version: Version
+    suite: Name
+    suite_version: Annotated[int, Field(ge=1)] | None = None
+    outcomes: Annotated[list[OutcomeIn], Field(max_length=MAX_OUTCOMES)]
+    # The label that counts as an alarm, for the false alarm rate of binary labels; inferred
+    # for booleans and 0/1.
+    positive_label: Any = None
+
+
+class SuiteRule(_In):
+    name: Name
+    version: Annotated[int, Field(ge=1)] | None = None  # None: the suite's latest version
+    min_pass_rate: Annotated[float, Field(ge=0, le=1)] = 1.0
+
+
+class LatencyRule(_In):
+    p95_ms: Annotated[float, Field(gt=0)] | None = None
+    p50_ms: Annotated[float, Field(gt=0)] | None = None
+
+
+class GatePolicy(_In):
+    """What a release must satisfy. Without a policy: no open S0/S1 group, and every suite of
+    the model passing entirely at its latest version."""
+
+    block_severities: list[str] = Field(default_factory=lambda: ["S0", "S1"])
+    # None: every suite of the model, at min_pass_rate 1.0.
+    suites: list[SuiteRule] | None = None
+    latency: LatencyRule | None = None
+
+    @field_validator("block_severities")
+    @classmethod
+    def _known(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if v not in SEVERITIES]
+        if bad:
+            raise ValueError(f"unknown severities {bad}: one of {', '.join(SEVERITIES)}")
+        return values
+
+
+class WaiverIn(_In):
+    group_id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
+    model: Name
+    version: Version | None = None
+    reason: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REASON)
+    ]
+    expires_at: datetime
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, value: datetime) -> datetime:
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value

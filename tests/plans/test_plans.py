@@ -1,0 +1,226 @@
+"""Retraining plans (evidence, targets, the status workflow, an outcome measured by runs) and
+evaluation plans (versioned, with success criteria checked against runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.gateway.helpers import codes, data, gql
+from tests.safeguards.builders import a_name, create_suite, ingest, model_cases, record_run
+
+PLAN = """id status revision title model baseVersion candidateVersion targets augmentations
+  changes evaluationSuites outcome approvedBy approvedAt startedAt evaluatedAt closedAt
+  evidence { caseIds groupIds sliceQuery }"""
+CREATE = f"mutation($p: JSON!) {{ createRetrainingPlan(plan: $p) {{ {PLAN} }} }}"
+STATUS = f"""mutation($id: ID!, $s: PlanStatus!, $r: Int!) {{
+  setRetrainingPlanStatus(id: $id, status: $s, expectedRevision: $r) {{ {PLAN} }} }}"""
+EVALUATE = f"""mutation($id: ID!, $v: String!) {{
+  evaluateRetrainingPlan(id: $id, candidateVersion: $v) {{ {PLAN} }} }}"""
+EPLAN = "id name version model description benchmarks"
+
+
+@pytest.fixture(scope="module")
+async def tokens(token_for):
+    return {
+        "curator": await token_for(
+            "cases:ingest cases:write cases:read evals:write plans:write plans:read",
+            clearance="restricted",
+        ),
+        "reviewer": await token_for(
+            "reviews:write plans:write plans:read cases:read", clearance="restricted"
+        ),
+        "outsider": await token_for("plans:read cases:read", team="elsewhere"),
+    }
+
+
+@pytest.fixture
+async def setup(client, tokens):
+    model, name = a_name("vision"), a_name("suite")
+    ids = await ingest(client, tokens["curator"], model_cases(model, 4, team="vision"))
+    await create_suite(client, tokens["curator"], name, model, ids=ids)
+    await record_run(
+        client,
+        tokens["curator"],
+        {
+            "model": model,
+            "version": "1",
+            "suite": name,
+            "outcomes": [
+                {"caseId": i, "outcome": "PASS" if n < 2 else "FAIL", "latencyMs": 20}
+                for n, i in enumerate(ids)
+            ],
+        },
+    )
+    body = await gql(
+        client,
+        tokens["curator"],
+        "query($id: ID!) { case(id: $id) { group { id } } }",
+        {"id": ids[2]},
+    )
+    return {"model": model, "suite": name, "ids": ids, "group": data(body)["case"]["group"]["id"]}
+
+
+def _plan(setup, **overrides):
+    plan = {
+        "title": "Retrain on the missed incidents",
+        "model": setup["model"],
+        "base_version": "1",
+        "evidence": {
+            "case_ids": setup["ids"][2:],
+            "group_ids": [setup["group"]],
+            "slice_query": "severity:<=S2",
+        },
+        "feature_config": {"text": "tfidf", "max_features": 5000},
+        "targets": [
+            {"suite": setup["suite"], "metric": "pass_rate", "op": ">=", "value": 1.0},
+            {"suite": setup["suite"], "metric": "latency_p95_ms", "op": "<=", "value": 50},
+        ],
+        "augmentations": ["back-translation of descriptions"],
+        "changes": {"hyperparameters": {"lr": 0.001}, "architecture": "add a title encoder"},
+        "evaluation_suites": [setup["suite"]],
+    }
+    plan.update(overrides)
+    return plan
+
+
+async def test_a_retraining_plan_moves_through_its_workflow_to_a_measured_outcome(
+    client, tokens, setup
+):
+    cur, rev = tokens["curator"], tokens["reviewer"]
+    plan = data(await gql(client, cur, CREATE, {"p": _plan(setup)}))["createRetrainingPlan"]
+    assert (plan["status"], plan["revision"], plan["model"]) == ("DRAFT", 1, setup["model"])
+    assert plan["evidence"]["caseIds"] == setup["ids"][2:]
+    assert plan["changes"]["hyperparameters"] == {"lr": 0.001}
+    hidden = data(
+        await gql(
+            client,
+            tokens["outsider"],
+            f"query($id: ID!) {{ retrainingPlan(id: $id) {{ {PLAN} }} }}",
+            {"id": plan["id"]},
+        )
+    )["retrainingPlan"]
+    assert hidden["evidence"]["caseIds"] == []
+
+    pid = plan["id"]
+    body = await gql(client, cur, STATUS, {"id": pid, "s": "APPROVED", "r": 1})
+    assert codes(body) == ["FORBIDDEN"]  # the author cannot approve without reviews:write
+    body = await gql(client, rev, STATUS, {"id": pid, "s": "EVALUATED", "r": 1})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    approved = data(await gql(client, rev, STATUS, {"id": pid, "s": "APPROVED", "r": 1}))
+    approved = approved["setRetrainingPlanStatus"]
+    assert approved["status"] == "APPROVED" and approved["approvedBy"] and approved["revision"] == 2
+    body = await gql(client, cur, STATUS, {"id": pid, "s": "IN_PROGRESS", "r": 1})
+    assert codes(body) == ["CONFLICT"]
+    data(await gql(client, cur, STATUS, {"id": pid, "s": "IN_PROGRESS", "r": 2}))
+
+    # No run of the candidate yet: evaluated, targets missed, nothing measured.
+    missed = data(await gql(client, cur, EVALUATE, {"id": pid, "v": "2"}))["evaluateRetrainingPlan"]
+    assert missed["status"] == "EVALUATED" and missed["outcome"]["met"] is False
+    assert [t["measured"] for t in missed["outcome"]["targets"]] == [None, None]
+
+    run = await record_run(
+        client,
+        cur,
+        {
+            "model": setup["model"],
+            "version": "2",
+            "suite": setup["suite"],
+            "outcomes": [{"caseId": i, "outcome": "PASS", "latencyMs": 30} for i in setup["ids"]],
+        },
+    )
+    data(await gql(client, cur, STATUS, {"id": pid, "s": "IN_PROGRESS", "r": missed["revision"]}))
+    met = data(await gql(client, cur, EVALUATE, {"id": pid, "v": "2"}))["evaluateRetrainingPlan"]
+    assert met["outcome"]["met"] is True and met["candidateVersion"] == "2"
+    assert [(t["measured"], t["run_id"]) for t in met["outcome"]["targets"]] == [
+        (1.0, run["id"]),
+        (30.0, run["id"]),
+    ]
+    closed = data(await gql(client, cur, STATUS, {"id": pid, "s": "CLOSED", "r": met["revision"]}))
+    assert closed["setRetrainingPlanStatus"]["closedAt"]
+    body = await gql(client, cur, STATUS, {"id": pid, "s": "IN_PROGRESS", "r": met["revision"] + 1})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    listed = data(
+        await gql(
+            client,
+            cur,
+            "query($m: String!) { retrainingPlans(model: $m, status: CLOSED) { id } }",
+            {"m": setup["model"]},
+        )
+    )
+    assert listed["retrainingPlans"] == [{"id": pid}]
+
+
+async def test_bad_retraining_plans_name_each_problem(client, tokens, setup, token_for):
+    outsider_case = (
+        await ingest(client, tokens["curator"], model_cases(setup["model"], 1, team="x"))
+    )[0]
+    narrow = await token_for("plans:write plans:read cases:read", team="vision")
+    bad = _plan(
+        setup,
+        evidence={"case_ids": [outsider_case], "slice_query": "severity:<=S9"},
+        targets=[{"suite": "no-such", "metric": "pass_rate", "op": ">=", "value": 1}],
+    )
+    body = await gql(client, narrow, CREATE, {"p": bad})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    paths = [e["path"] for e in body["errors"][0]["extensions"]["errors"]]
+    assert paths == ["evidence.caseIds.0", "evidence.sliceQuery", "targets.0.suite"]
+    for plan in (
+        _plan(setup, evidence={}),
+        _plan(setup, targets=[]),
+        _plan(
+            setup, targets=[{"suite": setup["suite"], "metric": "accuracy", "op": ">=", "value": 1}]
+        ),
+    ):
+        body = await gql(client, tokens["curator"], CREATE, {"p": plan})
+        assert codes(body) == ["BAD_USER_INPUT"]
+
+
+async def test_evaluation_plans_are_versioned_and_checked_against_runs(client, tokens, setup):
+    cur = tokens["curator"]
+    name = a_name("eval-plan")
+    plan = {
+        "name": name,
+        "model": setup["model"],
+        "description": "Robustness of the incident classifier",
+        "benchmarks": [{"suite": setup["suite"], "min_pass_rate": 0.9, "max_latency_p95_ms": 100}],
+    }
+    first = data(
+        await gql(
+            client,
+            cur,
+            f"mutation($p: JSON!) {{ createEvaluationPlan(plan: $p) {{ {EPLAN} }} }}",
+            {"p": plan},
+        )
+    )["createEvaluationPlan"]
+    assert first["version"] == 1
+    body = await gql(
+        client, cur, "mutation($p: JSON!) { createEvaluationPlan(plan: $p) { id } }", {"p": plan}
+    )
+    assert codes(body) == ["CONFLICT"]
+    revised = {**plan, "benchmarks": [{"suite": setup["suite"], "min_pass_rate": 0.5}]}
+    second = data(
+        await gql(
+            client,
+            cur,
+            f"mutation($p: JSON!) {{ reviseEvaluationPlan(plan: $p) {{ {EPLAN} }} }}",
+            {"p": revised},
+        )
+    )["reviseEvaluationPlan"]
+    assert second["version"] == 2
+    q = """query($n: String!, $v: Int, $mv: String!) {
+      evaluationPlan(name: $n, version: $v) { version benchmarks check(modelVersion: $mv) } }"""
+    latest = data(await gql(client, cur, q, {"n": name, "mv": "1"}))["evaluationPlan"]
+    assert latest["version"] == 2 and [c["met"] for c in latest["check"]] == [True]
+    old = data(await gql(client, cur, q, {"n": name, "v": 1, "mv": "1"}))["evaluationPlan"]
+    assert old["benchmarks"][0]["min_pass_rate"] == 0.9
+    assert [(c["metric"], c["measured"], c["met"]) for c in old["check"]] == [
+        ("pass_rate", 0.5, False),
+        ("latency_p95_ms", 20.0, True),
+    ]
+    body = await gql(
+        client,
+        cur,
+        "mutation($p: JSON!) { reviseEvaluationPlan(plan: $p) { id } }",
+        {"p": {**plan, "name": a_name("none")}},
+    )
+    assert codes(body) == ["NOT_FOUND"]

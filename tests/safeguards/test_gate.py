@@ -1,0 +1,334 @@
+"""The release gate: open S0/S1 groups unless waived, suites at a threshold, a latency budget;
+its answer through GraphQL, REST and `failcat gate` (exit 0 passed, 1 blocked, 2 error)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.gateway.cli import main
+from services.safeguards import gate
+from shared.security import SYSTEM
+from tests.conftest import auth_header
+from tests.gateway.helpers import codes, data, gql
+from tests.safeguards.builders import (
+    ACCEPT,
+    GATE,
+    a_name,
+    create_suite,
+    ingest,
+    model_cases,
+    record_run,
+)
+
+WAIVE = """mutation($w: WaiverInput!) {
+  waiveGroup(waiver: $w) { id groupId model version reason approvedBy expiresAt } }"""
+
+
+@pytest.fixture(scope="module")
+async def tokens(token_for):
+    return {
+        "curator": await token_for("cases:ingest cases:write cases:read", clearance="restricted"),
+        "ci": await token_for("evals:write cases:read", clearance="restricted"),
+        "reviewer": await token_for("reviews:write cases:read", clearance="restricted"),
+        "outsider": await token_for("cases:read", team="elsewhere", clearance="public"),
+    }
+
+
+async def _group_of(client, token, case_id):
+    body = await gql(
+        client, token, "query($id: ID!) { case(id: $id) { group { id } } }", {"id": case_id}
+    )
+    return data(body)["case"]["group"]["id"]
+
+
+async def _gate(client, token, model, version, policy=None):
+    body = await gql(client, token, GATE, {"model": model, "version": version, "policy": policy})
+    result = data(body)["releaseGate"]
+    return result, {
+        c["name"].split(" ")[0] + " " + c["name"].split(" ")[1]: c for c in result["conditions"]
+    }
+
+
+@pytest.fixture
+async def released(client, tokens):
+    """Six cases, each its own group, severities S0 S1 S2 S3 S4 S0; one suite of all six."""
+    model, name = a_name("ranker"), a_name("suite")
+    ids = await ingest(client, tokens["curator"], model_cases(model, 6, team="ranking"))
+    await create_suite(client, tokens["curator"], name, model, ids=ids)
+    groups = [await _group_of(client, tokens["ci"], i) for i in ids]
+    return {"model": model, "name": name, "ids": ids, "groups": groups}
+
+
+async def test_the_gate_blocks_on_open_severe_groups_and_missing_runs_then_passes(
+    client, tokens, released, db
+):
+    model, ids, groups = released["model"], released["ids"], released["groups"]
+    result, by = await _gate(client, tokens["ci"], model, "1.0.0")
+    assert result["passed"] is False
+    severe = by["no open"]
+    assert severe["passed"] is False and severe["detail"].startswith("3 open S0/S1 groups")
+    assert set(severe["groupIds"]) == {groups[0], groups[1], groups[5]}
+    assert set(severe["caseIds"]) == {ids[0], ids[1], ids[5]}
+    suite_condition = by["suite " + released["name"]]
+    assert suite_condition["passed"] is False and "no evaluation run" in suite_condition["detail"]
+
+    # A reader of another team gets the same decision, without the evidence it may not see.
+    hidden, hidden_by = await _gate(client, tokens["outsider"], model, "1.0.0")
+    assert hidden["passed"] is False
+    assert hidden_by["no open"]["caseIds"] == [] and hidden_by["no open"]["hidden"] == 3
+
+    run = await record_run(
+        client,
+        tokens["ci"],
+        {
+            "model": model,
+            "version": "1.0.0",
+            "suite": released["name"],
+            "outcomes": [
+                {"caseId": i, "outcome": "PASS", "latencyMs": 10.0 * (n + 1)}
+                for n, i in enumerate(ids)
+            ],
+        },
+    )
+    proposals = {p["groupId"]: p["id"] for p in run["proposals"]}
+    assert set(proposals) == set(groups)
+    for g in groups[:2]:
+        data(await gql(client, tokens["reviewer"], ACCEPT, {"id": proposals[g]}))
+
+    result, by = await _gate(client, tokens["ci"], model, "1.0.0")
+    assert by["suite " + released["name"]]["passed"] is True
+    assert by["suite " + released["name"]]["runIds"] == [run["id"]]
+    assert by["no open"]["groupIds"] == [groups[5]] and result["passed"] is False
+
+    # A reviewer waives the last one for this version only: the gate passes, citing the waiver.
+    expires = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+    waiver = data(
+        await gql(
+            client,
+            tokens["reviewer"],
+            WAIVE,
+            {
+                "w": {
+                    "groupId": groups[5],
+                    "model": model,
+                    "version": "1.0.0",
+                    "reason": "known false positive, fix in 1.1",
+                    "expiresAt": expires,
+                }
+            },
+        )
+    )["waiveGroup"]
+    assert waiver["approvedBy"] and waiver["version"] == "1.0.0"
+    result, by = await _gate(client, tokens["ci"], model, "1.0.0")
+    assert result["passed"] is True
+    assert by["no open"]["waiverIds"] == [waiver["id"]]
+    other, _ = await _gate(client, tokens["ci"], model, "1.1.0")
+    assert other["passed"] is False  # the waiver is for 1.0.0; 1.1.0 has no run either
+
+    # Latency budget over the newest runs of this version (p95 of 10..60 ms is 60 ms).
+    tight, by = await _gate(client, tokens["ci"], model, "1.0.0", {"latency": {"p95_ms": 50}})
+    assert tight["passed"] is False and by["latency p95"]["runIds"] == [run["id"]]
+    loose, _ = await _gate(client, tokens["ci"], model, "1.0.0", {"latency": {"p95_ms": 60}})
+    assert loose["passed"] is True
+
+    # A named suite that does not exist blocks, naming it.
+    named, by = await _gate(
+        client, tokens["ci"], model, "1.0.0", {"suites": [{"name": "nope", "min_pass_rate": 0.5}]}
+    )
+    assert named["passed"] is False and "not found" in by["suite nope"]["detail"]
+
+    # Expired, the waiver no longer counts; revoked, neither.
+    async with db.transaction() as session:
+        later = await gate.release_gate(
+            session,
+            model,
+            "1.0.0",
+            gate.parse_policy(None),
+            SYSTEM,
+            now=datetime.now(UTC) + timedelta(days=8),
+        )
+    assert later.passed is False
+    body = await gql(
+        client,
+        tokens["reviewer"],
+        "mutation($id: ID!) { revokeWaiver(id: $id) { revokedBy } }",
+        {"id": waiver["id"]},
+    )
+    assert data(body)["revokeWaiver"]["revokedBy"]
+    result, _ = await _gate(client, tokens["ci"], model, "1.0.0")
+    assert result["passed"] is False
+
+
+async def test_bad_gate_and_waiver_requests_get_coded_errors(client, tokens, released):
+    body = await gql(client, tokens["ci"], GATE, {"model": a_name("nobody"), "version": "1"})
+    assert codes(body) == ["NOT_FOUND"]
+    body = await gql(
+        client,
+        tokens["ci"],
+        GATE,
+        {
+            "model": released["model"],
+            "version": "1",
+            "policy": {"suites": [{"name": "s", "min_pass_rate": 2}]},
+        },
+    )
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["errors"][0]["path"] == "policy.suites.0.minPassRate"
+    body = await gql(
+        client,
+        tokens["ci"],
+        GATE,
+        {"model": released["model"], "version": "1", "policy": {"block_severities": ["S9"]}},
+    )
+    assert codes(body) == ["BAD_USER_INPUT"]
+
+    waiver = {
+        "groupId": released["groups"][0],
+        "model": released["model"],
+        "reason": "r",
+        "expiresAt": "2001-01-01T00:00:00Z",
+    }
+    body = await gql(client, tokens["reviewer"], WAIVE, {"w": waiver})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    body = await gql(
+        client, tokens["reviewer"], WAIVE, {"w": {**waiver, "expiresAt": future, "reason": " "}}
+    )
+    assert codes(body) == ["BAD_USER_INPUT"]
+    body = await gql(
+        client, tokens["reviewer"], WAIVE, {"w": {**waiver, "expiresAt": future, "model": "other"}}
+    )
+    assert codes(body) == ["NOT_FOUND"]
+    body = await gql(client, tokens["ci"], WAIVE, {"w": {**waiver, "expiresAt": future}})
+    assert codes(body) == ["FORBIDDEN"]
+
+
+async def test_rest_gate_and_run_routes(client, tokens, released):
+    headers = auth_header(tokens["ci"])
+    resp = await client.post(
+        "/safeguards/v1/runs",
+        headers=headers,
+        json={
+            "model": released["model"],
+            "version": "3.0.0",
+            "suite": released["name"],
+            "outcomes": [{"case_id": i, "outcome": "pass"} for i in released["ids"]],
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["passed"] == 6 and len(resp.json()["proposals"]) == 6
+    resp = await client.post(
+        "/safeguards/v1/runs", headers=headers, json={"model": released["model"], "outcomes": 3}
+    )
+    assert resp.status_code == 400 and {e["path"] for e in resp.json()["errors"]} >= {"outcomes"}
+    resp = await client.get(
+        "/safeguards/v1/gate",
+        headers=headers,
+        params={"model": released["model"], "version": "3.0.0"},
+    )
+    body = resp.json()
+    assert resp.status_code == 200 and body["passed"] is False
+    assert [c["passed"] for c in body["conditions"]] == [False, True]
+
+
+def _failcat(monkeypatch, settings, capsys, *argv):
+    monkeypatch.setenv("FAILCAT_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("FAILCAT_DATABASE_URL", settings.catalog_url)
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+async def failcat(*args):
+    return await asyncio.to_thread(_failcat, *args)
+
+
+async def test_failcat_suites_and_gate_commands(
+    client, tokens, released, monkeypatch, settings, capsys, tmp_path
+):
+    env = (monkeypatch, settings, capsys)
+    name = a_name("cli")
+    code, out, _ = await failcat(
+        *env,
+        "suites",
+        "create",
+        "--name",
+        name,
+        "--model",
+        released["model"],
+        "--case-ids",
+        ",".join(released["ids"][:3]),
+    )
+    assert code == 0 and json.loads(out)["case_count"] == 3
+    target = tmp_path / "suite.jsonl"
+    code, _, err = await failcat(*env, "suites", "export", name, "-o", str(target))
+    assert code == 0 and "exported 3 cases" in err
+    assert [json.loads(x)["case_id"] for x in target.read_text().splitlines()] == released["ids"][
+        :3
+    ]
+    # As another team, the export holds none of the ranking team's cases.
+    code, _, err = await failcat(
+        *env, "suites", "export", name, "--team", "other", "-o", str(target)
+    )
+    assert code == 0 and target.read_text() == ""
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"block_severities: [S0]\nsuites:\n  - name: {name}\n    min_pass_rate: 0.5\n"
+    )
+    code, out, _ = await failcat(
+        *env,
+        "gate",
+        "--model",
+        released["model"],
+        "--version",
+        "4.0.0",
+        "--policy",
+        str(policy),
+        "--json",
+    )
+    answer = json.loads(out)
+    assert code == 1 and answer["passed"] is False
+    assert [c["passed"] for c in answer["conditions"]] == [False, False]
+
+    await record_run(
+        client,
+        tokens["ci"],
+        {
+            "model": released["model"],
+            "version": "4.0.0",
+            "suite": name,
+            "outcomes": [{"caseId": i, "outcome": "PASS"} for i in released["ids"][:2]],
+        },
+    )
+    waiver = {
+        "model": released["model"],
+        "version": "4.0.0",
+        "reason": "accepted risk",
+        "expiresAt": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+    }
+    for g in (released["groups"][0], released["groups"][5]):  # the S0 groups
+        data(await gql(client, tokens["reviewer"], WAIVE, {"w": {**waiver, "groupId": g}}))
+    code, out, _ = await failcat(
+        *env, "gate", "--model", released["model"], "--version", "4.0.0", "--policy", str(policy)
+    )
+    assert code == 0 and "PASSED" in out and "2/3 passed" in out
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("suites: [ {name: x, min_pass_rate: lots} ]\n")
+    code, _, err = await failcat(
+        *env, "gate", "--model", released["model"], "--version", "4.0.0", "--policy", str(bad)
+    )
+    assert code == 2 and "suites.0.min_pass_rate" in err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("suites: [\n")
+    code, _, err = await failcat(
+        *env, "gate", "--model", released["model"], "--version", "4.0.0", "--policy", str(broken)
+    )
+    assert code == 2 and "not valid YAML" in err
+    code, _, err = await failcat(*env, "gate", "--model", a_name("typo"), "--version", "4.0.0")
+    assert code == 2 and "NOT_FOUND" in err
