@@ -9,6 +9,7 @@ import random
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.catalog.ingest import CURATED_COLUMNS, ingest, unknown_mode_error
@@ -29,6 +30,7 @@ from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
 from shared.security import Principal
+from shared.visibility import Visibility
 from shared.vocabulary import SEVERITIES
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -97,6 +99,14 @@ async def list_cases(
     after: tuple[datetime, str] | None,
 ) -> list[FailureCase]:
     return await CatalogRepository(session).list_cases(f, viewer, first, after)
+
+
+def visible_case_ids(viewer: Principal) -> Select:
+    """The ids of the cases `viewer` may see, as a subquery other services filter their own
+    rows with (`column.in_(visible_case_ids(viewer))`): the one visibility rule, in SQL."""
+    return select(FailureCase.id).where(
+        Visibility.of(viewer).sqlalchemy(FailureCase.team, FailureCase.sensitivity)
+    )
 
 
 async def links_of(session: AsyncSession, case_ids: list[str]) -> list[CaseLink]:

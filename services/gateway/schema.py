@@ -27,6 +27,8 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext
 
 from services.gateway import limits as L
+from services.gateway.annotation.mutations import AnnotationMutation
+from services.gateway.annotation.queries import AnnotationQuery
 from services.gateway.auth.mutations import AuthMutation
 from services.gateway.auth.queries import AuthQuery
 from services.gateway.catalog.mutations import CatalogMutation
@@ -59,12 +61,12 @@ for _search_type in (
 
 
 @strawberry.type
-class Query(CatalogQuery, SearchQuery, AuthQuery):
+class Query(CatalogQuery, SearchQuery, AuthQuery, AnnotationQuery):
     pass
 
 
 @strawberry.type
-class Mutation(CatalogMutation, AuthMutation):
+class Mutation(CatalogMutation, AuthMutation, AnnotationMutation):
     pass
 
 

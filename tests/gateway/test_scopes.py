@@ -14,6 +14,7 @@ from shared.security import ROLES, Scope
 from tests.gateway.helpers import codes, gql
 
 R, W, ING, A = Scope.CASES_READ, Scope.CASES_WRITE, Scope.CASES_INGEST, Scope.ADMIN
+ANN, REV = Scope.ANNOTATIONS_WRITE, Scope.REVIEWS_WRITE
 
 # What each operation requires: written here, independently of the code, so a change to a
 # field's declaration shows up as a failing test and a visible diff in review.
@@ -44,6 +45,14 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.createUser": {A},
     "Mutation.rotateSigningKeys": {A},
     "Subscription.caseEvents": {R},
+    "Query.annotationTaxonomies": {R},
+    "Query.annotationTaxonomy": {R},
+    "Query.annotationQueue": {ANN, R},
+    "Query.agreement": {R},
+    "Mutation.submitAnnotation": {ANN, R},
+    "Mutation.assignAnnotators": {REV, R},
+    "Mutation.adjudicate": {REV, R},
+    "Mutation.sendBack": {REV, R},
 }
 
 MISSING = "00000000-0000-0000-0000-000000000000"
@@ -106,6 +115,29 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
         {},
     ),
     "Mutation.rotateSigningKeys": ("mutation { rotateSigningKeys { kid } }", {}),
+    "Query.annotationTaxonomies": ("{ annotationTaxonomies { name } }", {}),
+    "Query.annotationTaxonomy": ('{ annotationTaxonomy(name: "failcat") { version } }', {}),
+    "Query.annotationQueue": ("{ annotationQueue(kind: ASSIGNED) { nodes { overlap } } }", {}),
+    "Query.agreement": ('{ agreement(taxonomy: "failcat", field: "severity") { n } }', {}),
+    "Mutation.submitAnnotation": (
+        'mutation($id: ID!) { submitAnnotation(caseId: $id, taxonomy: "failcat", values: {})'
+        " { id } }",
+        {"id": MISSING},
+    ),
+    "Mutation.assignAnnotators": (
+        'mutation($id: ID!) { assignAnnotators(caseIds: [$id], annotators: ["a"], overlap: 1)'
+        " { annotator } }",
+        {"id": MISSING},
+    ),
+    "Mutation.adjudicate": (
+        'mutation($id: ID!) { adjudicate(caseId: $id, taxonomy: "failcat", values: {},'
+        " expectedRevision: 1) { id } }",
+        {"id": MISSING},
+    ),
+    "Mutation.sendBack": (
+        'mutation($id: ID!) { sendBack(caseId: $id, comment: "c") { id } }',
+        {"id": MISSING},
+    ),
 }
 
 
