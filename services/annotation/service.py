@@ -7,6 +7,7 @@ read through the catalog's service (and its visibility rule), never its tables.
 from __future__ import annotations
 
 import base64
+import binascii
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ MAX_CASES_PER_ASSIGNMENT = 5000
 MAX_ANNOTATORS = 200
 # Without an assignment, a case needs this many submitted annotations to be reviewed.
 DEFAULT_OVERLAP = 2
+# Search hits gathered for agreement over a query: past this the query must be narrowed.
+MAX_AGREEMENT_CASES = 100_000
 
 
 # --- taxonomies ------------------------------------------------------------------------------
@@ -491,9 +494,10 @@ def _offset(after: str | None) -> int:
         return 0
     try:
         kind, value = base64.urlsafe_b64decode(after.encode()).decode().split(":")
-        assert kind == "q"
+        if kind != "q":
+            raise ValueError(kind)
         return int(value)
-    except Exception:
+    except (ValueError, UnicodeDecodeError, binascii.Error):
         raise BadUserInput("invalid cursor", [FieldError("after", "not a queue cursor")]) from None
 
 
@@ -809,3 +813,57 @@ async def agreement(
         ratings.append(stats.Rating(cid, annotator, value, at))
     order = f.ranked if f.ordinal else None
     return stats.agreement(ratings, _level(f), order=order, resamples=resamples)
+
+
+async def record_adjudicated(
+    session: AsyncSession,
+    case_id: str,
+    taxonomy: AnnotationTaxonomy,
+    values: dict[str, Any],
+    *,
+    reviewer: str,
+    actor: Principal,
+) -> bool:
+    """Adjudicated values decided elsewhere (an import), linked to the case's submitted
+    annotations. Idempotent: False when the latest decision already has these values."""
+    checked = validate_values(taxonomy.name, fields_of(taxonomy), values, require=False)
+    repo = AnnotationRepository(session)
+    decisions = [
+        r
+        for r in await repo.reviews_of([case_id])
+        if r.action == "adjudicated" and r.taxonomy == taxonomy.name
+    ]
+    if decisions and decisions[-1].values == checked:
+        return False
+    used = [
+        r.id for r in await repo.annotations_of([case_id], taxonomy.name) if r.status == SUBMITTED
+    ]
+    await repo.add(
+        AnnotationReview(
+            id=new_id(),
+            case_id=case_id,
+            taxonomy=taxonomy.name,
+            taxonomy_version=taxonomy.version,
+            reviewer=reviewer,
+            action="adjudicated",
+            values=checked,
+            comment=f"imported by {actor.subject}",
+            annotation_ids=used,
+            created_at=utcnow(),
+        )
+    )
+    return True
+
+
+async def case_ids_matching(search: Any, principal: Principal, query: str) -> list[str]:
+    """Every case id a search query matches for the caller (its visibility applies)."""
+    from services.search.request import MAX_FIRST
+
+    ids: list[str] = []
+    after = None
+    while True:
+        result = await search.search(principal, query, first=MAX_FIRST, after=after)
+        ids += [h.id for h in result.hits]
+        after = result.next_cursor
+        if not after or not result.hits or len(ids) >= MAX_AGREEMENT_CASES:
+            return ids

@@ -15,7 +15,7 @@ from shared.runtime import prepare_process
 from shared.settings import load_settings
 
 # Services that contribute subcommands through `add_commands(subparsers)`.
-COMMAND_MODULES = ("services.auth.cli", "services.search.cli")
+COMMAND_MODULES = ("services.auth.cli", "services.search.cli", "services.annotation.cli")
 INGEST_BATCH = 1000
 
 

@@ -18,23 +18,6 @@ from services.gateway.permissions import scoped
 from shared.errors import Forbidden
 from shared.security import Scope
 
-# Search hits gathered for `agreement(query:)`: past this the query must be narrowed.
-MAX_AGREEMENT_CASES = 100_000
-
-
-async def case_ids_matching(search: object, principal: object, query: str) -> list[str]:
-    """Every case id a search query matches for the caller (its visibility applies)."""
-    from services.search.request import MAX_FIRST
-
-    ids: list[str] = []
-    after = None
-    while True:
-        result = await search.search(principal, query, first=MAX_FIRST, after=after)  # type: ignore[attr-defined]
-        ids += [h.id for h in result.hits]
-        after = result.next_cursor
-        if not after or not result.hits or len(ids) >= MAX_AGREEMENT_CASES:
-            return ids
-
 
 @strawberry.type
 class AnnotationQuery:
@@ -87,7 +70,9 @@ class AnnotationQuery:
         session = await info.context.session()
         case_ids = None
         if query is not None:
-            case_ids = await case_ids_matching(info.context.search, info.context.principal, query)
+            case_ids = await service.case_ids_matching(
+                info.context.search, info.context.principal, query
+            )
         report = await service.agreement(
             session,
             taxonomy,
