@@ -298,16 +298,24 @@ class ReaderState:
 
 
 async def reader_states(
-    session: AsyncSession, case_ids: Sequence[str], reader: Principal
+    session: AsyncSession,
+    case_ids: Sequence[str],
+    reader: Principal,
+    annotations: Sequence[Annotation] | None = None,
 ) -> dict[str, ReaderState]:
     """An annotator of a case (assigned to it, or annotating it) may not read the others'
-    annotations of a taxonomy, nor its adjudicated values, before submitting their own."""
+    annotations of a taxonomy, nor its adjudicated values, before submitting their own.
+    `annotations`: every annotation of the cases, when the caller has them already."""
     repo = AnnotationRepository(session)
     states = {cid: ReaderState() for cid in case_ids}
     for a in await repo.assignments_of(case_ids):
         if a.annotator == reader.subject:
             states[a.case_id].annotator = True
-    for row in await repo.annotations_by(reader.subject, case_ids):
+    if annotations is None:
+        own = await repo.annotations_by(reader.subject, case_ids)
+    else:
+        own = [r for r in annotations if r.annotator == reader.subject]
+    for row in own:
         state = states[row.case_id]
         state.annotator = True
         if row.status == SUBMITTED:
@@ -328,11 +336,14 @@ async def annotations_for(
 ) -> dict[str, list[Annotation] | Forbidden]:
     """Per case, its annotations (the caller already sees the cases), or the error the
     blind-read rule answers with when the reader has not submitted their own."""
-    rows = await AnnotationRepository(session).annotations_of(case_ids, taxonomy)
-    states = await reader_states(session, case_ids, reader)
+    # Every taxonomy's rows: the reader's own in any of them make them an annotator of the
+    # case, and one query serves the rule and the answer.
+    rows = await AnnotationRepository(session).annotations_of(case_ids)
+    states = await reader_states(session, case_ids, reader, rows)
     by_case: dict[str, list[Annotation]] = defaultdict(list)
     for row in rows:
-        by_case[row.case_id].append(row)
+        if taxonomy is None or row.taxonomy == taxonomy:
+            by_case[row.case_id].append(row)
     out: dict[str, list[Annotation] | Forbidden] = {}
     for cid in case_ids:
         state = states[cid]
@@ -723,13 +734,14 @@ async def review_trails(
     """Who was assigned, who annotated (each change), who reviewed, what was decided and
     why; values the reader may not read yet are withheld (`hidden`)."""
     repo = AnnotationRepository(session)
-    states = await reader_states(session, case_ids, reader)
+    annotations = await repo.annotations_of(case_ids)
+    states = await reader_states(session, case_ids, reader, annotations)
     trails: dict[str, list[TrailEntry]] = {cid: [] for cid in case_ids}
     for a in await repo.assignments_of(case_ids):
         trails[a.case_id].append(
             TrailEntry(a.assigned_at, a.assigned_by, "assigned", comment=f"to {a.annotator}")
         )
-    rows = {r.id: r for r in await repo.annotations_of(case_ids)}
+    rows = {r.id: r for r in annotations}
     for change in await repo.changes_of(list(rows)):
         row = rows[change.annotation_id]
         hide = row.annotator != reader.subject and states[row.case_id].blinded(row.taxonomy)
