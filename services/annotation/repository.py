@@ -96,6 +96,29 @@ class AnnotationRepository:
             out += (await self.session.execute(stmt.order_by(Annotation.created_at))).scalars()
         return out
 
+    async def annotations_with_assignment(
+        self, case_ids: Sequence[str], reader: str
+    ) -> list[tuple[Annotation, bool]]:
+        """Every annotation of the cases, each with whether `reader` is assigned to its case:
+        the blind-read rule's inputs and its answer in one statement."""
+        assigned = (
+            select(AnnotationAssignment.case_id)
+            .where(
+                AnnotationAssignment.case_id == Annotation.case_id,
+                AnnotationAssignment.annotator == reader,
+            )
+            .exists()
+        )
+        out: list[tuple[Annotation, bool]] = []
+        for chunk in _chunks(list(case_ids)):
+            stmt = (
+                select(Annotation, assigned.label("assigned"))
+                .where(Annotation.case_id.in_(chunk))
+                .order_by(Annotation.created_at)
+            )
+            out += [(row, bool(flag)) for row, flag in (await self.session.execute(stmt)).all()]
+        return out
+
     async def annotations_by(self, annotator: str, case_ids: Sequence[str]) -> list[Annotation]:
         out: list[Annotation] = []
         for chunk in _chunks(list(case_ids)):

@@ -336,10 +336,20 @@ async def annotations_for(
 ) -> dict[str, list[Annotation] | Forbidden]:
     """Per case, its annotations (the caller already sees the cases), or the error the
     blind-read rule answers with when the reader has not submitted their own."""
-    # Every taxonomy's rows: the reader's own in any of them make them an annotator of the
-    # case, and one query serves the rule and the answer.
-    rows = await AnnotationRepository(session).annotations_of(case_ids)
-    states = await reader_states(session, case_ids, reader, rows)
+    # One statement serves the rule and the answer: every taxonomy's rows (the reader's own
+    # in any of them make them an annotator of the case) with the reader's assignment. A case
+    # without annotations has nothing to hide, whoever is assigned to it.
+    found = await AnnotationRepository(session).annotations_with_assignment(
+        case_ids, reader.subject
+    )
+    rows = [row for row, _ in found]
+    states = {cid: ReaderState() for cid in case_ids}
+    for row, assigned in found:
+        state = states[row.case_id]
+        if assigned or row.annotator == reader.subject:
+            state.annotator = True
+        if row.annotator == reader.subject and row.status == SUBMITTED:
+            state.submitted.add(row.taxonomy)
     by_case: dict[str, list[Annotation]] = defaultdict(list)
     for row in rows:
         if taxonomy is None or row.taxonomy == taxonomy:
