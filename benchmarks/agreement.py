@@ -7,6 +7,9 @@ interval and with a 1,000-resample bootstrap, for a nominal and an ordinal field
     .venv/bin/python -m benchmarks.agreement [--cases 20000] [--per-case 5] [--annotators 10]
     .venv/bin/python -m benchmarks.agreement --blind-read [--rounds 300]
 
+--end-to-end stores the annotations in a fresh embedded database (and Postgres with
+--postgres) and times the service's `agreement` call: loading the rows and the statistics.
+
 --blind-read serves failcat (embedded) and times `case(id)` alone and with `annotations`
 for a caller who annotates the case (so the blind-read rule is evaluated): the rule's target
 is <= 10% on `case(id)`.
@@ -111,6 +114,83 @@ def blind_read(rounds: int) -> None:
     print(f"added by annotations + blind-read rule: {(with_rule / plain - 1) * 100:.1f}%")
 
 
+async def end_to_end(cases: int, per_case: int, annotators: int, postgres: bool) -> None:
+    import tempfile
+
+    from benchmarks.common import fresh_postgres, postgres_url
+    from services.annotation import service
+    from services.annotation.models import Annotation
+    from services.annotation.repository import AnnotationRepository
+    from services.catalog import service as catalog
+    from shared.db import Database, utcnow
+    from shared.ids import new_id
+    from shared.migrate import upgrade_async
+    from shared.security import SYSTEM
+
+    if postgres:
+        url = await fresh_postgres(postgres_url())
+    else:
+        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db"
+    await upgrade_async(url)
+    db = Database(url)
+    data = ratings(cases, per_case, annotators)
+    ids: dict[str, str] = {}
+    units = sorted({r.unit for r in data})
+    for start in range(0, len(units), 2000):
+        batch = units[start : start + 2000]
+        async with db.transaction() as s:
+            results = await catalog.ingest_cases(
+                s,
+                [
+                    {
+                        "external_id": u,
+                        "model": {"name": "bench", "version": "1"},
+                        "data_source": "bench",
+                    }
+                    for u in batch
+                ],
+                SYSTEM,
+            )
+        ids.update({u: r.id for u, r in zip(batch, results, strict=True)})
+    async with db.transaction() as s:
+        tax = await service.get_taxonomy(s, "failcat")
+        now = utcnow()
+        await AnnotationRepository(s).insert_rows(
+            Annotation,
+            [
+                {
+                    "id": new_id(),
+                    "case_id": ids[r.unit],
+                    "annotator": r.coder,
+                    "taxonomy": "failcat",
+                    "taxonomy_version": tax.version,
+                    "values": {"severity": r.value, "failure_mode": "safety.harmful_content"},
+                    "status": "submitted",
+                    "revision": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                    "submitted_at": now,
+                }
+                for r in data
+            ],
+        )
+    kind = "Postgres" if postgres else "SQLite"
+    for resamples in (0, 1000):
+        best = float("inf")
+        for _ in range(3):
+            async with db.transaction() as s:
+                start = time.perf_counter()
+                report = await service.agreement(
+                    s, "failcat", "severity", SYSTEM, resamples=resamples
+                )
+                best = min(best, time.perf_counter() - start)
+        print(
+            f"{kind} end to end, severity (ordinal), resamples={resamples:5d}: "
+            f"{best * 1000:8.1f} ms  n={report.n} alpha={report.alpha.value:.4f}"
+        )
+    await db.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, default=20_000)
@@ -118,7 +198,14 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=10)
     parser.add_argument("--blind-read", action="store_true")
     parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--end-to-end", action="store_true")
+    parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args()
+    if args.end_to_end:
+        import asyncio
+
+        asyncio.run(end_to_end(args.cases, args.per_case, args.annotators, args.postgres))
+        return
     if args.blind_read:
         blind_read(args.rounds)
         return

@@ -14,7 +14,7 @@ computed here, which the tests check equals the package's figure.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +35,29 @@ class Rating:
     coder: str
     value: Hashable  # a string, or a sorted tuple for set-valued fields
     at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Columns:
+    """Ratings as parallel columns (what a database answer is): no object per rating.
+    `months` holds "YYYY-MM" of each rating (None when unknown)."""
+
+    units: list[str]
+    coders: list[str]
+    values: list[Hashable]
+    months: list[str | None]
+
+    @classmethod
+    def of(cls, ratings: Sequence[Rating]) -> Columns:
+        return cls(
+            [r.unit for r in ratings],
+            [r.coder for r in ratings],
+            [r.value for r in ratings],
+            [r.at.strftime("%Y-%m") if r.at else None for r in ratings],
+        )
+
+    def __len__(self) -> int:
+        return len(self.units)
 
 
 @dataclass(slots=True)
@@ -94,22 +117,25 @@ class Encoded:
     categories: list[Hashable]
 
 
-def encode(ratings: Sequence[Rating], order: Sequence[Hashable] | None = None) -> Encoded:
+def _codes(column: list[Any], names: list[Any]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[v] for v in column], dtype=np.int64)
+
+
+def encode(ratings: Sequence[Rating] | Columns, order: Sequence[Hashable] | None = None) -> Encoded:
     """Integer codes; an ordinal field's categories keep `order` (first to last)."""
-    unit_names = sorted({r.unit for r in ratings})
-    coder_names = sorted({r.coder for r in ratings})
-    seen = {r.value for r in ratings}
+    cols = ratings if isinstance(ratings, Columns) else Columns.of(ratings)
+    unit_names = sorted(set(cols.units))
+    coder_names = sorted(set(cols.coders))
+    seen = set(cols.values)
     if order is not None:
         categories = [v for v in order if v in seen] + sorted(seen - set(order), key=str)
     else:
         categories = sorted(seen, key=str)
-    u_ix = {u: i for i, u in enumerate(unit_names)}
-    c_ix = {c: i for i, c in enumerate(coder_names)}
-    v_ix = {v: i for i, v in enumerate(categories)}
     return Encoded(
-        np.fromiter((u_ix[r.unit] for r in ratings), np.int64, len(ratings)),
-        np.fromiter((c_ix[r.coder] for r in ratings), np.int64, len(ratings)),
-        np.fromiter((v_ix[r.value] for r in ratings), np.int64, len(ratings)),
+        _codes(cols.units, unit_names),
+        _codes(cols.coders, coder_names),
+        _codes(cols.values, categories),
         unit_names,
         coder_names,
         categories,
@@ -230,7 +256,7 @@ def krippendorff_alpha(counts: np.ndarray, level: Level, categories: Sequence[Ha
 
 
 def agreement(
-    ratings: Sequence[Rating],
+    ratings: Sequence[Rating] | Columns,
     level: Level,
     *,
     order: Sequence[Hashable] | None = None,
@@ -238,9 +264,10 @@ def agreement(
     seed: int = 0,
 ) -> AgreementReport:
     rng = np.random.default_rng(seed)
-    if not ratings:
+    if not len(ratings):
         return AgreementReport(level, 0, [], Estimate(None), Estimate(None))
-    enc = encode(ratings, order if level == "ordinal" else None)
+    cols = ratings if isinstance(ratings, Columns) else Columns.of(ratings)
+    enc = encode(cols, order if level == "ordinal" else None)
     counts = value_counts(enc)
     pairable = counts[counts.sum(1) >= 2]
     n_units = len(pairable)
@@ -265,8 +292,8 @@ def agreement(
         pairs=_pairs(enc, resamples, rng),
         fleiss=Estimate(_num(fleiss_value), *fleiss_ci, n=n_units),
         alpha=Estimate(_num(alpha_value), *alpha_ci, n=n_units),
-        distribution=_distribution(ratings),
-        by_month=_by_month(ratings, enc, level),
+        distribution=_distribution(enc),
+        by_month=_by_month(cols.months, enc, level),
     )
 
 
@@ -295,34 +322,39 @@ def _pairs(enc: Encoded, resamples: int, rng: np.random.Generator) -> list[PairK
     return out
 
 
-def _label(value: Hashable) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
-
-
-def _distribution(ratings: Sequence[Rating]) -> dict[str, dict[str, int]]:
+def _distribution(enc: Encoded) -> dict[str, dict[str, int]]:
     """Per coder, how often each value was given (each member of a set counts once)."""
-    per: dict[str, Counter[str]] = defaultdict(Counter)
-    for r in ratings:
-        per[r.coder].update(_label(r.value))
-    return {c: dict(sorted(v.items())) for c, v in sorted(per.items())}
+    k = len(enc.categories)
+    per_category = np.bincount(
+        enc.coders * k + enc.values, minlength=len(enc.coder_names) * k
+    ).reshape(len(enc.coder_names), k)
+    out: dict[str, dict[str, int]] = {}
+    for c, coder in enumerate(enc.coder_names):
+        counts: Counter[str] = Counter()
+        for v, category in enumerate(enc.categories):
+            if per_category[c, v]:
+                members = category if isinstance(category, tuple) else (category,)
+                for member in members:
+                    counts[str(member)] += int(per_category[c, v])
+        out[coder] = dict(sorted(counts.items()))
+    return out
 
 
-def _by_month(ratings: Sequence[Rating], enc: Encoded, level: Level) -> list[MonthAgreement]:
+def _by_month(months: list[str | None], enc: Encoded, level: Level) -> list[MonthAgreement]:
     """Alpha per month of a unit's latest rating (no interval: months are small)."""
-    latest: dict[str, datetime] = {}
-    for r in ratings:
-        if r.at is not None and (r.unit not in latest or r.at > latest[r.unit]):
-            latest[r.unit] = r.at
-    if not latest:
+    known = sorted({m for m in months if m})
+    if not known:
         return []
+    code = {m: i for i, m in enumerate(known)}
+    per_rating = np.array([code[m] if m else -1 for m in months], dtype=np.int64)
+    latest = np.full(len(enc.unit_names), -1, dtype=np.int64)
+    np.maximum.at(latest, enc.units, per_rating)
     counts = value_counts(enc)
-    months = np.array([latest[u].strftime("%Y-%m") if u in latest else "" for u in enc.unit_names])
     out = []
-    for month in sorted(set(months) - {""}):
-        rows = counts[months == month]
+    for i, month in enumerate(known):
+        rows = counts[latest == i]
         n = int((rows.sum(1) >= 2).sum())
         if n:
-            out.append(
-                MonthAgreement(month, n, _num(krippendorff_alpha(rows, level, enc.categories)))
-            )
+            alpha = krippendorff_alpha(rows, level, enc.categories)
+            out.append(MonthAgreement(month, n, _num(alpha)))
     return out

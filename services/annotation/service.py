@@ -821,20 +821,19 @@ async def agreement(
             [FieldError("field", "choose an enum, multi-enum, bool, int, float or date field")],
         )
     rows = await AnnotationRepository(session).submitted(
-        tax.name, catalog.visible_case_ids(viewer), annotators
+        tax.name, field_name, catalog.visible_case_ids(viewer), annotators
     )
     wanted = set(case_ids) if case_ids is not None else None
-    ratings = []
-    for cid, annotator, values, at in rows:
-        if wanted is not None and cid not in wanted:
+    cols = stats.Columns([], [], [], [])
+    for cid, annotator, value, month in rows:
+        if is_empty(value) or (wanted is not None and cid not in wanted):
             continue
-        value = values.get(field_name)
-        if is_empty(value):
-            continue
-        value = tuple(value) if isinstance(value, list) else str(value)
-        ratings.append(stats.Rating(cid, annotator, value, at))
+        cols.units.append(cid)
+        cols.coders.append(annotator)
+        cols.values.append(tuple(value) if isinstance(value, list) else str(value))
+        cols.months.append(month)
     order = f.ranked if f.ordinal else None
-    return stats.agreement(ratings, _level(f), order=order, resamples=resamples)
+    return stats.agreement(cols, _level(f), order=order, resamples=resamples)
 
 
 async def record_adjudicated(
