@@ -150,17 +150,24 @@ class AnnotationRepository:
         field: str,
         visible_ids: Select,
         annotators: Sequence[str] | None = None,
+        *,
+        as_text: bool = False,
     ) -> Sequence[Any]:
         """(case, annotator, value of `field`, "YYYY-MM" submitted) of every submitted
         annotation of a taxonomy on the cases `visible_ids` selects. The database extracts
         the one value and the month, and the rows skip the ORM: decoding each row's whole
-        JSON object and timestamp would cost more than the statistics."""
+        JSON object and timestamp would cost more than the statistics. `as_text`: the value
+        as text (a string, or a number), not decoded JSON: for scalar fields."""
         if self.session.bind.dialect.name == "postgresql":
             month = func.to_char(func.timezone("UTC", Annotation.submitted_at), "YYYY-MM")
         else:
             month = func.strftime("%Y-%m", Annotation.submitted_at)
+        value = Annotation.values[field]
         stmt = select(
-            Annotation.case_id, Annotation.annotator, Annotation.values[field], month
+            Annotation.case_id,
+            Annotation.annotator,
+            value.as_string() if as_text else value,
+            month,
         ).where(
             Annotation.taxonomy == taxonomy,
             Annotation.status == "submitted",

@@ -821,8 +821,13 @@ async def agreement(
             [FieldError("field", "choose an enum, multi-enum, bool, int, float or date field")],
         )
     rows = await AnnotationRepository(session).submitted(
-        tax.name, field_name, catalog.visible_case_ids(viewer), annotators
+        tax.name,
+        field_name,
+        catalog.visible_case_ids(viewer),
+        annotators,
+        as_text=f.type not in SET_TYPES,  # sets come as JSON arrays, the rest as text
     )
+    is_bool = f.type == FieldType.BOOL
     wanted = set(case_ids) if case_ids is not None else None
     cols = stats.Columns([], [], [], [])
     for cid, annotator, value, month in rows:
@@ -830,6 +835,8 @@ async def agreement(
             continue
         cols.units.append(cid)
         cols.coders.append(annotator)
+        if is_bool:  # SQLite's JSON gives booleans as 1/0, Postgres' text as true/false
+            value = str(value in (True, 1, "1", "true"))
         cols.values.append(tuple(value) if isinstance(value, list) else str(value))
         cols.months.append(month)
     order = f.ranked if f.ordinal else None

@@ -174,6 +174,31 @@ async def test_agreement_over_a_search_query(monkeypatch, settings, capsys, clie
     assert nothing["agreement"]["n"] == 0 and nothing["agreement"]["pairs"] == []
 
 
+@pytest.mark.parametrize(
+    ("field", "level", "labels"),
+    [
+        ("Quality Control", "nominal", {"True", "False"}),
+        ("Lives Lost", "nominal", None),
+        ("Harm Distribution Basis", "set", None),
+        ("Sector of Deployment", "set", None),
+    ],
+)
+async def test_agreement_on_bool_int_and_set_fields(
+    monkeypatch, settings, capsys, client, admin_token, field, level, labels
+):
+    code, _, err = await failcat(monkeypatch, settings, capsys, "import", "aiid", str(CORPORA))
+    assert code == 0, err
+    body = await gql(client, admin_token, AGREEMENT, {"tax": "CSETv1", "field": field})
+    got = data(body)["agreement"]
+    assert got["level"] == level and got["n"] > 20
+    assert got["krippendorffAlpha"]["value"] is not None
+    values = {v["value"] for d in got["distribution"] for v in d["values"]}
+    if labels is not None:
+        assert values <= labels  # the same labels on both backends
+    if field == "Lives Lost":
+        assert "0" in values and all(v.isdigit() for v in values)
+
+
 async def test_agreement_bad_input_is_coded(client, admin_token):
     body = await gql(client, admin_token, AGREEMENT, {"tax": "nope", "field": "x"})
     assert (
