@@ -178,11 +178,19 @@ class AnnotationRepository:
         connection = await self.session.connection()
         return (await connection.execute(stmt)).all()
 
-    async def submitted_all(self, visible_ids: Select) -> list[Annotation]:
-        stmt = select(Annotation).where(
-            Annotation.status == "submitted", Annotation.case_id.in_(visible_ids)
+    async def submitted_groups(self, visible_ids: Select) -> list[tuple[str, str, int, Any]]:
+        """(case, taxonomy, annotations submitted, latest submission) on visible cases."""
+        stmt = (
+            select(
+                Annotation.case_id,
+                Annotation.taxonomy,
+                func.count(),
+                func.max(Annotation.submitted_at),
+            )
+            .where(Annotation.status == "submitted", Annotation.case_id.in_(visible_ids))
+            .group_by(Annotation.case_id, Annotation.taxonomy)
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return [tuple(r) for r in (await self.session.execute(stmt)).all()]  # type: ignore[misc]
 
     # --- assignments ---------------------------------------------------------------------
     async def assignments_of(self, case_ids: Sequence[str]) -> list[AnnotationAssignment]:
@@ -224,6 +232,24 @@ class AnnotationRepository:
         return {a: n for a, n in (await self.session.execute(stmt)).all()}
 
     # --- reviews -------------------------------------------------------------------------
+    async def last_adjudications(self, case_ids: Sequence[str]) -> dict[tuple[str, str], Any]:
+        out: dict[tuple[str, str], Any] = {}
+        for chunk in _chunks(list(case_ids)):
+            stmt = (
+                select(
+                    AnnotationReview.case_id,
+                    AnnotationReview.taxonomy,
+                    func.max(AnnotationReview.created_at),
+                )
+                .where(
+                    AnnotationReview.case_id.in_(chunk),
+                    AnnotationReview.action == "adjudicated",
+                )
+                .group_by(AnnotationReview.case_id, AnnotationReview.taxonomy)
+            )
+            out.update({(c, t): at for c, t, at in (await self.session.execute(stmt)).all()})
+        return out
+
     async def reviews_of(self, case_ids: Sequence[str]) -> list[AnnotationReview]:
         out: list[AnnotationReview] = []
         for chunk in _chunks(list(case_ids)):

@@ -565,32 +565,33 @@ async def _needs_review(session: AsyncSession, viewer: Principal) -> list[QueueI
     """(case, taxonomy) pairs submitted by k annotators and not adjudicated since, which the
     caller may review (not their own), by disagreement then severity (S0 first)."""
     repo = AnnotationRepository(session)
-    submitted = await repo.submitted_all(catalog.visible_case_ids(viewer))
-    groups: dict[tuple[str, str], list[Annotation]] = defaultdict(list)
-    for row in submitted:
-        groups[(row.case_id, row.taxonomy)].append(row)
-    case_ids = sorted({cid for cid, _ in groups})
-    if not case_ids:
+    # Counted in the database first: only the pairs still waiting load their annotations.
+    groups = await repo.submitted_groups(catalog.visible_case_ids(viewer))
+    if not groups:
         return []
     overlap: dict[str, int] = {}
     involved: dict[str, set[str]] = defaultdict(set)
-    for a in await repo.assignments_of(case_ids):
+    for a in await repo.assignments_of(sorted({g[0] for g in groups})):
         overlap[a.case_id] = max(overlap.get(a.case_id, 0), a.overlap)
         involved[a.case_id].add(a.annotator)
+    waiting = [
+        (cid, tax) for cid, tax, count, _ in groups if count >= overlap.get(cid, DEFAULT_OVERLAP)
+    ]
+    decided = await repo.last_adjudications(sorted({cid for cid, _ in waiting}))
+    last = {(cid, tax): at for cid, tax, _, at in groups}
+    waiting = [p for p in waiting if p not in decided or decided[p] < last[p]]
+    case_ids = sorted({cid for cid, _ in waiting})
+    rows_of: dict[tuple[str, str], list[Annotation]] = defaultdict(list)
     for row in await repo.annotations_of(case_ids):
         involved[row.case_id].add(row.annotator)
-    decided: dict[tuple[str, str], datetime] = {}
-    for r in await repo.reviews_of(case_ids):
-        if r.action == "adjudicated" and r.taxonomy:
-            decided[(r.case_id, r.taxonomy)] = r.created_at
+        if row.status == SUBMITTED:
+            rows_of[(row.case_id, row.taxonomy)].append(row)
     taxonomies: dict[str, list[TaxonomyField]] = {}
     items = []
-    for (cid, tax), rows in groups.items():
+    for cid, tax in waiting:
+        rows = rows_of[(cid, tax)]
         k = overlap.get(cid, DEFAULT_OVERLAP)
-        last = max(r.submitted_at for r in rows if r.submitted_at)
-        if len(rows) < k or viewer.subject in involved[cid]:
-            continue
-        if (cid, tax) in decided and decided[(cid, tax)] >= last:
+        if viewer.subject in involved[cid]:
             continue
         if tax not in taxonomies:
             taxonomies[tax] = fields_of(await get_taxonomy(session, tax))
@@ -607,6 +608,8 @@ async def _needs_review(session: AsyncSession, viewer: Principal) -> list[QueueI
                 comparisons=comparisons,
             )
         )
+    if not items:
+        return []
     severity = {c.id: c.severity for c in await catalog.get_cases(session, case_ids, viewer)}
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     items.sort(
