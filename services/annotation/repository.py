@@ -119,6 +119,22 @@ class AnnotationRepository:
             out += [(row, bool(flag)) for row, flag in (await self.session.execute(stmt)).all()]
         return out
 
+    async def annotation_values(self, case_ids: Sequence[str]) -> list[Any]:
+        """(case, taxonomy, annotator, status, values) of every annotation of the cases, as
+        plain rows (no ORM objects: a review queue reads tens of thousands)."""
+        out: list[Any] = []
+        connection = await self.session.connection()
+        for chunk in _chunks(list(case_ids)):
+            stmt = select(
+                Annotation.case_id,
+                Annotation.taxonomy,
+                Annotation.annotator,
+                Annotation.status,
+                Annotation.values,
+            ).where(Annotation.case_id.in_(chunk))
+            out += (await connection.execute(stmt)).all()
+        return out
+
     async def annotations_by(self, annotator: str, case_ids: Sequence[str]) -> list[Annotation]:
         out: list[Annotation] = []
         for chunk in _chunks(list(case_ids)):

@@ -490,14 +490,16 @@ class QueueItem:
     comparisons: list[FieldComparison] = field(default_factory=list)
 
 
-def compare(fields: list[TaxonomyField], annotations: list[Annotation]) -> list[FieldComparison]:
-    """Field by field, what each annotator gave and whether they all agree (free-text fields
-    are left out: they never match word for word)."""
+def compare(
+    fields: list[TaxonomyField], given_values: list[tuple[str, dict[str, Any]]]
+) -> list[FieldComparison]:
+    """Field by field, what each annotator gave (`given_values`: annotator and values) and
+    whether they all agree (free-text fields are left out: they never match word for word)."""
     out = []
     for f in fields:
         if f.type not in COMPARABLE_TYPES:
             continue
-        given = {a.annotator: a.values.get(f.name) for a in annotations}
+        given = {annotator: values.get(f.name) for annotator, values in given_values}
         present = [v for v in given.values() if not is_empty(v)]
         if not present:
             continue
@@ -581,11 +583,11 @@ async def _needs_review(session: AsyncSession, viewer: Principal) -> list[QueueI
     last = {(cid, tax): at for cid, tax, _, at in groups}
     waiting = [p for p in waiting if p not in decided or decided[p] < last[p]]
     case_ids = sorted({cid for cid, _ in waiting})
-    rows_of: dict[tuple[str, str], list[Annotation]] = defaultdict(list)
-    for row in await repo.annotations_of(case_ids):
-        involved[row.case_id].add(row.annotator)
-        if row.status == SUBMITTED:
-            rows_of[(row.case_id, row.taxonomy)].append(row)
+    rows_of: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for cid, tax, annotator, status, values in await repo.annotation_values(case_ids):
+        involved[cid].add(annotator)
+        if status == SUBMITTED:
+            rows_of[(cid, tax)].append((annotator, values))
     taxonomies: dict[str, list[TaxonomyField]] = {}
     items = []
     for cid, tax in waiting:
@@ -602,7 +604,7 @@ async def _needs_review(session: AsyncSession, viewer: Principal) -> list[QueueI
                 cid,
                 tax,
                 k,
-                sorted(r.annotator for r in rows),
+                sorted(annotator for annotator, _ in rows),
                 len(rows),
                 disagreement=share,
                 comparisons=comparisons,
