@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from services.annotation.api import router as annotation_router
 from services.auth import protocol
 from services.auth.api import router as auth_router
 from services.auth.service import AuthService
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
         app.include_router(catalog_router)
         app.include_router(search_router)
         app.include_router(safeguards_router)
+        app.include_router(annotation_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> JSONResponse:

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "services.cli.export",
     "services.cli.login",
     "services.safeguards.cli",
+    "services.annotation.cli",
 )
 
 

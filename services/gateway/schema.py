@@ -28,6 +28,8 @@ from strawberry.types import ExecutionContext
 
 from services.gateway import graphiql
 from services.gateway import limits as L
+from services.gateway.annotation.mutations import AnnotationMutation
+from services.gateway.annotation.queries import AnnotationQuery
 from services.gateway.auth.mutations import AuthMutation
 from services.gateway.auth.queries import AuthQuery
 from services.gateway.catalog.mutations import CatalogMutation
@@ -64,12 +66,14 @@ for _search_type in (
 
 
 @strawberry.type
-class Query(CatalogQuery, SearchQuery, AuthQuery, SafeguardsQuery, PlansQuery):
+class Query(CatalogQuery, SearchQuery, AuthQuery, SafeguardsQuery, PlansQuery, AnnotationQuery):
     pass
 
 
 @strawberry.type
-class Mutation(CatalogMutation, AuthMutation, SafeguardsMutation, PlansMutation):
+class Mutation(
+    CatalogMutation, AuthMutation, SafeguardsMutation, PlansMutation, AnnotationMutation
+):
     pass
 
 

@@ -19,6 +19,7 @@ from tests.gateway.helpers import INGEST, case_input, codes, data, gql
 R, W, ING, A = Scope.CASES_READ, Scope.CASES_WRITE, Scope.CASES_INGEST, Scope.ADMIN
 EV, REV = Scope.EVALS_WRITE, Scope.REVIEWS_WRITE
 PR, PW = Scope.PLANS_READ, Scope.PLANS_WRITE
+ANN = Scope.ANNOTATIONS_WRITE
 
 # What each operation requires: written here, independently of the code, so a change to a
 # field's declaration shows up as a failing test and a visible diff in review.
@@ -73,6 +74,14 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.acceptResolution": {REV, R},
     "Mutation.waiveGroup": {REV, R},
     "Mutation.revokeWaiver": {REV, R},
+    "Query.annotationTaxonomies": {R},
+    "Query.annotationTaxonomy": {R},
+    "Query.annotationQueue": {ANN, R},
+    "Query.agreement": {R},
+    "Mutation.submitAnnotation": {ANN, R},
+    "Mutation.assignAnnotators": {REV, R},
+    "Mutation.adjudicate": {REV, R},
+    "Mutation.sendBack": {REV, R},
 }
 
 MISSING = "00000000-0000-0000-0000-000000000000"
@@ -193,6 +202,29 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     ),
     "Mutation.revokeWaiver": (
         "mutation($id: ID!) { revokeWaiver(id: $id) { id } }",
+        {"id": MISSING},
+    ),
+    "Query.annotationTaxonomies": ("{ annotationTaxonomies { name } }", {}),
+    "Query.annotationTaxonomy": ('{ annotationTaxonomy(name: "failcat") { version } }', {}),
+    "Query.annotationQueue": ("{ annotationQueue(kind: ASSIGNED) { nodes { overlap } } }", {}),
+    "Query.agreement": ('{ agreement(taxonomy: "failcat", field: "severity") { n } }', {}),
+    "Mutation.submitAnnotation": (
+        'mutation($id: ID!) { submitAnnotation(caseId: $id, taxonomy: "failcat", values: {})'
+        " { id } }",
+        {"id": MISSING},
+    ),
+    "Mutation.assignAnnotators": (
+        'mutation($id: ID!) { assignAnnotators(caseIds: [$id], annotators: ["a"], overlap: 1)'
+        " { annotator } }",
+        {"id": MISSING},
+    ),
+    "Mutation.adjudicate": (
+        'mutation($id: ID!) { adjudicate(caseId: $id, taxonomy: "failcat", values: {},'
+        " expectedRevision: 1) { id } }",
+        {"id": MISSING},
+    ),
+    "Mutation.sendBack": (
+        'mutation($id: ID!) { sendBack(caseId: $id, comment: "c") { id } }',
         {"id": MISSING},
     ),
 }

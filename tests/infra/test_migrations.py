@@ -19,7 +19,7 @@ async def test_migrated_schema_matches_the_models(db):
         differences = await conn.run_sync(diff)
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
     assert differences == []
-    assert version == "0006"
+    assert version == "0007"
 
 
 async def test_reference_data_is_seeded(db):

@@ -18,6 +18,7 @@ from services.catalog.models import FailureCase as CaseRow
 from services.catalog.models import FailureGroup as GroupRow
 from services.catalog.models import Model as ModelRow
 from services.catalog.views import PastCase
+from services.gateway.annotation import types as annotation_types
 from services.gateway.permissions import read_with
 from shared import security, vocabulary
 from shared.security import Scope
@@ -294,6 +295,10 @@ class FailureCase:
     @strawberry.field
     def last_revision(self: CaseRow, info: Info) -> CaseRevision | None:  # type: ignore[misc]
         return info.context.loaders.last_revision.get(self.id)
+
+    # The annotation service's fields, resolved (and blind-read checked) in its own module.
+    annotations = annotation_types.case_annotations
+    review_trail = annotation_types.case_review_trail
 
 
 @read_with()  # no data of its own: any caller reaching a connection may read it

@@ -1,0 +1,278 @@
+"""Every query of the annotation service, and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
+
+from services.annotation.models import (
+    Annotation,
+    AnnotationAssignment,
+    AnnotationChange,
+    AnnotationReview,
+    AnnotationTaxonomy,
+)
+
+# SQLite binds at most 32766 variables per statement; stay well below for IN lists.
+IN_CHUNK = 5000
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class AnnotationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- taxonomies ----------------------------------------------------------------------
+    async def latest_taxonomy(self, name: str) -> AnnotationTaxonomy | None:
+        stmt = (
+            select(AnnotationTaxonomy)
+            .where(AnnotationTaxonomy.name == name)
+            .order_by(AnnotationTaxonomy.version.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def taxonomy_version(self, name: str, version: int) -> AnnotationTaxonomy | None:
+        return await self.session.get(AnnotationTaxonomy, (name, version))
+
+    async def taxonomy_names(self) -> list[str]:
+        stmt = select(AnnotationTaxonomy.name).distinct().order_by(AnnotationTaxonomy.name)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def latest_taxonomies(self) -> list[AnnotationTaxonomy]:
+        latest = (
+            select(AnnotationTaxonomy.name, func.max(AnnotationTaxonomy.version).label("v"))
+            .group_by(AnnotationTaxonomy.name)
+            .subquery()
+        )
+        stmt = (
+            select(AnnotationTaxonomy)
+            .join(
+                latest,
+                (latest.c.name == AnnotationTaxonomy.name)
+                & (latest.c.v == AnnotationTaxonomy.version),
+            )
+            .order_by(AnnotationTaxonomy.name)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def add(self, row: Any) -> None:
+        self.session.add(row)
+        await self.session.flush()
+
+    async def insert_rows(self, model: Any, rows: list[dict[str, Any]]) -> None:
+        for chunk in _chunks(rows, 500):
+            await self.session.execute(insert(model), list(chunk))
+
+    # --- annotations ---------------------------------------------------------------------
+    async def annotation(
+        self, case_id: str, annotator: str, taxonomy: str, for_update: bool = False
+    ) -> Annotation | None:
+        stmt = select(Annotation).where(
+            Annotation.case_id == case_id,
+            Annotation.annotator == annotator,
+            Annotation.taxonomy == taxonomy,
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def annotations_of(
+        self, case_ids: Sequence[str], taxonomy: str | None = None
+    ) -> list[Annotation]:
+        out: list[Annotation] = []
+        for chunk in _chunks(list(case_ids)):
+            stmt = select(Annotation).where(Annotation.case_id.in_(chunk))
+            if taxonomy is not None:
+                stmt = stmt.where(Annotation.taxonomy == taxonomy)
+            out += (await self.session.execute(stmt.order_by(Annotation.created_at))).scalars()
+        return out
+
+    async def annotations_with_assignment(
+        self, case_ids: Sequence[str], reader: str
+    ) -> list[tuple[Annotation, bool]]:
+        """Every annotation of the cases, each with whether `reader` is assigned to its case:
+        the blind-read rule's inputs and its answer in one statement."""
+        assigned = (
+            select(AnnotationAssignment.case_id)
+            .where(
+                AnnotationAssignment.case_id == Annotation.case_id,
+                AnnotationAssignment.annotator == reader,
+            )
+            .exists()
+        )
+        out: list[tuple[Annotation, bool]] = []
+        for chunk in _chunks(list(case_ids)):
+            stmt = (
+                select(Annotation, assigned.label("assigned"))
+                .where(Annotation.case_id.in_(chunk))
+                .order_by(Annotation.created_at)
+            )
+            out += [(row, bool(flag)) for row, flag in (await self.session.execute(stmt)).all()]
+        return out
+
+    async def annotation_values(self, case_ids: Sequence[str]) -> list[Any]:
+        """(case, taxonomy, annotator, status, values) of every annotation of the cases, as
+        plain rows (no ORM objects: a review queue reads tens of thousands)."""
+        out: list[Any] = []
+        connection = await self.session.connection()
+        for chunk in _chunks(list(case_ids)):
+            stmt = select(
+                Annotation.case_id,
+                Annotation.taxonomy,
+                Annotation.annotator,
+                Annotation.status,
+                Annotation.values,
+            ).where(Annotation.case_id.in_(chunk))
+            out += (await connection.execute(stmt)).all()
+        return out
+
+    async def annotations_by(self, annotator: str, case_ids: Sequence[str]) -> list[Annotation]:
+        out: list[Annotation] = []
+        for chunk in _chunks(list(case_ids)):
+            stmt = select(Annotation).where(
+                Annotation.annotator == annotator, Annotation.case_id.in_(chunk)
+            )
+            out += (await self.session.execute(stmt)).scalars()
+        return out
+
+    async def update_annotation(self, annotation_id: str, values: dict[str, Any]) -> None:
+        await self.session.execute(
+            update(Annotation).where(Annotation.id == annotation_id).values(**values)
+        )
+
+    async def changes_of(self, annotation_ids: Sequence[str]) -> list[AnnotationChange]:
+        out: list[AnnotationChange] = []
+        for chunk in _chunks(list(annotation_ids)):
+            stmt = (
+                select(AnnotationChange)
+                .where(AnnotationChange.annotation_id.in_(chunk))
+                .order_by(AnnotationChange.annotation_id, AnnotationChange.revision)
+            )
+            out += (await self.session.execute(stmt)).scalars()
+        return out
+
+    async def submitted(
+        self,
+        taxonomy: str,
+        field: str,
+        visible_ids: Select,
+        annotators: Sequence[str] | None = None,
+        *,
+        as_text: bool = False,
+    ) -> Sequence[Any]:
+        """(case, annotator, value of `field`, "YYYY-MM" submitted) of every submitted
+        annotation of a taxonomy on the cases `visible_ids` selects. The database extracts
+        the one value and the month, and the rows skip the ORM: decoding each row's whole
+        JSON object and timestamp would cost more than the statistics. `as_text`: the value
+        as text (a string, or a number), not decoded JSON: for scalar fields."""
+        if self.session.bind.dialect.name == "postgresql":
+            month = func.to_char(func.timezone("UTC", Annotation.submitted_at), "YYYY-MM")
+        else:
+            month = func.strftime("%Y-%m", Annotation.submitted_at)
+        value = Annotation.values[field]
+        stmt = select(
+            Annotation.case_id,
+            Annotation.annotator,
+            value.as_string() if as_text else value,
+            month,
+        ).where(
+            Annotation.taxonomy == taxonomy,
+            Annotation.status == "submitted",
+            Annotation.case_id.in_(visible_ids),
+        )
+        if annotators:
+            stmt = stmt.where(Annotation.annotator.in_(list(annotators)))
+        connection = await self.session.connection()
+        return (await connection.execute(stmt)).all()
+
+    async def submitted_groups(self, visible_ids: Select) -> list[tuple[str, str, int, Any]]:
+        """(case, taxonomy, annotations submitted, latest submission) on visible cases."""
+        stmt = (
+            select(
+                Annotation.case_id,
+                Annotation.taxonomy,
+                func.count(),
+                func.max(Annotation.submitted_at),
+            )
+            .where(Annotation.status == "submitted", Annotation.case_id.in_(visible_ids))
+            .group_by(Annotation.case_id, Annotation.taxonomy)
+        )
+        return [tuple(r) for r in (await self.session.execute(stmt)).all()]  # type: ignore[misc]
+
+    # --- assignments ---------------------------------------------------------------------
+    async def assignments_of(self, case_ids: Sequence[str]) -> list[AnnotationAssignment]:
+        out: list[AnnotationAssignment] = []
+        for chunk in _chunks(list(case_ids)):
+            stmt = select(AnnotationAssignment).where(AnnotationAssignment.case_id.in_(chunk))
+            out += (await self.session.execute(stmt)).scalars()
+        return out
+
+    async def assignments_to(
+        self, annotator: str, visible_ids: Select
+    ) -> list[AnnotationAssignment]:
+        stmt = (
+            select(AnnotationAssignment)
+            .where(
+                AnnotationAssignment.annotator == annotator,
+                AnnotationAssignment.case_id.in_(visible_ids),
+            )
+            .order_by(AnnotationAssignment.assigned_at, AnnotationAssignment.case_id)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def load_of(self, annotators: Sequence[str]) -> dict[str, int]:
+        """Assignments each annotator holds whose annotation is not yet submitted."""
+        done = (
+            select(Annotation.id)
+            .where(
+                Annotation.case_id == AnnotationAssignment.case_id,
+                Annotation.annotator == AnnotationAssignment.annotator,
+                Annotation.status == "submitted",
+            )
+            .exists()
+        )
+        stmt = (
+            select(AnnotationAssignment.annotator, func.count())
+            .where(AnnotationAssignment.annotator.in_(list(annotators)), ~done)
+            .group_by(AnnotationAssignment.annotator)
+        )
+        return {a: n for a, n in (await self.session.execute(stmt)).all()}
+
+    # --- reviews -------------------------------------------------------------------------
+    async def last_adjudications(self, case_ids: Sequence[str]) -> dict[tuple[str, str], Any]:
+        out: dict[tuple[str, str], Any] = {}
+        for chunk in _chunks(list(case_ids)):
+            stmt = (
+                select(
+                    AnnotationReview.case_id,
+                    AnnotationReview.taxonomy,
+                    func.max(AnnotationReview.created_at),
+                )
+                .where(
+                    AnnotationReview.case_id.in_(chunk),
+                    AnnotationReview.action == "adjudicated",
+                )
+                .group_by(AnnotationReview.case_id, AnnotationReview.taxonomy)
+            )
+            out.update({(c, t): at for c, t, at in (await self.session.execute(stmt)).all()})
+        return out
+
+    async def reviews_of(self, case_ids: Sequence[str]) -> list[AnnotationReview]:
+        out: list[AnnotationReview] = []
+        for chunk in _chunks(list(case_ids)):
+            stmt = (
+                select(AnnotationReview)
+                .where(AnnotationReview.case_id.in_(chunk))
+                .order_by(AnnotationReview.created_at, AnnotationReview.id)
+            )
+            out += (await self.session.execute(stmt)).scalars()
+        return out

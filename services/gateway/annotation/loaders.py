@@ -1,0 +1,48 @@
+"""Per-request DataLoaders of the annotation service: a page of cases reading its annotations
+or review trails costs one batch, not one query per case."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from strawberry.dataloader import DataLoader
+
+from services.annotation import service
+
+
+class AnnotationLoaders:
+    def __init__(self, ctx: Any) -> None:
+        async def annotations(keys: list[tuple[str, str | None]]) -> list[Any]:
+            # Keyed (case id, taxonomy or None); the blind-read rule answers per key.
+            session = await ctx.session()
+            by_taxonomy: dict[str | None, list[str]] = defaultdict(list)
+            for case_id, taxonomy in keys:
+                by_taxonomy[taxonomy].append(case_id)
+            found: dict[tuple[str, str | None], Any] = {}
+            for taxonomy, case_ids in by_taxonomy.items():
+                result = await service.annotations_for(session, case_ids, ctx.principal, taxonomy)
+                found.update({(cid, taxonomy): v for cid, v in result.items()})
+            return [found[k] for k in keys]
+
+        async def trails(case_ids: list[str]) -> list[Any]:
+            result = await service.review_trails(await ctx.session(), case_ids, ctx.principal)
+            return [result[c] for c in case_ids]
+
+        async def history(annotation_ids: list[str]) -> list[Any]:
+            grouped: dict[str, list[Any]] = defaultdict(list)
+            for change in await service.history_of(await ctx.session(), list(annotation_ids)):
+                grouped[change.annotation_id].append(change)
+            return [grouped.get(i, []) for i in annotation_ids]
+
+        self.annotations = DataLoader(load_fn=annotations)
+        self.trails = DataLoader(load_fn=trails)
+        self.history = DataLoader(load_fn=history)
+
+
+def loaders(ctx: Any) -> AnnotationLoaders:
+    """This request's loaders, made on first use (the context knows only the catalog's)."""
+    found = ctx.__dict__.get("_annotation_loaders")
+    if found is None:
+        found = ctx.__dict__["_annotation_loaders"] = AnnotationLoaders(ctx)
+    return found

@@ -1,0 +1,84 @@
+"""Annotation queries: taxonomies, the work queues, agreement."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from services.annotation import service
+from services.gateway.annotation.types import (
+    Agreement,
+    AnnotationQueue,
+    AnnotationQueueKind,
+    AnnotationTaxonomy,
+    agreement_of,
+)
+from services.gateway.pagination import check_page_size
+from services.gateway.permissions import scoped
+from shared.errors import Forbidden
+from shared.security import Scope
+
+
+@strawberry.type
+class AnnotationQuery:
+    @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
+    async def annotation_taxonomies(self, info: Info) -> list[AnnotationTaxonomy]:
+        return await service.list_taxonomies(await info.context.session())
+
+    @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
+    async def annotation_taxonomy(
+        self, info: Info, name: str, version: int | None = None
+    ) -> AnnotationTaxonomy:
+        return await service.get_taxonomy(await info.context.session(), name, version)
+
+    @strawberry.field(
+        permission_classes=scoped(Scope.ANNOTATIONS_WRITE, Scope.CASES_READ),
+        description="ASSIGNED: the caller's assignments not yet submitted. NEEDS_REVIEW "
+        "(reviews:write): cases submitted by their k annotators, not yet adjudicated, by "
+        "disagreement then severity.",
+    )
+    async def annotation_queue(
+        self, info: Info, kind: AnnotationQueueKind, first: int = 50, after: str | None = None
+    ) -> AnnotationQueue:
+        from services.gateway.catalog.types import PageInfo
+
+        check_page_size(first)
+        principal = info.context.principal
+        if kind == AnnotationQueueKind.NEEDS_REVIEW and not principal.has(Scope.REVIEWS_WRITE):
+            raise Forbidden("insufficient_scope: requires reviews:write")
+        items, cursor = await service.annotation_queue(
+            await info.context.session(), kind.value, principal, first, after
+        )
+        return AnnotationQueue(
+            nodes=items,  # type: ignore[arg-type]
+            page_info=PageInfo(has_next_page=cursor is not None, end_cursor=cursor),
+        )
+
+    @strawberry.field(
+        permission_classes=scoped(Scope.CASES_READ),
+        description="Agreement on one taxonomy field over the submitted annotations of the "
+        "cases the caller sees (narrowed by a search query and annotators).",
+    )
+    async def agreement(
+        self,
+        info: Info,
+        taxonomy: str,
+        field: str,
+        annotators: list[str] | None = None,
+        query: str | None = None,
+    ) -> Agreement:
+        session = await info.context.session()
+        case_ids = None
+        if query is not None:
+            case_ids = await service.case_ids_matching(
+                info.context.search, info.context.principal, query
+            )
+        report = await service.agreement(
+            session,
+            taxonomy,
+            field,
+            info.context.principal,
+            annotators=annotators,
+            case_ids=case_ids,
+        )
+        return agreement_of(taxonomy, field, report)

@@ -1,0 +1,123 @@
+"""Items 1-2: failcat's taxonomy as data; annotations validated against it, with history."""
+
+from __future__ import annotations
+
+from tests.annotation.helpers import (
+    ANNOTATIONS,
+    ANNOTATOR,
+    CURATOR,
+    FAILCAT_VALUES,
+    SUBMIT,
+    caller,
+    codes,
+    data,
+    gql,
+    submit,
+)
+from tests.gateway.helpers import ingest_corpus
+
+TAXONOMY = """
+query { annotationTaxonomy(name: "failcat") {
+  name version fields { name type permittedValues required ordinal order } } }"""
+
+
+async def test_failcat_taxonomy_is_data_built_from_the_catalog(client, admin_token):
+    tax = data(await gql(client, admin_token, TAXONOMY))["annotationTaxonomy"]
+    fields = {f["name"]: f for f in tax["fields"]}
+    assert set(fields) == {
+        "failure_mode",
+        "severity",
+        "impact.business",
+        "impact.safety",
+        "impact.users",
+    }
+    modes = {
+        m["code"] for m in data(await gql(client, admin_token, "{ taxonomy { code } }"))["taxonomy"]
+    }
+    assert set(fields["failure_mode"]["permittedValues"]) == modes
+    assert fields["failure_mode"]["required"] and fields["failure_mode"]["type"] == "ENUM"
+    severity = fields["severity"]
+    assert severity["ordinal"] and severity["order"] == ["S0", "S1", "S2", "S3", "S4"]
+    assert fields["impact.safety"]["order"] == ["none", "low", "medium", "high", "critical"]
+    # Asking again stores no new version: the catalog's taxonomy did not change.
+    again = data(await gql(client, admin_token, TAXONOMY))["annotationTaxonomy"]
+    assert again["version"] == tax["version"]
+
+
+async def test_bad_values_are_coded_errors_naming_the_field_and_nothing_is_written(
+    client, token_for
+):
+    curator = await caller(token_for, CURATOR)
+    annotator = await caller(token_for, ANNOTATOR)
+    [case_id] = await ingest_corpus(client, curator.token, 1)
+
+    async def attempt(tax: str, values: dict, submit: bool = True) -> dict:
+        return await gql(
+            client,
+            annotator.token,
+            SUBMIT,
+            {"case": case_id, "tax": tax, "values": values, "submit": submit},
+        )
+
+    body = await attempt("no-such-taxonomy", FAILCAT_VALUES)
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert "unknown taxonomy no-such-taxonomy" in body["errors"][0]["message"]
+
+    body = await attempt("failcat", {**FAILCAT_VALUES, "colour": "blue"})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert "values.colour" in body["errors"][0]["message"]
+
+    body = await attempt("failcat", {**FAILCAT_VALUES, "severity": "S9"})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    message = body["errors"][0]["message"]
+    assert "values.severity" in message and "'S9' is not permitted" in message
+    assert "S0, S1, S2, S3, S4" in message
+
+    body = await attempt("failcat", {"severity": "S1"})  # submitted without failure_mode
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert "values.failure_mode: required" in body["errors"][0]["message"]
+
+    body = await gql(client, annotator.token, ANNOTATIONS, {"id": case_id})
+    assert data(body)["case"]["annotations"] == []  # nothing half-written
+
+
+async def test_draft_then_submit_keeps_history_and_submitted_is_final(client, token_for):
+    curator = await caller(token_for, CURATOR)
+    annotator = await caller(token_for, ANNOTATOR)
+    [case_id] = await ingest_corpus(client, curator.token, 1)
+
+    draft = await submit(client, annotator, case_id, {"severity": "S1"}, submit=False)
+    assert draft["status"] == "DRAFT" and draft["values"] == {"severity": "S1"}
+    done = await submit(client, annotator, case_id, FAILCAT_VALUES, notes="clear", confidence=0.8)
+    assert done["id"] == draft["id"] and done["status"] == "SUBMITTED"
+    assert done["values"]["impact.safety"] == "high"  # nested objects name dotted fields
+    assert [(h["revision"], h["action"], h["status"]) for h in done["history"]] == [
+        (1, "saved", "DRAFT"),
+        (2, "submitted", "SUBMITTED"),
+    ]
+    body = await gql(
+        client,
+        annotator.token,
+        SUBMIT,
+        {"case": case_id, "tax": "failcat", "values": FAILCAT_VALUES},
+    )
+    assert codes(body) == ["CONFLICT"] and "already submitted" in body["errors"][0]["message"]
+
+    body = await gql(
+        client,
+        annotator.token,
+        SUBMIT,
+        {"case": case_id, "tax": "failcat", "values": FAILCAT_VALUES, "confidence": 1.5},
+    )
+    assert codes(body) == ["BAD_USER_INPUT"]
+
+
+async def test_annotating_needs_annotations_write(client, token_for):
+    curator = await caller(token_for, CURATOR)
+    viewer = await caller(token_for, "cases:read")
+    [case_id] = await ingest_corpus(client, curator.token, 1)
+    body = await gql(
+        client, viewer.token, SUBMIT, {"case": case_id, "tax": "failcat", "values": FAILCAT_VALUES}
+    )
+    assert codes(body) == ["FORBIDDEN"]
+    assert "annotations:write" in body["errors"][0]["message"]
