@@ -81,7 +81,10 @@ class _Throttled:
         if now - self._last.get(key, -1e9) >= self.interval_s:
             n = self._count.pop(key)
             self._last[key] = now
-            log.warning(message + (" (%d times since last report)" if n > 1 else ""), *args, n)
+            if n > 1:
+                log.warning(message + " (%d times since the last report)", *args, n)
+            else:
+                log.warning(message, *args)
 
 
 class Engine:
