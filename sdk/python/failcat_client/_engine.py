@@ -425,6 +425,10 @@ class Engine:
             return
         assert self._spool is not None
         dropped = await self._offload(self._spool.append, lines)
+        if dropped:
+            self._throttle.warn(
+                "spoolfull", "failcat spool full: dropped the %d oldest spooled items", dropped
+            )
         with self._lock:
             self._counts["spooled"] += len(lines)
             self._counts["dropped"] += dropped

@@ -12,7 +12,6 @@ Not thread-safe: one sender owns it.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Optional
@@ -21,8 +20,6 @@ try:  # POSIX; elsewhere the spool works without the cross-process guard.
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-
-log = logging.getLogger("failcat_client")
 
 SUFFIX = ".ndjson"
 
@@ -121,7 +118,7 @@ class Spool:
             lines = lines[1:]
             dropped += 1
         while self._segments and self.pending_bytes + size > self.max_bytes:
-            dropped += self._drop_head()
+            dropped += self._remove_head()
         if not lines:
             return dropped
         if not self._segments or self._sizes[self._segments[-1]] >= self.segment_bytes:
@@ -151,11 +148,6 @@ class Spool:
         self._head_offset = 0
         self._write_cursor()
         self._path(seq).unlink(missing_ok=True)
-        return lost
-
-    def _drop_head(self) -> int:
-        lost = self._remove_head()
-        log.warning("failcat spool full: dropped %d oldest spooled items", lost)
         return lost
 
     # ---- reading -------------------------------------------------------------------------

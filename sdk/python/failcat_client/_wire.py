@@ -12,6 +12,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import random
 import uuid
 from collections.abc import Mapping
 from typing import Any, Optional
@@ -38,8 +39,17 @@ def model_ref(model: Any, version: Optional[str]) -> Any:
     return model
 
 
+_VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_VERSION_BITS = (0x4000 << 64) | (0x8000 << 48)
+_bits = random.getrandbits
+
+
 def new_external_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID string, at a quarter of `str(uuid.uuid4())`'s cost: this
+    runs in the caller's thread. `random` reseeds itself in forked children, so pre-forked
+    workers do not repeat each other's ids; uniqueness, not secrecy, is what is needed."""
+    h = "%032x" % (_bits(128) & _VERSION_MASK | _VERSION_BITS)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def iso(epoch_s: float) -> str:
