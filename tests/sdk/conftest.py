@@ -30,6 +30,7 @@ class FailcatServer:
     def __init__(self, home: Path, backend: str, **env: str) -> None:
         self.home = home
         self.data_dir = home / ".failcat"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
