@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -186,3 +187,30 @@ def _closed_port() -> int:
     from benchmarks.common import free_port
 
     return free_port()
+
+
+def test_a_client_created_before_fork_works_in_the_child(server: FailcatServer, tmp_path: Path):
+    source = unique_source("fork")
+    client = Client(*server.client_args(), spool_dir=str(tmp_path / "spool"), flush_interval_s=0.05)
+    parent_id = client.capture(model=MODEL, data_source=source, input={"who": "parent"})
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a pre-forked worker
+        code = 1
+        try:
+            os.close(read)
+            child_id = client.capture(model=MODEL, data_source=source, input={"who": "child"})
+            ok = client.flush(30) and client.stats()["sent"] == 1
+            os.write(write, json.dumps({"id": child_id, "ok": ok}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = json.loads(pipe.read())
+    assert os.waitpid(pid, 0)[1] == 0
+    assert client.flush(30)
+    client.close()
+    assert child["ok"]
+    assert client.stats()["sent"] == 1  # the parent's own case, counted once
+    assert {c["externalId"] for c in server.cases(source)} == {parent_id, child["id"]}

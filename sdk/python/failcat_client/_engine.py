@@ -52,7 +52,7 @@ SUCCESS = frozenset({"created", "duplicate"})
 
 
 class _Outcome:
-    __slots__ = ("kind", "reason", "results", "retry_after")
+    __slots__ = ("kind", "reason", "results", "retry_after", "status")
 
     def __init__(
         self,
@@ -60,11 +60,13 @@ class _Outcome:
         results: Optional[list[Any]] = None,
         retry_after: Optional[float] = None,
         reason: str = "",
+        status: int = 0,
     ) -> None:
         self.kind = kind  # "ok" | "retry" | "fatal"
         self.results = results
         self.retry_after = retry_after
         self.reason = reason
+        self.status = status  # the HTTP status of a "fatal" answer
 
 
 class _Throttled:
@@ -561,11 +563,11 @@ class Engine:
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
                 reason=reason,
             )
-        return _Outcome("fatal", reason=reason)
+        return _Outcome("fatal", reason=reason, status=status)
 
     def _account(self, lines: list[bytes], is_event: bool, outcome: _Outcome) -> None:
         if outcome.kind == "fatal":
-            if is_event and outcome.reason.startswith("HTTP 404"):
+            if is_event and outcome.status == 404:
                 self._throttle.warn(
                     "events404",
                     "failcat: this server has no %s route (context events need a newer "
@@ -573,7 +575,7 @@ class Engine:
                     EVENTS_PATH,
                 )
                 self._count("dropped", len(lines))
-            elif outcome.reason.startswith(("HTTP 400", "HTTP 413", "HTTP 422")):
+            elif outcome.status in (400, 413, 422):
                 self._count("invalid", len(lines))
                 log.warning("failcat: %d items refused: %s", len(lines), outcome.reason)
             else:

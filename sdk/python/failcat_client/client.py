@@ -10,6 +10,7 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import os
 import threading
 import time
 import weakref
@@ -39,15 +40,42 @@ class Client(Engine):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._progress = threading.Condition()
         self._ready = threading.Event()
+        self._start_sender()
+        _LIVE.add(self)
+        # A weak reference: registering the bound method would keep every client alive.
+        ref = weakref.ref(self)
+        self._atexit = lambda: _close_at_exit(ref)
+        atexit.register(self._atexit)
+
+    def _start_sender(self) -> None:
         self._thread = threading.Thread(
             target=self._thread_main, name="failcat-client-sender", daemon=True
         )
         self._thread.start()
         self._ready.wait(5)
-        # A weak reference: registering the bound method would keep every client alive.
-        ref = weakref.ref(self)
-        self._atexit = lambda: _close_at_exit(ref)
-        atexit.register(self._atexit)
+
+    def _after_fork_in_child(self) -> None:
+        """A pre-forking server (gunicorn --preload) copied this client into a worker: the
+        sender thread did not come along and locks may be held by it. Start afresh, without
+        the parent's queue (the parent delivers it) and without its spool (one live client
+        per spool directory)."""
+        self._lock = threading.Lock()
+        self._progress = threading.Condition()
+        self._ready = threading.Event()
+        self._queue.clear()
+        self._inflight = []
+        self._inflight_items = 0
+        self._counts = dict.fromkeys(self._counts, 0)
+        self._loop = None
+        self._wake_pending = False
+        if self._spool is not None:
+            log.warning(
+                "failcat Client created before fork: the worker runs without the spool "
+                "(create the Client after fork, e.g. in gunicorn's post_fork, to keep it)"
+            )
+            self._spool = None
+        if not self._closed:
+            self._start_sender()
 
     def _thread_main(self) -> None:
         loop = asyncio.new_event_loop()
@@ -131,6 +159,18 @@ class Client(Engine):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+_LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for client in list(_LIVE):
+        client._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _close_at_exit(ref: weakref.ref[Client]) -> None:
