@@ -214,3 +214,38 @@ def test_a_client_created_before_fork_works_in_the_child(server: FailcatServer, 
     assert child["ok"]
     assert client.stats()["sent"] == 1  # the parent's own case, counted once
     assert {c["externalId"] for c in server.cases(source)} == {parent_id, child["id"]}
+
+
+class LoseFirstAnswer(httpx.AsyncHTTPTransport):
+    """The real network, except that the first bulk answer is lost after the server has
+    stored the batch (a connection reset on the way back)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bulk_requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.url.path.endswith(":bulk"):
+            self.bulk_requests += 1
+            if self.bulk_requests == 1:
+                await response.aread()
+                await response.aclose()
+                raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+def test_a_batch_whose_answer_was_lost_is_resent_and_stored_once(server: FailcatServer):
+    source = unique_source("lost-answer")
+    transport = LoseFirstAnswer()
+    # One batch of 50, sent when the 50th case arrives (no timer in between).
+    client = Client(*server.client_args(), transport=transport, batch_size=50,
+                    flush_interval_s=30, backoff_base_s=0.01)  # fmt: skip
+    ids = [client.capture(model=MODEL, data_source=source, input={"i": i}) for i in range(50)]
+    assert client.flush(30)
+    client.close()
+    stats = client.stats()
+    assert transport.bulk_requests == 2
+    assert stats["retried"] == 50 and stats["sent"] == 50
+    stored = [c["externalId"] for c in server.cases(source)]
+    assert sorted(stored) == sorted(ids)  # the resent batch was answered `duplicate`
