@@ -4,6 +4,7 @@ in production where `failcat worker` drains the outbox).
     python -m benchmarks.capture [--cases 50000] [--cost-cases 100000] [--batch 500]
                                  [--outage] [--outage-cases 50000] [--outage-s 30]
 
+0. (see 2) the client's own ceiling: the same cases to a sink that only parses and answers;
 1. raw: the bulk route itself, pre-serialized JSON arrays of `--batch` generated cases
    (benchmarks/generator.py) posted back to back: the server's ceiling;
 2. sustained: one `Client` captures `--cases` generated cases as fast as the caller can and
@@ -143,7 +144,7 @@ def percentiles(ns: list[int]) -> str:
 
 
 def timed_captures(
-    client: Client, cases: list[dict[str, Any]], rate: float = 0, cpu: list[int] | None = None
+    client: Any, cases: list[dict[str, Any]], rate: float = 0, cpu: list[int] | None = None
 ) -> list[int]:
     """Wall time of each capture() call (what the request waits), and, into `cpu`, the
     calling thread's CPU time for it (what it costs, without preemption by other processes
@@ -165,6 +166,15 @@ def timed_captures(
             if ahead > 0:
                 time.sleep(ahead)
     return costs
+
+
+class DictCopy:
+    """The harness floor: a `capture` that only copies its keywords. On a busy machine the
+    first call after each pacing sleep is slow for any code (cold caches); this row shows how
+    much of a paced percentile is that."""
+
+    def capture(self, **fields: Any) -> dict[str, Any]:
+        return dict(fields)
 
 
 def raw_rate(server: Server, cases: list[dict[str, Any]], batch: int) -> float:
@@ -233,6 +243,72 @@ def down_and_full(tmp: Path, n: int) -> None:
     )
 
 
+# ---- the client's own ceiling -------------------------------------------------------------
+def sink(port: int) -> None:
+    """A server that only parses and acknowledges (every item `created`): what one client
+    can push when the server is not the limit."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    base = f"http://127.0.0.1:{port}"
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def answer(self, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self.answer({"issuer": base, "token_endpoint": f"{base}/oauth/token"})
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path == "/oauth/token":
+                self.answer({"access_token": "sink", "expires_in": 3600})
+                return
+            n = len(json.loads(body))
+            results = [{"index": i, "status": "created", "id": str(i)} for i in range(n)]
+            self.answer({"results": results, "counts": {"created": n}})
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def client_ceiling(cases: list[dict[str, Any]], batch: int) -> tuple[float, float]:
+    """Cases/s to the sink, and the client process's CPU time per case (capture, encoding,
+    HTTP): on a busy machine the second is the steadier figure."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.capture", "sink", str(port)],
+                            cwd=ROOT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        client = Client(f"http://127.0.0.1:{port}", "id", "secret",
+                        queue_size=len(cases) + 1, batch_size=batch)  # fmt: skip
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for case in cases:
+            client.capture(**case)
+        assert client.flush(600), client.stats()
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        assert client.stats()["sent"] == len(cases)
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait()
+    return len(cases) / elapsed, cpu / len(cases) * 1e6
+
+
 # ---- the outage proof --------------------------------------------------------------------
 def child(args: argparse.Namespace) -> None:
     """One client process: capture ids [start, stop) at `rate`, then exit (atexit close)."""
@@ -291,6 +367,8 @@ def outage(tmp: Path, n: int, down_s: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd")
+    sink_cmd = sub.add_parser("sink")
+    sink_cmd.add_argument("port", type=int)
     c = sub.add_parser("child")
     for flag in ("--url", "--client-id", "--secret", "--spool", "--source"):
         c.add_argument(flag, required=True)
@@ -309,6 +387,9 @@ def main() -> None:
     if args.cmd == "child":
         child(args)
         return
+    if args.cmd == "sink":
+        sink(args.port)
+        return
 
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -324,6 +405,10 @@ def main() -> None:
               f"({rate / raw:.2f} of raw)")  # fmt: skip
         print(f"capture() wall, full speed:               {percentiles(costs)}")
         print(f"capture() CPU,  full speed:               {percentiles(cpu)}")
+        ceiling, per_case = client_ceiling(CaseGenerator(seed=3).batch(args.cases), args.batch)
+        print(f"one Client to a no-op sink (its ceiling): {ceiling:8.0f} cases/s, "
+              f"{per_case:.1f} us CPU per case in the client process "
+              f"(= {1e6 / per_case:,.0f} cases/s per core)")  # fmt: skip
         with running(tmp, "paced") as server:
             cost_cases = CaseGenerator(seed=5).batch(args.cost_cases)
             client = Client(*server.creds(), queue_size=args.cost_cases + 1)
@@ -333,6 +418,9 @@ def main() -> None:
             client.close()
         print(f"capture() wall, paced 5,000/s:            {percentiles(costs)}")
         print(f"capture() CPU,  paced 5,000/s:            {percentiles(cpu)}")
+        floor: list[int] = []
+        timed_captures(DictCopy(), cost_cases, rate=5000, cpu=floor)
+        print(f"harness floor (dict copy) CPU, paced:     {percentiles(floor)}")
         down_and_full(tmp, 20_000)
         if args.outage:
             outage(tmp, args.outage_cases, args.outage_s)

@@ -93,14 +93,11 @@ def _finite(value: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     try:
-        text = json.dumps(
-            obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default
-        )
+        text = json.dumps(obj, separators=(",", ":"), allow_nan=False, default=_default)
     except ValueError:
         text = json.dumps(
             _finite(json.loads(json.dumps(obj, default=_default))),
             separators=(",", ":"),
-            ensure_ascii=False,
             allow_nan=False,
         )
     return text.encode("utf-8")
