@@ -249,3 +249,32 @@ def test_a_batch_whose_answer_was_lost_is_resent_and_stored_once(server: Failcat
     assert stats["retried"] == 50 and stats["sent"] == 50
     stored = [c["externalId"] for c in server.cases(source)]
     assert sorted(stored) == sorted(ids)  # the resent batch was answered `duplicate`
+
+
+class BodySizes(httpx.AsyncHTTPTransport):
+    """The real network, noting the size of each bulk request body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(":bulk"):
+            self.sizes.append(len(request.content))
+        return await super().handle_async_request(request)
+
+
+def test_requests_are_cut_by_bytes_as_well_as_by_count(server: FailcatServer) -> None:
+    source = unique_source("bytes")
+    transport = BodySizes()
+    client = Client(*server.client_args(), transport=transport, batch_size=500,
+                    batch_bytes=4096, flush_interval_s=30)  # fmt: skip
+    records = corpus_inputs(40)
+    for rec in records:
+        client.capture(model=MODEL, data_source=source, input={"text": rec["description"]})
+    assert client.flush(30)
+    client.close()
+    assert client.stats()["sent"] == 40
+    assert len(transport.sizes) > 1
+    assert max(transport.sizes) <= 4096 + 2  # the array's brackets
+    assert len(server.cases(source)) == 40

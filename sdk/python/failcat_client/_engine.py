@@ -331,7 +331,13 @@ class Engine:
         self._http = self._new_http()
         try:
             while not stop.is_set():
-                await self._cycle()
+                try:
+                    await self._cycle()
+                except Exception:  # a bug must not stop delivery for the life of the process
+                    log.exception("failcat sender error")
+                    with self._lock:
+                        lost, self._inflight, self._inflight_items = len(self._inflight), [], 0
+                        self._counts["dropped"] += lost
                 self._notify()
                 timeout = self.flush_interval_s
                 if self._down and self._spool is not None and self._spool.pending:
@@ -358,7 +364,6 @@ class Engine:
 
     def _encode(self, items: list[tuple[int, dict[str, Any], float]]) -> list[bytes]:
         lines: list[bytes] = []
-        budget = self.batch_bytes
         for kind, fields, captured in items:
             try:
                 line = _wire.encode(kind, fields, captured)
@@ -366,10 +371,7 @@ class Engine:
                 self._count("invalid")
                 self._throttle.warn("encode", "failcat: an item could not be serialized: %s", exc)
                 continue
-            budget -= len(line)
             lines.append(line)
-        if budget < 0:
-            log.debug("failcat batch of %d items is over batch_bytes", len(lines))
         return lines
 
     def _settle_inflight(self) -> None:
@@ -426,11 +428,17 @@ class Engine:
         if not lines:
             return
         assert self._spool is not None
-        dropped = await self._offload(self._spool.append, lines)
-        if dropped:
-            self._throttle.warn(
-                "spoolfull", "failcat spool full: dropped the %d oldest spooled items", dropped
-            )
+        try:
+            dropped = await self._offload(self._spool.append, lines)
+        except OSError as exc:  # disk full, permissions: the cases are lost, say so
+            self._throttle.warn("spoolwrite", "failcat spool write failed: %s", exc)
+            dropped = len(lines) + self._spool.last_dropped
+            lines = []
+        else:
+            if dropped:
+                self._throttle.warn(
+                    "spoolfull", "failcat spool full: dropped the %d oldest spooled items", dropped
+                )
         with self._lock:
             self._counts["spooled"] += len(lines)
             self._counts["dropped"] += dropped
@@ -439,7 +447,7 @@ class Engine:
             self._inflight_items = 0
 
     async def _send_live(self, lines: list[bytes]) -> None:
-        runs = _runs(lines)
+        runs = _runs(lines, self.batch_bytes)
         for i, (is_event, run) in enumerate(runs):
             attempt = 0
             while True:
@@ -475,12 +483,16 @@ class Engine:
     async def _replay_one(self) -> bool:
         """Offer the spool's oldest batch once; True when it was accepted."""
         assert self._spool is not None
-        lines, end = await self._offload(self._spool.peek, self.batch_size, self.batch_bytes)
+        try:
+            lines, end = await self._offload(self._spool.peek, self.batch_size, self.batch_bytes)
+        except OSError as exc:
+            self._abandon_spool(exc)
+            return False
         if not lines:
             self._leave_down()
             return False
         start = end - sum(len(line) + 1 for line in lines)
-        is_event, run = _runs(lines)[0]
+        is_event, run = _runs(lines, self.batch_bytes)[0]
         position = start + sum(len(line) + 1 for line in run)
         outcome = await self._post(run, is_event, replay=True)
         if outcome.kind == "retry":
@@ -491,8 +503,21 @@ class Engine:
         # Counted before the spool lets go of them: once `pending` reaches 0 the counters
         # are final.
         self._account(run, is_event, outcome)
-        await self._offload(self._spool.commit, position, len(run))
+        try:
+            await self._offload(self._spool.commit, position, len(run))
+        except OSError as exc:
+            self._abandon_spool(exc)
         return True
+
+    def _abandon_spool(self, exc: OSError) -> None:
+        """An unreadable spool: count what it held as dropped and carry on without it."""
+        assert self._spool is not None
+        log.error("failcat spool unusable (%s): %d items dropped", exc, self._spool.pending)
+        with self._lock:
+            self._counts["dropped"] += self._spool.pending
+            spool, self._spool = self._spool, None
+        spool.close()
+        self._leave_down()
 
     # ---- one request ---------------------------------------------------------------------
     async def _token(self) -> str:
@@ -633,16 +658,20 @@ class Engine:
             self._spool.close()
 
 
-def _runs(lines: list[bytes]) -> list[tuple[bool, list[bytes]]]:
-    """Consecutive cases form one bulk request; each event is its own request."""
+def _runs(lines: list[bytes], max_bytes: int) -> list[tuple[bool, list[bytes]]]:
+    """Consecutive cases form one bulk request of at most `max_bytes` (at least one case);
+    each event is its own request."""
     runs: list[tuple[bool, list[bytes]]] = []
+    size = 0
     for line in lines:
         if _wire.is_event(line):
             runs.append((True, [line]))
-        elif runs and not runs[-1][0]:
+        elif runs and not runs[-1][0] and size + len(line) + 1 <= max_bytes:
             runs[-1][1].append(line)
+            size += len(line) + 1
         else:
             runs.append((False, [line]))
+            size = len(line) + 1
     return runs
 
 

@@ -12,6 +12,7 @@ Not thread-safe: one sender owns it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Optional
@@ -52,6 +53,7 @@ class Spool:
         self._head_offset = 0
         self._last_seq = 0
         self._pending = 0  # a plain int: other threads read it without a lock
+        self.last_dropped = 0
         self._load()
 
     # ---- state ---------------------------------------------------------------------------
@@ -119,6 +121,7 @@ class Spool:
             dropped += 1
         while self._segments and self.pending_bytes + size > self.max_bytes:
             dropped += self._remove_head()
+        self.last_dropped = dropped  # also known to the caller if the write below fails
         if not lines:
             return dropped
         if not self._segments or self._sizes[self._segments[-1]] >= self.segment_bytes:
@@ -130,9 +133,15 @@ class Spool:
         tail = self._segments[-1]
         data = b"".join(line + b"\n" for line in lines)
         with open(self._path(tail), "ab") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            try:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError:
+                # Disk full mid-write: cut the partial batch so the segment stays whole lines.
+                with contextlib.suppress(OSError):
+                    fh.truncate(self._sizes[tail])
+                raise
         self._sizes[tail] += len(data)
         self._lines[tail] += len(lines)
         self._pending += len(lines)
