@@ -1,7 +1,7 @@
 """failcat-client figures against the embedded server (`failcat serve`, SQLite, indexer off as
 in production where `failcat worker` drains the outbox).
 
-    python -m benchmarks.capture [--cases 50000] [--cost-cases 100000] [--batch 500]
+    python -m benchmarks.capture [--cases 50000] [--cost-cases 50000] [--batch 500]
                                  [--outage] [--outage-cases 50000] [--outage-s 30]
 
 0. (see 2) the client's own ceiling: the same cases to a sink that only parses and answers;
@@ -144,15 +144,25 @@ def percentiles(ns: list[int]) -> str:
 
 
 def timed_captures(
-    client: Any, cases: list[dict[str, Any]], rate: float = 0, cpu: list[int] | None = None
+    client: Any,
+    cases: list[dict[str, Any]],
+    rate: float = 0,
+    cpu: list[int] | None = None,
+    busy: bool = True,
 ) -> list[int]:
     """Wall time of each capture() call (what the request waits), and, into `cpu`, the
     calling thread's CPU time for it (what it costs, without preemption by other processes
-    or waits for the GIL)."""
+    or waits for the GIL). Paced by spinning (`busy`, a serving thread that stays on its
+    core) or by sleeping every 50 calls (kinder to a shared machine, but the first call
+    after each sleep runs on cold caches, whatever the code: see `DictCopy`)."""
     clock, thread_clock = time.perf_counter_ns, time.thread_time_ns
     costs = []
     start = time.perf_counter()
     for i, case in enumerate(cases):
+        if rate and busy:
+            due = start + i / rate
+            while time.perf_counter() < due:
+                pass
         c0 = thread_clock()
         t0 = clock()
         client.capture(**case)
@@ -161,7 +171,7 @@ def timed_captures(
         costs.append(t1 - t0)
         if cpu is not None:
             cpu.append(c1 - c0)
-        if rate and i % 50 == 49:  # pace in steps: sleep granularity is ~0.1 ms
+        if rate and not busy and i % 50 == 49:
             ahead = start + (i + 1) / rate - time.perf_counter()
             if ahead > 0:
                 time.sleep(ahead)
@@ -319,7 +329,7 @@ def child(args: argparse.Namespace) -> None:
          "external_id": f"outage-{i}", "input": {"i": i}, "confidence": 0.2}
         for i in range(args.start, args.stop)
     ]  # fmt: skip
-    costs = timed_captures(client, cases, rate=args.rate)
+    costs = timed_captures(client, cases, rate=args.rate, busy=False)
     if args.drain:
         client.flush(args.exit_timeout)
     client.close()
@@ -378,7 +388,7 @@ def main() -> None:
     c.add_argument("--exit-timeout", type=float, default=5)
     c.add_argument("--drain", action="store_true")
     ap.add_argument("--cases", type=int, default=50_000)
-    ap.add_argument("--cost-cases", type=int, default=100_000)
+    ap.add_argument("--cost-cases", type=int, default=50_000)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--outage", action="store_true")
     ap.add_argument("--outage-cases", type=int, default=50_000)
@@ -412,15 +422,24 @@ def main() -> None:
         with running(tmp, "paced") as server:
             cost_cases = CaseGenerator(seed=5).batch(args.cost_cases)
             client = Client(*server.creds(), queue_size=args.cost_cases + 1)
-            cpu = []
-            costs = timed_captures(client, cost_cases, rate=5000, cpu=cpu)
+            rows = {}
+            for busy in (True, False):
+                cpu = []
+                half = (
+                    cost_cases[: args.cost_cases // 2]
+                    if busy
+                    else cost_cases[args.cost_cases // 2 :]
+                )
+                rows[busy] = timed_captures(client, half, rate=5000, cpu=cpu, busy=busy), cpu
             client.flush(900)
             client.close()
-        print(f"capture() wall, paced 5,000/s:            {percentiles(costs)}")
-        print(f"capture() CPU,  paced 5,000/s:            {percentiles(cpu)}")
-        floor: list[int] = []
-        timed_captures(DictCopy(), cost_cases, rate=5000, cpu=floor)
-        print(f"harness floor (dict copy) CPU, paced:     {percentiles(floor)}")
+        for busy, label in ((True, "spin-paced"), (False, "sleep-paced")):
+            wall, cpu = rows[busy]
+            print(f"capture() wall, {label} 5,000/s:      {percentiles(wall)}")
+            print(f"capture() CPU,  {label} 5,000/s:      {percentiles(cpu)}")
+            floor: list[int] = []
+            timed_captures(DictCopy(), cost_cases[:20_000], rate=5000, cpu=floor, busy=busy)
+            print(f"harness floor (dict copy) CPU, {label}: {percentiles(floor)}")
         down_and_full(tmp, 20_000)
         if args.outage:
             outage(tmp, args.outage_cases, args.outage_s)
