@@ -108,7 +108,9 @@ def test_caller_never_blocks_or_raises_when_the_server_is_down(tmp_path: Path) -
         assert result is None or isinstance(result, str)
     # Bad arguments are the caller's bug, but still never an exception in its path.
     client.capture(model=object(), data_source=None, input=object())
-    assert not client.flush(0.2)
+    started = time.perf_counter()
+    client.flush(0.2)  # True or False by timing (dropped cases leave nothing pending)
+    assert time.perf_counter() - started < 1.0
     client.close(timeout=2)
     stats = client.stats()
     # Without a spool every case is accounted as dropped: at the full queue, after retries,

@@ -108,9 +108,10 @@ class Client(Engine):
             self._progress.notify_all()
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait until everything captured so far is delivered (stored, or answered invalid /
-        sampled out); True if it was within `timeout` seconds. A server that is down is
-        offered the spool once more at once, without waiting for the backoff."""
+        """Wait until nothing captured so far is pending (each case stored, answered
+        invalid / sampled out, or dropped: `stats()` tells which); True if that happened
+        within `timeout` seconds. A server that is down is offered the spool once more at
+        once, without waiting for the backoff."""
         if not self._thread.is_alive():
             return self._pending() == 0
         if threading.current_thread() is self._thread:
