@@ -15,6 +15,7 @@ install: $(BIN)/python
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e sdk/python
 
 run: install
 	$(BIN)/failcat db upgrade
