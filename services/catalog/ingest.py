@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import functools
 import random
 import re
 from dataclasses import dataclass, field
@@ -447,8 +448,10 @@ def _seen(
     return None
 
 
+@functools.lru_cache(maxsize=65536)
 def group_id_of(fingerprint: str) -> str:
-    """Groups are keyed by fingerprint: every batch derives the same id without a lookup."""
+    """Groups are keyed by fingerprint: every batch derives the same id without a lookup.
+    Cached: a batch asks for each case's group three times, and fingerprints repeat."""
     return stable_id(f"failure-group:{fingerprint}")
 
 
