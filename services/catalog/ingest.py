@@ -220,7 +220,7 @@ async def ingest(
     # A reservoir decides in arrival order and may drop an earlier item of the same batch
     # (answered sampled_out): under sampling rules the batch is stored in one piece.
     batch.sampling = any(r.enabled for r in await repo.sampling_rules())
-    size = len(items) if batch.sampling else CHUNK
+    size = max(len(items), 1) if batch.sampling else CHUNK
     pieces = [range(i, min(i + size, len(items))) for i in range(0, len(items), size)]
 
     store: asyncio.Task[None] | None = None

@@ -263,3 +263,18 @@ async def test_concurrent_batches_creating_the_same_models_in_several_chunks(db,
             ModelVersion.model_id.in_(select(Model.id).where(Model.name.like(f"model-{salt}-%"))),
         )
     assert (models, versions, sources) == (24, 24, 7)
+
+
+async def test_an_empty_batch_answers_nothing_with_or_without_sampling_rules(session):
+    assert await service.ingest_cases(session, [], SYSTEM) == []
+    await service.set_sampling_rule(
+        session,
+        model_name=f"m-{secrets.token_hex(3)}",
+        data_source="any",
+        daily_cap=5,
+        keep_at_or_above="S1",
+        actor=SYSTEM,
+    )
+    assert await service.ingest_cases(session, [], SYSTEM) == []
+    [result] = await service.ingest_cases(session, unique(aiid_cases(1)), SYSTEM)
+    assert result.status == "created"
