@@ -2,6 +2,8 @@
 
 The REST bulk route and `Mutation.ingestCases` both call `ingest`. Per item the work is one
 pydantic validation, one canonical-JSON hash and a few dicts; no ORM object is built per case.
+A batch is stored in chunks, the next chunk validated while the previous one is written (see
+`ingest`); what several chunks share (group counts) is written once at the end.
 """
 
 from __future__ import annotations
