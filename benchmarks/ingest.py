@@ -151,6 +151,17 @@ class RawCopy:
             await dst.close()
 
 
+async def drop_databases(base_url: str, *urls: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn(base_url))
+    try:
+        for url in urls:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 def dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
@@ -173,12 +184,22 @@ async def main() -> None:
     base = postgres_url()
     for workers, concurrency in dict.fromkeys(((1, 1), (args.workers, args.concurrency))):
         e2e_url, raw_url = await fresh_postgres(base), await fresh_postgres(base)
-        await upgrade_async(e2e_url)
-        await upgrade_async(raw_url)
-        with tempfile.TemporaryDirectory() as tmp:
-            e2e, raw = await asyncio.to_thread(
-                end_to_end, e2e_url, bodies, Path(tmp), workers, concurrency, args.slices, raw_url
-            )
+        try:
+            await upgrade_async(e2e_url)
+            await upgrade_async(raw_url)
+            with tempfile.TemporaryDirectory() as tmp:
+                e2e, raw = await asyncio.to_thread(
+                    end_to_end,
+                    e2e_url,
+                    bodies,
+                    Path(tmp),
+                    workers,
+                    concurrency,
+                    args.slices,
+                    raw_url,
+                )
+        finally:
+            await drop_databases(base, e2e_url, raw_url)  # the server is shared: leave nothing
         assert raw is not None
         print(
             f"postgres, {workers} API process(es), {concurrency} request(s) in flight: "
