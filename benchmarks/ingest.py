@@ -1,7 +1,7 @@
 """Ingestion throughput: the bulk REST route end to end versus asyncpg COPY of the same rows.
 
     python -m benchmarks.ingest [--cases 50000] [--batch 1000] [--embedded-cases 20000]
-                                [--workers 1] [--concurrency 2]
+                                [--workers 1] [--concurrency 2] [--slices 4]
 
 Postgres comes from FAILCAT_BENCH_DATABASE_URL / FAILCAT_TEST_DATABASE_URL, else
 infra/scripts/postgres.sh starts one. Each measurement uses a fresh database migrated to head.
@@ -11,9 +11,11 @@ infra/scripts/postgres.sh starts one. Each measurement uses a fresh database mig
    generated cases (benchmarks/generator.py), each committed before the answer;
 2. raw ceiling: the rows the service stored (cases, revisions, links, outbox) are read back and
    written again with asyncpg `copy_records_to_table` into a second fresh database with the same
-   schema (models, versions, sources and groups pre-loaded, untimed);
-   A second end-to-end run keeps `--concurrency` requests in flight (default 2: while one
-   request waits on Postgres the API process parses and validates the next);
+   schema (models, versions, sources and groups pre-loaded, untimed), one transaction.
+   The two alternate: the batches are sent in `--slices` slices, and after each slice the rows
+   it stored are copied raw, so both sides of the ratio see the same load on a shared machine.
+   The first run keeps one request in flight; a second keeps `--concurrency` (default 2: while
+   one request waits on Postgres the API process parses and validates the next);
 3. the same end-to-end run on the embedded SQLite backend.
 Prints cases/s for each, and the ratio end-to-end / raw.
 """
@@ -27,6 +29,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -40,8 +43,16 @@ REFERENCE_TABLES = ["model", "data_source", "model_version", "failure_group"]
 
 
 def end_to_end(
-    db_url: str, bodies: list[bytes], data_dir: Path, workers: int = 1, concurrency: int = 1
-) -> float:
+    db_url: str,
+    bodies: list[bytes],
+    data_dir: Path,
+    workers: int = 1,
+    concurrency: int = 1,
+    slices: int = 1,
+    raw_url: str | None = None,
+) -> tuple[float, float | None]:
+    """cases/s end to end, and (given `raw_url`) cases/s of the raw COPY of the same rows,
+    measured slice by slice in alternation."""
     env = {
         "FAILCAT_DATABASE_URL": db_url,
         "FAILCAT_DATA_DIR": str(data_dir),
@@ -50,6 +61,7 @@ def end_to_end(
     }
     if db_url.startswith("sqlite"):
         env.pop("FAILCAT_DATABASE_URL")
+    copier = RawCopy(db_url, raw_url) if raw_url else None
     with served(env, workers) as base:
         headers = {
             "Authorization": f"Bearer {token(base, data_dir)}",
@@ -65,42 +77,93 @@ def end_to_end(
                     n += resp.json()["counts"]["created"]
                 return n
 
-        shares = [bodies[i::concurrency] for i in range(concurrency)]
-        start = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            created = sum(pool.map(send, shares))
-        elapsed = time.perf_counter() - start
+        created, e2e_time, raw_time = 0, 0.0, 0.0
+        per_slice = -(-len(bodies) // slices)
+        for k in range(0, len(bodies), per_slice):
+            part = bodies[k : k + per_slice]
+            shares = [part[i::concurrency] for i in range(concurrency)]
+            start = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                created += sum(pool.map(send, shares))
+            e2e_time += time.perf_counter() - start
+            if copier is not None:
+                raw_time += asyncio.run(copier.next_slice())
     n = sum(body.count(b'"external_id"') for body in bodies)
     assert created == n, f"created {created} of {n}"
-    return n / elapsed
+    return n / e2e_time, (n / raw_time if copier is not None else None)
 
 
-async def raw_copy(source_url: str, target_url: str) -> tuple[float, int]:
+class RawCopy:
+    """Copies what the service stored since the last call into the raw database, timed."""
+
+    def __init__(self, source_url: str, target_url: str) -> None:
+        self.source, self.target = dsn(source_url), dsn(target_url)
+        self.outbox_seen = 0
+        self.reference_seen: dict[str, set[Any]] = {t: set() for t in REFERENCE_TABLES}
+
+    async def next_slice(self) -> float:
+        import asyncpg
+
+        src, dst = await asyncpg.connect(self.source), await asyncpg.connect(self.target)
+        try:
+            # Every request of the slice has committed: the outbox rows past the mark are
+            # exactly the slice's cases.
+            outbox = await src.fetch(
+                "SELECT * FROM search_outbox WHERE id > $1 ORDER BY id", self.outbox_seen
+            )
+            self.outbox_seen = outbox[-1]["id"]
+            ids = [r["case_id"] for r in outbox]
+            data = {
+                "failure_case": await src.fetch(
+                    "SELECT * FROM failure_case WHERE id = ANY($1)", ids
+                ),
+                "case_revision": await src.fetch(
+                    "SELECT * FROM case_revision WHERE case_id = ANY($1)", ids
+                ),
+                "case_link": await src.fetch(
+                    "SELECT * FROM case_link WHERE case_id = ANY($1)", ids
+                ),
+                "search_outbox": outbox,
+            }
+            for t in REFERENCE_TABLES:  # untimed: the ceiling writes only what ingestion adds
+                rows = [
+                    r
+                    for r in await src.fetch(f"SELECT * FROM {t}")
+                    if r["id"] not in self.reference_seen[t]
+                ]
+                if rows:
+                    self.reference_seen[t].update(r["id"] for r in rows)
+                    await dst.copy_records_to_table(
+                        t, records=[tuple(r.values()) for r in rows], columns=list(rows[0].keys())
+                    )
+            records = {
+                t: ([tuple(r.values()) for r in data[t]], list(data[t][0].keys()))
+                for t in TIMED_TABLES
+                if data[t]
+            }
+            start = time.perf_counter()
+            async with dst.transaction():
+                for t, (rows, cols) in records.items():
+                    await dst.copy_records_to_table(t, records=rows, columns=cols)
+            return time.perf_counter() - start
+        finally:
+            await src.close()
+            await dst.close()
+
+
+async def drop_databases(base_url: str, *urls: str) -> None:
     import asyncpg
 
-    dsn = lambda u: u.replace("postgresql+asyncpg://", "postgresql://")  # noqa: E731
-    src, dst = await asyncpg.connect(dsn(source_url)), await asyncpg.connect(dsn(target_url))
+    conn = await asyncpg.connect(dsn(base_url))
     try:
-        data = {t: await src.fetch(f"SELECT * FROM {t}") for t in REFERENCE_TABLES + TIMED_TABLES}
-        for t in REFERENCE_TABLES:
-            await dst.copy_records_to_table(
-                t, records=[tuple(r.values()) for r in data[t]], columns=list(data[t][0].keys())
-            )
-        records = {
-            t: ([tuple(r.values()) for r in data[t]], list(data[t][0].keys()))
-            for t in TIMED_TABLES
-            if data[t]
-        }
-        start = time.perf_counter()
-        async with dst.transaction():
-            for t, (rows, cols) in records.items():
-                await dst.copy_records_to_table(t, records=rows, columns=cols)
-        elapsed = time.perf_counter() - start
+        for url in urls:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
     finally:
-        await src.close()
-        await dst.close()
-    n = len(data["failure_case"])
-    return n / elapsed, n
+        await conn.close()
+
+
+def dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
 async def main() -> None:
@@ -110,6 +173,7 @@ async def main() -> None:
     ap.add_argument("--embedded-cases", type=int, default=20_000)
     ap.add_argument("--workers", type=int, default=1, help="API processes in the second run")
     ap.add_argument("--concurrency", type=int, default=2, help="requests in flight, second run")
+    ap.add_argument("--slices", type=int, default=4, help="alternations of end-to-end and raw")
     args = ap.parse_args()
 
     gen = CaseGenerator(seed=1)
@@ -118,24 +182,29 @@ async def main() -> None:
     print(f"generated {len(cases)} cases, {sum(map(len, bodies)) / len(cases):.0f} bytes each")
 
     base = postgres_url()
-    raw_url = await fresh_postgres(base)
-    await upgrade_async(raw_url)
-    results = {}
-    for workers, concurrency in ((1, 1), (args.workers, args.concurrency)):
-        if (workers, concurrency) in results:
-            continue
-        e2e_url = await fresh_postgres(base)
-        await upgrade_async(e2e_url)
-        with tempfile.TemporaryDirectory() as tmp:
-            results[workers, concurrency] = await asyncio.to_thread(
-                end_to_end, e2e_url, bodies, Path(tmp), workers, concurrency
-            )
-    raw, n = await raw_copy(e2e_url, raw_url)
-    print(f"postgres raw ceiling (asyncpg COPY of the same {n} rows): {raw:8.0f} cases/s")
-    for (workers, concurrency), e2e in results.items():
+    for workers, concurrency in dict.fromkeys(((1, 1), (args.workers, args.concurrency))):
+        e2e_url, raw_url = await fresh_postgres(base), await fresh_postgres(base)
+        try:
+            await upgrade_async(e2e_url)
+            await upgrade_async(raw_url)
+            with tempfile.TemporaryDirectory() as tmp:
+                e2e, raw = await asyncio.to_thread(
+                    end_to_end,
+                    e2e_url,
+                    bodies,
+                    Path(tmp),
+                    workers,
+                    concurrency,
+                    args.slices,
+                    raw_url,
+                )
+        finally:
+            await drop_databases(base, e2e_url, raw_url)  # the server is shared: leave nothing
+        assert raw is not None
         print(
-            f"postgres end-to-end, {workers} API process(es), {concurrency} client(s) "
-            f"in flight: {e2e:8.0f} cases/s  ratio to raw {e2e / raw:5.2f}"
+            f"postgres, {workers} API process(es), {concurrency} request(s) in flight: "
+            f"end-to-end {e2e:7.0f} cases/s, raw COPY of the same rows {raw:7.0f} cases/s, "
+            f"ratio {e2e / raw:5.2f}"
         )
 
     if args.embedded_cases:
@@ -144,7 +213,7 @@ async def main() -> None:
             os.environ.pop("FAILCAT_DATABASE_URL", None)
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'catalog.db'}"
             await upgrade_async(url)
-            emb = await asyncio.to_thread(end_to_end, url, bodies[:k], Path(tmp))
+            emb, _ = await asyncio.to_thread(end_to_end, url, bodies[:k], Path(tmp))
         print(f"embedded end-to-end (SQLite, {k * args.batch} cases):     {emb:8.0f} cases/s")
 
 

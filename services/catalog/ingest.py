@@ -2,11 +2,16 @@
 
 The REST bulk route and `Mutation.ingestCases` both call `ingest`. Per item the work is one
 pydantic validation, one canonical-JSON hash and a few dicts; no ORM object is built per case.
+A batch is stored in chunks, the next chunk validated while the previous one is written (see
+`ingest`); what several chunks share (group counts) is written once at the end.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import difflib
+import functools
 import random
 import re
 from dataclasses import dataclass, field
@@ -191,44 +196,115 @@ CURATED_COLUMNS = (
 )
 
 
+# Items per pipeline stage: small enough that a 1,000-item request has a few stages to
+# overlap, large enough that each stage's statements carry many rows.
+CHUNK = 250
+# Items prepared between two yields to the event loop: the store in flight gets the loop
+# back (to send its next statement) within a few milliseconds.
+SLICE = 25
+
+
 async def ingest(
     session: Any, items: list[Any], actor: Principal, rng: random.Random | None = None
 ) -> list[ItemResult]:
-    repo = CatalogRepository(session)
-    now = utcnow()
-    taxonomy_version = await repo.current_taxonomy_version()
-    modes = await repo.failure_modes(taxonomy_version)
-    results: list[ItemResult | None] = [None] * len(items)
+    """Validate, hash and store `items` in one transaction; one result per item, in order.
 
+    A pipeline over chunks: while Postgres stores chunk k (COPY in flight on the session's
+    connection), the CPU work of chunk k+1 (validation, hashing) runs on the event loop in
+    slices. Only the store task uses the session, one statement at a time (an AsyncSession
+    must not run two at once); the preparation never touches it. Group counts, sampling
+    counters and regressions are written once at the end, in key order, so concurrent
+    batches lock shared rows in one order and never deadlock."""
+    repo = CatalogRepository(session)
+    batch = _Batch(repo, actor, utcnow(), rng or random.Random(), len(items))
+    batch.taxonomy_version = await repo.current_taxonomy_version()
+    modes = await repo.failure_modes(batch.taxonomy_version)
+    # A reservoir decides in arrival order and may drop an earlier item of the same batch
+    # (answered sampled_out): under sampling rules the batch is stored in one piece.
+    batch.sampling = any(r.enabled for r in await repo.sampling_rules())
+    size = max(len(items), 1) if batch.sampling else CHUNK
+    pieces = [range(i, min(i + size, len(items))) for i in range(0, len(items), size)]
+
+    store: asyncio.Task[None] | None = None
+    try:
+        for piece in pieces:
+            valid = await _prepare_piece(batch, items, piece, modes)
+            if store is not None:
+                await store
+            store = asyncio.create_task(batch.store(valid))
+        if store is not None:
+            await store
+    finally:
+        if store is not None and not store.done():
+            # An error (or cancellation) while preparing: the statement in flight must end
+            # before the request's rollback uses the connection.
+            store.cancel()
+            with contextlib.suppress(BaseException):
+                await store
+    await batch.finish()
+    return [r for r in batch.results if r is not None]
+
+
+async def _prepare_piece(
+    batch: _Batch, items: list[Any], piece: range, modes: dict[str, str | None]
+) -> list[Prepared]:
     valid: list[Prepared] = []
-    for i, raw in enumerate(items):
-        p = prepare(i, raw, modes, now)
+    for n, i in enumerate(piece, start=1):
+        p = prepare(i, items[i], modes, batch.now)
         if isinstance(p, list):
-            results[i] = ItemResult(index=i, status="invalid", errors=[e.as_dict() for e in p])
+            batch.results[i] = ItemResult(
+                index=i, status="invalid", errors=[e.as_dict() for e in p]
+            )
         else:
             valid.append(p)
+        if n % SLICE == 0:
+            await asyncio.sleep(0)  # let the store in flight send its next statement
+    return valid
 
-    # Known already: stored (one query by content hash, one by (source, external_id)), or an
-    # earlier item of this batch (id by hash, (id, hash) by key).
-    stored_hash = await repo.ids_by_hash(list({p.content_hash for p in valid}))
-    stored_ext = await repo.cases_by_external(_ext_keys(valid))
-    by_hash: dict[str, str] = {}
-    by_ext: dict[tuple[str, str], tuple[str, str]] = {}
-    new: list[Prepared] = []
-    for p in valid:
-        seen = _seen(p, stored_ext, stored_hash) or _seen(p, by_ext, by_hash)
-        if seen is not None:
-            results[p.index] = seen
-            continue
-        by_hash[p.content_hash] = p.id
-        if p.case.external_id:
-            by_ext[(p.source_key, p.case.external_id)] = (p.id, p.content_hash)
-        new.append(p)
 
-    if new:
-        stored, sampled_out = await _store(
-            repo, new, actor, now, taxonomy_version, rng or random.Random()
-        )
+class _Batch:
+    """What one request's chunks share: answers so far, ids of this batch's cases (by hash
+    and by idempotency key), the model/source/version ids resolved, group tallies."""
+
+    def __init__(
+        self, repo: CatalogRepository, actor: Principal, now: datetime, rng: random.Random, n: int
+    ) -> None:
+        self.repo, self.actor, self.now, self.rng = repo, actor, now, rng
+        self.results: list[ItemResult | None] = [None] * n
+        self.taxonomy_version = 0
+        self.sampling = False
+        self.by_hash: dict[str, str] = {}
+        self.by_ext: dict[tuple[str, str], tuple[str, str]] = {}
+        self.models: dict[str, str] = {}
+        self.sources: dict[str, str] = {}
+        self.versions: dict[tuple[str, str], str] = {}
+        self.tallies: dict[str, dict[str, Any]] = {}
+        self.stored: list[Prepared] = []
+        self.evicted: list[str] = []
+        self.counters: list[dict[str, object]] = []
+
+    async def store(self, valid: list[Prepared]) -> None:
+        """Answer a chunk's items: duplicates and conflicts of stored cases or of earlier
+        items, else store them (or sample them out)."""
+        repo = self.repo
+        # Known already: stored (one query by content hash, one by (source, external_id)),
+        # or an earlier item of this batch. Earlier chunks are stored by now, in this
+        # transaction, so they answer from the first lookup with the same id.
+        stored_hash = await repo.ids_by_hash(list({p.content_hash for p in valid}))
+        stored_ext = await repo.cases_by_external(_ext_keys(valid))
+        new: list[Prepared] = []
+        for p in valid:
+            seen = _seen(p, stored_ext, stored_hash) or _seen(p, self.by_ext, self.by_hash)
+            if seen is not None:
+                self.results[p.index] = seen
+                continue
+            self.by_hash[p.content_hash] = p.id
+            if p.case.external_id:
+                self.by_ext[(p.source_key, p.case.external_id)] = (p.id, p.content_hash)
+            new.append(p)
+        if not new:
+            return
+        stored, sampled_out = await self._insert(new)
         lost = [p for p in new if p.id not in stored and p.index not in sampled_out]
         again: dict[str, str] = {}
         again_ext: dict[tuple[str, str], tuple[str, str]] = {}
@@ -237,14 +313,102 @@ async def ingest(
             again_ext = await repo.cases_by_external(_ext_keys(lost))
         for p in new:
             if p.id in stored:
-                results[p.index] = ItemResult(index=p.index, status="created", id=p.id)
+                self.results[p.index] = ItemResult(index=p.index, status="created", id=p.id)
             elif p.index in sampled_out:
-                results[p.index] = ItemResult(index=p.index, status="sampled_out")
+                self.results[p.index] = ItemResult(index=p.index, status="sampled_out")
             else:
-                results[p.index] = _seen(p, again_ext, again) or ItemResult(
+                self.results[p.index] = _seen(p, again_ext, again) or ItemResult(
                     index=p.index, status="duplicate"
                 )
-    return [r for r in results if r is not None]
+
+    async def _insert(self, new: list[Prepared]) -> tuple[set[str], set[int]]:
+        """Store the new cases with their first revision, links and outbox entries; returns
+        the ids stored and the indexes sampled out."""
+        repo, now = self.repo, self.now
+        if self.sampling:
+            outcome = await sample(repo, new, self.rng)
+            kept, out = outcome.kept, outcome.sampled_out
+            self.evicted, self.counters = outcome.evicted, outcome.counters
+        else:
+            kept, out = new, []
+        await self._resolve_references(new, kept)
+        rows = [self._case_row(p) for p in kept]
+        stored = await repo.insert_cases(rows)
+
+        revision_rows, link_rows = [], []
+        for p in kept:
+            if p.id not in stored:
+                continue
+            revision_rows.append(
+                {
+                    "case_id": p.id,
+                    "revision": 1,
+                    "actor": self.actor.subject,
+                    "actor_name": self.actor.name,
+                    "created_at": now,
+                    "reason": "ingested",
+                    "changes": {},
+                }
+            )
+            for lk in p.case.links:
+                link_rows.append({"id": new_id(), "case_id": p.id, **lk.model_dump(mode="json")})
+            _tally(self.tallies, p, self.models, added=1)
+            self.stored.append(p)
+        for p in out:
+            _tally(self.tallies, p, self.models, sampled=1)
+        await repo.insert_rows(CaseRevision, revision_rows)
+        await repo.insert_rows(CaseLink, link_rows)
+        await repo.add_outbox([(r["case_id"], 1) for r in revision_rows], now)
+        return stored, {p.index for p in out}
+
+    async def _resolve_references(self, new: list[Prepared], kept: list[Prepared]) -> None:
+        """Ids of models, data sources and model versions, created when first seen; each is
+        asked for once per batch."""
+        repo, now = self.repo, self.now
+        names = {p.case.model.name for p in new} - self.models.keys()
+        if names:
+            self.models.update(await repo.ensure_models(names, now))
+        names = {p.case.data_source for p in kept} - self.sources.keys()
+        if names:
+            self.sources.update(await repo.ensure_sources(names, now))
+        pairs = {(self.models[p.case.model.name], p.case.model.version) for p in kept}
+        if pairs - self.versions.keys():
+            self.versions.update(await repo.ensure_versions(pairs - self.versions.keys(), now))
+
+    def _case_row(self, p: Prepared) -> dict[str, Any]:
+        return _case_row(
+            p,
+            self.actor,
+            self.now,
+            self.taxonomy_version,
+            self.models,
+            self.versions,
+            self.sources,
+        )
+
+    async def finish(self) -> None:
+        """What the whole batch changes once: group counts (one upsert in id order),
+        regressions, sampling evictions and counters."""
+        repo, now = self.repo, self.now
+        if not self.tallies:
+            return
+        # Read (no lock) only to notice resolved groups coming back.
+        known = await repo.groups_by_id(sorted(self.tallies))
+        regressions: dict[str, str] = {}
+        for p in self.stored:
+            gid = group_id_of(p.fingerprint)
+            group = known.get(gid)
+            if (
+                group is not None
+                and group.status == GroupStatus.RESOLVED
+                and is_newer(p.case.model.version, group.resolved_in_version)
+            ):
+                regressions[gid] = p.case.model.version
+        await repo.upsert_groups(list(self.tallies.values()))
+        await _evict(repo, self.evicted, now)
+        await repo.save_sampling_counters(self.counters)
+        for gid, version in sorted(regressions.items()):
+            await repo.mark_regressed(gid, version, now)
 
 
 def _ext_keys(prepared: list[Prepared]) -> list[tuple[str, str]]:
@@ -286,70 +450,11 @@ def _seen(
     return None
 
 
+@functools.lru_cache(maxsize=65536)
 def group_id_of(fingerprint: str) -> str:
-    """Groups are keyed by fingerprint: every batch derives the same id without a lookup."""
+    """Groups are keyed by fingerprint: every batch derives the same id without a lookup.
+    Cached: a batch asks for each case's group three times, and fingerprints repeat."""
     return stable_id(f"failure-group:{fingerprint}")
-
-
-async def _store(
-    repo: CatalogRepository,
-    new: list[Prepared],
-    actor: Principal,
-    now: datetime,
-    taxonomy_version: int,
-    rng: random.Random,
-) -> tuple[set[str], set[int]]:
-    """Store the new cases; returns the ids stored and the indexes sampled out."""
-    outcome = await sample(repo, new, rng)
-    models = await repo.ensure_models({p.case.model.name for p in new}, now)
-    # Read (no lock) only to notice resolved groups coming back.
-    known = await repo.groups_by_id(list({group_id_of(p.fingerprint) for p in new}))
-    kept = outcome.kept
-    sources = await repo.ensure_sources({p.case.data_source for p in kept}, now)
-    versions = await repo.ensure_versions(
-        {(models[p.case.model.name], p.case.model.version) for p in kept}, now
-    )
-    rows = [_case_row(p, actor, now, taxonomy_version, models, versions, sources) for p in kept]
-    stored = await repo.insert_cases(rows)
-
-    revision_rows, link_rows = [], []
-    tallies: dict[str, dict[str, Any]] = {}
-    regressions: dict[str, str] = {}
-    for p in kept:
-        if p.id not in stored:
-            continue
-        links = [lk.model_dump(mode="json") for lk in p.case.links]
-        revision_rows.append(
-            {
-                "case_id": p.id,
-                "revision": 1,
-                "actor": actor.subject,
-                "actor_name": actor.name,
-                "created_at": now,
-                "reason": "ingested",
-                "changes": {},
-            }
-        )
-        link_rows.extend({"id": new_id(), "case_id": p.id, **lk} for lk in links)
-        gid = _tally(tallies, p, models, added=1)
-        group = known.get(gid)
-        if (
-            group is not None
-            and group.status == GroupStatus.RESOLVED
-            and is_newer(p.case.model.version, group.resolved_in_version)
-        ):
-            regressions[gid] = p.case.model.version
-    for p in outcome.sampled_out:
-        _tally(tallies, p, models, sampled=1)
-    await repo.insert_rows(CaseRevision, revision_rows)
-    await repo.insert_rows(CaseLink, link_rows)
-    await repo.add_outbox([(cid, 1) for cid in stored], now)
-    await repo.upsert_groups(list(tallies.values()))
-    await _evict(repo, outcome.evicted, now)
-    await repo.save_sampling_counters(outcome.counters)
-    for gid, version in regressions.items():
-        await repo.mark_regressed(gid, version, now)
-    return stored, {p.index for p in outcome.sampled_out}
 
 
 def _tally(

@@ -183,3 +183,98 @@ async def test_concurrent_batches_sharing_groups_neither_deadlock_nor_lose_count
             )
         ).scalar_one()
     assert total == 6 * 150
+
+
+async def test_chunk_boundaries_change_no_answer(session, monkeypatch):
+    """The pipeline stores a batch chunk by chunk: duplicates and reused keys of an item in
+    an earlier chunk, invalid items, groups and counts answer exactly as in one piece."""
+    from services.catalog import ingest as pipeline
+
+    monkeypatch.setattr(pipeline, "CHUNK", 3)
+    cases = unique(aiid_cases(7))
+    fp = f"chunks-{secrets.token_hex(4)}"
+    for c in cases:
+        c["fingerprint"] = fp
+    same_again = dict(cases[0])  # a retry of item 0, three chunks later
+    reused_key = dict(cases[1], latency_ms=12345.0)  # other content under the same key
+    no_key = dict(cases[2], external_id=None)
+    invalid = dict(cases[3], severity="S9")
+    batch = [*cases[:5], invalid, same_again, reused_key, *cases[5:], no_key]
+    results = await service.ingest_cases(session, batch, SYSTEM)
+
+    assert [r.index for r in results] == list(range(len(batch)))
+    assert [r.status for r in results] == [
+        *["created"] * 5,
+        "invalid",
+        "duplicate",
+        "conflict",
+        *["created"] * 2,
+        "created",  # no external_id: its content differs from item 2's (the key is a fact)
+    ]
+    assert results[6].id == results[0].id and results[7].id == results[1].id
+    assert results[5].errors[0]["path"] == "severity"
+    created = [r.id for r in results if r.status == "created"]
+    assert len(set(created)) == 8
+    assert await count(session, FailureCase, FailureCase.id.in_(created)) == 8
+    assert await count(session, CaseRevision, CaseRevision.case_id.in_(created)) == 8
+    assert await count(session, Outbox, Outbox.case_id.in_(created)) == 8
+    group = (
+        await session.execute(select(FailureGroup).where(FailureGroup.fingerprint == fp))
+    ).scalar_one()
+    assert group.case_count == 8
+
+
+async def test_concurrent_batches_creating_the_same_models_in_several_chunks(db, monkeypatch):
+    """Each chunk creates the models, versions and sources it needs first: two batches that
+    meet the same new names in different chunks and orders must queue, not deadlock."""
+    import asyncio
+    import random
+
+    from services.catalog import ingest as pipeline
+
+    monkeypatch.setattr(pipeline, "CHUNK", 20)
+    salt = secrets.token_hex(3)
+    names = [(f"model-{salt}-{i}", f"{i % 3}.0", f"source-{salt}-{i % 7}") for i in range(24)]
+    batches = []
+    for seed in range(4):
+        cases = unique(aiid_cases(120))
+        rng = random.Random(seed)
+        order = names[:]
+        rng.shuffle(order)
+        for n, c in enumerate(cases):
+            model, version, source = order[n * len(order) // len(cases)]
+            c.update(model={"name": model, "version": version}, data_source=source)
+        batches.append(cases)
+
+    async def one(batch):
+        async with db.transaction() as s:
+            return await service.ingest_cases(s, batch, SYSTEM)
+
+    results = await asyncio.wait_for(asyncio.gather(*(one(b) for b in batches)), 120)
+    assert [r.status for rs in results for r in rs] == ["created"] * 480
+    async with db.transaction() as s:
+        from services.catalog.models import DataSource, Model, ModelVersion
+
+        models = await count(s, Model, Model.name.like(f"model-{salt}-%"))
+        sources = await count(s, DataSource, DataSource.name.like(f"source-{salt}-%"))
+        versions = await count(
+            s,
+            ModelVersion,
+            ModelVersion.model_id.in_(select(Model.id).where(Model.name.like(f"model-{salt}-%"))),
+        )
+    assert (models, versions, sources) == (24, 24, 7)
+
+
+async def test_an_empty_batch_answers_nothing_with_or_without_sampling_rules(session):
+    assert await service.ingest_cases(session, [], SYSTEM) == []
+    await service.set_sampling_rule(
+        session,
+        model_name=f"m-{secrets.token_hex(3)}",
+        data_source="any",
+        daily_cap=5,
+        keep_at_or_above="S1",
+        actor=SYSTEM,
+    )
+    assert await service.ingest_cases(session, [], SYSTEM) == []
+    [result] = await service.ingest_cases(session, unique(aiid_cases(1)), SYSTEM)
+    assert result.status == "created"

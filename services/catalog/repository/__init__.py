@@ -10,8 +10,9 @@
 - outbox.py: the search outbox and search document rows
 - visibility.py: the visibility rule over these tables; base.py: what the modules share
 
-Set-based: one statement per table per batch. `CatalogRepository` is all of them over one
-session, so an operation that touches several parts needs one object.
+Set-based: one statement per table per batch (per chunk of an ingested batch).
+`CatalogRepository` is all of them over one session, so an operation that touches several
+parts needs one object.
 """
 
 from __future__ import annotations

@@ -15,6 +15,19 @@ from services.catalog.schemas import GroupStatus
 from shared.chunks import chunks
 from shared.security import Principal
 
+# What ingestion writes of a group (its tally), in the order of the array upsert's columns.
+GROUP_UPSERT_COLUMNS = (
+    "id",
+    "fingerprint",
+    "model_id",
+    "failure_mode",
+    "first_seen",
+    "last_seen",
+    "case_count",
+    "sampled_out_count",
+    "status",
+)
+
 
 class GroupQueries(RepositoryBase):
     async def visible_group(
@@ -68,6 +81,10 @@ class GroupQueries(RepositoryBase):
         each other only there. Rows go in id order, so their locks never deadlock."""
         if not rows:
             return
+        rows = sorted(rows, key=lambda r: r["id"])
+        if self.dialect == "postgresql":
+            await self._upsert_groups_unnest(rows)
+            return
         g = FailureGroup.__table__
         stmt = self._insert(g)
         if self.dialect == "postgresql":
@@ -83,7 +100,26 @@ class GroupQueries(RepositoryBase):
                 "last_seen": latest(g.c.last_seen, stmt.excluded.last_seen),
             },
         )
-        await self.session.execute(stmt, sorted(rows, key=lambda r: r["id"]))
+        await self.session.execute(stmt, rows)
+
+    async def _upsert_groups_unnest(self, rows: list[dict[str, Any]]) -> None:
+        """The same upsert as one statement over arrays: one row per execution (what an
+        executemany does) costs Postgres a statement each, and this runs outside the
+        ingest pipeline's overlap, at the end of every batch. ORDER BY keeps the id order
+        the rows are locked in."""
+        raw = await self._raw_connection()
+        await raw.execute(
+            f"INSERT INTO failure_group ({', '.join(GROUP_UPSERT_COLUMNS)}) "
+            "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
+            "$5::timestamptz[], $6::timestamptz[], $7::bigint[], $8::bigint[], $9::varchar[]) "
+            "ORDER BY 1 "
+            "ON CONFLICT (id) DO UPDATE SET "
+            "case_count = failure_group.case_count + excluded.case_count, "
+            "sampled_out_count = failure_group.sampled_out_count + excluded.sampled_out_count, "
+            "first_seen = least(failure_group.first_seen, excluded.first_seen), "
+            "last_seen = greatest(failure_group.last_seen, excluded.last_seen)",
+            *([r[c] for r in rows] for c in GROUP_UPSERT_COLUMNS),
+        )
 
     async def count_evictions(self, per_group: dict[str, int]) -> None:
         if not per_group:

@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 
 from services.catalog.models import DataSource, Model, ModelVersion
 from services.catalog.repository.base import RepositoryBase
 from shared.chunks import chunks
 from shared.ids import new_id
+
+# The advisory lock key of reference creation (any constant unique within the database).
+REFERENCES_LOCK = 0x6661696C636174  # "failcat"
 
 
 class ModelQueries(RepositoryBase):
@@ -22,12 +25,23 @@ class ModelQueries(RepositoryBase):
         found = await self._names(table, names)
         missing = names - found.keys()
         if missing:
+            await self._lock_references()
             await self.session.execute(
                 self._insert(table).on_conflict_do_nothing(),
                 [{"id": new_id(), "name": n, "created_at": now} for n in sorted(missing)],
             )
             found.update(await self._names(table, missing))
         return found
+
+    async def _lock_references(self) -> None:
+        """One writer at a time creates models, sources and versions (until it commits).
+
+        A batch is stored in chunks and creates the references each chunk needs: two
+        batches creating the same new names in different chunks would each wait for the
+        other's uncommitted row (a deadlock). Behind one lock they queue instead; it is taken
+        only when a name is new, which is rare once a deployment has seen its models."""
+        if self.dialect == "postgresql":
+            await self.session.execute(select(func.pg_advisory_xact_lock(REFERENCES_LOCK)))
 
     async def _names(self, table: Any, names: set[str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -50,6 +64,7 @@ class ModelQueries(RepositoryBase):
         found = await self._versions(pairs)
         missing = pairs - found.keys()
         if missing:
+            await self._lock_references()
             await self.session.execute(
                 self._insert(ModelVersion.__table__).on_conflict_do_nothing(),
                 [
