@@ -6,7 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -191,31 +192,56 @@ def _closed_port() -> int:
     return free_port()
 
 
+# Forking a process that runs threads (pytest's event loop, aiosqlite workers) can deadlock
+# the child on a lock some thread held; the pre-forked server is a fresh process, as here.
+FORK_SCENARIO = """
+import json, os, sys
+from failcat_client import Client
+
+url, client_id, secret, source, spool = sys.argv[1:6]
+model = {"name": "incident-classifier", "version": "2.0.0"}
+client = Client(url, client_id, secret, spool_dir=spool, flush_interval_s=0.05)
+parent_id = client.capture(model=model, data_source=source, input={"who": "parent"})
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:  # the child: a pre-forked worker
+    code = 1
+    try:
+        os.close(read)
+        child_id = client.capture(model=model, data_source=source, input={"who": "child"})
+        flushed = client.flush(30)
+        stats = client.stats()
+        ok = flushed and stats["sent"] == 1
+        os.write(write, json.dumps({"id": child_id, "ok": ok, "stats": stats}).encode())
+        code = 0
+    finally:
+        os._exit(code)
+os.close(write)
+with os.fdopen(read) as pipe:
+    child = json.loads(pipe.read())
+child_status = os.waitpid(pid, 0)[1]
+flushed = client.flush(30)
+client.close()
+print(json.dumps({"parent": parent_id, "child": child, "child_status": child_status,
+                  "flushed": flushed, "parent_sent": client.stats()["sent"]}))
+"""
+
+
 def test_a_client_created_before_fork_works_in_the_child(server: FailcatServer, tmp_path: Path):
     source = unique_source("fork")
-    client = Client(*server.client_args(), spool_dir=str(tmp_path / "spool"), flush_interval_s=0.05)
-    parent_id = client.capture(model=MODEL, data_source=source, input={"who": "parent"})
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: a pre-forked worker
-        code = 1
-        try:
-            os.close(read)
-            child_id = client.capture(model=MODEL, data_source=source, input={"who": "child"})
-            ok = client.flush(30) and client.stats()["sent"] == 1
-            os.write(write, json.dumps({"id": child_id, "ok": ok}).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        child = json.loads(pipe.read())
-    assert os.waitpid(pid, 0)[1] == 0
-    assert client.flush(30)
-    client.close()
-    assert child["ok"]
-    assert client.stats()["sent"] == 1  # the parent's own case, counted once
-    assert {c["externalId"] for c in server.cases(source)} == {parent_id, child["id"]}
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCENARIO, *server.client_args(), source, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["child_status"] == 0 and answer["child"]["ok"], answer
+    assert answer["flushed"]
+    assert answer["parent_sent"] == 1  # the parent's own case, counted once
+    stored = {c["externalId"] for c in server.cases(source)}
+    assert stored == {answer["parent"], answer["child"]["id"]}
 
 
 class LoseFirstAnswer(httpx.AsyncHTTPTransport):
