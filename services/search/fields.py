@@ -91,6 +91,11 @@ FIELDS: tuple[Field, ...] = (
     Field("writeup_experiments", Kind.TEXT, ("experiments",)),
     Field("writeup_results", Kind.TEXT, ("results",)),
     Field("writeup_rationale", Kind.TEXT, ("rationale",)),
+    # the captured payload as text (the producer flattens the JSON, after redaction); a
+    # match there counts for less than one in the write-up
+    Field("input", Kind.TEXT, weight=0.5),
+    Field("prediction", Kind.TEXT, weight=0.5),
+    Field("expected", Kind.TEXT, weight=0.5),
     # -- keywords
     Field("id", Kind.KEYWORD, case=Case.LOWER),
     Field("model", Kind.KEYWORD, facet=True),

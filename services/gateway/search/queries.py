@@ -18,6 +18,7 @@ from services.gateway.search.types import (
     SearchFilterInput,
     SearchHit,
     SearchResults,
+    SearchSuggestion,
 )
 from services.search.request import SearchFilter
 from shared.security import Scope
@@ -74,4 +75,8 @@ class SearchQuery:
             page_info=PageInfo(
                 has_next_page=result.next_cursor is not None, end_cursor=result.next_cursor
             ),
+            suggestions=[
+                SearchSuggestion(field=s.field, value=s.value, closest=s.closest)
+                for s in result.suggestions
+            ],
         )
