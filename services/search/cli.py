@@ -118,6 +118,8 @@ def render(result: SearchAnswer, docs: dict[str, dict[str, Any]]) -> str:
     for name, buckets in result.facets.items():
         values = "  ".join(f"{b.value} ({b.count})" for b in buckets) or "-"
         lines.append(f"{name}: {values}")
+    for s in result.suggestions:
+        lines.append(f"no {s.field} '{s.value}'; did you mean: {', '.join(s.closest)}")
     if result.next_cursor:
         lines.append(f"more: --after {result.next_cursor}")
     return "\n".join(lines)

@@ -144,10 +144,11 @@ class SearchAnswer(SearchResult):
     suggestions: list[Suggestion] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        """The REST shape: the same names as GraphQL's Query.search."""
+        """The REST shape: GraphQL's Query.search in the REST surface's one casing, snake_case
+        (GraphQL stays camelCase: one casing per surface)."""
         return {
             "total": self.total,
-            "totalIsLowerBound": self.total_is_lower_bound,
+            "total_is_lower_bound": self.total_is_lower_bound,
             "hits": [
                 {
                     "id": h.id,
@@ -165,9 +166,9 @@ class SearchAnswer(SearchResult):
             "suggestions": [
                 {"field": s.field, "value": s.value, "closest": s.closest} for s in self.suggestions
             ],
-            "pageInfo": {
-                "hasNextPage": self.next_cursor is not None,
-                "endCursor": self.next_cursor,
+            "page_info": {
+                "has_next_page": self.next_cursor is not None,
+                "end_cursor": self.next_cursor,
             },
         }
 

@@ -57,8 +57,8 @@ async def test_search_returns_hits_with_cases_facets_and_page_info(client, word,
     r = await client.get("/search/v1/cases", headers=reader, params=params)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["total"] == 3 and body["totalIsLowerBound"] is False
-    assert len(body["hits"]) == 2 and body["pageInfo"]["hasNextPage"]
+    assert body["total"] == 3 and body["total_is_lower_bound"] is False
+    assert len(body["hits"]) == 2 and body["page_info"]["has_next_page"]
     first = body["hits"][0]
     assert first["case"]["id"] == first["id"] and word in first["case"]["title"]
     assert first["case"]["severity"] == "S0"
@@ -69,9 +69,43 @@ async def test_search_returns_hits_with_cases_facets_and_page_info(client, word,
     nxt = await client.get(
         "/search/v1/cases",
         headers=reader,
-        params={"q": word, "first": 2, "sort": "severity", "after": body["pageInfo"]["endCursor"]},
+        params={
+            "q": word,
+            "first": 2,
+            "sort": "severity",
+            "after": body["page_info"]["end_cursor"],
+        },
     )
-    assert len(nxt.json()["hits"]) == 1 and not nxt.json()["pageInfo"]["hasNextPage"]
+    assert len(nxt.json()["hits"]) == 1 and not nxt.json()["page_info"]["has_next_page"]
+
+
+def search_keys(body: dict) -> set[str]:
+    """Every key of the search answer itself (a hit's case is the catalog's REST case)."""
+    keys = set(body)
+    for name in ("hits", "facets", "histogram", "heatmap", "suggestions"):
+        for item in body[name]:
+            keys |= set(item) - {"case"}
+            for sub in item.get("highlights", []) + item.get("buckets", []):
+                keys |= set(sub)
+    return keys | set(body["page_info"])
+
+
+async def test_rest_answers_in_snake_case_graphql_in_camel_case(client, word, reader):
+    params = {"q": word, "facets": "tags", "histogram": "day", "heatmap": "severity,tags"}
+    body = (await client.get("/search/v1/cases", headers=reader, params=params)).json()
+    keys = search_keys(body)
+    assert {"total_is_lower_bound", "page_info", "has_next_page", "end_cursor"} <= keys
+    assert all(k == k.lower() for k in keys), keys
+    query = (
+        "query($q: String!) { search(query: $q) { totalIsLowerBound pageInfo { hasNextPage } } }"
+    )
+    graphql = await client.post(
+        "/graphql", json={"query": query, "variables": {"q": word}}, headers=reader
+    )
+    assert graphql.json()["data"]["search"] == {
+        "totalIsLowerBound": False,
+        "pageInfo": {"hasNextPage": False},
+    }
 
 
 async def test_filter_param_is_multi_select(client, word, reader):
