@@ -265,10 +265,8 @@ class SearchService:
             if result.has_more and result.hits:
                 cursor = encode_cursor(request.sort, result.hits[-1].sort_values)
             found: list[Suggestion] = []
-            if result.total == 0 and (wanted := suggest.asked(request, self.backend.schema)):
-                fields = [f for f, _ in wanted]
-                pool = await self.backend.search(suggest.pool_request(request, fields))
-                found = suggest.suggestions(wanted, pool.facets)
+            if result.total == 0:
+                found = await self._suggestions(request)
         except BackendUnavailable as exc:
             raise Unavailable("search is temporarily unavailable") from exc
         return SearchAnswer(
@@ -276,6 +274,19 @@ class SearchService:
             next_cursor=cursor,
             suggestions=found,
         )
+
+    async def _suggestions(self, request: SearchRequest) -> list[Suggestion]:
+        """For an empty answer: the closest visible values of each keyword value asked for
+        that no visible case has (services/search/suggestions.py)."""
+        missing = []
+        for name, value, condition in suggest.asked(request, self.backend.schema):
+            probe = await self.backend.search(suggest.probe_request(request, condition))
+            if probe.total == 0:
+                missing.append((name, value))
+        if not missing:
+            return []
+        pool = await self.backend.search(suggest.pool_request(request, [n for n, _ in missing]))
+        return suggest.suggestions(missing, pool.facets)
 
     async def similar(self, principal: Principal, case_id: str, first: int = 10) -> list[Hit]:
         try:

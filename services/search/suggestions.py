@@ -10,7 +10,7 @@ from __future__ import annotations
 from difflib import SequenceMatcher
 
 from services.search.fields import DocumentSchema, fold
-from services.search.query import And, MatchAll, Node, Or, Term
+from services.search.query import And, MatchAll, Node, Or, Term, or_of
 from services.search.request import Bucket, SearchRequest, Suggestion
 
 # How many distinct values per field are compared (the most frequent ones).
@@ -19,10 +19,10 @@ MAX_SUGGESTIONS = 5
 CUTOFF = 0.6
 
 
-def asked(request: SearchRequest, schema: DocumentSchema) -> list[tuple[str, str]]:
-    """(facet field, value) of every keyword the request requires, from the query (not
-    under a negation: a value excluded is not a value looked for) and the selections.
-    Closed value sets are left out: a value outside them is already an error."""
+def asked(request: SearchRequest, schema: DocumentSchema) -> list[tuple[str, str, Node]]:
+    """(facet field, value, the condition alone) of every keyword the request requires,
+    from the query (not under a negation: a value excluded is not a value looked for) and
+    the selections. Closed value sets are left out: a value outside them is an error."""
     pairs: list[tuple[str, str]] = []
 
     def walk(node: Node) -> None:
@@ -41,14 +41,21 @@ def asked(request: SearchRequest, schema: DocumentSchema) -> list[tuple[str, str
         if (spec := schema.by_name.get(field)) is not None
         for also in spec.also
     }
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, Node]] = []
     for field, value in dict.fromkeys(pairs):
         facet = schema.facet_field(field)
         spec = schema.by_name.get(field)
         if facet is None or (spec is not None and spec.values) or (field, value) in implied:
             continue
-        out.append((facet, value))
+        fields = (field, *(spec.also if spec else ()))
+        out.append((facet, value, or_of([Term(f, (value,)) for f in fields])))
     return out
+
+
+def probe_request(request: SearchRequest, condition: Node) -> SearchRequest:
+    """Does any visible case have this value? (The cheap question asked first: most empty
+    answers combine values that each exist, and need no candidates.)"""
+    return SearchRequest(visibility=request.visibility, query=condition, first=1, highlight=False)
 
 
 def pool_request(request: SearchRequest, fields: list[str]) -> SearchRequest:
