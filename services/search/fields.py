@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 
+from services.catalog.schemas import Status
 from shared.vocabulary import SENSITIVITIES, SEVERITIES
 
-# The case's curation states (services/catalog/schemas.Status, the catalog's wire format).
-STATUSES = ("new", "triaged", "confirmed", "in_remediation", "resolved", "wont_fix", "duplicate")
+# The case's curation states, as the catalog's wire format defines them.
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 
 
 class Kind(StrEnum):

@@ -255,9 +255,14 @@ async def test_an_index_built_for_another_field_table_is_rebuilt_by_the_indexer(
     assert await ids(old, "quokkafrost") == {case_id}
     await old.backend.close()
 
+    # Until it is rebuilt, whichever process opens the index finds it outdated.
+    for _ in range(2):
+        service = await SearchService.start(settings, db)
+        assert await service.backend.outdated()
+        assert await ids(service, "quokkafrost") <= {case_id}  # answers, from what it has
+        await service.close()
     service = await SearchService.start(settings, db)
     try:
-        assert await service.backend.outdated()
         assert await service.upgrade_index()
         assert not await service.backend.outdated()
         await service.backend.refresh()

@@ -9,7 +9,7 @@ from typing import Any
 
 from services.search.backends.opensearch.mapping import map_fields
 from services.search.documents import iso_utc
-from services.search.fields import DocumentSchema, Kind, fold
+from services.search.fields import DocumentSchema, Kind, SortKey, fold
 from services.search.query import (
     And,
     Exists,
@@ -63,7 +63,7 @@ class Compiler:
         self.sorts = {name: [self._sort(k) for k in keys] for name, keys in schema.sorts.items()}
 
     @staticmethod
-    def _sort(key: Any) -> dict[str, Any]:
+    def _sort(key: SortKey) -> dict[str, Any]:
         order = "desc" if key.descending else "asc"
         if key.missing is not None:
             return {key.field: {"order": order, "missing": key.missing}}
