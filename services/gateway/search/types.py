@@ -1,4 +1,4 @@
-"""GraphQL types of search results."""
+"""GraphQL types of search results: every one is read under cases:read."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ from typing import Any
 import strawberry
 
 from services.gateway.catalog.types import FailureCase, PageInfo
+from services.gateway.permissions import read_with
 from services.search.fields import SCHEMA
+from shared.security import Scope
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class Highlight:
     field: str
     snippets: list[str]
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class SearchHit:
     case: FailureCase | None
@@ -23,18 +27,21 @@ class SearchHit:
     highlights: list[Highlight]
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class Bucket:
     value: str
     count: int
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class Facet:
     field: str
     buckets: list[Bucket]
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class HeatmapCell:
     x: str
@@ -42,6 +49,7 @@ class HeatmapCell:
     count: int
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class SearchSuggestion:
     """A keyword value the search asked for that no visible case has, and the closest
@@ -52,6 +60,7 @@ class SearchSuggestion:
     closest: list[str]
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class SearchResults:
     total: int
