@@ -6,9 +6,9 @@ so long text in the same row would drag overflow pages into every scan. `doc_tex
 text, and `doc_fts` is an external-content FTS5 index over it, kept in sync by triggers inside
 the writing transaction, so the two can never disagree; `doc_plain` indexes the same text
 unstemmed, for prefixes. Both keep `_` inside words (cyse2_prompt_injection is one word), as
-OpenSearch's standard tokenizer does. Keyword lists (`doc_kw`) and the map
-(`doc_env`) sit in their own indexed tables, so filters and facets are joins on pk. Their keys put pk right after the folded value, so a
-probe of one row (`value IN (...) AND pk = d.pk`) is one seek.
+OpenSearch's standard tokenizer does. Keyword lists (`doc_kw`) and the map (`doc_env`) sit in
+their own indexed tables, so filters and facets are joins on pk; their keys put pk right after
+the folded value, so probing one row (`folded IN (...) AND pk = d.pk`) is one seek.
 """
 
 from __future__ import annotations
