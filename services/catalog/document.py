@@ -12,6 +12,28 @@ from services.catalog.models import FailureCase
 from shared.jsonutil import iso as _iso
 
 
+def payload_text(value: Any) -> str | None:
+    """A captured payload as searchable text: a string as it is (a prompt), JSON as one
+    `path: value` line per leaf, so `input:injection` and highlights read naturally.
+
+    This is the text every reader who may see the case can search and see highlighted, so
+    it must be the payload as readers get it: a redaction policy applies here first."""
+    lines: list[str] = []
+
+    def walk(item: Any, path: str) -> None:
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                walk(sub, f"{path}.{key}" if path else str(key))
+        elif isinstance(item, list):
+            for sub in item:
+                walk(sub, path)
+        elif item is not None and item != "":
+            lines.append(f"{path}: {item}" if path else str(item))
+
+    walk(value, "")
+    return "\n".join(lines) or None
+
+
 def search_document(case: FailureCase, model: str, version: str, source: str) -> dict[str, Any]:
     writeup = case.writeup or {}
     return {
@@ -20,6 +42,9 @@ def search_document(case: FailureCase, model: str, version: str, source: str) ->
         "title": case.title,
         "summary": case.summary,
         "impact": case.impact,
+        "input": payload_text(case.input),
+        "prediction": payload_text(case.prediction),
+        "expected": payload_text(case.expected),
         **{
             f"writeup_{k}": writeup.get(k)
             for k in ("hypothesis", "experiments", "results", "rationale")

@@ -131,9 +131,11 @@ async def _remote_search(url: str, args: argparse.Namespace) -> int:
     facets = [
         (f["field"], [(b["value"], b["count"]) for b in f["buckets"]]) for f in body["facets"]
     ]
-    total = f"{body['total']}{'+' if body.get('totalIsLowerBound') else ''}"
-    page = body["pageInfo"]
-    print(_table(total, rows, facets, page["endCursor"] if page["hasNextPage"] else None))
+    total = f"{body['total']}{'+' if body.get('total_is_lower_bound') else ''}"
+    page = body["page_info"]
+    suggestions = [(s["field"], s["value"], s["closest"]) for s in body.get("suggestions", [])]
+    cursor = page["end_cursor"] if page["has_next_page"] else None
+    print(_table(total, rows, facets, cursor, suggestions))
     return 0
 
 
@@ -159,7 +161,8 @@ def render(result: SearchAnswer, docs: dict[str, dict[str, Any]]) -> str:
     facets = [
         (name, [(b.value, b.count) for b in buckets]) for name, buckets in result.facets.items()
     ]
-    return _table(total, rows, facets, result.next_cursor)
+    suggestions = [(s.field, s.value, s.closest) for s in result.suggestions]
+    return _table(total, rows, facets, result.next_cursor, suggestions)
 
 
 def _table(
@@ -167,6 +170,7 @@ def _table(
     hits: list[tuple[str, ...]],
     facets: list[tuple[str, list[tuple[str, int]]]],
     next_cursor: str | None,
+    suggestions: list[tuple[str, str, list[str]]],
 ) -> str:
     lines = [f"{total} cases"]
     rows = [("SCORE", "ID", "SEV", "STATUS", "MODEL", "TITLE"), *hits]
@@ -178,6 +182,8 @@ def _table(
     for name, buckets in facets:
         values = "  ".join(f"{value} ({count})" for value, count in buckets) or "-"
         lines.append(f"{name}: {values}")
+    for field, value, closest in suggestions:
+        lines.append(f"no {field} '{value}'; did you mean: {', '.join(closest)}")
     if next_cursor:
         lines.append(f"more: --after {next_cursor}")
     return "\n".join(lines)

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 
+from services.catalog.schemas import Status
 from shared.vocabulary import SENSITIVITIES, SEVERITIES
 
-# The case's curation states (services/catalog/schemas.Status, the catalog's wire format).
-STATUSES = ("new", "triaged", "confirmed", "in_remediation", "resolved", "wont_fix", "duplicate")
+# The case's curation states, as the catalog's wire format defines them.
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 
 
 class Kind(StrEnum):
@@ -91,6 +92,11 @@ FIELDS: tuple[Field, ...] = (
     Field("writeup_experiments", Kind.TEXT, ("experiments",)),
     Field("writeup_results", Kind.TEXT, ("results",)),
     Field("writeup_rationale", Kind.TEXT, ("rationale",)),
+    # the captured payload as text (the producer flattens the JSON, after redaction); a
+    # match there counts for less than one in the write-up
+    Field("input", Kind.TEXT, weight=0.5),
+    Field("prediction", Kind.TEXT, weight=0.5),
+    Field("expected", Kind.TEXT, weight=0.5),
     # -- keywords
     Field("id", Kind.KEYWORD, case=Case.LOWER),
     Field("model", Kind.KEYWORD, facet=True),

@@ -38,11 +38,14 @@ class MatchAll(Node):
 
 @dataclass(frozen=True, slots=True)
 class Text(Node):
-    """Full text: a word or an exact phrase, in one text field or (field None) all of them."""
+    """Full text: a word, an exact phrase or (prefix) the start of a word, in one text field
+    or (field None) all of them. A prefix matches the words as written, not their stems
+    (`injectio*` finds "injection", whose stem is "inject"), and does not score."""
 
     value: str
     phrase: bool = False
     field: str | None = None
+    prefix: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,14 @@ class Term(Node):
 
     field: str
     values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix(Node):
+    """A keyword field (or env.<key>) whose value starts with `value` (folded, as Term's)."""
+
+    field: str
+    value: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +118,10 @@ def walk(node: Node):
 
 
 def positive_text(node: Node) -> list[Text]:
-    """Text leaves not under a negation: what relevance scoring and highlighting use."""
+    """Text leaves (not prefixes) not under a negation: what relevance scoring and
+    highlighting use."""
     if isinstance(node, Text):
-        return [node]
+        return [] if node.prefix else [node]
     if isinstance(node, And | Or):
         return [t for c in node.children for t in positive_text(c)]
     return []
@@ -270,7 +282,7 @@ class _Parser:
         if tok.kind == "PHRASE":
             return Text(tok.text.strip(), phrase=True) if tok.text.strip() else MatchAll()
         if tok.kind == "WORD":
-            return _free_word(tok.text)
+            return _free_word(tok.text, tok.col)
         if tok.kind == "FIELD":
             return self.field_term(tok)
         if tok.kind in ("OR", "AND"):
@@ -299,7 +311,24 @@ class _Parser:
         raise _error(tok.col + len(name) + 1, f"expected a value after '{name}:'")
 
 
-def _free_word(word: str) -> Node:
+MIN_PREFIX = 2
+
+
+def _word_prefix(word: str, col: int, field: str | None = None) -> Text:
+    """`injectio*`: the start of one word (letters and digits), at least MIN_PREFIX long."""
+    stem = word[:-1]
+    if len(stem) < MIN_PREFIX or not stem.isalnum():
+        raise _error(
+            col,
+            f"a prefix search takes {MIN_PREFIX} or more letters or digits before '*', "
+            f"got '{word}' (quote it to search for the '*')",
+        )
+    return Text(stem, field=field, prefix=True)
+
+
+def _free_word(word: str, col: int) -> Node:
+    if len(word) > 1 and word.endswith("*"):
+        return _word_prefix(word, col)
     # Stopwords and bare punctuation analyse to no token on either backend: ignore them.
     if word.lower() in STOPWORDS or not any(ch.isalnum() for ch in word):
         return MatchAll()
@@ -351,7 +380,7 @@ def _compile_value(
     target: _Target, name: str, op: str, raw: str, col: int, quoted: bool, now: datetime
 ) -> Node:
     spec, field = target.field, target.name
-    kind = Kind.KEYWORD if target.key is not None else spec.kind
+    kind = spec.kind
     comparable = _comparable(target.schema)
     if kind is Kind.TEXT:
         if op != "=":
@@ -360,27 +389,40 @@ def _compile_value(
                 f"field '{name}' is full text and does not support '{op}'; "
                 f"comparisons work on {comparable}",
             )
+        if not quoted and len(raw) > 1 and raw.endswith("*"):
+            return _word_prefix(raw, col, field)
         if not quoted and raw.lower() in STOPWORDS:
             return MatchAll()
         return Text(raw, phrase=quoted, field=field)
     if raw == "*" and not quoted and op == "=":
         return Exists(field)
-    if kind is Kind.KEYWORD and not spec.ordered:
+    prefix = not quoted and op == "=" and raw.endswith("*") and ".." not in raw
+    if prefix and kind not in (Kind.KEYWORD, Kind.MAP):
+        raise _error(col, f"field '{name}' does not support a prefix ('*'); it takes a value")
+    if kind in (Kind.KEYWORD, Kind.MAP) and (prefix or not spec.ordered):
         if op != "=":
             raise _error(
                 col - len(op),
                 f"field '{name}' does not support '{op}'; comparisons work on {comparable}",
             )
-        value = raw
-        if spec.values:  # a closed set: its canonical spelling, whatever the case written
-            value = spec.match_value(raw)  # type: ignore[assignment]
-            if value is None:
+        # `also`: a top-level failure mode matches its sub-modes too (failure_mode:label_noise).
+        fields = (field,) if target.key is not None else (field, *spec.also)
+        if spec.values:
+            # A closed set: its canonical spelling, whatever the case written; a prefix
+            # stands for the values it starts.
+            if prefix:
+                values = tuple(v for v in spec.values if fold(v).startswith(fold(raw[:-1])))
+            else:
+                values = tuple(v for v in (spec.match_value(raw),) if v is not None)
+            if not values:
                 raise _error(
                     col, f"expected one of {', '.join(spec.values)} for '{name}', got '{raw}'"
                 )
-        # `also`: a top-level failure mode matches its sub-modes too (failure_mode:label_noise).
-        others = () if target.key is not None else spec.also
-        return or_of([Term(f, (value,)) for f in (field, *others)])
+            return or_of([Term(f, values) for f in fields])
+        if prefix:
+            return or_of([Prefix(f, fold(raw[:-1])) for f in fields])
+        # Any other keyword matches in any case: its folded value against a folded index.
+        return or_of([Term(f, (fold(raw),)) for f in fields])
     lo, hi = _split_range(raw, op, col, name)
     if kind is Kind.KEYWORD:
         return _ordinal(field, spec.rank, spec.values, name, op, raw, lo, hi, col)

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, create_model
 
-from services.search.fields import HISTOGRAM_INTERVALS, SCHEMA, DocumentSchema, Kind
+from services.search.fields import HISTOGRAM_INTERVALS, SCHEMA, DocumentSchema, Kind, fold
 from services.search.query import Node
 from shared.errors import BadUserInput, FieldError
 from shared.visibility import Visibility
@@ -41,15 +41,17 @@ class FilterBase(BaseModel):
             if field.kind is Kind.MAP:
                 for key, vs in values.items():
                     if vs:
-                        out[f"{schema.map_prefix}.{key}"] = tuple(vs)
+                        out[f"{schema.map_prefix}.{key}"] = tuple(fold(v) for v in vs)
                 continue
             if not values:
                 continue
-            if field.values:
-                for bad in set(values) - set(field.values):
+            # As in the query: a closed set's values in any case, other values folded.
+            matched = [field.match_value(v) for v in values]
+            for bad, got in zip(values, matched, strict=True):
+                if got is None:
                     message = f"'{bad}' is not one of {', '.join(field.values)}"
                     raise BadUserInput("invalid filter", [FieldError(f"filter.{name}", message)])
-            out[name] = tuple(values)
+            out[name] = tuple(dict.fromkeys(matched))  # type: ignore[arg-type]
         return out
 
 
@@ -125,16 +127,28 @@ class SearchResult:
 
 
 @dataclass(slots=True)
+class Suggestion:
+    """A keyword value asked for that no visible case has, and the closest ones that exist."""
+
+    field: str
+    value: str
+    closest: list[str]
+
+
+@dataclass(slots=True)
 class SearchAnswer(SearchResult):
-    """What the service answers: the backend's result with the cursor of the next page."""
+    """What the service answers: the backend's result with the cursor of the next page, and
+    for an empty answer the closest existing values of the keywords it asked for."""
 
     next_cursor: str | None = None
+    suggestions: list[Suggestion] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        """The REST shape: the same names as GraphQL's Query.search."""
+        """The REST shape: GraphQL's Query.search in the REST surface's one casing, snake_case
+        (GraphQL stays camelCase: one casing per surface)."""
         return {
             "total": self.total,
-            "totalIsLowerBound": self.total_is_lower_bound,
+            "total_is_lower_bound": self.total_is_lower_bound,
             "hits": [
                 {
                     "id": h.id,
@@ -149,9 +163,12 @@ class SearchAnswer(SearchResult):
             ],
             "histogram": [{"value": b.value, "count": b.count} for b in self.histogram],
             "heatmap": [{"x": c.x, "y": c.y, "count": c.count} for c in self.heatmap],
-            "pageInfo": {
-                "hasNextPage": self.next_cursor is not None,
-                "endCursor": self.next_cursor,
+            "suggestions": [
+                {"field": s.field, "value": s.value, "closest": s.closest} for s in self.suggestions
+            ],
+            "page_info": {
+                "has_next_page": self.next_cursor is not None,
+                "end_cursor": self.next_cursor,
             },
         }
 

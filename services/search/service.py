@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from services.search import suggestions as suggest
 from services.search.backends.base import BackendUnavailable, SearchBackend
 from services.search.catalog_feed import CatalogFeed, catalog_feed
 from services.search.fields import SCHEMA, DocumentSchema
@@ -20,6 +21,7 @@ from services.search.request import (
     Hit,
     SearchAnswer,
     SearchRequest,
+    Suggestion,
     Visibility,
     check_facets,
     check_first,
@@ -259,15 +261,32 @@ class SearchService:
         try:
             await self._ensure_ready()
             result = await self.backend.search(request)
+            cursor = None
+            if result.has_more and result.hits:
+                cursor = encode_cursor(request.sort, result.hits[-1].sort_values)
+            found: list[Suggestion] = []
+            if result.total == 0:
+                found = await self._suggestions(request)
         except BackendUnavailable as exc:
             raise Unavailable("search is temporarily unavailable") from exc
-        cursor = None
-        if result.has_more and result.hits:
-            cursor = encode_cursor(request.sort, result.hits[-1].sort_values)
         return SearchAnswer(
             **{f.name: getattr(result, f.name) for f in dataclasses.fields(result)},
             next_cursor=cursor,
+            suggestions=found,
         )
+
+    async def _suggestions(self, request: SearchRequest) -> list[Suggestion]:
+        """For an empty answer: the closest visible values of each keyword value asked for
+        that no visible case has (services/search/suggestions.py)."""
+        missing = []
+        for name, value, condition in suggest.asked(request, self.backend.schema):
+            probe = await self.backend.search(suggest.probe_request(request, condition))
+            if probe.total == 0:
+                missing.append((name, value))
+        if not missing:
+            return []
+        pool = await self.backend.search(suggest.pool_request(request, [n for n, _ in missing]))
+        return suggest.suggestions(missing, pool.facets)
 
     async def similar(self, principal: Principal, case_id: str, first: int = 10) -> list[Hit]:
         try:

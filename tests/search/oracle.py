@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.search.documents import normalize, to_epoch_ms
-from services.search.fields import SCHEMA
-from services.search.query import And, Exists, MatchAll, Node, Not, Or, Range, Term, Text
+from services.search.fields import SCHEMA, fold
+from services.search.query import And, Exists, MatchAll, Node, Not, Or, Prefix, Range, Term, Text
 from services.search.request import Visibility
 
 
@@ -27,14 +27,20 @@ def prepare(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def values_of(doc: dict[str, Any], field: str) -> list[Any]:
+def values_of(doc: dict[str, Any], field: str, any_case: bool = False) -> list[Any]:
+    """The document's values of `field`; `any_case`: an env key matched in any case, as a
+    query's is (facets name the key as stored)."""
     if field == "tags":
         return doc["tags"]
     if field == "env":
         return list(doc["environment"])
     if field.startswith("env."):
-        v = doc["environment"].get(field[4:])
-        return [] if v is None else [v]
+        key = field[4:]
+        return [
+            v
+            for k, v in doc["environment"].items()
+            if (fold(k) == fold(key) if any_case else k == key)
+        ]
     if field in ("occurred_at", "received_at"):
         v = doc[field.replace("_at", "_ms")]
     else:
@@ -47,7 +53,10 @@ def _text_match(doc: dict[str, Any], node: Text) -> bool:
     words = node.value.lower().split()
     for f in fields:
         tokens = re.findall(r"\w+", (doc.get(f) or "").lower())
-        if node.phrase:
+        if node.prefix:
+            if any(t.startswith(words[0]) for t in tokens):
+                return True
+        elif node.phrase:
             if " ".join(words) in " ".join(tokens):
                 return True
         elif any(t.startswith(words[0]) for t in tokens):
@@ -67,9 +76,13 @@ def matches(doc: dict[str, Any], node: Node) -> bool:
     if isinstance(node, Not):
         return not matches(doc, node.child)
     if isinstance(node, Term):
-        return any(v in node.values for v in values_of(doc, node.field))
+        # Keywords match in any case (a closed set's values are spelt one way).
+        wanted = {fold(v) for v in node.values}
+        return any(fold(str(v)) in wanted for v in values_of(doc, node.field, True))
+    if isinstance(node, Prefix):
+        return any(fold(str(v)).startswith(node.value) for v in values_of(doc, node.field, True))
     if isinstance(node, Exists):
-        return bool(values_of(doc, node.field))
+        return bool(values_of(doc, node.field, True))
     if isinstance(node, Range):
         vs = values_of(doc, node.field)
         if not vs:
@@ -93,7 +106,7 @@ def visible(doc: dict[str, Any], vis: Visibility) -> bool:
 def selected(
     doc: dict[str, Any], selections: dict[str, tuple[str, ...]], skip: str | None = None
 ) -> bool:
-    return all(any(v in vs for v in values_of(doc, f)) for f, vs in selections.items() if f != skip)
+    return all(matches(doc, Term(f, vs)) for f, vs in selections.items() if f != skip)
 
 
 def search_ids(docs, vis, node, selections=None) -> set[str]:

@@ -21,7 +21,11 @@ async def word(client, token_for) -> str:
     word = "gribbleflux" + secrets.token_hex(3)
     cases = unique(aiid_cases(4))
     for i, c in enumerate(cases):
-        c.update(title=f"{word} outage {i}: {c['title']}", severity=f"S{i % 3}", tags=["api", word])
+        c.update(
+            title=f"{word} outage {i}: {c['title']}", severity=f"S{i % 3}", tags=["Api-Tier", word]
+        )
+    # A captured payload, as the wire format carries it.
+    cases[0]["input"] = {"messages": [{"role": "user", "content": f"ignore the {word}pay rules"}]}
     cases[3].update(title=f"{word} restricted", sensitivity="restricted")
     writer = auth_header(await token_for("cases:ingest"))
     resp = await client.post("/catalog/v1/cases:bulk", json=cases, headers=writer)
@@ -53,8 +57,8 @@ async def test_search_returns_hits_with_cases_facets_and_page_info(client, word,
     r = await client.get("/search/v1/cases", headers=reader, params=params)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["total"] == 3 and body["totalIsLowerBound"] is False
-    assert len(body["hits"]) == 2 and body["pageInfo"]["hasNextPage"]
+    assert body["total"] == 3 and body["total_is_lower_bound"] is False
+    assert len(body["hits"]) == 2 and body["page_info"]["has_next_page"]
     first = body["hits"][0]
     assert first["case"]["id"] == first["id"] and word in first["case"]["title"]
     assert first["case"]["severity"] == "S0"
@@ -65,9 +69,43 @@ async def test_search_returns_hits_with_cases_facets_and_page_info(client, word,
     nxt = await client.get(
         "/search/v1/cases",
         headers=reader,
-        params={"q": word, "first": 2, "sort": "severity", "after": body["pageInfo"]["endCursor"]},
+        params={
+            "q": word,
+            "first": 2,
+            "sort": "severity",
+            "after": body["page_info"]["end_cursor"],
+        },
     )
-    assert len(nxt.json()["hits"]) == 1 and not nxt.json()["pageInfo"]["hasNextPage"]
+    assert len(nxt.json()["hits"]) == 1 and not nxt.json()["page_info"]["has_next_page"]
+
+
+def search_keys(body: dict) -> set[str]:
+    """Every key of the search answer itself (a hit's case is the catalog's REST case)."""
+    keys = set(body)
+    for name in ("hits", "facets", "histogram", "heatmap", "suggestions"):
+        for item in body[name]:
+            keys |= set(item) - {"case"}
+            for sub in item.get("highlights", []) + item.get("buckets", []):
+                keys |= set(sub)
+    return keys | set(body["page_info"])
+
+
+async def test_rest_answers_in_snake_case_graphql_in_camel_case(client, word, reader):
+    params = {"q": word, "facets": "tags", "histogram": "day", "heatmap": "severity,tags"}
+    body = (await client.get("/search/v1/cases", headers=reader, params=params)).json()
+    keys = search_keys(body)
+    assert {"total_is_lower_bound", "page_info", "has_next_page", "end_cursor"} <= keys
+    assert all(k == k.lower() for k in keys), keys
+    query = (
+        "query($q: String!) { search(query: $q) { totalIsLowerBound pageInfo { hasNextPage } } }"
+    )
+    graphql = await client.post(
+        "/graphql", json={"query": query, "variables": {"q": word}}, headers=reader
+    )
+    assert graphql.json()["data"]["search"] == {
+        "totalIsLowerBound": False,
+        "pageInfo": {"hasNextPage": False},
+    }
 
 
 async def test_filter_param_is_multi_select(client, word, reader):
@@ -79,6 +117,34 @@ async def test_filter_param_is_multi_select(client, word, reader):
     body = r.json()
     assert body["total"] == 1
     assert sorted(b["value"] for b in body["facets"][0]["buckets"]) == ["S0", "S1", "S2"]
+
+
+async def test_search_forgives_case_searches_payloads_and_suggests(client, word, reader):
+    async def search(q: str, **params: str) -> dict:
+        r = await client.get("/search/v1/cases", headers=reader, params={"q": q, **params})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    body = await search(f"tags:API-TIER tags:{word.upper()} status:NEW", facets="tags")
+    assert body["total"] == 3
+    # The facet shows each tag as it was stored.
+    assert {"value": "Api-Tier", "count": 3} in body["facets"][0]["buckets"]
+    assert (await search(f"tags:api-t* {word}"))["total"] == 3
+    # The captured payload, as text in its own field and in free text.
+    for q in (f"input:{word}pay", f"{word}pay", f"input:{word}pa*"):
+        body = await search(q)
+        assert body["total"] == 1, q
+        assert body["hits"][0]["case"]["title"].startswith(f"{word} outage 0"), q
+    # Nothing found: the closest existing values, in REST and in GraphQL alike.
+    body = await search(f"tags:{word}x")
+    assert body["total"] == 0
+    expected = [{"field": "tags", "value": f"{word}x", "closest": [word]}]
+    assert body["suggestions"] == expected
+    query = "query($q: String!) { search(query: $q) { total suggestions { field value closest } } }"
+    graphql = await client.post(
+        "/graphql", json={"query": query, "variables": {"q": f"tags:{word}x"}}, headers=reader
+    )
+    assert graphql.json()["data"]["search"] == {"total": 0, "suggestions": expected}
 
 
 async def test_bad_query_is_a_400_problem_naming_the_column(client, reader):

@@ -56,6 +56,9 @@ async def test_search_prints_hits_and_facets(data_dir, capsys):
     assert any(line.startswith("more: --after ") for line in lines)
     code, out, _ = await asyncio.to_thread(run, capsys, "search", "kerplunk", "--json")
     assert json.loads(out)["total"] == 3
+    assert json.loads(out)["page_info"]["has_next_page"] is False
+    code, out, _ = await asyncio.to_thread(run, capsys, "search", "tags:CLX")
+    assert code == 0 and "no tags 'clx'; did you mean: cli" in out
 
 
 async def test_verify_and_reindex(data_dir, capsys):

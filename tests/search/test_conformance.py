@@ -13,8 +13,15 @@ from typing import Any
 import pytest
 
 from services.search.backends.base import SearchBackend
+from services.search.fields import SCHEMA
 from services.search.query import parse
-from services.search.request import Heatmap, SearchRequest, SearchResult, Visibility
+from services.search.request import (
+    Heatmap,
+    SearchRequest,
+    SearchResult,
+    Visibility,
+    filter_model,
+)
 from shared.security import Principal, Sensitivity
 from tests.search import oracle
 from tests.search.conftest import NOW
@@ -110,7 +117,7 @@ TEXT = [
     ("zorblax occurred:>now-7d", {"p-refund-1"}),
     ("the zorblax", {"p-refund-1", "p-refund-2"}),  # stopwords are ignored on both
     ("snarfwidget", {"p-team"}),
-    ("-zorblax tags:planted", {"p-timeout", "p-team"}),
+    ("-zorblax tags:planted", {"p-timeout", "p-team", "p-payload"}),
 ]
 
 
@@ -310,6 +317,75 @@ async def test_total_is_exact_to_10000_then_a_lower_bound(fresh_backend):
     assert (over.total, over.total_is_lower_bound) == (10_000, True)
     small = await backend.search(request("severity:S1", first=1, facets=("severity",)))
     assert (small.total, small.total_is_lower_bound) == (50, False)
+
+
+# ---- case, prefixes and the captured payload --------------------------------------------------
+
+# Keyword values in another case than stored, and prefixes, over the real corpus: the AIID and
+# AVID records name models such as "Kimi-K2-Instruct-0905", and write about prompt injection.
+FORGIVING = [
+    "model:kimi-k2-instruct-0905",
+    "model:KIMI-K2-INSTRUCT-0905 -status:RESOLVED",
+    "model:kimi*",
+    "model:Kimi-K2-* OR model:tesla",
+    "status:TRIAGED OR status:In_Remediation",
+    "tags:REGRESSION -tags:LLM",
+    "tags:Reg*",
+    "failure_mode:SAFETY",
+    "failure_mode:safety.H*",
+    "team:NLP OR team:Vision",
+    "env.region:EU-WEST-1",
+    "env.REGION:eu-*",
+    "-env.Hardware:*",
+    "sensitivity:PUBLIC",
+    "severity:s0 data_source:AVID",
+    "injectio*",
+    "title:injectio*",
+    "Injectio* -tags:llm",
+    "prompt inject*",
+    "tags:privacy",
+]
+
+
+@pytest.mark.parametrize("query", FORGIVING)
+async def test_keywords_forgive_case_and_prefixes_match(loaded, oracle_docs, query):
+    for vis in (INTERNAL, NLP_TEAM, EVERYONE):
+        req = request(query, vis)
+        expected = oracle.search_ids(oracle_docs, vis, req.query)
+        assert set(await all_ids(loaded, req)) == expected, query
+    assert oracle.search_ids(oracle_docs, EVERYONE, request(query).query), "found nothing"
+
+
+async def test_facets_show_the_stored_spelling(loaded, oracle_docs):
+    selections = filter_model(SCHEMA)(tags=["PRIVACY"], model=["chatgpt"]).selections()
+    req = request("", INTERNAL, selections=selections, facets=("model", "tags"))
+    res = await loaded.search(req)
+    assert [h.id for h in res.hits] == ["p-payload"]
+    assert ("ChatGPT", 1) in [(b.value, b.count) for b in res.facets["model"]]
+    assert ("Privacy", 1) in [(b.value, b.count) for b in res.facets["tags"]]
+    res = await loaded.search(request("model:kimi*", EVERYONE, facets=("model",)))
+    assert [b.value for b in res.facets["model"]] == ["Kimi-K2-Instruct-0905"]
+    assert res.total == len(oracle.search_ids(oracle_docs, EVERYONE, parse("model:kimi*")))
+
+
+async def test_the_captured_payload_is_searchable_text_under_visibility(loaded):
+    # In its own fields and in free text, for those who may see the case only.
+    for query in (
+        "input:flurbotron",
+        "flurbotron",
+        "input:flurbo*",
+        'input:"flurbotron passphrase"',
+    ):
+        assert {h.id for h in (await loaded.search(request(query))).hits} == {"p-payload"}
+        everyone = await loaded.search(request(query, EVERYONE))
+        assert {h.id for h in everyone.hits} == {"p-payload", "p-payload-secret"}
+    assert (await loaded.search(request("grobblespanner", NLP_TEAM))).total == 0
+    assert [h.id for h in (await loaded.search(request("prediction:complied"))).hits] == [
+        "p-payload"
+    ]
+    assert (await loaded.search(request("expected:complied"))).total == 0
+    res = await loaded.search(request("flurbotron"))
+    assert "<em>flurbotron</em>" in res.hits[0].highlights["input"][0].lower()
 
 
 # ---- visibility -----------------------------------------------------------------------------

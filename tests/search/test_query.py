@@ -12,6 +12,7 @@ from services.search.query import (
     MatchAll,
     Not,
     Or,
+    Prefix,
     Range,
     Term,
     Text,
@@ -82,7 +83,24 @@ def ms(y: int, m: int, d: int) -> int:
             "model:fraud-detector version:3.2.0",
             And((Term("model", ("fraud-detector",)), Term("model_version", ("3.2.0",)))),
         ),
-        ("team:OR", Term("team", ("OR",))),  # values are read raw
+        ("team:OR", Term("team", ("or",))),  # values are read raw (and folded)
+        # Case: keywords are folded, a closed set's values take their one spelling.
+        ("status:TRIAGED", Term("status", ("triaged",))),
+        ("severity:s1", Term("severity", ("S1",))),
+        ("sensitivity:Public", Term("sensitivity", ("public",))),
+        ("tags:Privacy", Term("tags", ("privacy",))),
+        ("model:ChatGPT", Term("model", ("chatgpt",))),
+        ("env.region:EU-West-1", Term("env.region", ("eu-west-1",))),
+        # Prefixes: words as written in text, folded values in keywords, and a closed set's
+        # values that start so.
+        ("injectio*", Text("injectio", prefix=True)),
+        ("title:Injectio*", Text("Injectio", field="title", prefix=True)),
+        ("input:prompt*", Text("prompt", field="input", prefix=True)),
+        ("tags:Priv*", Prefix("tags", "priv")),
+        ("env.region:eu-*", Prefix("env.region", "eu-")),
+        ("status:IN_*", Term("status", ("in_remediation",))),
+        ("severity:S*", Term("severity", ("S0", "S1", "S2", "S3", "S4"))),
+        ("latency:500..*", Range("latency_ms", gte=500.0)),
         ("re-ranking", Text("re-ranking")),
     ],
 )
@@ -106,6 +124,11 @@ def test_parses(query, tree):
         ("severity:<=", 12, "expected a value after 'severity:<='"),
         ("confidence:high", 12, "expected a number for 'confidence', got 'high'"),
         ("status:<new", 8, "field 'status' does not support '<'"),
+        ("status:triagd", 8, "expected one of new, triaged, confirmed"),
+        ("status:zz*", 8, "expected one of new, triaged"),
+        ("a*", 1, "a prefix search takes 2 or more letters or digits before '*'"),
+        ("x title:re-r*", 9, "a prefix search takes"),
+        ("confidence:0.*", 12, "does not support a prefix"),
         ("title:>x", 7, "is full text and does not support '>'"),
         ("occurred:2026-13-01", 10, "expected a date for 'occurred'"),
         ("occurred:last-week", 10, "now-7d"),

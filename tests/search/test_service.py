@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.catalog.models import Outbox
+from services.search.fields import SCHEMA, DocumentSchema
 from services.search.request import SearchFilter
-from services.search.service import SearchService
+from services.search.service import SearchService, make_backend
 from shared.db import Database
 from shared.errors import BadUserInput
 from shared.migrate import upgrade_async
@@ -229,3 +230,46 @@ def _now():
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+async def test_an_index_built_for_another_field_table_is_rebuilt_by_the_indexer(
+    backend: str, tmp_path
+):
+    """After an upgrade that adds fields (here: the captured payload), the index made before
+    it is outdated; the indexer rebuilds it from the catalog before draining the outbox."""
+    settings = await make_settings(backend, tmp_path)
+    await upgrade_async(settings.catalog_url)
+    db = Database(settings.catalog_url)
+    async with db.transaction() as session:
+        case_id = await make_case(
+            session,
+            title="Quokkafrost answers in the wrong language",
+            input={"messages": [{"role": "user", "content": "translate the quokkafrost memo"}]},
+        )
+    before = DocumentSchema(
+        tuple(f for f in SCHEMA.fields if f.name not in ("input", "prediction", "expected"))
+    )
+    old = SearchService(settings, db, make_backend(settings, before))
+    assert await old.drain_outbox() == 1
+    await old.backend.refresh()
+    assert await ids(old, "quokkafrost") == {case_id}
+    await old.backend.close()
+
+    # Until it is rebuilt, whichever process opens the index finds it outdated.
+    for _ in range(2):
+        service = await SearchService.start(settings, db)
+        assert await service.backend.outdated()
+        assert await ids(service, "quokkafrost") <= {case_id}  # answers, from what it has
+        await service.close()
+    service = await SearchService.start(settings, db)
+    try:
+        assert await service.upgrade_index()
+        assert not await service.backend.outdated()
+        await service.backend.refresh()
+        assert await ids(service, "input:quokkafrost") == {case_id}
+        assert await ids(service, "input:translat*") == {case_id}
+        assert not await service.upgrade_index()  # once only
+        assert (await service.verify()).in_sync
+    finally:
+        await service.backend.drop()
+        await db.dispose()

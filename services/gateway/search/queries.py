@@ -20,6 +20,7 @@ from services.gateway.search.types import (
     SearchFilterInput,
     SearchHit,
     SearchResults,
+    SearchSuggestion,
 )
 from services.search.request import Heatmap, SearchFilter
 from shared.errors import BadUserInput, FieldError
@@ -93,4 +94,8 @@ class SearchQuery:
             page_info=PageInfo(
                 has_next_page=result.next_cursor is not None, end_cursor=result.next_cursor
             ),
+            suggestions=[
+                SearchSuggestion(field=s.field, value=s.value, closest=s.closest)
+                for s in result.suggestions
+            ],
         )

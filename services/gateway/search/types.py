@@ -1,18 +1,25 @@
-"""GraphQL types of search results."""
+"""GraphQL types of search results: every one is read under cases:read."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import strawberry
 
 from services.gateway.catalog.types import FailureCase, PageInfo
+from services.gateway.permissions import read_with
+from services.search.fields import SCHEMA
+from shared.security import Scope
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class Highlight:
     field: str
     snippets: list[str]
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class SearchHit:
     case: FailureCase | None
@@ -20,18 +27,21 @@ class SearchHit:
     highlights: list[Highlight]
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class Bucket:
     value: str
     count: int
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class Facet:
     field: str
     buckets: list[Bucket]
 
 
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class HeatmapCell:
     x: str
@@ -39,6 +49,18 @@ class HeatmapCell:
     count: int
 
 
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class SearchSuggestion:
+    """A keyword value the search asked for that no visible case has, and the closest
+    values that exist (for an answer with no hits)."""
+
+    field: str
+    value: str
+    closest: list[str]
+
+
+@read_with(Scope.CASES_READ)
 @strawberry.type
 class SearchResults:
     total: int
@@ -48,21 +70,21 @@ class SearchResults:
     histogram: list[Bucket]
     heatmap: list[HeatmapCell]
     page_info: PageInfo
+    suggestions: list[SearchSuggestion] = strawberry.field(default_factory=list)
 
 
-@strawberry.input
-class SearchFilterInput:
-    model: list[str] | None = strawberry.UNSET
-    model_version: list[str] | None = strawberry.UNSET
-    data_source: list[str] | None = strawberry.UNSET
-    failure_mode: list[str] | None = strawberry.UNSET
-    failure_mode_parent: list[str] | None = strawberry.UNSET
-    severity: list[str] | None = strawberry.UNSET
-    status: list[str] | None = strawberry.UNSET
-    team: list[str] | None = strawberry.UNSET
-    tags: list[str] | None = strawberry.UNSET
-    sensitivity: list[str] | None = strawberry.UNSET
-    env: strawberry.scalars.JSON | None = strawberry.UNSET
+def _filter_input() -> type:
+    """SearchFilterInput: a list of values per facetable field of the search field table
+    (services/search/fields.py), and the environment map, as the REST filter has."""
+    annotations: dict[str, Any] = {f.name: list[str] | None for f in SCHEMA.fields if f.facet}
+    if SCHEMA.map is not None:
+        annotations[SCHEMA.map_prefix] = strawberry.scalars.JSON | None
+    namespace = {name: strawberry.UNSET for name in annotations}
+    cls = type("SearchFilterInput", (), {"__annotations__": annotations, **namespace})
+    return strawberry.input(cls)
+
+
+SearchFilterInput = _filter_input()
 
 
 @strawberry.input

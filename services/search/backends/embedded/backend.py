@@ -70,13 +70,16 @@ class EmbeddedBackend:
             )
             # A file made for another field table: its tables cannot answer this one's
             # queries, so they are replaced and the index must be rebuilt from the catalog.
+            # The file keeps its old version until `rebuild` commits, so whichever process
+            # opens it next still knows it is outdated.
             self._outdated = bool(existing)
             await conn.execute("BEGIN IMMEDIATE")
             for table in _TABLES:
                 await conn.execute(f"DROP TABLE IF EXISTS {table}")
             await conn.execute("COMMIT")
             await conn.executescript(self.layout.ddl)
-            await conn.execute(f"PRAGMA user_version = {self.layout.fingerprint}")
+            if not existing:
+                await conn.execute(f"PRAGMA user_version = {self.layout.fingerprint}")
         await self.pool.open_readers()
 
     async def outdated(self) -> bool:
@@ -119,6 +122,8 @@ class EmbeddedBackend:
     ) -> int:
         async with self.pool.write() as conn:
             done = await self.writer.rebuild(conn, batches, progress)
+            # In the same transaction: the file is current exactly when its contents are.
+            await conn.execute(f"PRAGMA user_version = {self.layout.fingerprint}")
         self._outdated = False
         return done
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from services.search.backends.embedded.layout import Layout
-from services.search.query import And, Exists, MatchAll, Node, Not, Or, Range, Term, Text
+from services.search.fields import fold
+from services.search.query import And, Exists, MatchAll, Node, Not, Or, Prefix, Range, Term, Text
 from services.search.request import Visibility
+
+# The highest code point: every string that starts with p sorts in [p, p + _TOP).
+_TOP = "\U0010ffff"
 
 
 def fts_phrase(text: str) -> str:
@@ -43,8 +47,9 @@ class Compiler:
     # ---- full text ----------------------------------------------------------------------------
 
     def fts_expr(self, node: Node) -> str | None:
-        """The FTS5 MATCH expression of a purely full-text subtree, or None if not one."""
-        if isinstance(node, Text):
+        """The FTS5 MATCH expression (on the stemmed doc_fts) of a purely full-text subtree,
+        or None if not one. A prefix is not: it is looked up in doc_plain."""
+        if isinstance(node, Text) and not node.prefix:
             phrase = fts_phrase(node.value)
             return f"{node.field} : {phrase}" if node.field else phrase
         if isinstance(node, And | Or):
@@ -64,6 +69,10 @@ class Compiler:
         common tag or region is a large part of the corpus."""
         if isinstance(node, MatchAll):
             return "1"
+        if isinstance(node, Text) and node.prefix:
+            word = fts_phrase(node.value) + " *"
+            expr = f"{node.field} : {word}" if node.field else word
+            return f"d.pk IN (SELECT rowid FROM doc_plain WHERE doc_plain MATCH {sql.add(expr)})"
         expr = self.fts_expr(node)
         if expr is not None:
             return f"d.pk IN (SELECT rowid FROM doc_fts WHERE doc_fts MATCH {sql.add(expr)})"
@@ -97,12 +106,14 @@ class Compiler:
             return "(" + " AND ".join(conds or [f"d.{node.field} IS NOT NULL"]) + ")"
         if isinstance(node, Exists):
             return self.exists(node.field, sql)
+        if isinstance(node, Prefix):
+            return self.prefix(node.field, node.value, sql, probe)
         raise TypeError(f"unknown node {node!r}")  # pragma: no cover
 
     def exists(self, field: str, sql: Sql) -> str:
         key = self._map_key(field)
         if key is not None:
-            return f"d.pk IN (SELECT pk FROM doc_env WHERE key = {sql.add(key)})"
+            return f"d.pk IN (SELECT pk FROM doc_env WHERE fkey = {sql.add(fold(key))})"
         if field in self.layout.lists:
             return f"d.pk IN (SELECT pk FROM doc_kw WHERE field = {sql.add(field)})"
         if field in self.layout.text:
@@ -110,14 +121,29 @@ class Compiler:
         return f"d.{field} IS NOT NULL"
 
     def term(self, field: str, values: tuple[str, ...], sql: Sql, probe: bool = False) -> str:
+        """`values` are what the parser made them: folded, or a closed set's spelling."""
         key = self._map_key(field)
         if key is not None:
-            cond = f"key = {sql.add(key)} AND value IN ({sql.add(*values)})"
+            cond = f"fkey = {sql.add(fold(key))} AND fvalue IN ({sql.add(*values)})"
             return self._side("doc_env", cond, probe)
         if field in self.layout.lists:
-            cond = f"field = {sql.add(field)} AND value IN ({sql.add(*values)})"
+            cond = f"field = {sql.add(field)} AND folded IN ({sql.add(*values)})"
             return self._side("doc_kw", cond, probe)
-        return f"d.{field} IN ({sql.add(*values)})"
+        return f"d.{self.layout.match_column(field)} IN ({sql.add(*values)})"
+
+    def prefix(self, field: str, value: str, sql: Sql, probe: bool = False) -> str:
+        """A range on the folded values: it uses their index, as `=` does."""
+
+        def between(column: str) -> str:
+            return f"{column} >= {sql.add(value)} AND {column} < {sql.add(value + _TOP)}"
+
+        key = self._map_key(field)
+        if key is not None:
+            cond = f"fkey = {sql.add(fold(key))} AND {between('fvalue')}"
+            return self._side("doc_env", cond, probe)
+        if field in self.layout.lists:
+            return self._side("doc_kw", f"field = {sql.add(field)} AND {between('folded')}", probe)
+        return f"({between('d.' + self.layout.match_column(field))})"
 
     @staticmethod
     def _side(table: str, cond: str, probe: bool) -> str:

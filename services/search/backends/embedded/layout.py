@@ -4,8 +4,11 @@
 kept narrow (no text): facets and filters scan it, and SQLite reads a row's columns in order,
 so long text in the same row would drag overflow pages into every scan. `doc_text` holds the
 text, and `doc_fts` is an external-content FTS5 index over it, kept in sync by triggers inside
-the writing transaction, so the two can never disagree. Keyword lists (`doc_kw`) and the map
-(`doc_env`) sit in their own indexed tables, so filters and facets are joins on pk.
+the writing transaction, so the two can never disagree; `doc_plain` indexes the same text
+unstemmed, for prefixes. Both keep `_` inside words (cyse2_prompt_injection is one word), as
+OpenSearch's standard tokenizer does. Keyword lists (`doc_kw`) and the map (`doc_env`) sit in
+their own indexed tables, so filters and facets are joins on pk; their keys put pk right after
+the folded value, so probing one row (`folded IN (...) AND pk = d.pk`) is one seek.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from functools import cached_property
 from services.search.fields import TIEBREAK_DATE, DocumentSchema, Kind
 
 HL_OPEN, HL_CLOSE = "\x02", "\x03"
+# Words as stemmed (English, as OpenSearch's analyzer), and as written (prefix searches:
+# `injectio*` must find "injection", whose stem is "inject"). detail=column: a prefix needs
+# no positions, only which column holds the word.
+FTS_TABLES = ("doc_fts", "doc_plain")
 
 
 class Layout:
@@ -25,14 +32,30 @@ class Layout:
         self.weights = tuple(f.weight for f in schema.text)
         # The scalar keywords other than the id (which has its own unique column).
         self.keywords = tuple(f.name for f in schema.scalar_keywords if f.name != "id")
+        # Keywords matched in any case keep a folded copy (`<name>_f`) beside the stored
+        # spelling: filters compare the copy (and it is indexed), facets group the spelling.
+        self.folded = tuple(f.name for f in schema.scalar_keywords if f.folded)
+        self.exact = tuple(c for c in self.keywords if c not in self.folded)
         self.ranks = tuple(f.rank for f in schema.ranks if f.rank)
         self.dates = tuple(f.name for f in schema.of(Kind.DATE))
         self.numbers = tuple(f.name for f in schema.of(Kind.NUMBER))
         self.lists = tuple(f.name for f in schema.list_keywords)
         self.map = schema.map.name if schema.map else None
-        self.columns = ("id", "revision", *self.keywords, *self.ranks, *self.dates, *self.numbers)
+        self.columns = (
+            "id",
+            "revision",
+            *self.keywords,
+            *(f"{c}_f" for c in self.folded),
+            *self.ranks,
+            *self.dates,
+            *self.numbers,
+        )
 
     # ---- DDL --------------------------------------------------------------------------------
+
+    def match_column(self, field: str) -> str:
+        """The column a term on a scalar keyword compares with."""
+        return f"{field}_f" if field in self.folded else field
 
     @property
     def delete_trigger(self) -> str:
@@ -45,18 +68,31 @@ END"""
     def _fts_rows(self, row: str) -> str:
         return ", ".join(f"{row}.{c}" for c in self.text)
 
+    def _fts_delete(self) -> str:
+        cols, old = ", ".join(self.text), self._fts_rows("old")
+        return "".join(
+            f"INSERT INTO {t}({t}, rowid, {cols}) VALUES ('delete', old.pk, {old});"
+            for t in FTS_TABLES
+        )
+
+    def _fts_insert(self) -> str:
+        cols, new = ", ".join(self.text), self._fts_rows("new")
+        return "".join(
+            f"INSERT INTO {t}(rowid, {cols}) VALUES (new.pk, {new});" for t in FTS_TABLES
+        )
+
     @property
     def text_delete_trigger(self) -> str:
-        cols = ", ".join(self.text)
         return f"""CREATE TRIGGER IF NOT EXISTS doc_text_ad AFTER DELETE ON doc_text BEGIN
-    INSERT INTO doc_fts(doc_fts, rowid, {cols}) VALUES ('delete', old.pk, {self._fts_rows("old")});
+    {self._fts_delete()}
 END"""
 
     @cached_property
     def ddl(self) -> str:
         cols = ", ".join(self.text)
         sortable_dates = {f.name for f in self.schema.of(Kind.DATE) if f.sort}
-        indexes = [f"CREATE INDEX IF NOT EXISTS ix_doc_{c} ON doc ({c})" for c in self.keywords]
+        indexes = [f"CREATE INDEX IF NOT EXISTS ix_doc_{c} ON doc ({c})" for c in self.exact]
+        indexes += [f"CREATE INDEX IF NOT EXISTS ix_doc_{c}_f ON doc ({c}_f)" for c in self.folded]
         indexes += [
             f"CREATE INDEX IF NOT EXISTS ix_doc_{r} ON doc ({r}, {TIEBREAK_DATE})"
             for r in self.ranks
@@ -66,46 +102,48 @@ END"""
             + (", id)" if c in sortable_dates else ")")
             for c in (*self.dates, *self.numbers)
         ]
+        doc_columns = ", ".join(
+            [
+                *(f"{c} TEXT" for c in self.keywords),
+                *(f"{c}_f TEXT" for c in self.folded),
+                *(f"{c} INTEGER" for c in (*self.ranks, *self.dates)),
+                *(f"{c} REAL" for c in self.numbers),
+            ]
+        )
         return f"""
 CREATE TABLE IF NOT EXISTS doc (
     pk INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     revision INTEGER NOT NULL,
-    {
-            ", ".join(
-                [
-                    *(f"{c} TEXT" for c in self.keywords),
-                    *(f"{c} INTEGER" for c in self.ranks),
-                    *(f"{c} INTEGER" for c in self.dates),
-                    *(f"{c} REAL" for c in self.numbers),
-                ]
-            )
-        }
+    {doc_columns}
 );
 CREATE TABLE IF NOT EXISTS doc_text (
     pk INTEGER PRIMARY KEY,
     {", ".join(f"{c} TEXT" for c in self.text)}
 );
 CREATE TABLE IF NOT EXISTS doc_kw (
-    field TEXT NOT NULL, value TEXT NOT NULL, pk INTEGER NOT NULL,
-    PRIMARY KEY (field, value, pk)) WITHOUT ROWID;
+    field TEXT NOT NULL, folded TEXT NOT NULL, value TEXT NOT NULL, pk INTEGER NOT NULL,
+    PRIMARY KEY (field, folded, pk, value)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_doc_kw_pk ON doc_kw (pk, field);
 CREATE TABLE IF NOT EXISTS doc_env (
-    key TEXT NOT NULL, value TEXT NOT NULL, pk INTEGER NOT NULL,
-    PRIMARY KEY (key, value, pk)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ix_doc_env_pk ON doc_env (pk);
+    fkey TEXT NOT NULL, fvalue TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    pk INTEGER NOT NULL, PRIMARY KEY (fkey, fvalue, pk, key, value)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_doc_env_pk ON doc_env (pk, key);
 {";".join(indexes)};
 CREATE VIRTUAL TABLE IF NOT EXISTS doc_fts USING fts5(
     {cols}, content='doc_text', content_rowid='pk',
-    tokenize='porter unicode61 remove_diacritics 2');
+    tokenize="porter unicode61 remove_diacritics 2 tokenchars '_'");
+CREATE VIRTUAL TABLE IF NOT EXISTS doc_plain USING fts5(
+    {cols}, content='doc_text', content_rowid='pk',
+    tokenize="unicode61 remove_diacritics 2 tokenchars '_'", detail='column');
 {self.delete_trigger};
 CREATE TRIGGER IF NOT EXISTS doc_text_ai AFTER INSERT ON doc_text BEGIN
-    INSERT INTO doc_fts(rowid, {cols}) VALUES (new.pk, {self._fts_rows("new")});
+    {self._fts_insert()}
 END;
 {self.text_delete_trigger};
 CREATE TRIGGER IF NOT EXISTS doc_text_au AFTER UPDATE ON doc_text BEGIN
-    INSERT INTO doc_fts(doc_fts, rowid, {cols}) VALUES ('delete', old.pk, {self._fts_rows("old")});
-    INSERT INTO doc_fts(rowid, {cols}) VALUES (new.pk, {self._fts_rows("new")});
+    {self._fts_delete()}
+    {self._fts_insert()}
 END;
 """
 

@@ -8,8 +8,9 @@ from typing import Any
 import aiosqlite
 
 from services.search.backends.base import Progress
-from services.search.backends.embedded.layout import Layout
+from services.search.backends.embedded.layout import FTS_TABLES, Layout
 from services.search.documents import normalize, to_epoch_ms
+from services.search.fields import fold
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -23,6 +24,8 @@ class Writer:
         self.dates = set(layout.dates)
 
     def _row(self, doc: dict[str, Any]) -> tuple[Any, ...]:
+        for name in self.layout.folded:
+            doc[f"{name}_f"] = None if doc[name] is None else fold(doc[name])
         return tuple(
             to_epoch_ms(doc.get(c)) if c in self.dates else doc.get(c) for c in self.layout.columns
         )
@@ -60,13 +63,17 @@ class Writer:
             await conn.executemany("DELETE FROM doc_kw WHERE pk = ?", touched)
             await conn.executemany("DELETE FROM doc_env WHERE pk = ?", touched)
         await conn.executemany(
-            "INSERT INTO doc_kw (field, value, pk) VALUES (?, ?, ?)",
-            [(f, v, pks[d["id"]]) for d in fresh for f in layout.lists for v in d[f]],
+            "INSERT INTO doc_kw (field, folded, value, pk) VALUES (?, ?, ?, ?)",
+            [(f, fold(v), v, pks[d["id"]]) for d in fresh for f in layout.lists for v in d[f]],
         )
         if layout.map:
             await conn.executemany(
-                "INSERT INTO doc_env (key, value, pk) VALUES (?, ?, ?)",
-                [(k, v, pks[d["id"]]) for d in fresh for k, v in d[layout.map].items()],
+                "INSERT INTO doc_env (fkey, fvalue, key, value, pk) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (fold(k), fold(v), k, v, pks[d["id"]])
+                    for d in fresh
+                    for k, v in d[layout.map].items()
+                ],
             )
         return len(fresh)
 
@@ -84,7 +91,8 @@ class Writer:
         done = 0
         # Clear the FTS index in one step; without the delete triggers, so that FTS5 is not
         # asked to remove rows one by one (or rows it no longer holds).
-        await conn.execute("INSERT INTO doc_fts(doc_fts) VALUES ('delete-all')")
+        for fts in FTS_TABLES:
+            await conn.execute(f"INSERT INTO {fts}({fts}) VALUES ('delete-all')")
         await conn.execute("DROP TRIGGER doc_ad")
         await conn.execute("DROP TRIGGER doc_text_ad")
         for table in self.layout.tables:
@@ -96,5 +104,6 @@ class Writer:
             done += len(batch)
             if progress:
                 progress(done, None)
-        await conn.execute("INSERT INTO doc_fts(doc_fts) VALUES ('optimize')")
+        for fts in FTS_TABLES:
+            await conn.execute(f"INSERT INTO {fts}({fts}) VALUES ('optimize')")
         return done

@@ -4,11 +4,12 @@ answer parsed back. The benchmark replays compile_search's body to time the engi
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from services.search.backends.opensearch.mapping import map_fields
 from services.search.documents import iso_utc
-from services.search.fields import DocumentSchema, Kind
+from services.search.fields import DocumentSchema, Kind, SortKey, fold
 from services.search.query import (
     And,
     Exists,
@@ -16,6 +17,7 @@ from services.search.query import (
     Node,
     Not,
     Or,
+    Prefix,
     Range,
     Term,
     Text,
@@ -38,6 +40,12 @@ def _regex_escape(text: str) -> str:
     return re.sub(r'([.?+*|{}\[\]()"\\#@&<>~])', r"\\\1", text)
 
 
+def _plain(word: str) -> str:
+    """A prefix as the `plain` analyzer indexes words: lower-case, accents removed."""
+    decomposed = unicodedata.normalize("NFKD", fold(word))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
 def _no_score(clause: dict[str, Any]) -> dict[str, Any]:
     # Exact conditions must not change relevance: only text scores, as in the embedded bm25.
     return {"constant_score": {"filter": clause, "boost": 0.0}}
@@ -49,12 +57,13 @@ class Compiler:
         self.text = schema.text_fields
         self.boosted = [f.name if f.weight == 1 else f"{f.name}^{f.weight:g}" for f in schema.text]
         self.dates = {f.name for f in schema.of(Kind.DATE)}
+        self.folded = {f.name for f in schema.fields if f.folded}
         self.map_prefix = f"{schema.map_prefix}." if schema.map else None
         self.keys_field, self.pairs_field = map_fields(schema) if schema.map else ("", "")
         self.sorts = {name: [self._sort(k) for k in keys] for name, keys in schema.sorts.items()}
 
     @staticmethod
-    def _sort(key: Any) -> dict[str, Any]:
+    def _sort(key: SortKey) -> dict[str, Any]:
         order = "desc" if key.descending else "asc"
         if key.missing is not None:
             return {key.field: {"order": order, "missing": key.missing}}
@@ -70,6 +79,12 @@ class Compiler:
     def query(self, node: Node) -> dict[str, Any]:
         if isinstance(node, MatchAll):
             return {"match_all": {}}
+        if isinstance(node, Text) and node.prefix:
+            # Not scored, as in the embedded index (a prefix is no evidence of relevance).
+            word = _plain(node.value)
+            fields = [node.field] if node.field else self.text
+            clauses = [{"prefix": {f"{f}.plain": word}} for f in fields]
+            return _no_score({"bool": {"should": clauses, "minimum_should_match": 1}})
         if isinstance(node, Text):
             if node.field:
                 return {"match_phrase": {node.field: {"query": node.value}}}
@@ -103,15 +118,28 @@ class Compiler:
         if isinstance(node, Exists):
             key = self._map_key(node.field)
             if key is not None:
-                return _no_score({"term": {self.keys_field: key}})
+                return _no_score({"term": {f"{self.keys_field}.folded": fold(key)}})
             return _no_score({"exists": {"field": node.field}})
+        if isinstance(node, Prefix):
+            key = self._map_key(node.field)
+            if key is not None:
+                clause = {"prefix": {f"{self.pairs_field}.folded": f"{fold(key)}={node.value}"}}
+            else:
+                clause = {"prefix": {self._match_field(node.field): node.value}}
+            return _no_score(clause)
         raise TypeError(f"unknown node {node!r}")  # pragma: no cover
 
+    def _match_field(self, field: str) -> str:
+        """The field a term compares with: the folded sub-field of a case-forgiving one."""
+        return f"{field}.folded" if field in self.folded else field
+
     def term(self, field: str, values: tuple[str, ...]) -> dict[str, Any]:
+        """`values` are what the parser made them: folded, or a closed set's spelling."""
         key = self._map_key(field)
         if key is not None:
-            return {"terms": {self.pairs_field: [f"{key}={v}" for v in values]}}
-        return {"terms": {field: list(values)}}
+            pairs = [f"{fold(key)}={v}" for v in values]
+            return {"terms": {f"{self.pairs_field}.folded": pairs}}
+        return {"terms": {self._match_field(field): list(values)}}
 
     # ---- aggregations -------------------------------------------------------------------
 

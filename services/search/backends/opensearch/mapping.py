@@ -15,11 +15,31 @@ from typing import Any
 from services.search.fields import DocumentSchema, Kind
 
 KEYWORD: dict[str, Any] = {"type": "keyword"}
+# A keyword matched in any case: the stored spelling (facets, sorts, visibility) and, as a
+# sub-field, the folded one that terms and prefixes compare with (fields.fold, the same).
+FOLDED_KEYWORD: dict[str, Any] = {
+    "type": "keyword",
+    "fields": {"folded": {"type": "keyword", "normalizer": "folded", "doc_values": False}},
+}
 TEXT: dict[str, Any] = {
     "type": "text",
     "analyzer": "english",
     # Offsets in the postings let the unified highlighter skip re-analysing the text.
     "index_options": "offsets",
+    # The words as written (unstemmed), for prefixes: `injectio*` finds "injection",
+    # which the english analyzer indexes as "inject". No positions: a prefix needs none.
+    "fields": {"plain": {"type": "text", "analyzer": "plain", "index_options": "docs"}},
+}
+ANALYSIS: dict[str, Any] = {
+    "normalizer": {"folded": {"type": "custom", "filter": ["lowercase"]}},
+    # As the embedded index's unicode61 tokenizer with remove_diacritics.
+    "analyzer": {
+        "plain": {
+            "type": "custom",
+            "tokenizer": "standard",
+            "filter": ["lowercase", "asciifolding"],
+        }
+    },
 }
 _BY_KIND: dict[Kind, dict[str, Any]] = {
     Kind.TEXT: TEXT,
@@ -50,16 +70,16 @@ def _properties(schema: DocumentSchema) -> dict[str, Any]:
             # The map itself is only stored; its keys and pairs are what is searched.
             props[f.name] = {"type": "object", "enabled": False}
             for name in map_fields(schema):
-                props[name] = KEYWORD
+                props[name] = FOLDED_KEYWORD
             continue
-        props[f.name] = _BY_KIND[f.kind]
+        props[f.name] = FOLDED_KEYWORD if f.folded else _BY_KIND[f.kind]
         if f.rank:
             props[f.rank] = {"type": "byte"}
     return props
 
 
 def settings(schema: DocumentSchema) -> dict[str, Any]:
-    return dict(INDEX_SETTINGS)
+    return {**INDEX_SETTINGS, "analysis": ANALYSIS}
 
 
 def mappings(schema: DocumentSchema) -> dict[str, Any]:
