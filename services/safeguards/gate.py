@@ -279,6 +279,13 @@ async def waive_group(session: AsyncSession, data: WaiverIn, actor: Principal) -
 async def revoke_waiver(session: AsyncSession, waiver_id: str, actor: Principal) -> GateWaiver:
     repo = SafeguardsRepository(session)
     waiver = await repo.get_waiver(waiver_id)
+    if waiver is not None:
+        # A waiver is seen with its group: a reviewer who cannot see the group (another
+        # team's, above their clearance) may not revoke, nor learn of, its waivers.
+        try:
+            await catalog.get_visible_group(session, waiver.group_id, actor)
+        except NotFound:
+            waiver = None
     if waiver is None:
         raise NotFound(f"waiver {waiver_id} not found")
     if not await repo.revoke_waiver(waiver_id, utcnow(), actor.subject):
