@@ -295,6 +295,22 @@ async def revoke_waiver(session: AsyncSession, waiver_id: str, actor: Principal)
 
 
 async def active_waivers(
-    session: AsyncSession, model: str, version: str, now: datetime | None = None
+    session: AsyncSession,
+    model: str,
+    version: str,
+    now: datetime | None = None,
+    viewer: Principal | None = None,
 ) -> list[GateWaiver]:
-    return await SafeguardsRepository(session).active_waivers(model, version, now or utcnow())
+    """The waivers in force; with `viewer`, only those of groups it may see (a waiver is seen
+    with its group, as revoke_waiver answers). The gate itself counts every waiver."""
+    found = await SafeguardsRepository(session).active_waivers(model, version, now or utcnow())
+    if viewer is None:
+        return found
+    seen = set()
+    for group_id in {w.group_id for w in found}:  # a version has a few waivers
+        try:
+            await catalog.get_visible_group(session, group_id, viewer)
+        except NotFound:
+            continue
+        seen.add(group_id)
+    return [w for w in found if w.group_id in seen]

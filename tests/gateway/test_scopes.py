@@ -647,6 +647,7 @@ RUN = """query($id: ID!) { evaluationRun(id: $id) {
 } }"""
 COMPARE = """query($a: ID!, $b: ID!) { compareRuns(a: $a, b: $b) {
   onlyInA onlyInB fixed { caseId } regressed { caseId } stillFailing { caseId } } }"""
+WAIVERS = "query($m: String!, $v: String!) { gateWaivers(model: $m, version: $v) { id groupId } }"
 PLAN = "id title status revision outcome evidence { caseIds groupIds sliceQuery }"
 PLAN_READ = f"query($id: ID!) {{ retrainingPlan(id: $id) {{ {PLAN} }} }}"
 PLAN_STATUS = f"""mutation($id: ID!, $s: PlanStatus!, $r: Int!) {{
@@ -677,6 +678,8 @@ async def test_objects_without_visibility_leak_no_hidden_case(client, world):
             "evaluationRun": await _ok(client, caller, RUN, {"id": a}),
             "compareRuns": await _ok(client, caller, COMPARE, {"a": a, "b": b}),
             "retrainingPlan": await _ok(client, caller, PLAN_READ, {"id": world["plan"]}),
+            # Not a lookup by id, but it lists waivers, which are seen with their group.
+            "gateWaivers": await _ok(client, caller, WAIVERS, {"m": world["model"], "v": "2.0"}),
         }
         # The plan's mutations answer with the plan: walk it through its states meanwhile.
         for status in ("APPROVED", "IN_PROGRESS") if why == "other team" else ():
@@ -692,7 +695,7 @@ async def test_objects_without_visibility_leak_no_hidden_case(client, world):
             text = json.dumps(answer)
             leaks += [f"{name} for {why} shows {fact!r}" for fact in forbidden if fact in text]
             # ... while what the caller sees is there (the answers are not merely empty).
-            if name not in ("compareRuns",) and world["ids"][2] not in text:
+            if name not in ("compareRuns", "gateWaivers") and world["ids"][2] not in text:
                 missing.append(f"{name} for {why}: {text}")
         sees = [n for n in range(3) if n not in hidden]
         compared = answers["compareRuns"]["compareRuns"]
@@ -706,6 +709,8 @@ async def test_objects_without_visibility_leak_no_hidden_case(client, world):
         plan = answers["retrainingPlan"]["retrainingPlan"]["evidence"]
         assert plan["caseIds"] == [world["ids"][n] for n in sees]
         assert plan["groupIds"] == [world["groups"][n] for n in sees]
+        waivers = answers["gateWaivers"]["gateWaivers"]
+        assert sorted(w["id"] for w in waivers) == sorted(world["of"][n]["waiver"] for n in sees)
     assert not leaks, leaks
     assert not missing, missing
 
