@@ -179,7 +179,8 @@ class DocumentAnalysis:
 
     def _first(self, node: FieldNode, field_def: Any) -> int:
         value: Any = None
-        for arg in node.arguments:
+        # graphql-core 3.3 leaves `arguments` None on a field written without any.
+        for arg in node.arguments or ():
             if arg.name.value != "first":
                 continue
             if isinstance(arg.value, IntValueNode):

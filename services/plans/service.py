@@ -115,6 +115,21 @@ async def visible_evidence(
     return [i for i in ids if i in seen]
 
 
+async def visible_evidence_groups(
+    session: AsyncSession, plan: RetrainingPlan, viewer: Principal
+) -> list[str]:
+    """The evidence groups `viewer` may see: a group none of whose cases the reader sees is,
+    to them, absent (as `group(id)` answers), so its id is not shown either."""
+    out = []
+    for group_id in plan.evidence.get("group_ids", []):  # a plan names a few groups
+        try:
+            await catalog.get_visible_group(session, group_id, viewer)
+        except NotFound:
+            continue
+        out.append(group_id)
+    return out
+
+
 async def set_status(
     session: AsyncSession,
     plan_id: str,

@@ -279,6 +279,13 @@ async def waive_group(session: AsyncSession, data: WaiverIn, actor: Principal) -
 async def revoke_waiver(session: AsyncSession, waiver_id: str, actor: Principal) -> GateWaiver:
     repo = SafeguardsRepository(session)
     waiver = await repo.get_waiver(waiver_id)
+    if waiver is not None:
+        # A waiver is seen with its group: a reviewer who cannot see the group (another
+        # team's, above their clearance) may not revoke, nor learn of, its waivers.
+        try:
+            await catalog.get_visible_group(session, waiver.group_id, actor)
+        except NotFound:
+            waiver = None
     if waiver is None:
         raise NotFound(f"waiver {waiver_id} not found")
     if not await repo.revoke_waiver(waiver_id, utcnow(), actor.subject):
@@ -288,6 +295,22 @@ async def revoke_waiver(session: AsyncSession, waiver_id: str, actor: Principal)
 
 
 async def active_waivers(
-    session: AsyncSession, model: str, version: str, now: datetime | None = None
+    session: AsyncSession,
+    model: str,
+    version: str,
+    now: datetime | None = None,
+    viewer: Principal | None = None,
 ) -> list[GateWaiver]:
-    return await SafeguardsRepository(session).active_waivers(model, version, now or utcnow())
+    """The waivers in force; with `viewer`, only those of groups it may see (a waiver is seen
+    with its group, as revoke_waiver answers). The gate itself counts every waiver."""
+    found = await SafeguardsRepository(session).active_waivers(model, version, now or utcnow())
+    if viewer is None:
+        return found
+    seen = set()
+    for group_id in {w.group_id for w in found}:  # a version has a few waivers
+        try:
+            await catalog.get_visible_group(session, group_id, viewer)
+        except NotFound:
+            continue
+        seen.add(group_id)
+    return [w for w in found if w.group_id in seen]

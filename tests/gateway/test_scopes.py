@@ -3,10 +3,12 @@ is read under, and every operation is allowed or denied to every role as declare
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import pytest
 import strawberry
+from sqlalchemy import text
 from strawberry.types.base import StrawberryList, StrawberryOptional
 
 from services.gateway.permissions import declared_scopes, required_scopes
@@ -318,7 +320,11 @@ def test_every_operation_is_in_the_matrix():
 
 # Per root field taking an ID: a document, and what each of its ID arguments names. The walk
 # below derives the field list from the schema, so a new field with an ID fails here until it
-# is listed (and so proven to hide what its caller may not see).
+# is listed (and so proven to hide what its caller may not see). Variables the walk always
+# offers beside the ids: $model (the model of the walk's cases) and $salt (unique per run).
+# Kinds: "case", "group" (one id; NOT_FOUND), "cases" (a list: the whole call refused as for an
+# unknown id), "proposal" (visible when a case of its group in the run's suite is), "waiver"
+# (visible with its group), and the kinds of EXEMPT below.
 BY_ID: dict[str, tuple[str, dict[str, str]]] = {
     "Query.case": ("query($id: ID!) { case(id: $id) { id title } }", {"id": "case"}),
     "Query.group": ("query($id: ID!) { group(id: $id) { id caseCount } }", {"id": "group"}),
@@ -341,7 +347,82 @@ BY_ID: dict[str, tuple[str, dict[str, str]]] = {
         'mutation($id: ID!) { resolveGroup(id: $id, fixedInVersion: "1.0") { id } }',
         {"id": "group"},
     ),
+    # safeguards
+    "Query.scenarios": (
+        "query($case_id: ID!) { scenarios(caseId: $case_id) { id input } }",
+        {"case_id": "case"},
+    ),
+    "Mutation.generateScenarios": (
+        "mutation($case_ids: [ID!]) { generateScenarios(perturbations: [CASING], seed: 7,"
+        " caseIds: $case_ids) { id parentCaseId input } }",
+        {"case_ids": "cases"},
+    ),
+    "Mutation.createSuite": (
+        "mutation($case_ids: [ID!], $model: String!, $salt: String!) { createSuite(name: $salt,"
+        " model: $model, caseIds: $case_ids) { name caseCount } }",
+        {"case_ids": "cases"},
+    ),
+    "Mutation.acceptResolution": (
+        "mutation($id: ID!) { acceptResolution(id: $id) { id groupId status } }",
+        {"id": "proposal"},
+    ),
+    "Mutation.revokeWaiver": (
+        "mutation($id: ID!) { revokeWaiver(id: $id) { id groupId revokedAt } }",
+        {"id": "waiver"},
+    ),
+    "Query.evaluationRun": ("query($id: ID!) { evaluationRun(id: $id) { id } }", {"id": "run"}),
+    "Query.compareRuns": (
+        "query($a: ID!, $b: ID!) { compareRuns(a: $a, b: $b) { onlyInA } }",
+        {"a": "run", "b": "run"},
+    ),
+    # plans
+    "Query.retrainingPlan": ("query($id: ID!) { retrainingPlan(id: $id) { id } }", {"id": "plan"}),
+    "Mutation.setRetrainingPlanStatus": (
+        "mutation($id: ID!) { setRetrainingPlanStatus(id: $id, status: CLOSED,"
+        " expectedRevision: 1) { id } }",
+        {"id": "plan"},
+    ),
+    "Mutation.evaluateRetrainingPlan": (
+        'mutation($id: ID!) { evaluateRetrainingPlan(id: $id, candidateVersion: "2") { id } }',
+        {"id": "plan"},
+    ),
+    # annotation
+    "Mutation.submitAnnotation": (
+        'mutation($case_id: ID!) { submitAnnotation(caseId: $case_id, taxonomy: "failcat",'
+        " values: {}, submit: false) { id } }",
+        {"case_id": "case"},
+    ),
+    "Mutation.assignAnnotators": (
+        "mutation($case_ids: [ID!]!, $salt: String!) { assignAnnotators(caseIds: $case_ids,"
+        " annotators: [$salt], overlap: 1) { annotator } }",
+        {"case_ids": "cases"},
+    ),
+    "Mutation.adjudicate": (
+        'mutation($case_id: ID!) { adjudicate(caseId: $case_id, taxonomy: "failcat",'
+        ' values: {failure_mode: "harmful_content", severity: "S2"}, expectedRevision: 1)'
+        " { id } }",
+        {"case_id": "case"},
+    ),
+    "Mutation.sendBack": (
+        'mutation($case_id: ID!) { sendBack(caseId: $case_id, comment: "again") { id } }',
+        {"case_id": "case"},
+    ),
 }
+
+# Objects with no visibility of their own, by design: any caller with the field's scopes may
+# name them. What they must not do is carry a hidden case: their case lists are filtered for
+# the reader (test_objects_without_visibility_leak_no_hidden_case proves it for each kind).
+EXEMPT: dict[str, str] = {
+    # A run is a model version's result on a suite version: its figures (total, passed, by
+    # severity and failure mode) count every case of the suite, as the release gate decides on
+    # all of them (SAFEGUARDS.md); outcomes, slices, proposals and the suite's cases list only
+    # the cases the reader sees, and compareRuns compares only those.
+    "run": "figures over the whole suite; every case list filtered for the reader",
+    # A plan belongs to the plans:read / plans:write holders, not to a team (PLANS.md): its
+    # evidence shows only the cases and groups the reader may see.
+    "plan": "governed by the plans scopes; evidence filtered for the reader",
+}
+WALKED = {"case", "group", "cases", "proposal", "waiver"}
 
 
 def _takes_id(field) -> list[str]:
@@ -364,76 +445,301 @@ def test_every_root_field_taking_an_id_is_in_the_visibility_walk():
     assert set(taking) == set(BY_ID), f"update BY_ID: {set(taking) ^ set(BY_ID)}"
     for name, ids in taking.items():
         assert set(ids) == set(BY_ID[name][1]), f"{name} takes ids {ids}"
+    kinds = {kind for _, args in BY_ID.values() for kind in args.values()}
+    assert kinds <= WALKED | set(EXEMPT), f"kinds neither walked nor exempt: {kinds}"
+    assert not WALKED & set(EXEMPT)
 
 
-async def test_a_caller_who_cannot_see_the_target_gets_not_found_and_nothing_changes(
-    client, token_for, admin_token
-):
+EVERY_SCOPE = (
+    "cases:read cases:write cases:ingest evals:write reviews:write plans:read plans:write"
+    " annotations:write"
+)
+
+
+@pytest.fixture(scope="module")
+async def world(client, token_for):
+    """Three cases of one model, each in a group of its own: two hidden from one caller each
+    (another team's; one above the caller's clearance), one everybody sees. Around them, as
+    their owner made them: a suite of the three, two runs on it (all passed; then the hidden
+    ones failed), the first run's resolution proposals, a waiver per group and a retraining
+    plan resting on all three cases and groups."""
     salt = secrets.token_hex(3)
     team, other = f"vis-a-{salt}", f"vis-b-{salt}"
-    writer = "cases:read cases:write cases:ingest"
-    owner = await token_for(writer, team=team, clearance="restricted")
-    # One case per way of being hidden, each in a group of its own, plus one the caller sees.
-    [hidden_team, hidden_clearance, visible] = unique(aiid_cases(3))
-    hidden_team.update(team=team, sensitivity="internal", fingerprint=f"vis-team-{salt}")
-    hidden_clearance.update(team=team, sensitivity="restricted", fingerprint=f"vis-clr-{salt}")
-    visible.update(team=None, sensitivity="public", fingerprint=f"vis-ok-{salt}")
-    for c in (hidden_team, hidden_clearance, visible):
-        c["model"] = {"name": f"vis-model-{salt}", "version": "1.0"}
-    body = await gql(
-        client,
-        owner,
-        INGEST,
-        {"cases": [case_input(c) for c in (hidden_team, hidden_clearance, visible)]},
-    )
-    ids = [r["id"] for r in data(body)["ingestCases"]]
+    model = f"vis-model-{salt}"
+    owner = await token_for(EVERY_SCOPE, team=team, clearance="restricted")
+    cases = unique(aiid_cases(3))
+    for n, (c, (who, sensitivity)) in enumerate(
+        zip(
+            cases,
+            [(team, "internal"), (team, "restricted"), (None, "public")],
+            strict=True,
+        )
+    ):
+        c.update(team=who, sensitivity=sensitivity, fingerprint=f"vis-{n}-{salt}")
+        c["title"] = f"{c['title']} (vis-title-{n}-{salt})"
+        c["input"] = {"text": f"vis-input-{n}-{salt}", "parties": c["input"]["parties"]}
+        c["model"] = {"name": model, "version": "1.0"}
+    # A case takes its ingesting client's team when it names none: the one every caller sees
+    # is ingested by a client without a team.
+    teamless = await token_for("cases:ingest", clearance="restricted")
+    ids = []
+    for token, batch in ((owner, cases[:2]), (teamless, cases[2:])):
+        body = await gql(client, token, INGEST, {"cases": [case_input(c) for c in batch]})
+        ids += [r["id"] for r in data(body)["ingestCases"]]
     group_of = "query($id: ID!) { case(id: $id) { group { id } } }"
     groups = [
         data(await gql(client, owner, group_of, {"id": i}))["case"]["group"]["id"] for i in ids
     ]
-    targets = {
-        # (hidden case, its group, a caller with every scope who may not see it)
-        "other team": (
-            ids[0],
-            groups[0],
-            await token_for(writer, team=other, clearance="restricted"),
-        ),
-        "lower clearance": (
-            ids[1],
-            groups[1],
-            await token_for(writer, team=team, clearance="confidential"),
-        ),
+    suite = f"vis-suite-{salt}"
+    await _ok(
+        client,
+        owner,
+        "mutation($n: String!, $m: String!, $ids: [ID!]) {"
+        " createSuite(name: $n, model: $m, caseIds: $ids) { name } }",
+        {"n": suite, "m": model, "ids": ids},
+    )
+    record = """mutation($run: EvaluationRunInput!) { recordEvaluationRun(run: $run) {
+                id proposals { id groupId } } }"""
+    runs, proposals = [], {}
+    for failing in ((), ids[:2]):
+        outcomes = [
+            {"caseId": i, "outcome": "FAIL" if i in failing else "PASS", "latencyMs": 5.0}
+            for i in ids
+        ]
+        run = {"model": model, "version": "2.0", "suite": suite, "outcomes": outcomes}
+        answer = (await _ok(client, owner, record, {"run": run}))["recordEvaluationRun"]
+        runs.append(answer["id"])
+        proposals.update({p["groupId"]: p["id"] for p in answer["proposals"]})
+    waive = """mutation($g: ID!, $m: String!) { waiveGroup(waiver: {groupId: $g, model: $m,
+               reason: "vis", expiresAt: "2999-01-01T00:00:00Z"}) { id } }"""
+    waivers = {
+        g: (await _ok(client, owner, waive, {"g": g, "m": model}))["waiveGroup"]["id"]
+        for g in groups
     }
-    before = await _snapshot(client, admin_token, ids, groups)
+    plan = {
+        "title": f"vis-plan-{salt}",
+        "model": model,
+        "evidence": {"case_ids": ids, "group_ids": groups},
+        "targets": [{"suite": suite, "metric": "pass_rate", "op": ">=", "value": 0.5}],
+    }
+    created = await _ok(
+        client, owner, "mutation($p: JSON!) { createRetrainingPlan(plan: $p) { id } }", {"p": plan}
+    )
+    return {
+        "salt": salt,
+        "model": model,
+        "cases": cases,
+        "ids": ids,
+        "groups": groups,
+        "runs": runs,
+        "plan": created["createRetrainingPlan"]["id"],
+        # Each kind's object for case n: its id, its group, the proposal and waiver of its group.
+        "of": [
+            {
+                "case": ids[n],
+                "cases": [ids[n]],
+                "group": groups[n],
+                "proposal": proposals[groups[n]],
+                "waiver": waivers[groups[n]],
+            }
+            for n in range(3)
+        ],
+        # (a caller with every scope, the cases it may not see, the one it must be refused)
+        "callers": {
+            "other team": (
+                await token_for(EVERY_SCOPE, team=other, clearance="restricted"),
+                [0, 1],
+                0,
+            ),
+            "lower clearance": (
+                await token_for(EVERY_SCOPE, team=team, clearance="confidential"),
+                [1],
+                1,
+            ),
+        },
+    }
+
+
+async def _ok(client, token, query, variables):
+    return data(await gql(client, token, query, variables))
+
+
+def _like_unknown(got: dict, unknown: dict, hidden: str) -> bool:
+    """The answer for a hidden id is the answer for an id that exists nowhere."""
+    return json.dumps(got).replace(hidden, MISSING) == json.dumps(unknown)
+
+
+# Ids inside input objects: not found by the schema walk, listed here by hand.
+BY_INPUT_ID: dict[str, tuple[str, str]] = {
+    "Mutation.waiveGroup": (
+        """mutation($id: ID!, $model: String!) { waiveGroup(waiver: {groupId: $id,
+           model: $model, reason: "r", expiresAt: "2999-01-01T00:00:00Z"}) { id } }""",
+        "group",
+    ),
+    "Mutation.recordEvaluationRun": (
+        """mutation($id: ID!, $model: String!, $salt: String!) { recordEvaluationRun(run: {
+           model: $model, version: "3.0", suite: $salt, outcomes: [{caseId: $id,
+           outcome: PASS}]}) { id } }""",
+        "case",
+    ),
+}
+
+
+async def test_a_caller_who_cannot_see_the_target_gets_not_found_and_nothing_changes(
+    client, world, admin_token, app
+):
+    ids, groups = world["ids"], world["groups"]
+    extra = {"model": world["model"], "salt": f"vis-suite-{world['salt']}"}
+    before = await _snapshot(client, app, admin_token, ids, groups)
 
     wrong = []
-    for why, (case_id, group_id, caller) in targets.items():
-        hidden = {"case": case_id, "group": group_id}
-        seen = {"case": ids[2], "group": groups[2]}
+    for why, (caller, _, target) in world["callers"].items():
+        hidden, seen = world["of"][target], world["of"][2]
         for name, (query, args) in BY_ID.items():
+            if set(args.values()) & set(EXEMPT):
+                continue  # proven by test_objects_without_visibility_leak_no_hidden_case
             # Each ID argument in turn names the hidden target; the others name visible ones.
-            for arg in args:
-                variables = {a: (hidden if a == arg else seen)[kind] for a, kind in args.items()}
-                got = await gql(client, caller, query, variables)
-                if codes(got) != ["NOT_FOUND"] or got.get("data"):
+            for arg, kind in args.items():
+                variables = {a: (hidden if a == arg else seen)[k] for a, k in args.items()}
+                got = await gql(client, caller, query, {**extra, **variables})
+                if kind == "cases":
+                    # A list is refused whole, as it would be for an id that exists nowhere
+                    # (NOT_FOUND, or the service's BAD_USER_INPUT naming `caseIds.N`).
+                    unknown = await gql(
+                        client, caller, query, {**extra, **variables, arg: [MISSING]}
+                    )
+                    if (
+                        codes(got) not in (["NOT_FOUND"], ["BAD_USER_INPUT"])
+                        or got.get("data")
+                        or hidden["case"] not in json.dumps(got["errors"])
+                        or not _like_unknown(got, unknown, hidden["case"])
+                    ):
+                        wrong.append(f"{name}({arg}) for {why}: {got} (unknown id: {unknown})")
+                elif codes(got) != ["NOT_FOUND"] or got.get("data"):
                     wrong.append(f"{name}({arg}) for {why}: {got}")
+        for name, (query, kind) in BY_INPUT_ID.items():
+            got = await gql(client, caller, query, {**extra, "id": hidden[kind]})
+            unknown = await gql(client, caller, query, {**extra, "id": MISSING})
+            if (
+                not got.get("errors")
+                or got.get("data")
+                or not _like_unknown(got, unknown, hidden[kind])
+            ):
+                wrong.append(f"{name} for {why}: {got} (unknown id: {unknown})")
         # An id inside a filter is not a lookup: the page is empty, as for an unknown id.
         listed = await gql(
             client,
             caller,
             "query($g: ID!) { cases(filter: {groupId: $g}) { nodes { id } } }",
-            {"g": group_id},
+            {"g": hidden["group"]},
         )
         if data(listed)["cases"]["nodes"]:
             wrong.append(f"cases(filter: {{groupId}}) for {why}: {listed}")
     assert not wrong, wrong
-    assert await _snapshot(client, admin_token, ids, groups) == before
+    assert await _snapshot(client, app, admin_token, ids, groups) == before
 
 
-async def _snapshot(client, token, ids, groups):
+RUN = """query($id: ID!) { evaluationRun(id: $id) {
+  id total passed failed notRun byFailureMode { value total } bySeverity { value total }
+  slice(by: "team") { value total } outcomes { caseId outcome prediction error }
+  proposals { id groupId group { id } }
+  suite { name caseCount cases { nodes { caseId parentCaseId input expected case { id title } } } }
+} }"""
+COMPARE = """query($a: ID!, $b: ID!) { compareRuns(a: $a, b: $b) {
+  onlyInA onlyInB fixed { caseId } regressed { caseId } stillFailing { caseId } } }"""
+WAIVERS = "query($m: String!, $v: String!) { gateWaivers(model: $m, version: $v) { id groupId } }"
+PLAN = "id title status revision outcome evidence { caseIds groupIds sliceQuery }"
+PLAN_READ = f"query($id: ID!) {{ retrainingPlan(id: $id) {{ {PLAN} }} }}"
+PLAN_STATUS = f"""mutation($id: ID!, $s: PlanStatus!, $r: Int!) {{
+  setRetrainingPlanStatus(id: $id, status: $s, expectedRevision: $r) {{ {PLAN} }} }}"""
+PLAN_EVALUATE = f"""mutation($id: ID!) {{
+  evaluateRetrainingPlan(id: $id, candidateVersion: "2.0") {{ {PLAN} }} }}"""
+
+
+async def test_objects_without_visibility_leak_no_hidden_case(client, world):
+    """Runs and plans (EXEMPT) answer any caller with their scopes, and never with a case, a
+    group, a proposal or a waiver the caller may not see: no id, title or input of it."""
+    a, b = world["runs"]
+    revision, leaks, missing = 1, [], []
+    for why, (caller, hidden, _) in world["callers"].items():
+        forbidden = [
+            fact
+            for n in hidden
+            for fact in (
+                world["ids"][n],
+                world["groups"][n],
+                world["of"][n]["proposal"],
+                world["of"][n]["waiver"],
+                world["cases"][n]["title"],
+                world["cases"][n]["input"]["text"],
+            )
+        ]
+        answers = {
+            "evaluationRun": await _ok(client, caller, RUN, {"id": a}),
+            "compareRuns": await _ok(client, caller, COMPARE, {"a": a, "b": b}),
+            "retrainingPlan": await _ok(client, caller, PLAN_READ, {"id": world["plan"]}),
+            # Not a lookup by id, but it lists waivers, which are seen with their group.
+            "gateWaivers": await _ok(client, caller, WAIVERS, {"m": world["model"], "v": "2.0"}),
+        }
+        # The plan's mutations answer with the plan: walk it through its states meanwhile.
+        for status in ("APPROVED", "IN_PROGRESS") if why == "other team" else ():
+            answers[f"setRetrainingPlanStatus {status}"] = got = await _ok(
+                client, caller, PLAN_STATUS, {"id": world["plan"], "s": status, "r": revision}
+            )
+            revision = got["setRetrainingPlanStatus"]["revision"]
+        if why == "lower clearance":
+            answers["evaluateRetrainingPlan"] = await _ok(
+                client, caller, PLAN_EVALUATE, {"id": world["plan"]}
+            )
+        for name, answer in answers.items():
+            text = json.dumps(answer)
+            leaks += [f"{name} for {why} shows {fact!r}" for fact in forbidden if fact in text]
+            # ... while what the caller sees is there (the answers are not merely empty).
+            if name not in ("compareRuns", "gateWaivers") and world["ids"][2] not in text:
+                missing.append(f"{name} for {why}: {text}")
+        sees = [n for n in range(3) if n not in hidden]
+        compared = answers["compareRuns"]["compareRuns"]
+        assert (compared["onlyInA"], compared["onlyInB"], compared["fixed"]) == (0, 0, [])
+        # The second run failed cases 0 and 1: only those the caller sees regressed, for it.
+        regressed = sorted(world["ids"][n] for n in sees if n < 2)
+        assert sorted(c["caseId"] for c in compared["regressed"]) == regressed
+        run = answers["evaluationRun"]["evaluationRun"]
+        assert sorted(o["caseId"] for o in run["outcomes"]) == sorted(world["ids"][n] for n in sees)
+        assert run["total"] == 3  # the run's figures count the whole suite, by design
+        plan = answers["retrainingPlan"]["retrainingPlan"]["evidence"]
+        assert plan["caseIds"] == [world["ids"][n] for n in sees]
+        assert plan["groupIds"] == [world["groups"][n] for n in sees]
+        waivers = answers["gateWaivers"]["gateWaivers"]
+        assert sorted(w["id"] for w in waivers) == sorted(world["of"][n]["waiver"] for n in sees)
+    assert not leaks, leaks
+    assert not missing, missing
+
+
+# The new services' tables (annotation, safeguards, plans) as counts and sums: a refused call
+# writes nothing, so every figure is the same after the walk.
+TABLE_FIGURES = (
+    "select count(*) from annotation",
+    "select count(*) from annotation_change",
+    "select count(*) from annotation_assignment",
+    "select count(*) from annotation_review",
+    "select count(*) from suite",
+    "select count(*) from suite_version",
+    "select count(*) from synthetic_scenario",
+    "select count(*) from evaluation_run",
+    "select count(*) from resolution_proposal where status = 'proposed'",
+    "select count(*) from gate_waiver where revoked_at is null",
+    "select count(*) from gate_waiver",
+    "select count(*), coalesce(sum(revision), 0) from retraining_plan",
+)
+
+
+async def _snapshot(client, app, token, ids, groups):
     query = """query($id: ID!, $g: ID!) { case(id: $id) { revision title status mergedIntoId
                lastRevision { revision } } group(id: $g) { status resolvedInVersion } }"""
-    return [
+    cases = [
         data(await gql(client, token, query, {"id": i, "g": g}))
         for i, g in zip(ids, groups, strict=True)
     ]
+    async with app.state.db.transaction() as s:
+        tables = [tuple((await s.execute(text(q))).one()) for q in TABLE_FIGURES]
+    return cases, tables

@@ -78,7 +78,9 @@ class RetrainingPlan:
         )
         return PlanEvidence(
             case_ids=visible,  # type: ignore[arg-type]
-            group_ids=self.evidence.get("group_ids", []),
+            group_ids=await service.visible_evidence_groups(  # type: ignore[arg-type]
+                await info.context.session(), self, info.context.principal
+            ),
             slice_query=self.evidence.get("slice_query"),
         )
 

@@ -121,4 +121,6 @@ class SafeguardsQuery:
 
     @strawberry.field(permission_classes=READ, description="Waivers in force for a version.")
     async def gate_waivers(self, info: Info, model: str, version: str) -> list[GateWaiver]:
-        return await gate.active_waivers(await info.context.session(), model, version)  # type: ignore[return-value]
+        return await gate.active_waivers(  # type: ignore[return-value]
+            await info.context.session(), model, version, viewer=info.context.principal
+        )
