@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import JSON, DateTime, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
+
+from shared.errors import Unavailable
 
 # Constraint names are stable across backends, so migrations can refer to them.
 SQLModel.metadata.naming_convention = {
@@ -101,6 +105,45 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+# SQLSTATE classes that mean "the server cannot serve this connection now", not "this statement
+# is wrong": connection exceptions (08xxx), shutdown or start-up in progress (57P01-57P03) and
+# too many connections (53300).
+_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, the driver error SQLAlchemy wraps, and what each was raised from."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen or len(seen) > 20:
+            continue
+        seen.add(id(err))
+        yield err
+        todo += [getattr(err, "orig", None), err.__cause__, err.__context__]
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot be reached now (down, restarting, failing
+    over, out of connections): a retry later may succeed, so callers answer 503, not 500."""
+    for err in _causes(exc):
+        if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
+            return True
+        if isinstance(err, sa_exc.TimeoutError):  # no pooled connection freed in time
+            return True
+        # The driver's connect() raises plain socket errors (refused, reset, timed out).
+        if isinstance(err, ConnectionError | TimeoutError):
+            return True
+        state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_UNREACHABLE_SQLSTATES):
+            return True
+        # SQLite: another writer held the file past busy_timeout.
+        if isinstance(err, sqlite3.OperationalError) and "database is locked" in str(err):
+            return True
+    return False
+
+
 # session.info key: what a unit of work changed, by kind ({"ingested": [case ids], ...});
 # written by shared.changes.record_change, handed to commit listeners after the commit.
 CHANGES = "failcat.changes"
@@ -140,9 +183,16 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commit on success, roll back on any error."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+        """One unit of work: commit on success, roll back on any error. Losing the database
+        (at connect, mid-statement or at commit) raises Unavailable. A commit whose answer was
+        lost may have been applied: retries must be idempotent, as ingestion's are."""
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                yield session
+        except Exception as exc:
+            if database_unreachable(exc) and not isinstance(exc, Unavailable):
+                raise Unavailable("the catalog database is unavailable") from exc
+            raise
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -9,9 +9,11 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.errors import FailcatError, FieldError, Forbidden, Unauthenticated
+from shared.db import database_unreachable
+from shared.errors import FailcatError, FieldError, Forbidden, Unauthenticated, Unavailable
 from shared.security import Principal, Scope
 
 log = logging.getLogger("failcat.web")
@@ -88,7 +90,21 @@ def install_error_handlers(app: FastAPI) -> None:
                 "WWW-Authenticate": 'Bearer error="insufficient_scope", '
                 f'scope="{" ".join(exc.missing)}"'
             }
+        elif isinstance(exc, Unavailable):
+            headers = {"Retry-After": str(exc.retry_after)}
         return problem(exc.status, exc.title, exc.message, exc.errors, headers, code=exc.code)
+
+    async def _backend(request: Request, exc: Exception) -> JSONResponse:
+        """Database and connection errors raised outside Database.transaction() (a route's
+        own connection, a pool checkout): an outage is 503 + Retry-After, the rest a 500."""
+        if database_unreachable(exc):
+            return await _failcat(request, Unavailable("a backend is unavailable"))
+        return _internal(request, exc)
+
+    # Registered by type, not under Exception: Starlette's catch-all handler re-raises after
+    # answering, which makes the server log a crash and drop the keep-alive connection.
+    for kind in (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError):
+        app.add_exception_handler(kind, _backend)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -100,8 +116,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        cid = getattr(request.state, "correlation_id", None)
-        log.exception("unhandled error", extra={"correlation_id": cid})
-        return problem(
-            500, "Internal error", "unexpected error", code="INTERNAL", correlation_id=cid
-        )
+        return _internal(request, exc)
+
+
+def _internal(request: Request, exc: BaseException) -> JSONResponse:
+    cid = getattr(request.state, "correlation_id", None)
+    log.error("unhandled error", exc_info=exc, extra={"correlation_id": cid})
+    return problem(500, "Internal error", "unexpected error", code="INTERNAL", correlation_id=cid)
