@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,6 +78,76 @@ def problem(
     return JSONResponse(
         body, status_code=status, media_type="application/problem+json", headers=headers
     )
+
+
+# ---- OpenAPI documentation ----------------------------------------------------------------
+
+
+class ProblemFieldError(BaseModel):
+    path: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every REST error is answered (see problem() above)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[ProblemFieldError] | None = None
+    correlation_id: str | None = None
+
+
+_PROBLEM_WHEN = {
+    400: "Bad input: every error as {path, message}",
+    401: "No valid bearer token",
+    403: "The token lacks a required scope (named in WWW-Authenticate)",
+    404: "Not found, or not visible to the caller",
+    413: "Past a documented limit (named in errors)",
+    503: "A backend is down: retry after the Retry-After header's seconds",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a route: the problem+json answers it may give (503 always: any route
+    can meet a database outage)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, 401, 503}):
+        entry: dict[str, Any] = {
+            "description": _PROBLEM_WHEN[status],
+            "content": {"application/problem+json": {"schema": inline_schema(Problem)}},
+        }
+        if status == 503:
+            entry["headers"] = {
+                "Retry-After": {"description": "seconds", "schema": {"type": "integer"}}
+            }
+        out[status] = entry
+    return out
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its $defs inlined, for OpenAPI places FastAPI does not
+    register components for (openapi_extra, non-JSON media types): a `#/$defs/...` reference
+    there would resolve against the OpenAPI document's root and dangle."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return resolve(defs[ref.removeprefix("#/$defs/")]) | resolve(rest)
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
 
 
 def install_error_handlers(app: FastAPI) -> None:
