@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
-from shared.errors import Unavailable
+from shared.errors import BadUserInput, FailcatError, Unavailable
 
 # Constraint names are stable across backends, so migrations can refer to them.
 SQLModel.metadata.naming_convention = {
@@ -81,10 +81,19 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _json_loads(value: Any) -> Any:
+    # A JSON column has NUMERIC affinity on SQLite: a top-level number ('5') comes back as an
+    # INTEGER or REAL, not text. SQLAlchemy's own SQLite JSON type lets numbers through on a
+    # TypeError, but orjson raises a ValueError.
+    if isinstance(value, int | float):
+        return value
+    return orjson.loads(value)
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # orjson: JSON columns are the bulk of an ingested row; the stdlib encoder is 5x slower.
     kwargs.setdefault("json_serializer", _json_dumps)
-    kwargs.setdefault("json_deserializer", orjson.loads)
+    kwargs.setdefault("json_deserializer", _json_loads)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -144,6 +153,36 @@ def database_unreachable(exc: BaseException) -> bool:
     return False
 
 
+def database_rejected_value(exc: BaseException) -> bool:
+    """True when the database refused a value it was given: SQLSTATE class 22 (a NUL
+    character in text, a string too long for its column, a number or date out of range, text
+    that is not a valid id), or a Python int too large for SQLite. Input validation should
+    have caught it first; when it did not, the value is still the caller's, not a crash."""
+    causes = list(_causes(exc))
+    for err in causes:
+        state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if isinstance(state, str) and state.startswith("22"):
+            return True
+        if isinstance(err, sqlite3.DataError):
+            return True
+    statement = any(isinstance(err, sa_exc.StatementError) for err in causes)
+    return statement and any(isinstance(err, OverflowError) for err in causes)
+
+
+def database_error(exc: BaseException) -> FailcatError | None:
+    """The client-facing error for a database failure, or None for a bug (an INTERNAL)."""
+    if isinstance(exc, FailcatError):
+        return exc
+    if database_unreachable(exc):
+        return Unavailable("the catalog database is unavailable")
+    if database_rejected_value(exc):
+        return BadUserInput(
+            "a value in the request cannot be stored (a NUL character, or a number, date or "
+            "text out of range)"
+        )
+    return None
+
+
 # session.info key: what a unit of work changed, by kind ({"ingested": [case ids], ...});
 # written by shared.changes.record_change, handed to commit listeners after the commit.
 CHANGES = "failcat.changes"
@@ -184,15 +223,17 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commit on success, roll back on any error. Losing the database
-        (at connect, mid-statement or at commit) raises Unavailable. A commit whose answer was
-        lost may have been applied: retries must be idempotent, as ingestion's are."""
+        (at connect, mid-statement or at commit) raises Unavailable, a value it refuses
+        BadUserInput (database_error). A commit whose answer was lost may have been applied:
+        retries must be idempotent, as ingestion's are."""
         try:
             async with self.sessionmaker() as session, session.begin():
                 yield session
         except Exception as exc:
-            if database_unreachable(exc) and not isinstance(exc, Unavailable):
-                raise Unavailable("the catalog database is unavailable") from exc
-            raise
+            translated = database_error(exc)
+            if translated is None or translated is exc:
+                raise
+            raise translated from exc
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import database_unreachable
+from shared.db import database_error
 from shared.errors import FailcatError, FieldError, Forbidden, Unauthenticated, Unavailable
 from shared.security import Principal, Scope
 
@@ -167,9 +167,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def _backend(request: Request, exc: Exception) -> JSONResponse:
         """Database and connection errors raised outside Database.transaction() (a route's
-        own connection, a pool checkout): an outage is 503 + Retry-After, the rest a 500."""
-        if database_unreachable(exc):
-            return await _failcat(request, Unavailable("a backend is unavailable"))
+        own connection, a pool checkout): an outage is 503 + Retry-After, a value the
+        database refuses a 400, the rest a 500."""
+        translated = database_error(exc)
+        if translated is not None:
+            return await _failcat(request, translated)
         return _internal(request, exc)
 
     # Registered by type, not under Exception: Starlette's catch-all handler re-raises after
