@@ -4,13 +4,13 @@
                                 [--pause 0.05] [--between 10]
 
 Starts a PRIVATE Postgres and OpenSearch with the project's scripts (never the shared test
-backends), then runs tests/faults/scenario.py: `failcat serve` killed with SIGKILL mid-request
-and restarted, `failcat worker` killed mid-drain and restarted, OpenSearch stopped for
---opensearch-down seconds (then the time its start takes) and Postgres for --postgres-down
-seconds meanwhile, while a client streams bulk requests of --batch real incident records with
-stable external ids and a reader searches. Prints the counts (sent, created, duplicate,
-retried, 503s, catalog count, index differences) by phase; exits 1 if a case was lost or
-doubled, the index did not converge, or a client got a 5xx other than 503 or a hang.
+backends), then runs tests/faults/scenario.py while a client streams bulk requests of --batch
+real incident records with stable external ids and a reader searches: OpenSearch is stopped for
+--opensearch-down seconds (then the time its start takes); meanwhile `failcat serve` is killed
+with SIGKILL mid-request and restarted and Postgres is stopped for --postgres-down seconds;
+then `failcat worker` is killed mid-drain and restarted. Prints the counts (sent, created,
+duplicate, retried, 503s, catalog count, index differences) by phase; exits 1 if a case was
+lost or doubled, the index did not converge, or a client got a 5xx other than 503 or a hang.
 """
 
 from __future__ import annotations

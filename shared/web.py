@@ -176,7 +176,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # Registered by type, not under Exception: Starlette's catch-all handler re-raises after
     # answering, which makes the server log a crash and drop the keep-alive connection.
-    for kind in (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError):
+    for kind in (sa_exc.StatementError, sa_exc.TimeoutError, OSError):
         app.add_exception_handler(kind, _backend)
 
     @app.exception_handler(RequestValidationError)

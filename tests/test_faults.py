@@ -1,10 +1,10 @@
 """Faults lose nothing (issue 9 item 8), short form; benchmarks/faults.py runs the long one.
 
 Real processes on a PRIVATE Postgres and OpenSearch (tests/faults/infra.py; the shared test
-backends are never stopped): `failcat serve` is killed with SIGKILL mid-request and restarted,
-`failcat worker` is killed mid-drain and restarted, OpenSearch is stopped (5 s, then the tens
-of seconds its start takes) and Postgres for 3 s meanwhile, while a client streams bulk requests
-with stable external ids and retries, and a reader searches. Afterwards
+backends are never stopped), while a client streams bulk requests with stable external ids and
+retries, and a reader searches: OpenSearch is stopped (5 s, then the tens of seconds its start
+takes); meanwhile `failcat serve` is killed with SIGKILL mid-request and restarted, and
+Postgres is stopped for 3 s; then `failcat worker` is killed mid-drain and restarted. Afterwards
 every case the client was told `created` or `duplicate` is in the catalog exactly once under
 the id it was told, the index converges (`failcat search verify` exits 0 with no difference),
 and during each outage the client got 503 + Retry-After: never another 5xx, never a hang.

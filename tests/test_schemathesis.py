@@ -43,7 +43,7 @@ from shared.settings import Settings
 from tests.catalog.builders import unique
 from tests.conftest import auth_header, make_settings
 
-EXAMPLES = int(os.environ.get("FAILCAT_FUZZ_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("FAILCAT_FUZZ_EXAMPLES", "30"))
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,

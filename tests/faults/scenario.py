@@ -2,11 +2,13 @@
 benchmarks/faults.py (long form).
 
 While a client streams bulk requests (tests/faults/client.py) against a real `failcat serve`,
-with a real `failcat worker` draining the outbox into OpenSearch:
-1. the API process is killed with SIGKILL while a request is in flight, and started again;
-2. the worker is killed with SIGKILL while it drains a backlog, and started again;
-3. OpenSearch is stopped, kept down for `opensearch_down_s` and started again;
-4. while OpenSearch starts, Postgres is stopped for `postgres_down_s` and started again.
+and a reader searches:
+1. OpenSearch is stopped, kept down for `opensearch_down_s` and started again; while it starts
+   (tens of seconds)
+2. the API process is killed with SIGKILL while a request is in flight, and started again, and
+3. Postgres is stopped for `postgres_down_s` and started again;
+4. then `failcat worker` starts on the backlog all this left in the outbox, is killed with
+   SIGKILL in the middle of draining it, and is started again.
 Then the stream stops and the report holds what the client was told, what the catalog holds
 and what `failcat search verify` says about the index.
 """
@@ -36,7 +38,7 @@ class FaultPlan:
     opensearch_down_s: float = 5.0
     postgres_down_s: float = 3.0
     batch: int = 20  # cases per bulk request
-    pause_s: float = 0.2  # between two answered requests
+    pause_s: float = 0.3  # between two answered requests
     batches_between_faults: int = 3
     converge_timeout_s: float = 120.0
 
@@ -194,41 +196,44 @@ async def _faults(
     between = plan.batches_between_faults
     await streamer.wait_batches(between)
 
-    # 1. The API dies with a request in flight.
-    mark("api-kill")
-    await streamer.in_flight.wait()
-    await asyncio.sleep(0.02)
-    started = time.monotonic()
-    await api.kill()
-    await api.start()
-    report.timings["api restart"] = time.monotonic() - started
-    await streamer.wait_batches(between)
-
-    # 2. The worker dies while draining the backlog the stream built up without it.
-    mark("worker-kill")
-    report.worker_killed_at_backlog = await _kill_worker_mid_drain(worker, streamer, dsn)
-    await worker.start()
-    await streamer.wait_batches(between)
-
-    # 3. OpenSearch stops: ingestion goes on (the outbox keeps the changes), search says 503.
+    # 1. OpenSearch stops: ingestion goes on (the outbox keeps the changes), search says 503.
     mark("opensearch-down")
-    started = time.monotonic()
+    os_started = time.monotonic()
     await backends.opensearch.stop()
     await asyncio.sleep(plan.opensearch_down_s)
-    # Its start takes tens of seconds: Postgres has its outage meanwhile.
+    # Its start takes tens of seconds: the API's and Postgres's faults happen meanwhile.
     restart = asyncio.create_task(backends.opensearch.start_again())
+    try:
+        # 2. The API dies with a request in flight.
+        mark("api-kill")
+        await streamer.in_flight.wait()
+        await asyncio.sleep(0.02)
+        started = time.monotonic()
+        await api.kill()
+        await api.start()
+        report.timings["api restart"] = time.monotonic() - started
+        await streamer.wait_batches(between)
 
-    # 4. Postgres stops: every request needs it, so the client must be told to come back.
-    mark("postgres-down")
-    pg_started = time.monotonic()
-    await backends.postgres.stop()
-    await asyncio.sleep(plan.postgres_down_s)
-    await backends.postgres.start_again()
-    report.timings["postgres down"] = time.monotonic() - pg_started
-    mark("opensearch-starting")
-    await restart
-    report.timings["opensearch down"] = time.monotonic() - started
+        # 3. Postgres stops: every request needs it, so the client must be told to come back.
+        mark("postgres-down")
+        started = time.monotonic()
+        await backends.postgres.stop()
+        await asyncio.sleep(plan.postgres_down_s)
+        await backends.postgres.start_again()
+        report.timings["postgres down"] = time.monotonic() - started
+        mark("opensearch-starting")
+    finally:
+        await restart
+    report.timings["opensearch down"] = time.monotonic() - os_started
     mark("recovered")
+    await streamer.wait_batches(between)
+
+    # 4. The worker dies while draining the backlog the stream built up without it.
+    mark("worker-kill")
+    report.worker_killed_at_backlog = await _kill_worker_mid_drain(worker, streamer, dsn)
+    # Small batches made the kill land mid-drain; the restarted worker drains at full size.
+    worker.env = worker.env | {"FAILCAT_INDEXER_BATCH": "500"}
+    await worker.start()
     await streamer.wait_batches(between)
 
 
