@@ -7,7 +7,8 @@ Starts a PRIVATE Postgres and OpenSearch with the project's scripts (never the s
 backends), then runs tests/faults/scenario.py while a client streams bulk requests of --batch
 real incident records with stable external ids and a reader searches: OpenSearch is stopped for
 --opensearch-down seconds (then the time its start takes); meanwhile `failcat serve` is killed
-with SIGKILL mid-request and restarted and Postgres is stopped for --postgres-down seconds;
+with SIGKILL mid-request and restarted (four times, 20 to 400 ms into a request, so some
+batches commit and only their answer is lost) and Postgres is stopped for --postgres-down s;
 then `failcat worker` is killed mid-drain and restarted. Prints the counts (sent, created,
 duplicate, retried, 503s, catalog count, index differences) by phase; exits 1 if a case was
 lost or doubled, the index did not converge, or a client got a 5xx other than 503 or a hang.
@@ -77,6 +78,7 @@ if __name__ == "__main__":
         batch=args.batch,
         pause_s=args.pause,
         batches_between_faults=args.between,
+        api_kill_delays_s=(0.02, 0.1, 0.2, 0.4),
         converge_timeout_s=300.0,
     )
     sys.exit(asyncio.run(main(plan)))

@@ -40,6 +40,7 @@ class FaultPlan:
     batch: int = 20  # cases per bulk request
     pause_s: float = 0.3  # between two answered requests
     batches_between_faults: int = 3
+    api_kill_delays_s: tuple[float, ...] = (0.02,)  # after a request went out, one kill each
     converge_timeout_s: float = 120.0
 
 
@@ -204,15 +205,17 @@ async def _faults(
     # Its start takes tens of seconds: the API's and Postgres's faults happen meanwhile.
     restart = asyncio.create_task(backends.opensearch.start_again())
     try:
-        # 2. The API dies with a request in flight.
+        # 2. The API dies with a request in flight: early in it, or (further kills) later,
+        # when the batch may have committed and only the answer is lost.
         mark("api-kill")
-        await streamer.in_flight.wait()
-        await asyncio.sleep(0.02)
-        started = time.monotonic()
-        await api.kill()
-        await api.start()
-        report.timings["api restart"] = time.monotonic() - started
-        await streamer.wait_batches(between)
+        for delay in plan.api_kill_delays_s:
+            await streamer.in_flight.wait()
+            await asyncio.sleep(delay)
+            started = time.monotonic()
+            await api.kill()
+            await api.start()
+            report.timings["api restart"] = time.monotonic() - started
+            await streamer.wait_batches(between)
 
         # 3. Postgres stops: every request needs it, so the client must be told to come back.
         mark("postgres-down")
