@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import JSON, DateTime, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
+
+from shared.errors import BadUserInput, FailcatError, Unavailable
 
 # Constraint names are stable across backends, so migrations can refer to them.
 SQLModel.metadata.naming_convention = {
@@ -77,10 +81,19 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _json_loads(value: Any) -> Any:
+    # A JSON column has NUMERIC affinity on SQLite: a top-level number ('5') comes back as an
+    # INTEGER or REAL, not text. SQLAlchemy's own SQLite JSON type lets numbers through on a
+    # TypeError, but orjson raises a ValueError.
+    if isinstance(value, int | float):
+        return value
+    return orjson.loads(value)
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # orjson: JSON columns are the bulk of an ingested row; the stdlib encoder is 5x slower.
     kwargs.setdefault("json_serializer", _json_dumps)
-    kwargs.setdefault("json_deserializer", orjson.loads)
+    kwargs.setdefault("json_deserializer", _json_loads)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -99,6 +112,75 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+# SQLSTATE classes that mean "the server cannot serve this connection now", not "this statement
+# is wrong": connection exceptions (08xxx), shutdown or start-up in progress (57P01-57P03) and
+# too many connections (53300).
+_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, the driver error SQLAlchemy wraps, and what each was raised from."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen or len(seen) > 20:
+            continue
+        seen.add(id(err))
+        yield err
+        todo += [getattr(err, "orig", None), err.__cause__, err.__context__]
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot be reached now (down, restarting, failing
+    over, out of connections): a retry later may succeed, so callers answer 503, not 500."""
+    for err in _causes(exc):
+        if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
+            return True
+        if isinstance(err, sa_exc.TimeoutError):  # no pooled connection freed in time
+            return True
+        # The driver's connect() raises plain socket errors (refused, reset, timed out).
+        if isinstance(err, ConnectionError | TimeoutError):
+            return True
+        state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_UNREACHABLE_SQLSTATES):
+            return True
+        # SQLite: another writer held the file past busy_timeout.
+        if isinstance(err, sqlite3.OperationalError) and "database is locked" in str(err):
+            return True
+    return False
+
+
+def database_rejected_value(exc: BaseException) -> bool:
+    """True when the database refused a value it was given: SQLSTATE class 22 (a NUL
+    character in text, a string too long for its column, a number or date out of range, text
+    that is not a valid id), or a Python int too large for SQLite. Input validation should
+    have caught it first; when it did not, the value is still the caller's, not a crash."""
+    causes = list(_causes(exc))
+    for err in causes:
+        state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if isinstance(state, str) and state.startswith("22"):
+            return True
+        if isinstance(err, sqlite3.DataError):
+            return True
+    statement = any(isinstance(err, sa_exc.StatementError) for err in causes)
+    return statement and any(isinstance(err, OverflowError) for err in causes)
+
+
+def database_error(exc: BaseException) -> FailcatError | None:
+    """The client-facing error for a database failure, or None for a bug (an INTERNAL)."""
+    if isinstance(exc, FailcatError):
+        return exc
+    if database_unreachable(exc):
+        return Unavailable("the catalog database is unavailable")
+    if database_rejected_value(exc):
+        return BadUserInput(
+            "a value in the request cannot be stored (a NUL character, or a number, date or "
+            "text out of range)"
+        )
+    return None
 
 
 # session.info key: what a unit of work changed, by kind ({"ingested": [case ids], ...});
@@ -140,9 +222,18 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commit on success, roll back on any error."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+        """One unit of work: commit on success, roll back on any error. Losing the database
+        (at connect, mid-statement or at commit) raises Unavailable, a value it refuses
+        BadUserInput (database_error). A commit whose answer was lost may have been applied:
+        retries must be idempotent, as ingestion's are."""
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                yield session
+        except Exception as exc:
+            translated = database_error(exc)
+            if translated is None or translated is exc:
+                raise
+            raise translated from exc
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -49,5 +49,22 @@ class PayloadTooLarge(FailcatError):
     code, status, title = "PAYLOAD_TOO_LARGE", 413, "Payload too large"
 
 
+# What a client is told to wait before retrying an outage (a database failover or an index
+# node restart takes seconds; retrying sooner only adds load to whatever is recovering).
+RETRY_AFTER_S = 2
+
+
 class Unavailable(FailcatError):
+    """A backend (the database, the search engine) cannot be reached now; the same request
+    may succeed later. REST answers 503 with Retry-After, GraphQL the code UNAVAILABLE."""
+
     code, status, title = "UNAVAILABLE", 503, "Unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        errors: list[FieldError] | None = None,
+        retry_after: int = RETRY_AFTER_S,
+    ) -> None:
+        super().__init__(message, errors)
+        self.retry_after = retry_after

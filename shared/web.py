@@ -9,9 +9,12 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.errors import FailcatError, FieldError, Forbidden, Unauthenticated
+from shared.db import database_error
+from shared.errors import FailcatError, FieldError, Forbidden, Unauthenticated, Unavailable
 from shared.security import Principal, Scope
 
 log = logging.getLogger("failcat.web")
@@ -77,6 +80,76 @@ def problem(
     )
 
 
+# ---- OpenAPI documentation ----------------------------------------------------------------
+
+
+class ProblemFieldError(BaseModel):
+    path: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every REST error is answered (see problem() above)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[ProblemFieldError] | None = None
+    correlation_id: str | None = None
+
+
+_PROBLEM_WHEN = {
+    400: "Bad input: every error as {path, message}",
+    401: "No valid bearer token",
+    403: "The token lacks a required scope (named in WWW-Authenticate)",
+    404: "Not found, or not visible to the caller",
+    413: "Past a documented limit (named in errors)",
+    503: "A backend is down: retry after the Retry-After header's seconds",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a route: the problem+json answers it may give (503 always: any route
+    can meet a database outage)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, 401, 503}):
+        entry: dict[str, Any] = {
+            "description": _PROBLEM_WHEN[status],
+            "content": {"application/problem+json": {"schema": inline_schema(Problem)}},
+        }
+        if status == 503:
+            entry["headers"] = {
+                "Retry-After": {"description": "seconds", "schema": {"type": "integer"}}
+            }
+        out[status] = entry
+    return out
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its $defs inlined, for OpenAPI places FastAPI does not
+    register components for (openapi_extra, non-JSON media types): a `#/$defs/...` reference
+    there would resolve against the OpenAPI document's root and dangle."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return resolve(defs[ref.removeprefix("#/$defs/")]) | resolve(rest)
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FailcatError)
     async def _failcat(_: Request, exc: FailcatError) -> JSONResponse:
@@ -88,7 +161,23 @@ def install_error_handlers(app: FastAPI) -> None:
                 "WWW-Authenticate": 'Bearer error="insufficient_scope", '
                 f'scope="{" ".join(exc.missing)}"'
             }
+        elif isinstance(exc, Unavailable):
+            headers = {"Retry-After": str(exc.retry_after)}
         return problem(exc.status, exc.title, exc.message, exc.errors, headers, code=exc.code)
+
+    async def _backend(request: Request, exc: Exception) -> JSONResponse:
+        """Database and connection errors raised outside Database.transaction() (a route's
+        own connection, a pool checkout): an outage is 503 + Retry-After, a value the
+        database refuses a 400, the rest a 500."""
+        translated = database_error(exc)
+        if translated is not None:
+            return await _failcat(request, translated)
+        return _internal(request, exc)
+
+    # Registered by type, not under Exception: Starlette's catch-all handler re-raises after
+    # answering, which makes the server log a crash and drop the keep-alive connection.
+    for kind in (sa_exc.StatementError, sa_exc.TimeoutError, OSError):
+        app.add_exception_handler(kind, _backend)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -100,8 +189,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        cid = getattr(request.state, "correlation_id", None)
-        log.exception("unhandled error", extra={"correlation_id": cid})
-        return problem(
-            500, "Internal error", "unexpected error", code="INTERNAL", correlation_id=cid
-        )
+        return _internal(request, exc)
+
+
+def _internal(request: Request, exc: BaseException) -> JSONResponse:
+    cid = getattr(request.state, "correlation_id", None)
+    log.error("unhandled error", exc_info=exc, extra={"correlation_id": cid})
+    return problem(500, "Internal error", "unexpected error", code="INTERNAL", correlation_id=cid)

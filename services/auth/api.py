@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.auth import openapi as doc
 from services.auth import pages, protocol
 from services.auth.credentials import new_secret
 from services.auth.grants import ClientView, UserView
@@ -125,26 +126,26 @@ async def jwks(request: Request) -> JSONResponse:
 # ---- token, introspection, revocation, device authorization ---------------------------------
 
 
-@router.post(protocol.TOKEN)
+@router.post(protocol.TOKEN, openapi_extra=doc.TOKEN)
 async def token(request: Request, session: AsyncSession = Session) -> Response:
     return await _guarded(request, session, lambda s, r: s.create_token_response(r))
 
 
-@router.post(protocol.INTROSPECT)
+@router.post(protocol.INTROSPECT, openapi_extra=doc.INSPECTION)
 async def introspect(request: Request, session: AsyncSession = Session) -> Response:
     return await _guarded(
         request, session, lambda s, r: s.create_endpoint_response("introspection", r)
     )
 
 
-@router.post(protocol.REVOKE)
+@router.post(protocol.REVOKE, openapi_extra=doc.INSPECTION)
 async def revoke(request: Request, session: AsyncSession = Session) -> Response:
     return await _guarded(
         request, session, lambda s, r: s.create_endpoint_response("revocation", r)
     )
 
 
-@router.post(protocol.DEVICE_AUTHORIZATION)
+@router.post(protocol.DEVICE_AUTHORIZATION, openapi_extra=doc.DEVICE_AUTHORIZATION)
 async def device_authorization(request: Request, session: AsyncSession = Session) -> Response:
     def step(server: FailcatAuthorizationServer, r: StarletteOAuth2Request) -> OAuthResponse:
         try:
@@ -222,7 +223,7 @@ async def authorize_page(request: Request, session: AsyncSession = Session) -> R
     return _with_csrf_cookie(page, request, csrf)
 
 
-@router.post(protocol.AUTHORIZE)
+@router.post(protocol.AUTHORIZE, openapi_extra=doc.SIGN_IN)
 async def authorize_submit(request: Request, session: AsyncSession = Session) -> Response:
     service = _auth(request)
     oauth_request = await _oauth_request(request, service)
@@ -281,7 +282,7 @@ async def device_page(request: Request, user_code: str = "") -> Response:
     return _with_csrf_cookie(pages.device_page(user_code, csrf), request, csrf)
 
 
-@router.post(protocol.DEVICE)
+@router.post(protocol.DEVICE, openapi_extra=doc.DEVICE_APPROVAL)
 async def device_submit(request: Request, session: AsyncSession = Session) -> Response:
     service = _auth(request)
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}

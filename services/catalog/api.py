@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from services.catalog import limits as L
+from services.catalog import openapi as doc
 from services.catalog import service
 from services.catalog.cursor import CASES, decode_keyset, encode_keyset
 from services.catalog.schemas import INGEST_STATUSES, CaseFilter
@@ -17,7 +18,7 @@ from services.catalog.templates import TEMPLATES, Template, template_for
 from services.catalog.views import case_json, revision_json
 from shared.errors import BadUserInput, FieldError, PayloadTooLarge
 from shared.security import Principal, Scope
-from shared.web import Session, require
+from shared.web import Session, problem_responses, require
 
 router = APIRouter(prefix="/catalog/v1", tags=["catalog"])
 
@@ -85,7 +86,18 @@ def check_item_count(n: int) -> None:
         )
 
 
-@router.post("/cases:bulk")
+@router.post(
+    "/cases:bulk",
+    summary="Ingest captured cases (JSON array or NDJSON)",
+    openapi_extra=doc.BULK_REQUEST,
+    responses={
+        200: {
+            "model": doc.BulkAnswer,
+            "content": {"application/json": {"example": doc.BULK_ANSWER_EXAMPLE}},
+        },
+        **problem_responses(400, 403, 413),
+    },
+)
 async def bulk_ingest(
     request: Request,
     session: Session,
@@ -119,7 +131,17 @@ async def bulk_ingest(
     return json_response({"results": out, "counts": counts})
 
 
-@router.get("/cases/{case_id}")
+@router.get(
+    "/cases/{case_id}",
+    summary="Read a case (as it was at `asOf`, if given)",
+    responses={
+        200: {
+            "model": doc.CaseOut,
+            "content": {"application/json": {"example": doc.CASE_OUT_EXAMPLE}},
+        },
+        **problem_responses(400, 403, 404),
+    },
+)
 async def get_case(
     case_id: str,
     session: Session,
@@ -140,7 +162,11 @@ async def case_history(
     return json_response({"revisions": [revision_json(r) for r in revisions]})
 
 
-@router.get("/cases")
+@router.get(
+    "/cases",
+    summary="List visible cases, newest first",
+    responses={200: {"model": doc.CasePage}, **problem_responses(400, 403)},
+)
 async def list_cases(
     session: Session,
     first: int = Query(default=50, ge=1, le=L.MAX_PAGE_SIZE),

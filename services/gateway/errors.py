@@ -15,6 +15,7 @@ from graphql import GraphQLError
 from pydantic import ValidationError
 
 from services.catalog.ingest import pydantic_errors
+from shared.db import database_error
 from shared.errors import FailcatError, FieldError
 from shared.logging import correlation_id
 
@@ -56,6 +57,9 @@ def masked(error: GraphQLError, original: BaseException) -> GraphQLError:
 
 def coded(error: GraphQLError) -> GraphQLError:
     original = error.original_error
+    if original is not None and not isinstance(original, GraphQLError):
+        # A database outage or a value the database refuses is UNAVAILABLE / BAD_USER_INPUT.
+        original = database_error(original) or original
     ext = dict(error.extensions or {})
     if isinstance(original, FailcatError):
         ext["code"] = original.code

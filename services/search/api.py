@@ -10,11 +10,12 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.catalog import service as catalog
+from services.search import openapi as doc
 from services.search.request import FilterBase, filter_model
 from services.search.service import SearchService
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal, Scope
-from shared.web import db_session, require
+from shared.web import db_session, problem_responses, require
 
 router = APIRouter()
 
@@ -52,12 +53,35 @@ def _filter(raw: str | None, service: SearchService) -> FilterBase | None:
         ) from None
 
 
-@router.get("/search/v1/cases")
+@router.get(
+    "/search/v1/cases",
+    summary="Search cases: full text, field filters, facets",
+    response_model=None,
+    responses={
+        200: {
+            "model": doc.SearchAnswer,
+            "content": {"application/json": {"example": doc.SEARCH_ANSWER_EXAMPLE}},
+        },
+        **problem_responses(400, 403),
+    },
+)
 async def search_cases(
     request: Request,
-    q: str = Query("", description="Query language: services/search/QUERY.md"),
-    facets: list[str] = Query([], description="Facet fields, comma-separated or repeated"),
-    filter: str | None = Query(None, description='Facet selections as JSON: {"severity": ["S0"]}'),
+    q: str = Query(
+        "",
+        description="Query language: services/search/QUERY.md",
+        examples=["refund severity:<=S2", 'model:fraud-detector -status:resolved "false positive"'],
+    ),
+    facets: list[str] = Query(
+        [],
+        description="Facet fields, comma-separated or repeated",
+        examples=[["model,failure_mode"]],
+    ),
+    filter: str | None = Query(
+        None,
+        description='Facet selections as JSON: {"severity": ["S0"]}',
+        examples=['{"severity": ["S0", "S1"]}'],
+    ),
     first: int = 20,
     after: str | None = None,
     sort: str = "relevance",
@@ -85,7 +109,12 @@ async def search_cases(
     return body
 
 
-@router.get("/search/v1/cases/{case_id}/similar")
+@router.get(
+    "/search/v1/cases/{case_id}/similar",
+    summary="Cases whose text is like this case's",
+    response_model=None,
+    responses={200: {"model": doc.SimilarAnswer}, **problem_responses(400, 403)},
+)
 async def similar_cases(
     request: Request,
     case_id: str,

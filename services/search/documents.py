@@ -34,7 +34,10 @@ def to_epoch_ms(value: Any) -> int | None:
 
 
 def iso_utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # isoformat, not strftime: glibc's %Y does not pad years before 1000 ('273-09-29'), which
+    # fromisoformat then refuses, and one such case stopped the indexer for good.
+    t = datetime.fromtimestamp(ms / 1000, UTC)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _keywords(values: Any) -> list[str]:

@@ -38,6 +38,17 @@ def _unavailable(exc: Exception) -> BackendUnavailable:
     return BackendUnavailable(f"OpenSearch unavailable: {exc}")
 
 
+_TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+
+
+def _transient(exc: TransportError) -> bool:
+    """Unreachable, or reachable but not serving yet: a node restarting answers 503
+    (search_phase_execution_exception) until its shards are assigned again."""
+    return isinstance(exc, OSConnectionError | ConnectionTimeout) or (
+        exc.status_code in _TRANSIENT_STATUS
+    )
+
+
 class OpenSearchBackend:
     name = "opensearch"
 
@@ -256,7 +267,9 @@ class OpenSearchBackend:
                 query={"query": {"match_all": {}}, "_source": ["revision"]},
             ):
                 out[hit["_id"]] = int(hit["_source"]["revision"])
-        except (OSConnectionError, ConnectionTimeout) as exc:
+        except TransportError as exc:
+            if not _transient(exc):
+                raise
             raise _unavailable(exc) from exc
         return out
 
@@ -267,7 +280,9 @@ class OpenSearchBackend:
         """Send a compiled body as it is (the benchmark times the engine alone with it)."""
         try:
             return await self.client.search(index=self.alias, body=body)
-        except (OSConnectionError, ConnectionTimeout) as exc:
+        except TransportError as exc:
+            if not _transient(exc):
+                raise
             raise _unavailable(exc) from exc
 
     async def similar(self, visibility: Visibility, case_id: str, first: int) -> list[Hit]:
@@ -310,6 +325,8 @@ class OpenSearchBackend:
                     "sort": [{"_score": "desc"}, {"id": "asc"}],
                 },
             )
-        except (OSConnectionError, ConnectionTimeout) as exc:
+        except TransportError as exc:
+            if not _transient(exc):
+                raise
             raise _unavailable(exc) from exc
         return [Hit(id=h["_id"], score=h["_score"], highlights={}) for h in resp["hits"]["hits"]]
