@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -130,23 +129,7 @@ def assert_coded(response: Any, label: str) -> None:
         codes = [(e.get("extensions") or {}).get("code") for e in body["errors"]]
     else:
         codes = [body.get("code")] if "code" in body else []
-    if "INTERNAL" in codes and known_internal(label):
-        KNOWN_INTERNAL.append(label)
-        return
     assert "INTERNAL" not in codes, f"{label}: {response.text[:1000]}"
-
-
-# Found before this test existed and fixed by a change to services/catalog of its own:
-# publishTaxonomy with the same code twice answers INTERNAL (an IntegrityError). Only that
-# exact case is let through (and printed); any other INTERNAL of the mutation fails the test.
-KNOWN_INTERNAL: list[str] = []
-
-
-def known_internal(label: str) -> bool:
-    if not label.startswith("Mutation.publishTaxonomy"):
-        return False
-    codes = re.findall(r'\bcode: \\?"((?:[^"\\]|\\.)*)\\?"', label)
-    return len(codes) != len(set(codes))
 
 
 def fuzz(schema: Any, target: FuzzTarget, modes: tuple[GenerationMode, ...]) -> list[str]:
@@ -189,8 +172,6 @@ def reproduce(case: Any) -> str:
 
 def test_graphql_answers_coded_errors(graphql_schema: Any, target: FuzzTarget) -> None:
     failures = fuzz(graphql_schema, target, (GenerationMode.POSITIVE,))
-    if KNOWN_INTERNAL:
-        print(f"known INTERNAL (publishTaxonomy, duplicate codes): {len(KNOWN_INTERNAL)} answers")
     assert not failures, "\n\n".join(failures)
 
 
