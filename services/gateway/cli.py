@@ -49,9 +49,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # (services/auth/ratelimit.py says why that is enough).
         import os
 
-        # The bootstrap client is made here, once, before the workers race to start (the
-        # auth service also serialises it with an advisory lock, for separate servers).
-        created = asyncio.run(_ensure_bootstrap_client(settings))
+        # The first signing key and the bootstrap client are made here, once, before the
+        # workers race to start: workers that each created a key would each sign with their
+        # own, and refuse the others' tokens until their next key refresh. (The auth service
+        # also serialises the bootstrap client with an advisory lock, for separate servers.)
+        created = asyncio.run(_prepare_shared_auth_state(settings))
         if created is not None:
             from services.gateway.app import bootstrap_banner
 
@@ -72,13 +74,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _ensure_bootstrap_client(settings: Settings) -> dict[str, str] | None:
+async def _prepare_shared_auth_state(settings: Settings) -> dict[str, str] | None:
+    """The signing key ring and the bootstrap client (returned when it was created now)."""
     from services.auth.service import AuthService
     from shared.db import Database
 
     db = Database(settings.catalog_url)
     try:
-        return await AuthService(settings, db).ensure_bootstrap_client()
+        auth = AuthService(settings, db)
+        async with db.transaction() as session:
+            await auth.key_store.load(session)  # creates the first key when there is none
+        return await auth.ensure_bootstrap_client()
     finally:
         await db.dispose()
 

@@ -75,7 +75,9 @@ async def test_two_workers_on_postgres_serve_with_one_bootstrap_client(tmp_path)
             answers = await asyncio.gather(
                 *(http.get("/catalog/v1/cases", headers=headers) for _ in range(40))
             )
-            assert {r.status_code for r in answers} == {200}
+            assert {r.status_code for r in answers} == {200}, [
+                r.text for r in answers if r.status_code != 200
+            ][:2]
         listed = await failcat(
             "clients", "list", cwd=tmp_path, env=clean_env(**settings_env(settings))
         )
