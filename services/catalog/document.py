@@ -6,13 +6,22 @@ normalizes what it receives (empty values, dates, lists), so this stays a plain 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from services.catalog.models import FailureCase
 from shared.jsonutil import iso as _iso
 
 
-def search_document(case: FailureCase, model: str, version: str, source: str) -> dict[str, Any]:
+def search_document(
+    case: FailureCase,
+    model: str,
+    version: str,
+    source: str,
+    after_events: Sequence[str] = (),
+) -> dict[str, Any]:
+    """`after_events`: kinds of the context events that preceded the case within the default
+    window (services/catalog/context_events.py finds them for a whole batch in one query)."""
     writeup = case.writeup or {}
     return {
         "id": case.id,
@@ -41,4 +50,5 @@ def search_document(case: FailureCase, model: str, version: str, source: str) ->
         "latency_ms": case.latency_ms,
         "group_id": case.group_id,
         "merged_into_id": case.merged_into_id,
+        "after_event": list(after_events),
     }
