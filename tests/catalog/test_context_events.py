@@ -265,3 +265,27 @@ async def test_rest_takes_one_event_or_an_array_and_answers_per_item(client, tok
         "environment": {"region": "eu-west-1"},
     }
     assert deployed["id"] == body["results"][0]["id"]
+
+
+async def test_building_search_documents_costs_one_event_query_per_batch(session):
+    """The indexer's batch: the document rows, and one query for the events before them all."""
+    from tests.gateway.test_query_count import counting
+
+    model = model_name()
+    ids = await ingest(session, corpus(40, model))
+    await record(
+        session,
+        [
+            deploy(model, "2.0", T0 + timedelta(hours=h))
+            for h in (-3, 5, 11, 17, 23, 29, 35)  # a deploy every six hours
+        ],
+    )
+    counts = {}
+    for n in (5, 40):
+        with counting(session.bind) as statements:
+            docs = await service.search_documents(session, ids[:n])
+        assert len(docs) == n
+        counts[n] = len(statements)
+    assert counts == {5: 2, 40: 2}
+    by_id = {d["id"]: d for d in docs}
+    assert all(by_id[i]["after_event"] == ["deploy"] for i in ids)
