@@ -108,18 +108,35 @@ def matches(event: ContextEvent, case: CaseScope) -> bool:
 
 
 class EventIndex:
-    """Events sorted by time: the ones preceding a case are a bisect away, so matching a batch
-    of cases to the batch's events costs no query and no scan of every event per case."""
+    """Events bucketed by their (model, version) scope and sorted by time in each bucket: a
+    case looks in the four buckets that can match it ((its model or any) x (its version or
+    any)) and bisects each to its window, so matching a batch of cases to the batch's events
+    costs no query and touches only the events of the case's own model and version."""
 
     def __init__(self, events: Iterable[ContextEvent]) -> None:
-        self.events = sorted(events, key=lambda e: (e.occurred_at, e.id))
-        self.times = [e.occurred_at for e in self.events]
+        buckets: dict[tuple[str | None, str | None], list[ContextEvent]] = {}
+        for e in sorted(events, key=lambda e: (e.occurred_at, e.id)):
+            buckets.setdefault((e.model, e.model_version), []).append(e)
+        self.buckets = {k: (v, [e.occurred_at for e in v]) for k, v in buckets.items()}
 
     def preceding(self, case: CaseScope, window: timedelta) -> list[ContextEvent]:
         """Events that preceded `case` within `window`, newest first."""
-        lo = bisect_left(self.times, case.occurred_at - window)
-        hi = bisect_right(self.times, case.occurred_at)
-        return [e for e in reversed(self.events[lo:hi]) if matches(e, case)]
+        start = case.occurred_at - window
+        found: list[ContextEvent] = []
+        for key in (
+            (case.model, case.version),
+            (case.model, None),
+            (None, case.version),
+            (None, None),
+        ):
+            bucket = self.buckets.get(key)
+            if bucket is None:
+                continue
+            events, times = bucket
+            lo, hi = bisect_left(times, start), bisect_right(times, case.occurred_at)
+            found += [e for e in events[lo:hi] if matches(e, case)]
+        found.sort(key=lambda e: (e.occurred_at, e.id), reverse=True)
+        return found
 
 
 async def _index_for(
