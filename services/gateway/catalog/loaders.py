@@ -58,9 +58,10 @@ def _many(
 def _windowed(
     fetch: Callable[[Any, list[str], timedelta], Awaitable[dict[str, Any]]],
     ctx: Context,
-    dict_default: Callable[[], Any] | None = None,
+    empty: Callable[[], Any] | None = None,
 ) -> Loader:
-    """A loader of (id, window hours) keys: one fetch per distinct window in the batch."""
+    """A loader of (id, window hours) keys: one fetch per distinct window in the batch;
+    `empty` makes the value of an id the fetch did not answer."""
 
     async def load(keys: list[tuple[str, int]]) -> list[Any]:
         by_window: dict[int, list[str]] = defaultdict(list)
@@ -71,7 +72,7 @@ def _windowed(
         for hours, ids in by_window.items():
             got = await fetch(session, list(dict.fromkeys(ids)), timedelta(hours=hours))
             found.update({(i, hours): v for i, v in got.items()})
-        return [found.get(k, dict_default() if dict_default is not None else None) for k in keys]
+        return [found.get(k, empty() if empty is not None else None) for k in keys]
 
     return Loader(load_fn=load)
 
@@ -97,7 +98,7 @@ class CatalogLoaders:
         # Visibility applies here too: a hit the caller may not see loads as null.
         self.case = Loader(load_fn=cases)
         # Keyed (id, window hours): one query set per window the request asks for.
-        self.context_events = _windowed(service.preceding_events, ctx, dict_default=list)
+        self.context_events = _windowed(service.preceding_events, ctx, empty=list)
         self.started_after = _windowed(
             lambda session, ids, window: service.started_after(session, ids, ctx.principal, window),
             ctx,
