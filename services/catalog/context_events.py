@@ -62,10 +62,12 @@ class EventResult:
 @dataclass(slots=True)
 class StartedAfter:
     """A group's attribution: the event closest before its first case whose scope matches
-    that case, and how many of the group's cases (those the reader may see) came after it."""
+    that case; how many of the group's cases (those the reader may see) came after it, and how
+    many of them within the window after it (the burst the event may explain)."""
 
     event: ContextEvent
     cases_after: int
+    cases_within_window: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,9 +195,10 @@ async def started_after(
         before = index.preceding(scope, window)
         if before:
             chosen[gid] = before[0]
-    counts = await repo.group_cases_since({gid: e.occurred_at for gid, e in chosen.items()}, viewer)
+    since = {gid: e.occurred_at for gid, e in chosen.items()}
+    counts = await repo.group_cases_since(since, window, viewer)
     return {
-        gid: StartedAfter(chosen[gid], counts.get(gid, 0)) if gid in chosen else None
+        gid: StartedAfter(chosen[gid], *counts.get(gid, (0, 0))) if gid in chosen else None
         for gid in group_ids
     }
 

@@ -178,7 +178,12 @@ async def test_a_group_started_after_the_closest_matching_event_and_counts_the_c
     got = await service.started_after(session, [group_id], SYSTEM)
     # The closest before the first case whose scope matches it: not the other source's.
     assert got[group_id].event.id == created[2].id
-    assert got[group_id].cases_after == 5
+    assert (got[group_id].cases_after, got[group_id].cases_within_window) == (5, 5)
+    # With a 7-hour window the same event (5 h before the first case) explains the cases of
+    # the 2 hours after the first one: T0 and T0+1h.
+    short = (await service.started_after(session, [group_id], SYSTEM, timedelta(hours=7)))[group_id]
+    assert short.event.id == created[2].id
+    assert (short.cases_after, short.cases_within_window) == (5, 2)
     hidden = Principal(
         "viewer", "c", scopes=frozenset({"cases:read"}), team="nobody", clearance=Sensitivity.PUBLIC
     )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, literal, or_, select
+from sqlalchemy import and_, case, func, insert, literal, or_, select
 
 from services.catalog.models import (
     ContextEvent,
@@ -156,21 +156,27 @@ class ContextEventQueries(RepositoryBase):
         return list(first.values())
 
     async def group_cases_since(
-        self, since: dict[str, datetime], viewer: Principal
-    ) -> dict[str, int]:
-        """Per group, how many of its cases `viewer` may see occurred at or after its time."""
+        self, since: dict[str, datetime], window: timedelta, viewer: Principal
+    ) -> dict[str, tuple[int, int]]:
+        """Per group, how many of its cases `viewer` may see occurred at or after its time,
+        and how many of those within `window` of it: one statement for every group."""
         if not since:
             return {}
         c = FailureCase
+        within = case(
+            *((and_(c.group_id == g, c.occurred_at < at + window), 1) for g, at in since.items()),
+            else_=0,
+        )
         stmt = (
-            select(c.group_id, func.count())
+            select(c.group_id, func.count(), func.sum(within))
             .where(
                 or_(*(and_(c.group_id == g, c.occurred_at >= at) for g, at in since.items())),
                 *visible_to(viewer),
             )
             .group_by(c.group_id)
         )
-        return {g: n for g, n in (await self.session.execute(stmt)).all()}
+        rows = (await self.session.execute(stmt)).all()
+        return {g: (int(n), int(w or 0)) for g, n, w in rows}
 
     async def requeue_cases_after(
         self, events: list[dict[str, Any]], window: timedelta, now: datetime

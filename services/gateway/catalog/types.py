@@ -107,11 +107,13 @@ class ContextEvent:
 @read_with(Scope.CASES_READ)
 @strawberry.type(
     description="The event closest before a group's first case whose scope matches that "
-    "case, and how many of the group's cases (that you may see) came at or after it."
+    "case, how many of the group's cases (that you may see) came at or after it, and how "
+    "many of those within the window after it."
 )
 class StartedAfter:
     event: ContextEvent
     cases_after: int
+    cases_within_window: int
 
 
 @read_with(Scope.CASES_READ)
