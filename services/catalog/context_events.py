@@ -13,7 +13,12 @@ How an event reaches the search index: a case's document carries the kinds of th
 preceded it (`after_event`) when it is built. Recording an event queues, in the same
 transaction and with one INSERT ... SELECT, every case that occurred in the window after it in
 its model/version/source scope; the indexer then rebuilds their documents (same revision: the
-backends accept an equal revision, so the rebuilt document replaces the stored one).
+backends accept an equal revision, so the rebuilt document replaces the stored one). An event
+with no model in its scope re-queues every case of its window: such events are meant to be
+rare (a platform-wide shift). With several indexers, a batch read just before the event's
+commit may land after the re-queued one and write the older kinds back at the same revision;
+`failcat search verify` does not see that (the revisions agree) and `failcat reindex` repairs
+it. The window of `after_event` is the default one: a query cannot choose it.
 """
 
 from __future__ import annotations
