@@ -25,3 +25,12 @@ class Severity(StrEnum):
 
 SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
 SENSITIVITIES: tuple[str, ...] = tuple(s.value for s in Sensitivity)
+
+# Kinds of context event (the catalog's records of what changed around a model): one set for
+# the catalog's schemas, the search field `after_event` and the GraphQL enum.
+CONTEXT_EVENT_KINDS: tuple[str, ...] = (
+    "deploy",
+    "feature_change",
+    "drift_alert",
+    "environment_shift",
+)

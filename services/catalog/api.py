@@ -1,4 +1,4 @@
-"""REST routes of the catalog: the bulk ingestion route and plain case reads."""
+"""REST routes of the catalog: the bulk ingestion route, plain case reads, context events."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from fastapi.responses import Response
 from services.catalog import limits as L
 from services.catalog import openapi as doc
 from services.catalog import service
-from services.catalog.cursor import CASES, decode_keyset, encode_keyset
+from services.catalog.cursor import CASES, EVENTS, decode_keyset, encode_keyset
 from services.catalog.schemas import INGEST_STATUSES, CaseFilter
 from services.catalog.templates import TEMPLATES, Template, template_for
 from services.catalog.views import case_json, revision_json
 from shared.errors import BadUserInput, FieldError, PayloadTooLarge
 from shared.security import Principal, Scope
-from shared.web import Session, problem_responses, require
+from shared.web import InsufficientScope, Session, current_principal, problem_responses, require
 
 router = APIRouter(prefix="/catalog/v1", tags=["catalog"])
 
@@ -242,4 +242,74 @@ async def export_cases(
             "X-Total-Count": total,
             "Content-Disposition": f'attachment; filename="cases.{format}"',
         },
+    )
+
+
+def may_record_events(principal: Principal = Depends(current_principal)) -> Principal:
+    """Recording a context event takes either ingest (a producer's client) or write (a
+    curator): producers post deploys and drift alerts beside their cases, people add the
+    rest."""
+    if not (principal.has(Scope.CASES_INGEST) or principal.has(Scope.CASES_WRITE)):
+        raise InsufficientScope([f"{Scope.CASES_INGEST} or {Scope.CASES_WRITE}"])
+    return principal
+
+
+@router.post("/events")
+async def record_events(
+    request: Request,
+    session: Session,
+    principal: Principal = Depends(may_record_events),
+) -> Response:
+    """Context events (deploys, feature changes, drift alerts, environment shifts): one JSON
+    object or a JSON array of them. Answered like the bulk case route: one result per item
+    (created | duplicate | invalid with its errors) and the counts; the valid ones are stored
+    even when others are not."""
+    body = await read_limited_body(request)
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadUserInput("body is not valid JSON", [FieldError("$", str(exc))]) from None
+    items = value if isinstance(value, list) else [value]
+    if len(items) > service.MAX_EVENTS_PER_REQUEST:
+        raise PayloadTooLarge(
+            f"{len(items)} events is more than the limit of {service.MAX_EVENTS_PER_REQUEST}",
+            [FieldError("$", f"max_events_per_request={service.MAX_EVENTS_PER_REQUEST}")],
+        )
+    results = await service.record_events(session, items, principal)
+    counts = dict.fromkeys(service.EVENT_STATUSES, 0)
+    for r in results:
+        counts[r.status] += 1
+    return json_response({"results": [r.as_json() for r in results], "counts": counts})
+
+
+@router.get("/events")
+async def list_events(
+    session: Session,
+    kind: list[str] | None = Query(default=None),
+    model: str | None = None,
+    version: str | None = None,
+    data_source: str | None = None,
+    first: int = Query(default=50, ge=1, le=L.MAX_PAGE_SIZE),
+    after: str | None = None,
+    principal: Principal = Depends(require(Scope.CASES_READ)),
+) -> Response:
+    """Context events, newest first; a scope filter also lists events whose scope leaves that
+    part open (an event for every model concerns each model)."""
+    rows = await service.list_events(
+        session,
+        kinds=kind,
+        model=model,
+        model_version=version,
+        data_source=data_source,
+        first=first + 1,
+        after=decode_keyset(EVENTS, after) if after else None,
+    )
+    page = rows[:first]
+    return json_response(
+        {
+            "events": [service.event_json(e) for e in page],
+            "next": encode_keyset(EVENTS, page[-1].occurred_at, page[-1].id)
+            if len(rows) > first
+            else None,
+        }
     )

@@ -8,7 +8,7 @@ from datetime import datetime
 from shared.cursor import decode_cursor, encode_cursor
 from shared.errors import BadUserInput, FieldError
 
-CASES, GROUPS = "cases", "groups"
+CASES, GROUPS, EVENTS = "cases", "groups", "events"
 
 
 def encode_keyset(kind: str, at: datetime, row_id: str) -> str:

@@ -6,6 +6,7 @@ normalizes what it receives (empty values, dates, lists), so this stays a plain 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from services.catalog.models import FailureCase
@@ -34,7 +35,15 @@ def payload_text(value: Any) -> str | None:
     return "\n".join(lines) or None
 
 
-def search_document(case: FailureCase, model: str, version: str, source: str) -> dict[str, Any]:
+def search_document(
+    case: FailureCase,
+    model: str,
+    version: str,
+    source: str,
+    after_events: Sequence[str] = (),
+) -> dict[str, Any]:
+    """`after_events`: kinds of the context events that preceded the case within the default
+    window (services/catalog/context_events.py finds them for a whole batch in one query)."""
     writeup = case.writeup or {}
     return {
         "id": case.id,
@@ -66,4 +75,5 @@ def search_document(case: FailureCase, model: str, version: str, source: str) ->
         "latency_ms": case.latency_ms,
         "group_id": case.group_id,
         "merged_into_id": case.merged_into_id,
+        "after_event": list(after_events),
     }

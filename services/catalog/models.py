@@ -267,3 +267,29 @@ class Outbox(SQLModel, table=True):
     case_id: str = Field(max_length=36)
     revision: int
     created_at: datetime = _ts()
+
+
+class ContextEvent(SQLModel, table=True):
+    """What changed around a model (a deploy, a feature change, a drift alert, an environment
+    shift), at a time, in a scope. A null scope part matches every value: an event scoped to a
+    model only precedes the cases of every version, source and environment of that model."""
+
+    __tablename__ = "context_event"
+    # Preceding-event lookups are by (model, time) range: one index serves the per-case and
+    # the per-batch reads; unscoped events (model null) are few and read by time alone.
+    __table_args__ = (Index("ix_context_event_model_at", "model", "occurred_at"),)
+    id: str = Field(primary_key=True, max_length=36)
+    kind: str = Field(max_length=40)
+    occurred_at: datetime = _ts(index=True)
+    recorded_at: datetime = _ts()
+    recorded_by: str = Field(max_length=200)
+    # Scope, by name (an event may precede the first case of a model version).
+    model: str | None = Field(default=None, max_length=200)
+    model_version: str | None = Field(default=None, max_length=100)
+    data_source: str | None = Field(default=None, max_length=200)
+    environment: dict[str, str] | None = _json()
+    link: str | None = Field(default=None, max_length=2000)
+    title: str | None = Field(default=None, max_length=500)
+    details: dict[str, Any] = _json(nullable=False)
+    # The producer's idempotency key: a retried post answers the event already stored.
+    external_id: str | None = Field(default=None, max_length=200, unique=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -17,7 +17,7 @@ from pydantic import (
 
 from services.catalog import limits as L
 from shared.security import Sensitivity
-from shared.vocabulary import SEVERITIES
+from shared.vocabulary import CONTEXT_EVENT_KINDS, SEVERITIES
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=L.MAX_NAME)]
 Text = Annotated[str, StringConstraints(max_length=L.MAX_TEXT)]
@@ -211,3 +211,85 @@ class ItemResult(BaseModel):
     status: IngestStatus
     id: str | None = None
     errors: list[dict[str, str]] | None = None
+
+
+# --- context events ----------------------------------------------------------------------
+ContextEventKind = Literal[CONTEXT_EVENT_KINDS]  # type: ignore[valid-type]
+# How far into the future an event's time may be: producers' clocks drift a little.
+EVENT_CLOCK_SKEW = timedelta(minutes=5)
+Hash = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Definition = Annotated[str, StringConstraints(max_length=L.MAX_TEXT)]
+
+
+class EventScope(_In):
+    """Where an event applies; an absent part applies to every value of it."""
+
+    model: Name | None = None
+    version: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+        | None
+    ) = None
+    data_source: Name | None = None
+    environment: (
+        dict[
+            Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_TAG)],
+            Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE)],
+        ]
+        | None
+    ) = Field(default=None, max_length=L.MAX_ENV_KEYS)
+
+
+class DeployDetails(_In):
+    """A model version rolled out (the version is the scope's; where is the rest of it)."""
+
+    rollout: Annotated[str, StringConstraints(max_length=200)] | None = None  # "canary 10%"
+    previous_version: Annotated[str, StringConstraints(max_length=100)] | None = None
+
+
+class FeatureChangeDetails(_In):
+    feature: Name
+    old_definition: Definition | None = None
+    new_definition: Definition | None = None
+    old_hash: Hash | None = None
+    new_hash: Hash | None = None
+
+
+class DriftAlertDetails(_In):
+    metric: Name  # "psi", "kl_divergence", "ks_statistic" ...
+    value: float = Field(allow_inf_nan=False)
+    threshold: float = Field(allow_inf_nan=False)
+    feature: Name | None = None
+    window: Annotated[str, StringConstraints(max_length=100)] | None = None  # "1h", "7d"
+
+
+class EnvironmentShiftDetails(_In):
+    key: Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_TAG)]
+    old: Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE)] | None = None
+    new: Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE)]
+
+
+EVENT_DETAILS: dict[str, type[_In]] = {
+    "deploy": DeployDetails,
+    "feature_change": FeatureChangeDetails,
+    "drift_alert": DriftAlertDetails,
+    "environment_shift": EnvironmentShiftDetails,
+}
+
+
+class ContextEventIn(_In):
+    """One context event as posted (REST, GraphQL, failcat-client's record_event)."""
+
+    kind: ContextEventKind
+    occurred_at: datetime | None = None  # defaults to the time received
+    scope: EventScope = Field(default_factory=EventScope)
+    link: (
+        Annotated[
+            str, StringConstraints(min_length=1, max_length=L.MAX_URL, pattern=r"^https?://\S+$")
+        ]
+        | None
+    ) = None
+    title: Annotated[str, StringConstraints(max_length=L.MAX_TITLE)] | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    external_id: Name | None = None
+
+    _aware_times = field_validator("occurred_at")(_aware)

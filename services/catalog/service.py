@@ -13,6 +13,22 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.catalog.context_events import (
+    DEFAULT_WINDOW,
+    EVENT_STATUSES,
+    MAX_EVENTS_PER_REQUEST,
+    CaseScope,
+    EventResult,
+    StartedAfter,
+    event_json,
+    event_kinds_before,
+    events_by_id,
+    list_events,
+    preceding_events,
+    record_event,
+    record_events,
+    started_after,
+)
 from services.catalog.document import search_document as _document
 from services.catalog.ingest import (
     CURATED_COLUMNS,
@@ -48,6 +64,21 @@ from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFoun
 from shared.ids import new_id
 from shared.security import Principal
 from shared.vocabulary import SEVERITIES
+
+__all__ = [  # context events live in their own module; this stays the entry point
+    "DEFAULT_WINDOW",
+    "EVENT_STATUSES",
+    "MAX_EVENTS_PER_REQUEST",
+    "EventResult",
+    "StartedAfter",
+    "event_json",
+    "events_by_id",
+    "list_events",
+    "preceding_events",
+    "record_event",
+    "record_events",
+    "started_after",
+]
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "new": ("triaged", "wont_fix"),
@@ -576,14 +607,25 @@ async def outbox_ack(session: AsyncSession, ids: list[int]) -> None:
 
 
 async def search_documents(session: AsyncSession, case_ids: list[str]) -> list[dict[str, Any]]:
-    return [_document(*row) for row in await CatalogRepository(session).document_rows(case_ids)]
+    repo = CatalogRepository(session)
+    return await _documents(repo, await repo.document_rows(case_ids))
 
 
 async def iter_search_documents(
     session: AsyncSession, after_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    rows = await CatalogRepository(session).document_rows_after(after_id, limit)
-    return [_document(*row) for row in rows]
+    repo = CatalogRepository(session)
+    return await _documents(repo, await repo.document_rows_after(after_id, limit))
+
+
+async def _documents(repo: CatalogRepository, rows: list[Any]) -> list[dict[str, Any]]:
+    """Documents of a batch: its rows, plus one query for the context events before them."""
+    scopes = {
+        case.id: CaseScope(case.occurred_at, model, version, source, case.environment)
+        for case, model, version, source in rows
+    }
+    kinds = await event_kinds_before(repo, scopes)
+    return [_document(*row, after_events=kinds[row[0].id]) for row in rows]
 
 
 async def case_revisions(session: AsyncSession) -> list[tuple[str, int]]:

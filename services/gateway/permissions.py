@@ -37,6 +37,24 @@ def scoped(*scopes: Scope) -> list[type[BasePermission]]:
     return [HasScopes]
 
 
+def scoped_any(*scopes: Scope) -> list[type[BasePermission]]:
+    """Permission classes requiring at least one scope of `scopes`. `required` lists them all
+    with `any_of` set, so the scope walk (tests/gateway/test_scopes.py) reads it as "any"."""
+    names = " or ".join(s.value for s in scopes)
+
+    class HasAnyScope(BasePermission):
+        required = tuple(scopes)
+        any_of = True
+        message = f"insufficient_scope: requires {names}"
+        error_extensions = {"code": "FORBIDDEN", "required_scopes": [s.value for s in scopes]}
+
+        def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+            return any(info.context.principal.has(s) for s in scopes)
+
+    HasAnyScope.__name__ = f"HasAnyScope[{names}]"
+    return [HasAnyScope]
+
+
 def read_with(*scopes: Scope) -> Callable[[T], T]:
     """Class decorator: the scopes a caller holds whenever it can read this type's fields."""
 

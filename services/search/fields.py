@@ -22,7 +22,7 @@ from enum import StrEnum
 from functools import cached_property
 
 from services.catalog.schemas import Status
-from shared.vocabulary import SENSITIVITIES, SEVERITIES
+from shared.vocabulary import CONTEXT_EVENT_KINDS, SENSITIVITIES, SEVERITIES
 
 # The case's curation states, as the catalog's wire format defines them.
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
@@ -118,6 +118,9 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("group_id", Kind.KEYWORD, ("group",), case=Case.LOWER),
     Field("merged_into_id", Kind.KEYWORD, case=Case.LOWER),
+    # Kinds of the context events that preceded the case in its scope within 7 days
+    # (services/catalog/context_events.py): after_event:deploy
+    Field("after_event", Kind.KEYWORD, many=True, values=CONTEXT_EVENT_KINDS, facet=True),
     # -- the rest
     Field("environment", Kind.MAP, ("env",)),
     Field("occurred_at", Kind.DATE, ("occurred",), sort=True),

@@ -84,7 +84,11 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.assignAnnotators": {REV, R},
     "Mutation.adjudicate": {REV, R},
     "Mutation.sendBack": {REV, R},
+    "Query.contextEvents": {R},
+    "Mutation.recordContextEvent": {ING, W},
 }
+# Operations allowed with any one of their scopes (the rest need every one).
+ANY_OF = {"Mutation.recordContextEvent"}
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 # One document per operation, with inputs that change nothing when allowed (unknown ids,
@@ -229,6 +233,11 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
         'mutation($id: ID!) { sendBack(caseId: $id, comment: "c") { id } }',
         {"id": MISSING},
     ),
+    "Query.contextEvents": ("{ contextEvents(first: 1) { nodes { id } } }", {}),
+    "Mutation.recordContextEvent": (
+        "mutation { recordContextEvent(event: {kind: DEPLOY}) { id } }",
+        {},
+    ),
 }
 
 
@@ -274,11 +283,13 @@ def test_every_root_field_declares_its_scopes_and_covers_what_it_returns():
             continue
         if name in EXPECTED:
             assert scopes == EXPECTED[name], f"{name} requires {scopes}, expected {EXPECTED[name]}"
+        any_of = any(getattr(p, "any_of", False) for p in field.permission_classes)
+        assert any_of == (name in ANY_OF), f"{name}: any-of declaration differs"
         for cls, type_name in _reachable(_return_type(field)).items():
             needs = declared_scopes(cls)
             if needs is None:
                 missing_types.add(type_name)
-            elif Scope.ADMIN not in scopes and not needs <= scopes:
+            elif Scope.ADMIN not in scopes and not needs <= (set() if any_of else scopes):
                 uncovered.append(f"{name} returns {type_name} (read with {set(needs)})")
     assert not undeclared, f"root fields without a scope declaration: {undeclared}"
     assert not missing_types, f"types without @read_with: {sorted(missing_types)}"
@@ -303,7 +314,9 @@ async def test_authorization_matrix(client, role_tokens, role):
             k: (f"{v}-{secrets.token_hex(2)}" if k == "n" else v) for k, v in variables.items()
         }
         body = await gql(client, role_tokens[role], query, variables)
-        allowed = Scope.ADMIN in granted or EXPECTED[name] <= granted
+        allowed = Scope.ADMIN in granted or (
+            bool(EXPECTED[name] & granted) if name in ANY_OF else EXPECTED[name] <= granted
+        )
         denied = "FORBIDDEN" in codes(body)
         if denied == allowed:
             wrong.append(f"{name}: {'denied' if denied else 'allowed'} ({codes(body)})")

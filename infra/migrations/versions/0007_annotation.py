@@ -1,7 +1,7 @@
 """Annotation: taxonomies as data, annotations and their history, assignments, reviews.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-30 19:41:31.428200
 """
 

@@ -8,6 +8,8 @@
 - taxonomy.py: failure-mode taxonomy versions and the severity rubric
 - sampling.py: sampling rules and reservoir counters
 - outbox.py: the search outbox and search document rows
+- context_events.py: context events (deploys, feature changes, drift alerts, environment
+  shifts) and the cases around them
 - visibility.py: the visibility rule over these tables; base.py: what the modules share
 
 Set-based: one statement per table per batch (per chunk of an ingested batch).
@@ -18,6 +20,7 @@ parts needs one object.
 from __future__ import annotations
 
 from services.catalog.repository.cases import CaseQueries
+from services.catalog.repository.context_events import ContextEventQueries
 from services.catalog.repository.groups import GroupQueries
 from services.catalog.repository.models import ModelQueries
 from services.catalog.repository.outbox import OutboxQueries
@@ -35,6 +38,7 @@ class CatalogRepository(
     TaxonomyQueries,
     SamplingQueries,
     OutboxQueries,
+    ContextEventQueries,
 ):
     """Every catalog query over one session."""
 

@@ -9,7 +9,13 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from services.gateway.catalog.types import LinkKind, Sensitivity, Severity, Status
+from services.gateway.catalog.types import (
+    ContextEventKind,
+    LinkKind,
+    Sensitivity,
+    Severity,
+    Status,
+)
 
 
 @strawberry.input
@@ -116,6 +122,42 @@ class SamplingRuleInput:
     daily_cap: int
     keep_at_or_above: Severity = Severity.S1
     enabled: bool = True
+
+
+@strawberry.input(description="Where an event applies; leave a part out to cover all of it.")
+class ContextScopeInput:
+    model: str | None = strawberry.UNSET
+    version: str | None = strawberry.UNSET
+    data_source: str | None = strawberry.UNSET
+    environment: JSON | None = strawberry.UNSET
+
+
+@strawberry.input(
+    description="A context event. `details` by kind: DEPLOY {rollout?, previousVersion?} "
+    "with scope.model and scope.version required; FEATURE_CHANGE {feature, oldDefinition?, "
+    "newDefinition?, oldHash?, newHash?} (a new definition or hash required); DRIFT_ALERT "
+    "{metric, value, threshold, feature?, window?}; ENVIRONMENT_SHIFT {key, old?, new}. "
+    "`occurredAt` defaults to now and may not be later than 5 minutes ahead; `externalId` "
+    "makes a retried post answer the event already stored."
+)
+class ContextEventInput:
+    kind: ContextEventKind
+    occurred_at: datetime | None = strawberry.UNSET
+    scope: ContextScopeInput | None = strawberry.UNSET
+    link: str | None = strawberry.UNSET
+    title: str | None = strawberry.UNSET
+    details: JSON | None = strawberry.UNSET
+    external_id: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class ContextEventFilterInput:
+    kinds: list[ContextEventKind] | None = strawberry.UNSET
+    model: str | None = strawberry.UNSET
+    version: str | None = strawberry.UNSET
+    data_source: str | None = strawberry.UNSET
+    occurred_after: datetime | None = strawberry.UNSET
+    occurred_before: datetime | None = strawberry.UNSET
 
 
 def to_plain(value: Any, keep_null: bool = False) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
@@ -54,6 +55,28 @@ def _many(
     return Loader(load_fn=load)
 
 
+def _windowed(
+    fetch: Callable[[Any, list[str], timedelta], Awaitable[dict[str, Any]]],
+    ctx: Context,
+    empty: Callable[[], Any] | None = None,
+) -> Loader:
+    """A loader of (id, window hours) keys: one fetch per distinct window in the batch;
+    `empty` makes the value of an id the fetch did not answer."""
+
+    async def load(keys: list[tuple[str, int]]) -> list[Any]:
+        by_window: dict[int, list[str]] = defaultdict(list)
+        for key_id, hours in keys:
+            by_window[hours].append(key_id)
+        found: dict[tuple[str, int], Any] = {}
+        session = await ctx.session()
+        for hours, ids in by_window.items():
+            got = await fetch(session, list(dict.fromkeys(ids)), timedelta(hours=hours))
+            found.update({(i, hours): v for i, v in got.items()})
+        return [found.get(k, empty() if empty is not None else None) for k in keys]
+
+    return Loader(load_fn=load)
+
+
 class CatalogLoaders:
     def __init__(self, ctx: Context) -> None:
         self.model = _by_id(service.models_by_id, ctx)
@@ -74,6 +97,12 @@ class CatalogLoaders:
 
         # Visibility applies here too: a hit the caller may not see loads as null.
         self.case = Loader(load_fn=cases)
+        # Keyed (id, window hours): one query set per window the request asks for.
+        self.context_events = _windowed(service.preceding_events, ctx, empty=list)
+        self.started_after = _windowed(
+            lambda session, ids, window: service.started_after(session, ids, ctx.principal, window),
+            ctx,
+        )
 
 
 # FailureCase's relation fields: the loader each reads, and the row attribute it is keyed by.

@@ -12,11 +12,13 @@ from services.catalog.schemas import CasePatch
 from services.gateway.catalog.inputs import (
     CaseInput,
     CasePatchInput,
+    ContextEventInput,
     FailureModeInput,
     SamplingRuleInput,
     to_plain,
 )
 from services.gateway.catalog.types import (
+    ContextEvent,
     FailureCase,
     FailureGroup,
     FieldErrorType,
@@ -28,7 +30,7 @@ from services.gateway.catalog.types import (
     TaxonomyVersion,
 )
 from services.gateway.errors import camel_path
-from services.gateway.permissions import scoped
+from services.gateway.permissions import scoped, scoped_any
 from shared.errors import NotFound
 from shared.security import Scope
 
@@ -191,3 +193,21 @@ class CatalogMutation:
             if (saved.model_name, saved.data_source) == (rule.model_name, rule.data_source):
                 return saved
         raise NotFound("sampling rule not found after saving")  # pragma: no cover
+
+    @strawberry.mutation(
+        permission_classes=scoped_any(Scope.CASES_INGEST, Scope.CASES_WRITE),
+        description="Record a context event (a deploy, feature change, drift alert or "
+        "environment shift). Cases that occurred within 7 days after it in its scope are "
+        "re-indexed, so `after_event:<kind>` finds them. Needs cases:ingest or cases:write.",
+    )
+    async def record_context_event(self, info: Info, event: ContextEventInput) -> ContextEvent:
+        values = to_plain(event)
+        if isinstance(values.get("details"), dict):
+            values["details"] = {_snake(k): v for k, v in values["details"].items()}
+        session = await info.context.session()
+        return await service.record_event(session, values, info.context.principal)
+
+
+def _snake(name: str) -> str:
+    """`newHash` -> `new_hash`: the wire format's spelling of a GraphQL details key."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)

@@ -9,13 +9,15 @@ import strawberry
 from strawberry.types import Info
 
 from services.catalog import service
-from services.catalog.cursor import CASES, GROUPS, decode_keyset, encode_keyset
+from services.catalog.cursor import CASES, EVENTS, GROUPS, decode_keyset, encode_keyset
 from services.catalog.schemas import CaseFilter
-from services.gateway.catalog.inputs import CaseFilterInput, to_plain
+from services.gateway.catalog.inputs import CaseFilterInput, ContextEventFilterInput, to_plain
 from services.gateway.catalog.loaders import prefetch_case_relations
 from services.gateway.catalog.types import (
     CaseConnection,
     CaseEdge,
+    ContextEventConnection,
+    ContextEventEdge,
     FailureCase,
     FailureGroup,
     FailureMode,
@@ -142,3 +144,41 @@ class CatalogQuery:
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def sampling_rules(self, info: Info) -> list[SamplingRule]:
         return await service.sampling_rules(await info.context.session())
+
+    @strawberry.field(
+        permission_classes=scoped(Scope.CASES_READ),
+        description="Context events, newest first. A scope filter also finds events whose "
+        "scope leaves that part open (an event for every model concerns each model).",
+    )
+    async def context_events(
+        self,
+        info: Info,
+        filter: ContextEventFilterInput | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> ContextEventConnection:
+        check_page_size(first)
+        f = to_plain(filter) if filter else {}
+        rows = await service.list_events(
+            await info.context.session(),
+            kinds=f.get("kinds"),
+            model=f.get("model"),
+            model_version=f.get("version"),
+            data_source=f.get("data_source"),
+            occurred_after=filter.occurred_after or None if filter else None,
+            occurred_before=filter.occurred_before or None if filter else None,
+            first=first + 1,
+            after=decode_keyset(EVENTS, after) if after else None,
+        )
+        page = rows[:first]
+        edges = [
+            ContextEventEdge(cursor=encode_keyset(EVENTS, e.occurred_at, e.id), node=e)
+            for e in page
+        ]
+        return ContextEventConnection(
+            edges=edges,
+            nodes=page,
+            page_info=PageInfo(
+                has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )

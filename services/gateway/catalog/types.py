@@ -3,7 +3,7 @@ relations go through the request's DataLoaders."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from types import SimpleNamespace
 from typing import Annotated, Any
@@ -14,11 +14,13 @@ from strawberry.types import Info
 
 from services.catalog import schemas
 from services.catalog.models import CaseRevision as RevisionRow
+from services.catalog.models import ContextEvent as EventRow
 from services.catalog.models import FailureCase as CaseRow
 from services.catalog.models import FailureGroup as GroupRow
 from services.catalog.models import Model as ModelRow
 from services.catalog.views import PastCase
 from services.gateway.annotation import types as annotation_types
+from services.gateway.errors import camel_path
 from services.gateway.permissions import read_with
 from shared import security, vocabulary
 from shared.security import Scope
@@ -37,6 +39,97 @@ Severity = strawberry.enum(vocabulary.Severity, name="Severity")
 
 
 GroupStatus = strawberry.enum(schemas.GroupStatus, name="GroupStatus")
+
+
+ContextEventKind = strawberry.enum(
+    Enum("ContextEventKind", {k.upper(): k for k in vocabulary.CONTEXT_EVENT_KINDS}),
+    name="ContextEventKind",
+    description="deploy: a model version rolled out; feature_change: a feature's definition "
+    "or config hash changed; drift_alert: a drift metric crossed its threshold; "
+    "environment_shift: an environment key changed value.",
+)
+
+# How far back a case's or group's preceding events are looked for, unless asked otherwise.
+DEFAULT_WINDOW_HOURS = 7 * 24
+
+
+def window_of(hours: int) -> timedelta:
+    from services.catalog.context_events import MAX_WINDOW
+    from shared.errors import BadUserInput, FieldError
+
+    window = timedelta(hours=hours)
+    if not timedelta(hours=1) <= window <= MAX_WINDOW:
+        raise BadUserInput(
+            f"windowHours {hours} is out of range",
+            [FieldError("windowHours", f"from 1 to {int(MAX_WINDOW.total_seconds()) // 3600}")],
+        )
+    return window
+
+
+@read_with()  # an event carries no team-sensitive data; its readers hold what reaches it
+@strawberry.type(description="Where an event applies: a null part applies to every value.")
+class ContextScope:
+    model: str | None
+    version: str | None
+    data_source: str | None
+    environment: JSON | None
+
+
+@read_with()
+@strawberry.type(
+    description="A deploy, feature change, drift alert or environment shift: when, where "
+    "(scope), a link, and the kind's details (see ContextEventInput)."
+)
+class ContextEvent:
+    id: strawberry.ID
+    kind: ContextEventKind
+    occurred_at: datetime
+    recorded_at: datetime
+    recorded_by: str
+    link: str | None
+    title: str | None
+    external_id: str | None
+
+    @strawberry.field
+    def details(self: EventRow) -> JSON:  # type: ignore[misc]
+        # Stored as the wire format (snake_case); GraphQL spells them as its inputs do.
+        return {camel_path(k): v for k, v in self.details.items()}
+
+    @strawberry.field
+    def scope(self: EventRow) -> ContextScope:  # type: ignore[misc]
+        return ContextScope(
+            model=self.model,
+            version=self.model_version,
+            data_source=self.data_source,
+            environment=self.environment,
+        )
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type(
+    description="The event closest before a group's first case whose scope matches that "
+    "case, how many of the group's cases (that you may see) came at or after it, and how "
+    "many of those within the window after it."
+)
+class StartedAfter:
+    event: ContextEvent
+    cases_after: int
+    cases_within_window: int
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class ContextEventEdge:
+    cursor: str
+    node: ContextEvent
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class ContextEventConnection:
+    edges: list[ContextEventEdge]
+    nodes: list[ContextEvent]
+    page_info: PageInfo
 
 
 @read_with(Scope.CASES_READ)
@@ -97,6 +190,17 @@ class FailureGroup:
 
         # Not prefetched: one group's page among many; the loaders batch across all of them.
         return await case_page(info, {"group_id": self.id}, first, after, prefetch=False)
+
+    @strawberry.field(
+        description="The context event the group started after: the one closest before its "
+        "first case, in that case's scope, within `windowHours` (default 168, 7 days); null "
+        "when none."
+    )
+    async def started_after(  # type: ignore[misc]
+        self: GroupRow, info: Info, window_hours: int = DEFAULT_WINDOW_HOURS
+    ) -> StartedAfter | None:
+        window_of(window_hours)
+        return await info.context.loaders.started_after.load((self.id, window_hours))
 
 
 @read_with(Scope.CASES_READ)
@@ -299,6 +403,16 @@ class FailureCase:
     # The annotation service's fields, resolved (and blind-read checked) in its own module.
     annotations = annotation_types.case_annotations
     review_trail = annotation_types.case_review_trail
+
+    @strawberry.field(
+        description="Context events that preceded this case in its scope (model, version, "
+        "data source, environment) within `windowHours` (default 168, 7 days), newest first."
+    )
+    async def context_events(  # type: ignore[misc]
+        self: CaseRow, info: Info, window_hours: int = DEFAULT_WINDOW_HOURS
+    ) -> list[ContextEvent]:
+        window_of(window_hours)
+        return await info.context.loaders.context_events.load((self.id, window_hours))
 
 
 @read_with()  # no data of its own: any caller reaching a connection may read it

@@ -166,7 +166,7 @@ END;
             f"INSERT INTO doc ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
             f"ON CONFLICT (id) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
-            + " WHERE excluded.revision > doc.revision"
+            + " WHERE excluded.revision >= doc.revision"
         )
 
     @cached_property

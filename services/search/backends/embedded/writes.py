@@ -33,7 +33,8 @@ class Writer:
     async def index(self, conn: aiosqlite.Connection, raw: list[dict[str, Any]]) -> int:
         layout = self.layout
         docs = [normalize(d, layout.schema) for d in raw]
-        # Highest revision per id within the batch, then only those newer than the index.
+        # Highest revision per id within the batch, then only those not older than the index
+        # (an equal revision is the catalog's document rebuilt: see OpenSearch's external_gte).
         latest: dict[str, dict[str, Any]] = {}
         for d in docs:
             if d["id"] not in latest or d["revision"] > latest[d["id"]]["revision"]:
@@ -45,7 +46,7 @@ class Writer:
                 f"SELECT id, revision FROM doc WHERE id IN ({', '.join('?' for _ in chunk)})", chunk
             )
             stored.update({r[0]: r[1] for r in rows})
-        fresh = [d for d in latest.values() if d["revision"] > stored.get(d["id"], -1)]
+        fresh = [d for d in latest.values() if d["revision"] >= stored.get(d["id"], -1)]
         if not fresh:
             return 0
         await conn.executemany(layout.upsert, [self._row(d) for d in fresh])

@@ -189,9 +189,11 @@ class OpenSearchBackend:
                 "_index": index,
                 "_id": str(d["id"]),
                 # The revision as the external version: OpenSearch refuses a write whose
-                # revision is not newer than the stored one (409), so replays are harmless.
+                # revision is older than the stored one (409), so late replays are harmless;
+                # an equal one is rebuilt from the catalog as it is now (a context event
+                # recorded after the case re-queues it at the same revision).
                 "version": int(d["revision"]),
-                "version_type": "external",
+                "version_type": "external_gte",
                 "_source": self._source(d),
             }
             for d in docs
