@@ -6,6 +6,7 @@ Every text that comes from data is escaped here (the result is marked safe for t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
@@ -19,7 +20,9 @@ SEVERITY_COLOURS = {
     "S3": "#1d4ed8",
     "S4": "#475569",
 }
-WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 640, 180, 36, 22, 8
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP, PAD_RIGHT = 960, 220, 40, 24, 8, 8
+INTERVAL_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30.44 * 86400}
+X_TICKS = 6
 
 
 def bucket_label(value: str, interval: str) -> str:
@@ -31,6 +34,10 @@ def bucket_label(value: str, interval: str) -> str:
     return value[:10]
 
 
+def _when(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 def _axis(peak: int) -> str:
     ticks = [0, peak // 2, peak] if peak > 1 else [0, peak]
     plot = HEIGHT - PAD_BOTTOM - PAD_TOP
@@ -38,24 +45,11 @@ def _axis(peak: int) -> str:
     for tick in dict.fromkeys(ticks):
         y = PAD_TOP + plot - (plot * tick / peak if peak else 0)
         parts.append(
-            f'<line x1="{PAD_LEFT}" x2="{WIDTH}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-            f'<text x="{PAD_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{tick}</text>'
+            f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'class="grid"/><text x="{PAD_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{tick}'
+            "</text>"
         )
     return "".join(parts)
-
-
-def _x_labels(labels: list[str]) -> str:
-    """At most ~8 labels along the bottom, evenly spaced, so they never overlap."""
-    if not labels:
-        return ""
-    step = max(1, -(-len(labels) // 8))
-    slot = (WIDTH - PAD_LEFT) / len(labels)
-    return "".join(
-        f'<text x="{PAD_LEFT + slot * (i + 0.5):.1f}" y="{HEIGHT - 6}" '
-        f'text-anchor="middle">{escape(label)}</text>'
-        for i, label in enumerate(labels)
-        if i % step == 0
-    )
 
 
 def stacked_bars(
@@ -64,41 +58,53 @@ def stacked_bars(
     title: str,
     link: Any = None,
 ) -> Markup:
-    """Bars per time bucket, stacked by series (in the order given). `series` maps a name to
-    its buckets ({value, count}); `link(name, bucket_value)` may give each bar a URL."""
+    """Bars per time bucket, stacked by series (in the order given), on a time axis: a bucket
+    sits at its date, so empty stretches show as gaps. `series` maps a name to its buckets
+    ({value, count}); `link(name, bucket_value)` may give each bar a URL."""
     keys = sorted({b["value"] for buckets in series.values() for b in buckets})
     if not keys:
         return Markup(f'<p class="empty">No cases to chart for {escape(title.lower())}.</p>')
     counts = {name: {b["value"]: b["count"] for b in bs} for name, bs in series.items()}
     totals = [sum(c.get(k, 0) for c in counts.values()) for k in keys]
     peak = max(totals) or 1
-    plot = HEIGHT - PAD_BOTTOM - PAD_TOP
-    slot = (WIDTH - PAD_LEFT) / len(keys)
-    bar = max(1.0, slot * 0.8)
+    plot_h = HEIGHT - PAD_BOTTOM - PAD_TOP
+    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
+    step = INTERVAL_SECONDS.get(interval, 86400)
+    start, end = _when(keys[0]), _when(keys[-1]) + step
+    scale = plot_w / (end - start)
+    bar = max(1.5, step * scale * 0.85)
     shapes = []
-    for i, key in enumerate(keys):
-        y = PAD_TOP + plot
+    for key in keys:
+        x = PAD_LEFT + (_when(key) - start) * scale
+        y = PAD_TOP + plot_h
         for name in series:
             count = counts[name].get(key, 0)
             if not count:
                 continue
-            h = plot * count / peak
+            h = plot_h * count / peak
             y -= h
             colour = SEVERITY_COLOURS.get(name, "#2563eb")
             label = f"{bucket_label(key, interval)}: {count} {name}".strip()
             rect = (
-                f'<rect x="{PAD_LEFT + slot * i + (slot - bar) / 2:.1f}" y="{y:.1f}" '
-                f'width="{bar:.1f}" height="{h:.1f}" fill="{colour}">'
-                f"<title>{escape(label)}</title></rect>"
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+                f'fill="{colour}"><title>{escape(label)}</title></rect>'
             )
             if link is not None:
                 rect = f'<a href="{escape(link(name, key))}">{rect}</a>'
             shapes.append(rect)
-    labels = [bucket_label(k, interval) for k in keys]
+    ticks = []
+    for i in range(X_TICKS + 1):
+        moment = start + (end - start) * i / X_TICKS
+        text = bucket_label(datetime.fromtimestamp(moment, UTC).isoformat(), interval)
+        anchor = "start" if i == 0 else "end" if i == X_TICKS else "middle"
+        ticks.append(
+            f'<text x="{PAD_LEFT + plot_w * i / X_TICKS:.1f}" y="{HEIGHT - 6}" '
+            f'text-anchor="{anchor}">{escape(text)}</text>'
+        )
     svg = (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}" preserveAspectRatio="xMinYMin meet">'
-        f"<title>{escape(title)}</title>{_axis(peak)}{''.join(shapes)}{_x_labels(labels)}</svg>"
+        f'aria-label="{escape(title)}">'
+        f"<title>{escape(title)}</title>{_axis(peak)}{''.join(shapes)}{''.join(ticks)}</svg>"
     )
     return Markup(svg)
 
