@@ -6,13 +6,14 @@ a realistic dataset, as a signed-in person's browser asks for them.
 1. --cases generated cases (benchmarks/generator.py: real incident write-ups as text,
    Zipf-distributed models, versions and failure modes, teams, severities) are ingested through
    the bulk route and indexed (untimed);
-2. a person (every team, restricted clearance: sees every case) signs in through /ui/signin: authorization
-   code + PKCE with the pages' public client, the code exchanged by /ui/callback;
+2. a person (every team, restricted clearance: sees every case) signs in through /ui/signin:
+   authorization code + PKCE with the pages' public client, the code exchanged by /ui/callback;
 3. each page is requested `rounds` times, the kinds interleaved (so all see the same load):
      search       /ui/search (all cases: 9 facets, the monthly histogram, 20 hits)
      search_text  /ui/search?q=<a title word> with a severity and a model selected
      search_page2 the next page of the first, by its cursor
-     case         /ui/cases/<random id> (facts, history, group, similar cases)
+     case         /ui/cases/<random id> (facts, history, group)
+     similar      /ui/cases/<random id>/similar (the fragment the case page's script fetches)
      dashboard    /ui/ (heatmap, 5 severity series, regressed groups: one API request)
      summary_md   /ui/cases/<random id>/summary.md
 Prints p50/p95/p99 per page (target: p95 <= 300 ms).
@@ -146,6 +147,7 @@ def main() -> None:
             ),
             "search_page2": lambda: page2,
             "case": lambda: f"/ui/cases/{rng.choice(ids)}",
+            "similar": lambda: f"/ui/cases/{rng.choice(ids)}/similar",
             "dashboard": lambda: "/ui/",
             "summary_md": lambda: f"/ui/cases/{rng.choice(ids)}/summary.md",
         }

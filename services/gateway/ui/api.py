@@ -82,10 +82,40 @@ def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTM
 
 
 def _to_sign_in(request: Request) -> RedirectResponse:
+    """To the sign-in page, or first to /ui/refresh when a refresh token may renew the
+    session without the password; either comes back here."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    step = "/ui/refresh" if request.cookies.get(signin.REFRESH_COOKIE) else "/ui/signin"
     return RedirectResponse(
-        "/ui/signin?" + urlencode({"next": target}), status_code=303, headers=SECURITY_HEADERS
+        f"{step}?" + urlencode({"next": target}), status_code=303, headers=SECURITY_HEADERS
     )
+
+
+def _keep_tokens(request: Request, resp: Response, answer: dict[str, Any]) -> None:
+    """The token endpoint's answer, in the pages' HttpOnly cookies."""
+    resp.set_cookie(
+        signin.TOKEN_COOKIE,
+        answer["access_token"],
+        max_age=int(answer.get("expires_in", 900)),
+        **signin.cookie_options(request),
+    )
+    if answer.get("refresh_token"):
+        resp.set_cookie(
+            signin.REFRESH_COOKIE,
+            answer["refresh_token"],
+            max_age=signin.REFRESH_COOKIE_TTL_S,
+            **signin.cookie_options(request),
+        )
+
+
+async def _token_endpoint(request: Request, form: dict[str, str]) -> tuple[dict[str, Any], str]:
+    """The answer of POST /oauth/token (in process), and the problem if there is no token."""
+    answer = await client.post(request, "/oauth/token", data=form)
+    is_json = answer.headers.get("content-type", "").startswith("application/json")
+    body = answer.json() if is_json else {}
+    if answer.status_code == 200 and "access_token" in body:
+        return body, ""
+    return body, body.get("error_description") or body.get("error") or "token refused"
 
 
 def _error_page(request: Request, error: client.ApiError) -> HTMLResponse:
@@ -126,39 +156,62 @@ async def callback(request: Request) -> Response:
         problem = "this answer does not belong to a sign-in started in this browser"
     if problem is None:
         assert flow is not None
-        data = signin.token_request(
+        form = signin.token_request(
             request.app.state.settings.issuer, params["code"], flow["verifier"]
         )
-        answer = await client.post(request, "/oauth/token", data=data)
-        body = answer.json() if answer.headers.get("content-type", "").startswith("app") else {}
-        if answer.status_code != 200 or "access_token" not in body:
-            problem = body.get("error_description") or body.get("error") or "token refused"
+        body, problem = await _token_endpoint(request, form)
+        problem = problem or None
     if problem is not None:
         resp: Response = _page(request, "signin_failed.html", status=400, problem=problem)
     else:
         resp = RedirectResponse(flow["next"], status_code=303, headers=SECURITY_HEADERS)
-        resp.set_cookie(
-            signin.TOKEN_COOKIE,
-            body["access_token"],
-            max_age=int(body.get("expires_in", 900)),
-            **signin.cookie_options(request),
-        )
+        _keep_tokens(request, resp, body)
     resp.delete_cookie(signin.FLOW_COOKIE, path=signin.CALLBACK_PATH)
+    return resp
+
+
+@router.get("/refresh")
+async def refresh(request: Request, next: str = "/ui/") -> Response:
+    """A new access token from the refresh token (which the server rotates), then back to
+    `next`; when refused, the refresh cookie is dropped and the person signs in again."""
+    target = signin.safe_next(next)
+    saved = request.cookies.get(signin.REFRESH_COOKIE)
+    body, problem = {}, "no refresh token"
+    if saved:
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": saved,
+            "client_id": signin.UI_CLIENT_ID,
+        }
+        body, problem = await _token_endpoint(request, form)
+    if problem:
+        resp = RedirectResponse(
+            "/ui/signin?" + urlencode({"next": target}), status_code=303, headers=SECURITY_HEADERS
+        )
+        resp.delete_cookie(signin.REFRESH_COOKIE, path="/ui")
+        return resp
+    resp = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+    _keep_tokens(request, resp, body)
     return resp
 
 
 @router.post("/signout")
 async def sign_out(request: Request) -> Response:
-    token = _token(request)
-    if token:
-        # The token stops working everywhere, not only in this browser.
-        await client.post(
-            request,
-            "/oauth/revoke",
-            data={"token": token, "client_id": signin.UI_CLIENT_ID},
-        )
+    # Both tokens stop working everywhere, not only in this browser.
+    for cookie, hint in (
+        (signin.TOKEN_COOKIE, "access_token"),
+        (signin.REFRESH_COOKIE, "refresh_token"),
+    ):
+        token = request.cookies.get(cookie)
+        if token:
+            await client.post(
+                request,
+                "/oauth/revoke",
+                data={"token": token, "token_type_hint": hint, "client_id": signin.UI_CLIENT_ID},
+            )
     resp = _page(request, "signed_out.html", viewer=None)
     resp.delete_cookie(signin.TOKEN_COOKIE, path="/ui")
+    resp.delete_cookie(signin.REFRESH_COOKIE, path="/ui")
     return resp
 
 
@@ -299,6 +352,21 @@ async def case_page(request: Request, case_id: str) -> Response:
         for rev in reversed(case["revisions"])
     ]
     return _page(request, "case.html", case=case, revisions=revisions)
+
+
+@router.get("/cases/{case_id}/similar")
+async def similar_cases(request: Request, case_id: str) -> Response:
+    """The similar cases of a case: a fragment the case page's script puts in place (and a
+    page of its own without the script)."""
+    try:
+        data = await client.graphql(request, _token(request), queries.SIMILAR, {"id": case_id})
+    except client.SignInRequired:
+        return _to_sign_in(request)
+    except client.ApiError as exc:
+        return _error_page(request, exc)
+    fragment = request.headers.get("x-fragment") == "1"
+    name = "_similar.html" if fragment else "similar.html"
+    return _page(request, name, case=data["case"])
 
 
 @router.get("/cases/{case_id}/summary.md")

@@ -38,8 +38,15 @@ query UiCase($id: ID!) {
       resolvedInVersion resolvedAt regressedAt regressedInVersion
       cases(first: 10) { nodes { id title severity occurredAt modelVersion { version } } }
     }
-    similar(first: 5) { id title severity failureMode }
   }
+}
+"""
+
+# Asked apart from CASE, after the page is shown: finding similar cases is a search of its
+# own, several times the cost of the rest of the page.
+SIMILAR = """
+query UiSimilar($id: ID!) {
+  case(id: $id) { id similar(first: 5) { id title severity failureMode } }
 }
 """
 

@@ -29,6 +29,10 @@ UI_CLIENT_ID = "failcat-ui"
 UI_CLIENT_NAME = "failcat web pages"
 CALLBACK_PATH = "/ui/callback"
 TOKEN_COOKIE = "failcat_ui_token"
+# The refresh token (the public client may use the refresh_token grant): an expired access
+# token is renewed by /ui/refresh without asking for the password again.
+REFRESH_COOKIE = "failcat_ui_refresh"
+REFRESH_COOKIE_TTL_S = 30 * 86400  # the authorization server's refresh token lifetime
 FLOW_COOKIE = "failcat_ui_signin"
 FLOW_TTL_S = 600  # time to complete the sign-in page
 

@@ -171,6 +171,8 @@ async def test_sign_in_search_pick_facets_open_a_case(page, served, data, backen
     assert (await page.text_content("#case-title")).strip() == title.strip()
     assert await page.locator("#history .revision").count() >= 1
     assert await page.is_visible("#group")
+    # Similar cases arrive after the page, fetched by its script.
+    await page.wait_for_selector("#similar-slot #similar")
     await shoot(page, "case", backend)
 
     # The dashboard, and a click on a heatmap cell: the search of that cell's cases.

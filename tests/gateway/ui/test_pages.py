@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from services.gateway.ui.signin import FLOW_COOKIE, TOKEN_COOKIE, UI_CLIENT_ID
+from services.gateway.ui.signin import FLOW_COOKIE, REFRESH_COOKIE, TOKEN_COOKIE, UI_CLIENT_ID
 from tests.auth.builders import make_user, query_of, sign_in
 from tests.gateway.ui.conftest import gql_data
 
@@ -69,6 +69,33 @@ async def test_sign_in_with_pkce_sets_an_http_only_token_cookie(app, settings, c
             headers={"Authorization": f"Bearer {token}"},
         )
         assert answer.status_code == 401
+
+
+async def test_an_expired_access_token_is_renewed_with_the_refresh_token(app, settings, corpus):
+    username, password = await make_user(app, ["viewer"], team=corpus.team)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=settings.issuer
+    ) as http:
+        start = await http.get("/ui/signin")
+        back = await sign_in(http, query_of(start.headers["location"]), username, password)
+        await http.get(back.headers["location"])
+        first, refresh = http.cookies.get(TOKEN_COOKIE), http.cookies.get(REFRESH_COOKIE)
+        assert first and refresh
+        # The browser dropped the access cookie (its max-age is the token's lifetime).
+        http.cookies.delete(TOKEN_COOKIE)
+        resp = await http.get("/ui/search", params={"q": "x"})
+        assert resp.status_code == 303
+        assert resp.headers["location"] == "/ui/refresh?next=%2Fui%2Fsearch%3Fq%3Dx"
+        resp = await http.get(resp.headers["location"])
+        assert resp.status_code == 303 and resp.headers["location"] == "/ui/search?q=x"
+        assert http.cookies.get(TOKEN_COOKIE) not in (None, first)
+        assert http.cookies.get(REFRESH_COOKIE) != refresh  # rotated
+        assert (await http.get("/ui/search", params={"q": "x"})).status_code == 200
+        # A refresh token used once is refused: back to the sign-in page, cookie dropped.
+        http.cookies.delete(TOKEN_COOKIE)
+        http.cookies.set(REFRESH_COOKIE, refresh, path="/ui")
+        resp = await http.get("/ui/refresh", params={"next": "/ui/"})
+        assert resp.headers["location"] == "/ui/signin?next=%2Fui%2F"
 
 
 async def test_a_callback_from_another_browser_is_refused(app, settings, corpus):
@@ -166,6 +193,24 @@ async def test_case_page_facts_history_group_links(curator, corpus, admin_token,
         r"<th scope=\"row\">status</th>\s*<td><del>NEW</del> → <ins>TRIAGED</ins>", html
     )
     assert 'id="group"' in html and "this case" in html
+
+
+async def test_similar_cases_come_apart_and_respect_visibility(curator, low_clearance, corpus):
+    case_id = corpus.ids[0]
+    page = await curator.http.get(f"/ui/cases/{case_id}")
+    assert f'data-src="/ui/cases/{case_id}/similar"' in page.text
+    fragment = await curator.http.get(f"/ui/cases/{case_id}/similar", headers={"X-Fragment": "1"})
+    assert fragment.status_code == 200 and "<html" not in fragment.text
+    linked = re.findall(r'href="/ui/cases/([^"]+)"', fragment.text)
+    assert linked and case_id not in linked
+    full = await curator.http.get(f"/ui/cases/{case_id}/similar")
+    assert full.text.startswith("<!doctype html>") and 'id="similar"' in full.text
+    # The restricted case is never suggested to someone who may not see it.
+    for some in [i for i in corpus.ids[:8] if i != corpus.restricted_id]:
+        seen = await low_clearance.http.get(
+            f"/ui/cases/{some}/similar", headers={"X-Fragment": "1"}
+        )
+        assert seen.status_code == 200 and corpus.restricted_id not in seen.text
 
 
 async def test_case_page_shows_the_regressed_group(curator, corpus):
