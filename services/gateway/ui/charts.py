@@ -92,10 +92,14 @@ def stacked_bars(
             if link is not None:
                 rect = f'<a href="{escape(link(name, key))}">{rect}</a>'
             shapes.append(rect)
-    ticks = []
+    ticks: list[str] = []
+    shown: set[str] = set()
     for i in range(X_TICKS + 1):
         moment = start + (end - start) * i / X_TICKS
         text = bucket_label(datetime.fromtimestamp(moment, UTC).isoformat(), interval)
+        if text in shown:  # a short span: several ticks fall in one bucket
+            continue
+        shown.add(text)
         anchor = "start" if i == 0 else "end" if i == X_TICKS else "middle"
         ticks.append(
             f'<text x="{PAD_LEFT + plot_w * i / X_TICKS:.1f}" y="{HEIGHT - 6}" '
