@@ -13,7 +13,15 @@ from fastapi.templating import Jinja2Templates
 from starlette.staticfiles import StaticFiles
 
 from services.gateway.ui import charts, client, queries, signin, summary, views
-from services.gateway.ui.state import FACETS, INTERVALS, PAGE_SIZE, SORTS, SearchState, search_url
+from services.gateway.ui.state import (
+    FACETS,
+    INTERVALS,
+    PAGE_SIZE,
+    SORTS,
+    SearchState,
+    bucket_query,
+    search_url,
+)
 from shared.errors import FailcatError
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -253,7 +261,12 @@ async def search_page(request: Request) -> Response:
     histogram = None
     if result is not None:
         histogram = charts.stacked_bars(
-            {"": result["histogram"]}, state.interval, f"Cases per {state.interval}"
+            {"": result["histogram"]},
+            state.interval,
+            f"Cases per {state.interval}",
+            link=lambda _name, bucket: search_url(
+                state.with_(q=f"{state.q} {bucket_query(bucket, state.interval)}".strip())
+            ),
         )
     return _page(
         request,

@@ -8,7 +8,9 @@ The facet fields, sorts and intervals come from the search document's one table
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -106,3 +108,19 @@ class SearchState:
 def search_url(state: SearchState) -> str:
     query = state.query_string()
     return "/ui/search" + (f"?{query}" if query else "")
+
+
+def bucket_query(value: str, interval: str) -> str:
+    """The query-language term for one histogram bucket (a range of occurred_at): days are
+    whole days and a range's end day is included, so a bucket ends on its last day."""
+    start = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if interval == "hour":
+        end = start + timedelta(minutes=59, seconds=59, milliseconds=999)
+        iso = "%Y-%m-%dT%H:%M:%S"
+        return f"occurred:{start.strftime(iso)}Z..{end.strftime(iso)}.999Z"
+    if interval == "month":
+        last = calendar.monthrange(start.year, start.month)[1]
+        end = start.replace(day=last)
+    else:
+        end = start + timedelta(days=6 if interval == "week" else 0)
+    return f"occurred:{start.date().isoformat()}..{end.date().isoformat()}"

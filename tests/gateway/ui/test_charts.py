@@ -71,3 +71,14 @@ def test_long_changes_are_word_diffs():
     )
     assert rows[0]["field"] == "status" and rows[0]["diff"] is None
     assert "<del>failed</del><ins>broke</ins>" in str(rows[1]["diff"])
+
+
+def test_a_bucket_is_a_range_of_whole_days():
+    from services.gateway.ui.state import bucket_query
+
+    assert bucket_query("2024-02-01T00:00:00.000Z", "month") == "occurred:2024-02-01..2024-02-29"
+    assert bucket_query("2024-03-18T00:00:00Z", "week") == "occurred:2024-03-18..2024-03-24"
+    assert bucket_query("2024-03-18T00:00:00Z", "day") == "occurred:2024-03-18..2024-03-18"
+    assert bucket_query("2024-03-18T10:00:00Z", "hour") == (
+        "occurred:2024-03-18T10:00:00Z..2024-03-18T10:59:59.999Z"
+    )

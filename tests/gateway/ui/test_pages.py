@@ -150,8 +150,15 @@ async def test_search_page_facets_highlights_sort_and_pages(curator, corpus):
     word = next(w for w in corpus.titles[corpus.ids[3]].split() if len(w) > 5 and w.isalpha())
     resp = await http.get("/ui/search", params={"q": f"{corpus.scope} {word}"})
     assert re.search(rf"<mark>{re.escape(word)}</mark>", resp.text, re.I)
-    # The histogram is drawn (SVG bars with their counts).
-    assert '<svg class="chart"' in resp.text and "<rect" in resp.text
+    # The histogram is drawn (SVG bars with their counts), each bar the search of its month.
+    resp = await http.get("/ui/search", params={"q": corpus.scope})
+    assert '<svg class="chart"' in resp.text
+    bars = re.findall(r'<a href="([^"]+)"><rect [^>]*><title>([^<]+)</title>', resp.text)
+    assert sum(int(label.split(": ")[1]) for _, label in bars) == len(corpus.ids)
+    href, label = max(bars, key=lambda bar: int(bar[1].split(": ")[1]))
+    month = await http.get(href.replace("&amp;", "&"))
+    assert f">{int(label.split(': ')[1])}</strong> cases" in month.text
+    assert f"occurred:{label[:7]}-01.." in month.text
 
 
 async def test_a_bad_query_is_shown_inline_with_its_column(curator):
