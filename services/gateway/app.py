@@ -17,6 +17,7 @@ from services.auth import protocol
 from services.auth.api import router as auth_router
 from services.auth.service import AuthService
 from services.catalog.api import router as catalog_router
+from services.gateway.ui.api import mount_ui
 from services.safeguards.api import router as safeguards_router
 from services.search.api import router as search_router
 from services.search.service import SearchService
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
         app.include_router(search_router)
         app.include_router(safeguards_router)
         app.include_router(annotation_router)
+        mount_ui(app, role)
 
     @app.get("/", include_in_schema=False)
     async def root() -> JSONResponse:

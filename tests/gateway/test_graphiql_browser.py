@@ -9,120 +9,21 @@ missing chromium or Playwright fails the run, elsewhere these tests skip.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
-import shutil
-import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 
 from tests.catalog.builders import unique
-from tests.conftest import backend_unavailable, make_settings
 from tests.corpus import aiid_cases
+from tests.gateway.browser import Served
 
-CHROMIUM = os.environ.get("FAILCAT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(os.environ.get("FAILCAT_SCREENSHOTS", "/tmp"))
 QUERY_EDITOR = ".graphiql-query-editor .CodeMirror"
 RESPONSE = ".graphiql-response .CodeMirror"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Served:
-    base: str
-    app: Any
-    requests: list[str] = field(default_factory=list)
-
-
-@pytest.fixture(scope="module")
-async def served(backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
-    """The whole app under uvicorn, its issuer the loopback port it listens on (so the
-    sign-in redirect comes back to it)."""
-    import uvicorn
-
-    from services.gateway.app import create_app
-    from shared.migrate import upgrade_async
-
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    settings = await make_settings(backend, tmp_path_factory.mktemp("browser"), issuer=base)
-    await upgrade_async(settings.catalog_url)
-    app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(300):
-        if server.started:
-            break
-        if task.done():
-            task.result()  # raises what stopped the server
-        await asyncio.sleep(0.05)
-    try:
-        yield Served(base, app)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
-def chromium() -> str:
-    found = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    if not found:
-        backend_unavailable(f"chromium is not installed at {CHROMIUM}: apt-get install -y chromium")
-    return found
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        backend_unavailable("Playwright is not installed: pip install -e '.[dev]'")
-    executable = chromium()
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest.fixture
-async def page(browser: Any, served: Served) -> AsyncIterator[Any]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    tab = await context.new_page()
-    problems: list[str] = []
-    tab.on("request", lambda r: served.requests.append(r.url))
-    tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    tab.on(
-        "console",
-        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
-    )
-    tab.problems = problems
-    try:
-        yield tab
-    finally:
-        await context.close()
 
 
 async def token_and_case(served: Served) -> tuple[str, str, str]:

@@ -1,0 +1,82 @@
+"""The GraphQL documents the pages send (the API's public fields only)."""
+
+from __future__ import annotations
+
+CASE_FIELDS = """
+  id title severity status failureMode occurredAt team sensitivity tags
+  model { name } modelVersion { version } dataSource { name }
+"""
+
+SEARCH = """
+query UiSearch($query: String!, $filter: SearchFilterInput, $facets: [String!], $first: Int!,
+               $after: String, $sort: String!, $histogram: String) {
+  search(query: $query, filter: $filter, facets: $facets, first: $first, after: $after,
+         sort: $sort, histogram: $histogram) {
+    total totalIsLowerBound
+    hits { score highlights { field snippets } case { summary CASE_FIELDS } }
+    facets { field buckets { value count } }
+    histogram { value count }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+""".replace("CASE_FIELDS", CASE_FIELDS)
+
+CASE = """
+query UiCase($id: ID!) {
+  case(id: $id) {
+    id revision externalId title summary occurredAt capturedAt receivedAt updatedAt
+    environment input prediction expected confidence latencyMs signals
+    failureMode taxonomyVersion severity impact status tags sensitivity team
+    fingerprint contentHash mergedIntoId
+    provenance { source pipelineVersion capturedBy batchId }
+    writeup { hypothesis experiments results rationale }
+    model { name } modelVersion { version } dataSource { name }
+    links { kind url title }
+    revisions { revision actor actorName createdAt reason changes }
+    group {
+      id fingerprint failureMode firstSeen lastSeen caseCount status
+      resolvedInVersion resolvedAt regressedAt regressedInVersion
+      cases(first: 10) { nodes { id title severity occurredAt modelVersion { version } } }
+    }
+  }
+}
+"""
+
+# Asked apart from CASE, after the page is shown: finding similar cases is a search of its
+# own, several times the cost of the rest of the page.
+SIMILAR = """
+query UiSimilar($id: ID!) {
+  case(id: $id) { id similar(first: 5) { id title severity failureMode } }
+}
+"""
+
+SEVERITIES = ("S0", "S1", "S2", "S3", "S4")
+
+# One request for the whole dashboard, whatever the data size: the heatmap and totals, one
+# histogram per severity (aliases), the regressed groups.
+_SEVERITY_VARIABLES = ", ".join(f"${s.lower()}: SearchFilterInput" for s in SEVERITIES)
+DASHBOARD = """
+query UiDashboard($query: String!, $filter: SearchFilterInput, $interval: String!,
+                  SEVERITY_VARIABLES) {
+  overview: search(query: $query, filter: $filter, first: 1, facets: ["severity"],
+                   heatmap: {x: "model_version", y: "failure_mode"}) {
+    total totalIsLowerBound
+    heatmap { x y count }
+    facets { field buckets { value count } }
+  }
+  SEVERITY_SERIES
+  regressed: groups(status: REGRESSED, first: 20) {
+    nodes {
+      id failureMode caseCount lastSeen resolvedInVersion regressedInVersion regressedAt
+      model { name }
+    }
+  }
+}
+""".replace("SEVERITY_VARIABLES", _SEVERITY_VARIABLES).replace(
+    "SEVERITY_SERIES",
+    "\n  ".join(
+        f"{s.lower()}: search(query: $query, filter: ${s.lower()}, first: 1, "
+        "histogram: $interval) { total histogram { value count } }"
+        for s in SEVERITIES
+    ),
+)
