@@ -198,10 +198,14 @@ FORK_SCENARIO = """
 import json, os, sys
 from failcat_client import Client
 
-url, client_id, secret, source, spool = sys.argv[1:6]
+url, client_id, secret, source, spool, mid_import = sys.argv[1:7]
 model = {"name": "incident-classifier", "version": "2.0.0"}
+if mid_import == "yes":
+    importing = hold_sender_imports()
 client = Client(url, client_id, secret, spool_dir=spool, flush_interval_s=0.05)
 parent_id = client.capture(model=model, data_source=source, input={"who": "parent"})
+if mid_import == "yes":
+    importing.wait(3)  # fork while the sender is inside an import, if it ever imports
 read, write = os.pipe()
 pid = os.fork()
 if pid == 0:  # the child: a pre-forked worker
@@ -227,10 +231,48 @@ print(json.dumps({"parent": parent_id, "child": child, "child_status": child_sta
 """
 
 
-def test_a_client_created_before_fork_works_in_the_child(server: FailcatServer, tmp_path: Path):
+# For the mid-import variant: the sender thread's imports stall half way (the module already in
+# `sys.modules`, not yet executed), the way a slow import on a busy machine does.
+HOLD_SENDER_IMPORTS = """
+import importlib.abc, importlib.machinery, sys, threading, time
+
+class _Stall(importlib.abc.MetaPathFinder):
+    def __init__(self, importing):
+        self.importing = importing
+
+    def find_spec(self, name, path, target=None):
+        if threading.current_thread().name != "failcat-client-sender" or "." in name:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        run, importing = spec.loader.exec_module, self.importing
+
+        def exec_module(module):
+            importing.set()
+            time.sleep(1)
+            run(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+def hold_sender_imports():
+    importing = threading.Event()
+    sys.meta_path.insert(0, _Stall(importing))
+    return importing
+"""
+
+
+@pytest.mark.parametrize("mid_import", ["no", "yes"])
+def test_a_client_created_before_fork_works_in_the_child(
+    server: FailcatServer, tmp_path: Path, mid_import: str
+):
+    """`yes`: the parent forks while its sender thread is inside an import (httpx imports
+    httpcore lazily): the child must not inherit a half-initialized module."""
     source = unique_source("fork")
+    scenario = HOLD_SENDER_IMPORTS + FORK_SCENARIO
     done = subprocess.run(
-        [sys.executable, "-c", FORK_SCENARIO, *server.client_args(), source, str(tmp_path)],
+        [sys.executable, "-c", scenario, *server.client_args(), source, str(tmp_path), mid_import],
         capture_output=True,
         text=True,
         timeout=120,
@@ -242,6 +284,38 @@ def test_a_client_created_before_fork_works_in_the_child(server: FailcatServer, 
     assert answer["parent_sent"] == 1  # the parent's own case, counted once
     stored = {c["externalId"] for c in server.cases(source)}
     assert stored == {answer["parent"], answer["child"]["id"]}
+
+
+IMPORTS_SCENARIO = """
+import json, sys
+from failcat_client import Client
+
+url, client_id, secret, source = sys.argv[1:5]
+client = Client(url, client_id, secret, flush_interval_s=0.05)
+constructed = set(sys.modules)
+client.capture(model={"name": "incident-classifier", "version": "2.0.0"}, data_source=source)
+flushed = client.flush(30)
+client.close()
+print(json.dumps({"flushed": flushed, "sent": client.stats()["sent"],
+                  "late": sorted(set(sys.modules) - constructed)}))
+"""
+
+
+def test_the_sender_imports_nothing_a_fork_could_cut_in_half(server: FailcatServer):
+    """httpx imports httpcore, anyio, h11 and certifi lazily. Done by the sender thread on
+    its first request, a fork in the middle (gunicorn --preload forking right after the Client
+    was made) left the child a half-initialized httpcore and a dead sender: the
+    [real] flake of the fork test. Everything is imported before the constructor returns."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTS_SCENARIO, *server.client_args(), unique_source("imports")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["flushed"] and answer["sent"] == 1, answer
+    assert answer["late"] == [], answer  # imported by the sender after construction
 
 
 class LoseFirstAnswer(httpx.AsyncHTTPTransport):

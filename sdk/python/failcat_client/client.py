@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import importlib
 import logging
 import os
 import threading
@@ -40,6 +41,7 @@ class Client(Engine):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._progress = threading.Condition()
         self._ready = threading.Event()
+        _import_http_stack()
         self._start_sender()
         _LIVE.add(self)
         # A weak reference: registering the bound method would keep every client alive.
@@ -163,6 +165,29 @@ class Client(Engine):
 
 
 _LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
+
+# What httpx imports lazily: httpcore when the transport is made, the SSL roots with the
+# context, the anyio backend at the first connection.
+_HTTP_STACK = (
+    "httpcore",
+    "certifi",
+    "sniffio",
+    "anyio._backends._asyncio",
+    "httpcore._backends.anyio",
+)
+
+
+def _import_http_stack() -> None:
+    """Import in the caller's thread what the sender would otherwise import on its first
+    request. A fork (gunicorn --preload) while the sender thread is half way through such an
+    import leaves the child a partially initialized module in `sys.modules` (the importing
+    thread does not exist there, so nobody finishes it): the child's sender then dies with
+    "partially initialized module 'httpcore' has no attribute ..." and its cases never leave.
+    Missing modules are skipped: httpx then does without them (or is an older version that
+    imported them itself)."""
+    for name in _HTTP_STACK:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _reset_after_fork() -> None:
