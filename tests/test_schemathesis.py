@@ -29,7 +29,20 @@ from typing import Any
 import orjson
 import pytest
 import schemathesis
+from graphql import (
+    BooleanValueNode,
+    FloatValueNode,
+    IntValueNode,
+    ListValueNode,
+    NameNode,
+    NullValueNode,
+    ObjectFieldNode,
+    ObjectValueNode,
+    StringValueNode,
+    ValueNode,
+)
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
@@ -51,6 +64,43 @@ FUZZ_SETTINGS = settings(
     suppress_health_check=list(HealthCheck),
 )
 BULK = "/catalog/v1/cases:bulk"
+
+
+def json_node(value: Any) -> ValueNode:
+    """A JSON value as the GraphQL literal strawberry's JSON scalar parses back."""
+    if isinstance(value, dict):
+        fields = [
+            ObjectFieldNode(name=NameNode(value=k), value=json_node(v)) for k, v in value.items()
+        ]
+        return ObjectValueNode(fields=tuple(fields))
+    if isinstance(value, list):
+        return ListValueNode(values=tuple(json_node(v) for v in value))
+    if isinstance(value, bool):
+        return BooleanValueNode(value=value)
+    if isinstance(value, int):
+        return IntValueNode(value=str(value))
+    if isinstance(value, float):
+        return FloatValueNode(value=repr(value))
+    if value is None:
+        return NullValueNode()
+    return StringValueNode(value=value)
+
+
+# JSON arguments (annotation values, case payloads): schemathesis has no strategy of its own.
+GRAPHQL_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
+JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.text(max_size=20)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+JSON_VALUES = st.recursive(
+    JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(GRAPHQL_NAMES, inner, max_size=3),
+    max_leaves=8,
+)
+schemathesis.graphql.scalar("JSON", JSON_VALUES.map(json_node))
 CLIENT_ERROR_CODES = {
     "BAD_USER_INPUT",
     "UNAUTHENTICATED",
