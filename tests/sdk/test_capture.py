@@ -160,30 +160,46 @@ def test_retries_never_duplicate_across_a_server_crash(own_server: FailcatServer
     assert stats["retried"] > 0  # the crash was noticed, not slept through
 
 
-def test_record_event_without_the_route_counts_dropped_and_warns(
-    server: FailcatServer, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_recorded_events_arrive_beside_the_cases(server: FailcatServer) -> None:
     source = unique_source("events")
     with Client(*server.client_args(), flush_interval_s=0.05) as client:
         before = client.capture(model=MODEL, data_source=source, input={"n": 1})
-        event = client.record_event(
-            "deploy", model=MODEL, data_source=source, environment={"region": "eu"}, link=None
+        deploy = client.record_event(
+            "deploy",
+            model=MODEL,
+            data_source=source,
+            environment={"region": "eu"},
+            link="https://ci.example/deploys/42",
+            rollout="canary 10%",
+        )
+        drift = client.record_event(
+            "drift_alert",
+            model=MODEL,
+            data_source=source,
+            metric="psi",
+            value=0.31,
+            threshold=0.2,
+            feature="merchant_category",
+            title="PSI over threshold",
         )
         after = client.capture(model=MODEL, data_source=source, input={"n": 2})
-        with caplog.at_level(logging.WARNING, logger="failcat_client"):
-            assert client.flush(60)
+        assert client.flush(60)
         stats = client.stats()
-    assert event is not None
-    probe = httpx.post(
+    assert stats["sent"] == 4 and stats["dropped"] == 0 and stats["invalid"] == 0, stats
+    assert {c["externalId"] for c in server.cases(source)} == {before, after}
+    listed = httpx.get(
         f"{server.base}/catalog/v1/events",
-        json={"kind": "deploy"},
+        params={"data_source": source},
         headers={"Authorization": f"Bearer {server.token()}"},
     )
-    if probe.status_code != 404:
-        pytest.fail("the server now has /catalog/v1/events: turn this into an arrival test")
-    assert stats["dropped"] == 1 and stats["sent"] == 2
-    assert "/catalog/v1/events" in caplog.text
-    assert {c["externalId"] for c in server.cases(source)} == {before, after}
+    assert listed.status_code == 200, listed.text
+    events = {e["external_id"]: e for e in listed.json()["events"]}
+    assert {deploy, drift} <= set(events)  # events with an open source scope list too
+    assert events[deploy]["scope"]["version"] == MODEL["version"]
+    assert events[deploy]["details"]["rollout"] == "canary 10%"
+    details = events[drift]["details"]
+    assert (details["metric"], details["value"], details["threshold"]) == ("psi", 0.31, 0.2)
+    assert events[drift]["title"] == "PSI over threshold"
 
 
 def _closed_port() -> int:

@@ -51,6 +51,10 @@ COUNTERS = (
 SUCCESS = frozenset({"created", "duplicate"})
 
 
+# The event's own fields; every other keyword of record_event is a detail of its kind.
+EVENT_FIELDS = ("occurred_at", "title", "external_id")
+
+
 class _Outcome:
     __slots__ = ("kind", "reason", "results", "retry_after", "status")
 
@@ -233,9 +237,10 @@ class Engine:
         """Queue a context event (`deploy`, `feature_change`, `drift_alert`,
         `environment_shift`, ...) for `POST /catalog/v1/events`.
 
-        Kind-specific fields (`feature`, `old`, `new`, `metric`, `value`, `threshold`,
-        `window`, `key`, ...) pass through as keywords. Needs a failcat server with that
-        route: a 404 counts the event as dropped and logs a warning."""
+        Kind-specific fields (`feature`, `new_hash`, `metric`, `value`, `threshold`, `window`,
+        `key`, `old`, `new`, `rollout`, ...) pass as keywords and are sent as the event's
+        `details`; `occurred_at`, `title` and `external_id` are the event's own. A server
+        without that route (404) counts the event as dropped and logs a warning."""
         try:
             scope: dict[str, Any] = {}
             model = self._model if model is None else model
@@ -245,7 +250,7 @@ class Engine:
                 )
                 scope["model"] = ref.get("name") if isinstance(ref, dict) else ref
                 if isinstance(ref, dict) and ref.get("version") is not None:
-                    scope["model_version"] = ref["version"]
+                    scope["version"] = ref["version"]
             source = self._data_source if data_source is None else data_source
             if source is not None:
                 scope["data_source"] = source
@@ -255,7 +260,11 @@ class Engine:
             event: dict[str, Any] = {"kind": kind, "scope": scope}
             if link is not None:
                 event["link"] = link
-            event.update(fields)
+            for own in EVENT_FIELDS:
+                if own in fields:
+                    event[own] = fields.pop(own)
+            if fields:
+                event["details"] = fields
             external_id = event.get("external_id")
             if external_id is None:
                 external_id = event["external_id"] = _wire.new_external_id()
