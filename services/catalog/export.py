@@ -82,6 +82,11 @@ JSON_COLUMNS = frozenset(
     }
 )
 NUMBER_COLUMNS = frozenset({"confidence", "latency_ms"})
+# Parquet (CLI only, the `parquet` extra): a column per wire key plus _meta; tags stay a list
+# of strings, every other structured value (model and _meta too) is JSON text, so any shape
+# of input/prediction fits one column type and `failcat ingest` parses it back.
+PARQUET_COLUMNS = (*WIRE_KEYS, META_KEY)
+PARQUET_JSON_COLUMNS = (JSON_COLUMNS - {"tags"}) | {"model", META_KEY}
 CSV_COLUMNS = (
     *(k for k in WIRE_KEYS if k != "model"),
     "model.name",

@@ -1,9 +1,13 @@
-"""`failcat export cases --query Q --format ndjson|csv [--out FILE] [--url URL]`.
+"""`failcat export cases --query Q --format ndjson|csv|parquet [--out FILE] [--url URL]`.
 
 Cases go to standard output (or FILE), progress to standard error. Locally the operator sees
 every case; with --url the token's scopes (exports:create) and visibility apply. --out writes
 FILE.partial and renames it when the export is complete, so a failed export leaves no file
 that looks whole.
+
+Parquet (the `parquet` extra) is written here, from the NDJSON stream (local or the REST
+route's), a row group per page of rows: never the whole set in memory. It needs --out: a
+Parquet file ends with its footer, so it is no stream for standard output.
 """
 
 from __future__ import annotations
@@ -17,11 +21,69 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from services.catalog.export import FORMATS
+import orjson
+
+from services.catalog.export import (
+    FORMATS,
+    PAGE_SIZE,
+    PARQUET_COLUMNS,
+    PARQUET_JSON_COLUMNS,
+)
 from services.cli.errors import CliError
 from services.cli.remote import server_url
 
 EXPORT_PATH = "/catalog/v1/cases:export"
+PARQUET = "parquet"
+PARQUET_HINT = "Parquet needs pyarrow: pip install 'failcat[parquet]'"
+
+
+def pyarrow() -> tuple[Any, Any]:
+    """(pyarrow, pyarrow.parquet), or the one line that says how to install them."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise CliError(PARQUET_HINT) from None
+    return pa, pq
+
+
+def parquet_schema(pa: Any) -> Any:
+    numbers = {"confidence", "latency_ms"}
+
+    def kind(name: str) -> Any:
+        if name in numbers:
+            return pa.float64()
+        return pa.list_(pa.string()) if name == "tags" else pa.string()
+
+    return pa.schema([(name, kind(name)) for name in PARQUET_COLUMNS])
+
+
+def parquet_row(case: dict[str, Any]) -> dict[str, Any]:
+    row = {name: case.get(name) for name in PARQUET_COLUMNS}
+    for name in PARQUET_JSON_COLUMNS:
+        if row[name] is not None:
+            row[name] = orjson.dumps(row[name]).decode()
+    return row
+
+
+async def write_parquet(
+    chunks: AsyncIterator[bytes], path: Path, rows_per_group: int = PAGE_SIZE
+) -> None:
+    """NDJSON chunks (split anywhere) -> a Parquet file, a row group per `rows_per_group`."""
+    pa, pq = pyarrow()
+    schema = parquet_schema(pa)
+    rest, rows = b"", []
+    with pq.ParquetWriter(str(path), schema) as writer:
+        async for chunk in chunks:
+            *lines, rest = (rest + chunk).split(b"\n")
+            rows.extend(parquet_row(orjson.loads(line)) for line in lines if line.strip())
+            if len(rows) >= rows_per_group:
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                rows = []
+        if rest.strip():
+            rows.append(parquet_row(orjson.loads(rest)))
+        if rows:
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
 
 
 def progress_printer() -> Callable[[int, Any], None]:
@@ -46,7 +108,8 @@ async def _local(args: argparse.Namespace) -> AsyncIterator[bytes]:
     db = Database(settings.catalog_url)
     search = await SearchService.start(settings, db)
     try:
-        export = await start_export(search, db, SYSTEM, args.query, args.format, progress_printer())
+        fmt = wire_format(args.format)
+        export = await start_export(search, db, SYSTEM, args.query, fmt, progress_printer())
         async for chunk in export.chunks:
             yield chunk
     finally:
@@ -58,7 +121,7 @@ async def _remote(url: str, args: argparse.Namespace) -> AsyncIterator[bytes]:
     from services.cli.remote import connect
 
     show = progress_printer()
-    params = {"q": args.query, "format": args.format}
+    params = {"q": args.query, "format": wire_format(args.format)}
     async with connect(url) as remote, remote.stream("GET", EXPORT_PATH, params=params) as resp:
         total = resp.headers.get("x-total-count", "?")
         lines = 0
@@ -69,7 +132,16 @@ async def _remote(url: str, args: argparse.Namespace) -> AsyncIterator[bytes]:
             show(lines - (1 if args.format == "csv" and lines else 0), total)
 
 
+def wire_format(fmt: str) -> str:
+    """What the catalog streams: Parquet is converted from NDJSON here."""
+    return "ndjson" if fmt == PARQUET else fmt
+
+
 def cmd_export_cases(args: argparse.Namespace) -> int:
+    if args.format == PARQUET:
+        if not args.out:
+            raise CliError("--format parquet needs --out FILE (a Parquet file is not a stream)")
+        pyarrow()  # before any connection: say how to install it first
     url = server_url(args.url)
     chunks = _remote(url, args) if url else _local(args)
     out_path = Path(args.out) if args.out else None
@@ -86,8 +158,11 @@ def cmd_export_cases(args: argparse.Namespace) -> int:
             print(file=sys.stderr)
         return 0
     try:
-        with partial.open("wb") as fh:
-            asyncio.run(run(fh))
+        if args.format == PARQUET:
+            asyncio.run(write_parquet(chunks, partial))
+        else:
+            with partial.open("wb") as fh:
+                asyncio.run(run(fh))
         os.replace(partial, out_path)  # type: ignore[arg-type]
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -108,13 +183,18 @@ def add_commands(subparsers: Any) -> None:
     kinds = export.add_subparsers(dest="export_command", required=True)
     cases = kinds.add_parser(
         "cases",
-        help="cases a query finds, in the wire format (NDJSON or CSV)",
+        help="cases a query finds, in the wire format (NDJSON, CSV or Parquet)",
         description="Each case in the format `failcat ingest` and the bulk route take, with "
         "read-only facts (id, revision, status, content_hash ...) under _meta, which "
         "ingestion ignores: export from one instance, ingest into another.",
     )
     cases.add_argument("--query", "-q", default="", help="query language (default: every case)")
-    cases.add_argument("--format", choices=FORMATS, default="ndjson")
+    cases.add_argument(
+        "--format",
+        choices=(*FORMATS, PARQUET),
+        default="ndjson",
+        help="parquet needs --out and the parquet extra (pip install 'failcat[parquet]')",
+    )
     cases.add_argument("--out", "-o", help="write to this file (default: standard output)")
     cases.add_argument("--url", help="export from this server (default: $FAILCAT_URL)")
     cases.set_defaults(func=cmd_export_cases, local_database=True, local_index=True)

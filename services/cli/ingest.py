@@ -222,7 +222,7 @@ BULK_PATH = "/catalog/v1/cases:bulk"
 def add_commands(subparsers: Any) -> None:
     cmd = subparsers.add_parser(
         "ingest",
-        help="ingest cases from a JSON array, NDJSON or CSV file",
+        help="ingest cases from a JSON array, NDJSON, CSV or Parquet file",
         description="Exit 0 when every item was stored (or was a duplicate, or sampled out), "
         "1 when any item was refused (each one named by line and field on stderr), "
         "2 when the file or the command was unusable.",

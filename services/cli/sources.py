@@ -1,9 +1,11 @@
-"""Case files as the CLI reads them: a JSON array, NDJSON or CSV, each item with its line.
+"""Case files as the CLI reads them: a JSON array, NDJSON, CSV or Parquet, each item with its
+line (for Parquet: its row, from 1).
 
 An NDJSON file is read a line at a time (a batch in memory, never the file); a line that is
 not JSON becomes an invalid item of its own, so the lines around it are still stored. A JSON
 array is parsed whole (it is one value); when an item is invalid its line is found by a second,
-slower scan that only runs then.
+slower scan that only runs then. A Parquet file (`failcat export cases --format parquet`) is
+read a row group batch at a time; its JSON text columns are parsed back to values.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from services.catalog.export import CSV_COLUMNS, row_to_case
+from services.catalog.export import CSV_COLUMNS, PARQUET_JSON_COLUMNS, row_to_case
 from services.cli.errors import CliError
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -57,6 +59,8 @@ class CaseFile:
             raise CliError(f"{self.path}: {exc.strerror}") from None
         if self.path.suffix.lower() == ".csv":
             return "csv"
+        if self.path.suffix.lower() == ".parquet":
+            return "parquet"
         first = head.lstrip()[:1]
         if first == b"[":
             return "array"
@@ -78,6 +82,8 @@ class CaseFile:
         """How many items (for progress): one pass over the file, nothing kept."""
         if self.kind == "array":
             return len(self._load_array())
+        if self.kind == "parquet":
+            return self._parquet().metadata.num_rows
         with self.path.open("rb") as fh:
             n = sum(1 for line in fh if line.strip())
         return n - 1 if self.kind == "csv" and n else n
@@ -97,7 +103,12 @@ class CaseFile:
         return self._array
 
     def batches(self, size: int) -> Iterator[list[Item]]:
-        items = {"array": self._array_items, "ndjson": self._ndjson_items, "csv": self._csv_items}
+        items = {
+            "array": self._array_items,
+            "ndjson": self._ndjson_items,
+            "csv": self._csv_items,
+            "parquet": self._parquet_items,
+        }
         batch: list[Item] = []
         for item in items[self.kind]():
             batch.append(item)
@@ -167,3 +178,25 @@ class CaseFile:
                 except ValueError as exc:
                     yield Item(index, start, error=str(exc))
                 start = reader.line_num + 1
+
+    def _parquet(self) -> Any:
+        from services.cli.export import pyarrow
+
+        _, pq = pyarrow()
+        try:
+            return pq.ParquetFile(self.path)
+        except Exception as exc:  # pyarrow's ArrowInvalid & co: not a Parquet file
+            raise CliError(f"{self.path}: not a Parquet file ({exc})") from None
+
+    def _parquet_items(self) -> Iterator[Item]:
+        index = 0
+        for batch in self._parquet().iter_batches(batch_size=500):
+            for row in batch.to_pylist():
+                try:
+                    for name in PARQUET_JSON_COLUMNS & row.keys():
+                        if isinstance(row[name], str):
+                            row[name] = orjson.loads(row[name])
+                    yield Item(index, index + 1, row)
+                except orjson.JSONDecodeError as exc:
+                    yield Item(index, index + 1, error=f"{name}: {json_error(exc)}")
+                index += 1

@@ -10,9 +10,12 @@ import json
 import secrets
 
 import orjson
+import pyarrow.parquet as pq
 
 from services.catalog.export import CSV_COLUMNS, row_to_case
 from services.catalog.schemas import CaseIn
+from services.cli.export import write_parquet
+from services.cli.sources import CaseFile
 from shared.migrate import upgrade_async
 from shared.security import SYSTEM
 from tests.catalog.builders import ingest, unique
@@ -38,9 +41,19 @@ def _corpus(tag: str) -> list[dict]:
 
 
 def _by_external_id(ndjson: bytes) -> dict[str, dict]:
+    return _keyed(orjson.loads(line) for line in ndjson.splitlines())
+
+
+def _parquet_cases(path) -> dict[str, dict]:
+    """A Parquet export read back as `failcat ingest` reads it (JSON columns parsed)."""
+    source = CaseFile(path)
+    assert source.kind == "parquet"
+    return _keyed(item.value for batch in source.batches(100) for item in batch)
+
+
+def _keyed(cases) -> dict[str, dict]:
     out = {}
-    for line in ndjson.splitlines():
-        case = orjson.loads(line)
+    for case in cases:
         for key in VOLATILE_META:
             case["_meta"].pop(key)
         out[case["external_id"]] = case
@@ -112,9 +125,19 @@ async def test_export_then_import_into_a_fresh_instance_round_trips(
     assert out.code == 0 and "wrote a.csv" in out.err
     assert not (elsewhere / "a.csv.partial").exists()
     (elsewhere / "a.ndjson").write_bytes(exported)
+    # Parquet in client mode: the route's NDJSON, converted here.
+    args = ("export", "cases", "-q", f"tags:{tag}", "--format", "parquet")
+    out = await failcat(*args, "--out", "a.parquet", cwd=elsewhere, env=remote)
+    assert out.code == 0 and "wrote a.parquet" in out.err, out.err
+    assert not (elsewhere / "a.parquet.partial").exists()
+    table = pq.read_table(elsewhere / "a.parquet")
+    assert table.num_rows == len(cases)
+    assert str(table.schema.field("input").type) == "string"  # JSON text, one column type
+    assert str(table.schema.field("tags").type) == "list<element: string>"
+    assert _parquet_cases(elsewhere / "a.parquet") == original
 
-    # Into two fresh instances (operator mode): one from NDJSON, one from CSV.
-    for name, source in (("b", "a.ndjson"), ("c", "a.csv")):
+    # Into three fresh instances (operator mode): from NDJSON, from CSV, from Parquet.
+    for name, source in (("b", "a.ndjson"), ("c", "a.csv"), ("d", "a.parquet")):
         env = await _fresh_instance(backend, tmp_path / name)
         result = await failcat("ingest", source, cwd=elsewhere, env=env)
         assert result.code == 0, result.err
@@ -128,6 +151,57 @@ async def test_export_then_import_into_a_fresh_instance_round_trips(
         # Same captured facts (content hash), same curated fields, same group: all but the
         # ids and times the new instance assigned.
         assert again == original, name
+    # Parquet in local mode (the last instance, straight from its database).
+    out = await failcat(*args, "--out", "d.parquet", cwd=elsewhere, env=env)
+    assert out.code == 0, out.err
+    assert _parquet_cases(elsewhere / "d.parquet") == original
+
+
+async def test_parquet_is_written_a_row_group_at_a_time_from_any_split(tmp_path):
+    cases = unique(aiid_cases(150))
+    cases[0]["input"] = "plain text input"  # a JSON string, not an object: still one column
+    cases[1]["confidence"] = None
+    stream = b"".join(
+        orjson.dumps({**c, "_meta": {"id": str(i)}}) + b"\n" for i, c in enumerate(cases)
+    )
+
+    async def chunks():
+        for start in range(0, len(stream), 997):  # splits fall inside lines
+            yield stream[start : start + 997]
+
+    path = tmp_path / "x.parquet"
+    await write_parquet(chunks(), path, rows_per_group=40)
+    assert pq.ParquetFile(path).num_row_groups == 4  # 40 + 40 + 40 + 30, never all at once
+    back = [item.value for batch in CaseFile(path).batches(64) for item in batch]
+    assert len(back) == len(cases)
+    for i, (got, sent) in enumerate(zip(back, cases, strict=True)):
+        assert got["_meta"] == {"id": str(i)}
+        assert {k: got[k] for k in sent} == sent
+    assert back[0]["input"] == "plain text input" and back[1]["confidence"] is None
+
+
+async def test_parquet_needs_out_and_pyarrow(elsewhere, tmp_path):
+    # A server nobody listens on: both refusals come before any connection.
+    env = clean_env(FAILCAT_URL="http://127.0.0.1:9", FAILCAT_DATA_DIR=str(tmp_path / "data"))
+    result = await failcat("export", "cases", "--format", "parquet", cwd=elsewhere, env=env)
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        "failcat: --format parquet needs --out FILE (a Parquet file is not a stream)"
+    ]
+    # Without the extra: a pyarrow that cannot be imported shadows the installed one.
+    (tmp_path / "shadow" / "pyarrow").mkdir(parents=True)
+    (tmp_path / "shadow" / "pyarrow" / "__init__.py").write_text("raise ImportError('no')\n")
+    env["PYTHONPATH"] = str(tmp_path / "shadow")
+    for argv in (
+        ("export", "cases", "--format", "parquet", "--out", "x.parquet"),
+        ("ingest", "x.parquet"),
+    ):
+        (elsewhere / "x.parquet").write_bytes(b"PAR1")
+        result = await failcat(*argv, cwd=elsewhere, env=env)
+        assert result.code == 2, result
+        assert result.err.strip().splitlines() == [
+            "failcat: Parquet needs pyarrow: pip install 'failcat[parquet]'"
+        ], argv
 
 
 async def test_export_route_scope_visibility_paging_and_errors(client, app, token_for):

@@ -11,6 +11,7 @@ from strawberry.types import Info
 from services.catalog import service
 from services.catalog.cursor import CASES, EVENTS, GROUPS, decode_keyset, encode_keyset
 from services.catalog.schemas import CaseFilter
+from services.catalog.templates import template_for
 from services.gateway.catalog.inputs import CaseFilterInput, ContextEventFilterInput, to_plain
 from services.gateway.catalog.loaders import prefetch_case_relations
 from services.gateway.catalog.types import (
@@ -30,6 +31,7 @@ from services.gateway.catalog.types import (
     SamplingRule,
     SeverityGrade,
     TaxonomyVersion,
+    WriteupTemplate,
 )
 from services.gateway.pagination import check_page_size
 from services.gateway.permissions import scoped
@@ -140,6 +142,12 @@ class CatalogQuery:
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def severity_rubric(self, info: Info) -> list[SeverityGrade]:
         return await service.rubric(await info.context.session())
+
+    @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
+    def writeup_template(self, failure_mode: str) -> WriteupTemplate:
+        """The write-up template of a failure mode's family (`safety.hallucination` -> safety);
+        NOT_FOUND for a family without one."""
+        return WriteupTemplate.of(template_for(failure_mode))
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def sampling_rules(self, info: Info) -> list[SamplingRule]:

@@ -18,6 +18,7 @@ from services.catalog.models import ContextEvent as EventRow
 from services.catalog.models import FailureCase as CaseRow
 from services.catalog.models import FailureGroup as GroupRow
 from services.catalog.models import Model as ModelRow
+from services.catalog.templates import WRITEUP_FIELDS, Template
 from services.catalog.views import PastCase
 from services.gateway.annotation import types as annotation_types
 from services.gateway.errors import camel_path
@@ -299,6 +300,47 @@ class SeverityGrade:
     rank: int
     title: str
     criteria: str
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class WriteupPrompt:
+    field: str  # the writeup field (hypothesis, experiments, results, rationale)
+    question: str
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class WriteupMarkdown:
+    summary: str
+    hypothesis: str
+    experiments: str
+    results: str
+    rationale: str
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class WriteupTemplate:
+    """The sections a write-up of a failure-mode family has (services/catalog/templates.py)."""
+
+    family: str
+    title: str
+    summary_outline: list[str]
+    prompts: list[WriteupPrompt]
+    evidence: list[str]
+    markdown: WriteupMarkdown
+
+    @classmethod
+    def of(cls, t: Template) -> WriteupTemplate:
+        return cls(
+            family=t.family,
+            title=t.title,
+            summary_outline=list(t.summary_outline),
+            prompts=[WriteupPrompt(field=f, question=t.prompts[f]) for f in WRITEUP_FIELDS],
+            evidence=list(t.evidence),
+            markdown=WriteupMarkdown(**t.as_markdown()),
+        )
 
 
 class PastCaseRow:
