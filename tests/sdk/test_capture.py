@@ -231,6 +231,8 @@ if pid == 0:  # the child: a pre-forked worker
         child_id = client.capture(model=model, data_source=source, input={"who": "child"})
         flushed = client.flush(30)
         stats = client.stats()
+        if not flushed:  # where the child's sender is stuck, for the failure message
+            import faulthandler; faulthandler.dump_traceback(all_threads=True)
         ok = flushed and stats["sent"] == 1
         os.write(write, json.dumps({"id": child_id, "ok": ok, "stats": stats}).encode())
         code = 0
@@ -295,7 +297,7 @@ def test_a_client_created_before_fork_works_in_the_child(
     )
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
-    assert answer["child_status"] == 0 and answer["child"]["ok"], answer
+    assert answer["child_status"] == 0 and answer["child"]["ok"], (answer, done.stderr)
     assert answer["flushed"]
     assert answer["parent_sent"] == 1  # the parent's own case, counted once
     stored = {c["externalId"] for c in server.cases(source)}
@@ -303,8 +305,17 @@ def test_a_client_created_before_fork_works_in_the_child(
 
 
 IMPORTS_SCENARIO = """
-import json, sys
+import json, ssl, sys, threading
 from failcat_client import Client
+
+made_by = []  # the threads that made an SSL context (httpx: ssl.create_default_context)
+make = ssl.create_default_context
+
+def watched(*args, **kwargs):
+    made_by.append(threading.current_thread().name)
+    return make(*args, **kwargs)
+
+ssl.create_default_context = watched
 
 url, client_id, secret, source = sys.argv[1:5]
 client = Client(url, client_id, secret, flush_interval_s=0.05)
@@ -312,12 +323,12 @@ constructed = set(sys.modules)
 client.capture(model={"name": "incident-classifier", "version": "2.0.0"}, data_source=source)
 flushed = client.flush(30)
 client.close()
-print(json.dumps({"flushed": flushed, "sent": client.stats()["sent"],
+print(json.dumps({"flushed": flushed, "sent": client.stats()["sent"], "ssl": made_by,
                   "late": sorted(set(sys.modules) - constructed)}))
 """
 
 
-def test_the_sender_imports_nothing_a_fork_could_cut_in_half(server: FailcatServer):
+def test_the_sender_imports_nothing_and_makes_no_ssl_context(server: FailcatServer):
     """httpx imports httpcore, anyio, h11 and certifi lazily. Done by the sender thread on
     its first request, a fork in the middle (gunicorn --preload forking right after the Client
     was made) left the child a half-initialized httpcore and a dead sender: the
@@ -332,6 +343,9 @@ def test_the_sender_imports_nothing_a_fork_could_cut_in_half(server: FailcatServ
     answer = json.loads(done.stdout)
     assert answer["flushed"] and answer["sent"] == 1, answer
     assert answer["late"] == [], answer  # imported by the sender after construction
+    # Nor does it make its SSL context: a fork inside SSL_CTX_new left OpenSSL's locks held in
+    # the child, whose sender then hung making its own.
+    assert answer["ssl"] == ["MainThread"], answer
 
 
 class LoseFirstAnswer(httpx.AsyncHTTPTransport):

@@ -17,6 +17,8 @@ import time
 import weakref
 from typing import Any, Optional
 
+import httpx
+
 from failcat_client._engine import Engine
 from failcat_client._watch import Watch
 
@@ -42,6 +44,10 @@ class Client(Engine):
         self._progress = threading.Condition()
         self._ready = threading.Event()
         _import_http_stack()
+        # Made here, not by the sender: a fork while the sender thread is inside OpenSSL's
+        # SSL_CTX_new leaves OpenSSL's locks held in the child, whose new sender then hangs
+        # for good making its own context. The child reuses this finished one instead.
+        self._verify = httpx.create_ssl_context(verify=self._verify)
         self._start_sender()
         _LIVE.add(self)
         # A weak reference: registering the bound method would keep every client alive.
