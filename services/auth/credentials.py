@@ -22,6 +22,13 @@ def new_secret(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def new_client_id() -> str:
+    """A random client id (128 bits) in lowercase hex: never starts with "-" (which a shell
+    command line such as `failcat clients show ID` would read as an option) and is
+    copied by a double click."""
+    return secrets.token_hex(16)
+
+
 def digest(secret: str) -> str:
     """SHA-256 of a high-entropy secret. A slow KDF adds nothing when the secret is 256 random
     bits, and a fast digest can be looked up by value (codes, refresh tokens)."""

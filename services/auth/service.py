@@ -25,7 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from services.auth import protocol
-from services.auth.credentials import digest, hash_password, new_secret, password_matches
+from services.auth.credentials import (
+    digest,
+    hash_password,
+    new_client_id,
+    new_secret,
+    password_matches,
+)
 from services.auth.keys import KeyRing, KeyStore
 from services.auth.models import AuthUser, OAuthClient
 from services.auth.ratelimit import FailureLimiter
@@ -249,7 +255,7 @@ class AuthService:
             raise BadUserInput("name is required", [FieldError("name", "must not be empty")])
         secret = None if public else new_secret()
         row = OAuthClient(
-            client_id=client_id or new_secret(16),
+            client_id=client_id or new_client_id(),
             secret_hash=digest(secret) if secret else None,
             name=name.strip(),
             scopes=scope_list,

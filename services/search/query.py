@@ -562,4 +562,8 @@ def parse(src: str, now: datetime | None = None, schema: DocumentSchema = SCHEMA
         raise _error(
             MAX_QUERY_CHARS + 1, f"query is longer than {MAX_QUERY_CHARS} characters (the limit)"
         )
+    if "\x00" in src:
+        # SQLite's FTS5 reads a MATCH string up to its first NUL (a phrase would end there,
+        # unterminated), and no document holds one: refuse it where both engines see it.
+        raise _error(src.index("\x00") + 1, "a NUL character is not allowed in a query")
     return _Parser(src, now or datetime.now(UTC), schema).parse()

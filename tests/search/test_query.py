@@ -153,3 +153,10 @@ def test_limits():
         parse("(" * 40 + "x" + ")" * 40)
     with pytest.raises(BadUserInput, match="more than 200 terms"):
         parse(" ".join(f"w{i}" for i in range(201)))
+
+
+def test_a_nul_character_is_refused_naming_its_column():
+    # FTS5 would read the phrase only up to the NUL and fail on it ("unterminated string").
+    with pytest.raises(BadUserInput) as caught:
+        parse('title:"a\x00b"')
+    assert "column 9: a NUL character is not allowed" in caught.value.message
