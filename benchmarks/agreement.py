@@ -58,26 +58,13 @@ CASE = "query($id: ID!) { case(id: $id) { id title severity status revision %s }
 
 
 def blind_read(rounds: int) -> None:
-    import os
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
 
     import httpx
 
-    from benchmarks.common import ROOT, served, token
+    from benchmarks.common import migrated_env, served, token
     from tests.corpus import aiid_cases
 
-    data_dir = Path(tempfile.mkdtemp(prefix="failcat-bench-blind-"))
-    env = {"FAILCAT_DATA_DIR": str(data_dir), "FAILCAT_LOG_LEVEL": "WARNING"}
-    subprocess.run(
-        [sys.executable, "-m", "services.gateway.cli", "db", "upgrade"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-    )
+    env, data_dir = migrated_env("failcat-bench-blind-")
     with served(env) as base:
         headers = {"Authorization": f"Bearer {token(base, data_dir)}"}
         with httpx.Client(base_url=base, headers=headers, timeout=60) as client:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import statistics
@@ -21,12 +20,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import orjson
 
-from benchmarks.common import ROOT, free_port, fresh_postgres, postgres_url, served, token
+from benchmarks.common import (
+    ROOT,
+    free_port,
+    fresh_postgres,
+    migrated_env,
+    postgres_url,
+    served,
+    token,
+)
 
 sys.path.insert(0, str(ROOT))
 from tests.corpus import aiid_cases
@@ -82,14 +88,11 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
 
-    data_dir = Path(tempfile.mkdtemp(prefix="failcat-bench-case-"))
-    env = {"FAILCAT_DATA_DIR": str(data_dir), "FAILCAT_LOG_LEVEL": "WARNING"}
+    extra = {}
     if args.postgres:
-        env["FAILCAT_DATABASE_URL"] = asyncio.run(fresh_postgres(postgres_url()))
+        extra["FAILCAT_DATABASE_URL"] = asyncio.run(fresh_postgres(postgres_url()))
+    env, data_dir = migrated_env("failcat-bench-case-", **extra)
     database = env.get("FAILCAT_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir}/catalog.db")
-    cli = [sys.executable, "-m", "services.gateway.cli"]
-    upgrade = [*cli, "db", "upgrade"]
-    subprocess.run(upgrade, cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True)
     with served(env) as base:
         tok = token(base, data_dir)
         resp = httpx.post(

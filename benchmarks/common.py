@@ -45,6 +45,21 @@ async def fresh_postgres(base_url: str) -> str:
     return base_url.rsplit("/", 1)[0] + "/" + name
 
 
+def migrated_env(prefix: str, **extra: str) -> tuple[dict[str, str], Path]:
+    """A fresh data dir migrated to head (embedded unless `extra` names a database): the
+    environment `served` takes, and the dir (its bootstrap client is what `token` reads)."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    env = {"FAILCAT_DATA_DIR": str(data_dir), "FAILCAT_LOG_LEVEL": "WARNING", **extra}
+    subprocess.run(
+        [sys.executable, "-m", "services.gateway.cli", "db", "upgrade"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+    return env, data_dir
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import orjson
 
-from benchmarks.common import ROOT, served, token
+from benchmarks.common import ROOT, migrated_env, served, token
 
 sys.path.insert(0, str(ROOT))
 from tests.corpus import aiid_cases
@@ -88,15 +84,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="failcat-bench-gql-"))
-    env = {"FAILCAT_DATA_DIR": str(data_dir), "FAILCAT_LOG_LEVEL": "WARNING"}
-    subprocess.run(
-        [sys.executable, "-m", "services.gateway.cli", "db", "upgrade"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-    )
+    env, data_dir = migrated_env("failcat-bench-gql-")
     with served(env) as base:
         headers = {"Authorization": f"Bearer {token(base, data_dir)}"}
         cases = aiid_cases(100)

@@ -22,21 +22,17 @@ Prints p50/p95/p99 per page (target: p95 <= 300 ms).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
-from benchmarks.common import ROOT, served, token
+from benchmarks.common import ROOT, migrated_env, served, token
 
 sys.path.insert(0, str(ROOT))
 from benchmarks.generator import CaseGenerator
@@ -117,15 +113,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="failcat-bench-ui-"))
-    env = {"FAILCAT_DATA_DIR": str(data_dir), "FAILCAT_LOG_LEVEL": "WARNING"}
-    subprocess.run(
-        [sys.executable, "-m", "services.gateway.cli", "db", "upgrade"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-    )
+    env, data_dir = migrated_env("failcat-bench-ui-")
     with served(env) as base:
         headers = {"Authorization": f"Bearer {token(base, data_dir)}"}
         with httpx.Client(base_url=base, headers=headers, timeout=600) as admin:
