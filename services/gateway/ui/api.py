@@ -60,6 +60,10 @@ def mount_ui(app: FastAPI, role: str) -> None:
     """The pages, their assets, and (role "all": this process is the authorization server)
     their sign-in."""
     app.state.ui_serves_oauth = role == "all"
+    # Every page answers the API's refusals the same way: no token (or an expired one) goes
+    # to sign-in, any other error is the error page. Only the UI's API client raises these.
+    app.add_exception_handler(client.SignInRequired, _sign_in_required)
+    app.add_exception_handler(client.ApiError, _api_error)
     app.include_router(router)
     app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="ui-assets")
 
@@ -124,6 +128,15 @@ async def _token_endpoint(request: Request, form: dict[str, str]) -> tuple[dict[
     if answer.status_code == 200 and "access_token" in body:
         return body, ""
     return body, body.get("error_description") or body.get("error") or "token refused"
+
+
+async def _sign_in_required(request: Request, exc: Exception) -> Response:
+    return _to_sign_in(request)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, client.ApiError)
+    return _error_page(request, exc)
 
 
 def _error_page(request: Request, error: client.ApiError) -> HTMLResponse:
@@ -251,11 +264,9 @@ async def search_page(request: Request) -> Response:
     result = None
     try:
         result = await _search(request, state)
-    except client.SignInRequired:
-        return _to_sign_in(request)
     except client.ApiError as exc:
         if exc.code != "BAD_USER_INPUT":
-            return _error_page(request, exc)
+            raise  # the error page (mount_ui's handler)
         error = exc
     facets = _facet_view(state, result)
     histogram = None
@@ -316,12 +327,7 @@ def _facet_view(state: SearchState, result: dict[str, Any] | None) -> list[dict[
 @router.get("/search/summary.md")
 async def search_summary_md(request: Request) -> Response:
     state = SearchState.from_params(request.query_params)
-    try:
-        result = await _search(request, state)
-    except client.SignInRequired:
-        return _to_sign_in(request)
-    except client.ApiError as exc:
-        return _error_page(request, exc)
+    result = await _search(request, state)
     link = _base(request) + search_url(state)
     text = summary.search_markdown(state, result, _base(request), link)
     return PlainTextResponse(text, media_type="text/markdown", headers=SECURITY_HEADERS)
@@ -330,12 +336,7 @@ async def search_summary_md(request: Request) -> Response:
 @router.get("/search/summary.html")
 async def search_summary_html(request: Request) -> Response:
     state = SearchState.from_params(request.query_params)
-    try:
-        result = await _search(request, state)
-    except client.SignInRequired:
-        return _to_sign_in(request)
-    except client.ApiError as exc:
-        return _error_page(request, exc)
+    result = await _search(request, state)
     return templates.TemplateResponse(
         request,
         "summary_search.html",
@@ -354,12 +355,7 @@ async def _case(request: Request, case_id: str) -> dict[str, Any]:
 
 @router.get("/cases/{case_id}")
 async def case_page(request: Request, case_id: str) -> Response:
-    try:
-        case = await _case(request, case_id)
-    except client.SignInRequired:
-        return _to_sign_in(request)
-    except client.ApiError as exc:
-        return _error_page(request, exc)
+    case = await _case(request, case_id)
     revisions = [
         rev | {"rows": views.change_rows(rev.get("changes") or {})}
         for rev in reversed(case["revisions"])
@@ -371,12 +367,7 @@ async def case_page(request: Request, case_id: str) -> Response:
 async def similar_cases(request: Request, case_id: str) -> Response:
     """The similar cases of a case: a fragment the case page's script puts in place (and a
     page of its own without the script)."""
-    try:
-        data = await client.graphql(request, _token(request), queries.SIMILAR, {"id": case_id})
-    except client.SignInRequired:
-        return _to_sign_in(request)
-    except client.ApiError as exc:
-        return _error_page(request, exc)
+    data = await client.graphql(request, _token(request), queries.SIMILAR, {"id": case_id})
     fragment = request.headers.get("x-fragment") == "1"
     name = "_similar.html" if fragment else "similar.html"
     return _page(request, name, case=data["case"])
@@ -384,24 +375,14 @@ async def similar_cases(request: Request, case_id: str) -> Response:
 
 @router.get("/cases/{case_id}/summary.md")
 async def case_summary_md(request: Request, case_id: str) -> Response:
-    try:
-        case = await _case(request, case_id)
-    except client.SignInRequired:
-        return _to_sign_in(request)
-    except client.ApiError as exc:
-        return _error_page(request, exc)
+    case = await _case(request, case_id)
     text = summary.case_markdown(case, _base(request))
     return PlainTextResponse(text, media_type="text/markdown", headers=SECURITY_HEADERS)
 
 
 @router.get("/cases/{case_id}/summary.html")
 async def case_summary_html(request: Request, case_id: str) -> Response:
-    try:
-        case = await _case(request, case_id)
-    except client.SignInRequired:
-        return _to_sign_in(request)
-    except client.ApiError as exc:
-        return _error_page(request, exc)
+    case = await _case(request, case_id)
     return templates.TemplateResponse(
         request,
         "summary_case.html",
@@ -429,11 +410,9 @@ async def dashboard(request: Request) -> Response:
     data: dict[str, Any] | None = None
     try:
         data = await client.graphql(request, _token(request), queries.DASHBOARD, variables)
-    except client.SignInRequired:
-        return _to_sign_in(request)
     except client.ApiError as exc:
         if exc.code != "BAD_USER_INPUT":
-            return _error_page(request, exc)
+            raise  # the error page (mount_ui's handler)
         error = exc
     heatmap = series = None
     if data is not None:
