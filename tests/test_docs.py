@@ -7,14 +7,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from benchmarks.common import free_port
+from benchmarks.common import served
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTED_URL = "http://127.0.0.1:8000"
@@ -30,31 +28,17 @@ def shell_blocks(path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A fresh `failcat serve`; its data dir is `.failcat` under `home`, as `make run`'s is
+    under the checkout, so the README's relative paths hold with `home` as the directory."""
     home = tmp_path_factory.mktemp("docs")
-    env = {**os.environ, "FAILCAT_DATA_DIR": str(home / ".failcat")}
+    env = {"FAILCAT_DATA_DIR": str(home / ".failcat")}
     cli = [sys.executable, "-m", "services.gateway.cli"]
-    subprocess.run([*cli, "db", "upgrade"], cwd=home, env=env, check=True, capture_output=True)
-    port = free_port()
-    log = (home / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [*cli, "serve", "--port", str(port)], cwd=home, env=env, stdout=log, stderr=log
+    subprocess.run(
+        [*cli, "db", "upgrade"], env={**os.environ, **env}, check=True, capture_output=True
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(f"failcat serve did not start:\n{(home / 'serve.log').read_text()}")
+    with served(env) as base:
         yield base, home
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def run_blocks(doc: str, blocks: list[str], base: str, cwd: Path, data_dir: Path) -> str:
@@ -73,8 +57,8 @@ def run_blocks(doc: str, blocks: list[str], base: str, cwd: Path, data_dir: Path
     return done.stdout
 
 
-def test_readme_first_steps_run_as_written(served):
-    base, home = served
+def test_readme_first_steps_run_as_written(server):
+    base, home = server
     out = run_blocks("README.md", shell_blocks(ROOT / "README.md"), base, home, home / ".failcat")
     # The example ingests one case and finds it with facets: no GraphQL error on the way.
     compact = out.replace(" ", "")
@@ -84,8 +68,8 @@ def test_readme_first_steps_run_as_written(served):
 
 
 @pytest.mark.parametrize("doc", WALKTHROUGHS)
-def test_walkthrough_runs_as_written(served, doc):
-    base, home = served
+def test_walkthrough_runs_as_written(server, doc):
+    base, home = server
     run_blocks(doc, shell_blocks(ROOT / doc), base, ROOT, home / ".failcat")
 
 
