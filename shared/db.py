@@ -188,6 +188,19 @@ def database_error(exc: BaseException) -> FailcatError | None:
 CHANGES = "failcat.changes"
 
 
+def _append_audit(session: Session) -> None:
+    from shared.audit import append_staged  # shared.audit imports this module
+
+    append_staged(session)
+
+
+def _forget_staged(session: Session) -> None:
+    from shared.audit import STAGED
+
+    session.info.pop(CHANGES, None)
+    session.info.pop(STAGED, None)
+
+
 class Database:
     """The engine and session factory, built once in the lifespan."""
 
@@ -199,8 +212,9 @@ class Database:
         class UnitOfWork(Session):
             """This database's sessions: commit listeners are per Database, not global."""
 
+        event.listen(UnitOfWork, "before_commit", _append_audit)
         event.listen(UnitOfWork, "after_commit", self._after_commit)
-        event.listen(UnitOfWork, "after_rollback", lambda s: s.info.pop(CHANGES, None))
+        event.listen(UnitOfWork, "after_rollback", _forget_staged)
         self.sessionmaker = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=UnitOfWork
         )

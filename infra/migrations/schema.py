@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 from services.annotation import models as _annotation  # noqa: F401
+from services.audit import models as _audit  # noqa: F401
 from services.auth import models as _auth  # noqa: F401
 
 # Imported for their side effect: each module registers its tables on `metadata`.

@@ -1,0 +1,48 @@
+"""The one append rule: staged entries are chained at commit, gap-free under concurrency,
+and a rolled-back unit of work leaves no entry."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+
+from services.audit.models import AuditEntry
+from shared.audit import GENESIS, audit, chain
+
+
+async def _entries(db):
+    async with db.sessionmaker() as s:
+        return list((await s.execute(select(AuditEntry).order_by(AuditEntry.seq))).scalars())
+
+
+async def test_concurrent_units_append_a_gap_free_valid_chain(db):
+    before = len(await _entries(db))
+
+    async def unit(i: int) -> None:
+        async with db.transaction() as s:
+            audit(s, "alice", "test.write", f"case:{i}", details={"n": i})
+            audit(s, "alice", "test.read", f"case:{i}")
+
+    await asyncio.gather(*(unit(i) for i in range(12)))
+    rows = await _entries(db)
+    assert len(rows) == before + 24
+    assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
+    prev = GENESIS
+    for r in rows:
+        fields = r.model_dump()
+        assert r.hash == chain(prev, fields), r.seq
+        prev = r.hash
+
+
+async def test_rolled_back_unit_appends_nothing(db):
+    before = len(await _entries(db))
+    try:
+        async with db.transaction() as s:
+            audit(s, "bob", "test.write", "case:x")
+            raise RuntimeError("the change failed")
+    except RuntimeError:
+        pass
+    async with db.transaction() as s:
+        pass  # a later commit must not carry the rolled-back entry
+    assert len(await _entries(db)) == before
