@@ -1,0 +1,1 @@
+"""GraphQL for governance: one module per area (redaction, retention, escalation)."""
