@@ -1,0 +1,211 @@
+"""Search end to end over HTTP (REST and GraphQL, with a token, hits hydrated) against the
+engine alone doing the same work, in one run.
+
+Usage:
+  python -m benchmarks.search_e2e --backend embedded --cases 20000
+  python -m benchmarks.search_e2e --backend opensearch --cases 20000   # Postgres + OpenSearch
+  options: --queries N (default 200), --url OPENSEARCH_URL, --database-url POSTGRES_URL
+
+What it does:
+1. Serves failcat (`failcat serve`, its own process) on a fresh catalog and index, and ingests
+   --cases generated cases (benchmarks/generator.py: real incident write-ups as text) through
+   the bulk REST route; waits until the indexer has made all of them searchable.
+2. Runs one query mix (two full-text words OR'ed + a severity filter, facets model,
+   failure_mode, status, the first 20 hits) four ways, alternating per query:
+     rest     GET /search/v1/cases, hits hydrated with their cases (what the API answers)
+     graphql  POST /graphql `search { hits { case {...} } facets }`
+     service  SearchService.search in this process on the same index: failcat's search
+              without HTTP, token and hydration
+     engine   OpenSearch: the same compiled body sent straight to the node (opensearch-py);
+              embedded: hand-written SQL on the same FTS5 index (the MATCH, the filter, the
+              facet counts and the top 20 by bm25), no failcat code on the path.
+3. Prints p50/p90/p99 per way and the p50 ratios rest/engine and graphql/engine.
+Targets (issue 9): OpenSearch end to end <= 2x the engine; embedded service <= 1.5x raw FTS5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from benchmarks.common import fresh_postgres, migrated_env, postgres_url, served, token
+from benchmarks.generator import CaseGenerator
+from benchmarks.search import Documents, line
+
+FACETS = ["model", "failure_mode", "status"]
+GRAPHQL = """query($q: String!, $facets: [String!]) {
+  search(query: $q, facets: $facets, first: 20) {
+    total
+    hits { score case { id title severity status model { name } } }
+    facets { field buckets { value count } }
+  }
+}"""
+
+
+def queries(count: int) -> list[str]:
+    words = Documents(seed=11).query_words(count * 2)
+    return [
+        f"({words[(2 * i) % len(words)]} OR {words[(2 * i + 1) % len(words)]}) severity:<=S2"
+        for i in range(count)
+    ]
+
+
+def ingest(base: str, headers: dict[str, str], n: int) -> None:
+    gen = CaseGenerator(seed=5)
+    with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
+        for start in range(0, n, 1000):
+            body = orjson.dumps(gen.batch(min(1000, n - start)))
+            client.post("/catalog/v1/cases:bulk", content=body).raise_for_status()
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            total = client.get("/search/v1/cases", params={"q": "", "first": 1}).json()["total"]
+            if total >= n:
+                return
+            time.sleep(0.5)
+    raise RuntimeError(f"only {total} of {n} cases searchable after 10 minutes")
+
+
+class RawFts:
+    """The embedded engine without failcat: the search database opened directly, and the
+    query written by hand as a person who knows FTS5 would write it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        path = next(data_dir.rglob("search*.db"))
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+    def run(self, w1: str, w2: str) -> None:
+        match = f"{w1} OR {w2}"
+        cur = self.conn.cursor()
+        cur.execute("DROP TABLE IF EXISTS temp.hits")
+        cur.execute(
+            "CREATE TEMP TABLE hits AS SELECT d.pk FROM doc_fts f JOIN doc d ON d.pk = f.rowid "
+            "WHERE doc_fts MATCH ? AND d.severity_rank <= 2",
+            (match,),
+        )
+        for field in FACETS:
+            cur.execute(
+                f"SELECT d.{field}, count(*) FROM temp.hits h JOIN doc d ON d.pk = h.pk "
+                f"GROUP BY d.{field} ORDER BY count(*) DESC LIMIT 10"
+            ).fetchall()
+        cur.execute(
+            "SELECT d.id, -bm25(doc_fts) AS score FROM doc_fts JOIN doc d ON d.pk = doc_fts.rowid "
+            "WHERE doc_fts MATCH ? AND d.pk IN (SELECT pk FROM temp.hits) "
+            "ORDER BY score DESC LIMIT 20",
+            (match,),
+        ).fetchall()
+
+
+async def in_process_service(env: dict[str, str]) -> Any:
+    """The same index opened by a SearchService in this process: failcat's search without
+    HTTP, token or hydration (and, on OpenSearch, the compiler of the engine's body)."""
+    from services.search.service import SearchService
+    from shared.db import Database
+    from shared.settings import Settings
+
+    names = {"FAILCAT_DATABASE_URL": "database_url", "FAILCAT_SEARCH_URL": "search_url"}
+    names["FAILCAT_SEARCH_INDEX"] = "search_index"
+    given = {field: env[var] for var, field in names.items() if var in env}
+    settings = Settings(data_dir=Path(env["FAILCAT_DATA_DIR"]), **given)
+    db = Database(settings.catalog_url)
+    return await SearchService.start(settings, db)
+
+
+async def measure(base: str, headers: dict[str, str], env: dict[str, str], args: Any) -> None:
+    from shared.security import Principal, Sensitivity
+
+    caller = Principal("bench", "bench", clearance=Sensitivity.CONFIDENTIAL)
+    mix = queries(args.queries)
+    raw = RawFts(Path(env["FAILCAT_DATA_DIR"])) if args.backend == "embedded" else None
+    service = await in_process_service(env)
+    times: dict[str, list[float]] = {"rest": [], "graphql": [], "service": [], "engine": []}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+
+        async def rest(q: str) -> None:
+            params = {"q": q, "facets": ",".join(FACETS)}
+            (await client.get("/search/v1/cases", params=params)).raise_for_status()
+
+        async def graphql(q: str) -> None:
+            variables = {"q": q, "facets": FACETS}
+            resp = await client.post("/graphql", json={"query": GRAPHQL, "variables": variables})
+            assert "errors" not in resp.json(), resp.text[:500]
+
+        async def in_process(q: str) -> None:
+            await service.search(caller, q, facets=FACETS, first=20)
+
+        for round_ in range(2):  # the first round warms caches and is not counted
+            for q in mix:
+                for way, run in (("rest", rest), ("graphql", graphql), ("service", in_process)):
+                    t0 = time.perf_counter()
+                    await run(q)
+                    if round_:
+                        times[way].append((time.perf_counter() - t0) * 1000)
+                if raw is not None:
+                    w1, w2 = q[1:].split(")")[0].split(" OR ")
+                    t0 = time.perf_counter()
+                    raw.run(w1, w2)
+                else:  # compiling is failcat's work, not the engine's: done before timing
+                    body = service.backend.compiler.search(
+                        service.build_request(caller, q, facets=FACETS, first=20)
+                    )
+                    t0 = time.perf_counter()
+                    await service.backend.raw_search(body)
+                if round_:
+                    times["engine"].append((time.perf_counter() - t0) * 1000)
+    await service.close()
+    print(f"query latency over HTTP, {len(mix)} queries (ms):")
+    for way, values in times.items():
+        print(line(way, values))
+    engine = statistics.median(times["engine"])
+    for way in ("rest", "graphql", "service"):
+        print(f"  p50 {way}/engine ratio: {statistics.median(times[way]) / engine:.2f}")
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", choices=["embedded", "opensearch"], default="embedded")
+    ap.add_argument("--cases", type=int, default=20_000)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--url", help="OpenSearch URL (default: infra/scripts/opensearch.sh url)")
+    ap.add_argument("--database-url")
+    args = ap.parse_args()
+    extra: dict[str, str] = {}
+    if args.backend == "opensearch":
+        import secrets
+        import subprocess
+
+        url = args.url or os.environ.get("FAILCAT_TEST_OPENSEARCH_URL")
+        if not url:
+            url = subprocess.run(  # noqa: ASYNC221 - once, before anything is timed
+                ["bash", "infra/scripts/opensearch.sh", "url"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        extra = {
+            "FAILCAT_DATABASE_URL": await fresh_postgres(args.database_url or postgres_url()),
+            "FAILCAT_SEARCH_URL": url,
+            "FAILCAT_SEARCH_INDEX": f"failcat-e2e-{secrets.token_hex(3)}",
+        }
+    env, data_dir = migrated_env("failcat-search-e2e-", **extra)
+    with served(env) as base:
+        headers = {"Authorization": f"Bearer {token(base, data_dir)}"}
+        t0 = time.perf_counter()
+        await asyncio.to_thread(ingest, base, headers, args.cases)
+        print(
+            f"backend={args.backend}: {args.cases:,} cases ingested and searchable "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
+        await measure(base, headers, env, args)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
