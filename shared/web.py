@@ -6,9 +6,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +30,12 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the transaction commits before the response is sent, so a failed commit
 # is reported to the client instead of after a 200 already went out.
 Session = Annotated[AsyncSession, Depends(db_session, scope="function")]
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    """A JSON answer encoded by orjson as it is. A route returning a plain dict instead has
+    FastAPI walk it through jsonable_encoder first: 18 ms for one page of search hits."""
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def current_principal(request: Request) -> Principal:

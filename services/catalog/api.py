@@ -18,13 +18,16 @@ from services.catalog.templates import TEMPLATES, Template, template_for
 from services.catalog.views import case_json, revision_json
 from shared.errors import BadUserInput, FieldError, PayloadTooLarge
 from shared.security import Principal, Scope
-from shared.web import InsufficientScope, Session, current_principal, problem_responses, require
+from shared.web import (
+    InsufficientScope,
+    Session,
+    current_principal,
+    json_response,
+    problem_responses,
+    require,
+)
 
 router = APIRouter(prefix="/catalog/v1", tags=["catalog"])
-
-
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 async def read_limited_body(request: Request, limit: int = L.MAX_REQUEST_BYTES) -> bytes:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -13,7 +10,7 @@ from services.safeguards import gate, service
 from services.safeguards.schemas import RunIn
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal, Scope
-from shared.web import Session, require
+from shared.web import Session, json_response, require
 
 router = APIRouter(prefix="/safeguards/v1", tags=["safeguards"])
 
@@ -50,10 +47,6 @@ async def export_suite(
     )
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-
-
 @router.post("/runs")
 async def record_run(
     request: Request,
@@ -73,7 +66,7 @@ async def record_run(
         raise BadUserInput(f"invalid run: {errors[0].message}", errors[:100]) from None
     run = await service.record_run(session, data, principal)
     proposals = await service.proposals_of(session, run)
-    return _json(
+    return json_response(
         {
             "id": run.id,
             "total": run.total,
@@ -96,4 +89,4 @@ async def release_gate(
 ) -> Response:
     """The gate with the default policy; a CI job with its own policy uses `failcat gate`."""
     result = await gate.release_gate(session, model, version, gate.parse_policy(None), principal)
-    return _json(result.as_json())
+    return json_response(result.as_json())

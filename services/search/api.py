@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +16,7 @@ from services.search.request import FilterBase, filter_model
 from services.search.service import SearchService
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal, Scope
-from shared.web import db_session, problem_responses, require
+from shared.web import db_session, json_response, problem_responses, require
 
 router = APIRouter()
 
@@ -89,7 +90,7 @@ async def search_cases(
     heatmap: str | None = Query(None, description="Two facet fields: failure_mode,model_version"),
     principal: Principal = Depends(require(Scope.CASES_READ)),
     session: AsyncSession = Depends(db_session, scope="function"),
-) -> dict[str, Any]:
+) -> Response:
     result = await _service(request).search(
         principal,
         q,
@@ -106,7 +107,7 @@ async def search_cases(
     cases = await catalog.cases_as_json(session, [h["id"] for h in body["hits"]], principal)
     for hit in body["hits"]:
         hit["case"] = cases.get(hit["id"])
-    return body
+    return json_response(body)
 
 
 @router.get(
