@@ -62,6 +62,7 @@ class SuiteCase(SQLModel, table=True):
     `parent_case_id` the case it varies (whose visibility, group and grading it takes)."""
 
     __tablename__ = "suite_case"
+    __table_args__ = (Index("ix_suite_case_case_id", "case_id"),)
     suite_version_id: str = Field(
         sa_column=Column(String(36), ForeignKey("suite_version.id"), primary_key=True)
     )

@@ -88,6 +88,15 @@ class SafeguardsRepository:
         rows = await self.session.execute(select(SuiteVersion).where(SuiteVersion.id.in_(ids)))
         return list(rows.scalars())
 
+    async def versions_containing(self, case_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """(case id, suite version id) for every frozen version holding one of the cases."""
+        rows = await self.session.execute(
+            select(SuiteCase.case_id, SuiteCase.suite_version_id)
+            .where(SuiteCase.case_id.in_(case_ids))
+            .distinct()
+        )
+        return [(case_id, version_id) for case_id, version_id in rows]
+
     async def suites_by_id(self, ids: Sequence[str]) -> list[Suite]:
         return list((await self.session.execute(select(Suite).where(Suite.id.in_(ids)))).scalars())
 

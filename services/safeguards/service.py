@@ -654,6 +654,23 @@ async def snapshots_by_version_id(
     return [SuiteSnapshot(suites[v.suite_id], v) for v in frozen]
 
 
+async def suites_containing(
+    session: AsyncSession, case_ids: Sequence[str]
+) -> dict[str, list[SuiteSnapshot]]:
+    """The suite versions each case is frozen into, by suite name then version: three
+    queries, whatever the number of cases (the caller has already been allowed the cases)."""
+    pairs = await SafeguardsRepository(session).versions_containing(list(case_ids))
+    snapshots = {
+        s.frozen.id: s for s in await snapshots_by_version_id(session, {v for _, v in pairs})
+    }
+    found: dict[str, list[SuiteSnapshot]] = {}
+    for case_id, version_id in pairs:
+        found.setdefault(case_id, []).append(snapshots[version_id])
+    for snaps in found.values():
+        snaps.sort(key=lambda s: (s.suite.name, s.frozen.version))
+    return found
+
+
 async def visible_outcomes(
     session: AsyncSession, run: EvaluationRun, viewer: Principal
 ) -> list[EvaluationOutcome]:

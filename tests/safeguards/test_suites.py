@@ -309,3 +309,26 @@ async def test_an_abandoned_export_releases_its_transaction(client, curator, db,
     _, lines = await service.export_suite(db, name, 1, SYSTEM)
     chunks = [chunk async for chunk in lines]
     assert [orjson.loads(x)["case_id"] for c in chunks for x in c.splitlines()] == ids
+
+
+CASE_SUITES = """query($model: String!) {
+  cases(filter: {model: $model}) { nodes { id suites { name version latestVersion } } } }"""
+
+
+async def test_a_case_lists_the_suite_versions_it_is_frozen_into(client, curator):
+    model, name, other = a_name("fraud"), a_name("suite"), a_name("suite")
+    ids = await ingest(client, curator, model_cases(model, 3))
+    await create_suite(client, curator, name, model, ids=ids[:2])
+    await create_suite(client, curator, name, model, ids=ids[:1])  # version 2: the first only
+    await create_suite(client, curator, other, model, ids=ids[1:2])
+
+    body = await gql(client, curator, CASE_SUITES, {"model": model})
+    found = {n["id"]: n["suites"] for n in data(body)["cases"]["nodes"]}
+    assert found[ids[0]] == [
+        {"name": name, "version": 1, "latestVersion": 2},
+        {"name": name, "version": 2, "latestVersion": 2},
+    ]
+    assert sorted((s["name"], s["version"]) for s in found[ids[1]]) == sorted(
+        [(name, 1), (other, 1)]
+    )
+    assert found[ids[2]] == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import Enum
 from types import SimpleNamespace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -25,6 +25,9 @@ from services.gateway.errors import camel_path
 from services.gateway.permissions import read_with
 from shared import security, vocabulary
 from shared.security import Scope
+
+if TYPE_CHECKING:
+    from services.gateway.safeguards.types import Suite
 
 # Similar cases per case: the search service caps `first` too; this keeps the cost estimate small.
 MAX_SIMILAR = 50
@@ -445,6 +448,14 @@ class FailureCase:
     # The annotation service's fields, resolved (and blind-read checked) in its own module.
     annotations = annotation_types.case_annotations
     review_trail = annotation_types.case_review_trail
+
+    @strawberry.field(description="The regression suite versions this case is frozen into.")
+    async def suites(  # type: ignore[misc]
+        self: CaseRow, info: Info
+    ) -> list[Annotated[Suite, strawberry.lazy("services.gateway.safeguards.types")]]:
+        from services.gateway.safeguards.loaders import loaders
+
+        return await loaders(info).case_suites.load(self.id)
 
     @strawberry.field(
         description="Context events that preceded this case in its scope (model, version, "

@@ -27,7 +27,12 @@ class SafeguardsLoaders:
                 grouped[p.run_id].append(p)
             return [grouped.get(i, []) for i in run_ids]
 
+        async def of_cases(case_ids: list[str]) -> list[list[Any]]:
+            found = await service.suites_containing(await ctx.session(), case_ids)
+            return [found.get(i, []) for i in case_ids]
+
         self.suite_version = Loader(load_fn=suites)
+        self.case_suites = Loader(load_fn=of_cases)
         self.proposals = Loader(load_fn=proposals)
 
 
