@@ -360,7 +360,41 @@ async def case_page(request: Request, case_id: str) -> Response:
         rev | {"rows": views.change_rows(rev.get("changes") or {})}
         for rev in reversed(case["revisions"])
     ]
-    return _page(request, "case.html", case=case, revisions=revisions)
+    annotations, annotations_hidden = None, False
+    try:
+        found = await client.graphql(request, _token(request), queries.ANNOTATIONS, {"id": case_id})
+        annotations = found["case"]["annotations"]
+    except client.ApiError as exc:
+        if exc.code != "FORBIDDEN":
+            raise
+        annotations_hidden = True  # blind annotation: theirs first, then the others'
+    return _page(
+        request,
+        "case.html",
+        case=case,
+        revisions=revisions,
+        annotations=annotations or [],
+        agreement=views.agreement_rows(annotations or []),
+        annotations_hidden=annotations_hidden,
+    )
+
+
+@router.get("/cases/{case_id}/replay")
+async def replay(request: Request, case_id: str, version: str = "") -> Response:
+    """One click: this case's suites against a chosen model version, through the evaluation
+    runs recorded for that version. failcat holds no model code, so a suite no run of that
+    version covers is answered with the exact command that runs and reports it."""
+    case = await _case(request, case_id)
+    chosen = version or (case["modelVersion"] or {}).get("version", "")
+    data = await client.graphql(
+        request,
+        _token(request),
+        queries.REPLAY,
+        {"id": case_id, "model": case["model"]["name"], "version": chosen},
+    )
+    rows = views.replay_rows(data["case"], data["evaluationRuns"], chosen)
+    versions = [v["version"] for v in data["case"]["model"]["versions"]]
+    return _page(request, "replay.html", case=case, rows=rows, version=chosen, versions=versions)
 
 
 @router.get("/cases/{case_id}/similar")

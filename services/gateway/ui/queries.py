@@ -33,11 +33,32 @@ query UiCase($id: ID!) {
     model { name } modelVersion { version } dataSource { name }
     links { kind url title }
     revisions { revision actor actorName createdAt reason changes }
+    contextEvents { kind occurredAt title link scope { model version dataSource } }
+    suites { name version latestVersion }
     group {
       id fingerprint failureMode firstSeen lastSeen caseCount status
       resolvedInVersion resolvedAt regressedAt regressedInVersion
       cases(first: 10) { nodes { id title severity occurredAt modelVersion { version } } }
     }
+  }
+}
+"""
+
+# Asked apart from CASE: an annotator who has not submitted may not read the others' yet
+# (FORBIDDEN), which must not cost them the rest of the page.
+ANNOTATIONS = """
+query UiAnnotations($id: ID!) {
+  case(id: $id) { id annotations { annotator taxonomy values status submittedAt } }
+}
+"""
+
+# One-click replay: the runs of the chosen version, with this case's outcome in each.
+REPLAY = """
+query UiReplay($id: ID!, $model: String!, $version: String!) {
+  case(id: $id) { id title model { name versions { version } } suites { name version } }
+  evaluationRuns(model: $model, version: $version) {
+    id createdAt passRate suite { name version }
+    outcomes { caseId outcome latencyMs prediction error }
   }
 }
 """

@@ -72,3 +72,63 @@ def change_rows(changes: dict[str, Any]) -> list[dict[str, Any]]:
             {"field": name, "old": old, "new": new, "diff": word_diff(old, new) if long else None}
         )
     return rows
+
+
+def agreement_rows(annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per taxonomy field, what each annotator who submitted chose and whether they agree
+    (shown on the case page beside the annotations; drafts are not counted)."""
+    by_field: dict[tuple[str, str], dict[str, Any]] = {}
+    for a in annotations:
+        if a.get("status") != "SUBMITTED" or not isinstance(a.get("values"), dict):
+            continue
+        for name, value in a["values"].items():
+            by_field.setdefault((a["taxonomy"], name), {})[a["annotator"]] = value
+    rows = []
+    for (taxonomy, name), chosen in sorted(by_field.items()):
+        distinct = {json.dumps(v, sort_keys=True) for v in chosen.values()}
+        rows.append(
+            {
+                "taxonomy": taxonomy,
+                "field": name,
+                "chosen": {who: _text(v) for who, v in sorted(chosen.items())},
+                "agreed": len(chosen) > 1 and len(distinct) == 1,
+                "alone": len(chosen) == 1,
+            }
+        )
+    return rows
+
+
+def replay_command(suite: str, version: int, model_version: str) -> str:
+    return (
+        f"pytest --failcat-suite {suite}@{version} --failcat-model your.module:predict "
+        f"--failcat-version {model_version} --failcat-report"
+    )
+
+
+def replay_rows(
+    case: dict[str, Any], runs: list[dict[str, Any]], model_version: str
+) -> list[dict[str, Any]]:
+    """For each suite version holding the case: this case's outcome in the newest run of the
+    chosen model version on it, or the command that would produce that run."""
+    rows = []
+    for suite in case["suites"]:
+        run = next(
+            (
+                r
+                for r in runs  # newest first
+                if (r["suite"]["name"], r["suite"]["version"]) == (suite["name"], suite["version"])
+            ),
+            None,
+        )
+        outcome = None
+        if run is not None:
+            outcome = next((o for o in run["outcomes"] if o["caseId"] == case["id"]), None)
+        rows.append(
+            {
+                "suite": suite,
+                "run": run,
+                "outcome": outcome,
+                "command": replay_command(suite["name"], suite["version"], model_version),
+            }
+        )
+    return rows
