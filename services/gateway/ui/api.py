@@ -3,6 +3,7 @@ whatever the data size) with the signed-in person's token; see client.py."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -54,6 +55,9 @@ templates.env.filters["pretty_json"] = views.pretty_json
 templates.env.globals.update(search_url=search_url, quote=quote)
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+
+# The remediation-time trend on the dashboard: monthly medians over the last year.
+REMEDIATION_TREND = timedelta(days=365)
 
 
 def mount_ui(app: FastAPI, role: str) -> None:
@@ -438,6 +442,10 @@ async def dashboard(request: Request) -> Response:
     }
     for severity in queries.SEVERITIES:
         variables[severity.lower()] = (state.filter_input() or {}) | {"severity": [severity]}
+    # Events of the one model selected (or of every model): drawn on the series.
+    models = state.selections.get("model") or ()
+    variables["events"] = {"model": models[0]} if len(models) == 1 else None
+    variables["since"] = (datetime.now(UTC) - REMEDIATION_TREND).isoformat()
     # A severity already selected narrows the series: the other severities are left out.
     wanted = state.selections.get("severity") or queries.SEVERITIES
     error = None
@@ -449,6 +457,7 @@ async def dashboard(request: Request) -> Response:
             raise  # the error page (mount_ui's handler)
         error = exc
     heatmap = series = None
+    drift: tuple[str | None, str | None, list[charts.Drift]] = (None, None, [])
     if data is not None:
 
         def cell_url(version: str, mode: str) -> str:
@@ -458,6 +467,11 @@ async def dashboard(request: Request) -> Response:
             return search_url(SearchState(q=state.q, selections=selections))
 
         heatmap = charts.heatmap(data["overview"]["heatmap"], cell_url)
+        drift = charts.drift(
+            data["overview"]["heatmap"],
+            request.query_params.get("from") or None,
+            request.query_params.get("to") or None,
+        )
 
         def bar_url(severity: str, _bucket: str) -> str:
             return search_url(state.toggled("severity", severity)) if severity else ""
@@ -467,6 +481,7 @@ async def dashboard(request: Request) -> Response:
             state.interval,
             f"Cases per {state.interval} by severity",
             link=bar_url,
+            events=data["events"]["nodes"],
         )
     return _page(
         request,
@@ -477,6 +492,9 @@ async def dashboard(request: Request) -> Response:
         error=error,
         heatmap=heatmap,
         series=series,
+        drift_from=drift[0],
+        drift_to=drift[1],
+        drift=drift[2],
         severities=queries.SEVERITIES,
         colours=charts.SEVERITY_COLOURS,
         intervals=INTERVALS,

@@ -52,15 +52,22 @@ def _axis(peak: int) -> str:
     return "".join(parts)
 
 
+# Context event kinds as drawn on a time series: a short letter in the marker's flag.
+EVENT_LETTERS = {"DEPLOY": "D", "FEATURE_CHANGE": "F", "DRIFT_ALERT": "A", "ENVIRONMENT_SHIFT": "E"}
+
+
 def stacked_bars(
     series: dict[str, list[dict[str, Any]]],
     interval: str,
     title: str,
     link: Any = None,
+    events: list[dict[str, Any]] = (),  # type: ignore[assignment]
 ) -> Markup:
     """Bars per time bucket, stacked by series (in the order given), on a time axis: a bucket
     sits at its date, so empty stretches show as gaps. `series` maps a name to its buckets
-    ({value, count}); `link(name, bucket_value)` may give each bar a URL."""
+    ({value, count}); `link(name, bucket_value)` may give each bar a URL. `events` (context
+    events: kind, occurredAt, title) inside the chart's span are drawn as marked lines, so a
+    jump in cases can be read against the deploy or the drift alert before it."""
     keys = sorted({b["value"] for buckets in series.values() for b in buckets})
     if not keys:
         return Markup(f'<p class="empty">No cases to chart for {escape(title.lower())}.</p>')
@@ -105,12 +112,85 @@ def stacked_bars(
             f'<text x="{PAD_LEFT + plot_w * i / X_TICKS:.1f}" y="{HEIGHT - 6}" '
             f'text-anchor="{anchor}">{escape(text)}</text>'
         )
+    markers = _event_markers(events, start, end, scale)
     svg = (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{escape(title)}">'
-        f"<title>{escape(title)}</title>{_axis(peak)}{''.join(shapes)}{''.join(ticks)}</svg>"
+        f"<title>{escape(title)}</title>{_axis(peak)}{''.join(shapes)}{markers}"
+        f"{''.join(ticks)}</svg>"
     )
     return Markup(svg)
+
+
+def _event_markers(events: Any, start: float, end: float, scale: float) -> str:
+    parts = []
+    for event in events:
+        at = _when(event["occurredAt"])
+        if not start <= at <= end:
+            continue
+        x = PAD_LEFT + (at - start) * scale
+        kind = str(event["kind"])
+        when = event["occurredAt"][:16].replace("T", " ")
+        label = f"{kind.lower().replace('_', ' ')} {when}: {event.get('title') or ''}".strip()
+        parts.append(
+            f'<g class="event event-{escape(kind.lower())}"><title>{escape(label)}</title>'
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{PAD_TOP}" y2="{HEIGHT - PAD_BOTTOM}"/>'
+            f'<text x="{x + 2:.1f}" y="{PAD_TOP + 10}">{EVENT_LETTERS.get(kind, "?")}</text></g>'
+        )
+    return "".join(parts)
+
+
+@dataclass
+class Drift:
+    failure_mode: str
+    before: float  # the mode's share of the earlier version's cases
+    after: float
+    before_count: int
+    after_count: int
+
+    @property
+    def change(self) -> float:
+        return self.after - self.before
+
+    @property
+    def direction(self) -> str:
+        return "up" if self.change > 0 else "down" if self.change < 0 else "flat"
+
+
+def _version_key(version: str) -> tuple[Any, ...]:
+    """1.10.0 after 1.9.0: numbers compare as numbers, anything else as text."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
+
+
+def drift(
+    cells: list[dict[str, Any]], before: str | None = None, after: str | None = None
+) -> tuple[str | None, str | None, list[Drift]]:
+    """Each failure mode's share of a version's cases, from one version to another (the two
+    newest by default), largest changes first: the heatmap's own counts, no other query."""
+    versions = sorted({c["x"] for c in cells}, key=_version_key)
+    if before is None or after is None:
+        if len(versions) < 2:
+            return None, None, []
+        before, after = before or versions[-2], after or versions[-1]
+    counts: dict[str, dict[str, int]] = {before: {}, after: {}}
+    for c in cells:
+        if c["x"] in counts:
+            counts[c["x"]][c["y"]] = counts[c["x"]].get(c["y"], 0) + c["count"]
+    totals = {v: sum(m.values()) for v, m in counts.items()}
+    if not totals[before] or not totals[after]:
+        return before, after, []
+    rows = [
+        Drift(
+            mode,
+            counts[before].get(mode, 0) / totals[before],
+            counts[after].get(mode, 0) / totals[after],
+            counts[before].get(mode, 0),
+            counts[after].get(mode, 0),
+        )
+        for mode in set(counts[before]) | set(counts[after])
+    ]
+    rows.sort(key=lambda d: (-abs(d.change), d.failure_mode))
+    return before, after, rows
 
 
 @dataclass

@@ -78,7 +78,7 @@ SEVERITIES = ("S0", "S1", "S2", "S3", "S4")
 _SEVERITY_VARIABLES = ", ".join(f"${s.lower()}: SearchFilterInput" for s in SEVERITIES)
 DASHBOARD = """
 query UiDashboard($query: String!, $filter: SearchFilterInput, $interval: String!,
-                  SEVERITY_VARIABLES) {
+                  $events: ContextEventFilterInput, $since: DateTime, SEVERITY_VARIABLES) {
   overview: search(query: $query, filter: $filter, first: 1, facets: ["severity"],
                    heatmap: {x: "model_version", y: "failure_mode"}) {
     total totalIsLowerBound
@@ -86,6 +86,10 @@ query UiDashboard($query: String!, $filter: SearchFilterInput, $interval: String
     facets { field buckets { value count } }
   }
   SEVERITY_SERIES
+  events: contextEvents(filter: $events, first: 100) { nodes { kind occurredAt title } }
+  remediation: impactMetrics(metric: REMEDIATION_TIME, by: MODEL, period: MONTH, since: $since) {
+    key period count medianHours p90Hours
+  }
   regressed: groups(status: REGRESSED, first: 20) {
     nodes {
       id failureMode caseCount lastSeen resolvedInVersion regressedInVersion regressedAt

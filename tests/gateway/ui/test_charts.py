@@ -82,3 +82,46 @@ def test_a_bucket_is_a_range_of_whole_days():
     assert bucket_query("2024-03-18T10:00:00Z", "hour") == (
         "occurred:2024-03-18T10:00:00Z..2024-03-18T10:59:59.999Z"
     )
+
+
+def test_context_events_are_marked_where_they_happened_and_outside_ones_left_out():
+    buckets = [
+        {"value": "2024-01-01T00:00:00.000Z", "count": 2},
+        {"value": "2024-03-01T00:00:00.000Z", "count": 5},
+    ]
+    events = [
+        {"kind": "DEPLOY", "occurredAt": "2024-02-15T12:00:00Z", "title": "fraud <v2> rollout"},
+        {"kind": "DRIFT_ALERT", "occurredAt": "2024-01-10T00:00:00Z", "title": "psi 0.3"},
+        {"kind": "DEPLOY", "occurredAt": "2019-01-01T00:00:00Z", "title": "long before"},
+    ]
+    svg = str(charts.stacked_bars({"": buckets}, "month", "Cases", events=events))
+    mark = r'<g class="event event-([a-z_]+)"><title>([^<]*)</title><line x1="([\d.]+)"'
+    marks = re.findall(mark, svg)
+    kinds = {kind: float(x) for kind, _, x in marks}
+    assert set(kinds) == {"deploy", "drift_alert"}  # the 2019 deploy is outside the span
+    assert kinds["drift_alert"] < kinds["deploy"]  # January before mid-February
+    assert "fraud &lt;v2&gt; rollout" in svg and "<v2>" not in svg
+
+
+def test_drift_compares_each_modes_share_between_two_versions():
+    cells = [
+        {"x": "1.9.0", "y": "ocr.misread", "count": 30},
+        {"x": "1.9.0", "y": "bias.gender", "count": 10},
+        {"x": "1.10.0", "y": "ocr.misread", "count": 10},
+        {"x": "1.10.0", "y": "bias.gender", "count": 30},
+        {"x": "1.2.0", "y": "ocr.misread", "count": 99},
+    ]
+    before, after, rows = charts.drift(cells)
+    # Versions compare as numbers: 1.10.0 is the newest, 1.9.0 the one before it.
+    assert (before, after) == ("1.9.0", "1.10.0")
+    by_mode = {d.failure_mode: d for d in rows}
+    assert by_mode["bias.gender"].direction == "up"
+    assert abs(by_mode["bias.gender"].change - 0.5) < 1e-9  # 25% -> 75%
+    assert by_mode["ocr.misread"].direction == "down"
+    chosen = charts.drift(cells, "1.2.0", "1.9.0")
+    assert chosen[:2] == ("1.2.0", "1.9.0")
+    assert {d.failure_mode: round(d.after, 2) for d in chosen[2]} == {
+        "ocr.misread": 0.75,
+        "bias.gender": 0.25,
+    }
+    assert charts.drift(cells[:2]) == (None, None, [])  # one version: nothing to compare
