@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.templating import Jinja2Templates
 from starlette.staticfiles import StaticFiles
 
-from services.gateway.ui import charts, client, queries, signin, summary, views
+from services.gateway.ui import charts, client, notebook, queries, signin, summary, views
 from services.gateway.ui.state import (
     FACETS,
     INTERVALS,
@@ -243,22 +243,38 @@ async def sign_out(request: Request) -> Response:
 # ---- search ------------------------------------------------------------------------------------
 
 
+def _search_variables(state: SearchState, first: int = PAGE_SIZE) -> dict[str, Any]:
+    return {
+        "query": state.q,
+        "filter": state.filter_input(),
+        "facets": list(FACETS),
+        "first": first,
+        "after": state.after,
+        "sort": state.sort,
+        "histogram": state.interval,
+    }
+
+
 async def _search(request: Request, state: SearchState, first: int = PAGE_SIZE) -> dict[str, Any]:
-    data = await client.graphql(
-        request,
-        _token(request),
-        queries.SEARCH,
-        {
-            "query": state.q,
-            "filter": state.filter_input(),
-            "facets": list(FACETS),
-            "first": first,
-            "after": state.after,
-            "sort": state.sort,
-            "histogram": state.interval,
-        },
-    )
+    variables = _search_variables(state, first)
+    data = await client.graphql(request, _token(request), queries.SEARCH, variables)
     return data["search"]
+
+
+def _notebook_response(text: str, name: str) -> Response:
+    headers = SECURITY_HEADERS | {"Content-Disposition": f'attachment; filename="{name}"'}
+    return Response(text, media_type="application/x-ipynb+json", headers=headers)
+
+
+@router.get("/search/notebook.ipynb")
+async def search_notebook(request: Request) -> Response:
+    """The search as a notebook that runs the same query with the reader's own client."""
+    state = SearchState.from_params(request.query_params)
+    if not _token(request):
+        raise client.SignInRequired
+    link = _base(request) + search_url(state)
+    text = notebook.search_notebook(_base(request), _search_variables(state), link)
+    return _notebook_response(text, "failcat-search.ipynb")
 
 
 @router.get("/search")
@@ -409,6 +425,14 @@ async def similar_cases(request: Request, case_id: str) -> Response:
     fragment = request.headers.get("x-fragment") == "1"
     name = "_similar.html" if fragment else "similar.html"
     return _page(request, name, case=data["case"])
+
+
+@router.get("/cases/{case_id}/notebook.ipynb")
+async def case_notebook(request: Request, case_id: str) -> Response:
+    await _case(request, case_id)  # a case the reader may not see is not found here either
+    link = f"{_base(request)}/ui/cases/{quote(case_id)}"
+    text = notebook.case_notebook(_base(request), case_id, link)
+    return _notebook_response(text, f"failcat-case-{case_id}.ipynb")
 
 
 @router.get("/cases/{case_id}/summary.md")
