@@ -12,6 +12,7 @@ that must be exact use structured fields (ESCALATION.md).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from services.search.documents import normalize, to_epoch_ms
@@ -34,6 +35,7 @@ _WORD = re.compile(r"[\w]+")
 _SUFFIXES = ("ations", "ation", "ings", "ing", "edly", "ed", "ies", "es", "s", "ly")
 
 
+@lru_cache(maxsize=65536)  # words repeat across documents: fold each once
 def stem(word: str) -> str:
     word = word.lower()
     for suffix in _SUFFIXES:
@@ -49,6 +51,7 @@ class Document:
         self.schema = schema
         self.values = normalize(raw, schema)
         self._words: dict[str, list[str]] = {}
+        self._stems: dict[str, tuple[list[str], frozenset[str]]] = {}
 
     @property
     def id(self) -> str:
@@ -58,6 +61,13 @@ class Document:
         if field not in self._words:
             self._words[field] = _WORD.findall((self.values.get(field) or "").lower())
         return self._words[field]
+
+    def stems(self, field: str) -> tuple[list[str], frozenset[str]]:
+        """The field's words folded, in order (phrases) and as a set (words)."""
+        if field not in self._stems:
+            folded = [stem(w) for w in self.words(field)]
+            self._stems[field] = (folded, frozenset(folded))
+        return self._stems[field]
 
     def field_values(self, name: str) -> list[Any]:
         key = self.schema.map_key(name)
@@ -78,16 +88,15 @@ def _text(doc: Document, node: Text) -> bool:
     wanted = [w.lower() for w in _WORD.findall(node.value)]
     if not wanted:
         return True
+    target = [stem(w) for w in wanted]
     for name in fields:
-        words = doc.words(name)
         if node.prefix:
-            if any(w.startswith(wanted[0]) for w in words):
+            if any(w.startswith(wanted[0]) for w in doc.words(name)):
                 return True
             continue
-        stems = [stem(w) for w in words]
-        target = [stem(w) for w in wanted]
+        stems, known = doc.stems(name)
         if not node.phrase:
-            if all(t in stems for t in target):
+            if all(t in known for t in target):
                 return True
             continue
         n = len(target)
