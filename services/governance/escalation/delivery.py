@@ -56,9 +56,16 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    """What a receiver does (the tests do it too); constant-time comparison."""
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+def verify(
+    secret: str, timestamp: str, body: bytes, signature: str, tolerance_s: float = 300
+) -> bool:
+    """What a receiver does (ESCALATION.md; the tests do it too): a fresh timestamp and a
+    signature over it and the body, compared in constant time."""
+    try:
+        fresh = abs(time.time() - int(timestamp)) <= tolerance_s
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
 @dataclass(frozen=True, slots=True)

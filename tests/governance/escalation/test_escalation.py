@@ -13,6 +13,7 @@ from services.governance.escalation import service
 from services.governance.escalation.delivery import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    sign,
     verify,
 )
 from tests.gateway.helpers import codes, data, gql
@@ -109,7 +110,13 @@ async def test_a_threshold_rule_fires_once_when_the_third_matching_case_arrives_
     assert not verify(
         "another secret of 32 characters!", stamp, final.body, final.headers[SIGNATURE_HEADER]
     )
-    assert not verify(secret, str(int(stamp) - 600), final.body, final.headers[SIGNATURE_HEADER])
+    # The timestamp is signed (another one breaks the signature) and checked for age (a
+    # request replayed ten minutes later fails, even signed anew with its old timestamp).
+    signature = final.headers[SIGNATURE_HEADER]
+    assert not verify(secret, str(int(stamp) - 1), final.body, signature)
+    assert not verify(secret, stamp, final.body + b" ", signature)
+    old = str(int(stamp) - 600)
+    assert not verify(secret, old, final.body, sign(secret, old, final.body))
     payload = json.loads(final.body)
     assert payload["rule"]["name"] == rule["name"] and payload["event"] == "escalation.fired"
     assert {c["id"] for c in payload["cases"]} == {late[0], late[1], third}
@@ -432,3 +439,42 @@ async def test_rules_are_validated_and_seen_only_by_their_team(client, db, token
         {"r": rule["name"]},
     )
     assert codes(body) == ["NOT_FOUND"]
+
+
+async def test_a_failing_index_hook_is_rolled_back_and_indexing_goes_on(
+    client, app, db, tokens, receiver, fast_sender
+):
+    calls: list[int] = []
+
+    async def broken(session, docs):
+        calls.append(len(docs))
+        await session.execute(text("UPDATE escalation_rule SET enabled = false"))
+        raise RuntimeError("a bug in a hook")
+
+    curator, model = tokens["curator"], a_name("hooked")
+    rule, _ = await create_rule(
+        client,
+        curator,
+        {
+            "name": a_name("any"),
+            "kind": "THRESHOLD",
+            "query": f"model:{model}",
+            "threshold": 1,
+            "windowMinutes": 5,
+            "webhookUrl": receiver.url,
+        },
+    )
+    app.state.search.on_indexed(broken)
+    try:
+        [case_id] = await ingest(
+            client, curator, cases(model, [("S2", _ago(datetime.now(UTC), 1))])
+        )
+        await indexed(db, [case_id])
+    finally:
+        app.state.search._index_hooks.remove(broken)
+    assert calls  # it ran, and failed: the batch was indexed all the same ...
+    [delivery] = await deliveries(client, curator, rule["name"])  # ... and the rule fired
+    assert delivery["caseIds"] == [case_id]
+    listed = data(await gql(client, curator, "{ escalationRules { name enabled } }"))
+    # What the broken hook wrote was rolled back with it.
+    assert {"name": rule["name"], "enabled": True} in listed["escalationRules"]
