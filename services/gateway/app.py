@@ -18,6 +18,7 @@ from services.auth.api import router as auth_router
 from services.auth.service import AuthService
 from services.catalog.api import router as catalog_router
 from services.gateway.ui.api import mount_ui
+from services.governance.escalation.runtime import attach as attach_escalation
 from services.safeguards.api import router as safeguards_router
 from services.search.api import router as search_router
 from services.search.service import SearchService
@@ -61,17 +62,22 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
             from services.gateway.graphiql import ensure_sign_in
 
             app.state.graphiql_sign_in = await ensure_sign_in(auth, settings)
-        indexer_task = None
+        indexer_task = sender_task = None
+        if search is not None:
+            app.state.escalation = attach_escalation(db, search)
         if search is not None and settings.run_indexer_in_process:
             indexer_task = asyncio.create_task(search.run_indexer(), name="indexer")
+            sender_task = asyncio.create_task(app.state.escalation.run(), name="escalation")
         try:
             yield
         finally:
-            if indexer_task is not None:
-                indexer_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await indexer_task
+            for task in (indexer_task, sender_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if search is not None:
+                await app.state.escalation.close()
                 await search.close()
             await auth.close()
             if feed is not None:

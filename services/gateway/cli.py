@@ -110,12 +110,16 @@ def cmd_worker(_: argparse.Namespace) -> int:
     prepare_process(settings.log_level)
 
     async def run() -> None:
+        from services.governance.escalation.runtime import attach
+
         db = Database(settings.catalog_url)
         search = await SearchService.start(settings, db)
+        sender = attach(db, search)  # escalation rules judged as cases are indexed
         try:
             print("failcat worker: draining the search outbox", file=sys.stderr)
-            await search.run_indexer()
+            await asyncio.gather(search.run_indexer(), sender.run())
         finally:
+            await sender.close()
             await search.close()
             await db.dispose()
 

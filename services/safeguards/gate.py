@@ -3,7 +3,8 @@ its evidence (case, group and run ids).
 
 The decision counts every case, whoever asks: a narrowly scoped token must not make a gate
 pass. The evidence shows the caller only what it may see, and says how much it cannot.
-The escalation-block condition waits for the governance service (escalation rules).
+A version blocked by an escalation rule (services/governance/escalation) is refused until a
+reviewer lifts the block.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ async def release_gate(
     conditions += await _suite_conditions(session, model, version, policy, viewer)
     if policy.latency is not None:
         conditions.append(await _latency_condition(session, model, version, policy))
+    conditions.append(await _escalation_condition(session, model, version, viewer))
     return GateResult(model, version, all(c.passed for c in conditions), conditions)
 
 
@@ -252,6 +254,31 @@ async def _latency_condition(
         f"worst p95 {worst.latency_p95_ms:g} ms, p50 {worst.latency_p50_ms:g} ms "
         f"over {len(measured)} runs; {len(over)} over budget",
         run_ids=[r.id for r in (over or measured)][:MAX_EVIDENCE],
+    )
+
+
+async def _escalation_condition(
+    session: AsyncSession, model: str, version: str, viewer: Principal
+) -> Condition:
+    from services.governance.escalation import service as escalation
+
+    name = "no escalation block on this version"
+    blocks = await escalation.active_blocks(session, model, version)
+    if not blocks:
+        return Condition(name, True, f"no release block in force on {model} {version}")
+    rules = await escalation.rules_by_id(session, [b.rule_id for b in blocks])
+    detail = "; ".join(f"{b.reason} (rule {rules[b.rule_id].name}, block {b.id})" for b in blocks)
+    evidence = list(dict.fromkeys(i for b in blocks for i in b.case_ids))
+    shown = evidence
+    if not _sees_everything(viewer):
+        seen = await catalog.visible_among(session, evidence, viewer)
+        shown = [i for i in evidence if i in seen]
+    return Condition(
+        name,
+        False,
+        f"{len(blocks)} release block(s) on {model} {version}: {detail}",
+        case_ids=shown[:MAX_EVIDENCE],
+        hidden=len(evidence) - len(shown),
     )
 
 

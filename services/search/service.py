@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,8 @@ from shared.settings import Settings
 log = logging.getLogger("failcat.search")
 
 MAX_BACKOFF_S = 10.0
+
+IndexHook = Callable[[Any, list[dict[str, Any]]], Awaitable[Any]]
 
 
 @dataclass
@@ -104,6 +106,14 @@ class SearchService:
         self.backend = backend
         self.feed = feed or catalog_feed()
         self._ready = False
+        self._index_hooks: list[IndexHook] = []
+
+    def on_indexed(self, hook: IndexHook) -> None:
+        """Call `hook(session, documents)` for each batch the indexer takes, in its
+        transaction: what the hook writes commits with the batch (escalation rules queue
+        their deliveries so). A hook that raises is rolled back to a savepoint and logged:
+        it never stops indexing."""
+        self._index_hooks.append(hook)
 
     @classmethod
     async def start(
@@ -152,6 +162,12 @@ class SearchService:
             live = [(cid, rev) for _, cid, rev in rows if cid in found]
             await record_change(session, "ingested", [c for c, rev in live if rev == 1])
             await record_change(session, "changed", [c for c, rev in live if rev > 1])
+            for hook in self._index_hooks:
+                try:
+                    async with session.begin_nested():
+                        await hook(session, docs)
+                except Exception:
+                    log.exception("indexer: hook %r failed on a batch", hook)
         return len(rows)
 
     async def upgrade_index(self) -> bool:

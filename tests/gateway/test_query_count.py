@@ -25,8 +25,9 @@ PAGE = """query($f: CaseFilterInput, $n: Int!) {
     pageInfo { hasNextPage }
   }
 }"""
-# Statements of the background jobs sharing the engine (indexer, revocation poll), not ours.
-BACKGROUND = ("search_outbox", "oauth_", "auth_")
+# Statements of the background jobs sharing the engine (indexer, revocation poll, escalation
+# sender), not ours.
+BACKGROUND = ("search_outbox", "oauth_", "auth_", "escalation_")
 
 
 @contextlib.contextmanager

@@ -87,6 +87,11 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.sendBack": {REV, R},
     "Query.contextEvents": {R},
     "Mutation.recordContextEvent": {ING, W},
+    "Query.escalationRules": {W, R},
+    "Query.escalationDeliveries": {W, R},
+    "Query.releaseBlocks": {R},
+    "Mutation.createEscalationRule": {W, R},
+    "Mutation.liftReleaseBlock": {REV, R},
 }
 # Operations allowed with any one of their scopes (the rest need every one).
 ANY_OF = {"Mutation.recordContextEvent"}
@@ -238,6 +243,20 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     "Query.contextEvents": ("{ contextEvents(first: 1) { nodes { id } } }", {}),
     "Mutation.recordContextEvent": (
         "mutation { recordContextEvent(event: {kind: DEPLOY}) { id } }",
+        {},
+    ),
+    "Query.escalationRules": ("{ escalationRules { name } }", {}),
+    "Query.escalationDeliveries": (
+        '{ escalationDeliveries(rule: "no-such-rule") { nodes { id } } }',
+        {},
+    ),
+    "Query.releaseBlocks": ('{ releaseBlocks(model: "no-such-model", version: "1") { id } }', {}),
+    "Mutation.createEscalationRule": (
+        'mutation { createEscalationRule(rule: {name: "r", kind: THRESHOLD}) { secret } }',
+        {},
+    ),
+    "Mutation.liftReleaseBlock": (
+        'mutation { liftReleaseBlock(model: "no-such-model", version: "1", reason: "r") { id } }',
         {},
     ),
 }
@@ -745,6 +764,8 @@ TABLE_FIGURES = (
     "select count(*) from gate_waiver where revoked_at is null",
     "select count(*) from gate_waiver",
     "select count(*), coalesce(sum(revision), 0) from retraining_plan",
+    "select count(*) from escalation_rule",
+    "select count(*) from release_block where lifted_at is null",
 )
 
 

@@ -232,7 +232,7 @@ async def test_rest_gate_and_run_routes(client, tokens, released):
     )
     body = resp.json()
     assert resp.status_code == 200 and body["passed"] is False
-    assert [c["passed"] for c in body["conditions"]] == [False, True]
+    assert [c["passed"] for c in body["conditions"]] == [False, True, True]
 
 
 def _failcat(monkeypatch, settings, capsys, *argv):
@@ -293,7 +293,7 @@ async def test_failcat_suites_and_gate_commands(
     )
     answer = json.loads(out)
     assert code == 1 and answer["passed"] is False
-    assert [c["passed"] for c in answer["conditions"]] == [False, False]
+    assert [c["passed"] for c in answer["conditions"]] == [False, False, True]
 
     await record_run(
         client,

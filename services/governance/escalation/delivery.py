@@ -1,0 +1,293 @@
+"""Sending firings: signed webhook POSTs by a background task, retried with exponential
+backoff and jitter, dead-lettered after the policy's attempts, every attempt logged.
+
+Ingestion never waits for a receiver: firings only queue rows (in the indexer's
+transaction); this task sends them from its own transactions, holding no database
+connection or lock while a request is in flight.
+
+Signature (ESCALATION.md): `X-Failcat-Timestamp: <unix seconds>` and
+`X-Failcat-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`, the body being
+the exact bytes sent. A receiver recomputes it and refuses a timestamp older than its
+tolerance (5 minutes is usual), so a captured request cannot be replayed later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import random
+import time
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import orjson
+
+from services.catalog import service as catalog
+from services.catalog.schemas import CasePatch
+from services.governance.escalation import service
+from services.governance.escalation.repository import EscalationRepository
+from services.governance.escalation.schemas import Action, DeliveryStatus
+from shared.audit import audit
+from shared.db import Database, utcnow
+from shared.errors import Conflict, FailcatError
+from shared.security import ALL_SCOPES, Principal, Sensitivity
+
+log = logging.getLogger("failcat.escalation")
+
+SIGNATURE_HEADER = "X-Failcat-Signature"
+TIMESTAMP_HEADER = "X-Failcat-Timestamp"
+# Who adds ticket links, in the case's revision history.
+LINKER = Principal(
+    subject="escalation",
+    client_id="escalation",
+    scopes=ALL_SCOPES,
+    clearance=Sensitivity.RESTRICTED,
+    name="escalation",
+)
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(
+    secret: str, timestamp: str, body: bytes, signature: str, tolerance_s: float = 300
+) -> bool:
+    """What a receiver does (ESCALATION.md; the tests do it too): a fresh timestamp and a
+    signature over it and the body, compared in constant time."""
+    try:
+        fresh = abs(time.time() - int(timestamp)) <= tolerance_s
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """How hard the sender tries. The delay before attempt k+1 is
+    min(max_delay_s, base_delay_s * 2**(k-1)), of which a random half is dropped (equal
+    jitter): retries of many deliveries spread out instead of arriving together."""
+
+    max_attempts: int = 8
+    base_delay_s: float = 5.0
+    max_delay_s: float = 3600.0
+    timeout_s: float = 10.0
+    poll_s: float = 1.0
+    batch: int = 50
+    # How often `left_confirmed` rules look for cases left in confirmed.
+    confirmed_check_s: float = 600.0
+
+    def delay(self, attempts: int, rng: random.Random | None = None) -> float:
+        full = min(self.max_delay_s, self.base_delay_s * 2 ** max(0, attempts - 1))
+        return full / 2 + (rng or random).uniform(0, full / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    response: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def ticket_url_of(response: Any) -> str | None:
+    """The ticket a ticket system answered with: `url`, `ticket_url` or `ticket.url`."""
+    if not isinstance(response, dict):
+        return None
+    for value in (
+        response.get("ticket_url"),
+        response.get("url"),
+        (response.get("ticket") or {}).get("url")
+        if isinstance(response.get("ticket"), dict)
+        else None,
+    ):
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return value
+    return None
+
+
+class Dispatcher:
+    """The background sender (the API process's, or `failcat worker`'s)."""
+
+    def __init__(
+        self,
+        db: Database,
+        search: Any = None,
+        policy: DeliveryPolicy | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.db = db
+        self.search = search
+        self.policy = policy or DeliveryPolicy()
+        self._client = client
+        self._next_confirmed_check = 0.0
+        self._wake = asyncio.Event()
+
+    def with_policy(self, **changes: Any) -> DeliveryPolicy:
+        self.policy = replace(self.policy, **changes)
+        self._wake.set()
+        return self.policy
+
+    async def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            # Redirects are not followed: a webhook answers where it was asked.
+            self._client = httpx.AsyncClient(follow_redirects=False)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def run(self) -> None:
+        """Send what is due forever; a failing pass is logged and retried."""
+        while True:
+            try:
+                sent = await self.run_once()
+                if self.search is not None and time.monotonic() >= self._next_confirmed_check:
+                    self._next_confirmed_check = time.monotonic() + self.policy.confirmed_check_s
+                    async with self.db.transaction() as session:
+                        await service.check_left_confirmed(session, self.search)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("escalation sender: pass failed; retrying")
+                sent = 0
+            if sent < self.policy.batch:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.policy.poll_s)
+
+    async def run_once(self) -> int:
+        """Claim what is due, send it concurrently, record each outcome. Returns the count."""
+        policy = self.policy
+        now = utcnow()
+        lease = now + timedelta(seconds=policy.timeout_s * 2 + 5)
+        async with self.db.transaction() as session:
+            claimed = await EscalationRepository(session).claim_due(now, policy.batch, lease)
+        if not claimed:
+            return 0
+        outcomes = await asyncio.gather(*(self._send(row, policy) for row in claimed))
+        for row, outcome in zip(claimed, outcomes, strict=True):
+            await self._record(row, outcome, policy)
+        return len(claimed)
+
+    async def _send(self, row: Any, policy: DeliveryPolicy) -> Outcome:
+        body = orjson.dumps(row.payload, option=orjson.OPT_SORT_KEYS)
+        stamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "failcat-escalation",
+            TIMESTAMP_HEADER: stamp,
+            SIGNATURE_HEADER: sign(row.secret, stamp, body),
+            "X-Failcat-Delivery": row.id,
+            "X-Failcat-Event": "escalation.fired",
+        }
+        started = time.perf_counter()
+        client = await self.client()
+        try:
+            resp = await client.post(
+                row.url, content=body, headers=headers, timeout=policy.timeout_s
+            )
+        except httpx.HTTPError as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            return Outcome(None, f"{type(exc).__name__}: {exc}"[:500], elapsed)
+        elapsed = (time.perf_counter() - started) * 1000
+        parsed = None
+        if row.action == Action.TICKET.value and 200 <= resp.status_code < 300:
+            try:
+                parsed = resp.json()
+            except ValueError:
+                parsed = None
+        error = None if 200 <= resp.status_code < 300 else f"HTTP {resp.status_code}"
+        return Outcome(resp.status_code, error, elapsed, parsed)
+
+    async def _record(self, row: Any, outcome: Outcome, policy: DeliveryPolicy) -> None:
+        attempt = row.attempts + 1
+        now = utcnow()
+        log_row = {
+            "at": now,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+            "duration_ms": round(outcome.duration_ms, 3),
+        }
+        if outcome.ok:
+            values = {
+                "status": DeliveryStatus.DELIVERED.value,
+                "delivered_at": now,
+                "next_attempt_at": None,
+            }
+        elif attempt >= policy.max_attempts:
+            values = {"status": DeliveryStatus.DEAD_LETTER.value, "next_attempt_at": None}
+        else:
+            values = {"next_attempt_at": now + timedelta(seconds=policy.delay(attempt))}
+        values |= {"last_status_code": outcome.status_code, "last_error": outcome.error}
+        async with self.db.transaction() as session:
+            repo = EscalationRepository(session)
+            await repo.record_attempt(row.id, attempt, values, log_row)
+            if values.get("status") == DeliveryStatus.DEAD_LETTER.value:
+                audit(
+                    session,
+                    service.ACTOR,
+                    "escalation.dead_lettered",
+                    f"escalation_delivery:{row.id}",
+                    details={"attempts": attempt, "rule": row.name},
+                )
+        if outcome.ok and row.action == Action.TICKET.value:
+            ticket = ticket_url_of(outcome.response)
+            if ticket is not None:
+                await self._link_ticket(row, ticket)
+
+    async def _link_ticket(self, row: Any, ticket: str) -> None:
+        """The ticket as a `ticket` link on each case of the firing (groups carry no links in
+        the catalog; a group's firing links the cases that triggered it), and on the
+        delivery. A case changed meanwhile is retried once at its new revision."""
+        async with self.db.transaction() as session:
+            await EscalationRepository(session).set_ticket(row.id, ticket)
+        for case_id in row.case_ids:
+            for _ in range(2):
+                try:
+                    async with self.db.transaction() as session:
+                        await _add_ticket_link(session, case_id, ticket, row.name)
+                    break
+                except Conflict:
+                    continue
+                except FailcatError as exc:  # the case is gone (retention), or the URL refused
+                    log.warning("ticket link on case %s not stored: %s", case_id, exc.message)
+                    break
+
+
+async def _add_ticket_link(session: Any, case_id: str, url: str, rule_name: str) -> None:
+    case = await catalog.get_visible_case(session, case_id, LINKER)
+    links = [
+        {"kind": link.kind, "url": link.url, "title": link.title}
+        for link in await catalog.links_of(session, [case_id])
+    ]
+    if any(link["kind"] == "ticket" and link["url"] == url for link in links):
+        return
+    links.append({"kind": "ticket", "url": url, "title": f"remediation ticket ({rule_name})"})
+    await catalog.update_case(
+        session,
+        case_id,
+        CasePatch.model_validate({"links": links}),
+        case.revision,
+        LINKER,
+        reason=f"remediation ticket opened by escalation rule {rule_name}",
+    )
+    audit(
+        session,
+        service.ACTOR,
+        "escalation.ticket_linked",
+        f"case:{case_id}",
+        details={"rule": rule_name},
+    )
