@@ -2,7 +2,7 @@
 delivery log), release blocks.
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0016
 Create Date: 2026-11-30 22:32:35.069025
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 import shared.db
 
 revision: str = "0012"
-down_revision: str | None = "0009"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
