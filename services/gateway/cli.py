@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "services.cli.login",
     "services.safeguards.cli",
     "services.annotation.cli",
+    "services.governance.retention.cli",
 )
 
 
@@ -110,12 +111,19 @@ def cmd_worker(_: argparse.Namespace) -> int:
     prepare_process(settings.log_level)
 
     async def run() -> None:
+        from services.governance.retention.service import retention_loop
+
         db = Database(settings.catalog_url)
         search = await SearchService.start(settings, db)
+        jobs = []
+        if settings.retention_interval_s > 0:
+            jobs.append(asyncio.create_task(retention_loop(db, settings.retention_interval_s)))
         try:
             print("failcat worker: draining the search outbox", file=sys.stderr)
             await search.run_indexer()
         finally:
+            for job in jobs:
+                job.cancel()
             await search.close()
             await db.dispose()
 
