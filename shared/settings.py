@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # Revocations reach resource servers through this poll interval (the 5 s contract).
     revocation_poll_s: float = Field(default=1.0, gt=0, le=5)
     run_indexer_in_process: bool = True
+    # The retention job's period in the worker (and in an API that runs the indexer); 0: off.
+    retention_interval_s: float = Field(default=3600, ge=0)
     log_level: str = "INFO"
 
     @field_validator("database_url")

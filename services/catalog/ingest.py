@@ -545,4 +545,7 @@ def _case_row(
         "reservoir_key": p.reservoir_key,
         "revision": 1,
         "updated_at": now,
+        # Every column, so COPY takes the fast path (repository.base.copy_records).
+        "payload_purged_at": None,
+        "purged_at": None,
     }

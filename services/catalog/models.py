@@ -199,6 +199,11 @@ class FailureCase(SQLModel, table=True):
     reservoir_key: str | None = Field(default=None, max_length=400)
     revision: int = Field(default=1)
     updated_at: datetime = _ts()
+    # Retention (services/governance/RETENTION.md): when the raw payload was purged (the
+    # curated summary stays), and when the whole case was purged (a tombstone row stays, so
+    # history, groups and annotations keep their references; it leaves the search index).
+    payload_purged_at: datetime | None = _ts(nullable=True)
+    purged_at: datetime | None = _ts(nullable=True)
 
 
 class CaseLink(SQLModel, table=True):

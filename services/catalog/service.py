@@ -322,6 +322,9 @@ async def _write_revision(
     actor: Principal,
     reason: str | None,
 ) -> FailureCase:
+    if case.purged_at is not None:
+        # A tombstone is not curated again: its content was purged on purpose.
+        raise Conflict(f"case {case.id} was purged by retention at {case.purged_at.isoformat()}")
     now = utcnow()
     new_rev = case.revision + 1
     columns = {k: v for k, v in fields.items() if k != "links"}
@@ -595,6 +598,119 @@ async def publish_taxonomy(
         modes,
     )
     return version
+
+
+# --- retention purges (called by services/governance/retention) ---------------------------
+# The raw captured payload: what a payload purge clears (a redacted summary stays: title,
+# summary, failure mode, severity, model, version, status, team, sensitivity, numbers).
+PAYLOAD_COLUMNS = ("environment", "input", "prediction", "expected", "signals")
+# What a whole-case purge clears beside the payload (links too): the curated write-up and
+# the capture's provenance. Ids, model, source, group, grading and visibility stay.
+CONTENT_COLUMNS = ("title", "summary", "impact", "writeup", "tags", "provenance")
+# Fields whose values a whole-case purge also clears from the case's earlier revisions (they
+# keep who changed which field, when and why).
+PURGED_HISTORY = frozenset({"title", "summary", "impact", "writeup", "tags", "links"})
+
+
+async def retention_candidates(
+    session: AsyncSession,
+    *,
+    data_source: str,
+    sensitivity: str,
+    received_before: datetime,
+    received_since: datetime | None = None,
+    whole: bool,
+    after_id: str | None = None,
+    limit: int = 500,
+) -> list[tuple[str, str]]:
+    """(id, group id) of cases of `data_source` at `sensitivity` received before
+    `received_before` (and at or after `received_since`) whose payload (or, `whole`, the
+    case) is not purged yet, in id order after `after_id`."""
+    return await CatalogRepository(session).retention_candidates(
+        data_source=data_source,
+        sensitivity=sensitivity,
+        received_before=received_before,
+        received_since=received_since,
+        whole=whole,
+        after_id=after_id,
+        limit=limit,
+    )
+
+
+async def purge_payloads(
+    session: AsyncSession,
+    case_ids: list[str],
+    actor: Principal,
+    reason: str,
+    now: datetime | None = None,
+) -> list[str]:
+    """Clear the raw payload of these cases, each with a tombstone revision and an outbox
+    row (the index drops the payload text); cases already purged are left alone. Returns
+    the ids purged now."""
+    now = now or utcnow()
+    values: dict[str, Any] = {k: None for k in PAYLOAD_COLUMNS}
+    values.update(payload_purged_at=now, updated_at=now)
+    repo = CatalogRepository(session)
+    done = await repo.clear_cases(case_ids, values, whole=False)
+    change = {"payload_purged_at": {"old": None, "new": now.isoformat()}}
+    await _tombstones(repo, done, change, actor, reason, now)
+    return [cid for cid, _ in done]
+
+
+async def purge_cases(
+    session: AsyncSession,
+    case_ids: list[str],
+    actor: Principal,
+    reason: str,
+    now: datetime | None = None,
+) -> list[str]:
+    """Purge these cases whole: payload, curated content and links cleared (and their values
+    in earlier revisions), a tombstone revision, and an outbox row that removes the search
+    document. The row stays as the tombstone (other services refer to it). Cases already
+    purged are left alone; returns the ids purged now."""
+    now = now or utcnow()
+    values: dict[str, Any] = {k: None for k in (*PAYLOAD_COLUMNS, *CONTENT_COLUMNS)}
+    values.update(tags=[], purged_at=now, updated_at=now)
+    repo = CatalogRepository(session)
+    done = await repo.clear_cases(case_ids, values, whole=True)
+    ids = [cid for cid, _ in done]
+    await repo.keep_payload_purge_time(ids, now)
+    await repo.delete_links(ids)
+    await repo.rewrite_revision_changes(ids, _scrub_history)
+    change = {"purged_at": {"old": None, "new": now.isoformat()}}
+    await _tombstones(repo, done, change, actor, reason, now)
+    return ids
+
+
+def _scrub_history(changes: dict[str, Any]) -> dict[str, Any] | None:
+    purged = PURGED_HISTORY & changes.keys()
+    if not purged:
+        return None
+    return {k: ({"old": None, "new": None} if k in purged else v) for k, v in changes.items()}
+
+
+async def _tombstones(
+    repo: CatalogRepository,
+    done: list[tuple[str, int]],
+    change: dict[str, Any],
+    actor: Principal,
+    reason: str,
+    now: datetime,
+) -> None:
+    rows = [
+        {
+            "case_id": cid,
+            "revision": rev,
+            "actor": actor.subject,
+            "actor_name": actor.name,
+            "created_at": now,
+            "reason": reason,
+            "changes": change,
+        }
+        for cid, rev in done
+    ]
+    await repo.insert_rows(CaseRevision, rows)
+    await repo.add_outbox(done, now)
 
 
 # --- the outbox and search documents (called by the search service's indexer) -------------

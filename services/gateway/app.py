@@ -62,16 +62,23 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
             from services.gateway.graphiql import ensure_sign_in
 
             app.state.graphiql_sign_in = await ensure_sign_in(auth, settings)
-        indexer_task = sender_task = None
+        indexer_task = sender_task = retention_task = None
         if search is not None:
             app.state.escalation = attach_escalation(db, search)
         if search is not None and settings.run_indexer_in_process:
             indexer_task = asyncio.create_task(search.run_indexer(), name="indexer")
             sender_task = asyncio.create_task(app.state.escalation.run(), name="escalation")
+            if settings.retention_interval_s > 0:
+                # The worker's other job, where the API is the worker (the embedded default).
+                from services.governance.retention.service import retention_loop
+
+                retention_task = asyncio.create_task(
+                    retention_loop(db, settings.retention_interval_s), name="retention"
+                )
         try:
             yield
         finally:
-            for task in (indexer_task, sender_task):
+            for task in (retention_task, indexer_task, sender_task):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "services.cli.login",
     "services.safeguards.cli",
     "services.annotation.cli",
+    "services.governance.retention.cli",
 )
 
 
@@ -111,14 +112,20 @@ def cmd_worker(_: argparse.Namespace) -> int:
 
     async def run() -> None:
         from services.governance.escalation.runtime import attach
+        from services.governance.retention.service import retention_loop
 
         db = Database(settings.catalog_url)
         search = await SearchService.start(settings, db)
         sender = attach(db, search)  # escalation rules judged as cases are indexed
+        jobs = []
+        if settings.retention_interval_s > 0:
+            jobs.append(asyncio.create_task(retention_loop(db, settings.retention_interval_s)))
         try:
             print("failcat worker: draining the search outbox", file=sys.stderr)
             await asyncio.gather(search.run_indexer(), sender.run())
         finally:
+            for job in jobs:
+                job.cancel()
             await sender.close()
             await search.close()
             await db.dispose()

@@ -38,6 +38,7 @@ from services.gateway.context import Context
 from services.gateway.errors import coded
 from services.gateway.execution import FailcatExecutionContext, direct_resolvers
 from services.gateway.governance.escalation import EscalationMutation, EscalationQuery
+from services.gateway.governance.retention import RetentionMutation, RetentionQuery
 from services.gateway.guard import DocumentGuard
 from services.gateway.observability import OperationMetrics
 from services.gateway.permissions import declare
@@ -75,6 +76,7 @@ class Query(
     PlansQuery,
     AnnotationQuery,
     EscalationQuery,
+    RetentionQuery,
 ):
     pass
 
@@ -87,6 +89,7 @@ class Mutation(
     PlansMutation,
     AnnotationMutation,
     EscalationMutation,
+    RetentionMutation,
 ):
     pass
 

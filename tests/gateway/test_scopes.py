@@ -92,6 +92,9 @@ EXPECTED: dict[str, set[Scope]] = {
     "Query.releaseBlocks": {R},
     "Mutation.createEscalationRule": {W, R},
     "Mutation.liftReleaseBlock": {REV, R},
+    "Query.retentionPolicies": {A},
+    "Mutation.setRetentionPolicy": {A},
+    "Mutation.setLegalHold": {REV, R},
 }
 # Operations allowed with any one of their scopes (the rest need every one).
 ANY_OF = {"Mutation.recordContextEvent"}
@@ -258,6 +261,17 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     "Mutation.liftReleaseBlock": (
         'mutation { liftReleaseBlock(model: "no-such-model", version: "1", reason: "r") { id } }',
         {},
+    ),
+    "Query.retentionPolicies": ("{ retentionPolicies { dataSource } }", {}),
+    "Mutation.setRetentionPolicy": (
+        'mutation { setRetentionPolicy(dataSource: "s", sensitivity: INTERNAL,'
+        " payloadTtlDays: 0) { dataSource } }",
+        {},
+    ),
+    "Mutation.setLegalHold": (
+        'mutation($id: ID!) { setLegalHold(target: {kind: CASE, id: $id}, hold: true, reason: "r")'
+        " { active } }",
+        {"id": MISSING},
     ),
 }
 
@@ -615,6 +629,17 @@ BY_INPUT_ID: dict[str, tuple[str, str]] = {
            model: $model, version: "3.0", suite: $salt, outcomes: [{caseId: $id,
            outcome: PASS}]}) { id } }""",
         "case",
+    ),
+    # One entry per kind of target the same field takes.
+    "Mutation.setLegalHold (case)": (
+        """mutation($id: ID!) { setLegalHold(target: {kind: CASE, id: $id}, hold: true,
+           reason: "vis") { active } }""",
+        "case",
+    ),
+    "Mutation.setLegalHold (group)": (
+        """mutation($id: ID!) { setLegalHold(target: {kind: GROUP, id: $id}, hold: true,
+           reason: "vis") { active } }""",
+        "group",
     ),
 }
 

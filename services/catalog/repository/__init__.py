@@ -8,6 +8,7 @@
 - taxonomy.py: failure-mode taxonomy versions and the severity rubric
 - sampling.py: sampling rules and reservoir counters
 - outbox.py: the search outbox and search document rows
+- retention.py: the cases a retention policy makes due, and their set-based purges
 - context_events.py: context events (deploys, feature changes, drift alerts, environment
   shifts) and the cases around them
 - visibility.py: the visibility rule over these tables; base.py: what the modules share
@@ -24,6 +25,7 @@ from services.catalog.repository.context_events import ContextEventQueries
 from services.catalog.repository.groups import GroupQueries
 from services.catalog.repository.models import ModelQueries
 from services.catalog.repository.outbox import OutboxQueries
+from services.catalog.repository.retention import RetentionQueries
 from services.catalog.repository.revisions import RevisionQueries
 from services.catalog.repository.sampling import SamplingQueries
 from services.catalog.repository.taxonomy import TaxonomyQueries
@@ -39,6 +41,7 @@ class CatalogRepository(
     SamplingQueries,
     OutboxQueries,
     ContextEventQueries,
+    RetentionQueries,
 ):
     """Every catalog query over one session."""
 

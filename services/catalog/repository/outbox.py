@@ -49,15 +49,20 @@ class OutboxQueries(RepositoryBase):
         return list((await self.session.execute(stmt.order_by(FailureCase.id).limit(limit))).all())
 
     def _document_query(self) -> Any:
+        # A case purged whole by retention is a tombstone: it has no document, so the
+        # indexer deletes the one it had (and reindex and verify leave it out).
         return (
             select(FailureCase, Model.name, ModelVersion.version, DataSource.name)
             .join(Model, Model.id == FailureCase.model_id)
             .join(ModelVersion, ModelVersion.id == FailureCase.model_version_id)
             .join(DataSource, DataSource.id == FailureCase.data_source_id)
+            .where(FailureCase.purged_at.is_(None))
         )
 
     async def case_revisions(self) -> list[tuple[str, int]]:
         rows = await self.session.execute(
-            select(FailureCase.id, FailureCase.revision).order_by(FailureCase.id)
+            select(FailureCase.id, FailureCase.revision)
+            .where(FailureCase.purged_at.is_(None))
+            .order_by(FailureCase.id)
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]

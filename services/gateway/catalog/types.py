@@ -22,6 +22,7 @@ from services.catalog.templates import WRITEUP_FIELDS, Template
 from services.catalog.views import PastCase
 from services.gateway.annotation import types as annotation_types
 from services.gateway.errors import camel_path
+from services.gateway.governance import retention as retention_types
 from services.gateway.permissions import read_with
 from shared import security, vocabulary
 from shared.security import Scope
@@ -181,6 +182,7 @@ class FailureGroup:
     resolved_at: datetime | None
     regressed_at: datetime | None
     regressed_in_version: str | None
+    legal_hold = retention_types.group_legal_hold
 
     @strawberry.field
     async def model(self: GroupRow, info: Info) -> Model:  # type: ignore[misc]
@@ -389,6 +391,15 @@ class FailureCase:
     fingerprint: str
     content_hash: str
     merged_into_id: strawberry.ID | None
+    payload_purged_at: datetime | None = strawberry.field(
+        description="When retention purged the raw payload (input, prediction, expected, "
+        "signals, environment: now null); the summary stays."
+    )
+    purged_at: datetime | None = strawberry.field(
+        description="When retention purged the whole case: a tombstone with its ids, model, "
+        "grading and history; gone from search."
+    )
+    legal_hold = retention_types.case_legal_hold
 
     # Relations read the request's loaders: synchronously when the page prefetched them (see
     # loaders.prefetch_case_relations), else through a batched load.

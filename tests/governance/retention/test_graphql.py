@@ -1,0 +1,173 @@
+"""Retention through GraphQL: setRetentionPolicy (admin), setLegalHold (reviewers and admins,
+on what they may see), legalHold on cases and groups, and purged cases as readers see them."""
+
+from __future__ import annotations
+
+import secrets
+
+from services.governance.retention import service
+from tests.catalog.builders import unique
+from tests.corpus import aiid_cases
+from tests.gateway.helpers import INGEST, case_input, codes, data, gql
+from tests.governance.retention.helpers import audit_entries, later
+
+SET_POLICY = """mutation($s: String!, $p: Int, $c: Int) {
+  setRetentionPolicy(dataSource: $s, sensitivity: INTERNAL, payloadTtlDays: $p, caseTtlDays: $c)
+  { dataSource sensitivity payloadTtlDays caseTtlDays updatedBy } }"""
+SET_HOLD = """mutation($k: LegalHoldKind!, $id: ID!, $hold: Boolean!, $why: String!) {
+  setLegalHold(target: {kind: $k, id: $id}, hold: $hold, reason: $why)
+  { kind targetId active reason heldBy liftedBy liftReason } }"""
+CASE = """query($id: ID!) { case(id: $id) {
+  id title input prediction payloadPurgedAt purgedAt
+  legalHold { kind targetId reason active }
+  group { id legalHold { kind reason } }
+  lastRevision { reason changes } } }"""
+
+
+async def _ingest(client, token, cases):
+    body = await gql(client, token, INGEST, {"cases": [case_input(c) for c in cases]})
+    return [r["id"] for r in data(body)["ingestCases"]]
+
+
+def _cases(n, team, **extra):
+    cases = unique(aiid_cases(n))
+    salt = secrets.token_hex(3)
+    for i, c in enumerate(cases):
+        c.update(team=team, fingerprint=f"gql-ret-{salt}-{i}", **extra)
+    return cases
+
+
+async def test_set_retention_policy_is_for_admins_validated_and_audited(
+    client, admin_token, token_for, db
+):
+    source = f"ret-source-{secrets.token_hex(3)}"
+    got = data(await gql(client, admin_token, SET_POLICY, {"s": source, "p": 30, "c": 365}))
+    assert got["setRetentionPolicy"] == {
+        "dataSource": source,
+        "sensitivity": "INTERNAL",
+        "payloadTtlDays": 30,
+        "caseTtlDays": 365,
+        "updatedBy": got["setRetentionPolicy"]["updatedBy"],
+    }
+    listed = data(
+        await gql(client, admin_token, "{ retentionPolicies { dataSource payloadTtlDays } }")
+    )
+    assert {"dataSource": source, "payloadTtlDays": 30} in listed["retentionPolicies"]
+
+    bad = await gql(client, admin_token, SET_POLICY, {"s": source, "p": 30, "c": 7})
+    assert codes(bad) == ["BAD_USER_INPUT"]
+    assert bad["errors"][0]["extensions"]["errors"][0]["path"] == "caseTtlDays"
+    curator = await token_for("cases:read cases:write cases:ingest", clearance="restricted")
+    refused = await gql(client, curator, SET_POLICY, {"s": source, "p": 1, "c": None})
+    assert codes(refused) == ["FORBIDDEN"]
+    listed = data(
+        await gql(client, admin_token, "{ retentionPolicies { dataSource payloadTtlDays } }")
+    )
+    assert {"dataSource": source, "payloadTtlDays": 30} in listed["retentionPolicies"]
+    entries = [
+        e
+        for e in await audit_entries(db, "retention.policy")
+        if e.target == f"retention_policy:{source}/internal"
+    ]
+    assert [(e.action, e.details) for e in entries] == [
+        ("retention.policy.set", {"payload_ttl_days": 30, "case_ttl_days": 365})
+    ]
+
+
+async def test_legal_holds_need_the_scope_and_sight_of_the_target(client, token_for, db):
+    team, other = f"ret-a-{secrets.token_hex(3)}", f"ret-b-{secrets.token_hex(3)}"
+    owner = await token_for("cases:ingest cases:read", team=team, clearance="restricted")
+    cases = _cases(3, team)
+    cases[2]["sensitivity"] = "confidential"
+    ids = await _ingest(client, owner, cases)
+    reviewer = await token_for("cases:read reviews:write", team=team, clearance="restricted")
+
+    held = data(
+        await gql(
+            client, reviewer, SET_HOLD, {"k": "CASE", "id": ids[0], "hold": True, "why": "lit-7"}
+        )
+    )["setLegalHold"]
+    assert (held["kind"], held["targetId"], held["active"], held["reason"]) == (
+        "CASE",
+        ids[0],
+        True,
+        "lit-7",
+    )
+    group = data(await gql(client, reviewer, CASE, {"id": ids[1]}))["case"]["group"]["id"]
+    data(
+        await gql(client, reviewer, SET_HOLD, {"k": "GROUP", "id": group, "hold": True, "why": "g"})
+    )
+    first = data(await gql(client, reviewer, CASE, {"id": ids[0]}))["case"]
+    assert first["legalHold"] == {
+        "kind": "CASE",
+        "targetId": ids[0],
+        "reason": "lit-7",
+        "active": True,
+    }
+    second = data(await gql(client, reviewer, CASE, {"id": ids[1]}))["case"]
+    assert second["legalHold"]["kind"] == "GROUP" and second["group"]["legalHold"]["reason"] == "g"
+
+    # What the caller cannot see is NOT_FOUND, as an id that exists nowhere, and stays unheld.
+    outsider = await token_for("cases:read reviews:write", team=other, clearance="restricted")
+    lower = await token_for("cases:read reviews:write", team=team, clearance="internal")
+    for caller, kind, target in (
+        (outsider, "CASE", ids[2]),
+        (outsider, "GROUP", group),
+        (outsider, "CASE", ids[0]),
+        (lower, "CASE", ids[2]),
+    ):
+        hold = target != ids[0]
+        got = await gql(
+            client, caller, SET_HOLD, {"k": kind, "id": target, "hold": hold, "why": "x"}
+        )
+        assert codes(got) == ["NOT_FOUND"] and not got.get("data"), got
+    third = data(await gql(client, reviewer, CASE, {"id": ids[2]}))["case"]
+    assert third["legalHold"] is None
+    assert data(await gql(client, reviewer, CASE, {"id": ids[0]}))["case"]["legalHold"]["active"]
+
+    # The scope: a curator may not hold; a blank reason is refused.
+    curator = await token_for("cases:read cases:write", team=team, clearance="restricted")
+    got = await gql(
+        client, curator, SET_HOLD, {"k": "CASE", "id": ids[2], "hold": True, "why": "x"}
+    )
+    assert codes(got) == ["FORBIDDEN"]
+    got = await gql(
+        client, reviewer, SET_HOLD, {"k": "CASE", "id": ids[2], "hold": True, "why": " "}
+    )
+    assert codes(got) == ["BAD_USER_INPUT"]
+
+    lifted = data(
+        await gql(
+            client, reviewer, SET_HOLD, {"k": "CASE", "id": ids[0], "hold": False, "why": "done"}
+        )
+    )["setLegalHold"]
+    assert (lifted["active"], lifted["liftReason"]) == (False, "done") and lifted["liftedBy"]
+    assert data(await gql(client, reviewer, CASE, {"id": ids[0]}))["case"]["legalHold"] is None
+
+    entries = await audit_entries(db, "retention.legal_hold")
+    mine = [(e.action, e.target, e.details["reason"]) for e in entries if team in str(e.actor_team)]
+    assert mine == [
+        ("retention.legal_hold.set", f"case:{ids[0]}", "lit-7"),
+        ("retention.legal_hold.set", f"group:{group}", "g"),
+        ("retention.legal_hold.lift", f"case:{ids[0]}", "done"),
+    ]
+
+
+async def test_a_purged_payload_reads_as_null_with_its_summary_and_tombstone(
+    client, admin_token, app
+):
+    cases = _cases(1, None)
+    source = cases[0]["data_source"]
+    [case_id] = await _ingest(client, admin_token, cases)
+    data(await gql(client, admin_token, SET_POLICY, {"s": source, "p": 1, "c": None}))
+    before = data(await gql(client, admin_token, CASE, {"id": case_id}))["case"]
+    assert before["input"] == cases[0]["input"] and before["payloadPurgedAt"] is None
+
+    report = await service.run(app.state.db, now=later(2))
+    assert [p.payload_purged for p in report.policies if p.data_source == source] == [[case_id]]
+    after = data(await gql(client, admin_token, CASE, {"id": case_id}))["case"]
+    assert after["input"] is None and after["prediction"] is None
+    assert after["title"] == cases[0]["title"] and after["payloadPurgedAt"]
+    assert after["purgedAt"] is None
+    assert "payload_purged_at" in after["lastRevision"]["changes"]  # stored field names
+    assert after["lastRevision"]["reason"].startswith("retention: payload TTL of 1 days")
