@@ -135,6 +135,23 @@ class AnnotationRepository:
             out += (await connection.execute(stmt)).all()
         return out
 
+    async def state_rows(self, case_ids: Sequence[str]) -> list[Any]:
+        """(case, taxonomy, annotator, status, values, submitted_at) of every annotation of
+        the cases, as plain rows: what their search documents say about annotation."""
+        out: list[Any] = []
+        connection = await self.session.connection()
+        for chunk in _chunks(list(case_ids)):
+            stmt = select(
+                Annotation.case_id,
+                Annotation.taxonomy,
+                Annotation.annotator,
+                Annotation.status,
+                Annotation.values,
+                Annotation.submitted_at,
+            ).where(Annotation.case_id.in_(chunk))
+            out += (await connection.execute(stmt)).all()
+        return out
+
     async def annotations_by(self, annotator: str, case_ids: Sequence[str]) -> list[Annotation]:
         out: list[Annotation] = []
         for chunk in _chunks(list(case_ids)):
@@ -264,6 +281,49 @@ class AnnotationRepository:
                 .group_by(AnnotationReview.case_id, AnnotationReview.taxonomy)
             )
             out.update({(c, t): at for c, t, at in (await self.session.execute(stmt)).all()})
+        return out
+
+    async def adjudicated_blind(
+        self, case_ids: Sequence[str], reader: str, taxonomy: str
+    ) -> set[str]:
+        """The cases with an adjudication of `taxonomy` that `reader` annotates (assigned,
+        or with an annotation) without having submitted theirs in it: one statement."""
+        a, mine = Annotation, Annotation.__table__.alias("mine")
+        assigned = (
+            select(AnnotationAssignment.case_id)
+            .where(
+                AnnotationAssignment.case_id == AnnotationReview.case_id,
+                AnnotationAssignment.annotator == reader,
+            )
+            .exists()
+        )
+        annotating = (
+            select(a.id).where(a.case_id == AnnotationReview.case_id, a.annotator == reader)
+        ).exists()
+        submitted = (
+            select(mine.c.id)
+            .where(
+                mine.c.case_id == AnnotationReview.case_id,
+                mine.c.annotator == reader,
+                mine.c.taxonomy == taxonomy,
+                mine.c.status == "submitted",
+            )
+            .exists()
+        )
+        out: set[str] = set()
+        for chunk in _chunks(list(case_ids)):
+            stmt = (
+                select(AnnotationReview.case_id)
+                .where(
+                    AnnotationReview.case_id.in_(chunk),
+                    AnnotationReview.action == "adjudicated",
+                    AnnotationReview.taxonomy == taxonomy,
+                    assigned | annotating,
+                    ~submitted,
+                )
+                .distinct()
+            )
+            out.update((await self.session.execute(stmt)).scalars())
         return out
 
     async def reviews_of(self, case_ids: Sequence[str]) -> list[AnnotationReview]:

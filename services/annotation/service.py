@@ -35,9 +35,11 @@ from services.annotation.schemas import (
     is_empty,
     validate_values,
 )
+from services.annotation.search_state import requeue
 from services.annotation.taxonomies import FAILCAT, curated_patch, failcat_fields
 from services.catalog import service as catalog
 from services.catalog.schemas import CasePatch
+from shared.audit import audit
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
@@ -237,7 +239,7 @@ async def submit_annotation(
             f"your {tax.name} annotation of case {case_id} is already submitted; "
             "a reviewer can send it back for changes"
         )
-    return await _save(
+    row = await _save(
         repo,
         existing,
         case_id=case_id,
@@ -250,6 +252,15 @@ async def submit_annotation(
         actor=actor.subject,
         action="submitted" if submit else "saved",
     )
+    await requeue(session, [case_id])
+    audit(
+        session,
+        actor,
+        "annotation.submit" if submit else "annotation.save",
+        f"annotation:{row.id}",
+        details={"case_id": case_id, "taxonomy": tax.name, "revision": row.revision},
+    )
+    return row
 
 
 async def record_submitted(
@@ -366,6 +377,17 @@ async def annotations_for(
     return out
 
 
+async def curated_blinded(
+    session: AsyncSession, case_ids: Sequence[str], reader: Principal
+) -> set[str]:
+    """The cases whose curated failure mode, severity and impact `reader` may not read: they
+    were adjudicated from failcat annotations (they are the decided labels) and the reader
+    annotates the case without having submitted their own failcat annotation."""
+    if not case_ids:
+        return set()
+    return await AnnotationRepository(session).adjudicated_blind(case_ids, reader.subject, FAILCAT)
+
+
 async def case_annotations(
     session: AsyncSession, case_id: str, reader: Principal, taxonomy: str | None = None
 ) -> list[Annotation]:
@@ -465,6 +487,14 @@ async def assign_annotators(
                 }
             )
     await repo.insert_rows(AnnotationAssignment, rows)
+    await requeue(session, sorted({r["case_id"] for r in rows}))
+    audit(
+        session,
+        actor,
+        "annotation.assign",
+        f"cases:{len(ids)}",
+        details={"case_ids": ids, "assignments": len(rows), "overlap": overlap},
+    )
     assigned = await repo.assignments_of(ids)
     order = {cid: i for i, cid in enumerate(ids)}
     return sorted(assigned, key=lambda a: (order[a.case_id], a.annotator))
@@ -691,6 +721,19 @@ async def adjudicate(
         created_at=utcnow(),
     )
     await repo.add(review)
+    await requeue(session, [case_id])
+    audit(
+        session,
+        actor,
+        "annotation.adjudicate",
+        f"case:{case_id}",
+        details={
+            "review_id": review.id,
+            "taxonomy": tax.name,
+            "annotation_ids": review.annotation_ids,
+            "case_revision": case.revision,
+        },
+    )
     return review
 
 
@@ -727,6 +770,14 @@ async def send_back(
         created_at=now,
     )
     await repo.add(review)
+    await requeue(session, [case_id])
+    audit(
+        session,
+        actor,
+        "annotation.send_back",
+        f"case:{case_id}",
+        details={"review_id": review.id, "annotation_ids": review.annotation_ids},
+    )
     return review
 
 

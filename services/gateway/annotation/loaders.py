@@ -35,7 +35,12 @@ class AnnotationLoaders:
                 grouped[change.annotation_id].append(change)
             return [grouped.get(i, []) for i in annotation_ids]
 
+        async def curated_hidden(case_ids: list[str]) -> list[bool]:
+            hidden = await service.curated_blinded(await ctx.session(), case_ids, ctx.principal)
+            return [c in hidden for c in case_ids]
+
         self.annotations = DataLoader(load_fn=annotations)
+        self.curated_hidden = DataLoader(load_fn=curated_hidden)
         self.trails = DataLoader(load_fn=trails)
         self.history = DataLoader(load_fn=history)
 

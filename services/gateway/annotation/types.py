@@ -283,3 +283,19 @@ case_review_trail = strawberry.field(
     resolver=_case_review_trail,
     description="Who was assigned, who annotated, who reviewed, what was decided and why.",
 )
+
+
+def curated_field(name: str, description: str) -> Any:
+    """A curated field of FailureCase that adjudication decides (failure mode, severity,
+    impact): null for a reader the blind-read rule keeps from the decided labels."""
+
+    async def resolve(root: strawberry.Parent[Any], info: Info) -> Any:
+        if await loaders(info.context).curated_hidden.load(root.id):
+            return None
+        return getattr(root, name)
+
+    return strawberry.field(
+        resolver=resolve,
+        description=f"{description} Null for an annotator of the case who has not submitted "
+        "their own failcat annotation when it was adjudicated (the blind-read rule).",
+    )
