@@ -15,6 +15,9 @@ from services.annotation.models import (
     AnnotationChange,
     AnnotationReview,
     AnnotationTaxonomy,
+    ReviewAgendaItem,
+    ReviewBoard,
+    ReviewSession,
 )
 
 # SQLite binds at most 32766 variables per statement; stay well below for IN lists.
@@ -336,3 +339,72 @@ class AnnotationRepository:
             )
             out += (await self.session.execute(stmt)).scalars()
         return out
+
+
+class BoardRepository:
+    """Every query of the review rituals: boards, sessions, agenda items."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, *rows: Any) -> None:
+        self.session.add_all(rows)
+        await self.session.flush()
+
+    async def board(self, board_id: str, for_update: bool = False) -> ReviewBoard | None:
+        stmt = select(ReviewBoard).where(ReviewBoard.id == board_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def board_named(self, team: str, name: str) -> ReviewBoard | None:
+        stmt = select(ReviewBoard).where(ReviewBoard.team == team, ReviewBoard.name == name)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def boards(self, teams: Sequence[str] | None) -> list[ReviewBoard]:
+        """Every board of `teams` (None: every team), by team then name."""
+        stmt = select(ReviewBoard).order_by(ReviewBoard.team, ReviewBoard.name)
+        if teams is not None:
+            stmt = stmt.where(ReviewBoard.team.in_(list(teams)))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def sessions_of(self, board_ids: Sequence[str]) -> list[ReviewSession]:
+        stmt = (
+            select(ReviewSession)
+            .where(ReviewSession.board_id.in_(list(board_ids)))
+            .order_by(ReviewSession.board_id, ReviewSession.number)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def review_session(
+        self, session_id: str, for_update: bool = False
+    ) -> ReviewSession | None:
+        stmt = select(ReviewSession).where(ReviewSession.id == session_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def item(self, item_id: str, for_update: bool = False) -> ReviewAgendaItem | None:
+        stmt = select(ReviewAgendaItem).where(ReviewAgendaItem.id == item_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def items_of(self, session_ids: Sequence[str]) -> list[ReviewAgendaItem]:
+        stmt = (
+            select(ReviewAgendaItem)
+            .where(ReviewAgendaItem.session_id.in_(list(session_ids)))
+            .order_by(ReviewAgendaItem.session_id, ReviewAgendaItem.position)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def open_items_of_board(self, board_id: str) -> list[ReviewAgendaItem]:
+        """The items of the board's sessions still open: what the next session carries."""
+        stmt = (
+            select(ReviewAgendaItem)
+            .join(ReviewSession, ReviewSession.id == ReviewAgendaItem.session_id)
+            .where(ReviewSession.board_id == board_id, ReviewAgendaItem.status == "open")
+            .order_by(ReviewSession.number, ReviewAgendaItem.position)
+            .with_for_update()
+        )
+        return list((await self.session.execute(stmt)).scalars())
