@@ -145,17 +145,13 @@ def _touched(request: SearchRequest) -> set[str]:
         field = getattr(node, "field", None)
         if field is not None:
             names.add(field)
-        elif isinstance(node, Text) and request_word(node.value) in _IMPACT_WORDS:
+        elif isinstance(node, Text) and node.value.lower().strip() in _IMPACT_WORDS:
             names.add("impact")
     names |= set(request.selections) | set(request.facets)
     names.add(request.sort.lstrip("-"))
     if request.heatmap is not None:
         names |= {request.heatmap.x, request.heatmap.y}
     return names
-
-
-def request_word(value: str) -> str:
-    return value.lower().strip()
 
 
 def guard(principal: Principal, request: SearchRequest) -> SearchRequest:

@@ -142,13 +142,12 @@ async def test_a_blinded_annotator_cannot_search_the_adjudicated_curated_fields(
         await service.adjudicate(s, case_id, "failcat", A, case.revision, lead)
     await settle(search)
     scope = f'model:"{model}"'
-    for query in ("severity:S1", "severity:<=S1", "mode:safety", "impact:*"):
-        assert await found(search, SYSTEM, f"{scope} {query}") in ({case_id}, set()), query
     assert await found(search, SYSTEM, f"{scope} severity:S1") == {case_id}
     # bob has not submitted: the decided severity and failure mode do not find the case
     # for him, nor do their facets or the severity sort count it; alice has submitted.
     assert await found(search, bob, f"{scope} severity:S1") == set()
     assert await found(search, bob, f"{scope} mode:safety") == set()
+    assert await found(search, bob, f"{scope} severity:<=S1") == set()
     assert await facet(search, bob, scope, "severity") == {}
     assert (await search.search(bob, scope, sort="severity", first=10)).hits == []
     assert await found(search, bob, scope) == {case_id}
