@@ -845,6 +845,15 @@ async def review_trails(
 
 
 # --- agreement -----------------------------------------------------------------------------------
+def _columns_where(cols: stats.Columns, keep: list[bool]) -> stats.Columns:
+    return stats.Columns(
+        *(
+            [x for x, k in zip(col, keep, strict=True) if k]
+            for col in (cols.units, cols.coders, cols.values, cols.months)
+        )
+    )
+
+
 def _as_set(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = orjson.loads(value)
@@ -883,22 +892,21 @@ async def agreement(
             f"field {field_name} holds {f.type.value} values: agreement needs categories",
             [FieldError("field", "choose an enum, multi-enum, bool, int, float or date field")],
         )
-    rows = await AnnotationRepository(session).submitted(
-        tax.name,
-        field_name,
-        catalog.visible_case_ids(viewer),
-        annotators,
-        as_text=f.type not in SET_TYPES,  # sets come as JSON arrays, the rest as text
+    cols = stats.Columns(
+        *await AnnotationRepository(session).submitted(
+            tax.name,
+            field_name,
+            catalog.visible_case_ids(viewer),
+            annotators,
+            as_text=f.type not in SET_TYPES,  # sets come as JSON arrays, the rest as text
+        )
     )
     if case_ids is not None:
         wanted = set(case_ids)
-        rows = [r for r in rows if r[0] in wanted]
+        cols = _columns_where(cols, [u in wanted for u in cols.units])
     if f.type in SET_TYPES:  # JSON arrays (text from the driver): compared as sets
-        rows = [(c, a, _as_set(v), m) for c, a, v, m in rows]
-        rows = [r for r in rows if r[2]]
-    # Rows to columns in one pass (no per-rating object: 100,000 of them is the usual size).
-    columns = [list(col) for col in zip(*rows, strict=True)] if rows else [[], [], [], []]
-    cols = stats.Columns(*columns)
+        cols.values = [_as_set(v) for v in cols.values]
+        cols = _columns_where(cols, [bool(v) for v in cols.values])
     if f.type == FieldType.BOOL:  # SQLite's JSON gives booleans as 1/0, Postgres' as true/false
         cols.values = [str(v in (True, 1, "1", "true")) for v in cols.values]
     elif f.type in (FieldType.INT, FieldType.FLOAT):  # SQLite gives numbers, Postgres text
