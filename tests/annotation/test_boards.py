@@ -170,7 +170,11 @@ async def test_sessions_rotate_owners_build_agendas_and_carry_open_items(client,
 
     async with app.state.db.sessionmaker() as s:
         rows = (
-            await s.execute(select(AuditEntry).where(AuditEntry.action.like("annotation.%")))
+            await s.execute(
+                select(AuditEntry)
+                .where(AuditEntry.action.like("annotation.%"))
+                .order_by(AuditEntry.seq)
+            )
         ).scalars()
         mine = [
             r.action
