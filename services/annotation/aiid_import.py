@@ -28,7 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.annotation import service
 from services.annotation.schemas import FieldType, TaxonomyField
+from services.annotation.search_state import requeue
 from services.catalog import service as catalog
+from shared.audit import audit
 from shared.security import Principal
 
 PLACEHOLDER_MODEL = {"name": "aiid-unnamed-system", "version": "unknown"}
@@ -264,4 +266,13 @@ async def import_aiid(
         ):
             counts["adjudicated"] += 1
     progress(f"adjudicated {counts['adjudicated']} of {len(final)} final classifications")
+    # Every imported case's annotation state is in its search document: rebuild them all.
+    await requeue(session, list(case_ids.values()))
+    audit(
+        session,
+        actor,
+        "annotation.import",
+        "aiid",
+        details={**counts, "cases": len(case_ids), "unknown_incidents": missing},
+    )
     return {"cases": case_counts, **counts, "unknown_incidents": missing}

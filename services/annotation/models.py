@@ -111,3 +111,61 @@ class AnnotationReview(SQLModel, table=True):
     annotation_ids: list[str] = _json(nullable=False)
     case_revision: int | None = None
     created_at: datetime = _ts()
+
+
+# --- review rituals: a team's board, its sessions and their agendas -------------------------
+class ReviewBoard(SQLModel, table=True):
+    """A team's review board: who takes turns owning its sessions, and how often it meets."""
+
+    __tablename__ = "review_board"
+    __table_args__ = (UniqueConstraint("team", "name"),)
+    id: str = Field(primary_key=True, max_length=36)
+    team: str = Field(max_length=200, index=True)
+    name: str = Field(max_length=200)
+    cadence: str = Field(max_length=20)  # weekly | monthly
+    roster: list[str] = _json(nullable=False)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = _ts()
+
+
+class ReviewSession(SQLModel, table=True):
+    """One meeting of a board: its owner (the roster's next in turn), minutes once closed."""
+
+    __tablename__ = "review_session"
+    __table_args__ = (UniqueConstraint("board_id", "number"),)
+    id: str = Field(primary_key=True, max_length=36)
+    board_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("review_board.id"), nullable=False, index=True)
+    )
+    number: int
+    owner: str = Field(max_length=200)
+    scheduled_for: datetime = _ts()
+    status: str = Field(default="open", max_length=20)  # open | closed
+    minutes: str | None = Field(default=None, sa_column=Column(Text))
+    opened_by: str = Field(max_length=200)
+    created_at: datetime = _ts()
+    closed_by: str | None = Field(default=None, max_length=200)
+    closed_at: datetime | None = _ts(nullable=True)
+
+
+class ReviewAgendaItem(SQLModel, table=True):
+    """A case or group on a session's agenda, why it is there, and what was decided. An item
+    still open when the next session opens is carried to it (`carried_from`)."""
+
+    __tablename__ = "review_agenda_item"
+    id: str = Field(primary_key=True, max_length=36)
+    session_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("review_session.id"), nullable=False, index=True)
+    )
+    position: int
+    # new_severe | regressed_group | low_agreement | stale_remediation
+    kind: str = Field(max_length=30)
+    case_id: str | None = Field(default=None, max_length=36)
+    group_id: str | None = Field(default=None, max_length=36)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="open", max_length=20)  # open | decided | carried
+    decision: str | None = Field(default=None, sa_column=Column(Text))
+    decided_by: str | None = Field(default=None, max_length=200)
+    decided_at: datetime | None = _ts(nullable=True)
+    carried_from: str | None = Field(default=None, max_length=36)
+    created_at: datetime = _ts()

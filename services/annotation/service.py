@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.annotation import agreement as stats
@@ -35,9 +36,11 @@ from services.annotation.schemas import (
     is_empty,
     validate_values,
 )
+from services.annotation.search_state import requeue
 from services.annotation.taxonomies import FAILCAT, curated_patch, failcat_fields
 from services.catalog import service as catalog
 from services.catalog.schemas import CasePatch
+from shared.audit import audit
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
@@ -237,7 +240,7 @@ async def submit_annotation(
             f"your {tax.name} annotation of case {case_id} is already submitted; "
             "a reviewer can send it back for changes"
         )
-    return await _save(
+    row = await _save(
         repo,
         existing,
         case_id=case_id,
@@ -250,6 +253,15 @@ async def submit_annotation(
         actor=actor.subject,
         action="submitted" if submit else "saved",
     )
+    await requeue(session, [case_id])
+    audit(
+        session,
+        actor,
+        "annotation.submit" if submit else "annotation.save",
+        f"annotation:{row.id}",
+        details={"case_id": case_id, "taxonomy": tax.name, "revision": row.revision},
+    )
+    return row
 
 
 async def record_submitted(
@@ -366,6 +378,17 @@ async def annotations_for(
     return out
 
 
+async def curated_blinded(
+    session: AsyncSession, case_ids: Sequence[str], reader: Principal
+) -> set[str]:
+    """The cases whose curated failure mode, severity and impact `reader` may not read: they
+    were adjudicated from failcat annotations (they are the decided labels) and the reader
+    annotates the case without having submitted their own failcat annotation."""
+    if not case_ids:
+        return set()
+    return await AnnotationRepository(session).adjudicated_blind(case_ids, reader.subject, FAILCAT)
+
+
 async def case_annotations(
     session: AsyncSession, case_id: str, reader: Principal, taxonomy: str | None = None
 ) -> list[Annotation]:
@@ -465,6 +488,14 @@ async def assign_annotators(
                 }
             )
     await repo.insert_rows(AnnotationAssignment, rows)
+    await requeue(session, sorted({r["case_id"] for r in rows}))
+    audit(
+        session,
+        actor,
+        "annotation.assign",
+        f"cases:{len(ids)}",
+        details={"case_ids": ids, "assignments": len(rows), "overlap": overlap},
+    )
     assigned = await repo.assignments_of(ids)
     order = {cid: i for i, cid in enumerate(ids)}
     return sorted(assigned, key=lambda a: (order[a.case_id], a.annotator))
@@ -691,6 +722,19 @@ async def adjudicate(
         created_at=utcnow(),
     )
     await repo.add(review)
+    await requeue(session, [case_id])
+    audit(
+        session,
+        actor,
+        "annotation.adjudicate",
+        f"case:{case_id}",
+        details={
+            "review_id": review.id,
+            "taxonomy": tax.name,
+            "annotation_ids": review.annotation_ids,
+            "case_revision": case.revision,
+        },
+    )
     return review
 
 
@@ -727,6 +771,14 @@ async def send_back(
         created_at=now,
     )
     await repo.add(review)
+    await requeue(session, [case_id])
+    audit(
+        session,
+        actor,
+        "annotation.send_back",
+        f"case:{case_id}",
+        details={"review_id": review.id, "annotation_ids": review.annotation_ids},
+    )
     return review
 
 
@@ -793,6 +845,21 @@ async def review_trails(
 
 
 # --- agreement -----------------------------------------------------------------------------------
+def _columns_where(cols: stats.Columns, keep: list[bool]) -> stats.Columns:
+    return stats.Columns(
+        *(
+            [x for x, k in zip(col, keep, strict=True) if k]
+            for col in (cols.units, cols.coders, cols.values, cols.months)
+        )
+    )
+
+
+def _as_set(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = orjson.loads(value)
+    return tuple(value) if isinstance(value, list) else ()
+
+
 def _level(f: TaxonomyField) -> stats.Level:
     if f.type in SET_TYPES:
         return "set"
@@ -825,25 +892,25 @@ async def agreement(
             f"field {field_name} holds {f.type.value} values: agreement needs categories",
             [FieldError("field", "choose an enum, multi-enum, bool, int, float or date field")],
         )
-    rows = await AnnotationRepository(session).submitted(
-        tax.name,
-        field_name,
-        catalog.visible_case_ids(viewer),
-        annotators,
-        as_text=f.type not in SET_TYPES,  # sets come as JSON arrays, the rest as text
+    cols = stats.Columns(
+        *await AnnotationRepository(session).submitted(
+            tax.name,
+            field_name,
+            catalog.visible_case_ids(viewer),
+            annotators,
+            as_text=f.type not in SET_TYPES,  # sets come as JSON arrays, the rest as text
+        )
     )
-    is_bool = f.type == FieldType.BOOL
-    wanted = set(case_ids) if case_ids is not None else None
-    cols = stats.Columns([], [], [], [])
-    for cid, annotator, value, month in rows:
-        if is_empty(value) or (wanted is not None and cid not in wanted):
-            continue
-        cols.units.append(cid)
-        cols.coders.append(annotator)
-        if is_bool:  # SQLite's JSON gives booleans as 1/0, Postgres' text as true/false
-            value = str(value in (True, 1, "1", "true"))
-        cols.values.append(tuple(value) if isinstance(value, list) else str(value))
-        cols.months.append(month)
+    if case_ids is not None:
+        wanted = set(case_ids)
+        cols = _columns_where(cols, [u in wanted for u in cols.units])
+    if f.type in SET_TYPES:  # JSON arrays (text from the driver): compared as sets
+        cols.values = [_as_set(v) for v in cols.values]
+        cols = _columns_where(cols, [bool(v) for v in cols.values])
+    if f.type == FieldType.BOOL:  # SQLite's JSON gives booleans as 1/0, Postgres' as true/false
+        cols.values = [str(v in (True, 1, "1", "true")) for v in cols.values]
+    elif f.type in (FieldType.INT, FieldType.FLOAT):  # SQLite gives numbers, Postgres text
+        cols.values = [str(v) for v in cols.values]
     order = f.ranked if f.ordinal else None
     return stats.agreement(cols, _level(f), order=order, resamples=resamples)
 

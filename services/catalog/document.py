@@ -6,7 +6,7 @@ normalizes what it receives (empty values, dates, lists), so this stays a plain 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from services.catalog.models import FailureCase
@@ -41,9 +41,12 @@ def search_document(
     version: str,
     source: str,
     after_events: Sequence[str] = (),
+    annotation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`after_events`: kinds of the context events that preceded the case within the default
-    window (services/catalog/context_events.py finds them for a whole batch in one query)."""
+    window (services/catalog/context_events.py finds them for a whole batch in one query).
+    `annotation`: the annotation service's fields of the case (annotated_by, ...), found for
+    a whole batch by services/annotation/search_state.py."""
     writeup = case.writeup or {}
     return {
         "id": case.id,
@@ -76,4 +79,17 @@ def search_document(
         "group_id": case.group_id,
         "merged_into_id": case.merged_into_id,
         "after_event": list(after_events),
+        # -- annotation state: the annotation service's own fields, as it produced them
+        **_annotation_fields(annotation),
+    }
+
+
+def _annotation_fields(annotation: Mapping[str, Any] | None) -> dict[str, Any]:
+    state = dict(annotation or {})
+    return {
+        "annotated_by": state.get("annotated_by", 0),
+        "annotation_status": state.get("annotation_status", "none"),
+        "agreement": state.get("agreement"),
+        "disagreement": state.get("disagreement", []),
+        "blinded": state.get("blinded", []),
     }

@@ -62,7 +62,7 @@ from services.catalog.views import PageRelations, PastCase, case_json
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
-from shared.security import Principal
+from shared.security import SYSTEM, Principal
 from shared.vocabulary import SEVERITIES
 
 __all__ = [  # context events live in their own module; this stays the entry point
@@ -741,7 +741,23 @@ async def _documents(repo: CatalogRepository, rows: list[Any]) -> list[dict[str,
         for case, model, version, source in rows
     }
     kinds = await event_kinds_before(repo, scopes)
-    return [_document(*row, after_events=kinds[row[0].id]) for row in rows]
+    from services.annotation import search_state  # annotation imports the catalog
+
+    notes = await search_state.document_fields(repo.session, list(scopes))
+    return [
+        _document(*row, after_events=kinds[row[0].id], annotation=notes.get(row[0].id))
+        for row in rows
+    ]
+
+
+async def requeue_for_search(session: AsyncSession, case_ids: list[str]) -> None:
+    """Queue cases for re-indexing at their current revision: another service's part of their
+    search documents changed (annotation state). The backends accept an equal revision."""
+    repo = CatalogRepository(session)
+    now = utcnow()
+    for start in range(0, len(case_ids), 5000):
+        cases = await repo.get_cases(case_ids[start : start + 5000], SYSTEM)
+        await repo.add_outbox([(c.id, c.revision) for c in cases], now)
 
 
 async def case_revisions(session: AsyncSession) -> list[tuple[str, int]]:

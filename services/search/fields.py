@@ -26,6 +26,7 @@ from shared.vocabulary import CONTEXT_EVENT_KINDS, SENSITIVITIES, SEVERITIES
 
 # The case's curation states, as the catalog's wire format defines them.
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+ANNOTATION_STATES = ("none", "in_progress", "submitted", "adjudicated")
 
 
 class Kind(StrEnum):
@@ -121,6 +122,14 @@ FIELDS: tuple[Field, ...] = (
     # Kinds of the context events that preceded the case in its scope within 7 days
     # (services/catalog/context_events.py): after_event:deploy
     Field("after_event", Kind.KEYWORD, many=True, values=CONTEXT_EVENT_KINDS, facet=True),
+    # -- annotation state (services/annotation/search_state.py): submitted by k annotators,
+    # where it stands, the lowest share of fields its annotators agree on, those they do not,
+    # and who may not read it yet (search hides what they must not learn: the blind-read rule)
+    Field("annotated_by", Kind.NUMBER),
+    Field("annotation_status", Kind.KEYWORD, values=ANNOTATION_STATES, facet=True),
+    Field("agreement", Kind.NUMBER),
+    Field("disagreement", Kind.KEYWORD, many=True, facet=True),
+    Field("blinded", Kind.KEYWORD, many=True),
     # -- the rest
     Field("environment", Kind.MAP, ("env",)),
     Field("occurred_at", Kind.DATE, ("occurred",), sort=True),

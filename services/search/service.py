@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from services.annotation.search_state import BLINDED
+from services.annotation.search_state import guard as blind_guard
 from services.search import suggestions as suggest
 from services.search.backends.base import BackendUnavailable, SearchBackend
 from services.search.catalog_feed import CatalogFeed, catalog_feed
@@ -235,7 +237,7 @@ class SearchService:
         """Validate and parse once; the request then compiles for either backend."""
         schema = self.backend.schema
         sort = check_sort(sort, schema)
-        return SearchRequest(
+        request = SearchRequest(
             visibility=Visibility.of(principal),
             query=parse(query or "", now, schema),
             selections=filter.selections() if filter else {},
@@ -246,6 +248,8 @@ class SearchService:
             histogram=check_histogram(histogram),
             heatmap=check_heatmap(heatmap, schema),
         )
+        # The blind-read rule reaches search through its own fields (annotation's to say).
+        return blind_guard(principal, request) if BLINDED in schema.by_name else request
 
     async def search(
         self,

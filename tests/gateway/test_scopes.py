@@ -85,6 +85,13 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.assignAnnotators": {REV, R},
     "Mutation.adjudicate": {REV, R},
     "Mutation.sendBack": {REV, R},
+    "Query.reviewBoards": {R},
+    "Query.reviewBoard": {R},
+    "Query.reviewSession": {R},
+    "Mutation.createReviewBoard": {REV, R},
+    "Mutation.openReviewSession": {REV, R},
+    "Mutation.recordReviewDecision": {REV, R},
+    "Mutation.closeReviewSession": {REV, R},
     "Query.contextEvents": {R},
     "Mutation.recordContextEvent": {ING, W},
     "Query.escalationRules": {W, R},
@@ -241,6 +248,25 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     ),
     "Mutation.sendBack": (
         'mutation($id: ID!) { sendBack(caseId: $id, comment: "c") { id } }',
+        {"id": MISSING},
+    ),
+    "Query.reviewBoards": ("{ reviewBoards { id } }", {}),
+    "Query.reviewBoard": ("query($id: ID!) { reviewBoard(id: $id) { id } }", {"id": MISSING}),
+    "Query.reviewSession": ("query($id: ID!) { reviewSession(id: $id) { id } }", {"id": MISSING}),
+    "Mutation.createReviewBoard": (
+        'mutation { createReviewBoard(team: "t", name: "n", cadence: WEEKLY, roster: []) { id } }',
+        {},
+    ),
+    "Mutation.openReviewSession": (
+        "mutation($id: ID!) { openReviewSession(boardId: $id) { id } }",
+        {"id": MISSING},
+    ),
+    "Mutation.recordReviewDecision": (
+        'mutation($id: ID!) { recordReviewDecision(itemId: $id, decision: "d") { id } }',
+        {"id": MISSING},
+    ),
+    "Mutation.closeReviewSession": (
+        'mutation($id: ID!) { closeReviewSession(sessionId: $id, minutes: "m") { id } }',
         {"id": MISSING},
     ),
     "Query.contextEvents": ("{ contextEvents(first: 1) { nodes { id } } }", {}),
@@ -455,6 +481,21 @@ BY_ID: dict[str, tuple[str, dict[str, str]]] = {
         'mutation($case_id: ID!) { sendBack(caseId: $case_id, comment: "again") { id } }',
         {"case_id": "case"},
     ),
+    "Query.reviewBoard": ("query($id: ID!) { reviewBoard(id: $id) { id } }", {"id": "board"}),
+    "Query.reviewSession": ("query($id: ID!) { reviewSession(id: $id) { id } }", {"id": "board"}),
+    "Mutation.openReviewSession": (
+        "mutation($board_id: ID!) { openReviewSession(boardId: $board_id) { id } }",
+        {"board_id": "board"},
+    ),
+    "Mutation.recordReviewDecision": (
+        'mutation($item_id: ID!) { recordReviewDecision(itemId: $item_id, decision: "d") { id } }',
+        {"item_id": "board"},
+    ),
+    "Mutation.closeReviewSession": (
+        "mutation($session_id: ID!) { closeReviewSession(sessionId: $session_id,"
+        ' minutes: "m") { id } }',
+        {"session_id": "board"},
+    ),
 }
 
 # Objects with no visibility of their own, by design: any caller with the field's scopes may
@@ -469,6 +510,10 @@ EXEMPT: dict[str, str] = {
     # A plan belongs to the plans:read / plans:write holders, not to a team (PLANS.md): its
     # evidence shows only the cases and groups the reader may see.
     "plan": "governed by the plans scopes; evidence filtered for the reader",
+    # A review board (its sessions and agenda items) is its team's, not a case's: NOT_FOUND
+    # to a caller of another team, and an agenda lists only the cases and groups the reader
+    # sees (tests/annotation/test_boards.py proves both).
+    "board": "a team's; NOT_FOUND to other teams; agendas filtered for the reader",
 }
 WALKED = {"case", "group", "cases", "proposal", "waiver"}
 

@@ -111,7 +111,7 @@ def test_parses(query, tree):
 @pytest.mark.parametrize(
     ("query", "column", "says"),
     [
-        ("sevrity:S1", 1, "unknown field 'sevrity'; valid fields: after_event, confidence"),
+        ("sevrity:S1", 1, "unknown field 'sevrity'; valid fields: after_event, agreement"),
         ("x env:eu", 3, "use env.<key>:value"),
         ("severity:S9", 10, "expected one of S0, S1, S2, S3, S4 for 'severity', got 'S9'"),
         ("severity:<=S9", 12, "got 'S9'"),

@@ -8,7 +8,7 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
-from services.annotation import service
+from services.annotation import boards, service
 
 
 class AnnotationLoaders:
@@ -35,7 +35,22 @@ class AnnotationLoaders:
                 grouped[change.annotation_id].append(change)
             return [grouped.get(i, []) for i in annotation_ids]
 
+        async def curated_hidden(case_ids: list[str]) -> list[bool]:
+            hidden = await service.curated_blinded(await ctx.session(), case_ids, ctx.principal)
+            return [c in hidden for c in case_ids]
+
+        async def sessions(board_ids: list[str]) -> list[Any]:
+            found = await boards.sessions_of(await ctx.session(), list(board_ids))
+            return [found[b] for b in board_ids]
+
+        async def agendas(session_ids: list[str]) -> list[Any]:
+            found = await boards.agendas(await ctx.session(), list(session_ids), ctx.principal)
+            return [found[s] for s in session_ids]
+
+        self.sessions = DataLoader(load_fn=sessions)
+        self.agendas = DataLoader(load_fn=agendas)
         self.annotations = DataLoader(load_fn=annotations)
+        self.curated_hidden = DataLoader(load_fn=curated_hidden)
         self.trails = DataLoader(load_fn=trails)
         self.history = DataLoader(load_fn=history)
 

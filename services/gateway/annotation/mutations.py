@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from services.annotation import service
-from services.gateway.annotation.types import Annotation, AnnotationAssignment, AnnotationReview
+from services.annotation import boards, service
+from services.gateway.annotation.types import (
+    Annotation,
+    AnnotationAssignment,
+    AnnotationReview,
+    ReviewAgendaItem,
+    ReviewBoard,
+    ReviewCadence,
+    ReviewSession,
+)
 from services.gateway.permissions import scoped
 from shared.security import Scope
 
@@ -89,4 +99,56 @@ class AnnotationMutation:
     async def send_back(self, info: Info, case_id: strawberry.ID, comment: str) -> AnnotationReview:
         return await service.send_back(  # type: ignore[return-value]
             await info.context.session(), str(case_id), comment, info.context.principal
+        )
+
+    @strawberry.mutation(
+        permission_classes=REVIEW,
+        description="A team's review board: a roster taking turns owning its sessions, and "
+        "how often it meets.",
+    )
+    async def create_review_board(
+        self, info: Info, team: str, name: str, cadence: ReviewCadence, roster: list[str]
+    ) -> ReviewBoard:
+        return await boards.create_board(  # type: ignore[return-value]
+            await info.context.session(),
+            team,
+            name,
+            cadence.value,
+            roster,
+            info.context.principal,
+        )
+
+    @strawberry.mutation(
+        permission_classes=REVIEW,
+        description="Open the board's next session (the previous one closed): owned by the "
+        "roster's next member, one cadence later unless `scheduledFor`; its agenda the items "
+        "still open from earlier sessions, then new S0/S1 cases, regressed groups, the cases "
+        "with the lowest agreement and cases stale in remediation.",
+    )
+    async def open_review_session(
+        self, info: Info, board_id: strawberry.ID, scheduled_for: datetime | None = None
+    ) -> ReviewSession:
+        return await boards.open_session(  # type: ignore[return-value]
+            await info.context.session(), str(board_id), info.context.principal, scheduled_for
+        )
+
+    @strawberry.mutation(
+        permission_classes=REVIEW, description="Record what an open session decided on an item."
+    )
+    async def record_review_decision(
+        self, info: Info, item_id: strawberry.ID, decision: str
+    ) -> ReviewAgendaItem:
+        return await boards.decide_item(  # type: ignore[return-value]
+            await info.context.session(), str(item_id), decision, info.context.principal
+        )
+
+    @strawberry.mutation(
+        permission_classes=REVIEW,
+        description="Close a session with its minutes; items left open carry to the next.",
+    )
+    async def close_review_session(
+        self, info: Info, session_id: strawberry.ID, minutes: str
+    ) -> ReviewSession:
+        return await boards.close_session(  # type: ignore[return-value]
+            await info.context.session(), str(session_id), minutes, info.context.principal
         )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from services.annotation import service
+from services.annotation import boards, service
 from services.gateway.annotation.types import (
     Agreement,
     AnnotationQueue,
     AnnotationQueueKind,
     AnnotationTaxonomy,
+    ReviewBoard,
+    ReviewSession,
     agreement_of,
 )
 from services.gateway.pagination import check_page_size
@@ -82,3 +84,24 @@ class AnnotationQuery:
             case_ids=case_ids,
         )
         return agreement_of(taxonomy, field, report)
+
+    @strawberry.field(
+        permission_classes=scoped(Scope.CASES_READ),
+        description="Review boards of a team (the caller's own, unless not bound to one).",
+    )
+    async def review_boards(self, info: Info, team: str | None = None) -> list[ReviewBoard]:
+        return await boards.list_boards(  # type: ignore[return-value]
+            await info.context.session(), info.context.principal, team
+        )
+
+    @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
+    async def review_board(self, info: Info, id: strawberry.ID) -> ReviewBoard:
+        return await boards.get_board(  # type: ignore[return-value]
+            await info.context.session(), str(id), info.context.principal
+        )
+
+    @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
+    async def review_session(self, info: Info, id: strawberry.ID) -> ReviewSession:
+        return await boards.get_session(  # type: ignore[return-value]
+            await info.context.session(), str(id), info.context.principal
+        )

@@ -10,19 +10,22 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from services.annotation import schemas
+from services.annotation import boards, schemas
 from services.gateway.annotation.loaders import loaders
 from services.gateway.permissions import read_with
 from shared.security import Scope
 
 if TYPE_CHECKING:
-    from services.gateway.catalog.types import FailureCase, PageInfo
+    from services.gateway.catalog.types import FailureCase, FailureGroup, PageInfo
 
 FailureCaseRef = Annotated["FailureCase", strawberry.lazy("services.gateway.catalog.types")]
+FailureGroupRef = Annotated["FailureGroup", strawberry.lazy("services.gateway.catalog.types")]
 PageInfoRef = Annotated["PageInfo", strawberry.lazy("services.gateway.catalog.types")]
 
 AnnotationStatus = strawberry.enum(schemas.AnnotationStatus, name="AnnotationStatus")
 FieldType = strawberry.enum(schemas.FieldType, name="TaxonomyFieldType")
+ReviewCadence = strawberry.enum(boards.Cadence, name="ReviewCadence")
+ReviewAgendaKind = strawberry.enum(boards.AgendaKind, name="ReviewAgendaKind")
 
 
 @strawberry.enum
@@ -283,3 +286,87 @@ case_review_trail = strawberry.field(
     resolver=_case_review_trail,
     description="Who was assigned, who annotated, who reviewed, what was decided and why.",
 )
+
+
+def curated_field(name: str, description: str) -> Any:
+    """A curated field of FailureCase that adjudication decides (failure mode, severity,
+    impact): null for a reader the blind-read rule keeps from the decided labels."""
+
+    async def resolve(root: strawberry.Parent[Any], info: Info) -> Any:
+        if await loaders(info.context).curated_hidden.load(root.id):
+            return None
+        return getattr(root, name)
+
+    return strawberry.field(
+        resolver=resolve,
+        description=f"{description} Null for an annotator of the case who has not submitted "
+        "their own failcat annotation when it was adjudicated (the blind-read rule).",
+    )
+
+
+# --- review rituals --------------------------------------------------------------------------
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class ReviewAgendaItem:
+    id: strawberry.ID
+    position: int
+    kind: ReviewAgendaKind
+    case_id: strawberry.ID | None
+    group_id: strawberry.ID | None
+    reason: str
+    status: str = strawberry.field(description="open | decided | carried (to a later session)")
+    decision: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+    carried_from: strawberry.ID | None = strawberry.field(
+        description="The item first put on an earlier session's agenda, when carried."
+    )
+
+    @strawberry.field
+    async def case(self, info: Info) -> FailureCaseRef | None:
+        return await info.context.loaders.case.load(self.case_id) if self.case_id else None
+
+    @strawberry.field
+    async def group(self, info: Info) -> FailureGroupRef | None:
+        return await info.context.loaders.group.load(self.group_id) if self.group_id else None
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class ReviewSession:
+    id: strawberry.ID
+    board_id: strawberry.ID
+    number: int
+    owner: str
+    scheduled_for: datetime
+    status: str = strawberry.field(description="open | closed")
+    minutes: str | None
+    opened_by: str
+    created_at: datetime
+    closed_by: str | None
+    closed_at: datetime | None
+
+    @strawberry.field(description="Carried items first, then what the catalog asked.")
+    async def agenda(self, info: Info) -> list[ReviewAgendaItem]:
+        return await loaders(info.context).agendas.load(self.id)
+
+
+@read_with(Scope.CASES_READ)
+@strawberry.type
+class ReviewBoard:
+    id: strawberry.ID
+    team: str
+    name: str
+    cadence: ReviewCadence
+    roster: list[str]
+    created_by: str
+    created_at: datetime
+
+    @strawberry.field(description="Oldest first.")
+    async def sessions(self, info: Info) -> list[ReviewSession]:
+        return await loaders(info.context).sessions.load(self.id)
+
+    @strawberry.field(description="Who owns the next session (the roster in turn).")
+    async def next_owner(self, info: Info) -> str:
+        held = await loaders(info.context).sessions.load(self.id)
+        return boards.owner_of(self, len(held) + 1)  # type: ignore[arg-type]

@@ -380,10 +380,10 @@ class FailureCase:
     confidence: float | None
     latency_ms: float | None
     signals: JSON | None
-    failure_mode: str | None
+    failure_mode: str | None = annotation_types.curated_field("failure_mode", "Failure mode.")
     taxonomy_version: int | None
-    severity: Severity | None
-    impact: str | None
+    severity: Severity | None = annotation_types.curated_field("severity", "S0 worst .. S4.")
+    impact: str | None = annotation_types.curated_field("impact", "Impact.")
     status: Status
     tags: list[str]
     sensitivity: Sensitivity
