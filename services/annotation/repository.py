@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -225,15 +226,19 @@ class AnnotationRepository:
             dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
         )
         params = [compiled.params[name] for name in compiled.positiontup or ()]
-        driver = (await connection.get_raw_connection()).driver_connection
-        if postgres:
-            rows = await driver.fetch(str(compiled), *params)
-        else:
-            cursor = await driver.execute(str(compiled), params)
-            try:
-                rows = await cursor.fetchall()
-            finally:
-                await cursor.close()
+        # The driver is used beside the session, so it takes the session's turn when it has
+        # one: a GraphQL request's resolvers (two agreement fields of one document) share it.
+        turn = getattr(self.session, "turn", None) or contextlib.nullcontext()
+        async with turn:
+            driver = (await connection.get_raw_connection()).driver_connection
+            if postgres:
+                rows = await driver.fetch(str(compiled), *params)
+            else:
+                cursor = await driver.execute(str(compiled), params)
+                try:
+                    rows = await cursor.fetchall()
+                finally:
+                    await cursor.close()
         return (
             [r[0] for r in rows],
             [r[1] for r in rows],

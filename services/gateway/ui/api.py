@@ -453,6 +453,48 @@ async def case_summary_html(request: Request, case_id: str) -> Response:
     )
 
 
+# ---- review --------------------------------------------------------------------------------------
+
+
+@router.get("/review")
+async def review_page(request: Request) -> Response:
+    """The team's review rituals: each board's open (or next) session and its agenda, the
+    cases waiting for a reviewer, and agreement per field of the shared taxonomy. Three API
+    requests whatever the data size; the queue is for reviewers only."""
+    token = _token(request)
+    data = await client.graphql(request, token, queries.REVIEW)
+    taxonomy = data["annotationTaxonomy"]
+    fields = [
+        f["name"]
+        for f in taxonomy["fields"]
+        if f["type"] in queries.AGREEMENT_TYPES and not f["subfields"]
+    ][: queries.MAX_AGREEMENT_FIELDS]
+    agreement = []
+    if fields:
+        found = await client.graphql(
+            request, token, queries.agreement_query(taxonomy["name"], fields)
+        )
+        agreement = [found[f"f{i}"] for i in range(len(fields))]
+    queue = None
+    try:
+        queue = (await client.graphql(request, token, queries.REVIEW_QUEUE))["annotationQueue"]
+    except client.ApiError as exc:
+        if exc.code != "FORBIDDEN":
+            raise
+    boards = [
+        board | {"current": views.current_session(board["sessions"])}
+        for board in data["reviewBoards"]
+    ]
+    return _page(
+        request,
+        "review.html",
+        boards=boards,
+        agreement=agreement,
+        taxonomy=taxonomy["name"],
+        queue=queue,
+    )
+
+
 # ---- dashboard ---------------------------------------------------------------------------------
 
 

@@ -105,3 +105,43 @@ query UiDashboard($query: String!, $filter: SearchFilterInput, $interval: String
         for s in SEVERITIES
     ),
 )
+
+# The review page: the caller's boards with their sessions' agendas, and the fields of the
+# shared taxonomy whose agreement it shows (asked for in a second request, AGREEMENT).
+REVIEW = """
+query UiReview {
+  reviewBoards {
+    id name team cadence nextOwner roster
+    sessions {
+      id number owner scheduledFor status
+      agenda {
+        id position kind reason status decision carriedFrom
+        case { id title severity } group { id failureMode caseCount }
+      }
+    }
+  }
+  annotationTaxonomy(name: "failcat") { name fields { name type subfields { name } } }
+}
+"""
+
+REVIEW_QUEUE = """
+query UiReviewQueue {
+  annotationQueue(kind: NEEDS_REVIEW, first: 20) {
+    nodes { taxonomy annotators submitted disagreement case { id title severity } }
+  }
+}
+"""
+
+# Fields whose values are categories (what agreement statistics are defined on).
+AGREEMENT_TYPES = ("ENUM", "MULTI_ENUM", "BOOL", "INT", "FLOAT", "DATE")
+MAX_AGREEMENT_FIELDS = 6
+
+
+def agreement_query(taxonomy: str, fields: list[str]) -> str:
+    """One request for the agreement of every field given (aliases f0, f1, ...)."""
+    parts = [
+        f'f{i}: agreement(taxonomy: "{taxonomy}", field: "{name}") '
+        "{ field n level fleissKappa krippendorffAlpha { value low high } }"
+        for i, name in enumerate(fields)
+    ]
+    return "query UiAgreement {\n  " + "\n  ".join(parts) + "\n}"

@@ -132,3 +132,9 @@ def replay_rows(
             }
         )
     return rows
+
+
+def current_session(sessions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The session a board's people meet in next: the open one, else the latest."""
+    open_ = [s for s in sessions if s["status"] == "open"]
+    return (open_ or sessions or [None])[-1]
