@@ -44,7 +44,9 @@ def _equal(left: Any, right: Any, tolerance: float) -> bool:
     if _is_number(left) and _is_number(right):
         if tolerance == 0:
             return left == right
-        return math.isclose(left, right, rel_tol=0.0, abs_tol=tolerance)
+        gap = abs(left - right)
+        # A gap of exactly T passes, as written: 0.55 - 0.5 is 0.05000000000000004 in floats.
+        return gap <= tolerance or math.isclose(gap, tolerance, rel_tol=1e-9)
     if isinstance(left, bool) or isinstance(right, bool):
         return isinstance(left, bool) and isinstance(right, bool) and left == right
     if isinstance(left, Mapping) and isinstance(right, Mapping):
