@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -113,22 +114,20 @@ PLUGIN_LINE = re.compile(r"^failcat:(\S+)@(\d+)::(\S+)\[(\S+)\] (PASSED|FAILED)"
 
 
 def run_plugin(
-    *args: str,
-    cwd: Path,
-    env: dict[str, str] | None = None,
-    autoload: bool = True,
-    timeout: float = 600,
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """`python -m pytest -v ARGS` in `cwd`, with none of this session's FAILCAT_*/PYTEST_*
-    variables. `autoload=False` loads only the failcat plugin (by name, not through the
-    entry point): faster, for the many runs that only check a refusal."""
+    variables. The failcat plugin loads through its pytest11 entry point; this venv's other
+    entry-point plugins (schemathesis, hypothesis, ...) are blocked: they only cost seconds."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FAILCAT_", "PYTEST_"))}
-    plugins: tuple[str, ...] = ()
-    if not autoload:
-        clean["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-        plugins = ("-p", "failcat_client.pytest_plugin")
+    blocked = [
+        flag
+        for ep in entry_points(group="pytest11")
+        if ep.name != "failcat"
+        for flag in ("-p", f"no:{ep.name}")
+    ]
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", *plugins, *args],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", *blocked, *args],
         cwd=cwd,
         env={**clean, **(env or {})},
         capture_output=True,

@@ -83,7 +83,6 @@ def test_an_exported_suite_runs_offline_one_test_per_case(workdir: Path) -> None
         "--failcat-model",
         "fraud_model:predict",
         cwd=workdir,
-        autoload=False,
     )
     assert done.returncode == TESTS_FAILED, done.stdout + done.stderr
     outcomes = plugin_outcomes(done.stdout)
@@ -114,7 +113,6 @@ def test_an_exported_suite_runs_offline_one_test_per_case(workdir: Path) -> None
         "-k",
         "S3 or S2",
         cwd=workdir,
-        autoload=False,
     )
     assert by_label.returncode == 0, by_label.stdout
     assert {k: v[1] for k, v in plugin_outcomes(by_label.stdout).items()} == {
@@ -133,7 +131,6 @@ def test_an_exported_suite_runs_offline_one_test_per_case(workdir: Path) -> None
         "--failcat-compare",
         "fraud_model:first_class",
         cwd=workdir,
-        autoload=False,
     )
     assert {k: v[1] for k, v in plugin_outcomes(custom.stdout).items()} == {
         "c-refund": "FAILED",
@@ -150,9 +147,9 @@ def test_tolerance_and_a_failing_predict(workdir: Path) -> None:
     ]
     (workdir / "scores.jsonl").write_text("".join(json.dumps(x) + "\n" for x in scores))
     common = ("--failcat-suite-file", "scores.jsonl", "--failcat-model", "fraud_model:noisy")
-    exact = run_plugin(*common, cwd=workdir, autoload=False)
+    exact = run_plugin(*common, cwd=workdir)
     assert {v[1] for v in plugin_outcomes(exact.stdout).values()} == {"FAILED"}
-    loose = run_plugin(*common, "--failcat-compare", "tolerance:0.01", cwd=workdir, autoload=False)
+    loose = run_plugin(*common, "--failcat-compare", "tolerance:0.01", cwd=workdir)
     # 0.504 is within 0.01 of 0.5; 0.104 is not within 0.01 of 0.2.
     assert {k: v[1] for k, v in plugin_outcomes(loose.stdout).items()} == {
         "s-1": "PASSED",
@@ -165,7 +162,6 @@ def test_tolerance_and_a_failing_predict(workdir: Path) -> None:
         "--failcat-model",
         "fraud_model:broken",
         cwd=workdir,
-        autoload=False,
     )
     assert broken.returncode == TESTS_FAILED
     assert "RuntimeError: model weights not loaded" in broken.stdout
@@ -298,7 +294,7 @@ def test_bad_options_stop_pytest_with_one_line(workdir: Path, args: list[str], m
         + json.dumps({"case_id": "b", "expected": 1})
         + "\n"
     )
-    done = run_plugin(*args, cwd=workdir, autoload=False)
+    done = run_plugin(*args, cwd=workdir)
     assert done.returncode == USAGE_ERROR, done.stdout + done.stderr
     assert message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
@@ -310,7 +306,7 @@ def test_server_refusals_are_usage_errors(server: FailcatServer, workdir: Path) 
     creds = {"FAILCAT_CLIENT_ID": client_id, "FAILCAT_CLIENT_SECRET": secret}
 
     def refused(*args: str, env: dict[str, str]) -> str:
-        done = run_plugin(*args, *model, cwd=workdir, env=env, autoload=False)
+        done = run_plugin(*args, *model, cwd=workdir, env=env)
         assert done.returncode == USAGE_ERROR, done.stdout + done.stderr
         assert "Traceback" not in done.stderr
         return done.stderr
