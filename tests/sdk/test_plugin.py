@@ -13,9 +13,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from failcat_client import suites
 
 from benchmarks.common import free_port
-from tests.safeguards.builders import plugin_outcomes, run_plugin
+from tests.gateway.helpers import INGEST, case_input
+from tests.safeguards.builders import (
+    CREATE_SUITE,
+    a_name,
+    model_cases,
+    plugin_outcomes,
+    run_plugin,
+)
 from tests.sdk.conftest import FailcatServer
 
 USAGE_ERROR, TESTS_FAILED = 4, 1
@@ -328,3 +336,52 @@ def test_server_refusals_are_usage_errors(server: FailcatServer, workdir: Path) 
     assert f"cannot reach {nobody}" in refused(
         "--failcat-suite", "any", "--failcat-url", nobody, env=creds
     )
+
+
+def test_a_run_that_cannot_be_recorded_fails_the_session(
+    server: FailcatServer, workdir: Path
+) -> None:
+    base, client_id, secret = server.client_args()
+    creds = {"FAILCAT_CLIENT_ID": client_id, "FAILCAT_CLIENT_SECRET": secret}
+    report = (*OFFLINE, "--failcat-version", "2", "--failcat-report")
+    # No server to report to: refused before any test runs.
+    early = run_plugin(*report, cwd=workdir, env=creds)
+    assert early.returncode == USAGE_ERROR and "pass --failcat-url URL" in early.stderr
+    assert plugin_outcomes(early.stdout) == {}
+    # The file's suite is unknown to this server: the tests run, the run is not recorded.
+    late = run_plugin(
+        *report, "--failcat-compare", "label", cwd=workdir, env={"FAILCAT_URL": base, **creds}
+    )
+    assert len(plugin_outcomes(late.stdout)) == 4
+    assert late.returncode == USAGE_ERROR, late.stdout
+    assert "the run was NOT recorded: NOT_FOUND" in late.stdout
+
+
+def test_suite_server_fetches_and_reports_a_large_run_over_rest(
+    server: FailcatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the plugin calls, in process: a run above the GraphQL body limit goes to
+    POST /safeguards/v1/runs and is recorded the same way."""
+    model, name = a_name("large-run"), a_name("large-suite")
+    results = server.graphql(INGEST, cases=[case_input(c) for c in model_cases(model, 5)])
+    ids = [r["id"] for r in results["ingestCases"]]
+    server.graphql(CREATE_SUITE, name=name, model=model, ids=ids)
+    base, client_id, secret = server.client_args()
+    with suites.SuiteServer(base, client_id, secret) as remote:
+        suite = remote.fetch(name)
+        assert (suite.name, suite.version) == (name, 1)
+        assert [c["case_id"] for c in suite.cases] == ids
+        outcomes = [
+            {"caseId": c["case_id"], "outcome": "PASS" if n else "FAIL", "latencyMs": 3.0}
+            for n, c in enumerate(suite.cases)
+        ]
+        monkeypatch.setattr(suites, "GRAPHQL_MAX_BYTES", 10)
+        run = remote.report(suite, "7", outcomes)
+        assert (run["model"], run["passed"], run["failed"], run["passRate"]) == (model, 4, 1, 0.8)
+        with pytest.raises(suites.SuiteError, match="not found"):
+            remote.fetch(name, 2)
+    stored = server.graphql(
+        "query($id: ID!) { evaluationRun(id: $id) { version passed failed latencyP50Ms } }",
+        id=run["id"],
+    )["evaluationRun"]
+    assert stored == {"version": "7", "passed": 4, "failed": 1, "latencyP50Ms": 3.0}

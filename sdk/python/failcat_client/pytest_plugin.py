@@ -194,6 +194,8 @@ class FailcatSuitePlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.options.report and not self.is_worker:
+            self._server().close()  # no server or no credentials to report to: say so now
         try:
             if self.options.file:
                 self.suite = read_file(Path(self.options.file))
