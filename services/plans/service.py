@@ -15,6 +15,7 @@ from services.plans.models import EvaluationPlan, RetrainingPlan
 from services.plans.repository import PlansRepository
 from services.plans.schemas import EvaluationPlanIn, PlanStatus, RetrainingPlanIn, Target
 from services.safeguards import service as safeguards
+from shared.audit import audit
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
@@ -90,6 +91,18 @@ async def create_retraining_plan(
         created_by=actor.subject,
     )
     await PlansRepository(session).add(plan)
+    audit(
+        session,
+        actor,
+        "plans.create",
+        f"retraining_plan:{plan.id}",
+        details={
+            "model": plan.model_name,
+            "cases": len(case_ids),
+            "groups": len(data.evidence.group_ids),
+            "targets": len(data.targets),
+        },
+    )
     return plan
 
 
@@ -155,7 +168,16 @@ async def set_status(
         if not actor.has(Scope.REVIEWS_WRITE):
             raise Forbidden("insufficient_scope: approving a plan requires reviews:write")
         values["approved_by"] = actor.subject
-    return await _update(session, repo, plan, values)
+    before = plan.status
+    plan = await _update(session, repo, plan, values)
+    audit(
+        session,
+        actor,
+        "plans.set_status",
+        f"retraining_plan:{plan.id}",
+        details={"from": before, "to": target, "revision": plan.revision},
+    )
+    return plan
 
 
 async def _update(
@@ -209,7 +231,15 @@ async def evaluate_plan(
         "candidate_version": candidate_version,
         "outcome": outcome,
     }
-    return await _update(session, PlansRepository(session), plan, values)
+    plan = await _update(session, PlansRepository(session), plan, values)
+    audit(
+        session,
+        actor,
+        "plans.evaluate",
+        f"retraining_plan:{plan.id}",
+        details={"candidate_version": candidate_version, "met": outcome["met"]},
+    )
+    return plan
 
 
 # --- evaluation plans -----------------------------------------------------------------------
@@ -246,6 +276,13 @@ async def save_evaluation_plan(
         created_by=actor.subject,
     )
     await repo.add(plan)
+    audit(
+        session,
+        actor,
+        "plans.revise_evaluation_plan" if revise else "plans.create_evaluation_plan",
+        f"evaluation_plan:{plan.name}@{plan.version}",
+        details={"model": plan.model_name, "benchmarks": len(plan.benchmarks)},
+    )
     return plan
 
 

@@ -1,7 +1,9 @@
 """`failcat suites create|export` and `failcat gate` (exit 0 passed, 1 blocked, 2 error).
 
 Run by an operator on the host: they read the database directly, as every case's reader
-unless --team/--clearance narrow the view (as `failcat search` does).
+unless --team/--clearance narrow the view (as `failcat search` does). `failcat gate --url URL`
+(or $FAILCAT_URL) asks a running server instead, with the token of FAILCAT_CLIENT_ID/SECRET or
+of `failcat login`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def add_commands(subparsers: Any) -> None:
     gate.add_argument("--version", required=True)
     gate.add_argument("--policy", help="a YAML or JSON policy file")
     gate.add_argument("--json", action="store_true", help="print the answer as JSON")
+    gate.add_argument("--url", help="ask this server instead (default: $FAILCAT_URL)")
     gate.set_defaults(func=_gate)
 
 
@@ -99,10 +102,7 @@ def _run(work: Callable[[Any, Any], Awaitable[int]], *, search: bool = False) ->
     try:
         return asyncio.run(main())
     except FailcatError as exc:
-        print(f"failcat: {exc.code}: {exc.message}", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error.path}: {error.message}", file=sys.stderr)
-        return EXIT_ERROR
+        return _print_error(exc)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -162,7 +162,15 @@ def _export(args: argparse.Namespace) -> int:
     return _run(work)
 
 
+def _print_error(exc: FailcatError) -> int:
+    print(f"failcat: {exc.code}: {exc.message}", file=sys.stderr)
+    for error in exc.errors:
+        print(f"  {error.path}: {error.message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
 def _gate(args: argparse.Namespace) -> int:
+    from services.cli.remote import server_url
     from services.safeguards import gate
 
     try:
@@ -170,21 +178,79 @@ def _gate(args: argparse.Namespace) -> int:
             gate.load_policy_file(Path(args.policy)) if args.policy else gate.parse_policy(None)
         )
     except FailcatError as exc:
-        print(f"failcat: {exc.code}: {exc.message}", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error.path}: {error.message}", file=sys.stderr)
-        return EXIT_ERROR
+        return _print_error(exc)
+    url = server_url(args.url)
+    if url is not None:
+        return asyncio.run(_remote_gate(url, args, policy))
 
     async def work(db: Any, _: Any) -> int:
         async with db.transaction() as session:
             result = await gate.release_gate(session, args.model, args.version, policy, SYSTEM)
-        if args.json:
-            print(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2).decode())
-        else:
-            print(_gate_text(result))
+        _print_gate(result, args.json)
         return EXIT_PASSED if result.passed else EXIT_BLOCKED
 
     return _run(work)
+
+
+REMOTE_GATE = """
+query($model: String!, $version: String!, $policy: JSON) {
+  releaseGate(model: $model, version: $version, policy: $policy) {
+    model version passed
+    conditions { name passed detail caseIds groupIds runIds waiverIds hidden } } }"""
+
+
+async def _remote_gate(url: str, args: argparse.Namespace, policy: Any) -> int:
+    """Client mode: `releaseGate` over GraphQL with the caller's token, printed as the local
+    mode prints it (the server counts every case; the evidence is what the token may see)."""
+    from services.cli.remote import connect
+    from services.safeguards.gate import Condition, GateResult
+
+    variables = {
+        "model": args.model,
+        "version": args.version,
+        "policy": policy.model_dump(mode="json", exclude_unset=True),
+    }
+    async with connect(url) as remote:
+        body = await remote.json(
+            "POST", "/graphql", json={"query": REMOTE_GATE, "variables": variables}
+        )
+    if body.get("errors"):
+        error = body["errors"][0]
+        extensions = error.get("extensions") or {}
+        print(
+            f"failcat: {extensions.get('code', 'ERROR')}: {error.get('message')}", file=sys.stderr
+        )
+        for field in extensions.get("errors") or []:
+            print(f"  {field.get('path')}: {field.get('message')}", file=sys.stderr)
+        return EXIT_ERROR
+    answer = body["data"]["releaseGate"]
+    result = GateResult(
+        answer["model"],
+        answer["version"],
+        answer["passed"],
+        [
+            Condition(
+                c["name"],
+                c["passed"],
+                c["detail"],
+                case_ids=c["caseIds"],
+                group_ids=c["groupIds"],
+                run_ids=c["runIds"],
+                waiver_ids=c["waiverIds"],
+                hidden=c["hidden"],
+            )
+            for c in answer["conditions"]
+        ],
+    )
+    _print_gate(result, args.json)
+    return EXIT_PASSED if result.passed else EXIT_BLOCKED
+
+
+def _print_gate(result: Any, as_json: bool) -> None:
+    if as_json:
+        print(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(_gate_text(result))
 
 
 def _gate_text(result: Any) -> str:

@@ -23,6 +23,7 @@ from services.safeguards import service
 from services.safeguards.models import EvaluationRun, GateWaiver
 from services.safeguards.repository import SafeguardsRepository
 from services.safeguards.schemas import GatePolicy, SuiteRule, WaiverIn
+from shared.audit import audit
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, NotFound
 from shared.ids import new_id
@@ -300,6 +301,20 @@ async def waive_group(session: AsyncSession, data: WaiverIn, actor: Principal) -
     )
     session.add(waiver)
     await session.flush()
+    # The reason is the reviewer's own justification, not captured payload: it is kept.
+    audit(
+        session,
+        actor,
+        "gate.waive",
+        f"model:{data.model}@{data.version or '*'}",
+        details={
+            "waiver": waiver.id,
+            "group": data.group_id,
+            "reason": data.reason,
+            "approver": actor.subject,
+            "expires_at": waiver.expires_at.isoformat(),
+        },
+    )
     return waiver
 
 
@@ -318,6 +333,13 @@ async def revoke_waiver(session: AsyncSession, waiver_id: str, actor: Principal)
     if not await repo.revoke_waiver(waiver_id, utcnow(), actor.subject):
         raise Conflict(f"waiver {waiver_id} was already revoked")
     await session.refresh(waiver)
+    audit(
+        session,
+        actor,
+        "gate.revoke_waiver",
+        f"model:{waiver.model_name}@{waiver.model_version or '*'}",
+        details={"waiver": waiver.id, "group": waiver.group_id},
+    )
     return waiver
 
 

@@ -42,6 +42,7 @@ from services.safeguards.schemas import (
     ScenarioRequest,
     SuiteCreate,
 )
+from shared.audit import audit
 from shared.db import Database, utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, NotFound, PayloadTooLarge
 from shared.ids import new_id, stable_id
@@ -176,6 +177,13 @@ async def create_suite(
     await repo.insert(SuiteCase, cases)
     await repo.set_latest_version(suite.id, frozen.version)
     suite.latest_version = frozen.version
+    audit(
+        session,
+        actor,
+        "suites.create",
+        f"suite:{suite.name}@{frozen.version}",
+        details={"model": suite.model_name, "cases": len(cases), "from": path},
+    )
     return SuiteSnapshot(suite, frozen, created=True)
 
 
@@ -466,6 +474,18 @@ async def generate_scenarios(
                     }
                 )
     await repo.insert_scenarios(rows)
+    audit(
+        session,
+        actor,
+        "scenarios.generate",
+        f"suite:{data.suite}" if data.suite is not None else None,
+        details={
+            "cases": len(found),
+            "scenarios": len(rows),
+            "perturbations": [p.value for p in data.perturbations],
+            "seed": data.seed,
+        },
+    )
     stored = {s.id: s for s in await repo.scenarios_by_id([r["id"] for r in rows])}
     return [stored[r["id"]] for r in rows]
 
@@ -566,7 +586,23 @@ async def record_run(session: AsyncSession, data: RunIn, actor: Principal) -> Ev
             for o in data.outcomes
         ],
     )
-    await _propose_resolutions(session, repo, run, frozen, outcome_of)
+    proposed = await _propose_resolutions(session, repo, run, frozen, outcome_of)
+    audit(
+        session,
+        actor,
+        "runs.record",
+        f"run:{run.id}",
+        details={
+            "model": run.model_name,
+            "version": run.model_version,
+            "suite": f"{snapshot.name}@{snapshot.version}",
+            "total": run.total,
+            "passed": run.passed,
+            "failed": run.failed,
+            "errored": run.errored,
+            "proposals": proposed,
+        },
+    )
     return run
 
 
@@ -576,7 +612,7 @@ async def _propose_resolutions(
     run: EvaluationRun,
     frozen: list[SuiteFacts],
     outcome_of: dict[str, str],
-) -> None:
+) -> int:
     """A group is proposed for resolution in the run's version when the suite holds every one
     of its cases (the group's count) and all of them passed."""
     members: dict[str, list[str]] = {}
@@ -601,6 +637,7 @@ async def _propose_resolutions(
             }
         )
     await repo.insert(ResolutionProposal, rows)
+    return len(rows)
 
 
 async def latest_run_on_suite(
@@ -843,4 +880,15 @@ async def accept_resolution(
     if not await repo.decide_proposal(proposal.id, "accepted", now, actor.subject):
         raise Conflict(f"proposal {proposal_id} was decided concurrently")
     await session.refresh(proposal)
+    audit(
+        session,
+        actor,
+        "resolutions.accept",
+        f"group:{proposal.group_id}",
+        details={
+            "proposal": proposal.id,
+            "run": proposal.run_id,
+            "version": proposal.model_version,
+        },
+    )
     return proposal

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import secrets
+import subprocess
+import sys
 import time
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -101,3 +107,35 @@ async def searchable(client: httpx.AsyncClient, token: str, query: str, total: i
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{query!r} did not reach {total} hits within 15 s")
+
+
+# ---- the pytest plugin, run as another team's CI would: a separate pytest process ----------
+PLUGIN_LINE = re.compile(r"^failcat:(\S+)@(\d+)::(\S+)\[(\S+)\] (PASSED|FAILED)", re.M)
+
+
+def run_plugin(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`python -m pytest -v ARGS` in `cwd`, with none of this session's FAILCAT_*/PYTEST_*
+    variables. The failcat plugin loads through its pytest11 entry point; this venv's other
+    entry-point plugins (schemathesis, hypothesis, ...) are blocked: they only cost seconds."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FAILCAT_", "PYTEST_"))}
+    blocked = [
+        flag
+        for ep in entry_points(group="pytest11")
+        if ep.name != "failcat"
+        for flag in ("-p", f"no:{ep.name}")
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", *blocked, *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def plugin_outcomes(output: str) -> dict[str, tuple[str, str]]:
+    """case id -> (failure mode, PASSED | FAILED) from a -v run's lines."""
+    return {m[2]: (m[3], m[4]) for m in PLUGIN_LINE.findall(output)}

@@ -54,8 +54,10 @@ def test_sources_import_only_httpx_and_the_stdlib_and_parse_as_python39() -> Non
                 names = [node.module or ""]
             else:
                 continue
+            # The pytest plugin runs inside pytest, so it alone may import it.
+            allowed = ALLOWED | ({"pytest"} if path.name == "pytest_plugin.py" else set())
             for name in names:
-                assert name.split(".")[0] in ALLOWED, f"{path.name} imports {name}"
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
     meta = tomllib.loads((SDK / "pyproject.toml").read_text())["project"]
     assert meta["name"] == "failcat-client"
     assert meta["requires-python"] == ">=3.9"
