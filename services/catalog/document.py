@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.catalog.models import FailureCase
+from shared import redaction
 from shared.jsonutil import iso as _iso
 
 
@@ -45,7 +46,7 @@ def search_document(
     """`after_events`: kinds of the context events that preceded the case within the default
     window (services/catalog/context_events.py finds them for a whole batch in one query)."""
     writeup = case.writeup or {}
-    return {
+    document = {
         "id": case.id,
         "revision": case.revision,
         "title": case.title,
@@ -76,4 +77,7 @@ def search_document(
         "group_id": case.group_id,
         "merged_into_id": case.merged_into_id,
         "after_event": list(after_events),
+        "pii": sorted({f["kind"] for f in case.pii_findings or ()}),
     }
+    # Payload above the case's own level is not indexed (shared/redaction.py).
+    return dict(redaction.apply(document, redaction.indexed_redactions(case)))

@@ -18,6 +18,7 @@ from services.auth.api import router as auth_router
 from services.auth.service import AuthService
 from services.catalog.api import router as catalog_router
 from services.gateway.ui.api import mount_ui
+from services.governance.redaction import service as redaction
 from services.safeguards.api import router as safeguards_router
 from services.search.api import router as search_router
 from services.search.service import SearchService
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_tracing()  # exports spans only when OTEL_EXPORTER_OTLP_ENDPOINT is set
         db = Database(settings.catalog_url)
+        redaction.install(db, settings)  # the instance key of hash-mode redaction
         feed = None
         bus = getattr(app.state, "case_events", None)
         if bus is not None:

@@ -37,6 +37,7 @@ from services.gateway.catalog.queries import CatalogQuery
 from services.gateway.context import Context
 from services.gateway.errors import coded
 from services.gateway.execution import FailcatExecutionContext, direct_resolvers
+from services.gateway.governance.redaction import RedactionMutation, RedactionQuery
 from services.gateway.guard import DocumentGuard
 from services.gateway.observability import OperationMetrics
 from services.gateway.permissions import declare
@@ -66,13 +67,26 @@ for _search_type in (
 
 
 @strawberry.type
-class Query(CatalogQuery, SearchQuery, AuthQuery, SafeguardsQuery, PlansQuery, AnnotationQuery):
+class Query(
+    CatalogQuery,
+    SearchQuery,
+    AuthQuery,
+    SafeguardsQuery,
+    PlansQuery,
+    AnnotationQuery,
+    RedactionQuery,
+):
     pass
 
 
 @strawberry.type
 class Mutation(
-    CatalogMutation, AuthMutation, SafeguardsMutation, PlansMutation, AnnotationMutation
+    CatalogMutation,
+    AuthMutation,
+    SafeguardsMutation,
+    PlansMutation,
+    AnnotationMutation,
+    RedactionMutation,
 ):
     pass
 

@@ -22,6 +22,7 @@ from enum import StrEnum
 from functools import cached_property
 
 from services.catalog.schemas import Status
+from shared.redaction import PII_KINDS
 from shared.vocabulary import CONTEXT_EVENT_KINDS, SENSITIVITIES, SEVERITIES
 
 # The case's curation states, as the catalog's wire format defines them.
@@ -121,6 +122,7 @@ FIELDS: tuple[Field, ...] = (
     # Kinds of the context events that preceded the case in its scope within 7 days
     # (services/catalog/context_events.py): after_event:deploy
     Field("after_event", Kind.KEYWORD, many=True, values=CONTEXT_EVENT_KINDS, facet=True),
+    Field("pii", Kind.KEYWORD, many=True, values=PII_KINDS, facet=True),  # kinds redacted
     # -- the rest
     Field("environment", Kind.MAP, ("env",)),
     Field("occurred_at", Kind.DATE, ("occurred",), sort=True),

@@ -22,6 +22,7 @@ from services.catalog.templates import WRITEUP_FIELDS, Template
 from services.catalog.views import PastCase
 from services.gateway.annotation import types as annotation_types
 from services.gateway.errors import camel_path
+from services.gateway.governance import redaction as redaction_types
 from services.gateway.permissions import read_with
 from shared import security, vocabulary
 from shared.security import Scope
@@ -368,13 +369,8 @@ class FailureCase:
     captured_at: datetime | None
     received_at: datetime
     updated_at: datetime
-    environment: JSON | None
-    input: JSON | None
-    prediction: JSON | None
-    expected: JSON | None
     confidence: float | None
     latency_ms: float | None
-    signals: JSON | None
     failure_mode: str | None
     taxonomy_version: int | None
     severity: Severity | None
@@ -386,6 +382,16 @@ class FailureCase:
     fingerprint: str
     content_hash: str
     merged_into_id: strawberry.ID | None
+    # The raw payload and what ingest redacted (services/gateway/governance/redaction.py):
+    # null above the reader's clearance, by the one rule of shared/redaction.py.
+    environment = redaction_types.case_environment
+    input = redaction_types.case_input
+    prediction = redaction_types.case_prediction
+    expected = redaction_types.case_expected
+    signals = redaction_types.case_signals
+    redacted_fields = redaction_types.case_redacted_fields
+    pii_findings = redaction_types.case_pii_findings
+    pii_restricted_values = redaction_types.case_pii_restricted_values
 
     # Relations read the request's loaders: synchronously when the page prefetched them (see
     # loaders.prefetch_case_relations), else through a batched load.
