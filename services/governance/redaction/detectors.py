@@ -110,7 +110,7 @@ def email_ok(local: str, domain: str) -> bool:
     if len(local) > 64 or len(domain) > 253 or local.startswith(".") or ".." in local:
         return False
     labels = domain.split(".")
-    if not labels[-1].isalpha() or len(labels[-1]) < 2:
+    if len(labels) < 2 or not labels[-1].isalpha() or len(labels[-1]) < 2:
         return False
     return all(
         0 < len(lb) <= 63 and not lb.startswith("-") and not lb.endswith("-") for lb in labels
