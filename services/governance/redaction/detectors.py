@@ -285,7 +285,8 @@ def _find_all(text: str) -> list[Finding]:
         for m in _EMAIL.finditer(text):
             local, domain = m.group(1), m.group(2)
             if email_ok(local, domain):
-                add(Finding("email", m.start(), m.end(), f"{local}@{domain.lower()}"))
+                # Case-folded whole: mail systems treat local parts alike in any case.
+                add(Finding("email", m.start(), m.end(), f"{local}@{domain}".lower()))
     if not _DIGITS.search(text):
         return out
     for m in _IBAN.finditer(text):
