@@ -169,25 +169,52 @@ _TEXT_SECRET = re.compile(
 _DATE_LIKE = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|^\d{1,2}[-/.]\d{1,2}[-/.]\d{4}$")
 _DIGITS = re.compile(r"\d")
 
-# The pre-filter: a necessary condition for any detector above to find anything, as one
-# search over bytes. Long digit runs start after a non-digit, non-dot (a float's decimals
-# never count), dotted quads and colon groups cover addresses, the rest are literal markers.
-_SECRET_KEY_WORDS = rb"pass|pwd|secret|token|api.?key|authori[sz]|cookie|credential|private.?key"
-_PREFILTER = re.compile(
-    rb"@|(?<![\d.])\d(?:[ ()/-]{0,2}\d){6,}|\d{2,4}\.\d{3,4}\.\d{4}|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d"
-    rb"|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}|A[KS]IA|eyJ|-----BEGIN|[A-Z]{2}\d\d[A-Z]{4}"
-    rb"|(?i:" + _SECRET_KEY_WORDS + rb")"
+# The pre-filter: a necessary condition for any detector above to find anything, in C-speed
+# bytes operations only (a regex over every byte of every case costs as much as validating
+# the case). Markers and secret-key words are substring tests. Digit shapes are tested on the
+# bytes translated to classes, separators ( -()/) deleted: digits become '0', '.' 'd',
+# anything else 'x'; so a phone, card, SSN or IBAN shows as seven '0' after an 'x', while a
+# float's decimals follow a 'd'. Dotted quads leave '...' once digits are deleted, full IPv6
+# addresses ':::' once hex digits are.
+_MARKERS = (b"@", b"::", b"eyJ", b"-----BEGIN", b"IA")  # IA: AKIA, ASIA
+_KEY_WORDS = (
+    b"pass",
+    b"pwd",
+    b"secret",
+    b"token",
+    b"api",
+    b"authori",
+    b"cookie",
+    b"credential",
+    b"private",
 )
-_TEXT_PREFILTER = re.compile(_PREFILTER.pattern.decode())
+_SECRET_KEY_WORDS = "|".join(re.escape(w.decode()) for w in _KEY_WORDS)
+_SEPARATORS = b" -()/"
+_CLASSES = bytes(
+    ord("0") if chr(i).isdigit() else ord("d") if i == 0x2E else ord("x") for i in range(256)
+)
+_DIGIT_RUNS = (b"x0000000", b"000d000d0000", b"00d00d00d00")
+_DIGITS_B = b"0123456789"
+_HEX_B = b"0123456789abcdefABCDEF"
 
 
 def worth_scanning(serialized: bytes) -> bool:
     """False when nothing in the bytes even looks like PII or a secret key."""
-    return _PREFILTER.search(serialized) is not None
+    if any(marker in serialized for marker in _MARKERS):
+        return True
+    lowered = serialized.lower()
+    if any(word in lowered for word in _KEY_WORDS):
+        return True
+    classes = serialized.translate(_CLASSES, _SEPARATORS)
+    if any(run in classes for run in _DIGIT_RUNS):
+        return True
+    return b"..." in serialized.translate(None, _DIGITS_B) or b":::" in serialized.translate(
+        None, _HEX_B
+    )
 
 
 def maybe_pii(text: str) -> bool:
-    return _TEXT_PREFILTER.search(text) is not None
+    return worth_scanning(b'"' + text.encode() + b'"')  # as inside JSON: quoted
 
 
 # ---- secret keys --------------------------------------------------------------------------
@@ -227,7 +254,7 @@ def is_secret_key(key: str) -> bool:
     return bool(hits) and not (set(words) & _NOT_SECRET_WORDS)
 
 
-_KEY_HINT = re.compile(_SECRET_KEY_WORDS.decode(), re.I)
+_KEY_HINT = re.compile(_SECRET_KEY_WORDS, re.I)
 
 
 # ---- detection ----------------------------------------------------------------------------
