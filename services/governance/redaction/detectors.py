@@ -170,46 +170,72 @@ _DATE_LIKE = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|^\d{1,2}[-/.]\d{1,2}[-/
 _DIGITS = re.compile(r"\d")
 
 # The pre-filter: a necessary condition for any detector above to find anything, in C-speed
-# bytes operations only (a regex over every byte of every case costs as much as validating
-# the case). Markers and secret-key words are substring tests. Digit shapes are tested on the
-# bytes translated to classes, separators ( -()/) deleted: digits become '0', '.' 'd',
-# anything else 'x'; so a phone, card, SSN or IBAN shows as seven '0' after an 'x', while a
-# float's decimals follow a 'd'. Dotted quads leave '...' once digits are deleted, full IPv6
-# addresses ':::' once hex digits are.
-_MARKERS = (b"@", b"::", b"eyJ", b"-----BEGIN", b"IA")  # IA: AKIA, ASIA
+# bytes operations only: a regex over every byte of every case costs as much as validating
+# the case, and so would a substring test per secret word over a case's prose. So:
+# - markers are substring tests, the rarer ones behind a one-byte (memchr) test;
+# - digit shapes are tested on the bytes translated to classes, separators ( -()/) deleted:
+#   digits become '0', '.' 'd', anything else 'x'; a phone, card, SSN or IBAN shows as seven
+#   '0' after an 'x', while a float's decimals follow a 'd'; dotted quads leave '...' once
+#   digits are deleted, IPv6 addresses '::' once hex digits are;
+# - secret words matter as JSON keys (tested on the keys alone, `keys`) and in text followed
+#   by '=' or ': ' (orjson writes no space after its own colons, and '=' is never JSON syntax).
 _KEY_WORDS = (
-    b"pass",
-    b"pwd",
-    b"secret",
-    b"token",
-    b"api",
-    b"authori",
-    b"cookie",
-    b"credential",
-    b"private",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "api",
+    "authori",
+    "cookie",
+    "credential",
+    "private",
 )
-_SECRET_KEY_WORDS = "|".join(re.escape(w.decode()) for w in _KEY_WORDS)
+_SECRET_KEY_WORDS = "|".join(_KEY_WORDS)
 _SEPARATORS = b" -()/"
 _CLASSES = bytes(
     ord("0") if chr(i).isdigit() else ord("d") if i == 0x2E else ord("x") for i in range(256)
 )
-_DIGIT_RUNS = (b"x0000000", b"000d000d0000", b"00d00d00d00")
 _DIGITS_B = b"0123456789"
 _HEX_B = b"0123456789abcdefABCDEF"
 
 
-def worth_scanning(serialized: bytes) -> bool:
-    """False when nothing in the bytes even looks like PII or a secret key."""
-    if any(marker in serialized for marker in _MARKERS):
+def worth_scanning(serialized: bytes, keyed: bytes | None = None) -> bool:
+    """False when nothing in `serialized` (orjson's compact JSON) even looks like PII or a
+    secret. Secret words are looked for in `keyed` (the part holding JSON objects, whose keys
+    may name secrets; default all of it), and elsewhere only before '=' or ': '. Chained
+    tests, not loops: this runs for every case ingested."""
+    s = serialized
+    if (
+        b"@" in s
+        or b"IA" in s  # AKIA, ASIA access key ids
+        or (b"J" in s and b"eyJ" in s)
+        or (b"G" in s and b"-----BEGIN" in s)
+    ):
         return True
-    lowered = serialized.lower()
-    if any(word in lowered for word in _KEY_WORDS):
+    if keyed is None or b"=" in s or b": " in s:
+        keyed = s
+    if _secret_word(keyed.lower()):
         return True
-    classes = serialized.translate(_CLASSES, _SEPARATORS)
-    if any(run in classes for run in _DIGIT_RUNS):
-        return True
-    return b"..." in serialized.translate(None, _DIGITS_B) or b":::" in serialized.translate(
-        None, _HEX_B
+    classes = s.translate(_CLASSES, _SEPARATORS)
+    return (
+        b"x0000000" in classes
+        or b"000d000d0000" in classes
+        or b"..." in s.translate(None, _DIGITS_B)
+        or b"::" in s.translate(None, _HEX_B)  # compressed or full IPv6 (or a clock time)
+    )
+
+
+def _secret_word(w: bytes) -> bool:
+    return (
+        b"pass" in w
+        or b"pwd" in w
+        or b"secret" in w
+        or b"token" in w
+        or b"api" in w
+        or b"authori" in w
+        or b"cookie" in w
+        or b"credential" in w
+        or b"private" in w
     )
 
 

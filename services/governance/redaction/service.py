@@ -168,6 +168,8 @@ async def set_policy(session: AsyncSession, data: PolicyIn, actor: Principal) ->
 
 # ---- ingest -------------------------------------------------------------------------------
 
+_DEFAULT = default_policy("*")
+
 
 async def redactor_for(session: AsyncSession) -> Redactor:
     """The batch's redactor: every policy (a handful of rows), the instance key."""
@@ -187,22 +189,32 @@ class Redactor:
         """The stored columns of a validated case (services.catalog.schemas.CaseIn) that
         redaction sets: the redacted text and blobs, `pii_findings` (kinds and paths),
         `pii_restricted` (keep_restricted only) and `payload_sensitivity`."""
-        policy = self.policies.get(case.data_source) or default_policy(case.data_source)
-        wanted = getattr(case, "payload_sensitivity", None)
+        policy = self.policies.get(case.data_source, _DEFAULT)
+        wanted = case.payload_sensitivity
+        level = policy.payload_sensitivity
+        if wanted is not None:
+            level = payload_level(wanted.value, level)
         out: dict[str, Any] = {
-            "payload_sensitivity": payload_level(
-                wanted.value if wanted else None, policy.payload_sensitivity
-            ),
+            "payload_sensitivity": level,
             "pii_findings": None,
             "pii_restricted": None,
         }
-        values = {name: getattr(case, name) for name in TEXT_FIELDS}
-        for name in BLOB_FIELDS:
-            value = getattr(case, name)
-            values[name] = value.__dict__ if name == "writeup" and value is not None else value
-        # The common case: nothing that even looks like PII, one serialization and a search.
-        if not worth_scanning(orjson.dumps(values)):
+        writeup = case.writeup
+        blobs = [
+            writeup.__dict__ if writeup is not None else None,
+            case.environment,
+            case.input,
+            case.prediction,
+            case.expected,
+            case.signals,
+        ]
+        texts = [case.title, case.summary, case.impact]
+        # The common case: nothing that even looks like PII: one serialization, a few bytes
+        # operations (detectors.worth_scanning).
+        keyed = orjson.dumps(blobs)
+        if not worth_scanning(orjson.dumps(texts) + keyed, keyed):
             return out
+        values = dict(zip(TEXT_FIELDS + BLOB_FIELDS, texts + blobs, strict=True))
         if policy.mode is Mode.HASH and self.key is None:
             raise Unavailable("the redaction key is not loaded: hash-mode policies cannot apply")
         walk = _Walk(policy.mode, self.key)
