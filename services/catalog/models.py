@@ -201,8 +201,8 @@ class FailureCase(SQLModel, table=True):
     updated_at: datetime = _ts()
     # Redaction at ingest (services/governance/redaction, migration 0010): what was found
     # (kinds and JSON paths, never values), the raw values a keep_restricted policy kept
-    # (read through the governance service, by restricted readers only), and the payload
-    # fields' own sensitivity (shared/redaction.py) when above the case's.
+    # (FailureCase.piiRestrictedValues, for restricted readers only), and the payload fields'
+    # own sensitivity (shared/redaction.py; null: the case's own).
     pii_findings: list[dict[str, str]] | None = _json()
     pii_restricted: list[dict[str, str]] | None = _json()
     payload_sensitivity: str | None = Field(default=None, max_length=20)

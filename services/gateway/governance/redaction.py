@@ -15,7 +15,6 @@ from strawberry.types import Info
 from services.gateway.permissions import read_with, scoped
 from services.governance.redaction import service
 from services.governance.redaction.schemas import Mode, PolicyIn
-from shared.audit import audit
 from shared.redaction import redacted_fields
 from shared.security import Scope, Sensitivity
 
@@ -135,15 +134,9 @@ def _pii_findings(self: Any) -> list[PiiFinding]:
 async def _pii_restricted_values(self: Any, info: Info) -> list[RestrictedValue] | None:
     principal = info.context.principal
     if principal.clearance is not Sensitivity.RESTRICTED or not self.pii_restricted:
-        return None
-    audit(
-        await info.context.session(),
-        principal,
-        "redaction.restricted_read",
-        f"case:{self.id}",
-        details={"values": len(self.pii_restricted)},
-    )
-    return [RestrictedValue(**v) for v in self.pii_restricted]
+        return None  # no session, no audit entry, for everyone else
+    kept = service.restricted_values(await info.context.session(), self, principal)
+    return [RestrictedValue(kind=v.kind, path=v.path, value=v.value) for v in kept or ()]
 
 
 case_redacted_fields = strawberry.field(

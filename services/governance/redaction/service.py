@@ -38,7 +38,7 @@ from services.governance.redaction.schemas import (
 )
 from shared.audit import audit
 from shared.db import utcnow
-from shared.errors import Forbidden, Unavailable
+from shared.errors import Unavailable
 from shared.redaction import payload_level
 from shared.security import Principal, Sensitivity
 
@@ -323,22 +323,19 @@ def _whole(text: str, found: Iterable[Finding]) -> bool:
 # ---- reading what keep_restricted kept ------------------------------------------------------
 
 
-async def restricted_values(
-    session: AsyncSession, case_id: str, reader: Principal
-) -> list[RestrictedValue]:
-    """The raw values a keep_restricted policy kept for a case: readers cleared `restricted`
-    who may see the case only; every read is audited."""
-    from services.catalog import service as catalog
-
-    case = await catalog.get_visible_case(session, case_id, reader)
-    if reader.clearance is not Sensitivity.RESTRICTED:
-        raise Forbidden("the raw values of redacted fields need clearance restricted")
-    kept = case.pii_restricted or []
+def restricted_values(
+    session: AsyncSession, case: Any, reader: Principal
+) -> list[RestrictedValue] | None:
+    """The raw values a keep_restricted policy kept for `case` (a row `reader` was allowed to
+    read): for readers cleared `restricted` only, None for others. Each read is audited."""
+    kept = case.pii_restricted
+    if reader.clearance is not Sensitivity.RESTRICTED or not kept:
+        return None
     audit(
         session,
         reader,
         "redaction.restricted_read",
-        f"case:{case_id}",
+        f"case:{case.id}",
         details={"values": len(kept)},
     )
     return [RestrictedValue(v["kind"], v["path"], v["value"]) for v in kept]
