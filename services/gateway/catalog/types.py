@@ -378,6 +378,7 @@ class FailureCase:
     status: Status
     tags: list[str]
     sensitivity: Sensitivity
+    payload_sensitivity: Sensitivity | None  # the raw payload's own level (shared/redaction.py)
     team: str | None
     fingerprint: str
     content_hash: str
