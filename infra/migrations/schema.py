@@ -10,6 +10,7 @@ from services.auth import models as _auth  # noqa: F401
 # Imported for their side effect: each module registers its tables on `metadata`.
 from services.catalog import models as _catalog  # noqa: F401
 from services.governance.escalation import models as _escalation  # noqa: F401
+from services.governance.redaction import models as _redaction  # noqa: F401
 from services.governance.retention import models as _retention  # noqa: F401
 from services.plans import models as _plans  # noqa: F401
 from services.safeguards import models as _safeguards  # noqa: F401

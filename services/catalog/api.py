@@ -184,7 +184,7 @@ async def list_cases(
     refs = await service.page_relations(session, page)
     return json_response(
         {
-            "cases": [case_json(c, refs) for c in page],
+            "cases": [case_json(c, refs, viewer=principal) for c in page],
             "next": encode_keyset(CASES, page[-1].occurred_at, page[-1].id)
             if len(cases) > first
             else None,

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from services.catalog.models import FailureCase
+from shared import redaction
 from shared.jsonutil import iso as _iso
 
 
@@ -48,7 +49,7 @@ def search_document(
     `annotation`: the annotation service's fields of the case (annotated_by, ...), found for
     a whole batch by services/annotation/search_state.py."""
     writeup = case.writeup or {}
-    return {
+    document = {
         "id": case.id,
         "revision": case.revision,
         "title": case.title,
@@ -79,9 +80,12 @@ def search_document(
         "group_id": case.group_id,
         "merged_into_id": case.merged_into_id,
         "after_event": list(after_events),
+        "pii": sorted({f["kind"] for f in case.pii_findings or ()}),
         # -- annotation state: the annotation service's own fields, as it produced them
         **_annotation_fields(annotation),
     }
+    # Payload above the case's own level is not indexed (shared/redaction.py).
+    return dict(redaction.apply(document, redaction.indexed_redactions(case)))
 
 
 def _annotation_fields(annotation: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -49,6 +49,7 @@ WIRE_KEYS = (
     "signals",
     "tags",
     "sensitivity",
+    "payload_sensitivity",
     "team",
     "links",
     "writeup",
@@ -65,6 +66,8 @@ META_KEYS = (
     "taxonomy_version",
     "received_at",
     "updated_at",
+    "redacted_fields",  # payload fields the reader's clearance did not cover (null here)
+    "pii_findings",  # kinds and paths ingest redacted
 )
 
 # CSV: one column per scalar, JSON text for structured values, model split in two.
@@ -118,7 +121,7 @@ def csv_row(case: dict[str, Any]) -> list[str]:
             value = case.get(name)
         if value is None:
             return ""
-        if name in JSON_COLUMNS:
+        if name in JSON_COLUMNS or isinstance(value, list | dict):  # _meta's lists too
             return orjson.dumps(value).decode()
         return str(value)
 
@@ -230,7 +233,11 @@ async def _stream(
             refs = await catalog.page_relations(session, cases)
         by_id = {c.id: c for c in cases}
         # Search order (occurred_at, id); a case deleted since it was indexed is skipped.
-        chunk = [encode(wire_case(case_json(by_id[i], refs)), fmt) for i in ids if i in by_id]
+        chunk = [
+            encode(wire_case(case_json(by_id[i], refs, viewer=principal)), fmt)
+            for i in ids
+            if i in by_id
+        ]
         done += len(chunk)
         if chunk:
             yield b"".join(chunk)

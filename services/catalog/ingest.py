@@ -27,6 +27,7 @@ from services.catalog.repository import CatalogRepository
 from services.catalog.sampling import sample
 from services.catalog.schemas import CaseIn, GroupStatus, ItemResult
 from services.catalog.versions import is_newer
+from services.governance.redaction import service as redaction
 from shared.db import utcnow
 from shared.errors import FieldError
 from shared.ids import new_id, stable_id
@@ -49,6 +50,9 @@ class Prepared:
     failure_mode_parent: str | None
     id: str = field(default_factory=new_id)
     reservoir_key: str | None = None
+    # The stored columns redaction rewrites (services/governance/redaction): applied before
+    # anything is stored, so detected values never reach the database.
+    redacted: dict[str, Any] = field(default_factory=dict)
 
 
 def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
@@ -218,6 +222,7 @@ async def ingest(
     repo = CatalogRepository(session)
     batch = _Batch(repo, actor, utcnow(), rng or random.Random(), len(items))
     batch.taxonomy_version = await repo.current_taxonomy_version()
+    batch.redactor = await redaction.redactor_for(session)
     modes = await repo.failure_modes(batch.taxonomy_version)
     # A reservoir decides in arrival order and may drop an earlier item of the same batch
     # (answered sampled_out): under sampling rules the batch is stored in one piece.
@@ -256,6 +261,7 @@ async def _prepare_piece(
                 index=i, status="invalid", errors=[e.as_dict() for e in p]
             )
         else:
+            p.redacted = batch.redactor.apply(p.case)
             valid.append(p)
         if n % SLICE == 0:
             await asyncio.sleep(0)  # let the store in flight send its next statement
@@ -273,6 +279,7 @@ class _Batch:
         self.results: list[ItemResult | None] = [None] * n
         self.taxonomy_version = 0
         self.sampling = False
+        self.redactor: redaction.Redactor
         self.by_hash: dict[str, str] = {}
         self.by_ext: dict[tuple[str, str], tuple[str, str]] = {}
         self.models: dict[str, str] = {}
@@ -548,4 +555,5 @@ def _case_row(
         # Every column, so COPY takes the fast path (repository.base.copy_records).
         "payload_purged_at": None,
         "purged_at": None,
+        **p.redacted,
     }

@@ -204,6 +204,13 @@ class FailureCase(SQLModel, table=True):
     # history, groups and annotations keep their references; it leaves the search index).
     payload_purged_at: datetime | None = _ts(nullable=True)
     purged_at: datetime | None = _ts(nullable=True)
+    # Redaction at ingest (services/governance/redaction, migration 0010): what was found
+    # (kinds and JSON paths, never values), the raw values a keep_restricted policy kept
+    # (FailureCase.piiRestrictedValues, for restricted readers only), and the payload fields'
+    # own sensitivity (shared/redaction.py; null: the case's own).
+    pii_findings: list[dict[str, str]] | None = _json()
+    pii_restricted: list[dict[str, str]] | None = _json()
+    payload_sensitivity: str | None = Field(default=None, max_length=20)
 
 
 class CaseLink(SQLModel, table=True):

@@ -123,6 +123,9 @@ class CaseIn(_In):
     signals: dict[str, Any] | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=L.MAX_TAGS)
     sensitivity: Sensitivity = Sensitivity.INTERNAL
+    # The raw payload fields' own level (shared/redaction.py): readers cleared for the case
+    # but not for this get them null.
+    payload_sensitivity: Sensitivity | None = None
     team: Name | None = None
     links: list[Link] = Field(default_factory=list, max_length=L.MAX_LINKS)
     writeup: Writeup | None = None

@@ -825,7 +825,7 @@ async def cases_as_json(
     """Visible cases by id in the wire format (REST answers that embed cases)."""
     cases = await get_cases(session, ids, viewer)
     refs = await page_relations(session, cases)
-    return {c.id: case_json(c, refs) for c in cases}
+    return {c.id: case_json(c, refs, viewer=viewer) for c in cases}
 
 
 async def case_as_json(
@@ -835,8 +835,8 @@ async def case_as_json(
     source and its links (those it had at `as_of`, when given)."""
     if as_of is None:
         case = await get_visible_case(session, case_id, viewer)
-        return case_json(case, await page_relations(session, [case]))
+        return case_json(case, await page_relations(session, [case]), viewer=viewer)
     past = await get_case_as_of(session, case_id, viewer, as_of)
     refs = await page_relations(session, [past.case])
     refs.links[past.case.id] = past.links
-    return case_json(past.case, refs)
+    return case_json(past.case, refs, viewer=viewer)

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.catalog.models import CaseRevision, FailureCase
+from shared import redaction
 from shared.jsonutil import iso
+from shared.security import Principal
 
 
 @dataclass
@@ -28,9 +30,13 @@ class PastCase:
     links: list[dict[str, Any]]
 
 
-def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str, Any]:
+def case_json(
+    case: FailureCase, refs: PageRelations | None = None, *, viewer: Principal
+) -> dict[str, Any]:
+    """`viewer` is who reads it: payload fields above their clearance come back null and
+    named in `redacted_fields` (shared/redaction.py)."""
     refs = refs or PageRelations()
-    return {
+    view = {
         "id": case.id,
         "revision": case.revision,
         "external_id": case.external_id,
@@ -69,7 +75,10 @@ def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str,
         "group_id": case.group_id,
         "merged_into_id": case.merged_into_id,
         "updated_at": iso(case.updated_at),
+        "payload_sensitivity": case.payload_sensitivity,
+        "pii_findings": case.pii_findings or [],
     }
+    return redaction.apply(view, redaction.redacted_fields(viewer, case))
 
 
 def revision_json(rev: CaseRevision) -> dict[str, Any]:

@@ -150,11 +150,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 async def local_sink() -> AsyncIterator[Sink]:
     """Local mode: straight into the catalog, one transaction per batch."""
     from services.catalog import service
+    from services.governance.redaction import service as redaction
     from shared.db import Database
     from shared.security import SYSTEM
     from shared.settings import load_settings
 
-    db = Database(load_settings().catalog_url)
+    settings = load_settings()
+    db = Database(settings.catalog_url)
+    redaction.install(db, settings)
 
     async def sink(items: list[Any]) -> list[dict[str, Any]]:
         async with db.transaction() as session:

@@ -19,6 +19,7 @@ from services.auth.service import AuthService
 from services.catalog.api import router as catalog_router
 from services.gateway.ui.api import mount_ui
 from services.governance.escalation.runtime import attach as attach_escalation
+from services.governance.redaction import service as redaction
 from services.safeguards.api import router as safeguards_router
 from services.search.api import router as search_router
 from services.search.service import SearchService
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_tracing()  # exports spans only when OTEL_EXPORTER_OTLP_ENDPOINT is set
         db = Database(settings.catalog_url)
+        redaction.install(db, settings)  # the instance key of hash-mode redaction
         feed = None
         bus = getattr(app.state, "case_events", None)
         if bus is not None:

@@ -38,6 +38,7 @@ from services.gateway.context import Context
 from services.gateway.errors import coded
 from services.gateway.execution import FailcatExecutionContext, direct_resolvers
 from services.gateway.governance.escalation import EscalationMutation, EscalationQuery
+from services.gateway.governance.redaction import RedactionMutation, RedactionQuery
 from services.gateway.governance.retention import RetentionMutation, RetentionQuery
 from services.gateway.guard import DocumentGuard
 from services.gateway.observability import OperationMetrics
@@ -77,6 +78,7 @@ class Query(
     AnnotationQuery,
     EscalationQuery,
     RetentionQuery,
+    RedactionQuery,
 ):
     pass
 
@@ -90,6 +92,7 @@ class Mutation(
     AnnotationMutation,
     EscalationMutation,
     RetentionMutation,
+    RedactionMutation,
 ):
     pass
 

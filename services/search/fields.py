@@ -22,6 +22,7 @@ from enum import StrEnum
 from functools import cached_property
 
 from services.catalog.schemas import Status
+from shared.redaction import PII_KINDS
 from shared.vocabulary import CONTEXT_EVENT_KINDS, SENSITIVITIES, SEVERITIES
 
 # The case's curation states, as the catalog's wire format defines them.
@@ -130,6 +131,7 @@ FIELDS: tuple[Field, ...] = (
     Field("agreement", Kind.NUMBER),
     Field("disagreement", Kind.KEYWORD, many=True, facet=True),
     Field("blinded", Kind.KEYWORD, many=True),
+    Field("pii", Kind.KEYWORD, many=True, values=PII_KINDS, facet=True),  # kinds redacted
     # -- the rest
     Field("environment", Kind.MAP, ("env",)),
     Field("occurred_at", Kind.DATE, ("occurred",), sort=True),

@@ -298,14 +298,14 @@ query($id: ID!, $asOf: DateTime) {
     id revision externalId title summary occurredAt capturedAt receivedAt updatedAt
     environment input prediction expected confidence latencyMs signals failureMode
     taxonomyVersion severity impact status tags sensitivity team fingerprint contentHash
-    mergedIntoId
+    mergedIntoId payloadSensitivity redactedFields piiFindings { kind path }
     model { id name } modelVersion { id version } dataSource { name } group { id }
     links { kind url title }
     writeup { hypothesis experiments results rationale }
     provenance { source pipelineVersion capturedBy batchId }
   }
 }"""
-_ENUMS = {"status", "severity", "sensitivity"}
+_ENUMS = {"status", "severity", "sensitivity", "payloadSensitivity"}
 
 
 def _rest_facts(case: dict) -> dict:

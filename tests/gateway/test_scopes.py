@@ -102,6 +102,8 @@ EXPECTED: dict[str, set[Scope]] = {
     "Query.retentionPolicies": {A},
     "Mutation.setRetentionPolicy": {A},
     "Mutation.setLegalHold": {REV, R},
+    "Query.redactionPolicies": {A},
+    "Mutation.setRedactionPolicy": {A},
 }
 # Operations allowed with any one of their scopes (the rest need every one).
 ANY_OF = {"Mutation.recordContextEvent"}
@@ -270,6 +272,11 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
         {"id": MISSING},
     ),
     "Query.contextEvents": ("{ contextEvents(first: 1) { nodes { id } } }", {}),
+    "Query.redactionPolicies": ("{ redactionPolicies { dataSource } }", {}),
+    "Mutation.setRedactionPolicy": (
+        'mutation { setRedactionPolicy(dataSource: "matrix-none", mode: MASK) { version } }',
+        {},
+    ),
     "Mutation.recordContextEvent": (
         "mutation { recordContextEvent(event: {kind: DEPLOY}) { id } }",
         {},

@@ -68,6 +68,7 @@ class CaseInput:
     signals: JSON | None = strawberry.UNSET
     tags: list[str] | None = strawberry.UNSET
     sensitivity: Sensitivity | None = strawberry.UNSET
+    payload_sensitivity: Sensitivity | None = strawberry.UNSET
     team: str | None = strawberry.UNSET
     links: list[LinkInput] | None = strawberry.UNSET
     writeup: WriteupInput | None = strawberry.UNSET

@@ -22,6 +22,7 @@ from services.catalog.templates import WRITEUP_FIELDS, Template
 from services.catalog.views import PastCase
 from services.gateway.annotation import types as annotation_types
 from services.gateway.errors import camel_path
+from services.gateway.governance import redaction as redaction_types
 from services.gateway.governance import retention as retention_types
 from services.gateway.permissions import read_with
 from shared import security, vocabulary
@@ -373,13 +374,8 @@ class FailureCase:
     captured_at: datetime | None
     received_at: datetime
     updated_at: datetime
-    environment: JSON | None
-    input: JSON | None
-    prediction: JSON | None
-    expected: JSON | None
     confidence: float | None
     latency_ms: float | None
-    signals: JSON | None
     failure_mode: str | None = annotation_types.curated_field("failure_mode", "Failure mode.")
     taxonomy_version: int | None
     severity: Severity | None = annotation_types.curated_field("severity", "S0 worst .. S4.")
@@ -387,6 +383,7 @@ class FailureCase:
     status: Status
     tags: list[str]
     sensitivity: Sensitivity
+    payload_sensitivity: Sensitivity | None  # the raw payload's own level (shared/redaction.py)
     team: str | None
     fingerprint: str
     content_hash: str
@@ -400,6 +397,16 @@ class FailureCase:
         "grading and history; gone from search."
     )
     legal_hold = retention_types.case_legal_hold
+    # The raw payload and what ingest redacted (services/gateway/governance/redaction.py):
+    # null above the reader's clearance, by the one rule of shared/redaction.py.
+    environment = redaction_types.case_environment
+    input = redaction_types.case_input
+    prediction = redaction_types.case_prediction
+    expected = redaction_types.case_expected
+    signals = redaction_types.case_signals
+    redacted_fields = redaction_types.case_redacted_fields
+    pii_findings = redaction_types.case_pii_findings
+    pii_restricted_values = redaction_types.case_pii_restricted_values
 
     # Relations read the request's loaders: synchronously when the page prefetched them (see
     # loaders.prefetch_case_relations), else through a batched load.

@@ -1,0 +1,341 @@
+"""Redaction at ingest and the policies that steer it; the only entry point other packages call.
+
+The catalog's ingest builds one `Redactor` per batch (`redactor_for`, one query for every
+policy) and hands it each validated case before anything is stored: the detected values are
+replaced in the stored columns (`Redactor.apply` answers the columns to overwrite), so they
+never reach the database, the outbox, the search index, logs or the audit trail. What was
+found is kept on the case as kinds and JSON paths, never values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from services.governance.redaction.detectors import (
+    Finding,
+    detect,
+    is_secret_key,
+    maybe_pii,
+    worth_scanning,
+)
+from services.governance.redaction.models import RedactionPolicy
+from services.governance.redaction.repository import RedactionRepository
+from services.governance.redaction.schemas import (
+    Mode,
+    Policy,
+    PolicyIn,
+    RestrictedValue,
+    default_policy,
+)
+from shared.audit import audit
+from shared.db import utcnow
+from shared.errors import Unavailable
+from shared.redaction import payload_level
+from shared.security import Principal, Sensitivity
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from shared.db import Database
+    from shared.settings import Settings
+
+# The text fields and JSON blobs a case is scanned in, as the catalog stores them.
+TEXT_FIELDS = ("title", "summary", "impact")
+BLOB_FIELDS = ("writeup", "environment", "input", "prediction", "expected", "signals")
+# What one case's findings list keeps at most: kinds and paths for the reader, not an index.
+MAX_FINDINGS = 200
+MAX_PATH = 300
+
+MASKS = {
+    "email": "[EMAIL]",
+    "phone": "[PHONE]",
+    "iban": "[IBAN]",
+    "ipv4": "[IPV4]",
+    "ipv6": "[IPV6]",
+    "ssn": "[SSN]",
+    "secret": "[SECRET]",
+    "aws_key": "[AWS_KEY]",
+    "jwt": "[JWT]",
+    "private_key": "[PRIVATE_KEY]",
+}
+
+
+class _Removed:
+    """The walker's answer for a value the `remove` mode drops whole."""
+
+
+REMOVED = _Removed()
+
+
+# ---- the instance key (hash mode) ---------------------------------------------------------
+
+KEY_FILE = "redaction.key"
+# The key of each Database's engine, installed by whoever built it (the app's lifespan, the
+# CLI): ingest reaches it from its session without a global setting.
+_KEYS: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+
+
+def load_key(data_dir: Path) -> bytes:
+    """The instance's HMAC key: $FAILCAT_DATA_DIR/redaction.key (32 random bytes, hex, mode
+    0600), created on first use. Every process of an instance must share it, as it shares
+    the signing keys: equal values hash alike only under one key."""
+    path = Path(data_dir) / KEY_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return bytes.fromhex(path.read_text().strip())
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex())
+    return key
+
+
+def install(db: Database, settings: Settings) -> None:
+    """Make the instance key available to sessions of `db` (called where `db` is built)."""
+    _KEYS[db.engine.sync_engine] = load_key(settings.data_dir)
+
+
+def _key_of(session: AsyncSession) -> bytes:
+    bind = session.bind
+    key = _KEYS.get(getattr(bind, "sync_engine", bind))
+    if key is None:  # a tool that built its Database without install(): the environment's
+        from shared.settings import load_settings
+
+        key = load_key(load_settings().data_dir)
+    return key
+
+
+# ---- policies -----------------------------------------------------------------------------
+
+
+def _policy(row: RedactionPolicy) -> Policy:
+    return Policy(
+        row.data_source,
+        Mode(row.mode),
+        row.payload_sensitivity,
+        row.version,
+        row.updated_at,
+        row.updated_by,
+    )
+
+
+async def policies(session: AsyncSession) -> list[Policy]:
+    return sorted(
+        (_policy(r) for r in await RedactionRepository(session).policies()),
+        key=lambda p: p.data_source,
+    )
+
+
+async def policy_for(session: AsyncSession, data_source: str) -> Policy:
+    row = await RedactionRepository(session).policy(data_source)
+    return _policy(row) if row is not None else default_policy(data_source)
+
+
+async def set_policy(session: AsyncSession, data: PolicyIn, actor: Principal) -> Policy:
+    """Create or change a data source's policy (applies to cases ingested from now on)."""
+    repo = RedactionRepository(session)
+    row = await repo.policy(data.data_source)
+    level = data.payload_sensitivity.value if data.payload_sensitivity else None
+    if row is None:
+        row = RedactionPolicy(data_source=data.data_source, mode=data.mode.value, version=0)
+    row.mode, row.payload_sensitivity = data.mode.value, level
+    row.version += 1
+    row.updated_at, row.updated_by = utcnow(), actor.subject
+    await repo.save_policy(row)
+    audit(
+        session,
+        actor,
+        "redaction.policy_set",
+        f"data_source:{data.data_source}",
+        details={"mode": row.mode, "payload_sensitivity": level, "version": row.version},
+    )
+    return _policy(row)
+
+
+# ---- ingest -------------------------------------------------------------------------------
+
+_DEFAULT = default_policy("*")
+
+
+async def redactor_for(session: AsyncSession) -> Redactor:
+    """The batch's redactor: every policy (a handful of rows), the instance key."""
+    rows = await RedactionRepository(session).policies()
+    found = {r.data_source: _policy(r) for r in rows}
+    # The key only when a policy hashes: mask (the default) never reads the data dir.
+    key = _key_of(session) if any(p.mode is Mode.HASH for p in found.values()) else None
+    return Redactor(found, key)
+
+
+class Redactor:
+    def __init__(self, policies: dict[str, Policy], key: bytes | None) -> None:
+        self.policies = policies
+        self.key = key
+
+    def apply(self, case: Any) -> dict[str, Any]:
+        """The stored columns of a validated case (services.catalog.schemas.CaseIn) that
+        redaction sets: the redacted text and blobs, `pii_findings` (kinds and paths),
+        `pii_restricted` (keep_restricted only) and `payload_sensitivity`."""
+        policy = self.policies.get(case.data_source, _DEFAULT)
+        wanted = case.payload_sensitivity
+        level = policy.payload_sensitivity
+        if wanted is not None:
+            level = payload_level(wanted.value, level)
+        out: dict[str, Any] = {
+            "payload_sensitivity": level,
+            "pii_findings": None,
+            "pii_restricted": None,
+        }
+        writeup = case.writeup
+        blobs = [
+            writeup.__dict__ if writeup is not None else None,
+            case.environment,
+            case.input,
+            case.prediction,
+            case.expected,
+            case.signals,
+        ]
+        texts = [case.title, case.summary, case.impact]
+        # The common case: nothing that even looks like PII: one serialization, a few bytes
+        # operations (detectors.worth_scanning).
+        keyed = orjson.dumps(blobs)
+        if not worth_scanning(orjson.dumps(texts) + keyed, keyed):
+            return out
+        values = dict(zip(TEXT_FIELDS + BLOB_FIELDS, texts + blobs, strict=True))
+        if policy.mode is Mode.HASH and self.key is None:
+            raise Unavailable("the redaction key is not loaded: hash-mode policies cannot apply")
+        walk = _Walk(policy.mode, self.key)
+        for name, value in values.items():
+            if value is None:
+                continue
+            redacted = walk.value(value, name, secret=False)
+            if walk.changed:
+                out[name] = None if redacted is REMOVED else redacted
+                walk.changed = False
+        if walk.findings:
+            out["pii_findings"] = [{"kind": k, "path": p} for k, p in walk.findings]
+        if walk.restricted:
+            out["pii_restricted"] = walk.restricted
+        return out
+
+
+class _Walk:
+    """One case's walk: replaces what the detectors find, collects (kind, path) pairs."""
+
+    def __init__(self, mode: Mode, key: bytes | None) -> None:
+        self.mode, self.key = mode, key
+        self.findings: dict[tuple[str, str], None] = {}  # ordered set
+        self.restricted: list[dict[str, str]] = []
+        self.changed = False
+
+    def value(self, value: Any, path: str, secret: bool) -> Any:
+        if isinstance(value, str):
+            return self.text(value, path, secret)
+        if isinstance(value, dict):
+            return self.mapping(value, path, secret)
+        if isinstance(value, list):
+            out = []
+            for i, item in enumerate(value):
+                sub = self.value(item, f"{path}[{i}]", secret)
+                if sub is not REMOVED:
+                    out.append(sub)
+            return out
+        if secret and isinstance(value, int | float) and not isinstance(value, bool):
+            return self.text(str(value), path, secret)  # "pin": 1234 is a secret too
+        return value
+
+    def mapping(self, value: dict[str, Any], path: str, secret: bool) -> Any:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = key
+            if maybe_pii(key):
+                name = self.text(key, f"{path}.<key>", False)
+                if name is REMOVED:
+                    continue
+                while name in out:  # two keys masked alike stay two entries
+                    name += "'"
+            sub = self.value(item, f"{path}.{name}", secret or is_secret_key(key))
+            if sub is not REMOVED:
+                out[name] = sub
+        return out
+
+    def text(self, text: str, path: str, secret: bool) -> Any:
+        if secret:
+            if not text:
+                return text
+            found = [Finding("secret", 0, len(text), text)]
+        else:
+            found = detect(text)
+            if not found:
+                return text
+        self.changed = True
+        for f in found:
+            self.note(f, path, text)
+        if self.mode is Mode.REMOVE and _whole(text, found):
+            return REMOVED
+        parts, at = [], 0
+        for f in found:
+            parts.append(text[at : f.start])
+            parts.append(self.replacement(f))
+            at = f.end
+        parts.append(text[at:])
+        return "".join(parts)
+
+    def note(self, f: Finding, path: str, text: str) -> None:
+        if len(self.findings) < MAX_FINDINGS:
+            self.findings[(f.kind, path[:MAX_PATH])] = None
+        if self.mode is Mode.KEEP_RESTRICTED:
+            self.restricted.append({"kind": f.kind, "path": path, "value": text[f.start : f.end]})
+
+    def replacement(self, f: Finding) -> str:
+        if self.mode is Mode.REMOVE:
+            return ""
+        if self.mode is Mode.HASH:
+            assert self.key is not None
+            digest = hmac.new(self.key, f"{f.kind}:{f.normal}".encode(), hashlib.sha256)
+            return f"[{f.kind.upper()}:hmac:{digest.hexdigest()[:16]}]"
+        if f.kind == "card":
+            return f"[CARD ****{f.normal[-4:]}]"
+        return MASKS[f.kind]
+
+
+def _whole(text: str, found: Iterable[Finding]) -> bool:
+    """The findings cover the value but for spaces and punctuation: drop it, not a husk."""
+    covered = bytearray(len(text))
+    for f in found:
+        covered[f.start : f.end] = b"\x01" * (f.end - f.start)
+    return all(covered[i] or not text[i].isalnum() for i in range(len(text)))
+
+
+# ---- reading what keep_restricted kept ------------------------------------------------------
+
+
+def restricted_values(
+    session: AsyncSession, case: Any, reader: Principal
+) -> list[RestrictedValue] | None:
+    """The raw values a keep_restricted policy kept for `case` (a row `reader` was allowed to
+    read): for readers cleared `restricted` only, None for others. Each read is audited."""
+    kept = case.pii_restricted
+    if reader.clearance is not Sensitivity.RESTRICTED or not kept:
+        return None
+    audit(
+        session,
+        reader,
+        "redaction.restricted_read",
+        f"case:{case.id}",
+        details={"values": len(kept)},
+    )
+    return [RestrictedValue(v["kind"], v["path"], v["value"]) for v in kept]

@@ -1,0 +1,67 @@
+"""The redactor on one validated case at a time: a single value of any kind, alone in any
+scanned place, passes the pre-filter and leaves no trace but its mask; ordinary cases are
+returned untouched."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from services.catalog.schemas import CaseIn
+from services.governance.redaction.schemas import Mode, Policy
+from services.governance.redaction.service import Redactor
+from tests.corpus import aiid_cases
+from tests.governance.redaction.test_detectors import VALID
+
+PLACES = {
+    "summary": lambda v: {"summary": f"Seen in production: {v}"},
+    "title": lambda v: {"title": f"Report {v}"},
+    "input (depth 4)": lambda v: {"input": {"a": [{"b": {"c": v}}]}},
+    "environment": lambda v: {"environment": {"host": v}},
+    "writeup": lambda v: {"writeup": {"results": f"{v} again"}},
+}
+
+
+def _case(**fields) -> CaseIn:
+    base = {"model": {"name": "m", "version": "1"}, "data_source": "s"}
+    return CaseIn.model_validate({**base, **fields})
+
+
+@pytest.mark.parametrize("place", list(PLACES))
+@pytest.mark.parametrize(("kind", "value"), VALID, ids=[f"{k}:{v[:16]}" for k, v in VALID])
+def test_one_value_alone_anywhere_is_redacted(kind, value, place):
+    out = Redactor({}, None).apply(_case(**PLACES[place](value)))
+    assert [f["kind"] for f in out["pii_findings"]] == [kind]
+    assert value not in orjson.dumps(out).decode()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"input": {"db": {"password": "tr0ub4dor&3"}}},
+        {"signals": {"headers": [{"X-Api-Key": 12345678}]}},
+        {"summary": "the job failed: password=tr0ub4dor&3 was rejected"},
+        {"impact": "Authorization: Bearer tr0ub4dor&3"},
+    ],
+)
+def test_a_secret_alone_is_redacted(fields):
+    out = Redactor({}, None).apply(_case(**fields))
+    assert [f["kind"] for f in out["pii_findings"]] == ["secret"]
+    assert "tr0ub4dor" not in orjson.dumps(out).decode() and "12345678" not in str(out)
+
+
+def test_ordinary_cases_pass_through_untouched():
+    for raw in aiid_cases(200):
+        out = Redactor({}, None).apply(CaseIn.model_validate(raw))
+        # Nothing rewritten: only the three bookkeeping columns.
+        assert set(out) == {"payload_sensitivity", "pii_findings", "pii_restricted"}
+
+
+def test_the_policys_payload_sensitivity_and_the_cases_combine_to_the_highest():
+    policy = Policy("s", Mode.MASK, "confidential", 1)
+    redactor = Redactor({"s": policy}, None)
+    assert redactor.apply(_case())["payload_sensitivity"] == "confidential"
+    assert redactor.apply(_case(payload_sensitivity="restricted"))["payload_sensitivity"] == (
+        "restricted"
+    )
+    assert Redactor({}, None).apply(_case())["payload_sensitivity"] is None
