@@ -11,6 +11,7 @@ from services.auth import models as _auth  # noqa: F401
 from services.catalog import models as _catalog  # noqa: F401
 from services.plans import models as _plans  # noqa: F401
 from services.safeguards import models as _safeguards  # noqa: F401
+from services.sharing import models as _sharing  # noqa: F401
 from shared.db import metadata
 
 target_metadata = metadata

@@ -46,6 +46,8 @@ from services.gateway.safeguards.mutations import SafeguardsMutation
 from services.gateway.safeguards.queries import SafeguardsQuery
 from services.gateway.search import types as search_types
 from services.gateway.search.queries import SearchQuery
+from services.gateway.sharing.mutations import SharingMutation
+from services.gateway.sharing.queries import SharingQuery
 from services.gateway.subscriptions import Subscription
 from services.gateway.transaction import TransactionExtension
 from shared.errors import FailcatError
@@ -66,13 +68,26 @@ for _search_type in (
 
 
 @strawberry.type
-class Query(CatalogQuery, SearchQuery, AuthQuery, SafeguardsQuery, PlansQuery, AnnotationQuery):
+class Query(
+    CatalogQuery,
+    SearchQuery,
+    AuthQuery,
+    SafeguardsQuery,
+    PlansQuery,
+    AnnotationQuery,
+    SharingQuery,
+):
     pass
 
 
 @strawberry.type
 class Mutation(
-    CatalogMutation, AuthMutation, SafeguardsMutation, PlansMutation, AnnotationMutation
+    CatalogMutation,
+    AuthMutation,
+    SafeguardsMutation,
+    PlansMutation,
+    AnnotationMutation,
+    SharingMutation,
 ):
     pass
 

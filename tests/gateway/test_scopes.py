@@ -87,6 +87,13 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.sendBack": {REV, R},
     "Query.contextEvents": {R},
     "Mutation.recordContextEvent": {ING, W},
+    "Query.comments": {R},
+    "Query.lessons": {R},
+    "Query.lesson": {R},
+    "Mutation.addComment": {ANN, R},
+    "Mutation.acceptProposedMeasure": {PW, PR, R},
+    "Mutation.createLesson": {W, R},
+    "Mutation.reviewLesson": {REV, R},
 }
 # Operations allowed with any one of their scopes (the rest need every one).
 ANY_OF = {"Mutation.recordContextEvent"}
@@ -239,6 +246,29 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     "Mutation.recordContextEvent": (
         "mutation { recordContextEvent(event: {kind: DEPLOY}) { id } }",
         {},
+    ),
+    "Query.comments": (
+        "query($id: ID!) { comments(target: $id) { nodes { id } } }",
+        {"id": MISSING},
+    ),
+    "Query.lessons": ("{ lessons(first: 1) { nodes { id } } }", {}),
+    "Query.lesson": ("query($id: ID!) { lesson(id: $id) { id } }", {"id": MISSING}),
+    "Mutation.addComment": (
+        'mutation($id: ID!) { addComment(target: $id, body: "b") { id } }',
+        {"id": MISSING},
+    ),
+    "Mutation.acceptProposedMeasure": (
+        "mutation($id: ID!) { acceptProposedMeasure(id: $id, planId: $id) { id } }",
+        {"id": MISSING},
+    ),
+    "Mutation.createLesson": (
+        'mutation { createLesson(lesson: {title: "t", whatHappened: "w", whyItMatters: "w",'
+        ' mitigation: "m", cost: "c", evidenceGroupIds: []}) { id } }',
+        {},
+    ),
+    "Mutation.reviewLesson": (
+        "mutation($id: ID!) { reviewLesson(id: $id, expectedRevision: 1) { id } }",
+        {"id": MISSING},
     ),
 }
 
@@ -422,6 +452,25 @@ BY_ID: dict[str, tuple[str, dict[str, str]]] = {
         'mutation($case_id: ID!) { sendBack(caseId: $case_id, comment: "again") { id } }',
         {"case_id": "case"},
     ),
+    # sharing
+    "Query.comments": (
+        "query($target: ID!) { comments(target: $target) { nodes { id body } } }",
+        {"target": "case"},
+    ),
+    "Mutation.addComment": (
+        'mutation($target: ID!) { addComment(target: $target, body: "seen") { id } }',
+        {"target": "case"},
+    ),
+    "Mutation.acceptProposedMeasure": (
+        "mutation($id: ID!, $plan_id: ID!) { acceptProposedMeasure(id: $id, planId: $plan_id)"
+        " { id acceptedPlanId } }",
+        {"id": "comment", "plan_id": "plan"},
+    ),
+    "Query.lesson": ("query($id: ID!) { lesson(id: $id) { id } }", {"id": "lesson"}),
+    "Mutation.reviewLesson": (
+        "mutation($id: ID!) { reviewLesson(id: $id, expectedRevision: 1) { id } }",
+        {"id": "lesson"},
+    ),
 }
 
 # Objects with no visibility of their own, by design: any caller with the field's scopes may
@@ -436,8 +485,14 @@ EXEMPT: dict[str, str] = {
     # A plan belongs to the plans:read / plans:write holders, not to a team (PLANS.md): its
     # evidence shows only the cases and groups the reader may see.
     "plan": "governed by the plans scopes; evidence filtered for the reader",
+    # A lesson is written to be shared across teams (services/sharing/SHARING.md): any
+    # cases:read holder reads it; its evidence groups are filtered for the reader
+    # (tests/sharing/test_lessons.py proves it).
+    "lesson": "written to be shared; evidence groups filtered for the reader",
 }
-WALKED = {"case", "group", "cases", "proposal", "waiver"}
+# "comment": seen with its target (a proposed measure on each case of the world). Its one
+# field also names a plan (EXEMPT), so tests/sharing/test_discussion.py proves the hidden one.
+WALKED = {"case", "group", "cases", "proposal", "waiver", "comment"}
 
 
 def _takes_id(field) -> list[str]:
@@ -540,6 +595,9 @@ async def world(client, token_for):
     created = await _ok(
         client, owner, "mutation($p: JSON!) { createRetrainingPlan(plan: $p) { id } }", {"p": plan}
     )
+    add = """mutation($t: ID!) { addComment(target: $t, body: "vis", kind: PROPOSED_MEASURE)
+             { id } }"""
+    comments = [(await _ok(client, owner, add, {"t": i}))["addComment"]["id"] for i in ids]
     return {
         "salt": salt,
         "model": model,
@@ -556,6 +614,7 @@ async def world(client, token_for):
                 "group": groups[n],
                 "proposal": proposals[groups[n]],
                 "waiver": waivers[groups[n]],
+                "comment": comments[n],
             }
             for n in range(3)
         ],
@@ -745,6 +804,9 @@ TABLE_FIGURES = (
     "select count(*) from gate_waiver where revoked_at is null",
     "select count(*) from gate_waiver",
     "select count(*), coalesce(sum(revision), 0) from retraining_plan",
+    "select count(*) from sharing_comment",
+    "select count(*) from sharing_comment where accepted_plan_id is not null",
+    "select count(*), coalesce(sum(revision), 0) from sharing_lesson",
 )
 
 
