@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.db import JSONType, UTCDateTime
@@ -71,3 +71,26 @@ class Lesson(SQLModel, table=True):
     created_at: datetime = _ts()
     reviewed_by: str | None = Field(default=None, max_length=200)
     reviewed_at: datetime | None = _ts(nullable=True)
+
+
+class Bundle(SQLModel, table=True):
+    """A signed bundle this instance wrote (`export`: downloadable by its id) or stored
+    (`import`: the origin kept as provenance)."""
+
+    __tablename__ = "sharing_bundle"
+    __table_args__ = (UniqueConstraint("bundle_id", "direction"),)
+    id: str = Field(primary_key=True, max_length=36)
+    bundle_id: str = Field(max_length=36)  # the manifest's id, the same on both sides
+    direction: str = Field(max_length=10)  # export | import
+    issuer: str = Field(max_length=500)
+    kid: str = Field(max_length=200)
+    profile: str = Field(max_length=20)
+    query: str = _text()
+    manifest: dict[str, Any] = _json(nullable=False)
+    manifest_sha256: str = Field(max_length=64)
+    path: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Who may download an export: a reader who would see every case in it.
+    teams: list[str] = _json(nullable=False)
+    max_sensitivity: str = Field(max_length=20)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = _ts()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.sharing.models import Comment, Lesson
+from services.sharing.models import Bundle, Comment, Lesson
 
 LESSON_TEXT = (
     Lesson.title,
@@ -76,6 +76,12 @@ class SharingRepository:
             stmt = stmt.where(and_(Lesson.id < after))
         rows = await self.session.execute(stmt.order_by(Lesson.id.desc()).limit(first + 1))
         return list(rows.scalars())
+
+    async def bundle(self, bundle_id: str, direction: str) -> Bundle | None:
+        rows = await self.session.execute(
+            select(Bundle).where(Bundle.bundle_id == bundle_id, Bundle.direction == direction)
+        )
+        return rows.scalars().first()
 
 
 def escape_like(text: str) -> str:

@@ -317,3 +317,26 @@ async def visible_groups(session: AsyncSession, ids: list[str], viewer: Principa
             continue
         out.add(group_id)
     return out
+
+
+# --- bundles ---------------------------------------------------------------------------------
+async def downloadable_bundle(session: AsyncSession, bundle_id: str, viewer: Principal) -> Any:
+    """An exported bundle `viewer` may download: one who would see every case in it (no team
+    or the bundle's only team, and a clearance at or above its most sensitive case), while its
+    file is still where the export wrote it. NotFound otherwise."""
+    import os
+
+    from shared.security import Sensitivity
+
+    row = await SharingRepository(session).bundle(bundle_id, "export")
+    allowed = (
+        row is not None
+        and (viewer.team is None or set(row.teams) <= {viewer.team})
+        and Sensitivity(row.max_sensitivity).rank <= viewer.clearance.rank
+        and row.path is not None
+        # a stat of a local file, once per download
+        and os.path.exists(row.path)  # noqa: ASYNC240
+    )
+    if not allowed:
+        raise NotFound(f"bundle {bundle_id} not found")
+    return row

@@ -1,4 +1,4 @@
-"""Sharing: comments on cases and groups, lessons learned.
+"""Sharing: comments on cases and groups, lessons learned, signed bundles.
 
 Revision ID: 0015
 Revises: 0009
@@ -65,9 +65,31 @@ def upgrade() -> None:
         sa.Column("reviewed_at", shared.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sharing_lesson")),
     )
+    op.create_table(
+        "sharing_bundle",
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("bundle_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("direction", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+        sa.Column("issuer", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("kid", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("profile", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("query", sa.Text(), nullable=False),
+        sa.Column("manifest", _json(), nullable=False),
+        sa.Column("manifest_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("path", sa.Text(), nullable=True),
+        sa.Column("teams", _json(), nullable=False),
+        sa.Column("max_sensitivity", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("created_at", shared.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sharing_bundle")),
+        sa.UniqueConstraint(
+            "bundle_id", "direction", name=op.f("uq_sharing_bundle_bundle_id_direction")
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("sharing_bundle")
     op.drop_table("sharing_lesson")
     with op.batch_alter_table("sharing_comment", schema=None) as batch_op:
         batch_op.drop_index("ix_sharing_comment_target")
