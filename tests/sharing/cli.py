@@ -36,3 +36,29 @@ async def indexed(search: Any, query: str, expected: int) -> int:
             break
         await asyncio.sleep(0.1)
     return total
+
+
+def _run_captured(settings: Any, *argv: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    import pytest
+
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        mp.setenv("FAILCAT_DATA_DIR", str(settings.data_dir))
+        mp.setenv("FAILCAT_DATABASE_URL", settings.catalog_url)
+        mp.setenv("FAILCAT_SEARCH_URL", settings.search_url)
+        mp.setenv("FAILCAT_SEARCH_INDEX", settings.search_index)
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+async def run_cli(settings: Any, *argv: str) -> tuple[int, str, str]:
+    """`failcat *argv` against `settings`' database and index, for fixtures wider than a test
+    (no capsys): standard output and error captured."""
+    return await asyncio.to_thread(_run_captured, settings, *argv)
