@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -204,7 +205,9 @@ def cmd_export_bundle(args: argparse.Namespace) -> int:
                         profile=args.profile,
                         query=args.query,
                         manifest=manifest,
-                        manifest_sha256="",
+                        manifest_sha256=hashlib.sha256(
+                            orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)
+                        ).hexdigest(),
                         path=str(out),
                         teams=written.teams,
                         max_sensitivity=written.max_sensitivity,

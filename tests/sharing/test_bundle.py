@@ -246,6 +246,8 @@ async def test_bundle_download_is_for_readers_who_see_every_case(exported, clien
     everyone = await token_for("exports:create", clearance="restricted")
     resp = await client.get(url, headers=auth_header(everyone))
     assert resp.status_code == 200 and resp.content == exported["out"].read_bytes()
+    verified = read_bundle(exported["out"], trusted_keys(str(exported["trust"])))
+    assert resp.headers["x-bundle-manifest-sha256"] == verified.manifest_sha256
     own_team = await token_for("exports:create", team=exported["team"], clearance="restricted")
     assert (await client.get(url, headers=auth_header(own_team))).status_code == 200
     other = await token_for("exports:create", team="someone-else", clearance="restricted")
