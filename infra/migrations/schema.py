@@ -14,6 +14,7 @@ from services.governance.redaction import models as _redaction  # noqa: F401
 from services.governance.retention import models as _retention  # noqa: F401
 from services.plans import models as _plans  # noqa: F401
 from services.safeguards import models as _safeguards  # noqa: F401
+from services.sharing import models as _sharing  # noqa: F401
 from shared.db import metadata
 
 target_metadata = metadata

@@ -23,6 +23,7 @@ from services.governance.redaction import service as redaction
 from services.safeguards.api import router as safeguards_router
 from services.search.api import router as search_router
 from services.search.service import SearchService
+from services.sharing.api import router as sharing_router
 from shared.changes import ChangeFeed
 from shared.db import Database
 from shared.settings import Settings, load_settings
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
         app.include_router(search_router)
         app.include_router(safeguards_router)
         app.include_router(annotation_router)
+        app.include_router(sharing_router)
         mount_ui(app, role)
 
     @app.get("/", include_in_schema=False)

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "services.safeguards.cli",
     "services.annotation.cli",
     "services.governance.retention.cli",
+    "services.sharing.cli",
 )
 
 

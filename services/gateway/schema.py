@@ -49,6 +49,8 @@ from services.gateway.safeguards.mutations import SafeguardsMutation
 from services.gateway.safeguards.queries import SafeguardsQuery
 from services.gateway.search import types as search_types
 from services.gateway.search.queries import SearchQuery
+from services.gateway.sharing.mutations import SharingMutation
+from services.gateway.sharing.queries import SharingQuery
 from services.gateway.subscriptions import Subscription
 from services.gateway.transaction import TransactionExtension
 from shared.errors import FailcatError
@@ -79,6 +81,7 @@ class Query(
     EscalationQuery,
     RetentionQuery,
     RedactionQuery,
+    SharingQuery,
 ):
     pass
 
@@ -93,6 +96,7 @@ class Mutation(
     EscalationMutation,
     RetentionMutation,
     RedactionMutation,
+    SharingMutation,
 ):
     pass
 

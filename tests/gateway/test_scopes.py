@@ -104,6 +104,13 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.setLegalHold": {REV, R},
     "Query.redactionPolicies": {A},
     "Mutation.setRedactionPolicy": {A},
+    "Query.comments": {R},
+    "Query.lessons": {R},
+    "Query.lesson": {R},
+    "Mutation.addComment": {ANN, R},
+    "Mutation.acceptProposedMeasure": {PW, PR, R},
+    "Mutation.createLesson": {W, R},
+    "Mutation.reviewLesson": {REV, R},
 }
 # Operations allowed with any one of their scopes (the rest need every one).
 ANY_OF = {"Mutation.recordContextEvent"}
@@ -306,6 +313,29 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
         " { active } }",
         {"id": MISSING},
     ),
+    "Query.comments": (
+        "query($id: ID!) { comments(target: $id) { nodes { id } } }",
+        {"id": MISSING},
+    ),
+    "Query.lessons": ("{ lessons(first: 1) { nodes { id } } }", {}),
+    "Query.lesson": ("query($id: ID!) { lesson(id: $id) { id } }", {"id": MISSING}),
+    "Mutation.addComment": (
+        'mutation($id: ID!) { addComment(target: $id, body: "b") { id } }',
+        {"id": MISSING},
+    ),
+    "Mutation.acceptProposedMeasure": (
+        "mutation($id: ID!) { acceptProposedMeasure(id: $id, planId: $id) { id } }",
+        {"id": MISSING},
+    ),
+    "Mutation.createLesson": (
+        'mutation { createLesson(lesson: {title: "t", whatHappened: "w", whyItMatters: "w",'
+        ' mitigation: "m", cost: "c", evidenceGroupIds: []}) { id } }',
+        {},
+    ),
+    "Mutation.reviewLesson": (
+        "mutation($id: ID!) { reviewLesson(id: $id, expectedRevision: 1) { id } }",
+        {"id": MISSING},
+    ),
 }
 
 
@@ -503,6 +533,25 @@ BY_ID: dict[str, tuple[str, dict[str, str]]] = {
         ' minutes: "m") { id } }',
         {"session_id": "board"},
     ),
+    # sharing
+    "Query.comments": (
+        "query($target: ID!) { comments(target: $target) { nodes { id body } } }",
+        {"target": "case"},
+    ),
+    "Mutation.addComment": (
+        'mutation($target: ID!) { addComment(target: $target, body: "seen") { id } }',
+        {"target": "case"},
+    ),
+    "Mutation.acceptProposedMeasure": (
+        "mutation($id: ID!, $plan_id: ID!) { acceptProposedMeasure(id: $id, planId: $plan_id)"
+        " { id acceptedPlanId } }",
+        {"id": "comment", "plan_id": "plan"},
+    ),
+    "Query.lesson": ("query($id: ID!) { lesson(id: $id) { id } }", {"id": "lesson"}),
+    "Mutation.reviewLesson": (
+        "mutation($id: ID!) { reviewLesson(id: $id, expectedRevision: 1) { id } }",
+        {"id": "lesson"},
+    ),
 }
 
 # Objects with no visibility of their own, by design: any caller with the field's scopes may
@@ -521,8 +570,14 @@ EXEMPT: dict[str, str] = {
     # to a caller of another team, and an agenda lists only the cases and groups the reader
     # sees (tests/annotation/test_boards.py proves both).
     "board": "a team's; NOT_FOUND to other teams; agendas filtered for the reader",
+    # A lesson is written to be shared across teams (services/sharing/SHARING.md): any
+    # cases:read holder reads it; its evidence groups are filtered for the reader
+    # (tests/sharing/test_lessons.py proves it).
+    "lesson": "written to be shared; evidence groups filtered for the reader",
 }
-WALKED = {"case", "group", "cases", "proposal", "waiver"}
+# "comment": seen with its target (a proposed measure on each case of the world). Its one
+# field also names a plan (EXEMPT), so tests/sharing/test_discussion.py proves the hidden one.
+WALKED = {"case", "group", "cases", "proposal", "waiver", "comment"}
 
 
 def _takes_id(field) -> list[str]:
@@ -625,6 +680,9 @@ async def world(client, token_for):
     created = await _ok(
         client, owner, "mutation($p: JSON!) { createRetrainingPlan(plan: $p) { id } }", {"p": plan}
     )
+    add = """mutation($t: ID!) { addComment(target: $t, body: "vis", kind: PROPOSED_MEASURE)
+             { id } }"""
+    comments = [(await _ok(client, owner, add, {"t": i}))["addComment"]["id"] for i in ids]
     return {
         "salt": salt,
         "model": model,
@@ -641,6 +699,7 @@ async def world(client, token_for):
                 "group": groups[n],
                 "proposal": proposals[groups[n]],
                 "waiver": waivers[groups[n]],
+                "comment": comments[n],
             }
             for n in range(3)
         ],
@@ -843,6 +902,9 @@ TABLE_FIGURES = (
     "select count(*), coalesce(sum(revision), 0) from retraining_plan",
     "select count(*) from escalation_rule",
     "select count(*) from release_block where lifted_at is null",
+    "select count(*) from sharing_comment",
+    "select count(*) from sharing_comment where accepted_plan_id is not null",
+    "select count(*), coalesce(sum(revision), 0) from sharing_lesson",
 )
 
 

@@ -109,6 +109,8 @@ def ssn_ok(area: str, group: str, serial: str) -> bool:
 def email_ok(local: str, domain: str) -> bool:
     if len(local) > 64 or len(domain) > 253 or local.startswith(".") or ".." in local:
         return False
+    if not any(c.isalnum() for c in local):  # "`@router.post" in code is no mailbox
+        return False
     labels = domain.split(".")
     if len(labels) < 2 or not labels[-1].isalpha() or len(labels[-1]) < 2:
         return False
@@ -141,6 +143,15 @@ def pem_ok(body: str) -> bool:
         return False
 
 
+def _nobody(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Addresses that identify no host or person: loopback, unspecified, multicast, and (v4
+    only: v6's "reserved" spans most of its space) 240/4 (documentation prose names
+    `127.0.0.1` and `::1`; they are not personal data)."""
+    if addr.is_loopback or addr.is_unspecified or addr.is_multicast:
+        return True
+    return addr.version == 4 and addr.is_reserved
+
+
 # ---- candidates ---------------------------------------------------------------------------
 
 _EMAIL = re.compile(
@@ -149,6 +160,13 @@ _EMAIL = re.compile(
 _CARD = re.compile(r"(?<![\d-])\d{4}(?:[ -]?\d{2,6}){2,5}(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){3,8}\b")
 _SSN = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])")
+# A dotted quad after a version word is a release number (h2o-3 "version 3.46.0.1",
+# "prior to 23.11.4.1"), found by the hundred in vulnerability reports (AVID).
+_VERSION_BEFORE = re.compile(
+    r"(?:\bv|\bversions?(?:\(s\))?|\breleases?|\bprior to|\bthrough|\bup to)"
+    r"[\s:`'\"(]*(?:\d[\w.-]*(?:,|\s+and|\s+or)?\s+)*$",
+    re.IGNORECASE,
+)
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]*\d)")
 _IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d)"
@@ -369,6 +387,8 @@ def _find_all(text: str) -> list[Finding]:
                 addr = ipaddress.IPv4Address(m.group(0))
             except ValueError:
                 continue
+            if _nobody(addr) or _VERSION_BEFORE.search(text, max(0, m.start() - 40), m.start()):
+                continue
             add(Finding("ipv4", m.start(), m.end(), str(addr)))
     if text.count(":") >= 2:
         for m in _IPV6.finditer(text):
@@ -378,6 +398,8 @@ def _find_all(text: str) -> list[Finding]:
             try:
                 addr6 = ipaddress.IPv6Address(value)
             except ValueError:
+                continue
+            if _nobody(addr6) or (addr6.ipv4_mapped is not None and _nobody(addr6.ipv4_mapped)):
                 continue
             add(Finding("ipv6", m.start(), m.end(), addr6.compressed))
     for m in _PHONE.finditer(text):

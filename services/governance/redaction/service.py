@@ -232,6 +232,13 @@ class Redactor:
         return out
 
 
+def mask_text(text: str) -> str:
+    """Free text with every PII finding masked (the default policy's spelling): for text that
+    leaves the instance outside ingest, e.g. a partner bundle's titles and write-ups."""
+    masked = _Walk(Mode.MASK, None).text(text, "text", secret=False)
+    return text if masked is REMOVED else masked
+
+
 class _Walk:
     """One case's walk: replaces what the detectors find, collects (kind, path) pairs."""
 

@@ -137,7 +137,10 @@ class Generator:
         return compact
 
     def ipv4(self) -> str:
-        return ".".join(str(self.rng.randint(11, 223)) for _ in range(4))
+        # Not 127/8: a loopback address names no host (the detectors leave it, as prose
+        # about `127.0.0.1` is no personal data).
+        first = self.rng.choice([n for n in range(11, 224) if n != 127])
+        return ".".join([str(first)] + [str(self.rng.randint(11, 223)) for _ in range(3)])
 
     def ipv6(self) -> str:
         groups = [f"{self.rng.randint(0x1000, 0xFFFF):x}" for _ in range(8)]

@@ -83,6 +83,13 @@ INVALID = [
     "-----BEGIN PRIVATE KEY-----\nnot base64 at all!\n-----END PRIVATE KEY-----",
     "AKIA1234",  # too short for an access key id
     "version 7.8.1 of m-2922",
+    # Real vulnerability reports (AVID): release numbers and addresses that name no host.
+    "fixed in version 3.41.2.2",
+    "h2o-3 versions 3.46.0.4 and 3.46.0.1",
+    "prior to 23.11.4.1",
+    "v23.11.4.1",
+    "loopback (`127.0.0.1`, `::1`, `::ffff:127.0.0.1`)",
+    "within the `@router.post(",  # a decorator, not a mailbox
 ]
 
 
@@ -99,6 +106,14 @@ def test_a_valid_value_is_found_alone_and_inside_text(kind, value):
 def test_a_look_alike_that_fails_validation_is_not_found(value):
     assert detect(value) == []
     assert detect(f"see {value} here") == []
+
+
+def test_a_version_word_spares_only_the_number_after_it():
+    found = detect("upgrade to version 1.2.3.4 from host 203.0.113.77 or 10.0.0.8")
+    assert [text for text in ("203.0.113.77", "10.0.0.8")] == [
+        "upgrade to version 1.2.3.4 from host 203.0.113.77 or 10.0.0.8"[f.start : f.end]
+        for f in found
+    ]
 
 
 def test_validators_directly():

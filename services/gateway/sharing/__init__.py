@@ -1,0 +1,1 @@
+"""GraphQL for sharing: discussion (comments, proposed measures) and lessons learned."""

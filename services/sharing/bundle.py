@@ -1,0 +1,506 @@
+"""Signed bundles: cases a query finds (with their groups, adjudicated annotations and the
+lessons drawn from those groups) as a tar.gz, with a manifest and a detached JWS over it.
+
+Layout: `manifest.json` (schema version, bundle id, issuer, kid, created at, query, profile,
+counts, sha256 of every other file, the k-anonymity report), `manifest.jws` (RFC 7515 compact
+serialization with the payload detached: `header..signature`, ES256 by the instance's current
+signing key, `kid` as published in its JWKS), `cases.jsonl` (the wire format with `_meta`),
+`groups.jsonl`, `annotations.jsonl` (adjudicated decisions), `lessons.jsonl`.
+
+Export streams: the search's pages (500) are read in short transactions and written to files
+as they come; nothing holds the whole set. Import verifies the signature against the keys the
+operator trusts and every file's hash before it stores anything; a tampered, unsigned or
+unknown-key bundle is refused with one line and nothing stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import tarfile
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet
+
+from services.sharing.anonymise import (
+    PROFILES,
+    Pseudonyms,
+    anonymise_case,
+    anonymise_decision,
+    anonymise_group,
+    anonymise_lesson,
+    k_anonymity,
+    quasi_identifiers,
+)
+from shared.errors import BadUserInput, FieldError
+from shared.ids import new_id
+from shared.security import Principal, Sensitivity
+
+SCHEMA_VERSION = 1
+ALG = "ES256"
+FILES = ("cases.jsonl", "groups.jsonl", "annotations.jsonl", "lessons.jsonl")
+MANIFEST, SIGNATURE = "manifest.json", "manifest.jws"
+PAGE = 500
+MAX_MEMBER_BYTES = 2 * 1024**3
+
+
+class BundleRefused(BadUserInput):
+    """A bundle that does not verify: nothing of it is stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"bundle refused: {reason}", [FieldError("bundle", reason)])
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+
+
+def group_json(group: Any) -> dict[str, Any]:
+    return {
+        "id": group.id,
+        "fingerprint": group.fingerprint,
+        "failure_mode": group.failure_mode,
+        "status": group.status,
+        "case_count": group.case_count,
+        "first_seen": _iso(group.first_seen),
+        "last_seen": _iso(group.last_seen),
+        "resolved_in_version": group.resolved_in_version,
+        "resolved_at": _iso(group.resolved_at),
+        "regressed_at": _iso(group.regressed_at),
+        "regressed_in_version": group.regressed_in_version,
+    }
+
+
+def lesson_json(lesson: Any) -> dict[str, Any]:
+    return {
+        "id": lesson.id,
+        "title": lesson.title,
+        "what_happened": lesson.what_happened,
+        "why_it_matters": lesson.why_it_matters,
+        "mitigation": lesson.mitigation,
+        "cost": lesson.cost,
+        "evidence_group_ids": list(lesson.evidence_group_ids),
+        "suites": list(lesson.suites),
+        "status": lesson.status,
+        "author": lesson.author,
+        "reviewed_by": lesson.reviewed_by,
+        "created_at": _iso(lesson.created_at),
+        "reviewed_at": _iso(lesson.reviewed_at),
+    }
+
+
+class _HashedWriter:
+    """A JSON-lines file that hashes what it writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.fh = path.open("wb")
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = orjson.dumps(record) + b"\n"
+        self.fh.write(line)
+        self.sha.update(line)
+        self.count += 1
+
+    def close(self) -> str:
+        self.fh.close()
+        return self.sha.hexdigest()
+
+
+@dataclass
+class Written:
+    manifest: dict[str, Any]
+    teams: list[str]
+    max_sensitivity: str
+
+
+async def write_bundle(
+    search: Any,
+    db: Any,
+    principal: Principal,
+    query: str,
+    profile: str,
+    out: Path,
+    *,
+    issuer: str,
+    kid: str,
+    key: ECKey,
+    pseudonyms: Pseudonyms,
+    progress: Callable[[int, int], None] | None = None,
+) -> Written:
+    """Write the bundle to `out` (a tar.gz) and answer its manifest."""
+    from services.annotation import service as annotations
+    from services.catalog import service as catalog
+    from services.catalog.export import wire_case
+    from services.catalog.views import case_json
+    from services.search.request import decode_cursor
+    from services.sharing.repository import SharingRepository
+
+    if profile not in PROFILES:
+        raise BadUserInput("unknown profile", [FieldError("profile", f"one of {PROFILES}")])
+    effective = f"({query}) sensitivity:public" if profile == "public" and query else query
+    if profile == "public" and not query:
+        effective = "sensitivity:public"
+    request = replace(
+        search.build_request(principal, effective, first=PAGE, sort="occurred_at"),
+        highlight=False,
+    )
+    result = await search.execute(request)
+    bundle_id = new_id()
+    work = Path(tempfile.mkdtemp(prefix="failcat-bundle-", dir=out.parent))
+    writers = {name: _HashedWriter(work / name) for name in FILES}
+    classes: Counter[tuple[str, ...]] = Counter()
+    group_ids: set[str] = set()
+    teams: set[str] = set()
+    worst = Sensitivity.PUBLIC
+    done = 0
+    try:
+        while True:
+            ids = [h.id for h in result.hits]
+            async with db.transaction() as session:
+                cases = await catalog.get_cases(session, ids, principal)
+                refs = await catalog.page_relations(session, cases)
+                trails = await annotations.review_trails(session, [c.id for c in cases], principal)
+            by_id = {c.id: c for c in cases}
+            for case_id in ids:
+                row = by_id.get(case_id)
+                if row is None or (profile == "public" and row.sensitivity != "public"):
+                    continue
+                wire = wire_case(case_json(row, refs, viewer=principal))
+                if row.group_id:
+                    group_ids.add(row.group_id)
+                if row.team:
+                    teams.add(row.team)
+                if Sensitivity(row.sensitivity).rank > worst.rank:
+                    worst = Sensitivity(row.sensitivity)
+                shown = anonymise_case(wire, profile, pseudonyms)
+                classes[quasi_identifiers(shown)] += 1
+                writers["cases.jsonl"].write(shown)
+                for entry in trails.get(case_id, []):
+                    if entry.action != "adjudicated" or entry.hidden:
+                        continue
+                    decision = {
+                        "case_id": case_id,
+                        "taxonomy": entry.taxonomy,
+                        "values": entry.values,
+                        "reviewer": entry.actor,
+                        "comment": entry.comment,
+                        "at": _iso(entry.at),
+                    }
+                    writers["annotations.jsonl"].write(
+                        anonymise_decision(decision, profile, pseudonyms)
+                    )
+            done += len(ids)
+            if progress:
+                progress(done, result.total)
+            if not result.next_cursor:
+                break
+            result = await search.execute(
+                replace(request, after=decode_cursor(result.next_cursor, request.sort))
+            )
+        ordered = sorted(group_ids)
+        async with db.transaction() as session:
+            for start in range(0, len(ordered), PAGE):
+                for group in await catalog.groups_by_id(session, ordered[start : start + PAGE]):
+                    writers["groups.jsonl"].write(
+                        anonymise_group(group_json(group), profile, pseudonyms)
+                    )
+            # Lessons drawn only from groups in the bundle travel with it (reviewed or not:
+            # the status says which).
+            for lesson in await SharingRepository(session).lessons([], None, 10_000, None):
+                if lesson.evidence_group_ids and set(lesson.evidence_group_ids) <= group_ids:
+                    writers["lessons.jsonl"].write(
+                        anonymise_lesson(lesson_json(lesson), profile, pseudonyms)
+                    )
+        hashes = {name: w.close() for name, w in writers.items()}
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "bundle_id": bundle_id,
+            "issuer": issuer,
+            "kid": kid,
+            "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "query": query,
+            "profile": profile,
+            "counts": {
+                "cases": writers["cases.jsonl"].count,
+                "groups": writers["groups.jsonl"].count,
+                "annotations": writers["annotations.jsonl"].count,
+                "lessons": writers["lessons.jsonl"].count,
+            },
+            "files": {name: {"sha256": digest} for name, digest in hashes.items()},
+            "k_anonymity": k_anonymity(classes),
+        }
+        manifest_bytes = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)
+        signature = sign(manifest_bytes, kid, key)
+        with tarfile.open(out, "w:gz") as tar:
+            _add_bytes(tar, MANIFEST, manifest_bytes)
+            _add_bytes(tar, SIGNATURE, signature.encode())
+            for name in FILES:
+                tar.add(work / name, arcname=name)
+        return Written(manifest, sorted(teams), worst.value)
+    finally:
+        for w in writers.values():
+            if not w.fh.closed:
+                w.fh.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = int(datetime.now(UTC).timestamp())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def sign(manifest: bytes, kid: str, key: ECKey) -> str:
+    """A detached compact JWS over the manifest's bytes (RFC 7515 appendix F)."""
+    compact = jws.serialize_compact({"alg": ALG, "kid": kid}, manifest, key, algorithms=[ALG])
+    return jws.detach_content(compact)
+
+
+def verify(manifest: bytes, signature: str, trusted: KeySet) -> str:
+    """The kid that signed the manifest, or BundleRefused."""
+    parts = signature.strip().split(".")
+    if len(parts) != 3 or parts[1]:
+        raise BundleRefused("manifest.jws is not a detached compact JWS")
+    try:
+        obj = jws.deserialize_compact(
+            signature.strip(), trusted, algorithms=[ALG], payload=manifest
+        )
+    except JoseError as exc:
+        raise BundleRefused(
+            f"the signature does not verify with a trusted key ({exc.error})"
+        ) from None
+    except (ValueError, KeyError, TypeError):
+        raise BundleRefused("the signature does not verify with a trusted key") from None
+    return str(obj.headers().get("kid"))
+
+
+@dataclass
+class Verified:
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    kid: str
+    files: dict[str, bytes]
+
+    def records(self, name: str) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.files[name].splitlines() if line.strip()]
+
+
+def read_bundle(path: Path, trusted: KeySet) -> Verified:
+    """Open a bundle and check it whole: the signature over the manifest, then every file's
+    sha256 against it, and no file the manifest does not name. Raises BundleRefused."""
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for info in tar:
+                if not info.isfile() or info.name not in (MANIFEST, SIGNATURE, *FILES):
+                    raise BundleRefused(f"unexpected member {info.name!r}")
+                if info.size > MAX_MEMBER_BYTES or info.name in members:
+                    raise BundleRefused(f"member {info.name!r} is too large or repeated")
+                handle = tar.extractfile(info)
+                members[info.name] = handle.read() if handle else b""
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleRefused(f"not a readable tar.gz ({exc})") from None
+    if SIGNATURE not in members:
+        raise BundleRefused("unsigned: manifest.jws is missing")
+    if MANIFEST not in members:
+        raise BundleRefused("manifest.json is missing")
+    kid = verify(members[MANIFEST], members[SIGNATURE].decode(errors="replace"), trusted)
+    manifest = orjson.loads(members[MANIFEST])
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise BundleRefused(f"schema version {manifest.get('schema_version')} is not supported")
+    named = manifest.get("files") or {}
+    if set(named) != set(FILES) or set(members) - {MANIFEST, SIGNATURE} != set(FILES):
+        raise BundleRefused("the files do not match the manifest")
+    for name in FILES:
+        if hashlib.sha256(members[name]).hexdigest() != named[name].get("sha256"):
+            raise BundleRefused(f"{name}: sha256 differs from the manifest")
+    return Verified(
+        manifest,
+        hashlib.sha256(members[MANIFEST]).hexdigest(),
+        kid,
+        {name: members[name] for name in FILES},
+    )
+
+
+def trusted_keys(source: str, fetch: Callable[[str], bytes] | None = None) -> KeySet:
+    """The keys to trust: a JWKS URL (fetched), or a file holding a JWKS or one JWK."""
+    if source.startswith(("http://", "https://")):
+        if fetch is None:
+            import httpx
+
+            def fetch(url: str) -> bytes:
+                resp = httpx.get(url, timeout=10.0)
+                resp.raise_for_status()
+                return resp.content
+
+        raw = fetch(source)
+    else:
+        raw = Path(source).read_bytes()
+    try:
+        data = orjson.loads(raw)
+        keys = data["keys"] if isinstance(data, dict) and "keys" in data else [data]
+        public = [{k: v for k, v in key.items() if k != "d"} for key in keys]
+        return KeySet.import_key_set({"keys": public})
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, JoseError) as exc:
+        raise BadUserInput(
+            f"--trust {source}: not a JWKS or JWK", [FieldError("trust", str(exc))]
+        ) from None
+
+
+# --- import ------------------------------------------------------------------------------------
+def origin_source(issuer: str) -> str:
+    """The provenance source of a bundle's cases at the importer: its issuer."""
+    return f"bundle:{issuer}"[:200]
+
+
+async def import_verified(
+    session: Any, bundle: Verified, actor: Principal, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Store a verified bundle: cases through the catalog's ingest (the origin as provenance,
+    idempotent by external id), adjudicated decisions through the annotation service's import
+    path (taxonomies this instance has), lessons with their evidence re-linked."""
+    from services.annotation import service as annotations
+    from services.catalog import service as catalog
+    from services.sharing.models import Bundle, Lesson
+    from services.sharing.repository import SharingRepository
+    from shared.audit import audit
+    from shared.db import utcnow
+    from shared.ids import stable_id
+
+    manifest = bundle.manifest
+    issuer, bundle_id = str(manifest["issuer"]), str(manifest["bundle_id"])
+    source = origin_source(issuer)
+    counts: dict[str, int] = {}
+    new_ids: dict[str, str] = {}  # the bundle's case id -> this instance's
+    records = bundle.records("cases.jsonl")
+    for start in range(0, len(records), PAGE):
+        batch = records[start : start + PAGE]
+        items = []
+        for record in batch:
+            meta = record.get("_meta") or {}
+            case = {k: v for k, v in record.items() if k != "_meta"}
+            case["external_id"] = case.get("external_id") or meta.get("id")
+            kept = case.get("provenance") or {}
+            case["provenance"] = {
+                "source": source,
+                "batch_id": bundle_id,
+                **{k: kept[k] for k in ("pipeline_version", "captured_by") if kept.get(k)},
+            }
+            items.append(case)
+        for record, result in zip(
+            batch, await catalog.ingest_cases(session, items, actor), strict=True
+        ):
+            counts[result.status] = counts.get(result.status, 0) + 1
+            if result.id and result.status in ("created", "duplicate"):
+                new_ids[str((record.get("_meta") or {}).get("id"))] = result.id
+        if progress:
+            progress(f"bundle cases {min(start + PAGE, len(records))}/{len(records)}")
+    decided = skipped = 0
+    taxonomies: dict[str, Any] = {}
+    for decision in bundle.records("annotations.jsonl"):
+        case_id = new_ids.get(str(decision.get("case_id")))
+        name = decision.get("taxonomy")
+        if case_id is None or not name:
+            skipped += 1
+            continue
+        try:
+            if name not in taxonomies:
+                taxonomies[name] = await annotations.get_taxonomy(session, name)
+            changed = await annotations.record_adjudicated(
+                session,
+                case_id,
+                taxonomies[name],
+                decision.get("values") or {},
+                reviewer=str(decision.get("reviewer") or issuer)[:200],
+                actor=actor,
+            )
+        except BadUserInput:
+            skipped += 1  # a taxonomy (or version of it) this instance does not have
+            continue
+        decided += changed
+    # Groups formed again here from the fingerprints: a bundle group is the group of its cases.
+    group_of: dict[str, str] = {}
+    by_new = {v: k for k, v in new_ids.items()}
+    stored = await catalog.get_cases(session, list(by_new), actor)
+    source_group = {
+        str((r.get("_meta") or {}).get("id")): (r.get("_meta") or {}).get("group_id")
+        for r in records
+    }
+    for case in stored:
+        origin = source_group.get(by_new[case.id])
+        if origin and case.group_id:
+            group_of[str(origin)] = case.group_id
+    repo = SharingRepository(session)
+    lessons = 0
+    for lesson in bundle.records("lessons.jsonl"):
+        lesson_id = stable_id(f"{issuer}:lesson:{lesson['id']}")
+        groups = [group_of[g] for g in lesson.get("evidence_group_ids", []) if g in group_of]
+        if await repo.lesson(lesson_id) is not None or len(groups) < 2:
+            continue
+        await repo.add(
+            Lesson(
+                id=lesson_id,
+                title=str(lesson["title"])[:300],
+                what_happened=lesson["what_happened"],
+                why_it_matters=lesson["why_it_matters"],
+                mitigation=lesson["mitigation"],
+                cost=lesson["cost"],
+                evidence_group_ids=groups,
+                suites=[],  # suites are this instance's own: a partner's do not exist here
+                status=lesson.get("status") or "draft",
+                author=str(lesson.get("author") or issuer)[:200],
+                author_name=None,
+                created_at=utcnow(),
+                reviewed_by=lesson.get("reviewed_by"),
+                reviewed_at=utcnow() if lesson.get("reviewed_by") else None,
+            )
+        )
+        lessons += 1
+    if await repo.bundle(bundle_id, "import") is None:
+        await repo.add(
+            Bundle(
+                id=new_id(),
+                bundle_id=bundle_id,
+                direction="import",
+                issuer=issuer[:500],
+                kid=bundle.kid[:200],
+                profile=str(manifest.get("profile")),
+                query=str(manifest.get("query") or ""),
+                manifest=manifest,
+                manifest_sha256=bundle.manifest_sha256,
+                teams=[],
+                max_sensitivity="restricted",
+                created_by=actor.subject,
+                created_at=utcnow(),
+            )
+        )
+    summary = {
+        "bundle_id": bundle_id,
+        "issuer": issuer,
+        "kid": bundle.kid,
+        "cases": counts,
+        "adjudicated": decided,
+        "annotations_skipped": skipped,
+        "lessons": lessons,
+    }
+    audit(
+        session,
+        actor,
+        "sharing.import_bundle",
+        f"bundle:{bundle_id}",
+        details={"cases": len(records), "adjudicated": decided, "lessons": lessons},
+    )
+    return summary

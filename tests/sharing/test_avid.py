@@ -1,0 +1,200 @@
+"""Item 2, AVID interop: `failcat import avid` of all 1,745 published reports, idempotent, and
+`failcat export avid` giving back every field failcat models (services/sharing/avid.py)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from sqlalchemy import text
+
+from services.sharing.avid import stream_reports
+from shared.security import SYSTEM
+from tests.corpus import CORPORA
+from tests.gateway.helpers import INGEST, case_input, data, gql
+from tests.sharing.avid_diff import differences, not_modelled
+from tests.sharing.cli import failcat, indexed
+
+REPORTS = CORPORA / "avid_reports.jsonl"
+ANNOTATIONS = """query($id: ID!) { case(id: $id) {
+  externalId title severity failureMode tags environment links { url title }
+  annotations(taxonomy: "AVID") { annotator status values } } }"""
+
+
+def originals() -> dict[str, dict]:
+    with REPORTS.open(encoding="utf-8") as fh:
+        records = [json.loads(line) for line in fh if line.strip()]
+    return {r["metadata"]["report_id"]: r for r in records}
+
+
+async def _case(app, external_id: str) -> tuple[str, str | None, str | None]:
+    async with app.state.db.transaction() as s:
+        row = (
+            await s.execute(
+                text(
+                    "select id, failure_mode, severity from failure_case"
+                    " where external_id = :e and data_source_id in"
+                    " (select id from data_source where name = 'avid')"
+                ),
+                {"e": external_id},
+            )
+        ).one()
+    return tuple(row)  # type: ignore[return-value]
+
+
+async def test_round_trip_of_every_avid_report(
+    monkeypatch, settings, capsys, app, client, admin_token, tmp_path
+):
+    published = originals()
+    assert len(published) == 1745
+
+    code, out, err = await failcat(monkeypatch, settings, capsys, "import", "avid", str(REPORTS))
+    assert code == 0, err
+    first = json.loads(out)
+    assert "avid reports 1745/1745" in err
+    assert first["cases"].get("invalid", 0) == 0 and not first["errors"]
+    assert first["cases"].get("created", 0) + first["cases"].get("duplicate", 0) == 1745
+    assert first["annotations"] + first["unchanged"] == 1745
+
+    # Idempotent: the report id is the external id; nothing is stored twice.
+    code, out, err = await failcat(monkeypatch, settings, capsys, "import", "avid", str(REPORTS))
+    again = json.loads(out)
+    assert again["cases"] == {"duplicate": 1745}
+    assert (again["annotations"], again["unchanged"]) == (0, 1745)
+
+    assert await indexed(app.state.search, "data_source:avid", 1745) >= 1745
+    out_file = tmp_path / "avid.jsonl"
+    code, _, err = await failcat(
+        monkeypatch,
+        settings,
+        capsys,
+        "export",
+        "avid",
+        "--query",
+        "data_source:avid",
+        "--out",
+        str(out_file),
+    )
+    assert code == 0, err
+    exported = {}
+    for line in out_file.read_text().splitlines():
+        report = json.loads(line)
+        exported.setdefault(report["metadata"]["report_id"], report)
+    assert set(published) <= set(exported)
+
+    masked: list[str] = []
+    diffs = {rid: differences(rec, exported[rid], masked) for rid, rec in published.items()}
+    wrong = {rid: d for rid, d in diffs.items() if d}
+    assert not wrong, dict(list(wrong.items())[:5])
+    # Real reports name hosts now and then: those texts come back with the PII masked.
+    assert len(masked) < 10, masked
+    print(f"AVID round trip: {len(masked)} texts came back with PII masked: {masked}")
+    unmodelled = Counter(p for rec in published.values() for p in not_modelled(rec))
+    print(f"AVID round trip: {len(published)} reports, 0 differences on the modelled fields")
+    print(f"not modelled by failcat: {dict(unmodelled) or 'nothing'}")
+
+    # Native fields carry what they mean: SEP view -> failure mode, CVSS -> severity, and the
+    # originals are the AVID annotation.
+    case_id, mode, severity = await _case(app, "AVID-2022-R0001")
+    assert (mode, severity) == ("fairness.disparate_performance", None)  # E0101 Group fairness
+    body = data(await gql(client, admin_token, ANNOTATIONS, {"id": case_id}))["case"]
+    assert body["title"].startswith("Gender Bias in Sentence Completion Tasks")
+    assert body["environment"] == {"deployer": "HuggingFace"}
+    [note] = body["annotations"]
+    assert note["annotator"] == "AVID" and note["status"] == "SUBMITTED"
+    assert note["values"]["sep_view"] == ["E0101: Group fairness"]
+    assert note["values"]["risk_domain"] == ["Ethics"]
+    with_cvss = next(
+        r
+        for r in published.values()
+        if (r.get("impact") or {}).get("cvss", {}).get("baseSeverity") == "HIGH"
+    )
+    _, _, severity = await _case(app, with_cvss["metadata"]["report_id"])
+    assert severity == "S1"
+    software = next(
+        r
+        for r in published.values()
+        if (r.get("impact") or {}).get("avid", {}).get("sep_view")
+        == ["S0100: Software Vulnerability"]
+    )
+    assert (await _case(app, software["metadata"]["report_id"]))[1] is None  # no defensible mode
+
+
+async def test_a_failcat_case_exports_as_an_avid_report(app, client, token_for):
+    token = await token_for("cases:ingest cases:read", clearance="restricted")
+    case = {
+        "external_id": "native-avid-1",
+        "title": "Chat model insults a user",
+        "summary": "It answered a refund question with an insult.",
+        "model": {"name": "support-chat", "version": "4.1"},
+        "data_source": "sharing-native",
+        "occurred_at": "2026-05-04T10:00:00Z",
+        "failure_mode": "safety.harmful_content",
+        "severity": "S1",
+        "environment": {"deployer": "Acme Support"},
+        "team": "native-team",
+        "links": [{"kind": "ticket", "url": "https://tickets.example/T-1", "title": "T-1"}],
+        "signals": {"metrics": [{"scorer": "toxicity", "metrics": "max", "value": 0.93}]},
+    }
+    [result] = data(await gql(client, token, INGEST, {"cases": [case_input(case)]}))["ingestCases"]
+    assert result["status"] in ("CREATED", "DUPLICATE")
+    assert await indexed(app.state.search, "data_source:sharing-native", 1) == 1
+    reports = [
+        r
+        async for r in stream_reports(
+            app.state.search, app.state.db, SYSTEM, "data_source:sharing-native"
+        )
+    ]
+    assert reports == [
+        {
+            "data_type": "AVID",
+            "data_version": "0.3.3",
+            "metadata": {"report_id": f"FAILCAT-{result['id']}"},
+            "affects": {
+                "developer": [],
+                "deployer": ["Acme Support"],
+                "artifacts": [{"type": "Model", "name": "support-chat"}],
+            },
+            "problemtype": {
+                "classof": "failcat case",
+                "type": "Issue",
+                "description": {"lang": "eng", "value": "Chat model insults a user"},
+            },
+            "metrics": [{"scorer": "toxicity", "metrics": "max", "value": 0.93}],
+            "references": [
+                {"type": "source", "label": "T-1", "url": "https://tickets.example/T-1"}
+            ],
+            "description": {
+                "lang": "eng",
+                "value": "It answered a refund question with an insult.",
+            },
+            "impact": {
+                "avid": {
+                    "risk_domain": ["Ethics"],
+                    "sep_view": ["E0301: Toxicity"],
+                    "lifecycle_view": ["L06: Deployment"],
+                    "taxonomy_version": "0.2",
+                }
+            },
+            "reported_date": "2026-05-04",
+        }
+    ]
+    # The caller's visibility applies: a reader of another team sees no report of the case.
+    other = await token_for("cases:read", team="someone-else")
+    principal = app.state.auth.authenticate(f"Bearer {other}")
+    hidden = [
+        r
+        async for r in stream_reports(
+            app.state.search, app.state.db, principal, "data_source:sharing-native"
+        )
+    ]
+    assert hidden == []
+
+
+def test_a_bad_file_is_one_line(monkeypatch, settings, capsys, tmp_path):
+    from tests.sharing.cli import _failcat
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"data_type": "AVID"}\nnot json\n')
+    code, _, err = _failcat(monkeypatch, settings, capsys, "import", "avid", str(bad))
+    assert code == 2 and err.startswith(f"failcat: {bad}:2: not JSON")

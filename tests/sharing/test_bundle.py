@@ -1,0 +1,293 @@
+"""Item 1, bundles: export with the partner profile, import into a second instance that
+trusts the first's JWKS; no raw payload, actor or team of the source reaches the second
+instance; a flipped byte, a missing signature or another key is refused with nothing stored."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import tarfile
+
+import orjson
+import pytest
+from joserfc.jwk import ECKey
+from sqlalchemy import select, text
+
+from services.annotation import service as annotations
+from services.sharing.bundle import FILES, BundleRefused, read_bundle, sign, trusted_keys
+from shared.db import Database, metadata
+from shared.migrate import upgrade_async
+from shared.security import SYSTEM
+from tests.catalog.builders import unique
+from tests.conftest import auth_header, make_settings
+from tests.corpus import aiid_cases
+from tests.gateway.helpers import INGEST, case_input, data, gql
+from tests.sharing.cli import indexed, run_cli
+
+N = 300
+
+
+@pytest.fixture(scope="module")
+async def exported(backend, settings, app, client, token_for, tmp_path_factory):
+    """N real incidents of one team, captured by one actor with a raw payload, one adjudicated
+    decision and a lesson; exported with the partner profile."""
+    salt = secrets.token_hex(3)
+    team, actor = f"bundle-team-{salt}", f"bundle-actor-{salt}"
+    cases = unique(aiid_cases(N))
+    for i, c in enumerate(cases):
+        c.update(team=team, fingerprint=f"bundle-{salt}-{i % 40}")
+        c["provenance"]["captured_by"] = actor
+        c["input"] = {"text": f"raw-payload-{salt}-{i}"}
+        c["environment"] = {"region": "eu-west-1", "app_version": "7.4.1"}
+        if i < 30:
+            c["sensitivity"] = "public"
+    ingest = await token_for("cases:ingest cases:read", clearance="restricted")
+    ids = []
+    for start in range(0, N, 100):
+        body = await gql(
+            client, ingest, INGEST, {"cases": [case_input(c) for c in cases[start : start + 100]]}
+        )
+        ids += [r["id"] for r in data(body)["ingestCases"]]
+    async with app.state.db.transaction() as s:
+        failcat_tax = await annotations.get_taxonomy(s, "failcat")
+        await annotations.record_adjudicated(
+            s,
+            ids[0],
+            failcat_tax,
+            {"failure_mode": "safety.harmful_content", "severity": "S1"},
+            reviewer=f"bundle-reviewer-{salt}",
+            actor=SYSTEM,
+        )
+        groups = (
+            (
+                await s.execute(
+                    text("select distinct group_id from failure_case where team = :t"), {"t": team}
+                )
+            )
+            .scalars()
+            .all()
+        )
+    author = await token_for("cases:read cases:write", clearance="restricted")
+    lesson = {
+        "title": f"Lesson {salt}",
+        "whatHappened": "w",
+        "whyItMatters": "w",
+        "mitigation": "m",
+        "cost": "c",
+        "evidenceGroupIds": sorted(groups)[:2],
+    }
+    data(
+        await gql(
+            client,
+            author,
+            "mutation($l: LessonInput!) { createLesson(lesson: $l) { id } }",
+            {"l": lesson},
+        )
+    )
+    data_source = cases[0]["data_source"]
+    assert await indexed(app.state.search, f"data_source:{data_source}", N) >= N
+    folder = tmp_path_factory.mktemp(f"bundle-{backend}")
+    out = folder / "partner.tar.gz"
+    code, stdout, err = await run_cli(
+        settings,
+        "export",
+        "bundle",
+        "--query",
+        f"data_source:{data_source}",
+        "--profile",
+        "partner",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    trust = folder / "jwks.json"
+    trust.write_bytes(orjson.dumps(app.state.auth.jwks()))
+    second = await make_settings(backend, folder / "second")
+    await upgrade_async(second.catalog_url)
+    yield {
+        "salt": salt,
+        "team": team,
+        "actor": actor,
+        "ids": ids,
+        "cases": cases,
+        "data_source": data_source,
+        "out": out,
+        "summary": json.loads(stdout),
+        "trust": trust,
+        "second": second,
+        "folder": folder,
+    }
+
+
+async def _second_instance_text(second) -> str:
+    """Every row of every table of the second instance, as text: what a grep of its database
+    would find."""
+    db = Database(second.catalog_url)
+    try:
+        chunks = []
+        async with db.transaction() as s:
+            for table in metadata.sorted_tables:
+                for row in (await s.execute(select(table))).all():
+                    chunks.append(repr(tuple(row)))
+        return "\n".join(chunks)
+    finally:
+        await db.dispose()
+
+
+async def _count_cases(second) -> int:
+    db = Database(second.catalog_url)
+    try:
+        async with db.transaction() as s:
+            return (await s.execute(text("select count(*) from failure_case"))).scalar_one()
+    finally:
+        await db.dispose()
+
+
+async def test_partner_bundle_round_trip_leaks_no_source_identity(exported):
+    summary = exported["summary"]
+    assert summary["counts"]["cases"] == N
+    assert summary["counts"]["annotations"] == 1
+    assert summary["counts"]["lessons"] == 1
+    assert summary["k_anonymity"]["k"] >= 1 and summary["k_anonymity"]["classes"] >= 1
+
+    # The manifest names every file's sha256 and is signed with the instance's kid.
+    verified = read_bundle(exported["out"], trusted_keys(str(exported["trust"])))
+    assert set(verified.manifest["files"]) == set(FILES)
+    assert verified.manifest["profile"] == "partner"
+    records = verified.records("cases.jsonl")
+    assert len(records) == N
+    assert all(r["input"] is None and r["links"] == [] for r in records)
+    assert {r["occurred_at"][10:] for r in records} == {"T00:00:00Z"}
+    assert {tuple(sorted(r["environment"].items())) for r in records} == {
+        (("app_version", "7.x"), ("region", "eu"))
+    }
+
+    second = exported["second"]
+    code, out, err = await run_cli(
+        second, "import", "bundle", str(exported["out"]), "--trust", str(exported["trust"])
+    )
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["cases"] == {"created": N}
+    assert first["adjudicated"] == 1 and first["lessons"] == 1
+    code, out, _ = await run_cli(
+        second, "import", "bundle", str(exported["out"]), "--trust", str(exported["trust"])
+    )
+    assert json.loads(out)["cases"] == {"duplicate": N}  # idempotent
+    assert await _count_cases(second) == N
+
+    grep = await _second_instance_text(second)
+    for secret in (
+        exported["team"],
+        exported["actor"],
+        f"raw-payload-{exported['salt']}",
+        f"bundle-reviewer-{exported['salt']}",
+        "eu-west-1",
+        "7.4.1",
+    ):
+        assert secret not in grep, secret
+    for case in exported["cases"][:20]:
+        assert case["external_id"] not in grep
+    assert exported["cases"][0]["title"] in grep  # the text itself travels (redaction hook)
+
+
+async def test_a_tampered_unsigned_or_foreign_bundle_is_refused_with_nothing_stored(exported):
+    trust = trusted_keys(str(exported["trust"]))
+    with tarfile.open(exported["out"], "r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar}
+
+    def pack(files: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for name, content in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+        return buf.getvalue()
+
+    path = exported["folder"] / "bad.tar.gz"
+    for name in members:
+        flipped = dict(members)
+        content = bytearray(flipped[name])
+        content[len(content) // 2] ^= 0x01
+        flipped[name] = bytes(content)
+        path.write_bytes(pack(flipped))
+        with pytest.raises(BundleRefused):
+            read_bundle(path, trust)
+    unsigned = {k: v for k, v in members.items() if k != "manifest.jws"}
+    path.write_bytes(pack(unsigned))
+    with pytest.raises(BundleRefused, match="unsigned"):
+        read_bundle(path, trust)
+    manifest = json.loads(members["manifest.json"])
+    for kid in (manifest["kid"], "another-kid"):  # another key, under the same kid or its own
+        other = ECKey.generate_key("P-256")
+        resigned = {**members, "manifest.jws": sign(members["manifest.json"], kid, other).encode()}
+        path.write_bytes(pack(resigned))
+        with pytest.raises(BundleRefused):
+            read_bundle(path, trust)
+
+    # Through the CLI: one line, exit 2, and the second instance stores nothing.
+    flipped = dict(members)
+    flipped["cases.jsonl"] = members["cases.jsonl"].replace(b'"severity":"S', b'"severity":"X', 1)
+    path.write_bytes(pack(flipped))
+    second = exported["second"]
+    before = await _count_cases(second)
+    code, _, err = await run_cli(
+        second, "import", "bundle", str(path), "--trust", str(exported["trust"])
+    )
+    assert code == 2 and "cases.jsonl: sha256 differs from the manifest" in err
+    assert await _count_cases(second) == before
+
+
+async def test_bundle_download_is_for_readers_who_see_every_case(exported, client, token_for):
+    bundle_id = exported["summary"]["bundle_id"]
+    url = f"/sharing/v1/bundles/{bundle_id}"
+    everyone = await token_for("exports:create", clearance="restricted")
+    resp = await client.get(url, headers=auth_header(everyone))
+    assert resp.status_code == 200 and resp.content == exported["out"].read_bytes()
+    verified = read_bundle(exported["out"], trusted_keys(str(exported["trust"])))
+    assert resp.headers["x-bundle-manifest-sha256"] == verified.manifest_sha256
+    own_team = await token_for("exports:create", team=exported["team"], clearance="restricted")
+    assert (await client.get(url, headers=auth_header(own_team))).status_code == 200
+    other = await token_for("exports:create", team="someone-else", clearance="restricted")
+    assert (await client.get(url, headers=auth_header(other))).status_code == 404
+    low = await token_for("exports:create", clearance="public")
+    assert (await client.get(url, headers=auth_header(low))).status_code == 404
+    reader = await token_for("cases:read", clearance="restricted")
+    assert (await client.get(url, headers=auth_header(reader))).status_code == 403
+    missing = "/sharing/v1/bundles/00000000-0000-0000-0000-000000000000"
+    assert (await client.get(missing, headers=auth_header(everyone))).status_code == 404
+
+
+async def test_public_profile_keeps_only_public_cases(exported, settings):
+    out = exported["folder"] / "public.tar.gz"
+    code, stdout, err = await run_cli(
+        settings,
+        "export",
+        "bundle",
+        "--query",
+        f"data_source:{exported['data_source']}",
+        "--profile",
+        "public",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["counts"]["cases"] == 30
+    records = read_bundle(out, trusted_keys(str(exported["trust"]))).records("cases.jsonl")
+    assert {r["sensitivity"] for r in records} == {"public"}
+
+
+def test_partner_free_text_is_masked_by_the_governance_detectors():
+    from services.sharing.anonymise import redact_free_text
+
+    text = "Reported by jane.doe@example.com from 192.168.10.4; card 4111 1111 1111 1111."
+    masked = redact_free_text(text)
+    assert "jane.doe@example.com" not in masked and "[EMAIL]" in masked
+    assert "4111 1111 1111 1111" not in masked and "[CARD ****1111]" in masked
+    assert "192.168.10.4" not in masked
+    assert redact_free_text("A chatbot misread the refund policy.") == (
+        "A chatbot misread the refund policy."
+    )
+    assert redact_free_text(None) is None
