@@ -68,6 +68,7 @@ def case_json(case: FailureCase, refs: PageRelations | None = None) -> dict[str,
         "content_hash": case.content_hash,
         "group_id": case.group_id,
         "merged_into_id": case.merged_into_id,
+        "capture_policy_version": case.capture_policy_version,
         "updated_at": iso(case.updated_at),
     }
 

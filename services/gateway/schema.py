@@ -32,6 +32,7 @@ from services.gateway.annotation.mutations import AnnotationMutation
 from services.gateway.annotation.queries import AnnotationQuery
 from services.gateway.auth.mutations import AuthMutation
 from services.gateway.auth.queries import AuthQuery
+from services.gateway.catalog.capture_policies import CapturePolicyMutation, CapturePolicyQuery
 from services.gateway.catalog.mutations import CatalogMutation
 from services.gateway.catalog.queries import CatalogQuery
 from services.gateway.context import Context
@@ -66,13 +67,26 @@ for _search_type in (
 
 
 @strawberry.type
-class Query(CatalogQuery, SearchQuery, AuthQuery, SafeguardsQuery, PlansQuery, AnnotationQuery):
+class Query(
+    CatalogQuery,
+    SearchQuery,
+    AuthQuery,
+    SafeguardsQuery,
+    PlansQuery,
+    AnnotationQuery,
+    CapturePolicyQuery,
+):
     pass
 
 
 @strawberry.type
 class Mutation(
-    CatalogMutation, AuthMutation, SafeguardsMutation, PlansMutation, AnnotationMutation
+    CatalogMutation,
+    AuthMutation,
+    SafeguardsMutation,
+    PlansMutation,
+    AnnotationMutation,
+    CapturePolicyMutation,
 ):
     pass
 

@@ -87,6 +87,8 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.sendBack": {REV, R},
     "Query.contextEvents": {R},
     "Mutation.recordContextEvent": {ING, W},
+    "Query.capturePolicy": {R},
+    "Mutation.setCapturePolicy": {A},
 }
 # Operations allowed with any one of their scopes (the rest need every one).
 ANY_OF = {"Mutation.recordContextEvent"}
@@ -238,6 +240,12 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     "Query.contextEvents": ("{ contextEvents(first: 1) { nodes { id } } }", {}),
     "Mutation.recordContextEvent": (
         "mutation { recordContextEvent(event: {kind: DEPLOY}) { id } }",
+        {},
+    ),
+    "Query.capturePolicy": ('{ capturePolicy(model: "m", dataSource: "d") { version } }', {}),
+    "Mutation.setCapturePolicy": (
+        'mutation { setCapturePolicy(model: "m", dataSource: "d", '
+        'policy: {required: ["nope"]}) { version } }',
         {},
     ),
 }

@@ -8,6 +8,7 @@
 - taxonomy.py: failure-mode taxonomy versions and the severity rubric
 - sampling.py: sampling rules and reservoir counters
 - outbox.py: the search outbox and search document rows
+- capture_policies.py: capture policies (the current version per key, history, the next one)
 - context_events.py: context events (deploys, feature changes, drift alerts, environment
   shifts) and the cases around them
 - visibility.py: the visibility rule over these tables; base.py: what the modules share
@@ -19,6 +20,7 @@ parts needs one object.
 
 from __future__ import annotations
 
+from services.catalog.repository.capture_policies import CapturePolicyQueries
 from services.catalog.repository.cases import CaseQueries
 from services.catalog.repository.context_events import ContextEventQueries
 from services.catalog.repository.groups import GroupQueries
@@ -39,6 +41,7 @@ class CatalogRepository(
     SamplingQueries,
     OutboxQueries,
     ContextEventQueries,
+    CapturePolicyQueries,
 ):
     """Every catalog query over one session."""
 

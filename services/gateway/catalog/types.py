@@ -386,6 +386,10 @@ class FailureCase:
     fingerprint: str
     content_hash: str
     merged_into_id: strawberry.ID | None
+    capture_policy_version: int | None = strawberry.field(
+        description="The version of its (model, data source)'s capture policy the case met "
+        "at ingest; null when none applied."
+    )
 
     # Relations read the request's loaders: synchronously when the page prefetched them (see
     # loaders.prefetch_case_relations), else through a batched load.
