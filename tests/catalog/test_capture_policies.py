@@ -213,7 +213,9 @@ SET = """mutation($m: String!, $d: String!, $p: CapturePolicyInput!) {
   }
 }"""
 GET = """query($m: String!, $d: String!, $v: Int) {
-  capturePolicy(model: $m, dataSource: $d, version: $v) { version required qualify { confidenceBelow } }
+  capturePolicy(model: $m, dataSource: $d, version: $v) {
+    version required qualify { confidenceBelow }
+  }
 }"""
 
 
