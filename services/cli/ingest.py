@@ -210,8 +210,12 @@ async def ingest_file(
             bar.update(report.position)
         bar.finish(report.position)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        _stopped(report, bar, "interrupted")
-        raise
+        # Ctrl-C: asyncio cancels the run at its next await (or, a second time, raises
+        # where it is). Answered as one line with the position, like any other stop.
+        bar.clear()
+        if not report.quiet:
+            print(report.summary(), file=report.err)
+        raise CliError(f"interrupted; {_resume_hint(report)}") from None
     except Exception as exc:  # a server or database failure part-way: say where it stopped
         if report.position <= resume:
             raise  # nothing done: the error alone says it
@@ -233,13 +237,6 @@ async def ingest_file(
 
 def _resume_hint(report: Report) -> str:
     return f"stopped after {report.position} items: resume with --resume {report.position}"
-
-
-def _stopped(report: Report, bar: Progress, why: str) -> None:
-    bar.clear()
-    if not report.quiet:
-        print(report.summary(), file=report.err)
-    print(f"failcat: {why}; {_resume_hint(report)}", file=report.err, flush=True)
 
 
 # ---- the command --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import json
+import signal
 from contextlib import asynccontextmanager
 from itertools import islice
 from pathlib import Path
@@ -23,7 +24,7 @@ from services.cli import ingest as cli_ingest
 from services.gateway.cli import main
 from shared.security import SYSTEM
 from tests.catalog.builders import unique
-from tests.cli.conftest import clean_env, failcat, settings_env
+from tests.cli.conftest import CLI, clean_env, failcat, settings_env
 from tests.corpus import CORPORA, aiid_cases, avid_cases
 from tests.sdk.conftest import unique_source
 
@@ -402,3 +403,43 @@ async def test_error_file_keeps_policy_refusals(monkeypatch, settings, capsys, t
     assert {k["external_id"] for k in kept} == {
         c["external_id"] for c in cases if c["confidence"] >= 0.6
     }
+
+
+async def test_ctrl_c_prints_the_position_and_resume_stores_each_item_once(migrated, db, tmp_path):
+    """A real SIGINT to a running `failcat ingest`, then `--resume` from what it printed."""
+    base = unique(aiid_cases(1000))
+    cases = [{**c, "external_id": f"{c['external_id']}-{n}"} for n in range(3) for c in base]
+    source = cases[0]["data_source"]
+    path = tmp_path / "cases.ndjson"
+    path.write_text(ndjson(cases))
+    argv = [*CLI, "ingest", str(path), "--batch", "100"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=tmp_path, env=migrated, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None and proc.stdout is not None
+    seen = b""
+    while b"ingested 300/" not in seen:
+        line = await asyncio.wait_for(proc.stderr.readline(), 120)
+        assert line, seen.decode()
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    rest = await asyncio.wait_for(proc.stderr.read(), 120)
+    out = await proc.stdout.read()
+    assert await proc.wait() == 2 and out == b""
+    err = (seen + rest).decode()
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("failcat: interrupted; stopped after "), err
+    position = int(last.rsplit("--resume ", 1)[1])
+    assert position >= 300 and position % 100 == 0
+
+    result = await failcat(
+        "ingest", str(path), "--batch", "100", "--resume", str(position), "--json",
+        cwd=tmp_path, env=migrated,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    answered = json.loads(result.out)
+    assert answered["created"] + answered["duplicate"] == len(cases) - position
+    rows = await stored(db, source)
+    assert sorted(r[0] for r in rows) == sorted(c["external_id"] for c in cases)
