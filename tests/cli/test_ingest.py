@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import signal
 from contextlib import asynccontextmanager
 from itertools import islice
@@ -443,3 +444,23 @@ async def test_ctrl_c_prints_the_position_and_resume_stores_each_item_once(migra
     assert answered["created"] + answered["duplicate"] == len(cases) - position
     rows = await stored(db, source)
     assert sorted(r[0] for r in rows) == sorted(c["external_id"] for c in cases)
+
+
+async def test_no_file_and_stdin_a_terminal_is_a_usage_error(migrated, tmp_path):
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *CLI, "ingest", cwd=tmp_path, env=migrated, stdin=follower,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert proc.returncode == 2 and out == b""
+    assert err.decode() == (
+        "failcat: no FILE given and standard input is a terminal: give FILE, or - with cases "
+        "piped in\n"
+    )
