@@ -2,8 +2,9 @@
 the metadata it must carry, checked before a case leaves the process.
 
 The server keeps one policy per (model name, data source) (`setCapturePolicy` in GraphQL);
-this module reads it from `GET /catalog/v1/capture-policies`, caches it per key and reads it
-again every `policy_refresh_s` seconds. Each queued case is then:
+this module reads them from `GET /catalog/v1/capture-policies` (every current policy in one
+request: there is one per agreement, not per case) before the first case is sent, and again
+every `policy_refresh_s` seconds. Each queued case is then:
 
 - sent, when its key has no policy, or it meets the policy;
 - counted `filtered` and not sent, when it meets none of the qualifying conditions;
@@ -20,10 +21,10 @@ When the policy cannot be read (server down, an older server without the route, 
 cases are sent as they are and the server enforces the policy when they arrive (a case
 replayed from the spool included).
 
-Hooks: `PolicyFilter` sits in front of the sender (`Client` inherits it); it takes cases from
-the queue only up to the first one whose key was never looked up, looks those keys up on the
-sender's loop (the same HTTP client, token and transport as the bulk requests), and filters
-each batch before it is encoded.
+Hooks: `PolicyFilter` sits in front of the sender (`Client` inherits it): it reads the policies
+on the sender's loop when they are due (the same HTTP client, token and transport as the bulk
+requests), takes nothing from the queue before the first read has answered, and filters each
+batch before it is encoded. A policy set on the server applies here from the next read.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any, Optional
-from urllib.parse import urlencode
 
 from failcat_client._wire import KIND_CASE
 
@@ -185,34 +185,28 @@ def key_of(case: Mapping[str, Any]) -> Optional[Key]:
 
 
 class PolicyCache:
-    """Each key's policy (None: the key has none, or it could not be read) and when to read
-    it again."""
+    """Every current policy, as last read, and when to read them again. Until the first read
+    answers (or fails), nothing is sent: no case leaves before its policy is known."""
 
     def __init__(self, refresh_s: float) -> None:
         self.refresh_s = refresh_s
-        self.entries: dict[Key, tuple[Optional[Policy], float]] = {}
-        self.wanted: set[Key] = set()
+        self.policies: dict[Key, Policy] = {}
+        self.ready = False
+        self.next_read = 0.0
 
-    def known(self, key: Key) -> bool:
-        return key in self.entries
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_read
 
-    def policy(self, key: Key) -> Optional[Policy]:
-        entry = self.entries.get(key)
-        return entry[0] if entry is not None else None
+    def store(self, policies: dict[Key, Policy]) -> None:
+        self.policies = policies
+        self.ready = True
+        self.next_read = time.monotonic() + self.refresh_s
 
-    def due(self) -> list[Key]:
-        now = time.monotonic()
-        stale = [k for k, (_, at) in self.entries.items() if at <= now]
-        return sorted(self.wanted.union(stale))
-
-    def store(self, key: Key, policy: Optional[Policy], ttl: Optional[float] = None) -> None:
-        self.entries[key] = (policy, time.monotonic() + (self.refresh_s if ttl is None else ttl))
-        self.wanted.discard(key)
-
-    def keep(self, key: Key) -> None:
-        """A failed refresh: keep what was known, look again a little later."""
-        old = self.entries.get(key)
-        self.store(key, old[0] if old else None, ttl=RETRY_LOOKUP_S)
+    def keep(self) -> None:
+        """A failed read: keep what was known (nothing, the first time: send unfiltered, the
+        server enforces) and read again a little later."""
+        self.ready = True
+        self.next_read = time.monotonic() + min(self.refresh_s, RETRY_LOOKUP_S)
 
 
 class PolicyFilter:
@@ -236,37 +230,26 @@ class PolicyFilter:
 
     # ---- on the sender's loop --------------------------------------------------------------
     async def _cycle(self) -> None:
-        await self._refresh_policies()
-        while True:
-            await super()._cycle()  # type: ignore[misc]
-            cache = self._policies
-            if cache is None or not cache.wanted or self._stop.is_set():  # type: ignore[attr-defined]
-                return
-            # The queue stopped at a key seen for the first time: look it up, go on.
-            await self._refresh_policies()
-
-    async def _refresh_policies(self) -> None:
         cache = self._policies
-        if cache is None:
-            return
-        for key in cache.due():
-            try:
-                cache.store(key, await self._fetch_policy(key))
-            except _NoRoute:
-                cache.store(key, None)
-            except Exception as exc:  # down, refused: send unfiltered meanwhile
-                cache.keep(key)
-                self._throttle.warn(  # type: ignore[attr-defined]
-                    "policy", "failcat: capture policy of %s/%s not read (%s)", key[0], key[1], exc
-                )
+        if cache is not None and cache.due():
+            await self._refresh_policies(cache)
+        await super()._cycle()  # type: ignore[misc]
 
-    async def _fetch_policy(self, key: Key) -> Optional[Policy]:
-        url = (
-            self.url  # type: ignore[attr-defined]
-            + POLICIES_PATH
-            + "?"
-            + urlencode({"model": key[0], "data_source": key[1]})
-        )
+    async def _refresh_policies(self, cache: PolicyCache) -> None:
+        """One request reads every current policy (there are few: one per agreement), so
+        any number of keys costs one round trip per `policy_refresh_s`."""
+        try:
+            cache.store(await self._fetch_policies())
+        except _NoRoute:
+            cache.store({})
+        except Exception as exc:  # down, refused: send unfiltered meanwhile
+            cache.keep()
+            self._throttle.warn(  # type: ignore[attr-defined]
+                "policy", "failcat: capture policies not read (%s)", exc
+            )
+
+    async def _fetch_policies(self) -> dict[Key, Policy]:
+        url = self.url + POLICIES_PATH  # type: ignore[attr-defined]
         token = await self._token()  # type: ignore[attr-defined]
         http = self._http  # type: ignore[attr-defined]
         response = await http.get(url, headers={"Authorization": f"Bearer {token}"})
@@ -277,47 +260,34 @@ class PolicyFilter:
         if response.status_code in (403, 404):
             raise _NoRoute()  # an older server, or a client without the scope
         response.raise_for_status()
+        found: dict[Key, Policy] = {}
         for body in response.json().get("policies") or []:
-            if (body.get("model"), body.get("data_source")) == key:
-                return Policy(body)
-        return None
+            model, source = body.get("model"), body.get("data_source")
+            if isinstance(model, str) and isinstance(source, str):
+                found[(model, source)] = Policy(body)
+        return found
 
     def _take(self) -> list[tuple[int, dict[str, Any], float]]:
-        """The engine's `_take`, stopping before the first case whose key was never looked
-        up (it waits for the lookup `_cycle` makes next)."""
+        """Nothing leaves before the first read of the policies has answered."""
         cache = self._policies
-        if cache is None:
-            return super()._take()  # type: ignore[misc,no-any-return]
-        queue = self._queue  # type: ignore[attr-defined]
-        entries = cache.entries
-        items = []
-        with self._lock:  # type: ignore[attr-defined]
-            limit = min(len(queue), self.batch_size)  # type: ignore[attr-defined]
-            while len(items) < limit:
-                kind, fields, _ = queue[0]
-                if kind == KIND_CASE:
-                    key = key_of(fields)
-                    if key is not None and key not in entries:
-                        cache.wanted.add(key)
-                        break
-                items.append(queue.popleft())
-            self._inflight_items = len(items)
-        return items
+        if cache is not None and not cache.ready:
+            return []
+        return super()._take()  # type: ignore[misc,no-any-return]
 
     def _encode(self, items: list[tuple[int, dict[str, Any], float]]) -> list[bytes]:
         cache = self._policies
-        if cache is not None and cache.entries:
-            items = self._apply_policies(cache, items)
+        if cache is not None and cache.policies:
+            items = self._apply_policies(cache.policies, items)
         return super()._encode(items)  # type: ignore[misc,no-any-return]
 
     def _apply_policies(
-        self, cache: PolicyCache, items: list[tuple[int, dict[str, Any], float]]
+        self, policies: dict[Key, Policy], items: list[tuple[int, dict[str, Any], float]]
     ) -> list[tuple[int, dict[str, Any], float]]:
         kept, filtered, invalid = [], 0, 0
         for item in items:
             kind, fields = item[0], item[1]
             key = key_of(fields) if kind == KIND_CASE else None
-            policy = cache.policy(key) if key is not None else None
+            policy = policies.get(key) if key is not None else None
             if policy is None:
                 kept.append(item)
                 continue
