@@ -316,3 +316,29 @@ async def list_events(
             else None,
         }
     )
+
+
+def may_read_capture_policies(principal: Principal = Depends(current_principal)) -> Principal:
+    """A producer's client (ingest) reads the policy it is held to; a reader (cases:read) may
+    see what the team agreed."""
+    if not (principal.has(Scope.CASES_INGEST) or principal.has(Scope.CASES_READ)):
+        raise InsufficientScope([f"{Scope.CASES_INGEST} or {Scope.CASES_READ}"])
+    return principal
+
+
+@router.get("/capture-policies", responses=problem_responses(400, 403))
+async def capture_policies(
+    session: Session,
+    model: str | None = Query(default=None, max_length=200),
+    data_source: str | None = Query(default=None, max_length=200),
+    principal: Principal = Depends(may_read_capture_policies),
+) -> Response:
+    """The current version of each capture policy matching `model` and `data_source` (both
+    optional): `{"policies": [...]}`, empty when none applies. failcat-client reads its
+    (model, data source)'s here and evaluates it before sending (CAPTURE.md)."""
+    rows = await service.list_capture_policies(
+        session,
+        model.strip() if model else None,
+        data_source.strip() if data_source else None,
+    )
+    return json_response({"policies": [service.capture_policy_json(r) for r in rows]})

@@ -22,6 +22,7 @@ import orjson
 from pydantic import ValidationError
 
 from services.catalog import limits as L
+from services.catalog.capture_policies import BatchPolicies
 from services.catalog.models import CaseLink, CaseRevision
 from services.catalog.repository import CatalogRepository
 from services.catalog.sampling import sample
@@ -53,6 +54,7 @@ class Prepared:
     # The stored columns redaction rewrites (services/governance/redaction): applied before
     # anything is stored, so detected values never reach the database.
     redacted: dict[str, Any] = field(default_factory=dict)
+    capture_policy_version: int | None = None
 
 
 def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
@@ -227,6 +229,9 @@ async def ingest(
     # A reservoir decides in arrival order and may drop an earlier item of the same batch
     # (answered sampled_out): under sampling rules the batch is stored in one piece.
     batch.sampling = any(r.enabled for r in await repo.sampling_rules())
+    # Capture policies: the current version of each (model, data source) the batch names,
+    # read and compiled once for the whole batch (capture_policies.py, CAPTURE.md).
+    batch.policies = await BatchPolicies.load(repo, items)
     size = max(len(items), 1) if batch.sampling else CHUNK
     pieces = [range(i, min(i + size, len(items))) for i in range(0, len(items), size)]
 
@@ -256,6 +261,8 @@ async def _prepare_piece(
     valid: list[Prepared] = []
     for n, i in enumerate(piece, start=1):
         p = prepare(i, items[i], modes, batch.now)
+        if batch.policies is not None and not isinstance(p, list):
+            p = _held_to_policy(batch.policies, p, items[i])
         if isinstance(p, list):
             batch.results[i] = ItemResult(
                 index=i, status="invalid", errors=[e.as_dict() for e in p]
@@ -266,6 +273,19 @@ async def _prepare_piece(
         if n % SLICE == 0:
             await asyncio.sleep(0)  # let the store in flight send its next statement
     return valid
+
+
+def _held_to_policy(
+    policies: BatchPolicies, p: Prepared, raw: dict[str, Any]
+) -> Prepared | list[FieldError]:
+    """The policy hook: a valid item lacking what its key's policy requires (or not
+    qualifying under it) is invalid, its errors naming the policy; else it records the
+    version it met."""
+    version, errors = policies.check(p.case, raw)
+    if errors:
+        return errors
+    p.capture_policy_version = version
+    return p
 
 
 class _Batch:
@@ -280,6 +300,7 @@ class _Batch:
         self.taxonomy_version = 0
         self.sampling = False
         self.redactor: redaction.Redactor
+        self.policies: BatchPolicies | None = None
         self.by_hash: dict[str, str] = {}
         self.by_ext: dict[tuple[str, str], tuple[str, str]] = {}
         self.models: dict[str, str] = {}
@@ -550,6 +571,7 @@ def _case_row(
         "writeup": c.writeup.model_dump(mode="json") if c.writeup else None,
         "merged_into_id": None,
         "reservoir_key": p.reservoir_key,
+        "capture_policy_version": p.capture_policy_version,
         "revision": 1,
         "updated_at": now,
         # Every column, so COPY takes the fast path (repository.base.copy_records).

@@ -197,6 +197,9 @@ class FailureCase(SQLModel, table=True):
     # Set when the case was admitted by a sampling reservoir: it may later be evicted while
     # nobody has curated it (revision 1).
     reservoir_key: str | None = Field(default=None, max_length=400)
+    # The version of the capture policy of (model, data source) the case met at ingest; null
+    # when none applied (services/catalog/CAPTURE.md).
+    capture_policy_version: int | None = None
     revision: int = Field(default=1)
     updated_at: datetime = _ts()
     # Retention (services/governance/RETENTION.md): when the raw payload was purged (the
@@ -305,3 +308,20 @@ class ContextEvent(SQLModel, table=True):
     details: dict[str, Any] = _json(nullable=False)
     # The producer's idempotency key: a retried post answers the event already stored.
     external_id: str | None = Field(default=None, max_length=200, unique=True)
+
+
+class CapturePolicy(SQLModel, table=True):
+    """One version of the capture policy of a (model name, data source): what qualifies as a
+    candidate failure and what metadata it must carry. Versions are immutable rows; setting a
+    policy adds the next version (services/catalog/capture_policies.py)."""
+
+    __tablename__ = "capture_policy"
+    __table_args__ = (UniqueConstraint("model", "data_source", "version"),)
+    id: str = Field(primary_key=True, max_length=36)
+    model: str = Field(max_length=200)
+    data_source: str = Field(max_length=200)
+    version: int
+    name: str = Field(max_length=200)
+    definition: dict[str, Any] = _json(nullable=False)
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=200)

@@ -13,6 +13,13 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.catalog.capture_policies import (
+    capture_policy_history,
+    capture_policy_json,
+    get_capture_policy,
+    list_capture_policies,
+    set_capture_policy,
+)
 from services.catalog.context_events import (
     DEFAULT_WINDOW,
     EVENT_STATUSES,
@@ -65,18 +72,23 @@ from shared.ids import new_id
 from shared.security import SYSTEM, Principal
 from shared.vocabulary import SEVERITIES
 
-__all__ = [  # context events live in their own module; this stays the entry point
+__all__ = [  # context events and capture policies live in their own modules
     "DEFAULT_WINDOW",
     "EVENT_STATUSES",
     "MAX_EVENTS_PER_REQUEST",
     "EventResult",
     "StartedAfter",
+    "capture_policy_history",
+    "capture_policy_json",
     "event_json",
     "events_by_id",
+    "get_capture_policy",
+    "list_capture_policies",
     "list_events",
     "preceding_events",
     "record_event",
     "record_events",
+    "set_capture_policy",
     "started_after",
 ]
 

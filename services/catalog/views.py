@@ -74,6 +74,7 @@ def case_json(
         "content_hash": case.content_hash,
         "group_id": case.group_id,
         "merged_into_id": case.merged_into_id,
+        "capture_policy_version": case.capture_policy_version,
         "updated_at": iso(case.updated_at),
         "payload_sensitivity": case.payload_sensitivity,
         "pii_findings": case.pii_findings or [],

@@ -1,9 +1,16 @@
-"""`failcat ingest FILE`: the same loop whether cases go to the database or to a server.
+"""`failcat ingest [FILE|-]`: the same loop whether cases go to the database or to a server.
 
 A sink stores one batch of parsed items and answers one result per item (the bulk answer's
 `{index, status, id, errors}`). Lines that are not JSON never reach the sink: they are invalid
 items of their own, reported with their line. Statuses are counted as they come (a Counter), so
 a status the server adds later is counted and shown without a change here.
+
+Resuming: each batch is one transaction (or one request), so after a batch is answered every
+item before it is settled. The position printed by a run that stops part-way (Ctrl-C, a server
+or database failure) is the number of items answered so far; `--resume POSITION` skips that
+many and carries on. A batch in flight when the run stopped may have been stored without its
+answer arriving: sent again, its items are answered `duplicate` (the content hash), so each
+item is stored exactly once.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,9 +29,11 @@ import orjson
 
 from services.catalog.export import META_KEY
 from services.catalog.schemas import INGEST_STATUSES
-from services.cli.errors import CliError
+from services.cli.errors import CliError, describe
+from services.cli.mapping import ColumnMapping
 from services.cli.remote import problem_text, server_url
-from services.cli.sources import CaseFile, Item
+from services.cli.sources import FORMATS, CaseFile, Item
+from shared.errors import FailcatError
 
 Sink = Callable[[list[Any]], Awaitable[list[dict[str, Any]]]]
 
@@ -35,13 +45,74 @@ BASE_COUNTS = INGEST_STATUSES
 MAX_PRINTED = 20
 
 
+class Progress:
+    """Progress on stderr: a bar redrawn in place (a terminal, or --progress), one line per
+    batch (a log: stderr redirected), or nothing (--json)."""
+
+    BAR_WIDTH = 30
+    REDRAW_S = 0.1
+
+    def __init__(self, err: TextIO, total: int | None, mode: str, start: int = 0) -> None:
+        self.err, self.total, self.mode, self.start = err, total, mode, start
+        self.began = time.monotonic()
+        self.drawn_at = 0.0
+        self.drawn = False
+
+    def rate(self, done: int) -> float:
+        elapsed = time.monotonic() - self.began
+        return (done - self.start) / elapsed if elapsed > 0 else 0.0
+
+    def update(self, done: int, final: bool = False) -> None:
+        if self.mode == "lines":
+            print(f"ingested {done}/{self.total if self.total is not None else '?'}",
+                  file=self.err, flush=True)  # fmt: skip
+        elif self.mode == "bar":
+            now = time.monotonic()
+            if final or now - self.drawn_at >= self.REDRAW_S:
+                self.drawn_at = now
+                self.err.write("\r\033[K" + self.text(done))
+                self.err.flush()
+                self.drawn = True
+
+    def text(self, done: int) -> str:
+        rate = f"{self.rate(done):,.0f} items/s"
+        if self.total:
+            filled = round(self.BAR_WIDTH * min(done, self.total) / self.total)
+            bar = "#" * filled + "." * (self.BAR_WIDTH - filled)
+            return f"[{bar}] {done}/{self.total} {100 * done // self.total}% {rate}"
+        return f"{done} items {rate}"
+
+    def clear(self) -> None:
+        """Before another line is printed under a drawn bar."""
+        if self.drawn:
+            self.err.write("\r\033[K")
+            self.drawn = False
+
+    def finish(self, done: int) -> None:
+        if self.mode == "bar":
+            self.update(done, final=True)
+            self.err.write("\n")
+            self.err.flush()
+            self.drawn = False
+
+
 class Report:
-    def __init__(self, source: CaseFile, error_file: TextIO | None, err: TextIO) -> None:
+    def __init__(
+        self,
+        source: CaseFile,
+        error_file: TextIO | None,
+        err: TextIO,
+        progress: Progress | None = None,
+        quiet: bool = False,
+    ) -> None:
         self.source = source
         self.error_file = error_file
         self.err = err
+        self.progress = progress
+        self.quiet = quiet
         self.counts: Counter[str] = Counter(dict.fromkeys(BASE_COUNTS, 0))
         self.printed = 0
+        self.position = 0  # items answered, from the source's start (what --resume takes)
 
     def result(self, item: Item, result: dict[str, Any]) -> None:
         status = result["status"]
@@ -55,9 +126,11 @@ class Report:
 
     def problem(self, item: Item, status: str, errors: list[dict[str, str]]) -> None:
         line = self.source.line_of(item)
-        if self.printed < MAX_PRINTED:
+        if self.printed < MAX_PRINTED and not self.quiet:
             detail = "; ".join(_error_text(e) for e in errors) or status
-            print(f"failcat: {self.source.path}:{line}: {detail}", file=self.err)
+            if self.progress is not None:
+                self.progress.clear()
+            print(f"failcat: {self.source.name}:{line}: {detail}", file=self.err)
         self.printed += 1
         if self.error_file is not None:
             meta = {"line": line, "status": status, "errors": errors}
@@ -73,7 +146,7 @@ class Report:
         counts = ", ".join(f"{n} {status}" for status, n in self.counts.items())
         hidden = self.printed - MAX_PRINTED
         more = f" ({hidden} more not shown; --error-file keeps them all)" if hidden > 0 else ""
-        return f"{self.source.path}: {counts}{more}"
+        return f"{self.source.name}: {counts}{more}"
 
     @property
     def ok(self) -> bool:
@@ -85,27 +158,44 @@ def _error_text(error: dict[str, str]) -> str:
     return error["message"] if path == "$" else f"{path}: {error['message']}"
 
 
+def progress_mode(err: TextIO, requested: bool, quiet: bool) -> str:
+    if quiet:
+        return "off"
+    if requested or err.isatty():
+        return "bar"
+    return "lines"
+
+
 async def ingest_file(
-    path: Path,
+    path: Path | CaseFile,
     sink: Sink,
     *,
     error_file: Path | None = None,
     batch: int = BATCH,
     err: TextIO | None = None,
+    resume: int = 0,
+    progress: str | None = None,
+    quiet: bool = False,
 ) -> Report:
+    """Ingest a file (or a CaseFile: standard input, a mapped CSV) from item `resume` on.
+
+    A run that stops part-way raises CliError (or re-raises an interruption) after printing
+    the position to resume from."""
     err = err or sys.stderr  # read at call time: tests and callers swap sys.stderr
-    source = CaseFile(path)
+    source = path if isinstance(path, CaseFile) else CaseFile(path)
     total = source.count()
     out = None
     if error_file is not None:
         try:
-            out = error_file.open("w", encoding="utf-8")
+            # A resumed run adds to the errors of the run it continues.
+            out = error_file.open("a" if resume else "w", encoding="utf-8")
         except OSError as exc:
             raise CliError(f"{error_file}: {exc.strerror}") from None
-    report = Report(source, out, err)
+    bar = Progress(err, total, progress or progress_mode(err, False, quiet), start=resume)
+    report = Report(source, out, err, bar, quiet)
+    report.position = resume
     try:
-        done = 0
-        for items in source.batches(batch):
+        for items in source.batches(batch, skip=resume):
             readable = [it for it in items if it.error is None]
             for it in items:
                 if it.error is not None:
@@ -114,32 +204,79 @@ async def ingest_file(
             results = await sink([it.value for it in readable]) if readable else []
             for it, result in zip(readable, results, strict=True):
                 report.result(it, result)
-            done += len(items)
-            print(f"ingested {done}/{total}", file=err, flush=True)
+            report.position = items[-1].index + 1
+            if out is not None:
+                out.flush()  # what a resumed run must not lose
+            bar.update(report.position)
+        bar.finish(report.position)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # Ctrl-C: asyncio cancels the run at its next await (or, a second time, raises
+        # where it is). Answered as one line with the position, like any other stop.
+        bar.clear()
+        if not report.quiet:
+            print(report.summary(), file=report.err)
+        raise CliError(f"interrupted; {_resume_hint(report)}") from None
+    except Exception as exc:  # a server or database failure part-way: say where it stopped
+        if report.position <= resume:
+            raise  # nothing done: the error alone says it
+        if isinstance(exc, FailcatError):
+            reason = describe(exc)
+        elif isinstance(exc, OSError):
+            where = f"{exc.filename}: " if exc.filename else ""
+            reason = f"{where}{exc.strerror or exc}"
+        elif isinstance(exc, CliError):
+            reason = str(exc)
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        raise CliError(f"{reason} ({_resume_hint(report)})") from None
     finally:
         if out is not None:
             out.close()
     return report
 
 
+def _resume_hint(report: Report) -> str:
+    return f"stopped after {report.position} items: resume with --resume {report.position}"
+
+
 # ---- the command --------------------------------------------------------------------------
+
+
+def open_source(args: argparse.Namespace) -> CaseFile:
+    mapping = ColumnMapping.load(Path(args.mapping)) if args.mapping else None
+    if args.file in (None, "-"):
+        stdin = sys.stdin
+        if args.file is None and stdin.isatty():
+            raise CliError("no FILE given and standard input is a terminal: give FILE, or - "
+                           "with cases piped in")  # fmt: skip
+        fmt = args.format or ("csv" if mapping is not None else None)
+        return CaseFile(None, stream=stdin.buffer, fmt=fmt, mapping=mapping)
+    return CaseFile(Path(args.file), fmt=args.format, mapping=mapping)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     url = server_url(args.url)
     if args.batch < 1:
         raise CliError(f"--batch {args.batch}: must be at least 1")
+    if args.resume < 0:
+        raise CliError(f"--resume {args.resume}: must be 0 or more")
+    source = open_source(args)
+    mode = progress_mode(sys.stderr, args.progress, args.json)
 
     async def run() -> int:
         opened = remote_sink(url) if url else local_sink()
         async with opened as sink:
             report = await ingest_file(
-                Path(args.file),
+                source,
                 sink,
                 error_file=Path(args.error_file) if args.error_file else None,
                 batch=args.batch,
+                resume=args.resume,
+                progress=mode,
+                quiet=args.json,
             )
-        print(report.summary(), file=sys.stderr)
+        if not args.json:
+            print(report.summary(), file=sys.stderr)
         print(orjson.dumps(report.counts).decode())
         return 0 if report.ok else 1
 
@@ -225,14 +362,40 @@ BULK_PATH = "/catalog/v1/cases:bulk"
 def add_commands(subparsers: Any) -> None:
     cmd = subparsers.add_parser(
         "ingest",
-        help="ingest cases from a JSON array, NDJSON, CSV or Parquet file",
+        help="ingest cases from a JSON array, NDJSON, CSV or Parquet file, or standard input",
         description="Exit 0 when every item was stored (or was a duplicate, or sampled out), "
         "1 when any item was refused (each one named by line and field on stderr), "
-        "2 when the file or the command was unusable.",
+        "2 when the file or the command was unusable, or the run stopped part-way (it then "
+        "prints the --resume position to carry on from).",
     )
-    cmd.add_argument("file")
+    cmd.add_argument(
+        "file", nargs="?", help="the file; - (or nothing, with cases piped in) for stdin"
+    )
+    cmd.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        help="the input's format (default: told from the name and the first bytes)",
+    )
+    cmd.add_argument(
+        "--mapping",
+        metavar="FILE",
+        help="YAML or JSON: CSV column -> case field path, with types (services/cli/mapping.py)",
+    )
     cmd.add_argument(
         "--error-file", help="write each refused item here (NDJSON, its errors under _meta)"
+    )
+    cmd.add_argument(
+        "--resume",
+        type=int,
+        default=0,
+        metavar="POSITION",
+        help="skip the first POSITION items (printed by a run that stopped part-way)",
+    )
+    cmd.add_argument(
+        "--progress", action="store_true", help="draw the progress bar even when not a terminal"
+    )
+    cmd.add_argument(
+        "--json", action="store_true", help="only the counts as JSON on stdout: no progress"
     )
     cmd.add_argument("--batch", type=int, default=BATCH, help="items per transaction/request")
     cmd.add_argument("--url", help="a server to send the cases to (default: $FAILCAT_URL)")

@@ -1,29 +1,41 @@
-"""Case files as the CLI reads them: a JSON array, NDJSON, CSV or Parquet, each item with its
-line (for Parquet: its row, from 1).
+"""Case files as the CLI reads them: a JSON array, NDJSON, CSV or Parquet, from a file or from
+standard input, each item with its line (for Parquet: its row, from 1).
 
 An NDJSON file is read a line at a time (a batch in memory, never the file); a line that is
 not JSON becomes an invalid item of its own, so the lines around it are still stored. A JSON
 array is parsed whole (it is one value); when an item is invalid its line is found by a second,
 slower scan that only runs then. A Parquet file (`failcat export cases --format parquet`) is
-read a row group batch at a time; its JSON text columns are parsed back to values.
+read a row group batch at a time; its JSON text columns are parsed back to values. A CSV file
+has the columns of `failcat export cases --format csv`, or any columns with a mapping file
+(services/cli/mapping.py).
+
+Standard input is read once, as it comes: its format is given (`--format`) or told from its
+first bytes (`[` or a multi-line object: JSON; `{`: NDJSON; else CSV), and its total is not
+known in advance. `batches(size, skip)` skips the first `skip` items without converting them
+(`failcat ingest --resume`): an NDJSON line skipped is not even parsed.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from services.catalog.export import CSV_COLUMNS, PARQUET_JSON_COLUMNS, row_to_case
 from services.cli.errors import CliError
+from services.cli.mapping import ColumnMapping
 
 _WS = re.compile(r"[ \t\n\r]*")
+# --format names -> the kinds read here.
+FORMATS = {"json": "array", "ndjson": "ndjson", "csv": "csv", "parquet": "parquet"}
+STDIN = "<stdin>"
 
 
 @dataclass(slots=True)
@@ -39,24 +51,73 @@ def json_error(exc: json.JSONDecodeError) -> str:
     return f"invalid JSON at column {exc.colno}: {exc.msg}"
 
 
+class _Prefixed(io.RawIOBase):
+    """A one-pass stream: the bytes already read to tell the format, then the rest."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.rest.read1(len(buffer)) if hasattr(self.rest, "read1") else b""
+        if not data and not hasattr(self.rest, "read1"):
+            data = self.rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 class CaseFile:
-    def __init__(self, path: Path) -> None:
+    """A file (`path`) or standard input (`stream`) of cases. `fmt` (a --format name) is the
+    format when given, else told from the name and the first bytes. `mapping`: how the
+    columns of a CSV become case fields."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        stream: BinaryIO | None = None,
+        fmt: str | None = None,
+        mapping: ColumnMapping | None = None,
+    ) -> None:
         self.path = path
+        self.stream = stream
+        self.name = STDIN if path is None else str(path)
+        self.mapping = mapping
         self._array: list[Any] | None = None
         self._array_text: bytes | None = None
         self._lines: list[int] | None = None
-        self.kind = self._kind()
+        self.kind = FORMATS[fmt] if fmt else self._kind()
+        if stream is None:
+            self._check_readable()
+        if mapping is not None and self.kind != "csv":
+            raise CliError(f"{self.name}: --mapping applies to CSV input, not {self.kind}")
 
-    def _kind(self) -> str:
+    def _check_readable(self) -> None:
+        assert self.path is not None
         if self.path.is_dir():
             raise CliError(f"{self.path}: is a directory, not a file of cases")
         try:
-            with self.path.open("rb") as fh:
-                head = fh.read(4096)
+            with self.path.open("rb"):
+                pass
         except FileNotFoundError:
             raise CliError(f"{self.path}: no such file") from None
         except OSError as exc:
             raise CliError(f"{self.path}: {exc.strerror}") from None
+
+    def _kind(self) -> str:
+        if self.stream is not None:
+            return self._stdin_kind()
+        self._check_readable()
+        assert self.path is not None
+        with self.path.open("rb") as fh:
+            head = fh.read(4096)
         if self.path.suffix.lower() == ".csv":
             return "csv"
         if self.path.suffix.lower() == ".parquet":
@@ -68,9 +129,46 @@ class CaseFile:
             return "array"
         return "ndjson"
 
+    def _stdin_kind(self) -> str:
+        """Told from the first bytes, which are then read again as the stream's start."""
+        assert self.stream is not None
+        head = self.stream.read(4096) or b""
+        if head.startswith(b"PAR1"):
+            kind = "parquet"
+        else:
+            first = head.lstrip()[:1]
+            if first == b"[":
+                kind = "array"
+            elif first == b"{":
+                line = head.lstrip().split(b"\n", 1)[0]
+                try:
+                    orjson.loads(line)
+                    kind = "ndjson"
+                except orjson.JSONDecodeError:
+                    kind = "array" if b"\n" in head.lstrip() else "ndjson"
+            elif not head.strip():
+                kind = "ndjson"  # nothing at all: no items
+            else:
+                kind = "csv"
+        self.stream = io.BufferedReader(_Prefixed(head, self.stream))  # type: ignore[arg-type]
+        return kind
+
+    def _open(self) -> BinaryIO:
+        """The bytes, from the start (a file) or from where they are (stdin: read once)."""
+        if self.stream is not None:
+            return self.stream
+        assert self.path is not None
+        return self.path.open("rb")
+
+    def _read_all(self) -> bytes:
+        if self.stream is not None:
+            return self.stream.read()
+        assert self.path is not None
+        return self.path.read_bytes()
+
     def _single_object(self) -> bool:
         """A pretty-printed single case spans lines: read it as an array of one."""
-        data = self.path.read_bytes()
+        data = self._read_all()
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -78,31 +176,37 @@ class CaseFile:
         self._array, self._array_text = [value], data
         return True
 
-    def count(self) -> int:
-        """How many items (for progress): one pass over the file, nothing kept."""
+    def count(self) -> int | None:
+        """How many items (for progress): one pass over the file, nothing kept; None for
+        standard input (read once, as it comes) unless it is one JSON value."""
         if self.kind == "array":
             return len(self._load_array())
         if self.kind == "parquet":
             return self._parquet().metadata.num_rows
-        with self.path.open("rb") as fh:
+        if self.stream is not None:
+            return None
+        with self._open() as fh:
             n = sum(1 for line in fh if line.strip())
         return n - 1 if self.kind == "csv" and n else n
 
     def _load_array(self) -> list[Any]:
         if self._array is None:
-            data = self.path.read_bytes()
+            data = self._read_all()
             try:
                 value = orjson.loads(data)
             except orjson.JSONDecodeError as exc:
-                raise CliError(f"{self.path}:{exc.lineno}: {json_error(exc)}") from None
+                raise CliError(f"{self.name}:{exc.lineno}: {json_error(exc)}") from None
+            if isinstance(value, dict) and self.stream is not None:
+                value = [value]  # one case, sent as one object
             if not isinstance(value, list):
                 raise CliError(
-                    f"{self.path}:1: expected a JSON array of cases or NDJSON (one case a line)"
+                    f"{self.name}:1: expected a JSON array of cases or NDJSON (one case a line)"
                 )
             self._array, self._array_text = value, data
         return self._array
 
-    def batches(self, size: int) -> Iterator[list[Item]]:
+    def batches(self, size: int, skip: int = 0) -> Iterator[list[Item]]:
+        """Items in batches of `size`, after the first `skip` (read past, not converted)."""
         items = {
             "array": self._array_items,
             "ndjson": self._ndjson_items,
@@ -110,7 +214,7 @@ class CaseFile:
             "parquet": self._parquet_items,
         }
         batch: list[Item] = []
-        for item in items[self.kind]():
+        for item in items[self.kind](skip):
             batch.append(item)
             if len(batch) >= size:
                 yield batch
@@ -118,11 +222,14 @@ class CaseFile:
         if batch:
             yield batch
 
-    def _ndjson_items(self) -> Iterator[Item]:
-        with self.path.open("rb") as fh:
+    def _ndjson_items(self, skip: int = 0) -> Iterator[Item]:
+        with self._open() as fh:
             index = 0
             for n, line in enumerate(fh, start=1):
                 if not line.strip():
+                    continue
+                if index < skip:
+                    index += 1
                     continue
                 try:
                     yield Item(index, n, orjson.loads(line.rstrip()))
@@ -130,10 +237,11 @@ class CaseFile:
                     yield Item(index, n, error=json_error(exc))
                 index += 1
 
-    def _array_items(self) -> Iterator[Item]:
+    def _array_items(self, skip: int = 0) -> Iterator[Item]:
         # Line 0 until asked: finding each item's line costs a second parse.
-        for index, value in enumerate(self._load_array()):
-            yield Item(index, 0, value)
+        array = self._load_array()
+        for index in range(skip, len(array)):
+            yield Item(index, 0, array[index])
 
     def line_of(self, item: Item) -> int:
         if not item.line:
@@ -161,37 +269,50 @@ class CaseFile:
                 pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
         return lines
 
-    def _csv_items(self) -> Iterator[Item]:
-        with self.path.open(newline="", encoding="utf-8") as fh:
+    def _csv_items(self, skip: int = 0) -> Iterator[Item]:
+        with io.TextIOWrapper(self._open(), encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh)
-            unknown = [c for c in reader.fieldnames or [] if c not in CSV_COLUMNS]
-            if unknown or not reader.fieldnames:
-                raise CliError(
-                    f"{self.path}:1: "
-                    + (f"unknown column {unknown[0]!r}" if unknown else "no header")
-                    + "; the columns are those of `failcat export cases --format csv`"
-                )
+            header = reader.fieldnames or []
+            if self.mapping is not None:
+                convert = self.mapping.case
+                self.mapping.check_header(header, self.name)
+            else:
+                convert = row_to_case
+                unknown = [c for c in header if c not in CSV_COLUMNS]
+                if unknown or not header:
+                    raise CliError(
+                        f"{self.name}:1: "
+                        + (f"unknown column {unknown[0]!r}" if unknown else "no header")
+                        + "; the columns are those of `failcat export cases --format csv`"
+                        " (or give --mapping FILE)"
+                    )
             start = 2  # after the header (a header with a quoted newline is not supported)
             for index, row in enumerate(reader):
-                try:
-                    yield Item(index, start, row_to_case(row))
-                except ValueError as exc:
-                    yield Item(index, start, error=str(exc))
+                if index >= skip:
+                    try:
+                        yield Item(index, start, convert(row))
+                    except ValueError as exc:
+                        yield Item(index, start, error=str(exc))
                 start = reader.line_num + 1
 
     def _parquet(self) -> Any:
         from services.cli.export import pyarrow
 
         _, pq = pyarrow()
+        if self.stream is not None and not isinstance(self.stream, io.BytesIO):
+            self.stream = io.BytesIO(self.stream.read())  # Parquet is read from its end
         try:
-            return pq.ParquetFile(self.path)
+            return pq.ParquetFile(self.stream if self.stream is not None else self.path)
         except Exception as exc:  # pyarrow's ArrowInvalid & co: not a Parquet file
-            raise CliError(f"{self.path}: not a Parquet file ({exc})") from None
+            raise CliError(f"{self.name}: not a Parquet file ({exc})") from None
 
-    def _parquet_items(self) -> Iterator[Item]:
+    def _parquet_items(self, skip: int = 0) -> Iterator[Item]:
         index = 0
         for batch in self._parquet().iter_batches(batch_size=500):
             for row in batch.to_pylist():
+                if index < skip:
+                    index += 1
+                    continue
                 try:
                     for name in PARQUET_JSON_COLUMNS & row.keys():
                         if isinstance(row[name], str):

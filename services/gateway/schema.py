@@ -32,6 +32,7 @@ from services.gateway.annotation.mutations import AnnotationMutation
 from services.gateway.annotation.queries import AnnotationQuery
 from services.gateway.auth.mutations import AuthMutation
 from services.gateway.auth.queries import AuthQuery
+from services.gateway.catalog.capture_policies import CapturePolicyMutation, CapturePolicyQuery
 from services.gateway.catalog.mutations import CatalogMutation
 from services.gateway.catalog.queries import CatalogQuery
 from services.gateway.context import Context
@@ -82,6 +83,7 @@ class Query(
     RetentionQuery,
     RedactionQuery,
     SharingQuery,
+    CapturePolicyQuery,
 ):
     pass
 
@@ -97,6 +99,7 @@ class Mutation(
     RetentionMutation,
     RedactionMutation,
     SharingMutation,
+    CapturePolicyMutation,
 ):
     pass
 

@@ -84,7 +84,7 @@ async def test_a_migrated_database_is_used_from_any_directory(backend, elsewhere
     "argv, expected",
     [
         (("ingets", "x"), "failcat: argument command: invalid choice: 'ingets'"),
-        (("ingest",), "failcat ingest: the following arguments are required: file"),
+        (("ingest", "--resume", "x"), "failcat ingest: argument --resume: invalid int value"),
         (("search", "--first", "x"), "failcat search: argument --first: invalid int value"),
     ],
 )

@@ -298,7 +298,7 @@ query($id: ID!, $asOf: DateTime) {
     id revision externalId title summary occurredAt capturedAt receivedAt updatedAt
     environment input prediction expected confidence latencyMs signals failureMode
     taxonomyVersion severity impact status tags sensitivity team fingerprint contentHash
-    mergedIntoId payloadSensitivity redactedFields piiFindings { kind path }
+    mergedIntoId payloadSensitivity redactedFields piiFindings { kind path } capturePolicyVersion
     model { id name } modelVersion { id version } dataSource { name } group { id }
     links { kind url title }
     writeup { hypothesis experiments results rationale }

@@ -111,6 +111,8 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.acceptProposedMeasure": {PW, PR, R},
     "Mutation.createLesson": {W, R},
     "Mutation.reviewLesson": {REV, R},
+    "Query.capturePolicy": {R},
+    "Mutation.setCapturePolicy": {A},
 }
 # Operations allowed with any one of their scopes (the rest need every one).
 ANY_OF = {"Mutation.recordContextEvent"}
@@ -335,6 +337,12 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     "Mutation.reviewLesson": (
         "mutation($id: ID!) { reviewLesson(id: $id, expectedRevision: 1) { id } }",
         {"id": MISSING},
+    ),
+    "Query.capturePolicy": ('{ capturePolicy(model: "m", dataSource: "d") { version } }', {}),
+    "Mutation.setCapturePolicy": (
+        'mutation { setCapturePolicy(model: "m", dataSource: "d", '
+        'policy: {required: ["nope"]}) { version } }',
+        {},
     ),
 }
 

@@ -21,11 +21,12 @@ import httpx
 
 from failcat_client._engine import Engine
 from failcat_client._watch import Watch
+from failcat_client.policy import PolicyFilter
 
 log = logging.getLogger("failcat_client")
 
 
-class Client(Engine):
+class Client(PolicyFilter, Engine):
     """Capture failure cases to a failcat server without slowing the caller.
 
     >>> client = Client("https://failcat.example", client_id, client_secret,
@@ -35,11 +36,15 @@ class Client(Engine):
     ...                confidence=0.31)
 
     See `Engine.__init__` for the tuning knobs (queue size, batch size and interval, retries,
-    spool size). Flushed and closed at interpreter exit.
+    spool size). Flushed and closed at interpreter exit. The capture policy of each (model,
+    data source) is read from the server and applied before sending (`failcat_client.policy`;
+    `capture_policies=False` turns that off, `policy_refresh_s` sets how often it is read).
     """
 
     def __init__(self, url: str, client_id: str, client_secret: str, **options: Any) -> None:
+        policy_options = PolicyFilter.take_options(options)
         super().__init__(url, client_id, client_secret, **options)
+        self._init_policies(**policy_options)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._progress = threading.Condition()
         self._ready = threading.Event()

@@ -9,6 +9,7 @@
 - sampling.py: sampling rules and reservoir counters
 - outbox.py: the search outbox and search document rows
 - retention.py: the cases a retention policy makes due, and their set-based purges
+- capture_policies.py: capture policies (the current version per key, history, the next one)
 - context_events.py: context events (deploys, feature changes, drift alerts, environment
   shifts) and the cases around them
 - visibility.py: the visibility rule over these tables; base.py: what the modules share
@@ -20,6 +21,7 @@ parts needs one object.
 
 from __future__ import annotations
 
+from services.catalog.repository.capture_policies import CapturePolicyQueries
 from services.catalog.repository.cases import CaseQueries
 from services.catalog.repository.context_events import ContextEventQueries
 from services.catalog.repository.groups import GroupQueries
@@ -42,6 +44,7 @@ class CatalogRepository(
     OutboxQueries,
     ContextEventQueries,
     RetentionQueries,
+    CapturePolicyQueries,
 ):
     """Every catalog query over one session."""
 

@@ -407,6 +407,10 @@ class FailureCase:
     redacted_fields = redaction_types.case_redacted_fields
     pii_findings = redaction_types.case_pii_findings
     pii_restricted_values = redaction_types.case_pii_restricted_values
+    capture_policy_version: int | None = strawberry.field(
+        description="The version of its (model, data source)'s capture policy the case met "
+        "at ingest; null when none applied."
+    )
 
     # Relations read the request's loaders: synchronously when the page prefetched them (see
     # loaders.prefetch_case_relations), else through a batched load.
