@@ -66,17 +66,45 @@ class Staged:
     details: Mapping[str, Any] | None = field(default=None)
 
 
+# The columns an entry's hash covers, in this order (everything but `hash`).
+FIELDS = (
+    "seq",
+    "at",
+    "actor_subject",
+    "actor_client",
+    "actor_team",
+    "action",
+    "target",
+    "outcome",
+    "correlation_id",
+    "details",
+)
+
+
+def at_text(at: datetime | str) -> str:
+    return at.isoformat(timespec="microseconds") if isinstance(at, datetime) else at
+
+
+def canonical_values(values: tuple[Any, ...] | list[Any]) -> bytes:
+    """The bytes an entry's hash covers, from its FIELDS values in order: a JSON array (so no
+    key sorting at the top level), `at` in ISO 8601 UTC with microseconds, the keys of
+    `details` sorted, so any reader recomputes them identically. Append and verify both go
+    through here."""
+    row = list(values)
+    row[1] = at_text(row[1])
+    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+
+
 def canonical(entry: Mapping[str, Any]) -> bytes:
-    """The bytes an entry's hash covers: every column but `hash`, keys sorted, times in ISO
-    8601 UTC with microseconds, so any reader recomputes them identically."""
-    at = entry["at"]
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    body["at"] = at.isoformat(timespec="microseconds") if isinstance(at, datetime) else at
-    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return canonical_values([entry[name] for name in FIELDS])
 
 
 def chain(previous: str, entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(previous.encode() + canonical(entry)).hexdigest()
+
+
+def chain_values(previous: str, values: tuple[Any, ...] | list[Any]) -> str:
+    return hashlib.sha256(previous.encode() + canonical_values(values)).hexdigest()
 
 
 def audit(

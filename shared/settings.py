@@ -31,6 +31,13 @@ class Settings(BaseSettings):
     revocation_poll_s: float = Field(default=1.0, gt=0, le=5)
     run_indexer_in_process: bool = True
     log_level: str = "INFO"
+    # The audit trail's signed checkpoints (services/audit/AUDIT.md): written every N entries
+    # or T seconds by the background jobs, to this directory (default $FAILCAT_DATA_DIR/audit).
+    audit_checkpoint_dir: Path | None = None
+    audit_checkpoint_entries: int = Field(default=10_000, ge=1)
+    audit_checkpoint_interval_s: float = Field(default=60.0, gt=0)
+    # Off only to measure what auditing reads costs (benchmarks/audit.py); never in production.
+    audit_reads: bool = True
 
     @field_validator("database_url")
     @classmethod
@@ -58,6 +65,15 @@ class Settings(BaseSettings):
     @cached_property
     def catalog_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'catalog.db'}"
+
+    @property
+    def audit_dir(self) -> Path:
+        """Where the dedicated audit signing key lives (never the OAuth keys' place)."""
+        return self.data_dir / "audit"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.audit_checkpoint_dir or self.audit_dir
 
     @property
     def embedded_search(self) -> bool:

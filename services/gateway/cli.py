@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "services.cli.login",
     "services.safeguards.cli",
     "services.annotation.cli",
+    "services.audit.cli",
 )
 
 
