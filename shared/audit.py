@@ -64,6 +64,7 @@ class Staged:
     outcome: str
     correlation_id: str | None
     details: Mapping[str, Any] | None = field(default=None)
+    read: bool = False
 
 
 # The columns an entry's hash covers, in this order (everything but `hash`).
@@ -115,12 +116,21 @@ def audit(
     *,
     outcome: str = "ok",
     details: Mapping[str, Any] | None = None,
+    read: bool = False,
 ) -> None:
     """Stage one entry; it is appended when `session` commits, and dropped if it rolls back.
     `details` must never carry payload values (they may be personal data): counts, ids, names
-    of fields and kinds only."""
+    of fields and kinds only. `read` marks the read of a case's details (dropped only where
+    the Database was built with audit_reads=False, for the cost benchmark)."""
     entry = Staged(
-        utcnow(), Actor.of(principal), action, target, outcome, correlation_id.get(), details
+        utcnow(),
+        Actor.of(principal),
+        action,
+        target,
+        outcome,
+        correlation_id.get(),
+        details,
+        read,
     )
     session.info.setdefault(STAGED, []).append(entry)  # AsyncSession.info is its sync Session's
 
@@ -142,6 +152,8 @@ async def audit_now(
 def append_staged(session: Session) -> None:
     """The `before_commit` hook: chain and insert what the unit of work staged."""
     staged: list[Staged] | None = session.info.pop(STAGED, None)
+    if staged and not getattr(session, "audit_reads", True):
+        staged = [s for s in staged if not s.read]
     if not staged:
         return
     # Taking the head row first is the lock: on SQLite this UPDATE also starts the write

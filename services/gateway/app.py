@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_tracing()  # exports spans only when OTEL_EXPORTER_OTLP_ENDPOINT is set
-        db = Database(settings.catalog_url)
+        db = Database(settings.catalog_url, audit_reads=settings.audit_reads)
         feed = None
         bus = getattr(app.state, "case_events", None)
         if bus is not None:
@@ -61,16 +61,19 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
             from services.gateway.graphiql import ensure_sign_in
 
             app.state.graphiql_sign_in = await ensure_sign_in(auth, settings)
-        indexer_task = None
+        tasks = []
         if search is not None and settings.run_indexer_in_process:
-            indexer_task = asyncio.create_task(search.run_indexer(), name="indexer")
+            from services.audit.service import run_checkpoints
+
+            tasks.append(asyncio.create_task(search.run_indexer(), name="indexer"))
+            tasks.append(asyncio.create_task(run_checkpoints(db, settings), name="audit"))
         try:
             yield
         finally:
-            if indexer_task is not None:
-                indexer_task.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await indexer_task
+                    await task
             if search is not None:
                 await search.close()
             await auth.close()

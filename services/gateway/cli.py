@@ -111,11 +111,13 @@ def cmd_worker(_: argparse.Namespace) -> int:
     prepare_process(settings.log_level)
 
     async def run() -> None:
+        from services.audit.service import run_checkpoints
+
         db = Database(settings.catalog_url)
         search = await SearchService.start(settings, db)
         try:
             print("failcat worker: draining the search outbox", file=sys.stderr)
-            await search.run_indexer()
+            await asyncio.gather(search.run_indexer(), run_checkpoints(db, settings))
         finally:
             await search.close()
             await db.dispose()
@@ -146,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("worker", help="run the outbox indexer").set_defaults(
+    sub.add_parser("worker", help="run the outbox indexer and the audit checkpoints").set_defaults(
         func=cmd_worker, local_database=True
     )
 

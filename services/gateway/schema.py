@@ -30,6 +30,7 @@ from services.gateway import graphiql
 from services.gateway import limits as L
 from services.gateway.annotation.mutations import AnnotationMutation
 from services.gateway.annotation.queries import AnnotationQuery
+from services.gateway.audit.queries import AuditQuery
 from services.gateway.auth.mutations import AuthMutation
 from services.gateway.auth.queries import AuthQuery
 from services.gateway.catalog.mutations import CatalogMutation
@@ -66,7 +67,15 @@ for _search_type in (
 
 
 @strawberry.type
-class Query(CatalogQuery, SearchQuery, AuthQuery, SafeguardsQuery, PlansQuery, AnnotationQuery):
+class Query(
+    CatalogQuery,
+    SearchQuery,
+    AuthQuery,
+    SafeguardsQuery,
+    PlansQuery,
+    AnnotationQuery,
+    AuditQuery,
+):
     pass
 
 

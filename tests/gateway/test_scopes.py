@@ -78,6 +78,7 @@ EXPECTED: dict[str, set[Scope]] = {
     "Mutation.waiveGroup": {REV, R},
     "Mutation.revokeWaiver": {REV, R},
     "Query.annotationTaxonomies": {R},
+    "Query.auditLog": {Scope.AUDIT_READ},
     "Query.annotationTaxonomy": {R},
     "Query.annotationQueue": {ANN, R},
     "Query.agreement": {R},
