@@ -107,6 +107,7 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     "Query.writeupTemplate": ('{ writeupTemplate(failureMode: "safety") { family } }', {}),
     "Query.samplingRules": ("{ samplingRules { modelName } }", {}),
     "Query.search": ('{ search(query: "matrix", first: 1) { total } }', {}),
+    "Query.auditLog": ("{ auditLog(first: 1) { nodes { seq } } }", {}),
     "Query.clients": ("{ clients { clientId } }", {}),
     "Query.client": ("query($c: String!) { client(clientId: $c) { name } }", {"c": "nope"}),
     "Query.users": ("{ users { username } }", {}),
