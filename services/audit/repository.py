@@ -27,6 +27,16 @@ COLUMNS = (
 )
 
 
+_RAW_COLUMNS = ", ".join(c.key for c in COLUMNS)
+# Postgres formats `at` as shared.audit.at_text does (ISO 8601, UTC, microseconds): the server
+# process does that work, not the verifier's.
+_PG_COLUMNS = _RAW_COLUMNS.replace(
+    "at,", """to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),""", 1
+)
+RAW_PAGE_PG = f"SELECT {_PG_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+RAW_PAGE_SQLITE = f"SELECT {_RAW_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"
+
+
 class AuditRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -64,6 +74,18 @@ class AuditRepository:
             query = query.where(AuditEntry.seq <= until_seq)
         rows = await self.session.execute(query.order_by(AuditEntry.seq).limit(limit))
         return [tuple(r) for r in rows]
+
+    async def raw_page(self, after_seq: int, limit: int) -> list[Any]:
+        """Like `page`, as the driver returns the rows (tuples or asyncpg Records), skipping
+        SQLAlchemy's per-row result processing: verify reads millions of rows, and that
+        processing was most of its time. Values are the driver's: `at` is ISO text on
+        Postgres and SQLAlchemy's text form on SQLite ("YYYY-MM-DD HH:MM:SS.ffffff");
+        `details` parsed on Postgres, JSON text on SQLite (canonical_row evens them out)."""
+        conn = await self.session.connection()
+        driver = (await conn.get_raw_connection()).driver_connection
+        if conn.dialect.name == "postgresql":
+            return list(await driver.fetch(RAW_PAGE_PG, after_seq, limit))
+        return list(await driver.execute_fetchall(RAW_PAGE_SQLITE, (after_seq, limit)))
 
     async def seq_bounds(
         self, since: datetime | None, until: datetime | None

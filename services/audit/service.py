@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -54,16 +54,21 @@ async def verify(db: Database, settings: Settings, page: int = PAGE) -> Verifica
     report.head_seq = head_seq
 
     prev, expected, last_seq = GENESIS, 1, 0
-    sha256, dumps, sort = hashlib.sha256, orjson.dumps, orjson.OPT_SORT_KEYS
+    sha256 = hashlib.sha256
     zero = at_mark.get(0)
     if zero is not None and zero.hash != GENESIS:
         report.fail(1, f"checkpoint {zero.path.name} does not hold the genesis hash")
     broken = False
+    # The next page is fetched while this one is hashed.
+    pending = asyncio.ensure_future(_raw_page(db, last_seq, page))
     while not broken:
-        async with db.transaction() as session:
-            rows = await AuditRepository(session).page(last_seq, page, until_seq=None)
+        rows = await pending
         if not rows:
             break
+        if len(rows) == page:
+            pending = asyncio.ensure_future(_raw_page(db, rows[-1][0], page))
+        else:
+            pending = asyncio.ensure_future(_empty())
         for row in rows:
             seq = row[0]
             if seq != expected:
@@ -73,9 +78,7 @@ async def verify(db: Database, settings: Settings, page: int = PAGE) -> Verifica
                     report.fail(seq, f"seq {seq}: out of order after {expected - 1}")
                 broken = True
                 break
-            values = list(row[:10])
-            values[1] = at_text(values[1])
-            digest = sha256(prev.encode() + dumps(values, option=sort)).hexdigest()
+            digest = sha256(prev.encode() + canonical_row(row)).hexdigest()
             if digest != row[10]:
                 report.fail(
                     seq,
@@ -94,7 +97,8 @@ async def verify(db: Database, settings: Settings, page: int = PAGE) -> Verifica
                 broken = True
                 break
             prev, expected, last_seq = digest, expected + 1, seq
-            report.entries += 1
+        report.entries = last_seq
+    pending.cancel()
     if broken:
         report.seconds = time.perf_counter() - started
         return report
@@ -110,6 +114,39 @@ async def verify(db: Database, settings: Settings, page: int = PAGE) -> Verifica
         report.fail(last_seq, f"seq {last_seq}: the head row's hash disagrees with the chain")
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def _raw_page(db: Database, after_seq: int, page: int) -> list[Any]:
+    async with db.transaction() as session:
+        return await AuditRepository(session).raw_page(after_seq, page)
+
+
+async def _empty() -> list[Any]:
+    return []
+
+
+_dumps, _SORT = orjson.dumps, orjson.OPT_SORT_KEYS
+
+
+def canonical_row(row: Any) -> bytes:
+    """shared.audit.canonical_values of a row as the driver returned it (raw_page), without
+    building datetimes or dicts on the way where the stored text already says it."""
+    at, details = row[1], row[9]
+    if isinstance(at, str):
+        if len(at) == 26 and at[10] == " ":
+            # SQLAlchemy's SQLite form "YYYY-MM-DD HH:MM:SS.ffffff" (always microseconds), UTC.
+            at = f"{at[:10]}T{at[11:]}+00:00"
+        elif len(at) != 32 or at[10] != "T":  # already at_text's form (Postgres), or odd
+            moment = datetime.fromisoformat(at)
+            at = at_text(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    else:
+        at = at_text(at)
+    if isinstance(details, str | bytes):
+        details = orjson.loads(details)
+    return _dumps(
+        [row[0], at, row[2], row[3], row[4], row[5], row[6], row[7], row[8], details],
+        option=_SORT,
+    )
 
 
 # ---- checkpoints ---------------------------------------------------------------------------
