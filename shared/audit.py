@@ -15,12 +15,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import text, update
 from sqlalchemy.orm import Session
+
+try:  # the greenlet bridge: run a driver coroutine from SQLAlchemy's sync hook
+    from sqlalchemy.util import await_ as _await  # SQLAlchemy 2.1
+except ImportError:  # pragma: no cover - SQLAlchemy 2.0
+    from sqlalchemy.util import await_only as _await
 
 from shared.db import utcnow
 from shared.logging import correlation_id
@@ -156,46 +161,71 @@ def append_staged(session: Session) -> None:
         staged = [s for s in staged if not s.read]
     if not staged:
         return
-    # Taking the head row first is the lock: on SQLite this UPDATE also starts the write
-    # transaction (the driver begins lazily), so the head read below is the newest one.
-    head_seq, prev = session.execute(
-        text("UPDATE audit_head SET seq = seq + :n WHERE id = 1 RETURNING seq, hash"),
-        {"n": len(staged)},
-    ).one()
-    from services.audit.models import AuditEntry  # the table; shared does not own it
-
+    if session.get_bind().dialect.name == "sqlite":
+        _append_sqlite(session, staged)
+        return
+    # Taking the head row first is the lock (a row lock held to the commit).
+    head_seq, prev = session.execute(text(HEAD_SQL.replace("?", ":n")), {"n": len(staged)}).one()
     rows = []
-    seq = head_seq - len(staged)
-    for s in staged:
-        seq += 1
-        row = {
-            "seq": seq,
-            "at": s.at,
-            "actor_subject": s.actor.subject,
-            "actor_client": s.actor.client,
-            "actor_team": s.actor.team,
-            "action": s.action,
-            "target": s.target,
-            "outcome": s.outcome,
-            "correlation_id": s.correlation_id,
-            "details": dict(s.details) if s.details is not None else None,
-        }
+    for seq, s in enumerate(staged, start=head_seq - len(staged) + 1):
+        row = dict(zip(FIELDS, _values(seq, s), strict=True))
         prev = row["hash"] = chain(prev, row)
         rows.append(row)
-    table = AuditEntry.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        # One round trip for the rows and the head's new hash: a read's entry costs two
-        # statements, not three (SQLite's statements are in-process calls, so it keeps two).
-        appended = table.insert().values(rows).cte("appended")
-        session.execute(
-            update(_head_table()).where(_head_table().c.id == 1).values(hash=prev).add_cte(appended)
+    # One round trip for the rows and the head's new hash: an entry costs two statements.
+    appended = _tables()[0].insert().values(rows).cte("appended")
+    head = _tables()[1]
+    session.execute(update(head).where(head.c.id == 1).values(hash=prev).add_cte(appended))
+
+
+HEAD_SQL = "UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, hash"
+_INSERT_SQLITE = f"INSERT INTO audit_log ({', '.join(FIELDS)}, hash) VALUES ({', '.join('?' * 11)})"
+
+
+def _values(seq: int, s: Staged) -> tuple[Any, ...]:
+    details = dict(s.details) if s.details is not None else None
+    actor = s.actor
+    return (
+        seq,
+        s.at,
+        actor.subject,
+        actor.client,
+        actor.team,
+        s.action,
+        s.target,
+        s.outcome,
+        s.correlation_id,
+        details,
+    )
+
+
+def _append_sqlite(session: Session, staged: list[Staged]) -> None:
+    """The same append through the driver in three calls: each statement SQLAlchemy runs on
+    aiosqlite costs two or three hops to its thread, which was most of what auditing a read
+    cost. The values are stored as SQLAlchemy stores them (UTCDateTime: naive UTC text with
+    microseconds; JSON: orjson text), so ORM reads and verify see the same entries.
+    Taking the head row first is the lock: this UPDATE also starts the write transaction (the
+    driver begins lazily), so the head read is the newest one."""
+    driver = session.connection().connection.driver_connection
+    [(head_seq, prev)] = _await(driver.execute_fetchall(HEAD_SQL, (len(staged),)))
+    rows = []
+    for seq, s in enumerate(staged, start=head_seq - len(staged) + 1):
+        values = _values(seq, s)
+        prev = chain_values(prev, values)
+        stored = values[9]
+        rows.append(
+            (
+                *values[:1],
+                s.at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds"),
+                *values[2:9],
+                None if stored is None else orjson.dumps(stored).decode(),
+                prev,
+            )
         )
-        return
-    session.execute(table.insert(), rows)
-    session.execute(text("UPDATE audit_head SET hash = :h WHERE id = 1"), {"h": prev})
+    _await(driver.executemany(_INSERT_SQLITE, rows))
+    _await(driver.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,)))
 
 
-def _head_table() -> Any:
-    from services.audit.models import AuditHead
+def _tables() -> tuple[Any, Any]:
+    from services.audit.models import AuditEntry, AuditHead  # shared does not own them
 
-    return AuditHead.__table__
+    return AuditEntry.__table__, AuditHead.__table__
