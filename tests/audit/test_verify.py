@@ -161,3 +161,42 @@ async def test_usage_errors_exit_2(trail: Trail) -> None:
     assert bad.code == 2 and "--from" in bad.err
     missing = await trail.cli("audit", "frobnicate")
     assert missing.code == 2
+
+
+async def test_the_background_job_checkpoints_every_n_entries(trail: Trail) -> None:
+    import asyncio
+
+    from services.audit import checkpoints
+
+    settings = trail.settings.model_copy(
+        update={"audit_checkpoint_entries": 5, "audit_checkpoint_interval_s": 3600.0}
+    )
+    job = asyncio.create_task(service.run_checkpoints(trail.db, settings, poll_s=0.05))
+    try:
+        await append(trail.db, ENTRIES + 1, 4)  # 4 past the last checkpoint: not yet due
+        await asyncio.sleep(0.5)
+        assert checkpoints.latest_seq(settings.checkpoint_dir) == ENTRIES
+        await append(trail.db, ENTRIES + 5, 1)
+        for _ in range(100):
+            if checkpoints.latest_seq(settings.checkpoint_dir) == ENTRIES + 5:
+                break
+            await asyncio.sleep(0.05)
+        assert checkpoints.latest_seq(settings.checkpoint_dir) == ENTRIES + 5
+    finally:
+        job.cancel()
+    marks, problems = checkpoints.read_all(settings.checkpoint_dir, None)
+    assert problems  # without the key nothing is taken on trust
+    key = checkpoints.load_key(settings.audit_dir, create=False)
+    marks, problems = checkpoints.read_all(settings.checkpoint_dir, key)
+    assert not problems and [m.seq for m in marks] == [ENTRIES, ENTRIES + 5]
+
+
+async def test_a_forged_checkpoint_fails_verification(trail: Trail) -> None:
+    """A checkpoint signed with another key is reported, even over an intact chain."""
+    from services.audit import checkpoints
+
+    other = checkpoints.load_key(trail.cwd / "elsewhere", create=True)
+    assert other is not None
+    checkpoints.write(trail.settings.checkpoint_dir, other, ENTRIES, "f" * 64)
+    result = await trail.cli("audit", "verify")
+    assert result.code == 1 and "not a valid signed checkpoint" in result.err, result.err
