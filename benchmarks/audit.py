@@ -183,6 +183,7 @@ async def bench_ingest(url: str, n: int, batch: int) -> None:
                     else:
                         await unaudited(s, cases, SYSTEM, None)
                 timings[name].append(time.perf_counter() - started)
+        append_ms = await entry_cost(db)
     finally:
         await db.dispose()
     # Medians of the per-batch times: one slow batch on a shared machine moves a sum.
@@ -195,6 +196,30 @@ async def bench_ingest(url: str, n: int, batch: int) -> None:
         f"each): {change:+.1f}% (target within -5%); means {mean['audited']:,.0f} vs "
         f"{mean['unaudited']:,.0f}"
     )
+    batch_ms = statistics.median(timings["unaudited"]) * 1000
+    print(
+        f"  ingest: one entry per batch costs {append_ms:.2f} ms (a unit of work with the entry "
+        f"minus one without, medians): {append_ms / batch_ms * 100:.2f}% of a batch's "
+        f"{batch_ms:.0f} ms"
+    )
+
+
+async def entry_cost(db: Any, n: int = 200) -> float:
+    """ms an audit entry adds to a unit of work (medians of alternating units)."""
+    from sqlalchemy import text
+
+    from shared.audit import audit
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(n):
+        for with_entry in (True, False) if i % 2 else (False, True):
+            started = time.perf_counter()
+            async with db.transaction() as s:
+                await s.execute(text("SELECT 1"))
+                if with_entry:
+                    audit(s, "bench", "cases.ingest", None, details={"counts": {"created": i}})
+            times[with_entry].append(time.perf_counter() - started)
+    return (statistics.median(times[True]) - statistics.median(times[False])) * 1000
 
 
 def bench_reads(extra: dict[str, str], reads: int, rounds: int) -> None:
