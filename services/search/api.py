@@ -108,7 +108,7 @@ async def search_cases(
         principal,
         "cases.search",
         None,
-        details={"query": q, "hits": result.total},
+        details={"query": q, "hits": result.total, "ids": [h.id for h in result.hits]},
         read=True,
     )
     # The same as GraphQL: each hit carries its case, loaded with the caller's visibility.

@@ -76,7 +76,7 @@ class SearchQuery:
             ctx.principal,
             "cases.search",
             None,
-            details={"query": query, "hits": result.total},
+            details={"query": query, "hits": result.total, "ids": [h.id for h in result.hits]},
             read=True,
         )
         # One query for every hit's case (visibility applied again), then their relations.
