@@ -33,8 +33,9 @@ _RAW_COLUMNS = ", ".join(c.key for c in COLUMNS)
 _PG_COLUMNS = _RAW_COLUMNS.replace(
     "at,", """to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),""", 1
 )
-RAW_PAGE_PG = f"SELECT {_PG_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
-RAW_PAGE_SQLITE = f"SELECT {_RAW_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"
+_RANGE = "FROM audit_log WHERE seq > {} AND seq <= {} ORDER BY seq"
+RAW_PAGE_PG = f"SELECT {_PG_COLUMNS} {_RANGE.format('$1', '$2')}"
+RAW_PAGE_SQLITE = f"SELECT {_RAW_COLUMNS} {_RANGE.format('?', '?')}"
 
 
 class AuditRepository:
@@ -75,8 +76,10 @@ class AuditRepository:
         rows = await self.session.execute(query.order_by(AuditEntry.seq).limit(limit))
         return [tuple(r) for r in rows]
 
-    async def raw_page(self, after_seq: int, limit: int) -> list[Any]:
-        """Like `page`, as the driver returns the rows (tuples or asyncpg Records), skipping
+    async def raw_page(self, after_seq: int, until_seq: int) -> list[Any]:
+        """The entries with after_seq < seq <= until_seq (seqs are gap-free, so a range is a
+        page whose bounds are known before the previous page arrives), as the driver returns
+        the rows (tuples or asyncpg Records), skipping
         SQLAlchemy's per-row result processing: verify reads millions of rows, and that
         processing was most of its time. Values are the driver's: `at` is ISO text on
         Postgres and SQLAlchemy's text form on SQLite ("YYYY-MM-DD HH:MM:SS.ffffff");
@@ -84,8 +87,8 @@ class AuditRepository:
         conn = await self.session.connection()
         driver = (await conn.get_raw_connection()).driver_connection
         if conn.dialect.name == "postgresql":
-            return list(await driver.fetch(RAW_PAGE_PG, after_seq, limit))
-        return list(await driver.execute_fetchall(RAW_PAGE_SQLITE, (after_seq, limit)))
+            return list(await driver.fetch(RAW_PAGE_PG, after_seq, until_seq))
+        return list(await driver.execute_fetchall(RAW_PAGE_SQLITE, (after_seq, until_seq)))
 
     async def seq_bounds(
         self, since: datetime | None, until: datetime | None

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ log = logging.getLogger("failcat.audit")
 # Rows per keyset page: large enough that round trips do not dominate, small enough that a
 # page of wide entries stays a few tens of MB at most.
 PAGE = 20_000
+PREFETCH = 2
 EXPORT_KEYS = (*FIELDS, "hash")
 
 
@@ -50,8 +52,11 @@ async def verify(db: Database, settings: Settings, page: int = PAGE) -> Verifica
     report.checkpoints = len(marks)
     at_mark = {c.seq: c for c in marks}
     async with db.transaction() as session:
-        head_seq, head_hash = await AuditRepository(session).head()
+        repo = AuditRepository(session)
+        head_seq, head_hash = await repo.head()
+        last = await repo.last_entry()
     report.head_seq = head_seq
+    top = last[0] if last else 0
 
     prev, expected, last_seq = GENESIS, 1, 0
     sha256 = hashlib.sha256
@@ -59,16 +64,21 @@ async def verify(db: Database, settings: Settings, page: int = PAGE) -> Verifica
     if zero is not None and zero.hash != GENESIS:
         report.fail(1, f"checkpoint {zero.path.name} does not hold the genesis hash")
     broken = False
-    # The next page is fetched while this one is hashed.
-    pending = asyncio.ensure_future(_raw_page(db, last_seq, page))
-    while not broken:
-        rows = await pending
-        if not rows:
-            break
-        if len(rows) == page:
-            pending = asyncio.ensure_future(_raw_page(db, rows[-1][0], page))
-        else:
-            pending = asyncio.ensure_future(_empty())
+    # Pages are seq ranges; the next PREFETCH are fetched (each on a connection of its own)
+    # while this one is hashed.
+    starts = iter(range(0, top, page))
+    pending: deque[asyncio.Future[list[Any]]] = deque()
+
+    def fetch_next() -> None:
+        start = next(starts, None)
+        if start is not None:
+            pending.append(asyncio.ensure_future(_raw_page(db, start, start + page)))
+
+    for _ in range(PREFETCH):
+        fetch_next()
+    while pending and not broken:
+        rows = await pending.popleft()
+        fetch_next()
         for row in rows:
             seq = row[0]
             if seq != expected:
@@ -98,7 +108,8 @@ async def verify(db: Database, settings: Settings, page: int = PAGE) -> Verifica
                 break
             prev, expected, last_seq = digest, expected + 1, seq
         report.entries = last_seq
-    pending.cancel()
+    for future in pending:
+        future.cancel()
     if broken:
         report.seconds = time.perf_counter() - started
         return report
@@ -116,13 +127,9 @@ async def verify(db: Database, settings: Settings, page: int = PAGE) -> Verifica
     return report
 
 
-async def _raw_page(db: Database, after_seq: int, page: int) -> list[Any]:
+async def _raw_page(db: Database, after_seq: int, until_seq: int) -> list[Any]:
     async with db.transaction() as session:
-        return await AuditRepository(session).raw_page(after_seq, page)
-
-
-async def _empty() -> list[Any]:
-    return []
+        return await AuditRepository(session).raw_page(after_seq, until_seq)
 
 
 _dumps, _SORT = orjson.dumps, orjson.OPT_SORT_KEYS
