@@ -12,6 +12,7 @@ with `audit_now`, in a transaction of their own.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import text, update
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 try:  # the greenlet bridge: run a driver coroutine from SQLAlchemy's sync hook
@@ -166,15 +167,40 @@ def append_staged(session: Session) -> None:
         return
     # Taking the head row first is the lock (a row lock held to the commit).
     head_seq, prev = session.execute(text(HEAD_SQL.replace("?", ":n")), {"n": len(staged)}).one()
-    rows = []
-    for seq, s in enumerate(staged, start=head_seq - len(staged) + 1):
-        row = dict(zip(FIELDS, _values(seq, s), strict=True))
-        prev = row["hash"] = chain(prev, row)
-        rows.append(row)
-    # One round trip for the rows and the head's new hash: an entry costs two statements.
-    appended = _tables()[0].insert().values(rows).cte("appended")
-    head = _tables()[1]
-    session.execute(update(head).where(head.c.id == 1).values(hash=prev).add_cte(appended))
+    first_seq = head_seq - len(staged) + 1
+    for start in range(0, len(staged), PG_ROWS_PER_STATEMENT):  # under the 32767 parameters
+        chunk = staged[start : start + PG_ROWS_PER_STATEMENT]
+        params: dict[str, Any] = {}
+        for i, s in enumerate(chunk):
+            values = _values(first_seq + start + i, s)
+            prev = chain_values(prev, values)
+            details = values[9]
+            row = (*values[:9], None if details is None else orjson.dumps(details).decode(), prev)
+            params.update({f"{name}_{i}": v for name, v in zip(_COLUMNS, row, strict=True)})
+        params["head_hash"] = prev
+        session.execute(_pg_append(len(chunk)), params)
+
+
+_COLUMNS = (*FIELDS, "hash")
+PG_ROWS_PER_STATEMENT = 500
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_append(n: int) -> Any:
+    """The rows and the head's new hash in one statement (a data-modifying CTE), so an entry
+    costs two round trips. Plain SQL, one text per row count: SQLAlchemy does not cache the
+    compiled form of a multi-row insert inside a CTE, and compiling it cost more than the
+    round trip it saves."""
+    rows = ", ".join(
+        "("
+        + ", ".join(f"CAST(:{c}_{i} AS JSONB)" if c == "details" else f":{c}_{i}" for c in _COLUMNS)
+        + ")"
+        for i in range(n)
+    )
+    return text(
+        f"WITH appended AS (INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES {rows}) "
+        "UPDATE audit_head SET hash = :head_hash WHERE id = 1"
+    )
 
 
 HEAD_SQL = "UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, hash"
