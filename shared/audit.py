@@ -165,6 +165,9 @@ def append_staged(session: Session) -> None:
     if session.get_bind().dialect.name == "sqlite":
         _append_sqlite(session, staged)
         return
+    if len(staged) == 1:
+        _append_one_pg(session, staged[0])
+        return
     # Taking the head row first is the lock (a row lock held to the commit).
     head_seq, prev = session.execute(text(HEAD_SQL.replace("?", ":n")), {"n": len(staged)}).one()
     first_seq = head_seq - len(staged) + 1
@@ -182,6 +185,30 @@ def append_staged(session: Session) -> None:
 
 
 _COLUMNS = (*FIELDS, "hash")
+
+# One entry (a read's, most often) in one round trip: Postgres takes the head's row lock,
+# chains the hash itself (sha256 of the previous hash's text, then the canonical bytes, whose
+# only part Python cannot know in advance is the seq: canonical_values is "[" + seq + "," +
+# the rest) and inserts the row. `verify` recomputes the same bytes in Python.
+_PG_APPEND_ONE = text(
+    "WITH head AS (UPDATE audit_head SET seq = seq + 1, hash = encode(sha256("
+    "convert_to(hash || '[' || (seq + 1)::text || ',', 'UTF8') || :rest), 'hex') "
+    "WHERE id = 1 RETURNING seq, hash) "
+    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) SELECT head.seq, "
+    + ", ".join("CAST(:details AS JSONB)" if c == "details" else f":{c}" for c in FIELDS[1:])
+    + ", head.hash FROM head"
+)
+
+
+def _append_one_pg(session: Session, entry: Staged) -> None:
+    values = _values(0, entry)
+    rest = canonical_values(values)[len(b"[0,") :]  # the bytes after the seq
+    details = values[9]
+    params = dict(zip(FIELDS[1:9], values[1:9], strict=True))
+    params["details"] = None if details is None else orjson.dumps(details).decode()
+    session.execute(_PG_APPEND_ONE, {**params, "rest": rest})
+
+
 PG_ROWS_PER_STATEMENT = 500
 
 
