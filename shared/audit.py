@@ -185,6 +185,7 @@ def append_staged(session: Session) -> None:
 
 
 _COLUMNS = (*FIELDS, "hash")
+PG_ROWS_PER_STATEMENT = 500
 
 # One entry (a read's, most often) in one round trip: Postgres takes the head's row lock,
 # chains the hash itself (sha256 of the previous hash's text, then the canonical bytes, whose
@@ -207,9 +208,6 @@ def _append_one_pg(session: Session, entry: Staged) -> None:
     params = dict(zip(FIELDS[1:9], values[1:9], strict=True))
     params["details"] = None if details is None else orjson.dumps(details).decode()
     session.execute(_PG_APPEND_ONE, {**params, "rest": rest})
-
-
-PG_ROWS_PER_STATEMENT = 500
 
 
 @functools.lru_cache(maxsize=64)
@@ -276,9 +274,3 @@ def _append_sqlite(session: Session, staged: list[Staged]) -> None:
         )
     _await(driver.executemany(_INSERT_SQLITE, rows))
     _await(driver.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,)))
-
-
-def _tables() -> tuple[Any, Any]:
-    from services.audit.models import AuditEntry, AuditHead  # shared does not own them
-
-    return AuditEntry.__table__, AuditHead.__table__
