@@ -12,15 +12,21 @@ with `audit_now`, in a transaction of their own.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+try:  # the greenlet bridge: run a driver coroutine from SQLAlchemy's sync hook
+    from sqlalchemy.util import await_ as _await  # SQLAlchemy 2.1
+except ImportError:  # pragma: no cover - SQLAlchemy 2.0
+    from sqlalchemy.util import await_only as _await
 
 from shared.db import utcnow
 from shared.logging import correlation_id
@@ -64,19 +70,48 @@ class Staged:
     outcome: str
     correlation_id: str | None
     details: Mapping[str, Any] | None = field(default=None)
+    read: bool = False
+
+
+# The columns an entry's hash covers, in this order (everything but `hash`).
+FIELDS = (
+    "seq",
+    "at",
+    "actor_subject",
+    "actor_client",
+    "actor_team",
+    "action",
+    "target",
+    "outcome",
+    "correlation_id",
+    "details",
+)
+
+
+def at_text(at: datetime | str) -> str:
+    return at.isoformat(timespec="microseconds") if isinstance(at, datetime) else at
+
+
+def canonical_values(values: tuple[Any, ...] | list[Any]) -> bytes:
+    """The bytes an entry's hash covers, from its FIELDS values in order: a JSON array (so no
+    key sorting at the top level), `at` in ISO 8601 UTC with microseconds, the keys of
+    `details` sorted, so any reader recomputes them identically. Append and verify both go
+    through here."""
+    row = list(values)
+    row[1] = at_text(row[1])
+    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
 
 
 def canonical(entry: Mapping[str, Any]) -> bytes:
-    """The bytes an entry's hash covers: every column but `hash`, keys sorted, times in ISO
-    8601 UTC with microseconds, so any reader recomputes them identically."""
-    at = entry["at"]
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    body["at"] = at.isoformat(timespec="microseconds") if isinstance(at, datetime) else at
-    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return canonical_values([entry[name] for name in FIELDS])
 
 
 def chain(previous: str, entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(previous.encode() + canonical(entry)).hexdigest()
+
+
+def chain_values(previous: str, values: tuple[Any, ...] | list[Any]) -> str:
+    return hashlib.sha256(previous.encode() + canonical_values(values)).hexdigest()
 
 
 def audit(
@@ -87,12 +122,21 @@ def audit(
     *,
     outcome: str = "ok",
     details: Mapping[str, Any] | None = None,
+    read: bool = False,
 ) -> None:
     """Stage one entry; it is appended when `session` commits, and dropped if it rolls back.
     `details` must never carry payload values (they may be personal data): counts, ids, names
-    of fields and kinds only."""
+    of fields and kinds only. `read` marks the read of a case's details (dropped only where
+    the Database was built with audit_reads=False, for the cost benchmark)."""
     entry = Staged(
-        utcnow(), Actor.of(principal), action, target, outcome, correlation_id.get(), details
+        utcnow(),
+        Actor.of(principal),
+        action,
+        target,
+        outcome,
+        correlation_id.get(),
+        details,
+        read,
     )
     session.info.setdefault(STAGED, []).append(entry)  # AsyncSession.info is its sync Session's
 
@@ -114,33 +158,119 @@ async def audit_now(
 def append_staged(session: Session) -> None:
     """The `before_commit` hook: chain and insert what the unit of work staged."""
     staged: list[Staged] | None = session.info.pop(STAGED, None)
+    if staged and not getattr(session, "audit_reads", True):
+        staged = [s for s in staged if not s.read]
     if not staged:
         return
-    # Taking the head row first is the lock: on SQLite this UPDATE also starts the write
-    # transaction (the driver begins lazily), so the head read below is the newest one.
-    head_seq, prev = session.execute(
-        text("UPDATE audit_head SET seq = seq + :n WHERE id = 1 RETURNING seq, hash"),
-        {"n": len(staged)},
-    ).one()
-    from services.audit.models import AuditEntry  # the table; shared does not own it
+    if session.get_bind().dialect.name == "sqlite":
+        _append_sqlite(session, staged)
+        return
+    if len(staged) == 1:
+        _append_one_pg(session, staged[0])
+        return
+    # Taking the head row first is the lock (a row lock held to the commit).
+    head_seq, prev = session.execute(text(HEAD_SQL.replace("?", ":n")), {"n": len(staged)}).one()
+    first_seq = head_seq - len(staged) + 1
+    for start in range(0, len(staged), PG_ROWS_PER_STATEMENT):  # under the 32767 parameters
+        chunk = staged[start : start + PG_ROWS_PER_STATEMENT]
+        params: dict[str, Any] = {}
+        for i, s in enumerate(chunk):
+            values = _values(first_seq + start + i, s)
+            prev = chain_values(prev, values)
+            details = values[9]
+            row = (*values[:9], None if details is None else orjson.dumps(details).decode(), prev)
+            params.update({f"{name}_{i}": v for name, v in zip(_COLUMNS, row, strict=True)})
+        params["head_hash"] = prev
+        session.execute(_pg_append(len(chunk)), params)
 
+
+_COLUMNS = (*FIELDS, "hash")
+PG_ROWS_PER_STATEMENT = 500
+
+# One entry (a read's, most often) in one round trip: Postgres takes the head's row lock,
+# chains the hash itself (sha256 of the previous hash's text, then the canonical bytes, whose
+# only part Python cannot know in advance is the seq: canonical_values is "[" + seq + "," +
+# the rest) and inserts the row. `verify` recomputes the same bytes in Python.
+_PG_APPEND_ONE = text(
+    "WITH head AS (UPDATE audit_head SET seq = seq + 1, hash = encode(sha256("
+    "convert_to(hash || '[' || (seq + 1)::text || ',', 'UTF8') || :rest), 'hex') "
+    "WHERE id = 1 RETURNING seq, hash) "
+    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) SELECT head.seq, "
+    + ", ".join("CAST(:details AS JSONB)" if c == "details" else f":{c}" for c in FIELDS[1:])
+    + ", head.hash FROM head"
+)
+
+
+def _append_one_pg(session: Session, entry: Staged) -> None:
+    values = _values(0, entry)
+    rest = canonical_values(values)[len(b"[0,") :]  # the bytes after the seq
+    details = values[9]
+    params = dict(zip(FIELDS[1:9], values[1:9], strict=True))
+    params["details"] = None if details is None else orjson.dumps(details).decode()
+    session.execute(_PG_APPEND_ONE, {**params, "rest": rest})
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_append(n: int) -> Any:
+    """The rows and the head's new hash in one statement (a data-modifying CTE), so an entry
+    costs two round trips. Plain SQL, one text per row count: SQLAlchemy does not cache the
+    compiled form of a multi-row insert inside a CTE, and compiling it cost more than the
+    round trip it saves."""
+    rows = ", ".join(
+        "("
+        + ", ".join(f"CAST(:{c}_{i} AS JSONB)" if c == "details" else f":{c}_{i}" for c in _COLUMNS)
+        + ")"
+        for i in range(n)
+    )
+    return text(
+        f"WITH appended AS (INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES {rows}) "
+        "UPDATE audit_head SET hash = :head_hash WHERE id = 1"
+    )
+
+
+HEAD_SQL = "UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, hash"
+_INSERT_SQLITE = f"INSERT INTO audit_log ({', '.join(FIELDS)}, hash) VALUES ({', '.join('?' * 11)})"
+
+
+def _values(seq: int, s: Staged) -> tuple[Any, ...]:
+    details = dict(s.details) if s.details is not None else None
+    actor = s.actor
+    return (
+        seq,
+        s.at,
+        actor.subject,
+        actor.client,
+        actor.team,
+        s.action,
+        s.target,
+        s.outcome,
+        s.correlation_id,
+        details,
+    )
+
+
+def _append_sqlite(session: Session, staged: list[Staged]) -> None:
+    """The same append through the driver in three calls: each statement SQLAlchemy runs on
+    aiosqlite costs two or three hops to its thread, which was most of what auditing a read
+    cost. The values are stored as SQLAlchemy stores them (UTCDateTime: naive UTC text with
+    microseconds; JSON: orjson text), so ORM reads and verify see the same entries.
+    Taking the head row first is the lock: this UPDATE also starts the write transaction (the
+    driver begins lazily), so the head read is the newest one."""
+    driver = session.connection().connection.driver_connection
+    [(head_seq, prev)] = _await(driver.execute_fetchall(HEAD_SQL, (len(staged),)))
     rows = []
-    seq = head_seq - len(staged)
-    for s in staged:
-        seq += 1
-        row = {
-            "seq": seq,
-            "at": s.at,
-            "actor_subject": s.actor.subject,
-            "actor_client": s.actor.client,
-            "actor_team": s.actor.team,
-            "action": s.action,
-            "target": s.target,
-            "outcome": s.outcome,
-            "correlation_id": s.correlation_id,
-            "details": dict(s.details) if s.details is not None else None,
-        }
-        prev = row["hash"] = chain(prev, row)
-        rows.append(row)
-    session.execute(insert(AuditEntry), rows)
-    session.execute(text("UPDATE audit_head SET hash = :h WHERE id = 1"), {"h": prev})
+    for seq, s in enumerate(staged, start=head_seq - len(staged) + 1):
+        values = _values(seq, s)
+        prev = chain_values(prev, values)
+        stored = values[9]
+        rows.append(
+            (
+                *values[:1],
+                s.at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds"),
+                *values[2:9],
+                None if stored is None else orjson.dumps(stored).decode(),
+                prev,
+            )
+        )
+    _await(driver.executemany(_INSERT_SQLITE, rows))
+    _await(driver.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,)))

@@ -204,13 +204,17 @@ def _forget_staged(session: Session) -> None:
 class Database:
     """The engine and session factory, built once in the lifespan."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, audit_reads: bool = True, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._commit_listeners: list[Callable[[dict[str, list[str]]], None]] = []
+        audit_reads_setting = audit_reads
 
         class UnitOfWork(Session):
             """This database's sessions: commit listeners are per Database, not global."""
+
+            # Settings.audit_reads: False only to measure what auditing reads costs.
+            audit_reads = audit_reads_setting
 
         event.listen(UnitOfWork, "before_commit", _append_audit)
         event.listen(UnitOfWork, "after_commit", self._after_commit)

@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     # The retention job's period in the worker (and in an API that runs the indexer); 0: off.
     retention_interval_s: float = Field(default=3600, ge=0)
     log_level: str = "INFO"
+    # The audit trail's signed checkpoints (services/audit/AUDIT.md): written every N entries
+    # or T seconds by the background jobs, to this directory (default $FAILCAT_DATA_DIR/audit).
+    audit_checkpoint_dir: Path | None = None
+    audit_checkpoint_entries: int = Field(default=10_000, ge=1)
+    audit_checkpoint_interval_s: float = Field(default=60.0, gt=0)
+    # Off only to measure what auditing reads costs (benchmarks/audit.py); never in production.
+    audit_reads: bool = True
 
     @field_validator("database_url")
     @classmethod
@@ -60,6 +67,15 @@ class Settings(BaseSettings):
     @cached_property
     def catalog_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'catalog.db'}"
+
+    @property
+    def audit_dir(self) -> Path:
+        """Where the dedicated audit signing key lives (never the OAuth keys' place)."""
+        return self.data_dir / "audit"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.audit_checkpoint_dir or self.audit_dir
 
     @property
     def embedded_search(self) -> bool:

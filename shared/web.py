@@ -159,7 +159,9 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FailcatError)
-    async def _failcat(_: Request, exc: FailcatError) -> JSONResponse:
+    async def _failcat(request: Request, exc: FailcatError) -> JSONResponse:
+        if isinstance(exc, Unauthenticated | Forbidden):
+            await _audit_refusal(request, exc)
         headers = None
         if isinstance(exc, Unauthenticated):
             headers = {"WWW-Authenticate": getattr(exc, "www_authenticate", "Bearer")}
@@ -197,6 +199,28 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _internal(request, exc)
+
+
+async def _audit_refusal(request: Request, exc: FailcatError) -> None:
+    """A 401 or 403, in a transaction of its own: the request's rolled back. A database that
+    cannot take the entry does not turn the refusal into a 500 (it is logged instead)."""
+    from shared.audit import audit_now
+
+    principal = getattr(request.state, "principal", None)
+    db = getattr(request.app.state, "db", None)
+    if db is None:  # an app without a database (the bare test apps)
+        return
+    try:
+        await audit_now(
+            db,
+            principal,
+            "authz.denied",
+            f"http:{request.method} {request.url.path}",
+            outcome="denied",
+            details={"status": exc.status, "code": exc.code},
+        )
+    except (sa_exc.SQLAlchemyError, OSError, FailcatError):
+        log.warning("could not audit a refusal", exc_info=True)
 
 
 def _internal(request: Request, exc: BaseException) -> JSONResponse:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oauth2.rfc6749.util import extract_basic_authorization, scope_to_list
 from fastapi import APIRouter, Depends, Request
@@ -25,6 +26,7 @@ from services.auth.server import (
     metadata,
 )
 from services.auth.service import AuthService
+from shared.audit import Actor, audit
 from shared.db import utcnow
 from shared.web import db_session
 
@@ -128,7 +130,28 @@ async def jwks(request: Request) -> JSONResponse:
 
 @router.post(protocol.TOKEN, openapi_extra=doc.TOKEN)
 async def token(request: Request, session: AsyncSession = Session) -> Response:
-    return await _guarded(request, session, lambda s, r: s.create_token_response(r))
+    response = await _guarded(request, session, lambda s, r: s.create_token_response(r))
+    await _audit_token(request, session, response)
+    return response
+
+
+async def _audit_token(request: Request, session: AsyncSession, response: Response) -> None:
+    """Issued or refused, with the grant type and client (never a secret or a code). The
+    session commits either way (a refusal is an answer, not an error), before the response."""
+    form = await request.form()  # parsed once already: Starlette caches it
+    client_id = extract_basic_authorization(request.headers)[0] or form.get("client_id")
+    client = str(client_id) if client_id else None
+    denied = response.status_code >= 400
+    error = orjson.loads(response.body).get("error") if denied and response.body else None
+    audit(
+        session,
+        Actor(subject=client, client=client),
+        "auth.token",
+        f"client:{client}" if client else None,
+        outcome="denied" if denied else "ok",
+        details={"grant_type": str(form.get("grant_type") or ""), "status": response.status_code}
+        | ({"error": error} if error else {}),
+    )
 
 
 @router.post(protocol.INTROSPECT, openapi_extra=doc.INSPECTION)

@@ -48,6 +48,13 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
+def _operator() -> Any:
+    """The audit trail's actor for a command run on the host: the OS account running it."""
+    from shared.audit import Actor
+
+    return Actor(subject=f"os:{getpass.getuser()}", client="cli")
+
+
 def _dump(model: Any) -> Any:
     if isinstance(model, list):
         return [m.model_dump(mode="json") for m in model]
@@ -67,6 +74,7 @@ async def _clients_create(service: Any, session: AsyncSession, args: argparse.Na
         grant_types=args.grant_types.split(),
         redirect_uris=args.redirect_uri or [],
         public=args.public,
+        actor=_operator(),
     )
     out = {"client_id": record.client_id, "client_secret": secret}
     if args.public:
@@ -83,12 +91,12 @@ async def _clients_show(service: Any, session: AsyncSession, args: argparse.Name
 
 
 async def _clients_rotate(service: Any, session: AsyncSession, args: argparse.Namespace) -> Any:
-    record, secret = await service.rotate_client_secret(session, args.client_id)
+    record, secret = await service.rotate_client_secret(session, args.client_id, _operator())
     return {"client_id": record.client_id, "client_secret": secret}
 
 
 async def _clients_disable(service: Any, session: AsyncSession, args: argparse.Namespace) -> Any:
-    return _dump(await service.disable_client(session, args.client_id))
+    return _dump(await service.disable_client(session, args.client_id, _operator()))
 
 
 # ---- users and keys ------------------------------------------------------------------------
@@ -112,6 +120,7 @@ async def _users_create(service: Any, session: AsyncSession, args: argparse.Name
             roles=args.roles.split(),
             team=args.team,
             clearance=args.clearance,
+            actor=_operator(),
         )
     )
 
@@ -121,7 +130,7 @@ async def _users_list(service: Any, session: AsyncSession, _: argparse.Namespace
 
 
 async def _keys_rotate(service: Any, session: AsyncSession, _: argparse.Namespace) -> Any:
-    kid = await service.rotate_keys(session)
+    kid = await service.rotate_keys(session, _operator())
     return {
         "kid": kid,
         "note": "running servers sign with the new key within their poll interval; "

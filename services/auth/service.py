@@ -39,6 +39,7 @@ from services.auth.repository import AuthRepository
 from services.auth.schemas import ClientOut, UserOut
 from services.auth.server import FailcatAuthorizationServer
 from services.auth.tokens import AccessTokenGenerator, TokenValidator
+from shared.audit import Actor, audit
 from shared.db import Database, utcnow
 from shared.errors import BadUserInput, FieldError, NotFound
 from shared.ids import new_id
@@ -244,6 +245,7 @@ class AuthService:
         redirect_uris: Sequence[str] = (),
         public: bool = False,
         client_id: str | None = None,
+        actor: Principal | Actor | str = "system",
     ) -> tuple[ClientOut, str | None]:
         """Register a client; returns it and its secret (None for a public client). The secret
         is shown only here: only its digest is stored. `client_id` names a built-in client
@@ -266,6 +268,13 @@ class AuthService:
             token_endpoint_auth_method="none" if public else "client_secret_basic",
         )
         await AuthRepository(session).add(row)
+        audit(
+            session,
+            actor,
+            "auth.client.create",
+            f"client:{row.client_id}",
+            details={"scopes": scope_list, "team": row.team, "clearance": row.clearance},
+        )
         return ClientOut.of(row), secret
 
     async def ensure_public_client(self, client_id: str, name: str, redirect_uri: str) -> None:
@@ -307,7 +316,7 @@ class AuthService:
         return ClientOut.of(await self._client_row(session, client_id))
 
     async def rotate_client_secret(
-        self, session: AsyncSession, client_id: str
+        self, session: AsyncSession, client_id: str, actor: Principal | Actor | str = "system"
     ) -> tuple[ClientOut, str]:
         """A new secret replaces the old one at once; tokens already issued stay valid."""
         row = await self._client_row(session, client_id)
@@ -317,9 +326,12 @@ class AuthService:
         row.secret_hash = digest(secret)
         row.updated_at = utcnow()
         await session.flush()
+        audit(session, actor, "auth.client.rotate_secret", f"client:{client_id}")
         return ClientOut.of(row), secret
 
-    async def disable_client(self, session: AsyncSession, client_id: str) -> ClientOut:
+    async def disable_client(
+        self, session: AsyncSession, client_id: str, actor: Principal | Actor | str = "system"
+    ) -> ClientOut:
         """No new tokens, and every live token of the client revoked."""
         row = await self._client_row(session, client_id)
         row.disabled = True
@@ -327,6 +339,13 @@ class AuthService:
         revoked = await AuthRepository(session).revoke_client_tokens(client_id)
         await session.flush()
         self.revocations.add(revoked)
+        audit(
+            session,
+            actor,
+            "auth.client.disable",
+            f"client:{client_id}",
+            details={"tokens_revoked": len(revoked)},
+        )
         return ClientOut.of(row)
 
     async def _client_row(self, session: AsyncSession, client_id: str) -> OAuthClient:
@@ -346,6 +365,7 @@ class AuthService:
         roles: Iterable[str],
         team: str | None = None,
         clearance: str = "internal",
+        actor: Principal | Actor | str = "system",
     ) -> UserOut:
         role_list = sorted(set(roles))
         unknown = [r for r in role_list if r not in ROLES]
@@ -370,6 +390,13 @@ class AuthService:
             clearance=_valid_clearance(clearance),
         )
         await repo.add(row)
+        audit(
+            session,
+            actor,
+            "auth.user.create",
+            f"user:{row.id}",
+            details={"roles": role_list, "team": row.team, "clearance": row.clearance},
+        )
         return UserOut.of(row)
 
     async def list_users(self, session: AsyncSession) -> list[UserOut]:
@@ -377,9 +404,12 @@ class AuthService:
 
     # ---- keys ------------------------------------------------------------------------------
 
-    async def rotate_keys(self, session: AsyncSession) -> str:
+    async def rotate_keys(
+        self, session: AsyncSession, actor: Principal | Actor | str = "system"
+    ) -> str:
         """New current key; old ones stay published until their tokens have expired."""
         row = await self.key_store.rotate(session)
+        audit(session, actor, "auth.keys.rotate", f"key:{row.kid}")
         return row.kid
 
 

@@ -16,6 +16,7 @@ from services.catalog.cursor import CASES, EVENTS, decode_keyset, encode_keyset
 from services.catalog.schemas import INGEST_STATUSES, CaseFilter
 from services.catalog.templates import TEMPLATES, Template, template_for
 from services.catalog.views import case_json, revision_json
+from shared.audit import audit
 from shared.errors import BadUserInput, FieldError, PayloadTooLarge
 from shared.security import Principal, Scope
 from shared.web import (
@@ -151,7 +152,10 @@ async def get_case(
     as_of: datetime | None = Query(default=None, alias="asOf"),
     principal: Principal = Depends(require(Scope.CASES_READ)),
 ) -> Response:
-    return json_response(await service.case_as_json(session, case_id, principal, as_of))
+    body = await service.case_as_json(session, case_id, principal, as_of)
+    # Session commits before the response is sent: the read is stored first.
+    audit(session, principal, "case.read", f"case:{case_id}", read=True)
+    return json_response(body)
 
 
 @router.get("/cases/{case_id}/revisions")
@@ -162,6 +166,7 @@ async def case_history(
 ) -> Response:
     """The case's history, oldest first: who (id and name), when, why, what changed."""
     revisions = await service.case_history(session, case_id, principal)
+    audit(session, principal, "case.history", f"case:{case_id}", read=True)
     return json_response({"revisions": [revision_json(r) for r in revisions]})
 
 
@@ -182,6 +187,7 @@ async def list_cases(
     )
     page = cases[:first]
     refs = await service.page_relations(session, page)
+    audit(session, principal, "cases.list", None, details={"ids": [c.id for c in page]}, read=True)
     return json_response(
         {
             "cases": [case_json(c, refs, viewer=principal) for c in page],

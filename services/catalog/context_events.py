@@ -36,6 +36,7 @@ from services.catalog.ingest import pydantic_errors
 from services.catalog.models import ContextEvent
 from services.catalog.repository import CatalogRepository
 from services.catalog.schemas import EVENT_CLOCK_SKEW, EVENT_DETAILS, ContextEventIn
+from shared.audit import audit
 from shared.db import utcnow
 from shared.errors import BadUserInput, FieldError
 from shared.ids import new_id
@@ -315,6 +316,8 @@ async def record_events(
             result.status, result.id = "duplicate", stored.get(row["external_id"])
     new = [r for r in fresh if r["id"] in inserted]
     await repo.requeue_cases_after(new, DEFAULT_WINDOW, now)
+    counts = {k: sum(r.status == k for r in results) for k in ("created", "duplicate", "invalid")}
+    audit(session, actor, "events.record", None, details={"counts": counts})
     return results
 
 

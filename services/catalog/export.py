@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal
 
@@ -205,7 +206,7 @@ async def start_export(
         highlight=False,
     )
     first = await search.execute(request)
-    chunks = _stream(search, db, principal, request, first, fmt, progress)
+    chunks = _stream(search, db, principal, request, first, fmt, progress, query)
     return Export(first.total, first.total_is_lower_bound, chunks)
 
 
@@ -217,6 +218,7 @@ async def _stream(
     result: Any,
     fmt: str,
     progress: Callable[[int, int], None] | None,
+    query: str = "",
 ) -> AsyncIterator[bytes]:
     from services.catalog import service as catalog
     from services.catalog.views import case_json
@@ -231,6 +233,15 @@ async def _stream(
         async with db.transaction() as session:
             cases = await catalog.get_cases(session, ids, principal)
             refs = await catalog.page_relations(session, cases)
+            # Each page's entry commits with its transaction, before its bytes are sent.
+            audit(
+                session,
+                principal,
+                "cases.export",
+                None,
+                details={"query": query, "format": fmt, "ids": [c.id for c in cases]},
+                read=True,
+            )
         by_id = {c.id: c for c in cases}
         # Search order (occurred_at, id); a case deleted since it was indexed is skipped.
         chunk = [

@@ -57,6 +57,7 @@ from services.catalog.models import (
 from services.catalog.repository import CatalogRepository, visible_to
 from services.catalog.repository import visible_case_ids as _visible_case_ids
 from services.catalog.schemas import (
+    INGEST_STATUSES,
     CaseFilter,
     CasePatch,
     GroupStatus,
@@ -66,6 +67,7 @@ from services.catalog.schemas import (
 )
 from services.catalog.versions import version_key
 from services.catalog.views import PageRelations, PastCase, case_json
+from shared.audit import audit
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
@@ -107,7 +109,12 @@ async def ingest_cases(
     session: AsyncSession, items: list[Any], actor: Principal, rng: random.Random | None = None
 ) -> list[ItemResult]:
     """Store a batch of captured cases; one result per item, in order."""
-    return await ingest(session, items, actor, rng)
+    results = await ingest(session, items, actor, rng)
+    counts = dict.fromkeys(INGEST_STATUSES, 0)
+    for r in results:
+        counts[r.status] += 1
+    audit(session, actor, "cases.ingest", None, details={"counts": counts})
+    return results
 
 
 # --- visibility, for every service that reads or refers to cases -----------------------
@@ -362,6 +369,22 @@ async def _write_revision(
         ],
     )
     await repo.add_outbox([(case.id, new_rev)], now)
+    action = (
+        "case.merge"
+        if "merged_into_id" in changes
+        else "case.status"
+        if "status" in changes
+        else "case.update"
+    )
+    status = changes.get("status")
+    audit(
+        repo.session,
+        actor,
+        action,
+        f"case:{case.id}",
+        details={"fields": sorted(changes), "revision": new_rev}
+        | ({"from": status["old"], "to": status["new"]} if status else {}),
+    )
     return case
 
 
@@ -460,6 +483,9 @@ async def resolve_group(
         },
     )
     await session.refresh(group)
+    audit(
+        session, actor, "group.resolve", f"group:{group_id}", details={"fixed_in": fixed_in_version}
+    )
     return group
 
 
@@ -609,6 +635,7 @@ async def publish_taxonomy(
         ),
         modes,
     )
+    audit(session, actor, "taxonomy.publish", f"taxonomy:{version}", details={"added": len(codes)})
     return version
 
 
@@ -824,6 +851,13 @@ async def set_sampling_rule(
             "updated_at": utcnow(),
             "updated_by": actor.subject,
         }
+    )
+    audit(
+        session,
+        actor,
+        "sampling_rule.set",
+        f"sampling_rule:{model_name}/{data_source}",
+        details={"daily_cap": daily_cap, "keep_at_or_above": keep_at_or_above, "enabled": enabled},
     )
 
 

@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_tracing()  # exports spans only when OTEL_EXPORTER_OTLP_ENDPOINT is set
-        db = Database(settings.catalog_url)
+        db = Database(settings.catalog_url, audit_reads=settings.audit_reads)
         redaction.install(db, settings)  # the instance key of hash-mode redaction
         feed = None
         bus = getattr(app.state, "case_events", None)
@@ -65,27 +65,31 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
             from services.gateway.graphiql import ensure_sign_in
 
             app.state.graphiql_sign_in = await ensure_sign_in(auth, settings)
-        indexer_task = sender_task = retention_task = None
+        tasks = []
         if search is not None:
             app.state.escalation = attach_escalation(db, search)
         if search is not None and settings.run_indexer_in_process:
-            indexer_task = asyncio.create_task(search.run_indexer(), name="indexer")
-            sender_task = asyncio.create_task(app.state.escalation.run(), name="escalation")
+            from services.audit.service import run_checkpoints
+
+            tasks.append(asyncio.create_task(search.run_indexer(), name="indexer"))
+            tasks.append(asyncio.create_task(app.state.escalation.run(), name="escalation"))
+            tasks.append(asyncio.create_task(run_checkpoints(db, settings), name="audit"))
             if settings.retention_interval_s > 0:
                 # The worker's other job, where the API is the worker (the embedded default).
                 from services.governance.retention.service import retention_loop
 
-                retention_task = asyncio.create_task(
-                    retention_loop(db, settings.retention_interval_s), name="retention"
+                tasks.append(
+                    asyncio.create_task(
+                        retention_loop(db, settings.retention_interval_s), name="retention"
+                    )
                 )
         try:
             yield
         finally:
-            for task in (retention_task, indexer_task, sender_task):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if search is not None:
                 await app.state.escalation.close()
                 await search.close()

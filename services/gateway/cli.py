@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "services.annotation.cli",
     "services.governance.retention.cli",
     "services.sharing.cli",
+    "services.audit.cli",
 )
 
 
@@ -112,6 +113,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     prepare_process(settings.log_level)
 
     async def run() -> None:
+        from services.audit.service import run_checkpoints
         from services.governance.escalation.runtime import attach
         from services.governance.retention.service import retention_loop
 
@@ -123,7 +125,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
             jobs.append(asyncio.create_task(retention_loop(db, settings.retention_interval_s)))
         try:
             print("failcat worker: draining the search outbox", file=sys.stderr)
-            await asyncio.gather(search.run_indexer(), sender.run())
+            await asyncio.gather(search.run_indexer(), sender.run(), run_checkpoints(db, settings))
         finally:
             for job in jobs:
                 job.cancel()
@@ -157,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("worker", help="run the outbox indexer").set_defaults(
+    sub.add_parser("worker", help="run the outbox indexer and the audit checkpoints").set_defaults(
         func=cmd_worker, local_database=True
     )
 

@@ -30,6 +30,7 @@ from services.gateway import graphiql
 from services.gateway import limits as L
 from services.gateway.annotation.mutations import AnnotationMutation
 from services.gateway.annotation.queries import AnnotationQuery
+from services.gateway.audit.queries import AuditQuery
 from services.gateway.auth.mutations import AuthMutation
 from services.gateway.auth.queries import AuthQuery
 from services.gateway.catalog.capture_policies import CapturePolicyMutation, CapturePolicyQuery
@@ -84,6 +85,7 @@ class Query(
     RedactionQuery,
     SharingQuery,
     CapturePolicyQuery,
+    AuditQuery,
 ):
     pass
 

@@ -14,6 +14,7 @@ from services.catalog import service as catalog
 from services.search import openapi as doc
 from services.search.request import FilterBase, filter_model
 from services.search.service import SearchService
+from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal, Scope
 from shared.web import db_session, json_response, problem_responses, require
@@ -103,6 +104,14 @@ async def search_cases(
         heatmap=_split([heatmap]) if heatmap else None,
     )
     body = result.as_json()
+    audit(
+        session,
+        principal,
+        "cases.search",
+        None,
+        details={"query": q, "hits": result.total, "ids": [h.id for h in result.hits]},
+        read=True,
+    )
     # The same as GraphQL: each hit carries its case, loaded with the caller's visibility.
     cases = await catalog.cases_as_json(session, [h["id"] for h in body["hits"]], principal)
     for hit in body["hits"]:

@@ -12,6 +12,7 @@ from services.cli.errors import CliError
 from services.cli.remote import server_url
 from services.search.request import SearchAnswer
 from services.search.service import SearchService
+from shared.audit import audit_now
 from shared.db import Database
 from shared.security import SYSTEM, Principal, Sensitivity
 from shared.settings import load_settings
@@ -88,6 +89,14 @@ async def _search(service: SearchService, principal: Principal, args: argparse.N
         first=args.first,
         after=args.after,
         sort=args.sort,
+    )
+    await audit_now(
+        service.db,
+        principal,
+        "cases.search",
+        None,
+        outcome="ok",
+        details={"query": " ".join(args.query), "hits": result.total},
     )
     if args.json:
         print(json.dumps(result.as_json(), indent=2))

@@ -46,3 +46,22 @@ async def test_rolled_back_unit_appends_nothing(db):
     async with db.transaction() as s:
         pass  # a later commit must not carry the rolled-back entry
     assert len(await _entries(db)) == before
+
+
+async def test_a_large_unit_of_work_chains_in_one_commit(db):
+    """More entries than one Postgres statement takes (PG_ROWS_PER_STATEMENT): still one
+    gap-free run, every hash valid, details round-tripped."""
+    before = len(await _entries(db))
+    async with db.transaction() as s:
+        for i in range(1203):
+            audit(
+                s, "carol", "test.bulk", f"case:{i}", details={"i": i, "nested": {"b": 1, "a": [i]}}
+            )
+    rows = await _entries(db)
+    added = rows[before:]
+    assert [r.seq for r in added] == list(range(before + 1, before + 1204))
+    assert added[-1].details == {"i": 1202, "nested": {"a": [1202], "b": 1}}
+    prev = GENESIS
+    for r in rows:
+        assert r.hash == chain(prev, r.model_dump()), r.seq
+        prev = r.hash

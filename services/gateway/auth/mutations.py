@@ -34,13 +34,16 @@ class AuthMutation:
             grant_types=client.grant_types or DEFAULT_GRANT_TYPES,
             redirect_uris=client.redirect_uris or (),
             public=client.public,
+            actor=info.context.principal,
         )
         return ClientWithSecret(client=created, client_secret=secret)  # type: ignore[arg-type]
 
     @strawberry.mutation(permission_classes=ADMIN)
     async def rotate_client_secret(self, info: Info, client_id: str) -> ClientWithSecret:
         auth = info.context.app_state.auth
-        client, secret = await auth.rotate_client_secret(await info.context.session(), client_id)
+        client, secret = await auth.rotate_client_secret(
+            await info.context.session(), client_id, info.context.principal
+        )
         return ClientWithSecret(client=client, client_secret=secret)
 
     @strawberry.mutation(
@@ -49,7 +52,9 @@ class AuthMutation:
     )
     async def disable_client(self, info: Info, client_id: str) -> OAuthClient:
         auth = info.context.app_state.auth
-        return await auth.disable_client(await info.context.session(), client_id)
+        return await auth.disable_client(
+            await info.context.session(), client_id, info.context.principal
+        )
 
     @strawberry.mutation(permission_classes=ADMIN)
     async def create_user(self, info: Info, user: UserInput) -> User:
@@ -60,6 +65,7 @@ class AuthMutation:
             roles=user.roles,
             team=user.team,
             clearance=user.clearance.value,
+            actor=info.context.principal,
         )
 
     @strawberry.mutation(
@@ -67,5 +73,7 @@ class AuthMutation:
         description="A new current signing key; tokens signed with older keys stay valid.",
     )
     async def rotate_signing_keys(self, info: Info) -> SigningKeyRotation:
-        kid = await info.context.app_state.auth.rotate_keys(await info.context.session())
+        kid = await info.context.app_state.auth.rotate_keys(
+            await info.context.session(), info.context.principal
+        )
         return SigningKeyRotation(kid=kid)

@@ -31,6 +31,7 @@ from services.gateway.catalog.types import (
 )
 from services.gateway.errors import camel_path
 from services.gateway.permissions import scoped, scoped_any
+from shared.audit import audit
 from shared.errors import NotFound
 from shared.security import Scope
 
@@ -151,7 +152,7 @@ class CatalogMutation:
         feature_config_hash: str | None = None,
     ) -> ModelVersion:
         session = await info.context.session()
-        return await service.register_model_version(
+        row = await service.register_model_version(
             session,
             {
                 "model": model,
@@ -161,6 +162,8 @@ class CatalogMutation:
                 "feature_config_hash": feature_config_hash,
             },
         )
+        audit(session, info.context.principal, "model_version.register", f"model:{model}/{version}")
+        return row
 
     @strawberry.mutation(
         permission_classes=scoped(Scope.ADMIN),

@@ -35,6 +35,7 @@ from services.gateway.catalog.types import (
 )
 from services.gateway.pagination import check_page_size
 from services.gateway.permissions import scoped
+from shared.audit import audit
 from shared.security import Scope
 
 
@@ -59,6 +60,14 @@ async def case_page(
         decode_keyset(CASES, after) if after else None,
     )
     page = rows[:first]
+    audit(
+        session,
+        info.context.principal,
+        "cases.list",
+        None,
+        details={"ids": [c.id for c in page]},
+        read=True,
+    )
     if prefetch:
         await prefetch_case_relations(info, page, ("nodes",), ("edges", "node"))
     edges = [CaseEdge(cursor=encode_keyset(CASES, c.occurred_at, c.id), node=c) for c in page]
@@ -79,9 +88,14 @@ class CatalogQuery:
     ) -> FailureCase:
         session = await info.context.session()
         if as_of is None:
-            return await service.get_case(session, str(id), info.context.principal)
-        past = await service.get_case_as_of(session, str(id), info.context.principal, as_of)
-        return PastCaseRow(past)
+            case = await service.get_case(session, str(id), info.context.principal)
+        else:
+            case = PastCaseRow(
+                await service.get_case_as_of(session, str(id), info.context.principal, as_of)
+            )
+        # Committed with the request's transaction, before the answer is sent.
+        audit(session, info.context.principal, "case.read", f"case:{id}", read=True)
+        return case
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
     async def cases(

@@ -23,6 +23,7 @@ from services.gateway.search.types import (
     SearchSuggestion,
 )
 from services.search.request import Heatmap, SearchFilter
+from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
 from shared.security import Scope
 
@@ -69,6 +70,14 @@ class SearchQuery:
             sort=sort,
             histogram=histogram,
             heatmap=_heatmap_fields(heatmap),
+        )
+        audit(
+            await ctx.session(),
+            ctx.principal,
+            "cases.search",
+            None,
+            details={"query": query, "hits": result.total, "ids": [h.id for h in result.hits]},
+            read=True,
         )
         # One query for every hit's case (visibility applied again), then their relations.
         cases = await ctx.loaders.case.load_many([h.id for h in result.hits])
