@@ -74,6 +74,9 @@ async def corpus(client: httpx.AsyncClient, admin_token: str) -> Corpus:
     for case in cases:
         case["data_source"] = source
         case["team"] = team
+        # Groups of this module's run only: another module's corpus (same incidents, same
+        # model and failure modes) would otherwise join them and crowd a group's first page.
+        case["fingerprint"] = f"{source}-{case.get('failure_mode')}"
     cases[1]["sensitivity"] = "restricted"
     cases[2]["links"] = [
         {"kind": "ticket", "url": "https://tickets.example/FC-1", "title": "FC-1 triage"}
