@@ -309,11 +309,18 @@ async def update_case(
             f"case {case_id} is at revision {case.revision}, not the expected {expected_revision}"
         )
     fields = patch.model_dump(mode="json", exclude_unset=True)
+    values: dict[str, Any] = {}
+    if fields.keys() & {"title", "summary", "impact", "writeup"}:
+        # An edit's free text meets the source's redaction policy, as a captured case did.
+        fields, found = await _redact_edit(repo, case, fields)
+        if found:
+            known = {(f["kind"], f["path"]) for f in case.pii_findings or ()}
+            new = [f for f in found if (f["kind"], f["path"]) not in known]
+            values["pii_findings"] = [*(case.pii_findings or ()), *new]
     if "status" in fields:
         _check_transition(case.status, fields["status"])
     if "sensitivity" in fields and not actor.can_see(None, fields["sensitivity"]):
         raise Forbidden("cannot raise sensitivity above your own clearance")
-    values: dict[str, Any] = {}
     if "failure_mode" in fields and fields["failure_mode"] is not None:
         version = await repo.current_taxonomy_version()
         modes = await repo.failure_modes(version)
@@ -330,6 +337,16 @@ async def update_case(
     if not changes:
         return case
     return await _write_revision(repo, case, fields, values, changes, actor, reason)
+
+
+async def _redact_edit(
+    repo: CatalogRepository, case: FailureCase, fields: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    from services.governance.redaction import service as redaction
+
+    [source] = await repo.data_sources([case.data_source_id])
+    redactor = await redaction.redactor_for(repo.session)
+    return redaction.redact_edit(redactor, source.name, fields)
 
 
 async def _write_revision(

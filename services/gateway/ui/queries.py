@@ -27,7 +27,8 @@ query UiCase($id: ID!) {
     id revision externalId title summary occurredAt capturedAt receivedAt updatedAt
     environment input prediction expected confidence latencyMs signals
     failureMode taxonomyVersion severity impact status tags sensitivity team
-    fingerprint contentHash mergedIntoId
+    fingerprint contentHash mergedIntoId payloadSensitivity redactedFields
+    piiFindings { kind path }
     provenance { source pipelineVersion capturedBy batchId }
     writeup { hypothesis experiments results rationale }
     model { name } modelVersion { version } dataSource { name }

@@ -239,6 +239,24 @@ def mask_text(text: str) -> str:
     return text if masked is REMOVED else masked
 
 
+def redact_edit(
+    redactor: Redactor, data_source: str, fields: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """A curated edit's free text (title, summary, impact, write-up) through the source's
+    policy, as ingest does for a captured case: the fields to store and the new findings
+    (kinds and paths). Values other than those keys are returned as they are."""
+    policy = redactor.policies.get(data_source, _DEFAULT)
+    walk = _Walk(policy.mode, redactor.key)
+    out = dict(fields)
+    for name in (*TEXT_FIELDS, "writeup"):
+        value = fields.get(name)
+        if value is None or not maybe_pii(orjson.dumps(value).decode()):
+            continue
+        redacted = walk.value(value, name, secret=False)
+        out[name] = None if redacted is REMOVED else redacted
+    return out, [{"kind": k, "path": p} for k, p in walk.findings]
+
+
 class _Walk:
     """One case's walk: replaces what the detectors find, collects (kind, path) pairs."""
 

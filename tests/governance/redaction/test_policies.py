@@ -241,3 +241,43 @@ async def test_findings_are_searchable_by_kind(app, client, token_for):
     assert [h["case"]["id"] for h in got["search"]["hits"]] == [with_pii]
     none = data(await gql(client, token, SEARCH, {"q": f"-pii:card source:{source}"}))
     assert [h["case"]["id"] for h in none["search"]["hits"]] == [without]
+
+
+UPDATE = """mutation($id: ID!, $rev: Int!, $patch: CasePatchInput!) {
+  updateCase(id: $id, expectedRevision: $rev, patch: $patch, reason: "triage") {
+    revision summary writeup { hypothesis } piiFindings { kind path }
+    revisions { revision changes }
+  }
+}"""
+
+
+async def test_an_edit_meets_the_policy_as_a_captured_case_does(client, token_for, admin_token):
+    token = await token_for("cases:read cases:write cases:ingest", clearance="restricted")
+    source = _source()
+    [case_id] = await _ingest(client, token, [_case(source, email="first@example.org")])
+    patch = {
+        "summary": f"Escalated by {EMAIL}, call {PHONE}.",
+        "writeup": {"hypothesis": f"The card {CARD} was read as a date."},
+    }
+    got = data(await gql(client, token, UPDATE, {"id": case_id, "rev": 1, "patch": patch}))
+    case = got["updateCase"]
+    assert case["summary"] == "Escalated by [EMAIL], call [PHONE]."
+    assert case["writeup"]["hypothesis"] == "The card [CARD ****1111] was read as a date."
+    found = {(f["kind"], f["path"]) for f in case["piiFindings"]}
+    assert {("email", "summary"), ("phone", "summary"), ("card", "writeup.hypothesis")} <= found
+    assert ("email", "input.user.email") in found  # what capture found is kept
+    # The history holds the masked text only: no literal reached the revision either.
+    history = orjson.dumps(case["revisions"]).decode()
+    for literal in (EMAIL, PHONE, CARD):
+        assert literal not in history
+    # Under a hash policy an edit is hashed like the source's captured values.
+    await _policy(client, admin_token, source, "HASH")
+    got = data(
+        await gql(
+            client,
+            token,
+            UPDATE,
+            {"id": case_id, "rev": 2, "patch": {"summary": f"Again from {EMAIL}"}},
+        )
+    )["updateCase"]
+    assert re.fullmatch(r"Again from \[EMAIL:hmac:[0-9a-f]{16}\]", got["summary"])
