@@ -31,6 +31,7 @@ class Data:
     scope: str
     restricted_id: str
     restricted_title: str
+    payload_restricted_id: str
     team: str
     total: int
 
@@ -53,6 +54,9 @@ async def data(served: Served) -> Data:
         case["team"] = out.team
     cases[1]["sensitivity"] = "restricted"
     cases[1]["title"] = "Restricted: " + cases[1]["title"]
+    # An internal case whose raw payload is restricted: its readers see it, not its input.
+    cases[2]["payload_sensitivity"] = "restricted"
+    cases[2]["input"] = {"text": "payload only restricted readers may see"}
     async with httpx.AsyncClient(base_url=served.base, timeout=30) as http:
         resp = await http.post(
             "/oauth/token",
@@ -75,6 +79,7 @@ async def data(served: Served) -> Data:
             if resp.json()["data"]["search"]["total"] == len(cases):
                 break
             await asyncio.sleep(0.1)
+    out.payload_restricted_id = results[2]["id"]
     out.restricted_id = results[1]["id"]
     out.restricted_title = cases[1]["title"]
     out.total = len(cases)
@@ -210,6 +215,12 @@ async def test_a_low_clearance_person_does_not_see_the_restricted_case(page, ser
     assert resp.status == 404
     assert data.restricted_title not in await page.content()
     await shoot(page, "not-found", backend)
+    # A case they may read whose payload is above them: the fields are marked, not shown.
+    resp = await page.goto(f"{served.base}/ui/cases/{data.payload_restricted_id}")
+    assert resp.status == 200
+    assert await page.is_visible('[data-redacted="input"] .redacted-mark')
+    assert "payload only restricted readers may see" not in await page.content()
+    await shoot(page, "case-redacted", backend)
     # Signing out revokes the token: the next page asks to sign in again.
     await page.click("#sign-out")
     await page.wait_for_selector("text=Signed out")
