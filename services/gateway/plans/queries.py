@@ -18,6 +18,7 @@ from services.gateway.plans.types import (
     RetrainingPlan,
 )
 from services.plans import impact, service
+from shared.errors import BadUserInput, FieldError
 from shared.security import Scope
 
 READ = scoped(Scope.PLANS_READ)
@@ -54,16 +55,22 @@ class PlansQuery:
         model: str | None = None,
     ) -> list[ImpactPoint]:
         until = until or datetime.now(UTC)
-        return await impact.impact_metrics(  # type: ignore[return-value]
-            await info.context.session(),
-            info.context.principal,
-            impact.ImpactMetric(metric.value),
-            impact.Dimension(by.value),
-            impact.Period(period.value),
-            since or until - timedelta(days=90),
-            until,
-            model,
-        )
+        try:
+            return await impact.impact_metrics(  # type: ignore[return-value]
+                await info.context.session(),
+                info.context.principal,
+                impact.ImpactMetric(metric.value),
+                impact.Dimension(by.value),
+                impact.Period(period.value),
+                since or until - timedelta(days=90),
+                until,
+                model,
+            )
+        except OverflowError:  # a window reaching past year 1 or 9999 (found by schemathesis)
+            raise BadUserInput(
+                "since/until out of range",
+                [FieldError("until", "dates between the years 1 and 9999, 90 days from either")],
+            ) from None
 
     @strawberry.field(permission_classes=READ, description="Its latest version by default.")
     async def evaluation_plan(
