@@ -414,9 +414,12 @@ async def test_ctrl_c_prints_the_position_and_resume_stores_each_item_once(migra
     path = tmp_path / "cases.ndjson"
     path.write_text(ndjson(cases))
     argv = [*CLI, "ingest", str(path), "--batch", "100"]
+    # As from a terminal: a shell starts background jobs with SIGINT ignored, and Python keeps
+    # an inherited SIG_IGN, so a suite run in the background would send a Ctrl-C to nobody.
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=tmp_path, env=migrated, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert proc.stderr is not None and proc.stdout is not None
     seen = b""
