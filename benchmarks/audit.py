@@ -33,7 +33,7 @@ import httpx
 import orjson
 
 from benchmarks.common import ROOT, fresh_postgres, migrated_env, postgres_url, served, token
-from shared.audit import GENESIS, canonical_values
+from shared.audit import FIELDS, GENESIS, canonical_values
 from shared.migrate import upgrade_async
 from shared.settings import Settings
 
@@ -108,19 +108,7 @@ async def bulk_create(url: str, rows: list[tuple[Any, ...]]) -> None:
             records=(
                 (*r[:9], None if r[9] is None else orjson.dumps(r[9]).decode(), r[10]) for r in rows
             ),
-            columns=[
-                "seq",
-                "at",
-                "actor_subject",
-                "actor_client",
-                "actor_team",
-                "action",
-                "target",
-                "outcome",
-                "correlation_id",
-                "details",
-                "hash",
-            ],
+            columns=[*FIELDS, "hash"],
         )
         await conn.execute("UPDATE audit_head SET seq = $1, hash = $2", last_seq, last_hash)
         await conn.execute("ANALYZE audit_log")

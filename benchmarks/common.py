@@ -33,6 +33,21 @@ def postgres_url() -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+def opensearch_url() -> str:
+    """A running OpenSearch: the tests' (FAILCAT_TEST_OPENSEARCH_URL), else the one
+    infra/scripts/opensearch.sh runs."""
+    url = os.environ.get("FAILCAT_TEST_OPENSEARCH_URL")
+    if url:
+        return url
+    out = subprocess.run(
+        ["bash", str(ROOT / "infra/scripts/opensearch.sh"), "url"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
 async def fresh_postgres(base_url: str) -> str:
     import asyncpg
 

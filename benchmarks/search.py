@@ -45,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import opensearch_url
 from benchmarks.generator import WORDS, CaseGenerator
 from services.search.backends.opensearch import OpenSearchBackend
 from services.search.service import SearchService
@@ -377,16 +378,7 @@ async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="failcat-bench-"))
     extra: dict[str, Any] = {"data_dir": tmp, "indexer_poll_s": 0.02, "indexer_batch": 1000}
     if args.backend == "opensearch":
-        url = args.url
-        if not url:
-            import subprocess
-
-            url = subprocess.run(  # noqa: ASYNC221 - once, before anything is timed
-                ["bash", "infra/scripts/opensearch.sh", "url"],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
+        url = args.url or opensearch_url()  # once, before anything is timed
         extra |= {"search_url": url, "search_index": f"failcat-bench-{secrets.token_hex(3)}"}
     if args.database_url:
         extra["database_url"] = args.database_url

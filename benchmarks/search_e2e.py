@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sqlite3
 import statistics
 import time
@@ -37,7 +36,14 @@ from typing import Any
 import httpx
 import orjson
 
-from benchmarks.common import fresh_postgres, migrated_env, postgres_url, served, token
+from benchmarks.common import (
+    fresh_postgres,
+    migrated_env,
+    opensearch_url,
+    postgres_url,
+    served,
+    token,
+)
 from benchmarks.generator import CaseGenerator
 from benchmarks.search import Documents, line
 
@@ -180,16 +186,8 @@ async def main() -> None:
     extra: dict[str, str] = {}
     if args.backend == "opensearch":
         import secrets
-        import subprocess
 
-        url = args.url or os.environ.get("FAILCAT_TEST_OPENSEARCH_URL")
-        if not url:
-            url = subprocess.run(  # noqa: ASYNC221 - once, before anything is timed
-                ["bash", "infra/scripts/opensearch.sh", "url"],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
+        url = args.url or opensearch_url()  # once, before anything is timed
         extra = {
             "FAILCAT_DATABASE_URL": await fresh_postgres(args.database_url or postgres_url()),
             "FAILCAT_SEARCH_URL": url,

@@ -29,14 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.annotation import service as annotations
 from services.annotation.schemas import FieldType, TaxonomyField
-from services.catalog import service as catalog
+from services.sharing.importing import import_records
 from shared.security import Principal
 
 TAXONOMY = "ATLAS"
 ANNOTATOR = "MITRE ATLAS"
 DATA_SOURCE = "atlas"
 SOURCE = "mitre-atlas"
-BATCH = 500
 URL = re.compile(r"^https?://\S+$")
 MAX_LINKS = 50
 MAX_TAGS = 50
@@ -167,34 +166,15 @@ async def import_case_studies(
         source=SOURCE,
         actor=actor,
     )
-    _, modes = await catalog.taxonomy(session)
-    known = {m.code for m in modes}
-    counts: dict[str, int] = {}
-    annotated = unchanged = mapped = 0
-    errors: list[str] = []
-    for start in range(0, len(studies), BATCH):
-        batch = studies[start : start + BATCH]
-        cases = [study_case(s, known) for s in batch]
-        results = await catalog.ingest_cases(session, cases, actor)
-        for study, case, result in zip(batch, cases, results, strict=True):
-            counts[result.status] = counts.get(result.status, 0) + 1
-            if result.status == "invalid":
-                errors.append(f"{study.get('id')}: {result.errors}")
-                continue
-            if result.status not in ("created", "duplicate") or result.id is None:
-                continue
-            mapped += case["failure_mode"] is not None
-            changed = await annotations.record_submitted(
-                session, result.id, ANNOTATOR, taxonomy, study_values(study), actor
-            )
-            annotated += changed
-            unchanged += not changed
-        if progress:
-            progress(f"atlas case studies {min(start + BATCH, len(studies))}/{len(studies)}")
-    return {
-        "cases": counts,
-        "annotations": annotated,
-        "unchanged": unchanged,
-        "failure_mode_mapped": mapped,
-        "errors": errors[:20],
-    }
+    return await import_records(
+        session,
+        studies,
+        actor,
+        taxonomy=taxonomy,
+        annotator=ANNOTATOR,
+        to_case=study_case,
+        to_values=study_values,
+        record_id=lambda study: study.get("id"),
+        label="atlas case studies",
+        progress=progress,
+    )

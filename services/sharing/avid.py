@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.annotation import service as annotations
 from services.annotation.schemas import FieldType, TaxonomyField
 from services.catalog import service as catalog
+from services.sharing.importing import import_records
 from shared.security import Principal
 
 TAXONOMY = "AVID"
@@ -51,7 +52,7 @@ AVID_TAXONOMY_VERSION = "0.2"
 LANG = "eng"
 JOIN = "; "
 MAX_LINKS = 50
-BATCH = 500
+BATCH = 500  # the export page of cases
 URL = re.compile(r"^https?://\S+$")
 
 SEVERITY_FROM_CVSS = {"CRITICAL": "S0", "HIGH": "S1", "MEDIUM": "S2", "LOW": "S3", "NONE": "S4"}
@@ -301,37 +302,18 @@ async def import_reports(
     Idempotent: the report id is the external id, and an unchanged annotation is not stored
     again."""
     taxonomy = await ensure_taxonomy(session, actor)
-    _, modes = await catalog.taxonomy(session)
-    known = {m.code for m in modes}
-    counts: dict[str, int] = {}
-    annotated = unchanged = mapped = 0
-    errors: list[str] = []
-    for start in range(0, len(reports), BATCH):
-        batch = reports[start : start + BATCH]
-        cases = [report_case(r, known) for r in batch]
-        results = await catalog.ingest_cases(session, cases, actor)
-        for report, case, result in zip(batch, cases, results, strict=True):
-            counts[result.status] = counts.get(result.status, 0) + 1
-            if result.status == "invalid":
-                errors.append(f"{report['metadata']['report_id']}: {result.errors}")
-                continue
-            if result.status not in ("created", "duplicate") or result.id is None:
-                continue
-            mapped += case["failure_mode"] is not None
-            changed = await annotations.record_submitted(
-                session, result.id, ANNOTATOR, taxonomy, report_values(report), actor
-            )
-            annotated += changed
-            unchanged += not changed
-        if progress:
-            progress(f"avid reports {min(start + BATCH, len(reports))}/{len(reports)}")
-    return {
-        "cases": counts,
-        "annotations": annotated,
-        "unchanged": unchanged,
-        "failure_mode_mapped": mapped,
-        "errors": errors[:20],
-    }
+    return await import_records(
+        session,
+        reports,
+        actor,
+        taxonomy=taxonomy,
+        annotator=ANNOTATOR,
+        to_case=report_case,
+        to_values=report_values,
+        record_id=lambda report: report["metadata"]["report_id"],
+        label="avid reports",
+        progress=progress,
+    )
 
 
 # --- export ----------------------------------------------------------------------------------

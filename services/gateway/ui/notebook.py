@@ -85,15 +85,22 @@ def bar_chart(title: str, pairs: list, width: int = 640, bar: int = 18) -> None:
 '''
 
 
+HOW_TO_RUN = (
+    "Run it with `FAILCAT_CLIENT_ID` and `FAILCAT_CLIENT_SECRET` (or `FAILCAT_TOKEN`) set; "
+    "`FAILCAT_URL` overrides the instance. It fetches the data again through the API: you "
+    "see what your own client may see."
+)
+
+
+def _notebook(*cells: Any) -> str:
+    nb = new_notebook(cells=list(cells))
+    nb.metadata["kernelspec"] = KERNEL
+    return nbformat.writes(nb)
+
+
 def search_notebook(base: str, variables: dict[str, Any], link: str) -> str:
     """The search page as a notebook: the same query, facets and histogram."""
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
+    return _notebook(
         new_markdown_cell(
             "# failcat search\n\n"
             f"Query: `{variables.get('query') or '(all cases)'}`"
@@ -102,10 +109,7 @@ def search_notebook(base: str, variables: dict[str, Any], link: str) -> str:
                 if variables.get("filter")
                 else ""
             )
-            + f"\n\nThe page: <{link}>\n\n"
-            "Run it with `FAILCAT_CLIENT_ID` and `FAILCAT_CLIENT_SECRET` (or `FAILCAT_TOKEN`) "
-            "set; `FAILCAT_URL` overrides the instance. It fetches the data again through the "
-            "API: you see what your own client may see."
+            + f"\n\nThe page: <{link}>\n\n{HOW_TO_RUN}"
         ),
         new_code_cell(SETUP.format(base=base)),
         new_code_cell(
@@ -123,24 +127,13 @@ def search_notebook(base: str, variables: dict[str, Any], link: str) -> str:
             "bar_chart('cases per ' + VARIABLES['histogram'],"
             " [(b['value'][:10], b['count']) for b in result['histogram']])"
         ),
-    ]
-    return nbformat.writes(nb)
+    )
 
 
 def case_notebook(base: str, case_id: str, link: str) -> str:
     """The case page as a notebook: its facts, its history, its group by version."""
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        new_markdown_cell(
-            f"# failcat case {case_id}\n\nThe page: <{link}>\n\n"
-            "Run it with `FAILCAT_CLIENT_ID` and `FAILCAT_CLIENT_SECRET` (or `FAILCAT_TOKEN`) "
-            "set. It fetches the case again through the API."
-        ),
+    return _notebook(
+        new_markdown_cell(f"# failcat case {case_id}\n\nThe page: <{link}>\n\n{HOW_TO_RUN}"),
         new_code_cell(SETUP.format(base=base)),
         new_code_cell(
             f'CASE = """{queries.CASE.strip()}"""\n'
@@ -159,5 +152,4 @@ def case_notebook(base: str, case_id: str, link: str) -> str:
             "     if d['modelVersion']['version'] == c['modelVersion']['version'])\n"
             "     for c in group['cases']['nodes']}.items()))"
         ),
-    ]
-    return nbformat.writes(nb)
+    )

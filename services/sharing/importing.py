@@ -1,0 +1,65 @@
+"""The one import loop of public records (AVID reports, ATLAS case studies): each batch stored
+as cases through the catalog's ingest, and each stored case's original kept as a submitted
+annotation of the record's own taxonomy (unchanged ones are not stored again)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.annotation import service as annotations
+from services.catalog import service as catalog
+from shared.security import Principal
+
+BATCH = 500
+Progress = Callable[[str], None]
+
+
+async def import_records(
+    session: AsyncSession,
+    records: list[dict[str, Any]],
+    actor: Principal,
+    *,
+    taxonomy: Any,
+    annotator: str,
+    to_case: Callable[[dict[str, Any], set[str]], dict[str, Any]],
+    to_values: Callable[[dict[str, Any]], dict[str, Any]],
+    record_id: Callable[[dict[str, Any]], Any],
+    label: str,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """`to_case(record, known failure modes)` maps a record to a case, `to_values` to its
+    annotation; the answer counts statuses, annotations and mapped failure modes."""
+    _, modes = await catalog.taxonomy(session)
+    known = {m.code for m in modes}
+    counts: dict[str, int] = {}
+    annotated = unchanged = mapped = 0
+    errors: list[str] = []
+    for start in range(0, len(records), BATCH):
+        batch = records[start : start + BATCH]
+        cases = [to_case(r, known) for r in batch]
+        results = await catalog.ingest_cases(session, cases, actor)
+        for record, case, result in zip(batch, cases, results, strict=True):
+            counts[result.status] = counts.get(result.status, 0) + 1
+            if result.status == "invalid":
+                errors.append(f"{record_id(record)}: {result.errors}")
+                continue
+            if result.status not in ("created", "duplicate") or result.id is None:
+                continue
+            mapped += case["failure_mode"] is not None
+            changed = await annotations.record_submitted(
+                session, result.id, annotator, taxonomy, to_values(record), actor
+            )
+            annotated += changed
+            unchanged += not changed
+        if progress:
+            progress(f"{label} {min(start + BATCH, len(records))}/{len(records)}")
+    return {
+        "cases": counts,
+        "annotations": annotated,
+        "unchanged": unchanged,
+        "failure_mode_mapped": mapped,
+        "errors": errors[:20],
+    }
