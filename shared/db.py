@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -186,6 +187,17 @@ def database_error(exc: BaseException) -> FailcatError | None:
 # session.info key: what a unit of work changed, by kind ({"ingested": [case ids], ...});
 # written by shared.changes.record_change, handed to commit listeners after the commit.
 CHANGES = "failcat.changes"
+
+
+@asynccontextmanager
+async def driver_connection(session: Any) -> AsyncIterator[Any]:
+    """The driver's own connection (asyncpg, aiosqlite) under `session`'s transaction, for
+    reads that skip SQLAlchemy's per-row work. A session shared by concurrent resolvers (the
+    gateway's SerializedSession) is held for its turn meanwhile: a driver connection must
+    never run two statements at once."""
+    connection = await session.connection()
+    async with getattr(session, "turn", None) or contextlib.nullcontext():
+        yield (await connection.get_raw_connection()).driver_connection
 
 
 def _append_audit(session: Session) -> None:

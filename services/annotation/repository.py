@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from services.annotation.models import (
     ReviewBoard,
     ReviewSession,
 )
+from shared.db import driver_connection
 
 # SQLite binds at most 32766 variables per statement; stay well below for IN lists.
 IN_CHUNK = 5000
@@ -226,11 +226,9 @@ class AnnotationRepository:
             dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
         )
         params = [compiled.params[name] for name in compiled.positiontup or ()]
-        # The driver is used beside the session, so it takes the session's turn when it has
-        # one: a GraphQL request's resolvers (two agreement fields of one document) share it.
-        turn = getattr(self.session, "turn", None) or contextlib.nullcontext()
-        async with turn:
-            driver = (await connection.get_raw_connection()).driver_connection
+        # Two agreement fields of one GraphQL document share the session: driver_connection
+        # takes its turn.
+        async with driver_connection(self.session) as driver:
             if postgres:
                 rows = await driver.fetch(str(compiled), *params)
             else:

@@ -10,6 +10,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.models import AuditEntry, AuditHead
+from shared.db import driver_connection
 
 # The chain's columns in shared.audit.FIELDS order, then `hash`: verify and export read these.
 COLUMNS = (
@@ -84,11 +85,10 @@ class AuditRepository:
         processing was most of its time. Values are the driver's: `at` is ISO text on
         Postgres and SQLAlchemy's text form on SQLite ("YYYY-MM-DD HH:MM:SS.ffffff");
         `details` parsed on Postgres, JSON text on SQLite (canonical_row evens them out)."""
-        conn = await self.session.connection()
-        driver = (await conn.get_raw_connection()).driver_connection
-        if conn.dialect.name == "postgresql":
-            return list(await driver.fetch(RAW_PAGE_PG, after_seq, until_seq))
-        return list(await driver.execute_fetchall(RAW_PAGE_SQLITE, (after_seq, until_seq)))
+        async with driver_connection(self.session) as driver:
+            if self.session.bind.dialect.name == "postgresql":
+                return list(await driver.fetch(RAW_PAGE_PG, after_seq, until_seq))
+            return list(await driver.execute_fetchall(RAW_PAGE_SQLITE, (after_seq, until_seq)))
 
     async def seq_bounds(
         self, since: datetime | None, until: datetime | None
