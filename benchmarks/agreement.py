@@ -106,10 +106,8 @@ def blind_read(rounds: int) -> None:
     print(f"added by annotations + blind-read rule: {(with_rule / plain - 1) * 100:.1f}%")
 
 
-async def end_to_end(cases: int, per_case: int, annotators: int, postgres: bool) -> None:
-    import tempfile
-
-    from benchmarks.common import fresh_postgres, postgres_url
+async def populate(url: str, cases: int, per_case: int, annotators: int) -> None:
+    """Migrate `url` and store the ratings as submitted `failcat` severity annotations."""
     from services.annotation import service
     from services.annotation.models import Annotation
     from services.annotation.repository import AnnotationRepository
@@ -119,10 +117,6 @@ async def end_to_end(cases: int, per_case: int, annotators: int, postgres: bool)
     from shared.migrate import upgrade_async
     from shared.security import SYSTEM
 
-    if postgres:
-        url = await fresh_postgres(postgres_url())
-    else:
-        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db"
     await upgrade_async(url)
     db = Database(url)
     data = ratings(cases, per_case, annotators)
@@ -166,7 +160,7 @@ async def end_to_end(cases: int, per_case: int, annotators: int, postgres: bool)
                 for r in data
             ],
         )
-    if postgres:
+    if url.startswith("postgresql"):
         # What autovacuum would do after such a load: without statistics the planner
         # expects one row and picks a nested loop.
         from sqlalchemy import text
@@ -174,6 +168,25 @@ async def end_to_end(cases: int, per_case: int, annotators: int, postgres: bool)
         async with db.engine.connect() as conn:
             await conn.execute(text("COMMIT"))
             await conn.execute(text("ANALYZE"))
+    await db.dispose()
+
+
+async def end_to_end(cases: int, per_case: int, annotators: int, postgres: bool) -> None:
+    import tempfile
+
+    from benchmarks.common import fresh_postgres, postgres_url
+    from services.annotation import service
+    from services.annotation.repository import AnnotationRepository
+    from services.catalog import service as catalog
+    from shared.db import Database
+    from shared.security import SYSTEM
+
+    if postgres:
+        url = await fresh_postgres(postgres_url())
+    else:
+        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db"
+    await populate(url, cases, per_case, annotators)
+    db = Database(url)
     kind = "Postgres" if postgres else "SQLite"
     # Where the time goes: the rows alone (the database's part), then the whole call.
     best = float("inf")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import String, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
@@ -195,24 +196,32 @@ class AnnotationRepository:
         empty value.
 
         Agreement reads 100,000 of these at a time, and decoding rows was its cost: the
-        database extracts the one value and the month, and the driver's rows go straight
-        into four columns (no Row objects, no type processing, no tuple per row).
-        `as_text`: the value as text (a string, or a number), not JSON: for scalar fields."""
+        database extracts the one value and the month and aggregates each column into one
+        array (Postgres' array_agg, which asyncpg decodes in C; SQLite's json_group_array,
+        which orjson parses), so the answer is one row of four lists: no row objects, no
+        tuple per rating. The arrays of one SELECT follow the same row order.
+        `as_text`: the value as text (a string, or a number), not JSON: for scalar fields.
+        SQLite gives each value as it is stored in JSON (a string, number, bool or list):
+        its json_extract would round a float to 15 digits inside json_group_array."""
         connection = await self.session.connection()
         postgres = connection.dialect.name == "postgresql"
         values = Annotation.__table__.c["values"]
         if postgres:
             month = func.to_char(func.timezone("UTC", Annotation.submitted_at), "YYYY-MM")
-            value = values.op("->>" if as_text else "->")(literal(field, String))
+            value = values.op("->" if not as_text else "->>")(literal(field, String))
+            given = value
         else:
             # Stored as "YYYY-MM-DD HH:MM:SS..." in UTC (shared.db.UTCDateTime): its start.
             month = func.substr(Annotation.submitted_at, 1, 7)
             if '"' in field:  # a JSON path label cannot hold a double quote: by key
                 each = func.json_each(values).table_valued("key", "value")
                 value = select(each.c.value).where(each.c.key == field).scalar_subquery()
+                given = value
             else:
-                value = func.json_extract(values, literal(f'$."{field}"', String))
-        stmt = select(Annotation.case_id, Annotation.annotator, value, month).where(
+                path = literal(f'$."{field}"', String)
+                value = func.json_extract(values, path)
+                given = values.op("->")(path)  # the JSON text: json_group_array keeps it
+        stmt = select(Annotation.annotator).where(
             Annotation.taxonomy == taxonomy,
             Annotation.status == "submitted",
             Annotation.case_id.in_(visible_ids),
@@ -222,6 +231,10 @@ class AnnotationRepository:
             stmt = stmt.where(value != "")
         if annotators:
             stmt = stmt.where(Annotation.annotator.in_(list(annotators)))
+        aggregate = func.array_agg if postgres else func.json_group_array
+        stmt = stmt.with_only_columns(
+            *(aggregate(c) for c in (Annotation.case_id, Annotation.annotator, given, month))
+        )
         compiled = stmt.compile(
             dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
         )
@@ -230,19 +243,16 @@ class AnnotationRepository:
         # takes its turn.
         async with driver_connection(self.session) as driver:
             if postgres:
-                rows = await driver.fetch(str(compiled), *params)
+                row = await driver.fetchrow(str(compiled), *params)
+                columns = [list(c) if c is not None else [] for c in row]
             else:
                 cursor = await driver.execute(str(compiled), params)
                 try:
-                    rows = await cursor.fetchall()
+                    row = await cursor.fetchone()
                 finally:
                     await cursor.close()
-        return (
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-            [r[3] for r in rows],
-        )
+                columns = [orjson.loads(c) for c in row]
+        return columns[0], columns[1], columns[2], columns[3]
 
     async def submitted_groups(self, visible_ids: Select) -> list[tuple[str, str, int, Any]]:
         """(case, taxonomy, annotations submitted, latest submission) on visible cases."""

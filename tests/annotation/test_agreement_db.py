@@ -1,6 +1,7 @@
 """Agreement read from the database (the narrow, driver-level read) equals the statistics
 over the same ratings given directly, for every kind of field: enum, ordinal, set-valued,
-bool, int; empty values are no units. Both backends."""
+bool, int, float (a float's every digit: 0.1 + 0.2 is not 0.3); empty values are no
+units. Both backends."""
 
 from __future__ import annotations
 
@@ -23,15 +24,19 @@ FIELDS = [
     TaxonomyField(name="tags", type="multi_enum", permitted_values=["x", "y", "z"]),
     TaxonomyField(name="harmful", type="bool"),
     TaxonomyField(name="count", type="int"),
+    TaxonomyField(name="score", type="float"),
     TaxonomyField(name='odd "name"', type="enum", permitted_values=["p", "q"]),
 ]
 # Per case, per annotator: what each gave (None: left empty).
 GIVEN = [
-    ({"kind": "a", "grade": "lo", "tags": ["x"], "harmful": True, "count": 1, 'odd "name"': "p"},
+    ({"kind": "a", "grade": "lo", "tags": ["x"], "harmful": True, "count": 1, "score": 0.1 + 0.2,
+      'odd "name"': "p"},
      {"kind": "a", "grade": "mid", "tags": ["x", "y"], "harmful": True, "count": 1,
+      "score": 0.30000000000000004, 'odd "name"': "p"}),
+    ({"kind": "b", "grade": "hi", "tags": ["z"], "harmful": False, "count": 3, "score": 2.5,
+      'odd "name"': "q"},
+     {"kind": "c", "grade": "hi", "tags": ["z"], "harmful": True, "count": 2, "score": 2.5,
       'odd "name"': "p"}),
-    ({"kind": "b", "grade": "hi", "tags": ["z"], "harmful": False, "count": 3, 'odd "name"': "q"},
-     {"kind": "c", "grade": "hi", "tags": ["z"], "harmful": True, "count": 2, 'odd "name"': "p"}),
     ({"kind": "c", "grade": "mid", "tags": [], "harmful": False, "count": 0},
      {"kind": "c", "grade": "mid", "tags": ["y"], "harmful": False, "count": 0,
       'odd "name"': "q"}),
