@@ -1,15 +1,17 @@
 """Agreement statistics over (unit, coder, value) ratings: Cohen's kappa per coder pair,
 Fleiss' kappa and Krippendorff's alpha, each with n and a bootstrap 95% interval.
 
-Vectorised with numpy. The bootstrap resamples units with replacement; units with the same
-value counts are interchangeable, so a resample is drawn as multinomial counts over the
-distinct count patterns (a few hundred at most for a small value set), which gives the same
-distribution as drawing units one by one at a fraction of the cost. A coder pair's kappa
-depends only on its confusion matrix, so its resamples are multinomial draws over the cells.
+Vectorised with numpy. Alpha and Fleiss' kappa depend on a unit only through its value
+counts, and units with the same counts are interchangeable: both are computed once over the
+distinct count patterns (a few hundred at most for a small value set) weighted by how many
+units have each, for the point value, for each month, and for the bootstrap, which draws a
+resample of units as multinomial counts over the patterns (the same distribution as drawing
+units one by one at a fraction of the cost). A coder pair's kappa depends only on its
+confusion matrix, so its resamples are multinomial draws over the cells.
 
-Krippendorff's alpha's point value comes from the `krippendorff` package (nominal, ordinal);
-the bootstrap (and set-valued fields, with the Jaccard distance) use the coincidence matrix
-computed here, which the tests check equals the package's figure.
+Krippendorff's alpha is computed here from the coincidence matrix (nominal, ordinal, and
+set-valued fields with the Jaccard distance); the tests check it equals the `krippendorff`
+package's figure and Krippendorff's published examples.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from datetime import datetime
 from itertools import combinations
 from typing import Any, Literal
 
-import krippendorff
 import numpy as np
 
 Level = Literal["nominal", "ordinal", "set"]
@@ -112,41 +113,90 @@ class Encoded:
     units: np.ndarray  # unit index per rating
     coders: np.ndarray  # coder index per rating
     values: np.ndarray  # category index per rating
-    unit_names: list[str]
+    n_units: int
     coder_names: list[str]
     categories: list[Hashable]
 
 
-def _codes(column: list[Any], names: list[Any]) -> np.ndarray:
-    index = {name: i for i, name in enumerate(names)}
-    return np.array([index[v] for v in column], dtype=np.int64)
+def _codes(column: list[Any], key: Any = None, order: Sequence[Any] | None = None) -> Any:
+    """(codes, names): names sorted (by `key`; values of `order` first, in its order), each
+    item's code its name's index. One dict lookup per item, in first-seen order, then a
+    renumbering of the few distinct names in numpy."""
+    first, index = _first_seen(column)
+    seen = list(index)
+    if order is not None:
+        ordered = [v for v in order if v in index]
+        names = ordered + sorted(set(seen) - set(ordered), key=key)
+    else:
+        names = sorted(seen, key=key)
+    rank = np.empty(len(seen), dtype=np.int64)
+    rank[[index[name] for name in names]] = np.arange(len(names))
+    return rank[first], names
+
+
+def _first_seen(column: list[Any]) -> tuple[np.ndarray, dict[Any, int]]:
+    """Codes by first appearance, and the code of each distinct item. The loops run in C
+    (dict.fromkeys, map), not one Python step per item."""
+    index: dict[Any, int] = dict.fromkeys(column)  # type: ignore[arg-type]
+    for code, name in enumerate(index):
+        index[name] = code
+    codes = np.fromiter(map(index.__getitem__, column), dtype=np.int64, count=len(column))
+    return codes, index
 
 
 def encode(ratings: Sequence[Rating] | Columns, order: Sequence[Hashable] | None = None) -> Encoded:
-    """Integer codes; an ordinal field's categories keep `order` (first to last)."""
+    """Integer codes; an ordinal field's categories keep `order` (first to last). Units are
+    numbered as they come; coders and categories sorted."""
     cols = ratings if isinstance(ratings, Columns) else Columns.of(ratings)
-    unit_names = sorted(set(cols.units))
-    coder_names = sorted(set(cols.coders))
-    seen = set(cols.values)
-    if order is not None:
-        categories = [v for v in order if v in seen] + sorted(seen - set(order), key=str)
-    else:
-        categories = sorted(seen, key=str)
-    return Encoded(
-        _codes(cols.units, unit_names),
-        _codes(cols.coders, coder_names),
-        _codes(cols.values, categories),
-        unit_names,
-        coder_names,
-        categories,
-    )
+    units, unit_index = _first_seen(cols.units)  # units' order matters to no statistic
+    coders, coder_names = _codes(cols.coders)
+    values, categories = _codes(cols.values, str, order)
+    return Encoded(units, coders, values, len(unit_index), coder_names, categories)
 
 
 def value_counts(enc: Encoded) -> np.ndarray:
     """units x categories: how many coders gave each value to each unit."""
     k = len(enc.categories)
-    flat = np.bincount(enc.units * k + enc.values, minlength=len(enc.unit_names) * k)
-    return flat.reshape(len(enc.unit_names), k).astype(np.float64)
+    flat = np.bincount(enc.units * k + enc.values, minlength=enc.n_units * k)
+    return flat.reshape(enc.n_units, k).astype(np.float64)
+
+
+@dataclass(slots=True)
+class Patterns:
+    """The distinct value-count rows of the pairable units (>= 2 values), in lexicographic
+    order (np.unique's, so resamples draw exactly as over np.unique(axis=0)), how many
+    units have each, and each unit's pattern (-1: not pairable)."""
+
+    rows: np.ndarray  # P x K
+    freq: np.ndarray  # P
+    of_unit: np.ndarray  # U
+
+    @property
+    def n(self) -> int:
+        return int(self.freq.sum())
+
+
+def patterns(counts: np.ndarray) -> Patterns:
+    m = counts.sum(1)
+    pairable = m >= 2
+    of_unit = np.full(len(counts), -1, dtype=np.int64)
+    rows = counts[pairable].astype(np.int64)
+    k = counts.shape[1]
+    if len(rows) == 0:
+        return Patterns(np.zeros((0, k)), np.zeros(0, dtype=np.int64), of_unit)
+    base = int(m.max()) + 1
+    if k * np.log2(base) < 62:
+        # Each row as one integer, first column most significant: the same order, and a
+        # 1-D unique instead of a sort of rows.
+        keys = rows @ (base ** np.arange(k - 1, -1, -1, dtype=np.int64))
+        _, first, inverse, freq = np.unique(
+            keys, return_index=True, return_inverse=True, return_counts=True
+        )
+        distinct = rows[first]
+    else:
+        distinct, inverse, freq = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+    of_unit[pairable] = inverse.reshape(-1)
+    return Patterns(distinct.astype(np.float64), freq, of_unit)
 
 
 # --- distances ------------------------------------------------------------------------------
@@ -212,15 +262,14 @@ def _fleiss_from(weights: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def _resampled(
-    counts: np.ndarray, resamples: int, rng: np.random.Generator, statistic: Any
+    pat: Patterns, resamples: int, rng: np.random.Generator, statistic: Any
 ) -> np.ndarray:
-    patterns, freq = np.unique(counts, axis=0, return_counts=True)
-    total = int(freq.sum())
+    total = pat.n
     out = []
     for start in range(0, resamples, CHUNK):
         size = min(CHUNK, resamples - start)
-        weights = rng.multinomial(total, freq / total, size=size).astype(np.float64)
-        out.append(statistic(weights, patterns))
+        weights = rng.multinomial(total, pat.freq / total, size=size).astype(np.float64)
+        out.append(statistic(weights, pat.rows))
     return np.concatenate(out) if out else np.empty(0)
 
 
@@ -234,25 +283,29 @@ def cohen_kappa(confusion: np.ndarray) -> np.ndarray:
 
 
 # --- the report -----------------------------------------------------------------------------
-def krippendorff_alpha(counts: np.ndarray, level: Level, categories: Sequence[Hashable]) -> float:
-    pairable = counts[counts.sum(1) >= 2]
-    if len(pairable) == 0 or len(categories) < 1:
-        return float("nan")
+def _fixed_distances(level: Level, categories: Sequence[Hashable]) -> np.ndarray | None:
+    """The metric when it does not depend on the marginals (ordinal's does: None)."""
     if level == "set":
-        return float(
-            _alpha_from(
-                np.ones((1, len(pairable))), pairable, level, jaccard_distances(categories)
-            )[0]
-        )
-    if len(categories) == 1:
-        return float("nan")  # no variation: alpha is undefined
-    return float(
-        krippendorff.alpha(
-            value_counts=pairable,
-            value_domain=list(range(len(categories))),
-            level_of_measurement=level,
-        )
-    )
+        return jaccard_distances(categories)
+    if level == "nominal":
+        return 1.0 - np.eye(len(categories))
+    return None
+
+
+def _alphas(
+    weights: np.ndarray, pat: Patterns, level: Level, categories: Sequence[Hashable]
+) -> np.ndarray:
+    """Alpha for each row of weights over the patterns; NaN where undefined (no pairable
+    unit, or a single category outside set-valued fields: no variation)."""
+    if len(pat.rows) == 0 or len(categories) < 1 or (level != "set" and len(categories) == 1):
+        return np.full(len(weights), np.nan)
+    return _alpha_from(weights, pat.rows, level, _fixed_distances(level, categories))
+
+
+def krippendorff_alpha(counts: np.ndarray, level: Level, categories: Sequence[Hashable]) -> float:
+    """Alpha over a units x categories count matrix."""
+    pat = patterns(counts)
+    return float(_alphas(pat.freq[None].astype(np.float64), pat, level, categories)[0])
 
 
 def agreement(
@@ -268,23 +321,19 @@ def agreement(
         return AgreementReport(level, 0, [], Estimate(None), Estimate(None))
     cols = ratings if isinstance(ratings, Columns) else Columns.of(ratings)
     enc = encode(cols, order if level == "ordinal" else None)
-    counts = value_counts(enc)
-    pairable = counts[counts.sum(1) >= 2]
-    n_units = len(pairable)
-    fixed = None
-    if level == "set":
-        fixed = jaccard_distances(enc.categories)
-    elif level == "nominal":
-        fixed = 1.0 - np.eye(len(enc.categories))
+    pat = patterns(value_counts(enc))
+    n_units = pat.n
+    fixed = _fixed_distances(level, enc.categories)
+    once = pat.freq[None].astype(np.float64)
 
-    alpha_value = krippendorff_alpha(counts, level, enc.categories)
-    fleiss_value = _fleiss_from(np.ones((1, n_units)), pairable)[0] if n_units else np.nan
+    alpha_value = _alphas(once, pat, level, enc.categories)[0]
+    fleiss_value = _fleiss_from(once, pat.rows)[0] if n_units else np.nan
     alpha_ci = fleiss_ci = (None, None)
     if resamples and n_units >= 2:
         alpha_ci = _interval(
-            _resampled(pairable, resamples, rng, lambda w, p: _alpha_from(w, p, level, fixed))
+            _resampled(pat, resamples, rng, lambda w, p: _alpha_from(w, p, level, fixed))
         )
-        fleiss_ci = _interval(_resampled(pairable, resamples, rng, _fleiss_from))
+        fleiss_ci = _interval(_resampled(pat, resamples, rng, _fleiss_from))
 
     return AgreementReport(
         level=level,
@@ -293,13 +342,13 @@ def agreement(
         fleiss=Estimate(_num(fleiss_value), *fleiss_ci, n=n_units),
         alpha=Estimate(_num(alpha_value), *alpha_ci, n=n_units),
         distribution=_distribution(enc),
-        by_month=_by_month(cols.months, enc, level),
+        by_month=_by_month(cols.months, enc, pat, level),
     )
 
 
 def _pairs(enc: Encoded, resamples: int, rng: np.random.Generator) -> list[PairKappa]:
     k = len(enc.categories)
-    n_units, n_coders = len(enc.unit_names), len(enc.coder_names)
+    n_units, n_coders = enc.n_units, len(enc.coder_names)
     grid = np.full((n_coders, n_units), -1, dtype=np.int64)
     grid[enc.coders, enc.units] = enc.values
     out = []
@@ -340,21 +389,27 @@ def _distribution(enc: Encoded) -> dict[str, dict[str, int]]:
     return out
 
 
-def _by_month(months: list[str | None], enc: Encoded, level: Level) -> list[MonthAgreement]:
-    """Alpha per month of a unit's latest rating (no interval: months are small)."""
-    known = sorted({m for m in months if m})
+def _by_month(
+    months: list[str | None], enc: Encoded, pat: Patterns, level: Level
+) -> list[MonthAgreement]:
+    """Alpha per month of a unit's latest rating (no interval: months are small): each
+    month's units weight the patterns, and one call computes every month's alpha."""
+    per_rating, known = _codes(months, order=None, key=lambda m: m or "")
+    if None in known:  # unknown months code below every known one
+        gap = known.index(None)
+        per_rating = np.where(per_rating == gap, -1, per_rating - (per_rating > gap))
+        known.remove(None)
     if not known:
         return []
-    code = {m: i for i, m in enumerate(known)}
-    per_rating = np.array([code[m] if m else -1 for m in months], dtype=np.int64)
-    latest = np.full(len(enc.unit_names), -1, dtype=np.int64)
+    latest = np.full(enc.n_units, -1, dtype=np.int64)
     np.maximum.at(latest, enc.units, per_rating)
-    counts = value_counts(enc)
-    out = []
-    for i, month in enumerate(known):
-        rows = counts[latest == i]
-        n = int((rows.sum(1) >= 2).sum())
-        if n:
-            alpha = krippendorff_alpha(rows, level, enc.categories)
-            out.append(MonthAgreement(month, n, _num(alpha)))
-    return out
+    used = (pat.of_unit >= 0) & (latest >= 0)
+    p = len(pat.rows)
+    weights = np.bincount(latest[used] * p + pat.of_unit[used], minlength=len(known) * p).reshape(
+        len(known), p
+    )
+    n = weights.sum(1)
+    alphas = _alphas(weights.astype(np.float64), pat, level, enc.categories)
+    return [
+        MonthAgreement(month, int(n[i]), _num(alphas[i])) for i, month in enumerate(known) if n[i]
+    ]
