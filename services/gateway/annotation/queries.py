@@ -6,6 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from services.annotation import boards, service
+from services.annotation.agreement import RESAMPLES
 from services.gateway.annotation.types import (
     Agreement,
     AnnotationQueue,
@@ -15,10 +16,20 @@ from services.gateway.annotation.types import (
     ReviewSession,
     agreement_of,
 )
+from services.gateway.catalog.loaders import selected_under
 from services.gateway.pagination import check_page_size
 from services.gateway.permissions import scoped
 from shared.errors import Forbidden
 from shared.security import Scope
+
+# Where an interval's bounds can be selected below Query.agreement.
+INTERVALS = (("krippendorffAlpha",), ("fleissKappaInterval",), ("pairs", "cohenKappaInterval"))
+
+
+def _asks_interval(info: Info) -> bool:
+    """The bootstrap is most of agreement's cost: run it only when a bound is selected
+    (the point values and n do not need it)."""
+    return bool({"low", "high"} & selected_under(info, *INTERVALS))
 
 
 @strawberry.type
@@ -59,7 +70,8 @@ class AnnotationQuery:
     @strawberry.field(
         permission_classes=scoped(Scope.CASES_READ),
         description="Agreement on one taxonomy field over the submitted annotations of the "
-        "cases the caller sees (narrowed by a search query and annotators).",
+        "cases the caller sees (narrowed by a search query and annotators). The bootstrap "
+        "interval (1,000 resamples) is computed only when a bound (low, high) is selected.",
     )
     async def agreement(
         self,
@@ -82,6 +94,7 @@ class AnnotationQuery:
             info.context.principal,
             annotators=annotators,
             case_ids=case_ids,
+            resamples=RESAMPLES if _asks_interval(info) else 0,
         )
         return agreement_of(taxonomy, field, report)
 
