@@ -7,8 +7,11 @@ interval and with a 1,000-resample bootstrap, for a nominal and an ordinal field
     .venv/bin/python -m benchmarks.agreement [--cases 20000] [--per-case 5] [--annotators 10]
     .venv/bin/python -m benchmarks.agreement --blind-read [--rounds 300]
 
---end-to-end stores the annotations in a fresh embedded database (and Postgres with
---postgres) and times the service's `agreement` call: loading the rows and the statistics.
+--end-to-end [--postgres] stores the annotations in a fresh embedded database (then a fresh
+Postgres one with --postgres) and times each stage: the load, encoding, the count patterns,
+Cohen's pairs, Fleiss, Krippendorff, the bootstrap, then the whole: in memory,
+`service.agreement`, `Query.agreement` over HTTP (served; with and without the interval's
+bounds) and `failcat agreement` as a new process. Print the figures, with the machine's load.
 
 --blind-read serves failcat (embedded) and times `case(id)` alone and with `annotations`
 for a caller who annotates the case (so the blind-read rule is evaluated): the rule's target
@@ -171,35 +174,85 @@ async def populate(url: str, cases: int, per_case: int, annotators: int) -> None
     await db.dispose()
 
 
-async def end_to_end(cases: int, per_case: int, annotators: int, postgres: bool) -> None:
-    import tempfile
+def row(label: str, ms: float, note: str = "") -> None:
+    print(f"  {label:36s} {ms:8.1f} ms  {note}".rstrip())
 
-    from benchmarks.common import fresh_postgres, postgres_url
+
+def best_of(fn, repeat: int = 3) -> float:
+    """Best wall time of `fn()` in ms."""
+    return timed(fn, repeat)[0] * 1000
+
+
+def stages(cols: stats.Columns, order: list[str]) -> None:
+    """Each stage of the computation on the columns the database gave."""
+    rng = np.random.default_rng(0)
+    level = "ordinal"
+    enc = stats.encode(cols, order)
+    pat = stats.patterns(stats.value_counts(enc))
+    once = pat.freq[None].astype(np.float64)
+    fixed = stats._fixed_distances(level, enc.categories)
+    figures = {
+        "encode to integer codes": lambda: stats.encode(cols, order),
+        "count patterns": lambda: stats.patterns(stats.value_counts(enc)),
+        "Cohen, 45 pairs": lambda: stats._pairs(enc, 0, rng),
+        "Fleiss": lambda: stats._fleiss_from(once, pat.rows),
+        "Krippendorff": lambda: stats._alphas(once, pat, level, enc.categories),
+        "by month": lambda: stats._by_month(cols.months, enc, pat, level),
+        "bootstrap alpha+Fleiss x1000": lambda: (
+            stats._resampled(pat, 1000, rng, lambda w, p: stats._alpha_from(w, p, level, fixed)),
+            stats._resampled(pat, 1000, rng, stats._fleiss_from),
+        ),
+        "bootstrap Cohen x1000, 45 pairs": lambda: stats._pairs(enc, 1000, rng),
+    }
+    for name, fn in figures.items():
+        row(name, best_of(fn))
+    for resamples in (0, 1000):
+        ms = best_of(lambda r=resamples: stats.agreement(cols, level, order=order, resamples=r))
+        row(f"in memory, resamples={resamples}", ms)
+
+
+AGREEMENT = """query { agreement(taxonomy: "failcat", field: "severity") {
+  n fleissKappa krippendorffAlpha { value %s } pairs { a b n cohenKappa } } }"""
+
+
+async def end_to_end(cases: int, per_case: int, annotators: int, postgres: bool) -> None:
+    import asyncio
+
+    import httpx
+
+    from benchmarks.common import fresh_postgres, migrated_env, postgres_url, served, token
     from services.annotation import service
     from services.annotation.repository import AnnotationRepository
     from services.catalog import service as catalog
     from shared.db import Database
     from shared.security import SYSTEM
 
-    if postgres:
-        url = await fresh_postgres(postgres_url())
-    else:
-        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db"
+    extra = {"FAILCAT_DATABASE_URL": await fresh_postgres(postgres_url())} if postgres else {}
+    env, data_dir = migrated_env("failcat-bench-agreement-", **extra)
+    url = env.get("FAILCAT_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir}/catalog.db")
+    env = {**env, "FAILCAT_DATABASE_URL": url, "FAILCAT_RUN_INDEXER_IN_PROCESS": "false"}
     await populate(url, cases, per_case, annotators)
     db = Database(url)
     kind = "Postgres" if postgres else "SQLite"
-    # Where the time goes: the rows alone (the database's part), then the whole call.
+    print(f"{kind}: {cases * per_case:,} annotations of {cases:,} cases by {annotators}")
+
+    # Where the time goes: the rows alone (the database's part), then each computation.
+    async def load() -> stats.Columns:
+        async with db.transaction() as s:
+            return stats.Columns(
+                *await AnnotationRepository(s).submitted(
+                    "failcat", "severity", catalog.visible_case_ids(SYSTEM), as_text=True
+                )
+            )
+
     best = float("inf")
     for _ in range(3):
-        async with db.transaction() as s:
-            start = time.perf_counter()
-            units, *_ = await AnnotationRepository(s).submitted(
-                "failcat", "severity", catalog.visible_case_ids(SYSTEM), as_text=True
-            )
-            best = min(best, time.perf_counter() - start)
-    print(
-        f"{kind} loaded {len(units):,} rows (case, annotator, value, month): {best * 1000:8.1f} ms"
-    )
+        start = time.perf_counter()
+        cols = await load()
+        best = min(best, time.perf_counter() - start)
+    row(f"load {len(cols):,} ratings", best * 1000)
+    stages(cols, GRADES)
+
     for resamples in (0, 1000):
         best = float("inf")
         for _ in range(3):
@@ -209,11 +262,62 @@ async def end_to_end(cases: int, per_case: int, annotators: int, postgres: bool)
                     s, "failcat", "severity", SYSTEM, resamples=resamples
                 )
                 best = min(best, time.perf_counter() - start)
-        print(
-            f"{kind} end to end, severity (ordinal), resamples={resamples:5d}: "
-            f"{best * 1000:8.1f} ms  n={report.n} alpha={report.alpha.value:.4f}"
-        )
+        note = f"n={report.n} alpha={report.alpha.value:.4f}"
+        row(f"service.agreement, resamples={resamples}", best * 1000, note)
     await db.dispose()
+
+    with served(env) as base:
+        headers = {"Authorization": f"Bearer {token(base, data_dir)}"}
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
+            for label, bounds in (("Query.agreement, points", ""), ("... with bounds", "low high")):
+                body = {"query": AGREEMENT % bounds}
+                best = float("inf")
+                for _ in range(3):
+                    start = time.perf_counter()
+                    answer = (await client.post("/graphql", json=body)).json()
+                    best = min(best, time.perf_counter() - start)
+                    assert "errors" not in answer, answer
+                row(label, best * 1000, "(HTTP, served)")
+    await asyncio.to_thread(cli_figures, env)
+    if postgres:
+        await drop_postgres(url)
+
+
+def cli_figures(env: dict[str, str]) -> None:
+    """`failcat agreement` as a user runs it: a new process, imports included."""
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.common import ROOT
+
+    run_env = {**os.environ, **env}
+    for resamples in (0, 1000):
+        argv = [sys.executable, "-m", "services.gateway.cli", "agreement", "--taxonomy"]
+        argv += ["failcat", "--field", "severity", "--resamples", str(resamples)]
+        best = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            subprocess.run(argv, cwd=ROOT, env=run_env, check=True, capture_output=True)
+            best = min(best, time.perf_counter() - start)
+        row(f"failcat agreement --resamples {resamples}", best * 1000, "(a new process)")
+    imports = [sys.executable, "-c", "import services.gateway.cli, services.annotation.service"]
+    start = time.perf_counter()
+    subprocess.run(imports, cwd=ROOT, env=run_env, check=True)
+    row("  of which Python starting, imports", (time.perf_counter() - start) * 1000)
+
+
+async def drop_postgres(url: str) -> None:
+    import asyncpg
+
+    base, name = url.rsplit("/", 1)
+    conn = await asyncpg.connect(
+        (base + "/postgres").replace("postgresql+asyncpg://", "postgresql://")
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 def main() -> None:
@@ -229,7 +333,8 @@ def main() -> None:
     if args.end_to_end:
         import asyncio
 
-        asyncio.run(end_to_end(args.cases, args.per_case, args.annotators, args.postgres))
+        for postgres in (False, True) if args.postgres else (False,):
+            asyncio.run(end_to_end(args.cases, args.per_case, args.annotators, postgres))
         return
     if args.blind_read:
         blind_read(args.rounds)

@@ -176,3 +176,107 @@ def test_aiid_taxonomy_fields_are_imported_as_they_are():
     assert cset["Entities"].type == "object_list" and cset["Entities"].subfields
     gmf = taxonomy_fields(taxa["GMF"]["field_list"])
     assert len(gmf) == len(taxa["GMF"]["field_list"])
+
+
+# Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability": 4 observers, 12 units.
+KRIPPENDORFF_2011 = [
+    "1 2 3 3 2 1 4 1 2 . . .",
+    "1 2 3 3 2 2 4 1 2 5 . 3",
+    ". 3 3 3 2 3 4 2 2 5 1 .",
+    "1 2 3 3 2 4 4 1 2 5 1 .",
+]
+# Fleiss (1971) as Wikipedia tabulates it: 10 subjects, 14 raters each, 5 categories.
+FLEISS_1971 = [
+    [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
+    [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
+]  # fmt: skip
+
+
+def test_published_examples():
+    """The textbook figures: Krippendorff's alpha .743 nominal and .815 ordinal, Fleiss'
+    kappa .210, Cohen's kappa .4 (20 yes-yes, 5 yes-no, 10 no-yes, 15 no-no)."""
+    kripp = [
+        stats.Rating(f"unit-{u}", f"observer-{o}", value)
+        for o, line in enumerate(KRIPPENDORFF_2011)
+        for u, value in enumerate(line.split())
+        if value != "."
+    ]
+    assert round(stats.agreement(kripp, "nominal", resamples=0).alpha.value, 3) == 0.743
+    ordinal = stats.agreement(kripp, "ordinal", order=list("12345"), resamples=0)
+    assert round(ordinal.alpha.value, 3) == 0.815
+    assert ordinal.n == 11  # unit 12 has one value: no pairable unit
+
+    fleiss = [
+        stats.Rating(f"subject-{s}", f"rater-{r}", category)
+        for s, row in enumerate(FLEISS_1971)
+        for r, category in enumerate(c for c, k in enumerate(row) for _ in range(k))
+    ]
+    assert round(stats.agreement(fleiss, "nominal", resamples=0).fleiss.value, 3) == 0.210
+
+    cells = [("yes", "yes")] * 20 + [("yes", "no")] * 5 + [("no", "yes")] * 10
+    cells += [("no", "no")] * 15
+    cohen = [
+        stats.Rating(f"proposal-{i}", who, value)
+        for i, pair in enumerate(cells)
+        for who, value in zip(("a", "b"), pair, strict=True)
+    ]
+    [pair] = stats.agreement(cohen, "nominal", resamples=0).pairs
+    assert pair.n == 50 and pair.kappa.value == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_alpha_and_fleiss_equal_the_packages_on_random_ratings_and_per_month(seed):
+    """Random ratings (missing values, units with a single value, few categories): alpha
+    equals the krippendorff package's, overall and for each month's units; Fleiss' kappa
+    equals statsmodels' when every unit has the same number of raters."""
+    from datetime import UTC, datetime
+
+    rng = np.random.default_rng(seed)
+    units, coders, k = int(rng.integers(5, 60)), int(rng.integers(2, 6)), int(rng.integers(2, 5))
+    level = "ordinal" if seed % 2 else "nominal"
+    matrix = rng.integers(0, k, (coders, units)).astype(float)
+    matrix[rng.random((coders, units)) < 0.3] = np.nan
+    month = rng.integers(1, 4, units)
+    ratings = [
+        stats.Rating(
+            f"u{u}", f"c{c}", f"v{int(matrix[c, u])}", datetime(2025, month[u], 1, tzinfo=UTC)
+        )
+        for c in range(coders)
+        for u in range(units)
+        if not np.isnan(matrix[c, u])
+    ]
+    order = [f"v{i}" for i in range(k)]
+    report = stats.agreement(ratings, level, order=order, resamples=0)
+
+    def package(columns: np.ndarray) -> float:
+        if (np.sum(~np.isnan(columns), 0) >= 2).sum() == 0:
+            return float("nan")
+        with np.errstate(divide="ignore", invalid="ignore"):  # no variation: NaN
+            return krippendorff.alpha(
+                reliability_data=columns, level_of_measurement=level, value_domain=range(k)
+            )
+
+    expected = package(matrix)
+    assert report.alpha.value == pytest.approx(expected, abs=1e-12, nan_ok=True) or (
+        report.alpha.value is None and np.isnan(expected)
+    )
+    by_month = {m.month: m for m in report.by_month}
+    for m in range(1, 4):
+        columns = matrix[:, month == m]
+        n = int((np.sum(~np.isnan(columns), 0) >= 2).sum())
+        if not n:
+            assert f"2025-0{m}" not in by_month
+            continue
+        got = by_month[f"2025-0{m}"]
+        assert got.n == n
+        value = package(columns)
+        assert (got.alpha is None and np.isnan(value)) or got.alpha == pytest.approx(
+            value, abs=1e-12
+        )
+
+    full = np.all(~np.isnan(matrix), 0)
+    if full.sum() >= 2:
+        dense = [r for r in ratings if full[int(r.unit[1:])]]
+        table, _ = aggregate_raters(matrix[:, full].T)
+        got = stats.agreement(dense, level, order=order, resamples=0).fleiss.value
+        assert got == pytest.approx(fleiss_kappa(table), abs=1e-12, nan_ok=True)
