@@ -302,12 +302,6 @@ def _alphas(
     return _alpha_from(weights, pat.rows, level, _fixed_distances(level, categories))
 
 
-def krippendorff_alpha(counts: np.ndarray, level: Level, categories: Sequence[Hashable]) -> float:
-    """Alpha over a units x categories count matrix."""
-    pat = patterns(counts)
-    return float(_alphas(pat.freq[None].astype(np.float64), pat, level, categories)[0])
-
-
 def agreement(
     ratings: Sequence[Rating] | Columns,
     level: Level,

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import compress
 from typing import Any
 
 import orjson
@@ -846,11 +847,9 @@ async def review_trails(
 
 # --- agreement -----------------------------------------------------------------------------------
 def _columns_where(cols: stats.Columns, keep: list[bool]) -> stats.Columns:
+    # itertools.compress: the loop runs in C (100,000 ratings, four columns).
     return stats.Columns(
-        *(
-            [x for x, k in zip(col, keep, strict=True) if k]
-            for col in (cols.units, cols.coders, cols.values, cols.months)
-        )
+        *(list(compress(col, keep)) for col in (cols.units, cols.coders, cols.values, cols.months))
     )
 
 
@@ -903,7 +902,7 @@ async def agreement(
     )
     if case_ids is not None:
         wanted = set(case_ids)
-        cols = _columns_where(cols, [u in wanted for u in cols.units])
+        cols = _columns_where(cols, list(map(wanted.__contains__, cols.units)))
     if f.type in SET_TYPES:  # JSON arrays (text from the driver): compared as sets
         cols.values = [_as_set(v) for v in cols.values]
         cols = _columns_where(cols, [bool(v) for v in cols.values])
