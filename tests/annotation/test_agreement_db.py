@@ -26,6 +26,7 @@ FIELDS = [
     TaxonomyField(name="count", type="int"),
     TaxonomyField(name="score", type="float"),
     TaxonomyField(name='odd "name"', type="enum", permitted_values=["p", "q"]),
+    TaxonomyField(name="never", type="enum", permitted_values=["n"]),  # nobody answers
 ]
 # Per case, per annotator: what each gave (None: left empty).
 GIVEN = [
