@@ -388,11 +388,10 @@ def _by_month(
 ) -> list[MonthAgreement]:
     """Alpha per month of a unit's latest rating (no interval: months are small): each
     month's units weight the patterns, and one call computes every month's alpha."""
-    per_rating, known = _codes(months, order=None, key=lambda m: m or "")
-    if None in known:  # unknown months code below every known one
-        gap = known.index(None)
-        per_rating = np.where(per_rating == gap, -1, per_rating - (per_rating > gap))
-        known.remove(None)
+    per_rating, names = _codes(months, key=lambda m: m or "")
+    # Unknown months (None, "") sort first: shifted below 0, they are never a unit's latest.
+    unknown = sum(1 for m in names if not m)
+    per_rating, known = per_rating - unknown, names[unknown:]
     if not known:
         return []
     latest = np.full(enc.n_units, -1, dtype=np.int64)
