@@ -212,10 +212,12 @@ class Redactor:
             case.signals,
         ]
         texts = [case.title, case.summary, case.impact]
+        links = case.links or []
         # The common case: nothing that even looks like PII: one serialization, a few bytes
         # operations (detectors.worth_scanning).
         keyed = orjson.dumps(blobs)
-        if not worth_scanning(orjson.dumps(texts) + keyed, keyed):
+        titles = [lk.title for lk in links if lk.title]
+        if not worth_scanning(orjson.dumps(texts + titles) + keyed, keyed):
             return out
         values = dict(zip(TEXT_FIELDS + BLOB_FIELDS, texts + blobs, strict=True))
         if policy.mode is Mode.HASH and self.key is None:
@@ -227,6 +229,17 @@ class Redactor:
             redacted = walk.value(value, name, secret=False)
             if walk.changed:
                 out[name] = None if redacted is REMOVED else redacted
+                walk.changed = False
+        for i, link in enumerate(links):
+            # A link's title is free text (an imported reference's label); its URL is typed,
+            # and so is a title that is a URL whole (as in imported values, _ImportWalk).
+            if not link.title or _URL.fullmatch(link.title):
+                continue
+            title = walk.text(link.title, f"links[{i}].title", secret=False)
+            if walk.changed:
+                # Ingest stores links from the validated case, after its content hash was
+                # taken: the list takes the redacted link (the model itself is frozen).
+                links[i] = link.model_copy(update={"title": None if title is REMOVED else title})
                 walk.changed = False
         if walk.findings:
             out["pii_findings"] = [{"kind": k, "path": p} for k, p in walk.findings]
