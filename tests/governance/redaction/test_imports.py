@@ -191,3 +191,32 @@ async def test_aiid_import_redacts_annotations_and_adjudications(
     assert not leaked
     assert ("email", "annotation.CSETv1.AI Tangible Harm Level Notes") in found
     assert ("email", "adjudication.CSETv1.AI Tangible Harm Level Notes") in found
+
+
+async def test_a_link_title_is_redacted_at_ingest_and_a_url_title_kept(client, admin_token):
+    """An imported reference's label becomes a link title: free text, scanned like the
+    summary; a title that is a URL whole is a link, as the URL itself."""
+    case = _case(_source())
+    case["links"] = [
+        {"kind": "other", "url": "https://example.org/a", "title": f"Thread with {EMAIL}"},
+        {"kind": "other", "url": "https://example.org/b", "title": LINK},
+    ]
+    [case_id] = [
+        r["id"]
+        for r in data(await gql(client, admin_token, INGEST, {"cases": [case_input(case)]}))[
+            "ingestCases"
+        ]
+    ]
+    got = data(
+        await gql(
+            client,
+            admin_token,
+            "query($id: ID!) { case(id: $id) { links { url title } piiFindings { kind path } } }",
+            {"id": case_id},
+        )
+    )["case"]
+    assert sorted((lk["url"], lk["title"]) for lk in got["links"]) == [
+        ("https://example.org/a", "Thread with [EMAIL]"),
+        ("https://example.org/b", LINK),
+    ]
+    assert ("email", "links[0].title") in {(f["kind"], f["path"]) for f in got["piiFindings"]}
