@@ -309,6 +309,9 @@ async def redact_for_case(
     from services.catalog import service as catalog
     from services.catalog.models import FailureCase
 
+    serialized = orjson.dumps(values)
+    if not worth_scanning(serialized, serialized):
+        return values  # nothing looks like PII: no policy, no case to read
     case = await session.get(FailureCase, case_id)
     if case is None:
         return values
