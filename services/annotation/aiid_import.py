@@ -30,6 +30,7 @@ from services.annotation import service
 from services.annotation.schemas import FieldType, TaxonomyField
 from services.annotation.search_state import requeue
 from services.catalog import service as catalog
+from services.governance.redaction import service as redaction
 from shared.audit import audit
 from shared.security import Principal
 
@@ -234,6 +235,9 @@ async def import_aiid(
         )
         progress(f"taxonomy {name} version {stored[name].version}")
     cset = stored[ADJUDICATED]
+    # Classification values are free text from outside: the source's redaction policy applies
+    # to them as to the incidents (one read of the policies for the whole import).
+    redactor = await redaction.redactor_for(session)
     fields = {f.name: f for f in service.fields_of(cset)}
     counts = {"annotations": 0, "unchanged": 0, "adjudicated": 0, "refused_values": 0}
     missing = 0
@@ -248,7 +252,7 @@ async def import_aiid(
             values, refused = classification_values(fields, rec)
             counts["refused_values"] += len(refused)
             changed = await service.record_submitted(
-                session, case_id, rec["Namespace"], cset, values, actor
+                session, case_id, rec["Namespace"], cset, values, actor, redactor=redactor
             )
             counts["annotations" if changed else "unchanged"] += 1
             if i % 100 == 0 or i == len(rows):
@@ -262,7 +266,7 @@ async def import_aiid(
         values, refused = classification_values(fields, rec)
         counts["refused_values"] += len(refused)
         if values and await service.record_adjudicated(
-            session, case_id, cset, values, reviewer=ADJUDICATED, actor=actor
+            session, case_id, cset, values, reviewer=ADJUDICATED, actor=actor, redactor=redactor
         ):
             counts["adjudicated"] += 1
     progress(f"adjudicated {counts['adjudicated']} of {len(final)} final classifications")

@@ -41,6 +41,8 @@ from services.annotation.search_state import requeue
 from services.annotation.taxonomies import FAILCAT, curated_patch, failcat_fields
 from services.catalog import service as catalog
 from services.catalog.schemas import CasePatch
+from services.governance.redaction import service as redaction
+from services.governance.redaction.service import Redactor
 from shared.audit import audit
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
@@ -273,10 +275,19 @@ async def record_submitted(
     values: dict[str, Any],
     actor: Principal,
     notes: str | None = None,
+    redactor: Redactor | None = None,
 ) -> bool:
     """An annotation made elsewhere (an import), stored as submitted by `annotator`.
-    Idempotent: False when the same values are already stored."""
+    Idempotent: False when the same values are already stored. Its free text meets the
+    case's source redaction policy first, as a captured case does (pass one `redactor` for
+    a whole import)."""
     checked = validate_values(taxonomy.name, fields_of(taxonomy), values, require=False)
+    path = f"annotation.{taxonomy.name}"
+    checked = await redaction.redact_for_case(session, case_id, checked, path, redactor)
+    if notes is not None:
+        notes = (
+            await redaction.redact_for_case(session, case_id, {"<notes>": notes}, path, redactor)
+        ).get("<notes>")
     repo = AnnotationRepository(session)
     existing = await repo.annotation(case_id, annotator, taxonomy.name, for_update=True)
     if existing is not None and existing.values == checked and existing.status == SUBMITTED:
@@ -922,10 +933,15 @@ async def record_adjudicated(
     *,
     reviewer: str,
     actor: Principal,
+    redactor: Redactor | None = None,
 ) -> bool:
     """Adjudicated values decided elsewhere (an import), linked to the case's submitted
-    annotations. Idempotent: False when the latest decision already has these values."""
+    annotations. Idempotent: False when the latest decision already has these values. The
+    values meet the case's source redaction policy first, as imported annotations do."""
     checked = validate_values(taxonomy.name, fields_of(taxonomy), values, require=False)
+    checked = await redaction.redact_for_case(
+        session, case_id, checked, f"adjudication.{taxonomy.name}", redactor
+    )
     repo = AnnotationRepository(session)
     decisions = [
         r

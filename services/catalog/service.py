@@ -133,11 +133,19 @@ def visible_case_ids(viewer: Principal) -> Any:
 
 
 async def get_visible_case(
-    session: AsyncSession, case_id: str, viewer: Principal, *, for_update: bool = False
+    session: AsyncSession,
+    case_id: str,
+    viewer: Principal,
+    *,
+    for_update: bool = False,
+    tombstones: bool = False,
 ) -> FailureCase:
     """The case, or NotFound when it is missing or hidden from `viewer` (the same answer, so
-    a hidden case's existence does not leak)."""
-    case = await CatalogRepository(session).visible_case(case_id, viewer, for_update=for_update)
+    a hidden case's existence does not leak), or purged whole by retention: a tombstone is
+    no live case (RETENTION.md); only its history reads it (`tombstones`)."""
+    case = await CatalogRepository(session).visible_case(
+        case_id, viewer, for_update=for_update, tombstones=tombstones
+    )
     if case is None:
         raise NotFound(f"case {case_id} not found")
     return case
@@ -192,8 +200,9 @@ def case_as_of(
 async def case_history(
     session: AsyncSession, case_id: str, viewer: Principal
 ) -> list[CaseRevision]:
-    """Every revision of a visible case, oldest first."""
-    await get_visible_case(session, case_id, viewer)
+    """Every revision of a visible case, oldest first: a tombstone's too, ending with its
+    purge."""
+    await get_visible_case(session, case_id, viewer, tombstones=True)
     return await CatalogRepository(session).revisions([case_id])
 
 

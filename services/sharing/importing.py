@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.annotation import service as annotations
 from services.catalog import service as catalog
+from services.governance.redaction import service as redaction
 from shared.security import Principal
 
 BATCH = 500
@@ -34,6 +35,9 @@ async def import_records(
     annotation; the answer counts statuses, annotations and mapped failure modes."""
     _, modes = await catalog.taxonomy(session)
     known = {m.code for m in modes}
+    # The annotation values are free text from outside: the source's redaction policy applies
+    # to them as to the cases (one read of the policies for the whole import).
+    redactor = await redaction.redactor_for(session)
     counts: dict[str, int] = {}
     annotated = unchanged = mapped = 0
     errors: list[str] = []
@@ -50,7 +54,13 @@ async def import_records(
                 continue
             mapped += case["failure_mode"] is not None
             changed = await annotations.record_submitted(
-                session, result.id, annotator, taxonomy, to_values(record), actor
+                session,
+                result.id,
+                annotator,
+                taxonomy,
+                to_values(record),
+                actor,
+                redactor=redactor,
             )
             annotated += changed
             unchanged += not changed

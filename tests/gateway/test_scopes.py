@@ -99,6 +99,7 @@ EXPECTED: dict[str, set[Scope]] = {
     "Query.escalationDeliveries": {W, R},
     "Query.releaseBlocks": {R},
     "Mutation.createEscalationRule": {W, R},
+    "Mutation.setEscalationRuleEnabled": {W, R},
     "Mutation.liftReleaseBlock": {REV, R},
     "Query.retentionPolicies": {A},
     "Mutation.setRetentionPolicy": {A},
@@ -301,6 +302,10 @@ OPERATIONS: dict[str, tuple[str, dict]] = {
     "Mutation.createEscalationRule": (
         'mutation { createEscalationRule(rule: {name: "r", kind: THRESHOLD}) { secret } }',
         {},
+    ),
+    "Mutation.setEscalationRuleEnabled": (
+        "mutation($id: ID!) { setEscalationRuleEnabled(id: $id, enabled: false) { id } }",
+        {"id": MISSING},
     ),
     "Mutation.liftReleaseBlock": (
         'mutation { liftReleaseBlock(model: "no-such-model", version: "1", reason: "r") { id } }',
@@ -558,6 +563,11 @@ BY_ID: dict[str, tuple[str, dict[str, str]]] = {
         {"id": "comment", "plan_id": "plan"},
     ),
     "Query.lesson": ("query($id: ID!) { lesson(id: $id) { id } }", {"id": "lesson"}),
+    # governance
+    "Mutation.setEscalationRuleEnabled": (
+        "mutation($id: ID!) { setEscalationRuleEnabled(id: $id, enabled: true) { id } }",
+        {"id": "escalation_rule"},
+    ),
     "Mutation.reviewLesson": (
         "mutation($id: ID!) { reviewLesson(id: $id, expectedRevision: 1) { id } }",
         {"id": "lesson"},
@@ -584,6 +594,10 @@ EXEMPT: dict[str, str] = {
     # cases:read holder reads it; its evidence groups are filtered for the reader
     # (tests/sharing/test_lessons.py proves it).
     "lesson": "written to be shared; evidence groups filtered for the reader",
+    # An escalation rule sees what its creator saw (ESCALATION.md): NOT_FOUND to a caller
+    # who may not see its team and clearance, and nothing of it changes
+    # (tests/governance/escalation/test_escalation.py proves it); it carries no case.
+    "escalation_rule": "its creator's team and clearance; NOT_FOUND to others",
 }
 # "comment": seen with its target (a proposed measure on each case of the world). Its one
 # field also names a plan (EXEMPT), so tests/sharing/test_discussion.py proves the hidden one.

@@ -30,10 +30,18 @@ T_CASE = FailureCase.__table__
 
 class CaseQueries(RepositoryBase):
     async def visible_case(
-        self, case_id: str, viewer: Principal, *, for_update: bool = False
+        self,
+        case_id: str,
+        viewer: Principal,
+        *,
+        for_update: bool = False,
+        tombstones: bool = False,
     ) -> FailureCase | None:
-        """The case if `viewer` may see it; an invisible case reads exactly like a missing one."""
+        """The case if `viewer` may see it; an invisible case reads exactly like a missing one,
+        and so does a case retention purged whole unless `tombstones` (its history)."""
         stmt = select(FailureCase).where(FailureCase.id == case_id, *visible_to(viewer))
+        if not tombstones:
+            stmt = stmt.where(FailureCase.purged_at.is_(None))
         if for_update and self.dialect == "postgresql":
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
@@ -45,8 +53,11 @@ class CaseQueries(RepositoryBase):
     async def list_cases(
         self, f: CaseFilter, viewer: Principal, first: int, after: tuple[datetime, str] | None
     ) -> list[FailureCase]:
-        """Newest first, keyset on (occurred_at, id): stable while new cases arrive."""
-        stmt = select(FailureCase).where(*visible_to(viewer), *self._filters(f))
+        """Newest first, keyset on (occurred_at, id): stable while new cases arrive. Cases
+        retention purged whole (tombstones) are not listed."""
+        stmt = select(FailureCase).where(
+            *visible_to(viewer), FailureCase.purged_at.is_(None), *self._filters(f)
+        )
         stmt = newest_first(stmt, FailureCase.occurred_at, FailureCase.id, after, first)
         return list((await self.session.execute(stmt)).scalars())
 

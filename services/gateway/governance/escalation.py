@@ -259,6 +259,19 @@ class EscalationMutation:
         return CreatedEscalationRule(rule=EscalationRule.of(row), secret=secret)
 
     @strawberry.mutation(
+        permission_classes=scoped(*MANAGE),
+        description="Disable a rule (it stops matching and firing) or enable it again (it "
+        "judges cases indexed from then on); NOT_FOUND for a rule you may not see.",
+    )
+    async def set_escalation_rule_enabled(
+        self, info: Info, id: strawberry.ID, enabled: bool
+    ) -> EscalationRule:
+        row = await service.set_rule_enabled(
+            await info.context.session(), str(id), enabled, info.context.principal
+        )
+        return EscalationRule.of(row)
+
+    @strawberry.mutation(
         permission_classes=scoped(Scope.REVIEWS_WRITE, Scope.CASES_READ),
         description="Lift every release block in force on a model version; you are the "
         "reviewer who lifted them.",

@@ -41,6 +41,12 @@ class EscalationRepository:
         stmt = select(EscalationRule).where(EscalationRule.name == name)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def rule_by_id(self, rule_id: str, *, for_update: bool = False) -> EscalationRule | None:
+        stmt = select(EscalationRule).where(EscalationRule.id == rule_id)
+        if for_update and self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def rules(self, visibility: Visibility | None = None) -> list[EscalationRule]:
         """Every rule, or those a caller may see (its team and clearance are the rule's)."""
         stmt = select(EscalationRule).order_by(EscalationRule.name)

@@ -127,6 +127,30 @@ async def get_visible_rule(session: AsyncSession, name: str, viewer: Principal) 
     return rule
 
 
+async def set_rule_enabled(
+    session: AsyncSession, rule_id: str, enabled: bool, actor: Principal
+) -> EscalationRule:
+    """Disable a rule (it stops matching and firing at the next batch) or enable it again
+    (it judges the cases indexed from then on: what was indexed while it was off is not
+    replayed). Deliveries of earlier firings go on. Audited, even when nothing changes."""
+    repo = EscalationRepository(session)
+    rule = await repo.rule_by_id(rule_id, for_update=True)
+    if rule is None or not actor.can_see(rule.team, rule.clearance):
+        raise NotFound(f"escalation rule {rule_id} not found")
+    was = rule.enabled
+    if was != enabled:
+        rule.enabled = enabled
+        await session.flush()
+    audit(
+        session,
+        actor,
+        "escalation.rule_enabled" if enabled else "escalation.rule_disabled",
+        f"escalation_rule:{rule.id}",
+        details={"enabled": enabled, "changed": was != enabled},
+    )
+    return rule
+
+
 @dataclass
 class DeliveryPage:
     nodes: list[EscalationDelivery]

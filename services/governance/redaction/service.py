@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import weakref
 from collections.abc import Iterable
@@ -184,6 +185,8 @@ class Redactor:
     def __init__(self, policies: dict[str, Policy], key: bytes | None) -> None:
         self.policies = policies
         self.key = key
+        # data source id -> name, filled by `redact_for_case` as an import meets them
+        self.source_names: dict[str, str] = {}
 
     def apply(self, case: Any) -> dict[str, Any]:
         """The stored columns of a validated case (services.catalog.schemas.CaseIn) that
@@ -209,10 +212,12 @@ class Redactor:
             case.signals,
         ]
         texts = [case.title, case.summary, case.impact]
+        links = case.links or []
         # The common case: nothing that even looks like PII: one serialization, a few bytes
         # operations (detectors.worth_scanning).
         keyed = orjson.dumps(blobs)
-        if not worth_scanning(orjson.dumps(texts) + keyed, keyed):
+        titles = [lk.title for lk in links if lk.title]
+        if not worth_scanning(orjson.dumps(texts + titles) + keyed, keyed):
             return out
         values = dict(zip(TEXT_FIELDS + BLOB_FIELDS, texts + blobs, strict=True))
         if policy.mode is Mode.HASH and self.key is None:
@@ -224,6 +229,17 @@ class Redactor:
             redacted = walk.value(value, name, secret=False)
             if walk.changed:
                 out[name] = None if redacted is REMOVED else redacted
+                walk.changed = False
+        for i, link in enumerate(links):
+            # A link's title is free text (an imported reference's label); its URL is typed,
+            # and so is a title that is a URL whole (as in imported values, _ImportWalk).
+            if not link.title or _URL.fullmatch(link.title):
+                continue
+            title = walk.text(link.title, f"links[{i}].title", secret=False)
+            if walk.changed:
+                # Ingest stores links from the validated case, after its content hash was
+                # taken: the list takes the redacted link (the model itself is frozen).
+                links[i] = link.model_copy(update={"title": None if title is REMOVED else title})
                 walk.changed = False
         if walk.findings:
             out["pii_findings"] = [{"kind": k, "path": p} for k, p in walk.findings]
@@ -255,6 +271,70 @@ def redact_edit(
         redacted = walk.value(value, name, secret=False)
         out[name] = None if redacted is REMOVED else redacted
     return out, [{"kind": k, "path": p} for k, p in walk.findings]
+
+
+def redact_imported(
+    redactor: Redactor, data_source: str, values: dict[str, Any], path: str
+) -> tuple[dict[str, Any], list[dict[str, str]], list[dict[str, str]]]:
+    """Values that arrive on an existing case from outside ingest (an imported annotation's
+    or adjudication's values) through the source's policy, every field free text at any
+    depth: the values to store, the findings (kinds and paths under `path`) and, under
+    keep_restricted, the raw values the case keeps in `pii_restricted`."""
+    serialized = orjson.dumps(values)
+    if not worth_scanning(serialized, serialized):
+        return values, [], []
+    policy = redactor.policies.get(data_source, _DEFAULT)
+    if policy.mode is Mode.HASH and redactor.key is None:
+        raise Unavailable("the redaction key is not loaded: hash-mode policies cannot apply")
+    walk = _ImportWalk(policy.mode, redactor.key)
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        redacted = walk.value(value, f"{path}.{name}", secret=is_secret_key(name))
+        if redacted is not REMOVED:
+            out[name] = redacted
+    return out, [{"kind": k, "path": p} for k, p in walk.findings], walk.restricted
+
+
+async def redact_for_case(
+    session: AsyncSession,
+    case_id: str,
+    values: dict[str, Any],
+    path: str,
+    redactor: Redactor | None = None,
+) -> dict[str, Any]:
+    """`values` arriving on case `case_id` from an import, through its data source's policy
+    (`redact_imported`): the values to store. What was found joins the case's `pii_findings`
+    (and `pii_restricted`), and the case is queued for re-indexing (its `pii` field). Pass
+    one `redactor` for a whole import to read the policies once."""
+    from services.catalog import service as catalog
+    from services.catalog.models import FailureCase
+
+    serialized = orjson.dumps(values)
+    if not worth_scanning(serialized, serialized):
+        return values  # nothing looks like PII: no policy, no case to read
+    case = await session.get(FailureCase, case_id)
+    if case is None:
+        return values
+    if redactor is None:
+        redactor = await redactor_for(session)
+    source = redactor.source_names.get(case.data_source_id)
+    if source is None:
+        [row] = await catalog.data_sources_by_id(session, [case.data_source_id])
+        source = redactor.source_names[case.data_source_id] = row.name
+    out, findings, restricted = redact_imported(redactor, source, values, path)
+    known = {(f["kind"], f["path"]) for f in case.pii_findings or ()}
+    new = [f for f in findings if (f["kind"], f["path"]) not in known]
+    if new:
+        case.pii_findings = [*(case.pii_findings or ()), *new][:MAX_FINDINGS]
+    kept = {(v["kind"], v["path"], v["value"]) for v in case.pii_restricted or ()}
+    more = [v for v in restricted if (v["kind"], v["path"], v["value"]) not in kept]
+    if more:
+        case.pii_restricted = [*(case.pii_restricted or ()), *more]
+    if new or more:
+        await session.flush()
+    if new:
+        await catalog.requeue_for_search(session, [case_id])
+    return out
 
 
 class _Walk:
@@ -335,6 +415,20 @@ class _Walk:
         if f.kind == "card":
             return f"[CARD ****{f.normal[-4:]}]"
         return MASKS[f.kind]
+
+
+_URL = re.compile(r"https?://\S+")
+
+
+class _ImportWalk(_Walk):
+    """An imported record's values: a string that is a URL whole is a link (a reference, a
+    source), which ingest does not scan either (`links` are typed fields); a mailing-list
+    address or a version number inside it is not a person's data."""
+
+    def text(self, text: str, path: str, secret: bool) -> Any:
+        if not secret and _URL.fullmatch(text):
+            return text
+        return super().text(text, path, secret)
 
 
 def _whole(text: str, found: Iterable[Finding]) -> bool:

@@ -512,3 +512,55 @@ async def test_the_delivery_log_pages_newest_first(client, db, tokens, receiver,
     assert page["pageInfo"]["hasNextPage"] is False
     bad = await gql(client, curator, query, {"r": rule["name"], "after": "nonsense"})
     assert codes(bad) == ["BAD_USER_INPUT"]
+
+
+ENABLE = """mutation($id: ID!, $on: Boolean!) {
+  setEscalationRuleEnabled(id: $id, enabled: $on) { id name enabled } }"""
+
+
+async def test_a_disabled_rule_does_not_fire_until_enabled_again(
+    client, db, tokens, receiver, fast_sender
+):
+    curator, model = tokens["curator"], a_name("toggled")
+    rule, _ = await create_rule(
+        client,
+        curator,
+        {
+            "name": a_name("toggle"),
+            "kind": "THRESHOLD",
+            "query": f"model:{model}",
+            "threshold": 1,
+            "windowMinutes": 60,
+            "webhookUrl": receiver.url,
+        },
+    )
+    assert rule["enabled"] is True
+    # Another team may not see the rule: NOT_FOUND, as for an id that exists nowhere, and
+    # the rule stays as it was.
+    hidden = await gql(client, tokens["other_team"], ENABLE, {"id": rule["id"], "on": False})
+    assert codes(hidden) == ["NOT_FOUND"] and not hidden.get("data")
+    missing = await gql(client, curator, ENABLE, {"id": "no-such-rule", "on": False})
+    assert codes(missing) == ["NOT_FOUND"]
+    refused = await gql(client, tokens["viewer"], ENABLE, {"id": rule["id"], "on": False})
+    assert codes(refused) == ["FORBIDDEN"]
+
+    off = data(await gql(client, curator, ENABLE, {"id": rule["id"], "on": False}))
+    assert off["setEscalationRuleEnabled"]["enabled"] is False
+    listed = data(await gql(client, curator, "{ escalationRules { id enabled } }"))
+    assert {"id": rule["id"], "enabled": False} in listed["escalationRules"]
+    now = datetime.now(UTC)
+    while_off = await ingest(client, curator, cases(model, [("S1", _ago(now, 3))]))
+    await indexed(db, while_off)
+    assert await deliveries(client, curator, rule["name"]) == []
+
+    on = data(await gql(client, curator, ENABLE, {"id": rule["id"], "on": True}))
+    assert on["setEscalationRuleEnabled"]["enabled"] is True
+    # Enabled again, it judges what is indexed from then on: the next case fires, alone
+    # (the one indexed while it was off is not replayed).
+    after = await ingest(client, curator, cases(model, [("S1", _ago(now, 2))]))
+    await indexed(db, after)
+    [delivery] = await deliveries(client, curator, rule["name"])
+    assert delivery["caseIds"] == after
+    target = f"escalation_rule:{rule['id']}"
+    assert await _audited(db, "escalation.rule_disabled", target) == 1
+    assert await _audited(db, "escalation.rule_enabled", target) == 1

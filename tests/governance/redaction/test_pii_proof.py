@@ -1,6 +1,8 @@
 """The PII proof: a synthetic corpus of every detector's kinds (several spellings, JSON depths
 1..5, free text) mixed into real AIID incidents, ingested under the default policy through
-REST and GraphQL. Not one of its literal values may survive in any sink: API answers
+REST and GraphQL, and an imported AVID report whose annotation values carry fresh literals of
+every kind (services/sharing/importing.py). Not one of its literal values may survive in any
+sink: API answers
 (GraphQL case and search, REST case, list and search), exports (REST NDJSON and CSV, the CLI's
 local export), errors, captured log lines, the SQLite files' raw bytes or every text/JSON
 column of every Postgres table, the search index (FTS5 files or an OpenSearch match_all
@@ -9,6 +11,7 @@ dump), the audit trail."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -19,11 +22,13 @@ from sqlalchemy import text
 
 from services.catalog.export import start_export
 from services.governance.redaction.detectors import detect
+from services.sharing.avid import import_reports
 from shared.security import SYSTEM
 from tests.conftest import auth_header
+from tests.corpus import CORPORA
 from tests.gateway.helpers import INGEST, case_input, data, gql
 from tests.gateway.test_query_count import outbox_drained
-from tests.governance.redaction.pii_corpus import build
+from tests.governance.redaction.pii_corpus import VALUE_KINDS, Generator, build
 
 CASE = """query($id: ID!) { case(id: $id) {
   id title summary impact environment input prediction expected signals
@@ -35,6 +40,39 @@ SEARCH = """query($q: String!) { search(query: $q, first: 100, facets: ["pii"]) 
   hits { highlights { field snippets } case { id summary input prediction } }
   facets { field buckets { value count } }
 } }"""
+
+
+IMPORTED = """query($id: ID!) { case(id: $id) {
+  id title summary piiFindings { kind path }
+  annotations(taxonomy: "AVID") { annotator values } reviewTrail { action values }
+} }"""
+
+
+def _imported_report(corpus: Any) -> dict[str, Any]:
+    """A real AVID report whose annotation-only fields (credit, reference labels, CWE text)
+    carry fresh literals of every kind, noted in the corpus so every sink is checked for
+    them."""
+    gen = Generator(seed=77)
+    with (CORPORA / "avid_reports.jsonl").open(encoding="utf-8") as fh:
+        report = json.loads(next(fh))
+    report["metadata"]["report_id"] += f"-pii-{gen.rng.randbytes(4).hex()}"
+    said = []
+    for kind in VALUE_KINDS:
+        value = getattr(gen, kind)()
+        corpus.literals[value] = kind
+        said.append(f"{kind} {value}")
+    secret = gen.secret_value()
+    corpus.literals[secret] = "secret"
+    report["credit"] = [{"lang": "eng", "value": f"Reported by {v}."} for v in said[:5]]
+    report["references"] = [
+        {"type": "source", "label": f"Thread of {v}", "url": "https://example.org/thread"}
+        for v in said[5:]
+    ]
+    report["impact"].setdefault("cwe", [])
+    report["impact"]["cwe"] = [
+        {"cweId": "CWE-200", "lang": "eng", "description": f"Leaked api_key={secret} in logs"}
+    ]
+    return report
 
 
 def _literals(corpus: Any) -> set[str]:
@@ -118,6 +156,19 @@ async def test_no_literal_of_the_pii_corpus_survives_in_any_sink(
     ids += [r["id"] for r in data(body)["ingestCases"]]
     assert len(ids) == len(corpus.cases) and all(ids)
 
+    # Import: an AVID report whose annotation values carry PII.
+    report = _imported_report(corpus)
+    async with app.state.db.transaction() as s:
+        imported = await import_reports(s, [report], SYSTEM)
+    assert imported["annotations"] == 1 and not imported["errors"], imported
+    async with app.state.db.transaction() as s:
+        imported_id = (
+            await s.execute(
+                text("SELECT id FROM failure_case WHERE external_id = :e"),
+                {"e": report["metadata"]["report_id"]},
+            )
+        ).scalar_one()
+
     # Errors: an invalid item carrying PII, through both routes.
     bad = {**corpus.cases[0], "severity": "S9", "external_id": "bad-one"}
     resp = await client.post(
@@ -150,6 +201,19 @@ async def test_no_literal_of_the_pii_corpus_survives_in_any_sink(
         seen_kinds |= {f["kind"] for f in got["piiFindings"]}
         answers.append(orjson.dumps(got).decode())
     sinks["graphql case"] = answers
+    got = data(await gql(client, admin_token, IMPORTED, {"id": imported_id}))["case"]
+    assert got["annotations"] and got["reviewTrail"]
+    assert {f["kind"] for f in got["piiFindings"] if f["path"].startswith("annotation.AVID.")} >= {
+        *VALUE_KINDS,
+        "secret",
+    }
+    h = auth_header(admin_token)
+    sinks["imported annotation"] = [
+        orjson.dumps(got).decode(),
+        (await client.get(f"/annotation/v1/cases/{imported_id}/annotations", headers=h)).text,
+        (await client.get(f"/annotation/v1/cases/{imported_id}/review-trail", headers=h)).text,
+        repr(imported),
+    ]
     assert corpus.kinds <= seen_kinds, corpus.kinds - seen_kinds
     sinks["graphql search"] = [
         orjson.dumps(found).decode(),
@@ -205,5 +269,5 @@ async def test_no_literal_of_the_pii_corpus_survives_in_any_sink(
     )
     assert not survivors, survivors
     # The check itself finds a literal where one is: the corpus as sent holds every one.
-    sent = orjson.dumps(corpus.cases).decode().lower()
+    sent = orjson.dumps([*corpus.cases, report]).decode().lower()
     assert [lit for lit in corpus.literals if lit.lower() not in sent] == []

@@ -171,3 +171,55 @@ async def test_a_purged_payload_reads_as_null_with_its_summary_and_tombstone(
     assert after["purgedAt"] is None
     assert "payload_purged_at" in after["lastRevision"]["changes"]  # stored field names
     assert after["lastRevision"]["reason"].startswith("retention: payload TTL of 1 days")
+
+
+LIST = """query($s: String!) { cases(filter: {dataSource: $s}) { edges { node { id } } } }"""
+UPDATE = """mutation($id: ID!) {
+  updateCase(id: $id, patch: {title: "back"}, expectedRevision: 1) { id } }"""
+SEARCH = """query($q: String!) { search(query: $q) { total } }"""
+
+
+async def test_a_case_purged_whole_leaves_live_reads_and_keeps_its_history(
+    client, admin_token, app
+):
+    """The tombstone (RETENTION.md): not listed, not found by id (GraphQL, REST), not
+    searched or exported, not curated or held; its history ends with the purge."""
+    from tests.conftest import auth_header
+    from tests.gateway.test_query_count import outbox_drained
+
+    cases = _cases(2, None)
+    source = cases[0]["data_source"]
+    ids = await _ingest(client, admin_token, cases)
+    h = auth_header(admin_token)
+    listed = data(await gql(client, admin_token, LIST, {"s": source}))["cases"]["edges"]
+    assert {e["node"]["id"] for e in listed} == set(ids)
+    data(await gql(client, admin_token, SET_POLICY, {"s": source, "p": 1, "c": 2}))
+
+    report = await service.run(app.state.db, now=later(3))
+    assert sorted(*[p.cases_purged for p in report.policies if p.data_source == source]) == sorted(
+        ids
+    )
+    for case_id in ids:
+        got = await gql(client, admin_token, CASE, {"id": case_id})
+        assert codes(got) == ["NOT_FOUND"] and not got.get("data"), got
+        assert (await client.get(f"/catalog/v1/cases/{case_id}", headers=h)).status_code == 404
+        assert codes(await gql(client, admin_token, UPDATE, {"id": case_id})) == ["NOT_FOUND"]
+        held = await gql(
+            client, admin_token, SET_HOLD, {"k": "CASE", "id": case_id, "hold": True, "why": "x"}
+        )
+        assert codes(held) == ["NOT_FOUND"]
+        history = await client.get(f"/catalog/v1/cases/{case_id}/revisions", headers=h)
+        assert history.status_code == 200
+        last = history.json()["revisions"][-1]
+        assert list(last["changes"]) == ["purged_at"] and last["reason"].startswith(
+            "retention: case TTL of 2 days"
+        )
+    assert data(await gql(client, admin_token, LIST, {"s": source}))["cases"]["edges"] == []
+    await outbox_drained(app.state.db)
+    await app.state.search.backend.refresh()
+    found = data(await gql(client, admin_token, SEARCH, {"q": f"source:{source}"}))
+    assert found["search"]["total"] == 0
+    export = await client.get(
+        "/catalog/v1/cases:export", params={"q": f"source:{source}"}, headers=h
+    )
+    assert export.status_code == 200 and export.text == ""

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from services.catalog import service as catalog
 from services.catalog.schemas import CasePatch
 from services.governance.retention import service
-from shared.errors import BadUserInput, Conflict
+from shared.errors import BadUserInput, NotFound
 from shared.security import SYSTEM, Principal
 from tests.governance.retention.helpers import (
     audit_entries,
@@ -171,9 +171,9 @@ async def test_case_ttl_purges_the_case_into_a_tombstone_and_out_of_search(stack
     assert await source_hits(stack, source) == set()
     verify = await stack.search.verify()
     assert verify.in_sync, verify.as_json()
-    # A tombstone is not curated again.
+    # A tombstone is not a live case: not curated again, not found by id.
     async with stack.db.transaction() as s:
-        with pytest.raises(Conflict):
+        with pytest.raises(NotFound):
             await catalog.update_case(s, ids[1], CasePatch(title="back"), 2, SYSTEM)
     again = await service.run(stack.db, now=later(400))
     assert not mine(again, source).cases_purged and not mine(again, source).payload_purged
