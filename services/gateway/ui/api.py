@@ -429,7 +429,9 @@ async def similar_cases(request: Request, case_id: str) -> Response:
 
 @router.get("/cases/{case_id}/notebook.ipynb")
 async def case_notebook(request: Request, case_id: str) -> Response:
-    await _case(request, case_id)  # a case the reader may not see is not found here either
+    # A case the reader may not see is not found here either (the page's relations are not
+    # needed: the notebook fetches the case itself).
+    await client.graphql(request, _token(request), queries.CASE_SEEN, {"id": case_id})
     link = f"{_base(request)}/ui/cases/{quote(case_id)}"
     text = notebook.case_notebook(_base(request), case_id, link)
     return _notebook_response(text, f"failcat-case-{case_id}.ipynb")
@@ -498,22 +500,30 @@ async def review_page(request: Request) -> Response:
 # ---- dashboard ---------------------------------------------------------------------------------
 
 
-@router.get("/")
-async def dashboard(request: Request) -> Response:
-    state = SearchState.from_params(request.query_params)
+def dashboard_variables(state: SearchState) -> dict[str, Any]:
+    """The variables of queries.DASHBOARD for a page's state (benchmarks/ui.py sends the same)."""
     variables: dict[str, Any] = {
         "query": state.q,
         "filter": state.filter_input(),
         "interval": state.interval,
     }
+    # A severity already selected narrows the series: the other severities are left out
+    # (and not asked for).
+    wanted = state.selections.get("severity") or queries.SEVERITIES
     for severity in queries.SEVERITIES:
         variables[severity.lower()] = (state.filter_input() or {}) | {"severity": [severity]}
+        variables[f"with{severity}"] = severity in wanted
     # Events of the one model selected (or of every model): drawn on the series.
     models = state.selections.get("model") or ()
     variables["events"] = {"model": models[0]} if len(models) == 1 else None
     variables["since"] = (datetime.now(UTC) - REMEDIATION_TREND).isoformat()
-    # A severity already selected narrows the series: the other severities are left out.
-    wanted = state.selections.get("severity") or queries.SEVERITIES
+    return variables
+
+
+@router.get("/")
+async def dashboard(request: Request) -> Response:
+    state = SearchState.from_params(request.query_params)
+    variables = dashboard_variables(state)
     error = None
     data: dict[str, Any] | None = None
     try:
@@ -543,7 +553,10 @@ async def dashboard(request: Request) -> Response:
             return search_url(state.toggled("severity", severity)) if severity else ""
 
         series = charts.stacked_bars(
-            {s: data[s.lower()]["histogram"] if s in wanted else [] for s in queries.SEVERITIES},
+            {
+                s: data[s.lower()]["histogram"] if s.lower() in data else []
+                for s in queries.SEVERITIES
+            },
             state.interval,
             f"Cases per {state.interval} by severity",
             link=bar_url,

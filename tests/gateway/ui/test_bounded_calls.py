@@ -96,3 +96,16 @@ async def test_the_search_page_costs_the_same_for_n_or_4n_cases(
         costs[size] = (api, searches, statements)
     assert costs[10] == costs[40], costs
     assert costs[40][:2] == ({"/graphql": 1}, 1), costs
+
+
+async def test_a_selected_severity_leaves_the_other_series_unasked(
+    app, curator, corpus, monkeypatch
+):
+    params = {"q": corpus.scope, "f.severity": "S2", "interval": "month"}
+    html, api, searches, _ = await _cost(app, monkeypatch, curator.http, "/ui/", params)
+    # The overview and the S2 series only: the four series the page would not draw are not
+    # searched for.
+    assert api == {"/graphql": 1} and searches == 2, (api, searches)
+    assert TOTAL.search(html).group(1) == "6"  # the AIID cases cycle S0..S4: 6 of 30 are S2
+    assert 'fill="#b45309"' in html  # S2's bars
+    assert 'fill="#7f1d1d"' not in html  # S0's colour: its series is not drawn
