@@ -21,7 +21,9 @@ from services.gateway.ui.state import (
     SORTS,
     SearchState,
     bucket_query,
+    cell_urls,
     search_url,
+    toggle_urls,
 )
 from shared.errors import FailcatError
 
@@ -326,6 +328,7 @@ def _facet_view(state: SearchState, result: dict[str, Any] | None) -> list[dict[
         buckets += [{"value": v, "count": 0} for v in selected if v not in known]
         if not buckets:
             continue
+        url = toggle_urls(state, name)
         out.append(
             {
                 "field": name,
@@ -335,7 +338,7 @@ def _facet_view(state: SearchState, result: dict[str, Any] | None) -> list[dict[
                         "value": b["value"],
                         "count": b["count"],
                         "selected": b["value"] in selected,
-                        "url": search_url(state.toggled(name, b["value"])),
+                        "url": url(b["value"]),
                     }
                     for b in buckets
                 ],
@@ -535,13 +538,7 @@ async def dashboard(request: Request) -> Response:
     heatmap = series = None
     drift: tuple[str | None, str | None, list[charts.Drift]] = (None, None, [])
     if data is not None:
-
-        def cell_url(version: str, mode: str) -> str:
-            selections = dict(state.selections)
-            selections["model_version"] = (version,)
-            selections["failure_mode"] = (mode,)
-            return search_url(SearchState(q=state.q, selections=selections))
-
+        cell_url = cell_urls(state, "model_version", "failure_mode")
         heatmap = charts.heatmap(data["overview"]["heatmap"], cell_url)
         drift = charts.drift(
             data["overview"]["heatmap"],
