@@ -88,6 +88,11 @@ class SeverityGrade(SQLModel, table=True):
 
 class FailureGroup(SQLModel, table=True):
     __tablename__ = "failure_group"
+    __table_args__ = (
+        # groups(status: ..., first: n), the dashboard's regressed groups: newest first
+        # within a status (migration 0022).
+        Index("ix_failure_group_status_last_seen", "status", "last_seen", "id"),
+    )
     id: str = Field(primary_key=True, max_length=36)
     fingerprint: str = Field(max_length=128, unique=True)
     model_id: str = Field(sa_column=Column(String(36), ForeignKey("model.id"), nullable=False))

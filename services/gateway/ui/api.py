@@ -21,7 +21,9 @@ from services.gateway.ui.state import (
     SORTS,
     SearchState,
     bucket_query,
+    cell_urls,
     search_url,
+    toggle_urls,
 )
 from shared.errors import FailcatError
 
@@ -326,6 +328,7 @@ def _facet_view(state: SearchState, result: dict[str, Any] | None) -> list[dict[
         buckets += [{"value": v, "count": 0} for v in selected if v not in known]
         if not buckets:
             continue
+        url = toggle_urls(state, name)
         out.append(
             {
                 "field": name,
@@ -335,7 +338,7 @@ def _facet_view(state: SearchState, result: dict[str, Any] | None) -> list[dict[
                         "value": b["value"],
                         "count": b["count"],
                         "selected": b["value"] in selected,
-                        "url": search_url(state.toggled(name, b["value"])),
+                        "url": url(b["value"]),
                     }
                     for b in buckets
                 ],
@@ -429,7 +432,9 @@ async def similar_cases(request: Request, case_id: str) -> Response:
 
 @router.get("/cases/{case_id}/notebook.ipynb")
 async def case_notebook(request: Request, case_id: str) -> Response:
-    await _case(request, case_id)  # a case the reader may not see is not found here either
+    # A case the reader may not see is not found here either (the page's relations are not
+    # needed: the notebook fetches the case itself).
+    await client.graphql(request, _token(request), queries.CASE_SEEN, {"id": case_id})
     link = f"{_base(request)}/ui/cases/{quote(case_id)}"
     text = notebook.case_notebook(_base(request), case_id, link)
     return _notebook_response(text, f"failcat-case-{case_id}.ipynb")
@@ -498,22 +503,30 @@ async def review_page(request: Request) -> Response:
 # ---- dashboard ---------------------------------------------------------------------------------
 
 
-@router.get("/")
-async def dashboard(request: Request) -> Response:
-    state = SearchState.from_params(request.query_params)
+def dashboard_variables(state: SearchState) -> dict[str, Any]:
+    """The variables of queries.DASHBOARD for a page's state (benchmarks/ui.py sends the same)."""
     variables: dict[str, Any] = {
         "query": state.q,
         "filter": state.filter_input(),
         "interval": state.interval,
     }
+    # A severity already selected narrows the series: the other severities are left out
+    # (and not asked for).
+    wanted = state.selections.get("severity") or queries.SEVERITIES
     for severity in queries.SEVERITIES:
         variables[severity.lower()] = (state.filter_input() or {}) | {"severity": [severity]}
+        variables[f"with{severity}"] = severity in wanted
     # Events of the one model selected (or of every model): drawn on the series.
     models = state.selections.get("model") or ()
     variables["events"] = {"model": models[0]} if len(models) == 1 else None
     variables["since"] = (datetime.now(UTC) - REMEDIATION_TREND).isoformat()
-    # A severity already selected narrows the series: the other severities are left out.
-    wanted = state.selections.get("severity") or queries.SEVERITIES
+    return variables
+
+
+@router.get("/")
+async def dashboard(request: Request) -> Response:
+    state = SearchState.from_params(request.query_params)
+    variables = dashboard_variables(state)
     error = None
     data: dict[str, Any] | None = None
     try:
@@ -525,13 +538,7 @@ async def dashboard(request: Request) -> Response:
     heatmap = series = None
     drift: tuple[str | None, str | None, list[charts.Drift]] = (None, None, [])
     if data is not None:
-
-        def cell_url(version: str, mode: str) -> str:
-            selections = dict(state.selections)
-            selections["model_version"] = (version,)
-            selections["failure_mode"] = (mode,)
-            return search_url(SearchState(q=state.q, selections=selections))
-
+        cell_url = cell_urls(state, "model_version", "failure_mode")
         heatmap = charts.heatmap(data["overview"]["heatmap"], cell_url)
         drift = charts.drift(
             data["overview"]["heatmap"],
@@ -543,7 +550,10 @@ async def dashboard(request: Request) -> Response:
             return search_url(state.toggled("severity", severity)) if severity else ""
 
         series = charts.stacked_bars(
-            {s: data[s.lower()]["histogram"] if s in wanted else [] for s in queries.SEVERITIES},
+            {
+                s: data[s.lower()]["histogram"] if s.lower() in data else []
+                for s in queries.SEVERITIES
+            },
             state.interval,
             f"Cases per {state.interval} by severity",
             link=bar_url,

@@ -45,6 +45,10 @@ query UiCase($id: ID!) {
 }
 """
 
+# Whether a case is there for the reader (a notebook is exported for it): the case's
+# visibility and audit, without the whole page's relations.
+CASE_SEEN = "query UiCaseSeen($id: ID!) { case(id: $id) { id } }"
+
 # Asked apart from CASE: an annotator who has not submitted may not read the others' yet
 # (FORBIDDEN), which must not cost them the rest of the page.
 ANNOTATIONS = """
@@ -75,8 +79,12 @@ query UiSimilar($id: ID!) {
 SEVERITIES = ("S0", "S1", "S2", "S3", "S4")
 
 # One request for the whole dashboard, whatever the data size: the heatmap and totals, one
-# histogram per severity (aliases), the regressed groups.
-_SEVERITY_VARIABLES = ", ".join(f"${s.lower()}: SearchFilterInput" for s in SEVERITIES)
+# histogram per severity (aliases), the regressed groups. A severity series the page will not
+# draw (another severity is selected) is skipped with @include: each series is a search over
+# the whole matching set, so an unwanted one costs as much as a wanted one.
+_SEVERITY_VARIABLES = ", ".join(
+    f"${s.lower()}: SearchFilterInput, $with{s}: Boolean!" for s in SEVERITIES
+)
 DASHBOARD = """
 query UiDashboard($query: String!, $filter: SearchFilterInput, $interval: String!,
                   $events: ContextEventFilterInput, $since: DateTime, SEVERITY_VARIABLES) {
@@ -102,7 +110,7 @@ query UiDashboard($query: String!, $filter: SearchFilterInput, $interval: String
     "SEVERITY_SERIES",
     "\n  ".join(
         f"{s.lower()}: search(query: $query, filter: ${s.lower()}, first: 1, "
-        "histogram: $interval) { total histogram { value count } }"
+        f"histogram: $interval) @include(if: $with{s}) {{ total histogram {{ value count }} }}"
         for s in SEVERITIES
     ),
 )

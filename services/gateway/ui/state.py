@@ -9,10 +9,12 @@ The facet fields, sorts and intervals come from the search document's one table
 from __future__ import annotations
 
 import calendar
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from starlette.datastructures import QueryParams
 
@@ -108,6 +110,43 @@ class SearchState:
 def search_url(state: SearchState) -> str:
     query = state.query_string()
     return "/ui/search" + (f"?{query}" if query else "")
+
+
+# A page links to many states that differ from its own in one or two facet values (each facet
+# bucket's toggle, each heatmap cell): the URL of the rest of the state is encoded once, with a
+# random marker where the value goes, and each link is that template with the value put in.
+# A marker is letters and digits (urlencode leaves it as is) and random per page, so no value
+# can contain it.
+
+
+def _marker() -> str:
+    return "m" + secrets.token_hex(12)
+
+
+def toggle_urls(state: SearchState, name: str) -> Callable[[str], str]:
+    """`url(value)` == search_url(state.toggled(name, value)), for the values of one facet."""
+    mark = _marker()
+    selected = state.selections.get(name, ())
+    template = search_url(state.toggled(name, mark))
+
+    def url(value: str) -> str:
+        if value in selected:  # unselecting: the few selected values are built as they are
+            return search_url(state.toggled(name, value))
+        return template.replace(mark, quote_plus(value), 1)
+
+    return url
+
+
+def cell_urls(state: SearchState, x: str, y: str) -> Callable[[str, str], str]:
+    """`url(vx, vy)`: the search of `state` with exactly vx selected in facet x and vy in y."""
+    mx, my = _marker(), _marker()
+    selections = dict(state.selections) | {x: (mx,), y: (my,)}
+    template = search_url(SearchState(q=state.q, selections=selections))
+
+    def url(vx: str, vy: str) -> str:
+        return template.replace(mx, quote_plus(vx), 1).replace(my, quote_plus(vy), 1)
+
+    return url
 
 
 def bucket_query(value: str, interval: str) -> str:
