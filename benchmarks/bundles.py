@@ -103,7 +103,7 @@ async def raw_baseline(url: str, out: Path) -> int:
                 cur = conn.execute("select * from failure_case")
                 names = [d[0] for d in cur.description]
                 while rows := cur.fetchmany(PAGE):
-                    fh.write(b"".join(orjson.dumps(dict(zip(names, r))) + b"\n" for r in rows))
+                    fh.write(b"".join(orjson.dumps(dict(zip(names, r, strict=True))) + b"\n" for r in rows))
                     count += len(rows)
             finally:
                 conn.close()
