@@ -103,7 +103,8 @@ async def raw_baseline(url: str, out: Path) -> int:
                 cur = conn.execute("select * from failure_case")
                 names = [d[0] for d in cur.description]
                 while rows := cur.fetchmany(PAGE):
-                    fh.write(b"".join(orjson.dumps(dict(zip(names, r, strict=True))) + b"\n" for r in rows))
+                    lines = (orjson.dumps(dict(zip(names, r, strict=True))) for r in rows)
+                    fh.write(b"\n".join(lines) + b"\n")
                     count += len(rows)
             finally:
                 conn.close()
@@ -115,11 +116,7 @@ async def raw_baseline(url: str, out: Path) -> int:
                 async with conn.transaction():
                     cur = await conn.cursor("select * from failure_case")
                     while rows := await cur.fetch(PAGE):
-                        fh.write(
-                            b"".join(
-                                orjson.dumps(dict(r), default=str) + b"\n" for r in rows
-                            )
-                        )
+                        fh.write(b"".join(orjson.dumps(dict(r), default=str) + b"\n" for r in rows))
                         count += len(rows)
             finally:
                 await conn.close()
