@@ -7,14 +7,16 @@ serialization with the payload detached: `header..signature`, ES256 by the insta
 signing key, `kid` as published in its JWKS), `cases.jsonl` (the wire format with `_meta`),
 `groups.jsonl`, `annotations.jsonl` (adjudicated decisions), `lessons.jsonl`.
 
-Export streams: the search's pages (500) are read in short transactions and written to files
-as they come; nothing holds the whole set. Import verifies the signature against the keys the
+Export streams (services/sharing/pages.py): the search's pages of ids are fetched ahead, the
+cases read in batches of plain rows in short transactions and written to files as they come,
+each file hashed while it is written; nothing holds the whole set. Import verifies the signature against the keys the
 operator trusts and every file's hash before it stores anything; a tampered, unsigned or
 unknown-key bundle is refused with one line and nothing stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import shutil
@@ -52,6 +54,8 @@ FILES = ("cases.jsonl", "groups.jsonl", "annotations.jsonl", "lessons.jsonl")
 MANIFEST, SIGNATURE = "manifest.json", "manifest.jws"
 PAGE = 500
 MAX_MEMBER_BYTES = 2 * 1024**3
+# gzip's own default: tarfile's 9 took three times as long for 2% less (JSON lines).
+COMPRESS_LEVEL = 6
 
 
 class BundleRefused(BadUserInput):
@@ -140,11 +144,10 @@ async def write_bundle(
     progress: Callable[[int, int], None] | None = None,
 ) -> Written:
     """Write the bundle to `out` (a tar.gz) and answer its manifest."""
-    from services.annotation import service as annotations
     from services.catalog import service as catalog
     from services.catalog.export import wire_case
     from services.catalog.views import case_json
-    from services.search.request import decode_cursor
+    from services.sharing import pages
     from services.sharing.repository import SharingRepository
 
     if profile not in PROFILES:
@@ -156,7 +159,6 @@ async def write_bundle(
         search.build_request(principal, effective, first=PAGE, sort="occurred_at"),
         highlight=False,
     )
-    result = await search.execute(request)
     bundle_id = new_id()
     work = Path(tempfile.mkdtemp(prefix="failcat-bundle-", dir=out.parent))
     writers = {name: _HashedWriter(work / name) for name in FILES}
@@ -166,13 +168,12 @@ async def write_bundle(
     worst = Sensitivity.PUBLIC
     done = 0
     try:
-        while True:
-            ids = [h.id for h in result.hits]
-            async with db.transaction() as session:
-                cases = await catalog.get_cases(session, ids, principal)
-                refs = await catalog.page_relations(session, cases)
-                trails = await annotations.review_trails(session, [c.id for c in cases], principal)
-            by_id = {c.id: c for c in cases}
+        async for ids, total in pages.id_batches(search, request):
+            # Rows and review trails in two short transactions at once (two connections).
+            (rows, refs), trails = await asyncio.gather(
+                pages.case_page(db, ids, principal), pages.trails_page(db, ids, principal)
+            )
+            by_id = {r.id: r for r in rows}
             for case_id in ids:
                 row = by_id.get(case_id)
                 if row is None or (profile == "public" and row.sensitivity != "public"):
@@ -203,12 +204,7 @@ async def write_bundle(
                     )
             done += len(ids)
             if progress:
-                progress(done, result.total)
-            if not result.next_cursor:
-                break
-            result = await search.execute(
-                replace(request, after=decode_cursor(result.next_cursor, request.sort))
-            )
+                progress(done, total)
         ordered = sorted(group_ids)
         async with db.transaction() as session:
             for start in range(0, len(ordered), PAGE):
@@ -243,7 +239,7 @@ async def write_bundle(
         }
         manifest_bytes = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)
         signature = sign(manifest_bytes, kid, key)
-        with tarfile.open(out, "w:gz") as tar:
+        with tarfile.open(out, "w:gz", compresslevel=COMPRESS_LEVEL) as tar:
             _add_bytes(tar, MANIFEST, manifest_bytes)
             _add_bytes(tar, SIGNATURE, signature.encode())
             for name in FILES:

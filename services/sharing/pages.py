@@ -1,0 +1,127 @@
+"""The export's reads, in pages: what a bundle costs per case is decided here.
+
+- Ids come from the search (the query's meaning and the reader's visibility), a page of 500
+  at a time, fetched by a task ahead of the writer (a few pages queued, never the whole set),
+  so the index, the database and this process work at once.
+- Cases are read in batches of BATCH ids as plain rows of the case table (attribute access
+  as on the ORM object, without building one per row), with their model, version and source
+  names joined in the same statement, under the catalog's visibility rule; links in one more
+  query. Review trails (adjudications) are read beside them on a second connection.
+Each batch is its own short transaction, as before: an export is not a snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from shared.security import Principal
+
+BATCH = 2_000  # ids per database read: four search pages
+AHEAD = 8  # search pages queued ahead of the writer (4,000 ids at most)
+
+
+async def id_batches(search: Any, request: Any) -> AsyncIterator[tuple[list[str], int | None]]:
+    """The ids the search finds, in batches of about BATCH, with the search's total."""
+    from services.search.request import decode_cursor
+
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=AHEAD)
+
+    async def produce() -> None:
+        try:
+            result = await search.execute(request)
+            while True:
+                await queue.put(([h.id for h in result.hits], result.total))
+                if not result.next_cursor:
+                    break
+                after = decode_cursor(result.next_cursor, request.sort)
+                result = await search.execute(replace(request, after=after))
+            await queue.put(None)
+        except Exception as exc:  # handed to the reader, which raises it
+            await queue.put(exc)
+
+    producer = asyncio.ensure_future(produce())
+    try:
+        batch: list[str] = []
+        total: int | None = None
+        while True:
+            item = await queue.get()
+            if isinstance(item, Exception):
+                raise item
+            if item is None:
+                if batch or total is None:
+                    yield batch, total
+                return
+            ids, total = item
+            batch += ids
+            if len(batch) >= BATCH:
+                yield batch, total
+                batch = []
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+
+
+def _ids_clause(column: Any, ids: list[str], dialect: str) -> Any:
+    """`column IN ids`: on Postgres one array parameter (`= ANY($1)`), not BATCH expanded
+    ones, whose compilation alone costs more than the rows."""
+    from sqlalchemy import String, any_, bindparam
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    if dialect == "postgresql":
+        return column == any_(bindparam("ids", value=ids, type_=ARRAY(String)))
+    return column.in_(ids)
+
+
+async def case_page(db: Any, ids: list[str], principal: Principal) -> tuple[list[Any], Any]:
+    """The cases among `ids` that `principal` may see, as rows, and their PageRelations."""
+    from sqlalchemy import select
+
+    from services.catalog import service as catalog
+    from services.catalog.models import DataSource, FailureCase, Model, ModelVersion
+    from services.catalog.views import PageRelations
+
+    case = FailureCase.__table__
+    model, version, source = Model.__table__, ModelVersion.__table__, DataSource.__table__
+    async with db.transaction() as session:
+        stmt = (
+            select(
+                case,
+                model.c.name.label("ref_model_name"),
+                version.c.version.label("ref_version_name"),
+                source.c.name.label("ref_source_name"),
+            )
+            .select_from(
+                case.outerjoin(model, model.c.id == case.c.model_id)
+                .outerjoin(version, version.c.id == case.c.model_version_id)
+                .outerjoin(source, source.c.id == case.c.data_source_id)
+            )
+            .where(
+                _ids_clause(case.c.id, ids, session.bind.dialect.name),
+                catalog.visible_cases_clause(principal),
+            )
+        )
+        rows = list((await session.execute(stmt)).all())
+        links = await catalog.links_of(session, [r.id for r in rows]) if rows else []
+    refs = PageRelations()
+    for r in rows:
+        refs.models[r.model_id] = r.ref_model_name
+        refs.versions[r.model_version_id] = r.ref_version_name
+        refs.sources[r.data_source_id] = r.ref_source_name
+    for link in links:  # as catalog.page_relations renders them
+        refs.links.setdefault(link.case_id, []).append(
+            {"kind": link.kind, "url": link.url, "title": link.title}
+        )
+    return rows, refs
+
+
+async def trails_page(db: Any, ids: list[str], principal: Principal) -> dict[str, Any]:
+    """The review trails of `ids` as `principal` reads them (blind-read rule included)."""
+    from services.annotation import service as annotations
+
+    async with db.transaction() as session:
+        return await annotations.review_trails(session, ids, principal)
