@@ -146,8 +146,6 @@ async def write_bundle(
 ) -> Written:
     """Write the bundle to `out` (a tar.gz) and answer its manifest."""
     from services.catalog import service as catalog
-    from services.catalog.export import wire_case
-    from services.catalog.views import case_json
     from services.sharing import pages
     from services.sharing.repository import SharingRepository
 
@@ -179,7 +177,7 @@ async def write_bundle(
                 row = by_id.get(case_id)
                 if row is None or (profile == "public" and row.sensitivity != "public"):
                     continue
-                wire = wire_case(case_json(row, refs, viewer=principal))
+                wire = pages.wire_row(row, refs, principal)
                 if row.group_id:
                     group_ids.add(row.group_id)
                 if row.team:

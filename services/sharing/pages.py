@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+from shared import redaction
+from shared.jsonutil import iso
 from shared.security import Principal
 
 BATCH = 2_000  # ids per database read: four search pages
@@ -125,3 +127,60 @@ async def trails_page(db: Any, ids: list[str], principal: Principal) -> dict[str
 
     async with db.transaction() as session:
         return await annotations.review_trails(session, ids, principal)
+
+
+def wire_row(row: Any, refs: Any, viewer: Principal) -> dict[str, Any]:
+    """A case row in the wire format with `_meta`, as `wire_case(case_json(case, refs,
+    viewer=viewer))` renders the ORM object (the catalog's redaction rule applied the same
+    way), built in one pass: an export's per-case cost. tests/sharing/test_bundle.py
+    compares the two on every exported case."""
+    hidden = redaction.redacted_fields(viewer, row)
+    provenance, writeup = row.provenance, row.writeup
+    return {
+        "external_id": row.external_id,
+        "title": row.title,
+        "summary": row.summary,
+        "model": {
+            "name": refs.models.get(row.model_id),
+            "version": refs.versions.get(row.model_version_id),
+        },
+        "data_source": refs.sources.get(row.data_source_id),
+        "occurred_at": iso(row.occurred_at),
+        "captured_at": iso(row.captured_at),
+        "environment": None if "environment" in hidden else row.environment,
+        "input": None if "input" in hidden else row.input,
+        "prediction": None if "prediction" in hidden else row.prediction,
+        "expected": None if "expected" in hidden else row.expected,
+        "confidence": row.confidence,
+        "latency_ms": row.latency_ms,
+        "failure_mode": row.failure_mode,
+        "severity": row.severity,
+        "impact": row.impact,
+        "signals": None if "signals" in hidden else row.signals,
+        "tags": row.tags or [],
+        "sensitivity": row.sensitivity,
+        "payload_sensitivity": row.payload_sensitivity,
+        "team": row.team,
+        "links": refs.links.get(row.id, []),
+        "writeup": _present(writeup),
+        "provenance": _present(provenance),
+        "fingerprint": row.fingerprint,
+        "_meta": {
+            "id": row.id,
+            "revision": row.revision,
+            "status": row.status,
+            "content_hash": row.content_hash,
+            "group_id": row.group_id,
+            "merged_into_id": row.merged_into_id,
+            "taxonomy_version": row.taxonomy_version,
+            "received_at": iso(row.received_at),
+            "updated_at": iso(row.updated_at),
+            "redacted_fields": list(hidden),
+            "pii_findings": row.pii_findings or [],
+        },
+    }
+
+
+def _present(value: Any) -> Any:
+    # Stored with every sub-field; exported as sent (absent sub-fields stay absent).
+    return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value

@@ -422,3 +422,28 @@ def test_partner_free_text_is_masked_by_the_governance_detectors():
         "A chatbot misread the refund policy."
     )
     assert redact_free_text(None) is None
+
+
+async def test_export_rows_render_as_the_catalog_renders_its_cases(exported, app):
+    """The export reads plain rows and renders them in one pass (services/sharing/pages.py):
+    byte for byte what the catalog's own rendering of its ORM cases gives, for every case of
+    the bundle, for a cross-team reader and for one of another team (who sees none)."""
+    from services.catalog import service as catalog
+    from services.catalog.export import wire_case
+    from services.catalog.views import case_json
+    from services.sharing import pages
+    from shared.security import Principal, Sensitivity
+
+    ids = exported["ids"]
+    outsider = Principal("o", "o", team="someone-else", clearance=Sensitivity.RESTRICTED)
+    for reader in (SYSTEM, outsider):
+        rows, refs = await pages.case_page(app.state.db, ids, reader)
+        async with app.state.db.transaction() as s:
+            cases = await catalog.get_cases(s, ids, reader)
+            orm_refs = await catalog.page_relations(s, cases)
+        expected = {
+            c.id: orjson.dumps(wire_case(case_json(c, orm_refs, viewer=reader))) for c in cases
+        }
+        got = {r.id: orjson.dumps(pages.wire_row(r, refs, reader)) for r in rows}
+        assert got == expected
+        assert len(got) == (N if reader is SYSTEM else 0)
