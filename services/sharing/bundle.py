@@ -172,18 +172,18 @@ async def write_bundle(
             (rows, refs), trails = await asyncio.gather(
                 pages.case_page(db, ids, principal), pages.trails_page(db, ids, principal)
             )
-            by_id = {r.id: r for r in rows}
+            by_id = {r["id"]: r for r in rows}
             for case_id in ids:
                 row = by_id.get(case_id)
-                if row is None or (profile == "public" and row.sensitivity != "public"):
+                if row is None or (profile == "public" and row["sensitivity"] != "public"):
                     continue
                 wire = pages.wire_row(row, refs, principal)
-                if row.group_id:
-                    group_ids.add(row.group_id)
-                if row.team:
-                    teams.add(row.team)
-                if Sensitivity(row.sensitivity).rank > worst.rank:
-                    worst = Sensitivity(row.sensitivity)
+                if row["group_id"]:
+                    group_ids.add(row["group_id"])
+                if row["team"]:
+                    teams.add(row["team"])
+                if Sensitivity(row["sensitivity"]).rank > worst.rank:
+                    worst = Sensitivity(row["sensitivity"])
                 shown = anonymise_case(wire, profile, pseudonyms)
                 classes[quasi_identifiers(shown)] += 1
                 writers["cases.jsonl"].write(shown)

@@ -16,7 +16,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from shared import redaction
 from shared.jsonutil import iso
@@ -79,9 +82,79 @@ def _ids_clause(column: Any, ids: list[str], dialect: str) -> Any:
     return column.in_(ids)
 
 
-async def case_page(db: Any, ids: list[str], principal: Principal) -> tuple[list[Any], Any]:
-    """The cases among `ids` that `principal` may see, as rows, and their PageRelations."""
-    from sqlalchemy import select
+# The case columns an exported case shows, read as the driver gives them (no SQLAlchemy
+# result processing, the bulk of a row's cost): JSON text decoded by orjson, times made the
+# wire's ISO text directly.
+JSON_COLUMNS = (
+    "environment",
+    "input",
+    "prediction",
+    "expected",
+    "signals",
+    "provenance",
+    "tags",
+    "writeup",
+    "pii_findings",
+)
+TIME_COLUMNS = ("occurred_at", "captured_at", "received_at", "updated_at")
+PLAIN_COLUMNS = (
+    "id",
+    "model_id",
+    "model_version_id",
+    "data_source_id",
+    "confidence",
+    "latency_ms",
+    "external_id",
+    "fingerprint",
+    "content_hash",
+    "group_id",
+    "title",
+    "summary",
+    "failure_mode",
+    "taxonomy_version",
+    "severity",
+    "impact",
+    "status",
+    "sensitivity",
+    "team",
+    "merged_into_id",
+    "revision",
+    "payload_sensitivity",
+)
+REF_COLUMNS = ("ref_model_name", "ref_version_name", "ref_source_name")
+
+
+class CaseRow(dict[str, Any]):
+    """A case row by column name; attributes too, for the shared redaction rule."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _json(value: Any) -> Any:
+    # SQLite gives a top-level JSON number back as a number (NUMERIC affinity), as
+    # shared.db's deserializer knows.
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _time(value: Any) -> str | None:
+    """A stored time (SQLite: naive UTC text; Postgres: an aware datetime) as the wire
+    writes it (shared.jsonutil.iso of shared.db.UTCDateTime's value)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return iso(value)
+
+
+async def case_page(db: Any, ids: list[str], principal: Principal) -> tuple[list[CaseRow], Any]:
+    """The cases among `ids` that `principal` may see, as CaseRows, and their
+    PageRelations."""
+    from sqlalchemy import Text, select, type_coerce
 
     from services.catalog import service as catalog
     from services.catalog.models import DataSource, FailureCase, Model, ModelVersion
@@ -89,13 +162,15 @@ async def case_page(db: Any, ids: list[str], principal: Principal) -> tuple[list
 
     case = FailureCase.__table__
     model, version, source = Model.__table__, ModelVersion.__table__, DataSource.__table__
+    names = (*PLAIN_COLUMNS, *JSON_COLUMNS, *TIME_COLUMNS, *REF_COLUMNS)
     async with db.transaction() as session:
         stmt = (
             select(
-                case,
-                model.c.name.label("ref_model_name"),
-                version.c.version.label("ref_version_name"),
-                source.c.name.label("ref_source_name"),
+                *(case.c[n] for n in PLAIN_COLUMNS),
+                *(type_coerce(case.c[n], Text()) for n in (*JSON_COLUMNS, *TIME_COLUMNS)),
+                model.c.name,
+                version.c.version,
+                source.c.name,
             )
             .select_from(
                 case.outerjoin(model, model.c.id == case.c.model_id)
@@ -107,13 +182,17 @@ async def case_page(db: Any, ids: list[str], principal: Principal) -> tuple[list
                 catalog.visible_cases_clause(principal),
             )
         )
-        rows = list((await session.execute(stmt)).all())
-        links = await catalog.links_of(session, [r.id for r in rows]) if rows else []
+        rows = [CaseRow(zip(names, r, strict=True)) for r in await session.execute(stmt)]
+        links = await catalog.links_of(session, [r["id"] for r in rows]) if rows else []
     refs = PageRelations()
     for r in rows:
-        refs.models[r.model_id] = r.ref_model_name
-        refs.versions[r.model_version_id] = r.ref_version_name
-        refs.sources[r.data_source_id] = r.ref_source_name
+        for name in JSON_COLUMNS:
+            r[name] = _json(r[name])
+        for name in TIME_COLUMNS:
+            r[name] = _time(r[name])
+        refs.models[r["model_id"]] = r.pop("ref_model_name")
+        refs.versions[r["model_version_id"]] = r.pop("ref_version_name")
+        refs.sources[r["data_source_id"]] = r.pop("ref_source_name")
     for link in links:  # as catalog.page_relations renders them
         refs.links.setdefault(link.case_id, []).append(
             {"kind": link.kind, "url": link.url, "title": link.title}
@@ -129,54 +208,54 @@ async def trails_page(db: Any, ids: list[str], principal: Principal) -> dict[str
         return await annotations.review_trails(session, ids, principal)
 
 
-def wire_row(row: Any, refs: Any, viewer: Principal) -> dict[str, Any]:
+def wire_row(row: CaseRow, refs: Any, viewer: Principal) -> dict[str, Any]:
     """A case row in the wire format with `_meta`, as `wire_case(case_json(case, refs,
     viewer=viewer))` renders the ORM object (the catalog's redaction rule applied the same
     way), built in one pass: an export's per-case cost. tests/sharing/test_bundle.py
     compares the two on every exported case."""
     hidden = redaction.redacted_fields(viewer, row)
-    provenance, writeup = row.provenance, row.writeup
+    provenance, writeup = row["provenance"], row["writeup"]
     return {
-        "external_id": row.external_id,
-        "title": row.title,
-        "summary": row.summary,
+        "external_id": row["external_id"],
+        "title": row["title"],
+        "summary": row["summary"],
         "model": {
-            "name": refs.models.get(row.model_id),
-            "version": refs.versions.get(row.model_version_id),
+            "name": refs.models.get(row["model_id"]),
+            "version": refs.versions.get(row["model_version_id"]),
         },
-        "data_source": refs.sources.get(row.data_source_id),
-        "occurred_at": iso(row.occurred_at),
-        "captured_at": iso(row.captured_at),
-        "environment": None if "environment" in hidden else row.environment,
-        "input": None if "input" in hidden else row.input,
-        "prediction": None if "prediction" in hidden else row.prediction,
-        "expected": None if "expected" in hidden else row.expected,
-        "confidence": row.confidence,
-        "latency_ms": row.latency_ms,
-        "failure_mode": row.failure_mode,
-        "severity": row.severity,
-        "impact": row.impact,
-        "signals": None if "signals" in hidden else row.signals,
-        "tags": row.tags or [],
-        "sensitivity": row.sensitivity,
-        "payload_sensitivity": row.payload_sensitivity,
-        "team": row.team,
-        "links": refs.links.get(row.id, []),
+        "data_source": refs.sources.get(row["data_source_id"]),
+        "occurred_at": row["occurred_at"],
+        "captured_at": row["captured_at"],
+        "environment": None if "environment" in hidden else row["environment"],
+        "input": None if "input" in hidden else row["input"],
+        "prediction": None if "prediction" in hidden else row["prediction"],
+        "expected": None if "expected" in hidden else row["expected"],
+        "confidence": row["confidence"],
+        "latency_ms": row["latency_ms"],
+        "failure_mode": row["failure_mode"],
+        "severity": row["severity"],
+        "impact": row["impact"],
+        "signals": None if "signals" in hidden else row["signals"],
+        "tags": row["tags"] or [],
+        "sensitivity": row["sensitivity"],
+        "payload_sensitivity": row["payload_sensitivity"],
+        "team": row["team"],
+        "links": refs.links.get(row["id"], []),
         "writeup": _present(writeup),
         "provenance": _present(provenance),
-        "fingerprint": row.fingerprint,
+        "fingerprint": row["fingerprint"],
         "_meta": {
-            "id": row.id,
-            "revision": row.revision,
-            "status": row.status,
-            "content_hash": row.content_hash,
-            "group_id": row.group_id,
-            "merged_into_id": row.merged_into_id,
-            "taxonomy_version": row.taxonomy_version,
-            "received_at": iso(row.received_at),
-            "updated_at": iso(row.updated_at),
+            "id": row["id"],
+            "revision": row["revision"],
+            "status": row["status"],
+            "content_hash": row["content_hash"],
+            "group_id": row["group_id"],
+            "merged_into_id": row["merged_into_id"],
+            "taxonomy_version": row["taxonomy_version"],
+            "received_at": row["received_at"],
+            "updated_at": row["updated_at"],
             "redacted_fields": list(hidden),
-            "pii_findings": row.pii_findings or [],
+            "pii_findings": row["pii_findings"] or [],
         },
     }
 

@@ -444,6 +444,6 @@ async def test_export_rows_render_as_the_catalog_renders_its_cases(exported, app
         expected = {
             c.id: orjson.dumps(wire_case(case_json(c, orm_refs, viewer=reader))) for c in cases
         }
-        got = {r.id: orjson.dumps(pages.wire_row(r, refs, reader)) for r in rows}
+        got = {r["id"]: orjson.dumps(pages.wire_row(r, refs, reader)) for r in rows}
         assert got == expected
         assert len(got) == (N if reader is SYSTEM else 0)
