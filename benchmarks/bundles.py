@@ -11,7 +11,7 @@ What it does, in one run:
 2. Each profile's bundle of every case (query "", the SYSTEM reader) written in-process by
    services.sharing.bundle.write_bundle, as `failcat export bundle` does; then the raw
    baseline. Peak RSS growth is sampled every 5 ms over the call (the process's RSS at the
-   start subtracted).
+   start subtracted; the modules an export imports are loaded before).
 Prints cases/s, seconds and peak RSS growth per profile and the baseline, and the ratio.
 Seven helpers share two cores: figures are loaded; compare the ratios of one run.
 """
@@ -158,6 +158,10 @@ async def main() -> None:
             ring = await AuthService(settings, db).key_store.load(s)
         [key] = ring.signing_keys.keys
         pseudonyms = Pseudonyms(secrets.token_bytes(32))
+        # Modules an export imports on first use (the annotation service brings numpy) are
+        # loaded before RSS is measured: their size does not grow with the bundle.
+        import services.annotation.service  # noqa: F401
+
         print(f"backend {args.backend}, {args.cases:,} cases (loaded machine)")
         rates: dict[str, float] = {}
         for profile in args.profiles.split(","):

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import shutil
 import tarfile
 import tempfile
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
+from services.sharing import targz
 from services.sharing.anonymise import (
     PROFILES,
     Pseudonyms,
@@ -45,6 +46,7 @@ from services.sharing.anonymise import (
     k_anonymity,
     quasi_identifiers,
 )
+from services.sharing.targz import MemberWriter
 from shared.errors import BadUserInput, FieldError
 from shared.ids import new_id
 from shared.security import Principal, Sensitivity
@@ -55,8 +57,6 @@ FILES = ("cases.jsonl", "groups.jsonl", "annotations.jsonl", "lessons.jsonl")
 MANIFEST, SIGNATURE = "manifest.json", "manifest.jws"
 PAGE = 500
 MAX_MEMBER_BYTES = 2 * 1024**3
-# gzip's own default: tarfile's 9 took three times as long for 2% less (JSON lines).
-COMPRESS_LEVEL = 6
 
 
 class BundleRefused(BadUserInput):
@@ -104,25 +104,6 @@ def lesson_json(lesson: Any) -> dict[str, Any]:
     }
 
 
-class _HashedWriter:
-    """A JSON-lines file that hashes what it writes."""
-
-    def __init__(self, path: Path) -> None:
-        self.fh = path.open("wb")
-        self.sha = hashlib.sha256()
-        self.count = 0
-
-    def write(self, record: dict[str, Any]) -> None:
-        line = orjson.dumps(record) + b"\n"
-        self.fh.write(line)
-        self.sha.update(line)
-        self.count += 1
-
-    def close(self) -> str:
-        self.fh.close()
-        return self.sha.hexdigest()
-
-
 @dataclass
 class Written:
     manifest: dict[str, Any]
@@ -160,7 +141,8 @@ async def write_bundle(
     )
     bundle_id = new_id()
     work = Path(tempfile.mkdtemp(prefix="failcat-bundle-", dir=out.parent))
-    writers = {name: _HashedWriter(work / name) for name in FILES}
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-gzip")
+    writers = {name: MemberWriter(work / f"{name}.gz", pool) for name in FILES}
     classes: Counter[tuple[str, ...]] = Counter()
     group_ids: set[str] = set()
     teams: set[str] = set()
@@ -238,24 +220,17 @@ async def write_bundle(
         }
         manifest_bytes = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)
         signature = sign(manifest_bytes, kid, key)
-        with tarfile.open(out, "w:gz", compresslevel=COMPRESS_LEVEL) as tar:
-            _add_bytes(tar, MANIFEST, manifest_bytes)
-            _add_bytes(tar, SIGNATURE, signature.encode())
-            for name in FILES:
-                tar.add(work / name, arcname=name)
+        targz.pack(
+            out,
+            [(MANIFEST, manifest_bytes), (SIGNATURE, signature.encode())],
+            [(name, writers[name]) for name in FILES],
+        )
         return Written(manifest, sorted(teams), worst.value)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # nothing writes the files after this
         for w in writers.values():
-            if not w.fh.closed:
-                w.fh.close()
+            w.abandon()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = int(datetime.now(UTC).timestamp())
-    tar.addfile(info, io.BytesIO(data))
 
 
 def sign(manifest: bytes, kid: str, key: ECKey) -> str:
