@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import sys
 import tempfile
@@ -40,23 +39,31 @@ from benchmarks.generator import CaseGenerator
 PAGE = 2_000
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def rss_bytes() -> tuple[int, int]:
+    """The process's RSS and its anonymous part (heap: what it allocated, not the pages of
+    files it maps, such as the embedded index's SQLite mmap), in bytes."""
+    fields = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "RssAnon:")):
+                name, value, _ = line.split()
+                fields[name] = int(value) * 1024
+    return fields["VmRSS:"], fields["RssAnon:"]
 
 
-async def measured(work: Callable[[], Awaitable[Any]]) -> tuple[float, int, Any]:
-    """Seconds, peak RSS growth (bytes) and the result of `work()`."""
+async def measured(work: Callable[[], Awaitable[Any]]) -> tuple[float, tuple[int, int], Any]:
+    """Seconds, peak growth of RSS and of its anonymous part (bytes), the result of `work()`."""
     import gc
 
     gc.collect()
     base = rss_bytes()
-    peak = [base]
+    peak = list(base)
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], rss_bytes())
+            now = rss_bytes()
+            peak[0], peak[1] = max(peak[0], now[0]), max(peak[1], now[1])
             stop.wait(0.005)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -68,8 +75,8 @@ async def measured(work: Callable[[], Awaitable[Any]]) -> tuple[float, int, Any]
         elapsed = time.perf_counter() - start
         stop.set()
         sampler.join()
-    peak[0] = max(peak[0], rss_bytes())
-    return elapsed, peak[0] - base, result
+    now = rss_bytes()
+    return elapsed, (max(peak[0], now[0]) - base[0], max(peak[1], now[1]) - base[1]), result
 
 
 async def load(db: Any, search: Any, n: int) -> None:
@@ -186,7 +193,8 @@ async def main() -> None:
             rates[profile] = cases / seconds
             print(
                 f"{profile:>9}: {cases:>7,} cases in {seconds:6.2f} s = "
-                f"{cases / seconds:8,.0f} cases/s, peak RSS +{grew / 2**20:6.1f} MB, "
+                f"{cases / seconds:8,.0f} cases/s, peak RSS +{grew[0] / 2**20:6.1f} MB "
+                f"(anonymous +{grew[1] / 2**20:6.1f} MB), "
                 f"{out.stat().st_size / 2**20:.1f} MB",
                 flush=True,
             )
@@ -194,7 +202,8 @@ async def main() -> None:
         seconds, grew, count = await measured(lambda: raw_baseline(settings.catalog_url, raw))
         print(
             f"{'raw':>9}: {count:>7,} rows  in {seconds:6.2f} s = {count / seconds:8,.0f} rows/s, "
-            f"peak RSS +{grew / 2**20:6.1f} MB, {raw.stat().st_size / 2**20:.1f} MB",
+            f"peak RSS +{grew[0] / 2**20:6.1f} MB (anonymous +{grew[1] / 2**20:6.1f} MB), "
+            f"{raw.stat().st_size / 2**20:.1f} MB",
             flush=True,
         )
         for profile, rate in rates.items():
