@@ -198,7 +198,7 @@ def quasi_identifiers(case: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def k_anonymity(classes: Counter[tuple[str, ...]]) -> dict[str, Any]:
+def k_anonymity(classes: Counter[Any]) -> dict[str, Any]:
     """The smallest equivalence class over the quasi-identifiers, and how many cases sit in
     classes smaller than K_THRESHOLD (those a partner could single out most easily)."""
     small = {c: n for c, n in classes.items() if n < K_THRESHOLD}

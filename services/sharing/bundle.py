@@ -143,7 +143,9 @@ async def write_bundle(
     work = Path(tempfile.mkdtemp(prefix="failcat-bundle-", dir=out.parent))
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-gzip")
     writers = {name: MemberWriter(work / f"{name}.gz", pool) for name in FILES}
-    classes: Counter[tuple[str, ...]] = Counter()
+    # An equivalence class by a 16-byte digest of its quasi-identifiers: only the sizes are
+    # reported, and a bundle can have as many classes as cases.
+    classes: Counter[bytes] = Counter()
     group_ids: set[str] = set()
     teams: set[str] = set()
     worst = Sensitivity.PUBLIC
@@ -167,7 +169,8 @@ async def write_bundle(
                 if Sensitivity(row["sensitivity"]).rank > worst.rank:
                     worst = Sensitivity(row["sensitivity"])
                 shown = anonymise_case(wire, profile, pseudonyms)
-                classes[quasi_identifiers(shown)] += 1
+                qi = orjson.dumps(quasi_identifiers(shown))
+                classes[hashlib.blake2b(qi, digest_size=16).digest()] += 1
                 writers["cases.jsonl"].write(shown)
                 for entry in trails.get(case_id, []):
                     if entry.action != "adjudicated" or entry.hidden:

@@ -13,6 +13,7 @@ import re
 import secrets
 import sqlite3
 import tarfile
+from collections import Counter
 
 import orjson
 import pytest
@@ -20,6 +21,7 @@ from joserfc.jwk import ECKey
 from sqlalchemy import text
 
 from services.annotation import service as annotations
+from services.sharing.anonymise import k_anonymity, quasi_identifiers
 from services.sharing.bundle import FILES, BundleRefused, read_bundle, sign, trusted_keys
 from shared.db import Database
 from shared.migrate import upgrade_async
@@ -255,6 +257,10 @@ async def test_partner_bundle_round_trip_leaks_no_source_identity(exported):
     assert verified.manifest["profile"] == "partner"
     records = verified.records("cases.jsonl")
     assert len(records) == N
+    # The k-anonymity report is that of the quasi-identifiers of the cases as exported.
+    exported_classes = Counter(quasi_identifiers(r) for r in records)
+    assert verified.manifest["k_anonymity"] == k_anonymity(exported_classes)
+    assert summary["k_anonymity"]["classes"] == len(exported_classes)
     assert all(r["input"] is None and r["links"] == [] for r in records)
     assert {r["occurred_at"][10:] for r in records} == {"T00:00:00Z"}
     assert {tuple(sorted(r["environment"].items())) for r in records} == {
