@@ -51,8 +51,12 @@ def rss_bytes() -> tuple[int, int]:
     return fields["VmRSS:"], fields["RssAnon:"]
 
 
-async def measured(work: Callable[[], Awaitable[Any]]) -> tuple[float, tuple[int, int], Any]:
-    """Seconds, peak growth of RSS and of its anonymous part (bytes), the result of `work()`."""
+async def measured(
+    work: Callable[[], Awaitable[Any]],
+) -> tuple[float, tuple[int, int], Any, float]:
+    """Seconds, peak growth of RSS and of its anonymous part (bytes), the result of `work()`,
+    and the CPU seconds of this process meanwhile (all its threads: on a loaded machine the
+    steadier figure)."""
     import gc
 
     gc.collect()
@@ -68,7 +72,7 @@ async def measured(work: Callable[[], Awaitable[Any]]) -> tuple[float, tuple[int
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         result = await work()
     finally:
@@ -76,7 +80,8 @@ async def measured(work: Callable[[], Awaitable[Any]]) -> tuple[float, tuple[int
         stop.set()
         sampler.join()
     now = rss_bytes()
-    return elapsed, (max(peak[0], now[0]) - base[0], max(peak[1], now[1]) - base[1]), result
+    grew = (max(peak[0], now[0]) - base[0], max(peak[1], now[1]) - base[1])
+    return elapsed, grew, result, time.process_time() - cpu
 
 
 async def load(db: Any, search: Any, n: int) -> None:
@@ -188,22 +193,22 @@ async def main() -> None:
                     pseudonyms=pseudonyms,
                 )
 
-            seconds, grew, written = await measured(work)
+            seconds, grew, written, cpu = await measured(work)
             cases = written.manifest["counts"]["cases"]
             rates[profile] = cases / seconds
             print(
                 f"{profile:>9}: {cases:>7,} cases in {seconds:6.2f} s = "
                 f"{cases / seconds:8,.0f} cases/s, peak RSS +{grew[0] / 2**20:6.1f} MB "
                 f"(anonymous +{grew[1] / 2**20:6.1f} MB), "
-                f"{out.stat().st_size / 2**20:.1f} MB",
+                f"{out.stat().st_size / 2**20:.1f} MB, {cpu / cases * 1e6:.0f} us CPU/case",
                 flush=True,
             )
         raw = data_dir / "raw.jsonl"
-        seconds, grew, count = await measured(lambda: raw_baseline(settings.catalog_url, raw))
+        seconds, grew, count, cpu = await measured(lambda: raw_baseline(settings.catalog_url, raw))
         print(
             f"{'raw':>9}: {count:>7,} rows  in {seconds:6.2f} s = {count / seconds:8,.0f} rows/s, "
             f"peak RSS +{grew[0] / 2**20:6.1f} MB (anonymous +{grew[1] / 2**20:6.1f} MB), "
-            f"{raw.stat().st_size / 2**20:.1f} MB",
+            f"{raw.stat().st_size / 2**20:.1f} MB, {cpu / count * 1e6:.0f} us CPU/row",
             flush=True,
         )
         for profile, rate in rates.items():
