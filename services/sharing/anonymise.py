@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from services.governance.redaction.detectors import maybe_pii
 from services.governance.redaction.service import mask_text
 
 PROFILES = ("internal", "partner", "public")
@@ -37,7 +38,9 @@ def redact_free_text(text: str | None) -> str | None:
     """Free text (titles, summaries, write-ups) through the governance service's PII
     detectors, findings masked: the partner and public profiles call this for every
     free-text field, whatever the source's own redaction policy kept."""
-    return None if text is None else mask_text(text)
+    if text is None or not maybe_pii(text):  # ingest's pre-filter: nothing looks like PII
+        return text
+    return mask_text(text)
 
 
 def pseudonym_key(data_dir: Path, env: dict[str, str]) -> bytes:
@@ -56,15 +59,38 @@ def pseudonym_key(data_dir: Path, env: dict[str, str]) -> bytes:
     return path.read_text().strip().encode()
 
 
+# Kinds with few distinct values (teams, actors, sources, environment values, fingerprints)
+# repeat on every case: their pseudonyms are kept. Ids are unique per record, never kept.
+CACHED_KINDS = frozenset({"team", "actor", "source", "value", "fp"})
+CACHE_LIMIT = 100_000
+
+
 class Pseudonyms:
+    """Stable pseudonyms: a keyed HMAC-SHA256 of `kind:value`. The keyed state is made once
+    and copied per value (the key is not hashed again), and the pseudonyms of the repeating
+    kinds are remembered (a pure function of the key and the value: never stale)."""
+
     def __init__(self, key: bytes) -> None:
         self.key = key
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+        self._known: dict[tuple[str, str], str] = {}
+
+    def _digest(self, kind: str, value: str) -> str:
+        mac = self._keyed.copy()
+        mac.update(f"{kind}:{value}".encode())
+        return f"{kind}-{mac.hexdigest()[:16]}"
 
     def __call__(self, kind: str, value: str | None) -> str | None:
         if value is None:
             return None
-        digest = hmac.new(self.key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-        return f"{kind}-{digest[:16]}"
+        if kind not in CACHED_KINDS:
+            return self._digest(kind, value)
+        known = self._known.get((kind, value))
+        if known is None:
+            known = self._digest(kind, value)
+            if len(self._known) < CACHE_LIMIT:
+                self._known[(kind, value)] = known
+        return known
 
 
 def _day(value: str | None) -> str | None:
@@ -172,7 +198,7 @@ def quasi_identifiers(case: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def k_anonymity(classes: Counter[tuple[str, ...]]) -> dict[str, Any]:
+def k_anonymity(classes: Counter[Any]) -> dict[str, Any]:
     """The smallest equivalence class over the quasi-identifiers, and how many cases sit in
     classes smaller than K_THRESHOLD (those a partner could single out most easily)."""
     small = {c: n for c, n in classes.items() if n < K_THRESHOLD}

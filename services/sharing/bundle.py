@@ -7,21 +7,24 @@ serialization with the payload detached: `header..signature`, ES256 by the insta
 signing key, `kid` as published in its JWKS), `cases.jsonl` (the wire format with `_meta`),
 `groups.jsonl`, `annotations.jsonl` (adjudicated decisions), `lessons.jsonl`.
 
-Export streams: the search's pages (500) are read in short transactions and written to files
-as they come; nothing holds the whole set. Import verifies the signature against the keys the
-operator trusts and every file's hash before it stores anything; a tampered, unsigned or
-unknown-key bundle is refused with one line and nothing stored.
+Export streams (services/sharing/pages.py): the search's pages of ids are fetched ahead, the
+cases read in batches of plain rows in short transactions and written to files as they come,
+each file hashed while it is written; nothing holds the whole set. Import verifies the
+signature against the keys the operator trusts and every file's hash before it stores
+anything; a tampered, unsigned or unknown-key bundle is refused with one line and nothing
+stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import io
 import shutil
 import tarfile
 import tempfile
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +35,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
+from services.sharing import targz
 from services.sharing.anonymise import (
     PROFILES,
     Pseudonyms,
@@ -42,6 +46,7 @@ from services.sharing.anonymise import (
     k_anonymity,
     quasi_identifiers,
 )
+from services.sharing.targz import MemberWriter
 from shared.errors import BadUserInput, FieldError
 from shared.ids import new_id
 from shared.security import Principal, Sensitivity
@@ -99,25 +104,6 @@ def lesson_json(lesson: Any) -> dict[str, Any]:
     }
 
 
-class _HashedWriter:
-    """A JSON-lines file that hashes what it writes."""
-
-    def __init__(self, path: Path) -> None:
-        self.fh = path.open("wb")
-        self.sha = hashlib.sha256()
-        self.count = 0
-
-    def write(self, record: dict[str, Any]) -> None:
-        line = orjson.dumps(record) + b"\n"
-        self.fh.write(line)
-        self.sha.update(line)
-        self.count += 1
-
-    def close(self) -> str:
-        self.fh.close()
-        return self.sha.hexdigest()
-
-
 @dataclass
 class Written:
     manifest: dict[str, Any]
@@ -140,11 +126,8 @@ async def write_bundle(
     progress: Callable[[int, int], None] | None = None,
 ) -> Written:
     """Write the bundle to `out` (a tar.gz) and answer its manifest."""
-    from services.annotation import service as annotations
     from services.catalog import service as catalog
-    from services.catalog.export import wire_case
-    from services.catalog.views import case_json
-    from services.search.request import decode_cursor
+    from services.sharing import pages
     from services.sharing.repository import SharingRepository
 
     if profile not in PROFILES:
@@ -156,36 +139,38 @@ async def write_bundle(
         search.build_request(principal, effective, first=PAGE, sort="occurred_at"),
         highlight=False,
     )
-    result = await search.execute(request)
     bundle_id = new_id()
     work = Path(tempfile.mkdtemp(prefix="failcat-bundle-", dir=out.parent))
-    writers = {name: _HashedWriter(work / name) for name in FILES}
-    classes: Counter[tuple[str, ...]] = Counter()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-gzip")
+    writers = {name: MemberWriter(work / f"{name}.gz", pool) for name in FILES}
+    # An equivalence class by a 16-byte digest of its quasi-identifiers: only the sizes are
+    # reported, and a bundle can have as many classes as cases.
+    classes: Counter[bytes] = Counter()
     group_ids: set[str] = set()
     teams: set[str] = set()
     worst = Sensitivity.PUBLIC
     done = 0
     try:
-        while True:
-            ids = [h.id for h in result.hits]
-            async with db.transaction() as session:
-                cases = await catalog.get_cases(session, ids, principal)
-                refs = await catalog.page_relations(session, cases)
-                trails = await annotations.review_trails(session, [c.id for c in cases], principal)
-            by_id = {c.id: c for c in cases}
+        async for ids, total in pages.id_batches(search, request):
+            # Rows and review trails in two short transactions at once (two connections).
+            (rows, refs), trails = await asyncio.gather(
+                pages.case_page(db, ids, principal), pages.trails_page(db, ids, principal)
+            )
+            by_id = {r["id"]: r for r in rows}
             for case_id in ids:
                 row = by_id.get(case_id)
-                if row is None or (profile == "public" and row.sensitivity != "public"):
+                if row is None or (profile == "public" and row["sensitivity"] != "public"):
                     continue
-                wire = wire_case(case_json(row, refs, viewer=principal))
-                if row.group_id:
-                    group_ids.add(row.group_id)
-                if row.team:
-                    teams.add(row.team)
-                if Sensitivity(row.sensitivity).rank > worst.rank:
-                    worst = Sensitivity(row.sensitivity)
+                wire = pages.wire_row(row, refs, principal)
+                if row["group_id"]:
+                    group_ids.add(row["group_id"])
+                if row["team"]:
+                    teams.add(row["team"])
+                if Sensitivity(row["sensitivity"]).rank > worst.rank:
+                    worst = Sensitivity(row["sensitivity"])
                 shown = anonymise_case(wire, profile, pseudonyms)
-                classes[quasi_identifiers(shown)] += 1
+                qi = orjson.dumps(quasi_identifiers(shown))
+                classes[hashlib.blake2b(qi, digest_size=16).digest()] += 1
                 writers["cases.jsonl"].write(shown)
                 for entry in trails.get(case_id, []):
                     if entry.action != "adjudicated" or entry.hidden:
@@ -203,12 +188,7 @@ async def write_bundle(
                     )
             done += len(ids)
             if progress:
-                progress(done, result.total)
-            if not result.next_cursor:
-                break
-            result = await search.execute(
-                replace(request, after=decode_cursor(result.next_cursor, request.sort))
-            )
+                progress(done, total)
         ordered = sorted(group_ids)
         async with db.transaction() as session:
             for start in range(0, len(ordered), PAGE):
@@ -243,24 +223,17 @@ async def write_bundle(
         }
         manifest_bytes = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)
         signature = sign(manifest_bytes, kid, key)
-        with tarfile.open(out, "w:gz") as tar:
-            _add_bytes(tar, MANIFEST, manifest_bytes)
-            _add_bytes(tar, SIGNATURE, signature.encode())
-            for name in FILES:
-                tar.add(work / name, arcname=name)
+        targz.pack(
+            out,
+            [(MANIFEST, manifest_bytes), (SIGNATURE, signature.encode())],
+            [(name, writers[name]) for name in FILES],
+        )
         return Written(manifest, sorted(teams), worst.value)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # nothing writes the files after this
         for w in writers.values():
-            if not w.fh.closed:
-                w.fh.close()
+            w.abandon()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = int(datetime.now(UTC).timestamp())
-    tar.addfile(info, io.BytesIO(data))
 
 
 def sign(manifest: bytes, kid: str, key: ECKey) -> str:
