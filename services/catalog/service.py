@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -141,6 +142,24 @@ async def get_visible_case(
     if case is None:
         raise NotFound(f"case {case_id} not found")
     return case
+
+
+async def get_visible_case_and(
+    session: AsyncSession,
+    case_id: str,
+    viewer: Principal,
+    also: Callable[[Any], Any],
+    params: dict[str, Any],
+) -> tuple[FailureCase, Any]:
+    """The visible case (NotFound as get_visible_case) and, from the same statement, the
+    value of `also(case id column)` with `params` bound: another service's per-case
+    condition (the annotation service's blind-read flag) read without a query of its own."""
+    found = await CatalogRepository(session).visible_case_and(
+        case_id, viewer, also(FailureCase.id), params
+    )
+    if found is None:
+        raise NotFound(f"case {case_id} not found")
+    return found
 
 
 async def get_visible_group(

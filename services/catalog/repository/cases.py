@@ -38,6 +38,14 @@ class CaseQueries(RepositoryBase):
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def visible_case_and(
+        self, case_id: str, viewer: Principal, column: Any, params: dict[str, Any]
+    ) -> tuple[FailureCase, Any] | None:
+        """`visible_case` and one more value computed in the same statement."""
+        stmt = select(FailureCase, column).where(FailureCase.id == case_id, *visible_to(viewer))
+        row = (await self.session.execute(stmt, params)).one_or_none()
+        return None if row is None else (row[0], row[1])
+
     async def get_cases(self, ids: Sequence[str], viewer: Principal) -> list[FailureCase]:
         stmt = select(FailureCase).where(FailureCase.id.in_(ids), *visible_to(viewer))
         return list((await self.session.execute(stmt)).scalars())
