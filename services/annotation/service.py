@@ -398,14 +398,14 @@ async def curated_blinded(
 
 async def visible_case_for(
     session: AsyncSession, case_id: str, reader: Principal
-) -> tuple[Any, bool]:
-    """The visible case (NotFound otherwise) and whether its curated fields are blinded for
-    `reader` (as curated_blinded), in one statement: the rule's condition is a column of the
-    case read, so the rule costs a read no query of its own."""
-    case, blinded = await catalog.get_visible_case_and(
+) -> tuple[Any, Any, bool]:
+    """The visible case (NotFound otherwise), its model, and whether its curated fields are
+    blinded for `reader` (as curated_blinded), in one statement: the rule's condition is a
+    column of the case read, so the rule costs a read no query of its own."""
+    case, model, blinded = await catalog.get_visible_case_and(
         session, case_id, reader, curated_blind_condition, blind_params(reader.subject, FAILCAT)
     )
-    return case, bool(blinded)
+    return case, model, bool(blinded)
 
 
 async def hide_blinded_views(

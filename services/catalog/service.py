@@ -150,10 +150,11 @@ async def get_visible_case_and(
     viewer: Principal,
     also: Callable[[Any], Any],
     params: dict[str, Any],
-) -> tuple[FailureCase, Any]:
-    """The visible case (NotFound as get_visible_case) and, from the same statement, the
-    value of `also(case id column)` with `params` bound: another service's per-case
-    condition (the annotation service's blind-read flag) read without a query of its own."""
+) -> tuple[FailureCase, Model, Any]:
+    """The visible case (NotFound as get_visible_case), its model, and the value of
+    `also(case id column)` with `params` bound, all from one statement: a single case's read
+    (GraphQL `case(id)`) with another service's per-case condition (the annotation service's
+    blind-read flag) costs one query."""
     found = await CatalogRepository(session).visible_case_and(
         case_id, viewer, also(FailureCase.id), params
     )

@@ -40,11 +40,15 @@ class CaseQueries(RepositoryBase):
 
     async def visible_case_and(
         self, case_id: str, viewer: Principal, column: Any, params: dict[str, Any]
-    ) -> tuple[FailureCase, Any] | None:
-        """`visible_case` and one more value computed in the same statement."""
-        stmt = select(FailureCase, column).where(FailureCase.id == case_id, *visible_to(viewer))
+    ) -> tuple[FailureCase, Model, Any] | None:
+        """`visible_case`, its model and one more value, in the same statement."""
+        stmt = (
+            select(FailureCase, Model, column)
+            .join(Model, Model.id == FailureCase.model_id)
+            .where(FailureCase.id == case_id, *visible_to(viewer))
+        )
         row = (await self.session.execute(stmt, params)).one_or_none()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else (row[0], row[1], row[2])
 
     async def get_cases(self, ids: Sequence[str], viewer: Principal) -> list[FailureCase]:
         stmt = select(FailureCase).where(FailureCase.id.in_(ids), *visible_to(viewer))

@@ -90,11 +90,12 @@ class CatalogQuery:
     ) -> FailureCase:
         session = await info.context.session()
         if as_of is None:
-            # The blind-read rule's flag comes with the row: the curated fields read it from
-            # their loader's cache instead of asking in a query of their own.
-            case, blinded = await annotation.visible_case_for(
+            # The model and the blind-read rule's flag come with the row: the model and the
+            # curated fields read them from their loaders' caches, not in queries of their own.
+            case, model, blinded = await annotation.visible_case_for(
                 session, str(id), info.context.principal
             )
+            info.context.loaders.model.prime(model.id, model)
             annotation_loaders(info.context).curated_hidden.prime(case.id, blinded)
         else:
             case = PastCaseRow(
