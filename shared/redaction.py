@@ -13,7 +13,7 @@ redaction): this rule is about who reads the fields that remain.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from shared.security import Principal, Sensitivity
@@ -89,3 +89,8 @@ def hide_blinded(view: MutableMapping[str, Any], blinded: bool) -> MutableMappin
             if name in view:
                 view[name] = None
     return view
+
+
+def without_blinded(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A revision's changes without the blinded curated fields, for that same reader."""
+    return {name: change for name, change in changes.items() if name not in BLINDED_FIELDS}

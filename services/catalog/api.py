@@ -17,6 +17,7 @@ from services.catalog.cursor import CASES, EVENTS, decode_keyset, encode_keyset
 from services.catalog.schemas import INGEST_STATUSES, CaseFilter
 from services.catalog.templates import TEMPLATES, Template, template_for
 from services.catalog.views import case_json, revision_json
+from shared import redaction
 from shared.audit import audit
 from shared.errors import BadUserInput, FieldError, PayloadTooLarge
 from shared.security import Principal, Scope
@@ -169,7 +170,10 @@ async def case_history(
     """The case's history, oldest first: who (id and name), when, why, what changed."""
     revisions = await service.case_history(session, case_id, principal)
     audit(session, principal, "case.history", f"case:{case_id}", read=True)
-    return json_response({"revisions": [revision_json(r) for r in revisions]})
+    views = [revision_json(r) for r in revisions]
+    if await blind_read.curated_blinded(session, [case_id], principal):  # as GraphQL's
+        views = [{**v, "changes": redaction.without_blinded(v["changes"])} for v in views]
+    return json_response({"revisions": views})
 
 
 @router.get(

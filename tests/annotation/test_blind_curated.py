@@ -29,6 +29,10 @@ query($source: String) {
   cases(filter: {dataSource: $source}, first: 50) { edges { node { id severity } } }
 }"""
 SOURCE = "query($id: ID!) { case(id: $id) { dataSource { name } } }"
+HISTORY = """
+query($id: ID!) { case(id: $id) { revisions { reason changes } lastRevision { changes } } }"""
+BLINDED = {"severity", "failure_mode", "impact"}
+BLINDED_GQL = {"severity", "failureMode", "failure_mode", "impact"}
 
 
 async def _curated(client, who, case_id: str) -> dict:
@@ -128,8 +132,24 @@ async def test_rest_case_reads_hide_the_blinded_curated_fields_as_graphql_does(c
     assert curated(await _listed(client, second, case_id)) == (None, None, None)
     assert curated(await _listed(client, viewer, case_id)) == curated(seen)
 
+    # Nor does the history tell them: the adjudication's revision keeps its other changes.
+    async def changed(who) -> list[set]:
+        url = f"/catalog/v1/cases/{case_id}/revisions"
+        resp = await client.get(url, headers=bearer(who.token))
+        assert resp.status_code == 200, resp.text
+        return [set(r["changes"]) for r in resp.json()["revisions"]]
+
+    assert any(BLINDED & names for names in await changed(viewer))
+    assert not any(BLINDED & names for names in await changed(second))
+    history = data(await gql(client, second.token, HISTORY, {"id": case_id}))["case"]
+    assert not any(BLINDED_GQL & set(r["changes"]) for r in history["revisions"])
+    assert not BLINDED_GQL & set(history["lastRevision"]["changes"])
+    shown = data(await gql(client, viewer.token, HISTORY, {"id": case_id}))["case"]
+    assert BLINDED_GQL & set(shown["lastRevision"]["changes"])
+
     await submit(client, second, case_id, {**FAILCAT_VALUES, "severity": "S3"})
     assert curated(await rest(second)) == curated(seen)
+    assert await changed(second) == await changed(viewer)
 
 
 async def test_every_annotation_write_is_audited_with_ids_only(client, token_for, app):
