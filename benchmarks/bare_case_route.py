@@ -45,7 +45,7 @@ def build(jwks_url: str, issuer: str, database: str) -> Starlette:
             import asyncpg
 
             state["pool"] = await asyncpg.create_pool(
-                database.replace("postgresql+asyncpg://", "postgresql://"), max_size=4
+                database.replace("postgresql+asyncpg://", "postgresql://"), min_size=4, max_size=4
             )
             state["sql"] = QUERY.format(p="$1")
         yield

@@ -2,10 +2,17 @@
 (benchmarks/bare_case_route.py: validate the same token, read the same row), in one run.
 
     python -m benchmarks.case_read [--postgres] [--seconds 10] [--connections 16] [--rounds 3]
+    python -m benchmarks.case_read --blind-rule [--postgres] [--reads 2000]
 
 Both servers are single uvicorn processes; wrk (Debian's `wrk`) loads each in turn, `rounds`
 times alternately so both see the same machine, cycling through 100 real AIID cases. Prints
 requests/s of each and the ratio (target: failcat >= 1/3 of the bare route).
+
+--blind-rule (issue 11: the rule adds <= 10% to case(id)): in one process, the read `case(id)`
+runs (the case, its model and the blind-read flag in one statement: annotation
+service.visible_case_for) against the same statement without the rule's column, alternating,
+each in its own transaction, for a reader the rule must evaluate to the end (an annotator
+assigned to every case, not submitted, the cases adjudicated).
 """
 
 from __future__ import annotations
@@ -78,13 +85,83 @@ def wrk(base: str, script: str, seconds: float, connections: int) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
+async def blind_rule(postgres: bool, reads: int) -> None:
+    from sqlalchemy import false
+
+    from services.annotation import service as annotation
+    from services.catalog import service as catalog
+    from shared.db import Database
+    from shared.migrate import upgrade_async
+    from shared.security import Principal, Scope, Sensitivity
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if postgres:
+            url = await fresh_postgres(postgres_url())
+        else:
+            url = f"sqlite+aiosqlite:///{tmp}/catalog.db"
+        await upgrade_async(url)
+        db = Database(url)
+        every = frozenset(s.value for s in Scope)
+        lead, first = (
+            Principal(n, n, every, clearance=Sensitivity.RESTRICTED) for n in ("lead", "first")
+        )
+        reader = Principal("second", "second", every, clearance=Sensitivity.RESTRICTED)
+        try:
+            async with db.transaction() as s:
+                results = await catalog.ingest_cases(s, aiid_cases(100), lead)
+            ids = [r.id for r in results if r.id]
+            values = {"failure_mode": "safety.harmful_content", "severity": "S2"}
+            async with db.transaction() as s:
+                await annotation.assign_annotators(s, ids, ["first", "second"], 2, lead)
+            for case_id in ids:
+                async with db.transaction() as s:
+                    await annotation.submit_annotation(s, case_id, "failcat", values, first)
+                    case = await catalog.get_visible_case(s, case_id, lead)
+                    await annotation.adjudicate(s, case_id, "failcat", values, case.revision, lead)
+            async with db.transaction() as s:
+                _, _, blinded = await annotation.visible_case_for(s, ids[0], reader)
+            assert blinded, "the reader should be blinded"
+
+            async def with_rule(s, case_id):
+                return await annotation.visible_case_for(s, case_id, reader)
+
+            def no_flag(_case_id: object) -> object:
+                return false()
+
+            async def without_rule(s, case_id):
+                return await catalog.get_visible_case_and(s, case_id, reader, no_flag, {})
+
+            times: dict[str, list[float]] = {"with": [], "without": []}
+            reads_of = {"with": with_rule, "without": without_rule}
+            for i in range(reads + 200):
+                for name in ("with", "without") if i % 2 else ("without", "with"):
+                    started = time.perf_counter()
+                    async with db.transaction() as s:
+                        await reads_of[name](s, ids[i % len(ids)])
+                    if i >= 200:  # the first ones warm the statement caches
+                        times[name].append(time.perf_counter() - started)
+        finally:
+            await db.dispose()
+    p50 = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    backend = "Postgres" if postgres else "embedded SQLite"
+    print(f"backend: {backend}; {reads} reads each, alternating, in-process")
+    print(f"case read with the blind-read flag folded in: p50 {p50['with']:.3f} ms")
+    print(f"the same read without the rule's column:       p50 {p50['without']:.3f} ms")
+    print(f"the rule adds {(p50['with'] / p50['without'] - 1) * 100:+.1f}% (target <= +10%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--postgres", action="store_true", help="Postgres instead of SQLite")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--blind-rule", action="store_true", help="the blind-read rule's cost")
+    parser.add_argument("--reads", type=int, default=2000)
     args = parser.parse_args()
+    if args.blind_rule:
+        asyncio.run(blind_rule(args.postgres, args.reads))
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
 
@@ -115,11 +192,14 @@ def main() -> None:
         )
         try:
             bare_base = f"http://127.0.0.1:{port}"
-            for _ in range(100):
+            deadline = time.monotonic() + 60  # a loaded machine starts it slowly
+            while True:
                 try:
                     httpx.get(bare_base, timeout=1)
                     break
                 except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the bare route did not start") from None
                     time.sleep(0.1)
             gql_script = GRAPHQL_LUA % (ids, tok, ONE.replace('"', '\\"'))
             bare_script = BARE_LUA % (ids, tok)

@@ -163,7 +163,10 @@ def append_staged(session: Session) -> None:
     if not staged:
         return
     if session.get_bind().dialect.name == "sqlite":
-        _append_sqlite(session, staged)
+        if len(staged) == 1:
+            _append_one_sqlite(session, staged[0])
+        else:
+            _append_sqlite(session, staged)
         return
     if len(staged) == 1:
         _append_one_pg(session, staged[0])
@@ -274,3 +277,38 @@ def _append_sqlite(session: Session, staged: list[Staged]) -> None:
         )
     _await(driver.executemany(_INSERT_SQLITE, rows))
     _await(driver.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,)))
+
+
+# One entry (a read's, most often) in one statement through the driver: the head row is read
+# by the INSERT itself (which holds the write lock from its start), the hash is chained by
+# `_chain_after` (registered on each connection: SQLite has no sha256), and the trigger of
+# migration 0018 moves the head to the new entry. The bytes hashed are canonical_values', as
+# on Postgres: "[" + seq + "," + the rest.
+_CHAIN_FUNCTION = "failcat_audit_chain"
+_INSERT_ONE_SQLITE = (
+    f"INSERT INTO audit_log ({', '.join(FIELDS)}, hash) SELECT seq + 1, "
+    + ", ".join("?" * (len(FIELDS) - 1))
+    + f", {_CHAIN_FUNCTION}(hash, seq + 1, ?) FROM audit_head WHERE id = 1"
+)
+
+
+def _chain_after(previous: str, seq: int, rest: bytes) -> str:
+    return hashlib.sha256(previous.encode() + b"[%d," % seq + rest).hexdigest()
+
+
+def _append_one_sqlite(session: Session, entry: Staged) -> None:
+    pooled = session.connection().connection  # the pool's: its info lives as the connection
+    driver = pooled.driver_connection
+    if not pooled.info.get(_CHAIN_FUNCTION):
+        _await(driver.create_function(_CHAIN_FUNCTION, 3, _chain_after, deterministic=True))
+        pooled.info[_CHAIN_FUNCTION] = True
+    values = _values(0, entry)
+    rest = canonical_values(values)[len(b"[0,") :]
+    stored = values[9]
+    row = (
+        entry.at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds"),
+        *values[2:9],
+        None if stored is None else orjson.dumps(stored).decode(),
+        rest,
+    )
+    _await(driver.execute_fetchall(_INSERT_ONE_SQLITE, row))

@@ -13,7 +13,7 @@ redaction): this rule is about who reads the fields that remain.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from shared.security import Principal, Sensitivity
@@ -36,6 +36,10 @@ PII_KINDS: tuple[str, ...] = (
 
 # The raw payload: what `payload_sensitivity` covers.
 PAYLOAD_FIELDS: tuple[str, ...] = ("environment", "input", "prediction", "expected", "signals")
+
+# The curated fields adjudication decides: null for a reader the blind-read rule keeps from
+# the decided labels (who that is: services/annotation/service.curated_blinded).
+BLINDED_FIELDS: tuple[str, ...] = ("failure_mode", "severity", "impact")
 
 _RANK = {s.value: s.rank for s in Sensitivity}
 
@@ -75,3 +79,18 @@ def payload_level(*levels: str | None) -> str | None:
     data source policy's). Stored even when it equals the case's level, so lowering the
     case's sensitivity later does not lower its payload's."""
     return max((lv for lv in levels if lv), key=_RANK.__getitem__, default=None)
+
+
+def hide_blinded(view: MutableMapping[str, Any], blinded: bool) -> MutableMapping[str, Any]:
+    """Null the adjudicated curated fields of a case rendered as a mapping when the blind-read
+    rule withholds them from its reader (as GraphQL answers them)."""
+    if blinded:
+        for name in BLINDED_FIELDS:
+            if name in view:
+                view[name] = None
+    return view
+
+
+def without_blinded(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A revision's changes without the blinded curated fields, for that same reader."""
+    return {name: change for name, change in changes.items() if name not in BLINDED_FIELDS}

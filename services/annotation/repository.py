@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import String, func, insert, literal, select, update
+from sqlalchemy import String, bindparam, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
@@ -331,42 +332,11 @@ class AnnotationRepository:
     ) -> set[str]:
         """The cases with an adjudication of `taxonomy` that `reader` annotates (assigned,
         or with an annotation) without having submitted theirs in it: one statement."""
-        a, mine = Annotation, Annotation.__table__.alias("mine")
-        assigned = (
-            select(AnnotationAssignment.case_id)
-            .where(
-                AnnotationAssignment.case_id == AnnotationReview.case_id,
-                AnnotationAssignment.annotator == reader,
-            )
-            .exists()
-        )
-        annotating = (
-            select(a.id).where(a.case_id == AnnotationReview.case_id, a.annotator == reader)
-        ).exists()
-        submitted = (
-            select(mine.c.id)
-            .where(
-                mine.c.case_id == AnnotationReview.case_id,
-                mine.c.annotator == reader,
-                mine.c.taxonomy == taxonomy,
-                mine.c.status == "submitted",
-            )
-            .exists()
-        )
         out: set[str] = set()
+        stmt = _adjudicated_blind_stmt()
         for chunk in _chunks(list(case_ids)):
-            stmt = (
-                select(AnnotationReview.case_id)
-                .where(
-                    AnnotationReview.case_id.in_(chunk),
-                    AnnotationReview.action == "adjudicated",
-                    AnnotationReview.taxonomy == taxonomy,
-                    assigned | annotating,
-                    ~submitted,
-                )
-                .distinct()
-            )
-            out.update((await self.session.execute(stmt)).scalars())
+            params = {"ids": list(chunk), **blind_params(reader, taxonomy)}
+            out.update((await self.session.execute(stmt, params)).scalars())
         return out
 
     async def reviews_of(self, case_ids: Sequence[str]) -> list[AnnotationReview]:
@@ -448,3 +418,70 @@ class BoardRepository:
             .with_for_update()
         )
         return list((await self.session.execute(stmt)).scalars())
+
+
+# --- the blind-read rule on adjudicated (curated) values, as SQL -------------------------------
+# Built once: the statement's shape never changes, only its bound values (blind_params), so
+# SQLAlchemy compiles it once and a read pays for neither building nor compiling it.
+_READER, _TAXONOMY = "blind_reader", "blind_taxonomy"
+
+
+def blind_params(reader: str, taxonomy: str) -> dict[str, str]:
+    """The values of the blind-read expression's parameters."""
+    return {_READER: reader, _TAXONOMY: taxonomy}
+
+
+@functools.cache
+def curated_blind_condition(case_id: Any) -> Any:
+    """True when the case whose id is `case_id` (a column) has an adjudication of the
+    taxonomy that the reader annotates (assigned, or with an annotation of any taxonomy)
+    without having submitted theirs in it. The one definition: the batch check below and the
+    flag folded into a case read (services/annotation/service.visible_case_for) use it."""
+    reader = bindparam(_READER, type_=String)
+    taxonomy = bindparam(_TAXONOMY, type_=String)
+    mine = Annotation.__table__.alias("blind_mine")
+    theirs = Annotation.__table__.alias("blind_any")
+    assigned = (
+        select(AnnotationAssignment.case_id)
+        .where(AnnotationAssignment.case_id == case_id, AnnotationAssignment.annotator == reader)
+        .exists()
+    )
+    annotating = (
+        select(theirs.c.id).where(theirs.c.case_id == case_id, theirs.c.annotator == reader)
+    ).exists()
+    submitted = (
+        select(mine.c.id)
+        .where(
+            mine.c.case_id == case_id,
+            mine.c.annotator == reader,
+            mine.c.taxonomy == taxonomy,
+            mine.c.status == "submitted",
+        )
+        .exists()
+    )
+    review = AnnotationReview.__table__.alias("blind_review")
+    adjudicated = (
+        select(review.c.id)
+        .where(
+            review.c.case_id == case_id,
+            review.c.action == "adjudicated",
+            review.c.taxonomy == taxonomy,
+        )
+        .exists()
+    )
+    return adjudicated & (assigned | annotating) & ~submitted
+
+
+@functools.cache
+def _adjudicated_blind_stmt() -> Any:
+    review = AnnotationReview
+    return (
+        select(review.case_id)
+        .where(
+            review.case_id.in_(bindparam("ids", expanding=True)),
+            review.action == "adjudicated",
+            review.taxonomy == bindparam(_TAXONOMY, type_=String),
+            curated_blind_condition(review.case_id),
+        )
+        .distinct()
+    )

@@ -26,7 +26,11 @@ from services.annotation.models import (
     AnnotationReview,
     AnnotationTaxonomy,
 )
-from services.annotation.repository import AnnotationRepository
+from services.annotation.repository import (
+    AnnotationRepository,
+    blind_params,
+    curated_blind_condition,
+)
 from services.annotation.schemas import (
     COMPARABLE_TYPES,
     SET_TYPES,
@@ -43,6 +47,7 @@ from services.catalog import service as catalog
 from services.catalog.schemas import CasePatch
 from services.governance.redaction import service as redaction
 from services.governance.redaction.service import Redactor
+from shared import redaction as reader_rule
 from shared.audit import audit
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
@@ -393,12 +398,36 @@ async def annotations_for(
 async def curated_blinded(
     session: AsyncSession, case_ids: Sequence[str], reader: Principal
 ) -> set[str]:
-    """The cases whose curated failure mode, severity and impact `reader` may not read: they
-    were adjudicated from failcat annotations (they are the decided labels) and the reader
-    annotates the case without having submitted their own failcat annotation."""
+    """The cases whose curated failure mode, severity and impact (reader_rule.BLINDED_FIELDS)
+    `reader` may not read: they were adjudicated from failcat annotations (they are the
+    decided labels) and the reader annotates the case without having submitted their own
+    failcat annotation. GraphQL (pages; `case(id)` folds it, visible_case_for), REST and the
+    web pages all ask here."""
     if not case_ids:
         return set()
     return await AnnotationRepository(session).adjudicated_blind(case_ids, reader.subject, FAILCAT)
+
+
+async def visible_case_for(
+    session: AsyncSession, case_id: str, reader: Principal
+) -> tuple[Any, Any, bool]:
+    """The visible case (NotFound otherwise), its model, and whether its curated fields are
+    blinded for `reader` (as curated_blinded), in one statement: the rule's condition is a
+    column of the case read, so the rule costs a read no query of its own."""
+    case, model, blinded = await catalog.get_visible_case_and(
+        session, case_id, reader, curated_blind_condition, blind_params(reader.subject, FAILCAT)
+    )
+    return case, model, bool(blinded)
+
+
+async def hide_blinded_views(
+    session: AsyncSession, views: Sequence[dict[str, Any]], reader: Principal
+) -> None:
+    """Null the blinded curated fields in cases rendered as mappings (REST, web pages): the
+    same rule and fields as GraphQL's."""
+    blinded = await curated_blinded(session, [v["id"] for v in views], reader)
+    for view in views:
+        reader_rule.hide_blinded(view, view["id"] in blinded)
 
 
 async def case_annotations(

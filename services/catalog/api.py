@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from services.annotation import service as blind_read
 from services.catalog import limits as L
 from services.catalog import openapi as doc
 from services.catalog import service
@@ -16,6 +17,7 @@ from services.catalog.cursor import CASES, EVENTS, decode_keyset, encode_keyset
 from services.catalog.schemas import INGEST_STATUSES, CaseFilter
 from services.catalog.templates import TEMPLATES, Template, template_for
 from services.catalog.views import case_json, revision_json
+from shared import redaction
 from shared.audit import audit
 from shared.errors import BadUserInput, FieldError, PayloadTooLarge
 from shared.security import Principal, Scope
@@ -153,6 +155,7 @@ async def get_case(
     principal: Principal = Depends(require(Scope.CASES_READ)),
 ) -> Response:
     body = await service.case_as_json(session, case_id, principal, as_of)
+    await blind_read.hide_blinded_views(session, [body], principal)  # as GraphQL answers
     # Session commits before the response is sent: the read is stored first.
     audit(session, principal, "case.read", f"case:{case_id}", read=True)
     return json_response(body)
@@ -167,7 +170,10 @@ async def case_history(
     """The case's history, oldest first: who (id and name), when, why, what changed."""
     revisions = await service.case_history(session, case_id, principal)
     audit(session, principal, "case.history", f"case:{case_id}", read=True)
-    return json_response({"revisions": [revision_json(r) for r in revisions]})
+    views = [revision_json(r) for r in revisions]
+    if await blind_read.curated_blinded(session, [case_id], principal):  # as GraphQL's
+        views = [{**v, "changes": redaction.without_blinded(v["changes"])} for v in views]
+    return json_response({"revisions": views})
 
 
 @router.get(
@@ -188,9 +194,11 @@ async def list_cases(
     page = cases[:first]
     refs = await service.page_relations(session, page)
     audit(session, principal, "cases.list", None, details={"ids": [c.id for c in page]}, read=True)
+    views = [case_json(c, refs, viewer=principal) for c in page]
+    await blind_read.hide_blinded_views(session, views, principal)
     return json_response(
         {
-            "cases": [case_json(c, refs, viewer=principal) for c in page],
+            "cases": views,
             "next": encode_keyset(CASES, page[-1].occurred_at, page[-1].id)
             if len(cases) > first
             else None,

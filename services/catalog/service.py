@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -149,6 +150,25 @@ async def get_visible_case(
     if case is None:
         raise NotFound(f"case {case_id} not found")
     return case
+
+
+async def get_visible_case_and(
+    session: AsyncSession,
+    case_id: str,
+    viewer: Principal,
+    also: Callable[[Any], Any],
+    params: dict[str, Any],
+) -> tuple[FailureCase, Model, Any]:
+    """The visible case (NotFound as get_visible_case), its model, and the value of
+    `also(case id column)` with `params` bound, all from one statement: a single case's read
+    (GraphQL `case(id)`) with another service's per-case condition (the annotation service's
+    blind-read flag) costs one query."""
+    found = await CatalogRepository(session).visible_case_and(
+        case_id, viewer, also(FailureCase.id), params
+    )
+    if found is None:
+        raise NotFound(f"case {case_id} not found")
+    return found
 
 
 async def get_visible_group(

@@ -3,11 +3,12 @@ the ingest batch's inserts (COPY on Postgres), compare-and-set updates, eviction
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, update
 
 from services.catalog.models import (
     CaseLink,
@@ -18,14 +19,36 @@ from services.catalog.models import (
     ModelVersion,
 )
 from services.catalog.repository.base import RepositoryBase, copy_records, newest_first
-from services.catalog.repository.visibility import visible_to
+from services.catalog.repository.visibility import visible_in, visible_to
 from services.catalog.schemas import CaseFilter
 from shared.chunks import chunks
 from shared.ids import new_id
 from shared.security import Principal
+from shared.visibility import Visibility
 from shared.vocabulary import SEVERITIES
 
 T_CASE = FailureCase.__table__
+
+
+_CASE_ID = "visible_case_id"
+
+
+@functools.lru_cache(maxsize=512)
+def _case_and_statement(visibility: Visibility, column: Any) -> Any:
+    """The single-case read of `visible_case_and`, one object per caller's view (team and
+    clearance, whose values it holds) and extra column: the case id is its only bound value,
+    so SQLAlchemy's cache key (memoized on the statement) is computed once, not per read; a
+    bigger statement (the blind-read column's four subqueries) made that walk most of the
+    read's own cost."""
+    return (
+        select(FailureCase, Model, column)
+        .join(Model, Model.id == FailureCase.model_id)
+        .where(
+            FailureCase.id == bindparam(_CASE_ID),
+            *visible_in(visibility),
+            FailureCase.purged_at.is_(None),  # a tombstone is no live case (RETENTION.md)
+        )
+    )
 
 
 class CaseQueries(RepositoryBase):
@@ -45,6 +68,15 @@ class CaseQueries(RepositoryBase):
         if for_update and self.dialect == "postgresql":
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def visible_case_and(
+        self, case_id: str, viewer: Principal, column: Any, params: dict[str, Any]
+    ) -> tuple[FailureCase, Model, Any] | None:
+        """`visible_case` (tombstones excluded), its model and one more value, in the same
+        statement."""
+        stmt = _case_and_statement(Visibility.of(viewer), column)
+        row = (await self.session.execute(stmt, {**params, _CASE_ID: case_id})).one_or_none()
+        return None if row is None else (row[0], row[1], row[2])
 
     async def get_cases(self, ids: Sequence[str], viewer: Principal) -> list[FailureCase]:
         stmt = select(FailureCase).where(FailureCase.id.in_(ids), *visible_to(viewer))

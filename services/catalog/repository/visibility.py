@@ -13,7 +13,12 @@ from shared.visibility import Visibility
 
 def visible_to(viewer: Principal) -> list[Any]:
     """The visibility rule (shared/visibility.py), applied inside every catalog read."""
-    return [Visibility.of(viewer).sqlalchemy(FailureCase.team, FailureCase.sensitivity)]
+    return visible_in(Visibility.of(viewer))
+
+
+def visible_in(view: Visibility) -> list[Any]:
+    """The same, from a caller's view (hashable: statements built once per view use it)."""
+    return [view.sqlalchemy(FailureCase.team, FailureCase.sensitivity)]
 
 
 def visible_case_ids(viewer: Principal) -> Any:

@@ -8,10 +8,12 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from services.annotation import service as annotation
 from services.catalog import service
 from services.catalog.cursor import CASES, EVENTS, GROUPS, decode_keyset, encode_keyset
 from services.catalog.schemas import CaseFilter
 from services.catalog.templates import template_for
+from services.gateway.annotation.loaders import loaders as annotation_loaders
 from services.gateway.catalog.inputs import CaseFilterInput, ContextEventFilterInput, to_plain
 from services.gateway.catalog.loaders import prefetch_case_relations
 from services.gateway.catalog.types import (
@@ -88,7 +90,13 @@ class CatalogQuery:
     ) -> FailureCase:
         session = await info.context.session()
         if as_of is None:
-            case = await service.get_case(session, str(id), info.context.principal)
+            # The model and the blind-read rule's flag come with the row: the model and the
+            # curated fields read them from their loaders' caches, not in queries of their own.
+            case, model, blinded = await annotation.visible_case_for(
+                session, str(id), info.context.principal
+            )
+            info.context.loaders.model.prime(model.id, model)
+            annotation_loaders(info.context).curated_hidden.prime(case.id, blinded)
         else:
             case = PastCaseRow(
                 await service.get_case_as_of(session, str(id), info.context.principal, as_of)

@@ -3,6 +3,7 @@ relations go through the request's DataLoaders."""
 
 from __future__ import annotations
 
+import inspect
 from datetime import datetime, timedelta
 from enum import Enum
 from types import SimpleNamespace
@@ -21,11 +22,12 @@ from services.catalog.models import Model as ModelRow
 from services.catalog.templates import WRITEUP_FIELDS, Template
 from services.catalog.views import PastCase
 from services.gateway.annotation import types as annotation_types
+from services.gateway.annotation.loaders import loaders as annotation_loaders
 from services.gateway.errors import camel_path
 from services.gateway.governance import redaction as redaction_types
 from services.gateway.governance import retention as retention_types
 from services.gateway.permissions import read_with
-from shared import security, vocabulary
+from shared import redaction, security, vocabulary
 from shared.security import Scope
 
 if TYPE_CHECKING:
@@ -289,6 +291,35 @@ class CaseRevision:
         }
 
 
+class BlindedRevision:
+    """A revision as a reader the blind-read rule keeps from the case's decided labels reads
+    it: its changes without the curated fields adjudication decides (their old and new values
+    would tell what `severity`, `failureMode` and `impact` answer null for). A view: the row
+    itself is never changed."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: RevisionRow) -> None:
+        self.row = row
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.row, name)
+
+    @property
+    def changes(self) -> dict[str, Any]:
+        return redaction.without_blinded(self.row.changes)
+
+
+async def _loaded(found: Any) -> Any:
+    return await found if inspect.isawaitable(found) else found
+
+
+async def _for_reader(info: Info, case_id: str, revisions: list[Any]) -> list[Any]:
+    if revisions and await annotation_loaders(info.context).curated_hidden.load(case_id):
+        return [BlindedRevision(r) for r in revisions]
+    return revisions
+
+
 @read_with(Scope.CASES_READ)
 @strawberry.type
 class FailureMode:
@@ -448,8 +479,9 @@ class FailureCase:
         return info.context.loaders.links.get(self.id)
 
     @strawberry.field
-    def revisions(self: CaseRow, info: Info) -> list[CaseRevision]:  # type: ignore[misc]
-        return info.context.loaders.revisions.get(self.id)
+    async def revisions(self: CaseRow, info: Info) -> list[CaseRevision]:  # type: ignore[misc]
+        found = await _loaded(info.context.loaders.revisions.get(self.id))
+        return await _for_reader(info, self.id, found)
 
     @strawberry.field(description="Cases the search engine finds most like this one.")
     async def similar(  # type: ignore[misc]
@@ -464,8 +496,11 @@ class FailureCase:
         return [c for c in cases if c is not None]
 
     @strawberry.field
-    def last_revision(self: CaseRow, info: Info) -> CaseRevision | None:  # type: ignore[misc]
-        return info.context.loaders.last_revision.get(self.id)
+    async def last_revision(  # type: ignore[misc]
+        self: CaseRow, info: Info
+    ) -> CaseRevision | None:
+        found = await _loaded(info.context.loaders.last_revision.get(self.id))
+        return None if found is None else (await _for_reader(info, self.id, [found]))[0]
 
     # The annotation service's fields, resolved (and blind-read checked) in its own module.
     annotations = annotation_types.case_annotations
