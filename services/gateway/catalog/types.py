@@ -424,8 +424,9 @@ class FailureCase:
         "signals, environment: now null); the summary stays."
     )
     purged_at: datetime | None = strawberry.field(
-        description="When retention purged the whole case: a tombstone with its ids, model, "
-        "grading and history; gone from search."
+        description="When retention purged the whole case. case(id), the lists and search "
+        "no longer return it; a record that points at it (a suite, plan evidence) shows it as "
+        "a tombstone with its ids, model and grading, and its history keeps the purge."
     )
     legal_hold = retention_types.case_legal_hold
     # The raw payload and what ingest redacted (services/gateway/governance/redaction.py):
