@@ -194,6 +194,8 @@ async def main() -> None:
             "FAILCAT_SEARCH_INDEX": f"failcat-e2e-{secrets.token_hex(3)}",
         }
     env, data_dir = migrated_env("failcat-search-e2e-", **extra)
+    # Kept after the run (a temp dir, a fresh database and index): to profile against again.
+    (data_dir / "bench-env.json").write_text(orjson.dumps(env).decode())
     with served(env) as base:
         headers = {"Authorization": f"Bearer {token(base, data_dir)}"}
         t0 = time.perf_counter()
