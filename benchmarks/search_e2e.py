@@ -4,6 +4,7 @@ engine alone doing the same work, in one run.
 Usage:
   python -m benchmarks.search_e2e --backend embedded --cases 20000
   python -m benchmarks.search_e2e --backend opensearch --cases 20000   # Postgres + OpenSearch
+  python -m benchmarks.search_e2e --reuse /tmp/failcat-search-e2e-xxxx   # measure again
   options: --queries N (default 200), --url OPENSEARCH_URL, --database-url POSTGRES_URL
 
 What it does:
@@ -65,19 +66,27 @@ def queries(count: int) -> list[str]:
     ]
 
 
-def ingest(base: str, headers: dict[str, str], n: int) -> None:
+def ingest(base: str, headers: dict[str, str], n: int, *, write: bool = True) -> None:
+    """Ingest n cases (unless `write` is false) and wait until n are searchable."""
     gen = CaseGenerator(seed=5)
     with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
-        for start in range(0, n, 1000):
+        for start in range(0, n if write else 0, 1000):
             body = orjson.dumps(gen.batch(min(1000, n - start)))
             client.post("/catalog/v1/cases:bulk", content=body).raise_for_status()
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 1200
         while time.monotonic() < deadline:
-            total = client.get("/search/v1/cases", params={"q": "", "first": 1}).json()["total"]
+            total = searchable(client)
             if total >= n:
                 return
             time.sleep(0.5)
-    raise RuntimeError(f"only {total} of {n} cases searchable after 10 minutes")
+    raise RuntimeError(f"only {total} of {n} cases searchable after 20 minutes")
+
+
+def searchable(client: httpx.Client) -> int:
+    """How many cases the index holds: the status facet's counts, which are exact (a total
+    stops at 10,000, and every case has a status)."""
+    body = client.get("/search/v1/cases", params={"q": "", "first": 1, "facets": "status"}).json()
+    return sum(b["count"] for f in body["facets"] for b in f["buckets"])
 
 
 class RawFts:
@@ -178,11 +187,28 @@ async def measure(base: str, headers: dict[str, str], env: dict[str, str], args:
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", choices=["embedded", "opensearch"], default="embedded")
-    ap.add_argument("--cases", type=int, default=20_000)
+    ap.add_argument("--cases", type=int, help="default 20,000")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--url", help="OpenSearch URL (default: infra/scripts/opensearch.sh url)")
     ap.add_argument("--database-url")
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="DATA_DIR",
+        help="measure again on an earlier run's data dir (its bench-env.json), without ingesting",
+    )
     args = ap.parse_args()
+    if args.reuse:
+        env = orjson.loads((args.reuse / "bench-env.json").read_bytes())
+        args.backend = "opensearch" if "FAILCAT_SEARCH_URL" in env else "embedded"
+        with served(env) as base:
+            headers = {"Authorization": f"Bearer {token(base, args.reuse)}"}
+            # --cases: wait until the indexer has that many (a run stopped mid-way).
+            await asyncio.to_thread(ingest, base, headers, args.cases or 0, write=False)
+            print(f"backend={args.backend}: reused {args.reuse}")
+            await measure(base, headers, env, args)
+        return
+    args.cases = args.cases or 20_000
     extra: dict[str, str] = {}
     if args.backend == "opensearch":
         import secrets

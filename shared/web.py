@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, FastAPI, Request
@@ -30,6 +31,24 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the transaction commits before the response is sent, so a failed commit
 # is reported to the client instead of after a 200 already went out.
 Session = Annotated[AsyncSession, Depends(db_session, scope="function")]
+
+
+T = TypeVar("T")
+
+
+async def alongside(side: Awaitable[Any], work: Awaitable[T]) -> T:
+    """`work`'s result, with `side` (a session connecting) run at the same time: a request
+    that asks the index first and the database next then waits for one round trip, not two.
+    `side` is waited for whatever `work` does, so a session is never left mid-checkout when
+    the request's rollback comes; an error of `work` wins over one of `side`."""
+    started = asyncio.ensure_future(side)
+    try:
+        result = await work
+    except BaseException:
+        await asyncio.gather(started, return_exceptions=True)
+        raise
+    await started
+    return result
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -1,5 +1,6 @@
-"""The embedded index's read pool: a read runs whole in a worker thread, and its reader goes
-back to the pool only when that thread is done with it (a cancelled request included)."""
+"""Search's concurrency: the embedded index runs a read whole in a worker thread and gets its
+reader back only when that thread is done with it (a cancelled request included); a search
+request's session connects beside the index request and is never left mid-checkout."""
 
 from __future__ import annotations
 
@@ -53,3 +54,28 @@ async def test_a_read_after_close_is_refused(tmp_path: Path) -> None:
     await backend.ensure_ready()
     await backend.drop()
     assert await backend.ping() is False
+
+
+async def test_alongside_waits_for_its_side_task_even_when_the_work_fails() -> None:
+    """The search's session connects beside the index request (shared.web.alongside): when
+    the search fails, the connect must be over before the request's rollback runs."""
+    from shared.web import alongside
+
+    done: list[str] = []
+
+    async def connect() -> None:
+        await asyncio.sleep(0.05)
+        done.append("connected")
+
+    async def failing_search() -> None:
+        raise ValueError("index refused")
+
+    with pytest.raises(ValueError, match="index refused"):
+        await alongside(connect(), failing_search())
+    assert done == ["connected"]
+
+    async def search() -> str:
+        return "hits"
+
+    assert await alongside(connect(), search()) == "hits"
+    assert done == ["connected", "connected"]
