@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import database_error
@@ -49,6 +50,20 @@ async def alongside(side: Awaitable[Any], work: Awaitable[T]) -> T:
         raise
     await started
     return result
+
+
+async def begin_early(session: AsyncSession | Awaitable[AsyncSession]) -> None:
+    """Connect the session and start its transaction now (`alongside` a request to the
+    index): on Postgres the pool's ping is three round trips (BEGIN, ";", ROLLBACK) and the
+    transaction's own BEGIN a fourth, all of which would otherwise come after the index
+    answered, before the first query for the hits. One trivial statement starts it: the
+    driver begins lazily, on the first statement."""
+    if not isinstance(session, AsyncSession):
+        session = await session
+    await session.execute(_NOTHING)
+
+
+_NOTHING = text("SELECT 1")
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -17,7 +17,7 @@ from services.search.service import SearchService
 from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal, Scope
-from shared.web import alongside, db_session, json_response, problem_responses, require
+from shared.web import alongside, begin_early, db_session, json_response, problem_responses, require
 
 router = APIRouter()
 
@@ -94,9 +94,9 @@ async def search_cases(
 ) -> Response:
     service = _service(request)
     selections = _filter(filter, service)  # a bad filter is refused before anything starts
-    # The session connects (the pool's ping) while the index answers, not after it.
+    # The session connects and begins while the index answers, not after it.
     result = await alongside(
-        session.connection(),
+        begin_early(session),
         service.search(
             principal,
             q,

@@ -26,7 +26,7 @@ from services.search.request import Heatmap, SearchFilter
 from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
 from shared.security import Scope
-from shared.web import alongside
+from shared.web import alongside, begin_early
 
 # The service's one heatmap size (values per axis).
 DEFAULT_HEATMAP_SIZE = next(f.default for f in fields(Heatmap) if f.name == "size")
@@ -72,8 +72,8 @@ class SearchQuery:
             histogram=histogram,
             heatmap=_heatmap_fields(heatmap),
         )
-        # The request's session connects while the index answers (REST does the same).
-        result = await alongside(ctx.session(), searching)
+        # The request's session connects and begins while the index answers (as in REST).
+        result = await alongside(begin_early(ctx.session()), searching)
         audit(
             await ctx.session(),
             ctx.principal,
