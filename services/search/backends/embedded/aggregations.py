@@ -20,10 +20,24 @@ def facet(
     req: SearchRequest,
     field: str,
     filters: Any,
+    dense: bool = False,
 ) -> list[Bucket]:
-    """`filters(skip)`: the request's WHERE without one field's selection, and its params."""
+    """`filters(skip)`: the request's WHERE without one field's selection, and its params.
+    `dense`: the matching set is much of the index (see EmbeddedBackend._sparse)."""
     sql = Sql()
     join, value = compiler.value_source(field, sql)
+    by_index = compiler.layout.facet_index(field) if dense and not join else None
+    if by_index is not None and field not in req.selections:
+        # Walk the field's index, which holds each row's value and pk, and test each pk
+        # against the set: no row of doc is read and nothing is sorted, where joining the
+        # set to doc and grouping reads and sorts every matching row.
+        index, group = by_index
+        rows = conn.execute(
+            f"SELECT {value}, count(*) AS c FROM doc d INDEXED BY {index} "
+            f"WHERE {value} IS NOT NULL AND d.pk IN (SELECT pk FROM temp.m) "
+            f"GROUP BY {group} ORDER BY c DESC, {value} ASC LIMIT {int(req.facet_size)}"
+        ).fetchall()
+        return [Bucket(str(r[0]), r[1]) for r in rows]
     if field in req.selections:
         # Multi-select: this facet's own selection must not narrow its counts, so it counts
         # over the filters without it instead of over the matching set.

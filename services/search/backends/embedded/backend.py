@@ -40,6 +40,11 @@ from services.search.request import (
 _TABLES = ("doc_fts", "doc_plain", "doc", "doc_text", "doc_tag", "doc_kw", "doc_env")
 
 
+# A matching set under 1 in SPARSE of the index is sorted for its page; a denser one is met
+# often enough walking doc in sort order (about SPARSE rows read per hit, at worst).
+SPARSE = 50
+
+
 def _highlight(snippet: str) -> str:
     """Escape the snippet as OpenSearch's html encoder does, then mark the matches."""
     return html.escape(snippet, quote=False).replace(HL_OPEN, "<em>").replace(HL_CLOSE, "</em>")
@@ -164,6 +169,7 @@ class EmbeddedBackend:
         texts = [self.compiler.fts_expr(t) for t in positive_text(req.query)]
         score_expr = " OR ".join(t for t in texts if t) or None
         scored = req.sort == "relevance" and score_expr is not None
+        dense = False
         if scored or req.facets or req.histogram or req.heatmap:
             # The matching set is computed once into a temp table (rowids, then scores), and
             # hits, count, facets, histogram and heatmap all read it instead of re-running
@@ -172,8 +178,15 @@ class EmbeddedBackend:
             conn.execute(f"INSERT INTO temp.m (pk) SELECT d.pk FROM doc d WHERE {where}", params)
             if scored:
                 self._score(conn, score_expr)  # type: ignore[arg-type]
-            hits, has_more, by_pk = self._hits(conn, req, scored, "temp.m m", "1", [])
             total = conn.execute("SELECT count(*) FROM temp.m").fetchone()[0]
+            dense = not self._sparse(conn, total)
+            if scored or not dense:
+                hits, has_more, by_pk = self._hits(conn, req, scored, "temp.m m", "1", [])
+            else:
+                # Unscored and matching much of the index (an unfiltered search with facets):
+                # the page is the first rows of doc in sort order, found within a few dozen
+                # rows, where sorting the whole set would read and order every one of them.
+                hits, has_more, by_pk = self._hits(conn, req, False, "", where, params)
         else:
             # Nothing needs the whole set (a plain page, such as a deep cursor page): the
             # page reads doc in sort order and the count stops past the exact limit, so the
@@ -187,7 +200,9 @@ class EmbeddedBackend:
         if req.highlight and score_expr and hits:
             self._highlights(conn, score_expr, by_pk)
         facets = {
-            f: aggregations.facet(conn, self.compiler, req, f, lambda s: self._filters(req, s))
+            f: aggregations.facet(
+                conn, self.compiler, req, f, lambda s: self._filters(req, s), dense
+            )
             for f in req.facets
         }
         return SearchResult(
@@ -199,6 +214,14 @@ class EmbeddedBackend:
             heatmap=aggregations.heatmap(conn, self.compiler, req) if req.heatmap else [],
             has_more=has_more,
         )
+
+    @staticmethod
+    def _sparse(conn: sqlite3.Connection, matched: int) -> bool:
+        """Whether `matched` rows are under 1 in SPARSE of the index (max(pk) is an upper
+        bound of its size, read from the end of the primary key): then sorting them beats
+        walking doc in sort order until a page of them is found."""
+        size = conn.execute("SELECT max(pk) FROM doc").fetchone()[0] or 0
+        return matched * SPARSE < size
 
     def _score(self, conn: sqlite3.Connection, match: str) -> None:
         """bm25 of the matching set's rows. The FTS scan drives (a cheap walk of rowids)

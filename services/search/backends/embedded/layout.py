@@ -92,7 +92,11 @@ END"""
         cols = ", ".join(self.text)
         sortable_dates = {f.name for f in self.schema.of(Kind.DATE) if f.sort}
         indexes = [f"CREATE INDEX IF NOT EXISTS ix_doc_{c} ON doc ({c})" for c in self.exact]
-        indexes += [f"CREATE INDEX IF NOT EXISTS ix_doc_{c}_f ON doc ({c}_f)" for c in self.folded]
+        # (folded, stored): filters seek the folded copy; a facet groups the stored spelling
+        # by walking the index alone, in an order that keeps each spelling's rows together.
+        indexes += [
+            f"CREATE INDEX IF NOT EXISTS ix_doc_{c}_f ON doc ({c}_f, {c})" for c in self.folded
+        ]
         indexes += [
             f"CREATE INDEX IF NOT EXISTS ix_doc_{r} ON doc ({r}, {TIEBREAK_DATE})"
             for r in self.ranks
@@ -156,6 +160,16 @@ END;
         """Stored as the database's user_version: a file made for another layout is rebuilt."""
         digest = hashlib.sha256(self.ddl.encode()).digest()
         return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF or 1
+
+    def facet_index(self, field: str) -> tuple[str, str] | None:
+        """(index, GROUP BY) that count a scalar keyword facet in index order, without a sort:
+        the stored spelling decides the folded copy, so grouping by both makes the same
+        groups as by the spelling alone. None for a field without such an index."""
+        if field in self.folded:
+            return f"ix_doc_{field}_f", f"d.{field}_f, d.{field}"
+        if field in self.exact:
+            return f"ix_doc_{field}", f"d.{field}"
+        return None
 
     # ---- statements -------------------------------------------------------------------------
 
