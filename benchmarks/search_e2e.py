@@ -21,6 +21,8 @@ What it does:
               embedded: hand-written SQL on the same FTS5 index (the MATCH, the filter, the
               facet counts and the top 20 by bm25), no failcat code on the path.
 3. Prints p50/p90/p99 per way and the p50 ratios rest/engine and graphql/engine.
+4. Browsing (--browse N): REST with no query and with one filter, facets on, p95 printed
+   (issue 15: a search page under 300 ms p95 at 100,000 embedded cases).
 Targets (issue 9): OpenSearch end to end <= 2x the engine; embedded service <= 1.5x raw FTS5.
 """
 
@@ -46,7 +48,7 @@ from benchmarks.common import (
     token,
 )
 from benchmarks.generator import CaseGenerator
-from benchmarks.search import Documents, line
+from benchmarks.search import Documents, line, pct
 
 FACETS = ["model", "failure_mode", "status"]
 GRAPHQL = """query($q: String!, $facets: [String!]) {
@@ -175,6 +177,7 @@ async def measure(base: str, headers: dict[str, str], env: dict[str, str], args:
                     await service.backend.raw_search(body)
                 if round_:
                     times["engine"].append((time.perf_counter() - t0) * 1000)
+        browse_times = await browse(client, args.browse) if args.browse else {}
     await service.close()
     print(f"query latency over HTTP, {len(mix)} queries (ms):")
     for way, values in times.items():
@@ -182,6 +185,27 @@ async def measure(base: str, headers: dict[str, str], env: dict[str, str], args:
     engine = statistics.median(times["engine"])
     for way in ("rest", "graphql", "service"):
         print(f"  p50 {way}/engine ratio: {statistics.median(times[way]) / engine:.2f}")
+    if browse_times:
+        print(f"browsing over REST, facets {','.join(FACETS)} on, {args.browse} each (ms):")
+        for way, values in browse_times.items():
+            print(line(way, values) + f"  p95={pct(values, 95):7.2f} ms")
+
+
+# What a search page asks first: everything (no query), and one filter, facets on.
+BROWSE = {"unfiltered": "", "one filter": "severity:S1"}
+
+
+async def browse(client: httpx.AsyncClient, count: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {way: [] for way in BROWSE}
+    for round_ in range(2):  # the first round warms caches and is not counted
+        for _ in range(count if round_ else 2):
+            for way, q in BROWSE.items():
+                params = {"q": q, "facets": ",".join(FACETS)}
+                t0 = time.perf_counter()
+                (await client.get("/search/v1/cases", params=params)).raise_for_status()
+                if round_:
+                    times[way].append((time.perf_counter() - t0) * 1000)
+    return times
 
 
 async def main() -> None:
@@ -191,6 +215,12 @@ async def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--url", help="OpenSearch URL (default: infra/scripts/opensearch.sh url)")
     ap.add_argument("--database-url")
+    ap.add_argument(
+        "--browse",
+        type=int,
+        default=30,
+        help="REST searches of each browse kind (unfiltered, one filter; facets on); 0: none",
+    )
     ap.add_argument(
         "--reuse",
         type=Path,

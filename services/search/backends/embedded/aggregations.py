@@ -23,7 +23,7 @@ def facet(
     dense: bool = False,
 ) -> list[Bucket]:
     """`filters(skip)`: the request's WHERE without one field's selection, and its params.
-    `dense`: the matching set is much of the index (see EmbeddedBackend._sparse)."""
+    `dense`: the matching set is much of the index (backend.FACET_WALK)."""
     sql = Sql()
     join, value = compiler.value_source(field, sql)
     by_index = compiler.layout.facet_index(field) if dense and not join else None
