@@ -21,21 +21,35 @@ def facet(
     field: str,
     filters: Any,
     dense: bool = False,
+    where: tuple[str, list[Any]] | None = None,
 ) -> list[Bucket]:
     """`filters(skip)`: the request's WHERE without one field's selection, and its params.
-    `dense`: the matching set is much of the index (backend.FACET_WALK)."""
+    `dense`: the matching set (temp.m) is much of the index (backend.FACET_WALK).
+    `where`: there is no matching set; count under this WHERE, which reads nothing but
+    the visibility columns and pk (backend.index_only)."""
     sql = Sql()
     join, value = compiler.value_source(field, sql)
-    by_index = compiler.layout.facet_index(field) if dense and not join else None
+    by_index = compiler.layout.facet_index(field) if (dense or where) and not join else None
     if by_index is not None and field not in req.selections:
-        # Walk the field's index, which holds each row's value and pk, and test each pk
-        # against the set: no row of doc is read and nothing is sorted, where joining the
-        # set to doc and grouping reads and sorts every matching row.
+        # Walk the field's index, which holds each row's value, pk and visibility, and test
+        # each row there (against the set, or the WHERE): no row of doc is read and nothing
+        # is sorted, where joining the set to doc and grouping reads and sorts every row.
         index, group = by_index
+        cond, params = where or ("d.pk IN (SELECT pk FROM temp.m)", [])
         rows = conn.execute(
             f"SELECT {value}, count(*) AS c FROM doc d INDEXED BY {index} "
-            f"WHERE {value} IS NOT NULL AND d.pk IN (SELECT pk FROM temp.m) "
-            f"GROUP BY {group} ORDER BY c DESC, {value} ASC LIMIT {int(req.facet_size)}"
+            f"WHERE {value} IS NOT NULL AND {cond} "
+            f"GROUP BY {group} ORDER BY c DESC, {value} ASC LIMIT {int(req.facet_size)}",
+            params,
+        ).fetchall()
+        return [Bucket(str(r[0]), r[1]) for r in rows]
+    if where is not None:
+        # A facet with no such index (a list, the map): over doc under the WHERE.
+        src, params = f"doc d {join} WHERE {where[0]} AND", [*sql.params, *where[1]]
+        rows = conn.execute(
+            f"SELECT {value}, count(*) AS c FROM {src} {value} IS NOT NULL "
+            f"GROUP BY {value} ORDER BY c DESC, {value} ASC LIMIT {int(req.facet_size)}",
+            params,
         ).fetchall()
         return [Bucket(str(r[0]), r[1]) for r in rows]
     if field in req.selections:

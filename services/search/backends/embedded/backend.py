@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import html
 import os
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +23,12 @@ from typing import Any
 from services.search.backends.base import Progress
 from services.search.backends.embedded import aggregations
 from services.search.backends.embedded.compiler import Compiler, Sql
-from services.search.backends.embedded.layout import HL_CLOSE, HL_OPEN, Layout
+from services.search.backends.embedded.layout import (
+    HL_CLOSE,
+    HL_OPEN,
+    VISIBILITY_COLUMNS,
+    Layout,
+)
 from services.search.backends.embedded.pool import Pool
 from services.search.backends.embedded.similar import similar
 from services.search.backends.embedded.writes import Writer
@@ -47,6 +53,11 @@ PAGE_WALK = 50
 # joining a smaller set to doc and sorting it costs less (measured at 100,000 cases: the
 # walk costs what joining and sorting 40% of the index does).
 FACET_WALK = 0.4
+
+
+# The columns of doc a compiled WHERE reads (the compiler writes them all as `d.<name>`).
+_COLUMN = re.compile(r"\bd\.(\w+)")
+_INDEXED_EVERYWHERE = {"pk", *VISIBILITY_COLUMNS}
 
 
 def _highlight(snippet: str) -> str:
@@ -174,7 +185,10 @@ class EmbeddedBackend:
         score_expr = " OR ".join(t for t in texts if t) or None
         scored = req.sort == "relevance" and score_expr is not None
         dense = False
-        if scored or req.facets or req.histogram or req.heatmap:
+        index_only = (
+            not scored and bool(req.facets) and not (req.histogram or req.heatmap)
+        ) and self._reads_visibility_only(where)
+        if (scored or req.facets or req.histogram or req.heatmap) and not index_only:
             # The matching set is computed once into a temp table (rowids, then scores), and
             # hits, count, facets, histogram and heatmap all read it instead of re-running
             # the filters.
@@ -193,9 +207,10 @@ class EmbeddedBackend:
                 # rows, where sorting the whole set would read and order every one of them.
                 hits, has_more, by_pk = self._hits(conn, req, False, "", where, params)
         else:
-            # Nothing needs the whole set (a plain page, such as a deep cursor page): the
-            # page reads doc in sort order and the count stops past the exact limit, so the
-            # cost follows the page, not the number of matches.
+            # Nothing needs the whole set (a plain page, such as a deep cursor page; or an
+            # unfiltered search, whose facets are counted in their indexes): the page reads
+            # doc in sort order and the count stops past the exact limit, so the cost
+            # follows the page, not the number of matches.
             hits, has_more, by_pk = self._hits(conn, req, False, "", where, params)
             total = conn.execute(
                 f"SELECT count(*) FROM (SELECT 1 FROM doc d WHERE {where} "
@@ -206,7 +221,13 @@ class EmbeddedBackend:
             self._highlights(conn, score_expr, by_pk)
         facets = {
             f: aggregations.facet(
-                conn, self.compiler, req, f, lambda s: self._filters(req, s), dense
+                conn,
+                self.compiler,
+                req,
+                f,
+                lambda s: self._filters(req, s),
+                dense,
+                (where, params) if index_only else None,
             )
             for f in req.facets
         }
@@ -219,6 +240,13 @@ class EmbeddedBackend:
             heatmap=aggregations.heatmap(conn, self.compiler, req) if req.heatmap else [],
             has_more=has_more,
         )
+
+    @staticmethod
+    def _reads_visibility_only(where: str) -> bool:
+        """Whether a WHERE reads no column of doc but pk and the visibility columns, and
+        matches no text: then each facet's index can test it alone (layout.py), and an
+        unfiltered search needs no matching set at all."""
+        return "MATCH" not in where and set(_COLUMN.findall(where)) <= _INDEXED_EVERYWHERE
 
     @staticmethod
     def _size(conn: sqlite3.Connection) -> int:
