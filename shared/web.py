@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, FastAPI, Request
@@ -12,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import database_error
@@ -30,6 +32,38 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the transaction commits before the response is sent, so a failed commit
 # is reported to the client instead of after a 200 already went out.
 Session = Annotated[AsyncSession, Depends(db_session, scope="function")]
+
+
+T = TypeVar("T")
+
+
+async def alongside(side: Awaitable[Any], work: Awaitable[T]) -> T:
+    """`work`'s result, with `side` (a session connecting) run at the same time: a request
+    that asks the index first and the database next then waits for one round trip, not two.
+    `side` is waited for whatever `work` does, so a session is never left mid-checkout when
+    the request's rollback comes; an error of `work` wins over one of `side`."""
+    started = asyncio.ensure_future(side)
+    try:
+        result = await work
+    except BaseException:
+        await asyncio.gather(started, return_exceptions=True)
+        raise
+    await started
+    return result
+
+
+async def begin_early(session: AsyncSession | Awaitable[AsyncSession]) -> None:
+    """Connect the session and start its transaction now (`alongside` a request to the
+    index): on Postgres the pool's ping is three round trips (BEGIN, ";", ROLLBACK) and the
+    transaction's own BEGIN a fourth, all of which would otherwise come after the index
+    answered, before the first query for the hits. One trivial statement starts it: the
+    driver begins lazily, on the first statement."""
+    if not isinstance(session, AsyncSession):
+        session = await session
+    await session.execute(_NOTHING)
+
+
+_NOTHING = text("SELECT 1")
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -17,7 +17,7 @@ from services.search.service import SearchService
 from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal, Scope
-from shared.web import db_session, json_response, problem_responses, require
+from shared.web import alongside, begin_early, db_session, json_response, problem_responses, require
 
 router = APIRouter()
 
@@ -92,16 +92,22 @@ async def search_cases(
     principal: Principal = Depends(require(Scope.CASES_READ)),
     session: AsyncSession = Depends(db_session, scope="function"),
 ) -> Response:
-    result = await _service(request).search(
-        principal,
-        q,
-        filter=_filter(filter, _service(request)),
-        facets=_split(facets),
-        first=first,
-        after=after,
-        sort=sort,
-        histogram=histogram,
-        heatmap=_split([heatmap]) if heatmap else None,
+    service = _service(request)
+    selections = _filter(filter, service)  # a bad filter is refused before anything starts
+    # The session connects and begins while the index answers, not after it.
+    result = await alongside(
+        begin_early(session),
+        service.search(
+            principal,
+            q,
+            filter=selections,
+            facets=_split(facets),
+            first=first,
+            after=after,
+            sort=sort,
+            histogram=histogram,
+            heatmap=_split([heatmap]) if heatmap else None,
+        ),
     )
     body = result.as_json()
     audit(

@@ -81,7 +81,7 @@ STRUCTURED = [
     "source:avid severity:S0",
     "data_source:aiid (status:new OR status:triaged) -tags:llm",
     # The embedded backend probes tag/environment rows per candidate when text drives the
-    # query or under a negation, and lists them otherwise: both forms must agree.
+    # query, and lists them otherwise (under a negation too): both forms must agree.
     "model -tags:llm",
     "model -env.region:eu-west-1",
     "bias env.hardware:cpu tags:llm",

@@ -26,6 +26,7 @@ from services.search.request import Heatmap, SearchFilter
 from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
 from shared.security import Scope
+from shared.web import alongside, begin_early
 
 # The service's one heatmap size (values per axis).
 DEFAULT_HEATMAP_SIZE = next(f.default for f in fields(Heatmap) if f.name == "size")
@@ -60,7 +61,7 @@ class SearchQuery:
         heatmap: HeatmapInput | None = None,
     ) -> SearchResults:
         ctx = info.context
-        result = await ctx.search.search(
+        searching = ctx.search.search(
             ctx.principal,
             query,
             filter=SearchFilter.model_validate(to_plain(filter)) if filter else None,
@@ -71,6 +72,8 @@ class SearchQuery:
             histogram=histogram,
             heatmap=_heatmap_fields(heatmap),
         )
+        # The request's session connects and begins while the index answers (as in REST).
+        result = await alongside(begin_early(ctx.session()), searching)
         audit(
             await ctx.session(),
             ctx.principal,

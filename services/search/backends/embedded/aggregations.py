@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
-
-import aiosqlite
 
 from services.search.backends.embedded.compiler import Compiler, Sql, histogram_key
 from services.search.documents import iso_utc
@@ -15,16 +14,44 @@ from services.search.request import Bucket, HeatmapCell, SearchRequest
 MATCHED = "temp.m m CROSS JOIN doc d ON d.pk = m.pk"
 
 
-async def facet(
-    conn: aiosqlite.Connection,
+def facet(
+    conn: sqlite3.Connection,
     compiler: Compiler,
     req: SearchRequest,
     field: str,
     filters: Any,
+    dense: bool = False,
+    where: tuple[str, list[Any]] | None = None,
 ) -> list[Bucket]:
-    """`filters(skip)`: the request's WHERE without one field's selection, and its params."""
+    """`filters(skip)`: the request's WHERE without one field's selection, and its params.
+    `dense`: the matching set (temp.m) is much of the index (backend.FACET_WALK).
+    `where`: there is no matching set; count under this WHERE, which reads nothing but
+    the visibility columns and pk (backend.index_only)."""
     sql = Sql()
     join, value = compiler.value_source(field, sql)
+    by_index = compiler.layout.facet_index(field) if (dense or where) and not join else None
+    if by_index is not None and field not in req.selections:
+        # Walk the field's index, which holds each row's value, pk and visibility, and test
+        # each row there (against the set, or the WHERE): no row of doc is read and nothing
+        # is sorted, where joining the set to doc and grouping reads and sorts every row.
+        index, group = by_index
+        cond, params = where or ("d.pk IN (SELECT pk FROM temp.m)", [])
+        rows = conn.execute(
+            f"SELECT {value}, count(*) AS c FROM doc d INDEXED BY {index} "
+            f"WHERE {value} IS NOT NULL AND {cond} "
+            f"GROUP BY {group} ORDER BY c DESC, {value} ASC LIMIT {int(req.facet_size)}",
+            params,
+        ).fetchall()
+        return [Bucket(str(r[0]), r[1]) for r in rows]
+    if where is not None:
+        # A facet with no such index (a list, the map): over doc under the WHERE.
+        src, params = f"doc d {join} WHERE {where[0]} AND", [*sql.params, *where[1]]
+        rows = conn.execute(
+            f"SELECT {value}, count(*) AS c FROM {src} {value} IS NOT NULL "
+            f"GROUP BY {value} ORDER BY c DESC, {value} ASC LIMIT {int(req.facet_size)}",
+            params,
+        ).fetchall()
+        return [Bucket(str(r[0]), r[1]) for r in rows]
     if field in req.selections:
         # Multi-select: this facet's own selection must not narrow its counts, so it counts
         # over the filters without it instead of over the matching set.
@@ -32,26 +59,24 @@ async def facet(
         source, params = f"doc d {join} WHERE {where} AND", [*sql.params, *params]
     else:
         source, params = f"{MATCHED} {join} WHERE", sql.params
-    rows = await conn.execute_fetchall(
+    rows = conn.execute(
         f"SELECT {value}, count(*) AS c FROM {source} {value} IS NOT NULL "
         f"GROUP BY {value} ORDER BY c DESC, {value} ASC LIMIT {int(req.facet_size)}",
         params,
-    )
+    ).fetchall()
     return [Bucket(str(r[0]), r[1]) for r in rows]
 
 
-async def histogram(conn: aiosqlite.Connection, req: SearchRequest) -> list[Bucket]:
+def histogram(conn: sqlite3.Connection, req: SearchRequest) -> list[Bucket]:
     key = histogram_key(req.histogram or "day")
-    rows = await conn.execute_fetchall(
+    rows = conn.execute(
         f"SELECT {key} AS k, count(*) FROM {MATCHED} "
         f"WHERE d.occurred_at IS NOT NULL GROUP BY k ORDER BY k"
-    )
+    ).fetchall()
     return [Bucket(iso_utc(r[0]), r[1]) for r in rows]
 
 
-async def heatmap(
-    conn: aiosqlite.Connection, compiler: Compiler, req: SearchRequest
-) -> list[HeatmapCell]:
+def heatmap(conn: sqlite3.Connection, compiler: Compiler, req: SearchRequest) -> list[HeatmapCell]:
     assert req.heatmap is not None
     sx, sy = Sql(), Sql()
     jx, vx = compiler.value_source(req.heatmap.x, sx, "vx")
@@ -60,11 +85,11 @@ async def heatmap(
     if not jy:
         # y is a column of doc, so each document adds one (x, y) row (y may be NULL) and
         # x's document count is the sum of its cells: one pass over the set.
-        rows = await conn.execute_fetchall(
+        rows = conn.execute(
             f"SELECT {vx}, {vy}, count(*) FROM {MATCHED} {jx} WHERE {vx} IS NOT NULL "
             f"GROUP BY {vx}, {vy}",
             sx.params,
-        )
+        ).fetchall()
         totals: dict[Any, int] = {}
         cells: dict[Any, list[tuple[Any, int]]] = {}
         for x, y, c in rows:
@@ -89,5 +114,5 @@ async def heatmap(
         f"SELECT cells.x, cells.y, cells.c FROM cells JOIN top ON top.x = cells.x "
         f"WHERE rn <= {size} ORDER BY top.c DESC, top.x ASC, cells.c DESC, cells.y ASC"
     )
-    rows = await conn.execute_fetchall(stmt, [*sx.params, *sx.params, *sy.params])
+    rows = conn.execute(stmt, [*sx.params, *sx.params, *sy.params]).fetchall()
     return [HeatmapCell(str(r[0]), str(r[1]), r[2]) for r in rows]

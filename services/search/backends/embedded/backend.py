@@ -1,4 +1,5 @@
-"""The embedded backend: SQLite FTS5 in its own file (search.db), through aiosqlite.
+"""The embedded backend: SQLite FTS5 in its own file (search.db); writes through aiosqlite,
+reads through sqlite3 connections, each read whole in one worker thread (pool.py).
 
 A search computes its matching set once into a temp table (rowids, then scores) when
 anything needs the whole set (relevance, facets, histogram, heatmap); hits, count and every
@@ -13,16 +14,21 @@ from __future__ import annotations
 import contextlib
 import html
 import os
+import re
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from services.search.backends.base import Progress
 from services.search.backends.embedded import aggregations
 from services.search.backends.embedded.compiler import Compiler, Sql
-from services.search.backends.embedded.layout import HL_CLOSE, HL_OPEN, Layout
+from services.search.backends.embedded.layout import (
+    HL_CLOSE,
+    HL_OPEN,
+    VISIBILITY_COLUMNS,
+    Layout,
+)
 from services.search.backends.embedded.pool import Pool
 from services.search.backends.embedded.similar import similar
 from services.search.backends.embedded.writes import Writer
@@ -38,6 +44,20 @@ from services.search.request import (
 
 # Every table any layout made (older ones included): an outdated file loses them all.
 _TABLES = ("doc_fts", "doc_plain", "doc", "doc_text", "doc_tag", "doc_kw", "doc_env")
+
+
+# A matching set under 1 in PAGE_WALK of the index is sorted for its page; a denser one is
+# met often enough walking doc in sort order (about PAGE_WALK rows read per hit, at worst).
+PAGE_WALK = 50
+# A facet walks its field's whole index when the set holds at least this share of it;
+# joining a smaller set to doc and sorting it costs less (measured at 100,000 cases: the
+# walk costs what joining and sorting 40% of the index does).
+FACET_WALK = 0.4
+
+
+# The columns of doc a compiled WHERE reads (the compiler writes them all as `d.<name>`).
+_COLUMN = re.compile(r"\bd\.(\w+)")
+_INDEXED_EVERYWHERE = {"pk", *VISIBILITY_COLUMNS}
 
 
 def _highlight(snippet: str) -> str:
@@ -98,10 +118,9 @@ class EmbeddedBackend:
         if not self.pool.open:
             return False  # not opened (yet), or closed
         try:
-            async with self.pool.reader() as conn:
-                await conn.execute_fetchall("SELECT 1 FROM doc LIMIT 1")
+            await self.pool.read(lambda conn: conn.execute("SELECT 1 FROM doc LIMIT 1").fetchall())
             return True
-        except (aiosqlite.Error, ValueError):
+        except (sqlite3.Error, ValueError):
             return False
 
     # ---- writes -------------------------------------------------------------------------
@@ -133,22 +152,26 @@ class EmbeddedBackend:
     # ---- reads --------------------------------------------------------------------------
 
     async def revisions(self) -> dict[str, int]:
-        async with self.pool.reader() as conn:
-            rows = await conn.execute_fetchall("SELECT id, revision FROM doc")
+        rows = await self.pool.read(
+            lambda conn: conn.execute("SELECT id, revision FROM doc").fetchall()
+        )
         return {r[0]: r[1] for r in rows}
 
     async def similar(self, visibility: Visibility, case_id: str, first: int) -> list[Hit]:
-        async with self.pool.reader() as conn:
-            return await similar(conn, self.compiler, visibility, case_id, first)
+        return await self.pool.read(
+            lambda conn: similar(conn, self.compiler, visibility, case_id, first)
+        )
 
     async def search(self, req: SearchRequest) -> SearchResult:
-        async with self.pool.reader() as conn:
-            # One read transaction: hits, counts and facets all see the same snapshot.
-            await conn.execute("BEGIN")
-            try:
-                return await self._search(conn, req)
-            finally:
-                await conn.execute("COMMIT")
+        return await self.pool.read(lambda conn: self._read(conn, req))
+
+    def _read(self, conn: sqlite3.Connection, req: SearchRequest) -> SearchResult:
+        # One read transaction: hits, counts and facets all see the same snapshot.
+        conn.execute("BEGIN")
+        try:
+            return self._search(conn, req)
+        finally:
+            conn.execute("COMMIT")
 
     def _filters(self, req: SearchRequest, skip: str | None = None) -> tuple[str, list[Any]]:
         sql = Sql()
@@ -156,40 +179,55 @@ class EmbeddedBackend:
         parts += [self.compiler.term(f, vs, sql) for f, vs in req.selections.items() if f != skip]
         return " AND ".join(parts), sql.params
 
-    async def _search(self, conn: aiosqlite.Connection, req: SearchRequest) -> SearchResult:
+    def _search(self, conn: sqlite3.Connection, req: SearchRequest) -> SearchResult:
         where, params = self._filters(req)
         texts = [self.compiler.fts_expr(t) for t in positive_text(req.query)]
         score_expr = " OR ".join(t for t in texts if t) or None
         scored = req.sort == "relevance" and score_expr is not None
-        if scored or req.facets or req.histogram or req.heatmap:
+        dense = False
+        index_only = (
+            not scored and bool(req.facets) and not (req.histogram or req.heatmap)
+        ) and self._reads_visibility_only(where)
+        if (scored or req.facets or req.histogram or req.heatmap) and not index_only:
             # The matching set is computed once into a temp table (rowids, then scores), and
             # hits, count, facets, histogram and heatmap all read it instead of re-running
             # the filters.
-            await conn.execute("DELETE FROM temp.m")
-            await conn.execute(
-                f"INSERT INTO temp.m (pk) SELECT d.pk FROM doc d WHERE {where}", params
-            )
+            conn.execute("DELETE FROM temp.m")
+            conn.execute(f"INSERT INTO temp.m (pk) SELECT d.pk FROM doc d WHERE {where}", params)
             if scored:
-                await self._score(conn, score_expr)  # type: ignore[arg-type]
-            hits, has_more, by_pk = await self._hits(conn, req, scored, "temp.m m", "1", [])
-            total = (await conn.execute_fetchall("SELECT count(*) FROM temp.m"))[0][0]
+                self._score(conn, score_expr)  # type: ignore[arg-type]
+            total = conn.execute("SELECT count(*) FROM temp.m").fetchone()[0]
+            size = self._size(conn)
+            dense = total >= FACET_WALK * size
+            if scored or total * PAGE_WALK < size:
+                hits, has_more, by_pk = self._hits(conn, req, scored, "temp.m m", "1", [])
+            else:
+                # Unscored and matching much of the index (an unfiltered search with facets):
+                # the page is the first rows of doc in sort order, found within a few dozen
+                # rows, where sorting the whole set would read and order every one of them.
+                hits, has_more, by_pk = self._hits(conn, req, False, "", where, params)
         else:
-            # Nothing needs the whole set (a plain page, such as a deep cursor page): the
-            # page reads doc in sort order and the count stops past the exact limit, so the
-            # cost follows the page, not the number of matches.
-            hits, has_more, by_pk = await self._hits(conn, req, False, "", where, params)
-            total = (
-                await conn.execute_fetchall(
-                    f"SELECT count(*) FROM (SELECT 1 FROM doc d WHERE {where} "
-                    f"LIMIT {TOTAL_EXACT_UP_TO + 1})",
-                    params,
-                )
-            )[0][0]
+            # Nothing needs the whole set (a plain page, such as a deep cursor page; or an
+            # unfiltered search, whose facets are counted in their indexes): the page reads
+            # doc in sort order and the count stops past the exact limit, so the cost
+            # follows the page, not the number of matches.
+            hits, has_more, by_pk = self._hits(conn, req, False, "", where, params)
+            total = conn.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM doc d WHERE {where} "
+                f"LIMIT {TOTAL_EXACT_UP_TO + 1})",
+                params,
+            ).fetchone()[0]
         if req.highlight and score_expr and hits:
-            await self._highlights(conn, score_expr, by_pk)
+            self._highlights(conn, score_expr, by_pk)
         facets = {
-            f: await aggregations.facet(
-                conn, self.compiler, req, f, lambda s: self._filters(req, s)
+            f: aggregations.facet(
+                conn,
+                self.compiler,
+                req,
+                f,
+                lambda s: self._filters(req, s),
+                dense,
+                (where, params) if index_only else None,
             )
             for f in req.facets
         }
@@ -198,28 +236,41 @@ class EmbeddedBackend:
             total=min(total, TOTAL_EXACT_UP_TO),
             total_is_lower_bound=total > TOTAL_EXACT_UP_TO,
             facets=facets,
-            histogram=await aggregations.histogram(conn, req) if req.histogram else [],
-            heatmap=await aggregations.heatmap(conn, self.compiler, req) if req.heatmap else [],
+            histogram=aggregations.histogram(conn, req) if req.histogram else [],
+            heatmap=aggregations.heatmap(conn, self.compiler, req) if req.heatmap else [],
             has_more=has_more,
         )
 
-    async def _score(self, conn: aiosqlite.Connection, match: str) -> None:
+    @staticmethod
+    def _reads_visibility_only(where: str) -> bool:
+        """Whether a WHERE reads no column of doc but pk and the visibility columns, and
+        matches no text: then each facet's index can test it alone (layout.py), and an
+        unfiltered search needs no matching set at all."""
+        return "MATCH" not in where and set(_COLUMN.findall(where)) <= _INDEXED_EVERYWHERE
+
+    @staticmethod
+    def _size(conn: sqlite3.Connection) -> int:
+        """About how many documents the index holds: max(pk), read from the end of the
+        primary key (an upper bound; deletes leave gaps)."""
+        return conn.execute("SELECT max(pk) FROM doc").fetchone()[0] or 0
+
+    def _score(self, conn: sqlite3.Connection, match: str) -> None:
         """bm25 of the matching set's rows. The FTS scan drives (a cheap walk of rowids)
         and probes temp.m by primary key; bm25, which reads each row's sizes and positions,
         only runs for the rows that pass the probe, as it sits in the flattened subquery.
         (A materialized CTE would score every match; `rowid IN temp.m` would restart the
         FTS query once per row.)"""
         weights = ", ".join(str(w) for w in self.layout.weights)
-        await conn.execute(
+        conn.execute(
             f"UPDATE temp.m SET score = s.score FROM (SELECT rowid AS pk, "
             f"-bm25(doc_fts, {weights}) AS score FROM doc_fts WHERE doc_fts MATCH ?) AS s "
             f"WHERE temp.m.pk = s.pk",
             [match],
         )
 
-    async def _hits(
+    def _hits(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         req: SearchRequest,
         scored: bool,
         source: str,
@@ -238,10 +289,10 @@ class EmbeddedBackend:
             # First page: the page's lowest score, read from temp.m alone, so that only rows
             # scoring at least that (ties included) are joined to doc and sorted, rather
             # than the whole set.
-            floor = await conn.execute_fetchall(
+            floor = conn.execute(
                 "SELECT coalesce(score, 0.0) AS s FROM temp.m ORDER BY s DESC LIMIT 1 OFFSET ?",
                 [req.first],
-            )
+            ).fetchall()
             if floor:
                 conds.append(f"coalesce(m.score, 0.0) >= {sql.add(floor[0][0])}")
         exprs = [(k or "NULL") for k, _ in keys]
@@ -251,7 +302,7 @@ class EmbeddedBackend:
             f"SELECT d.pk, d.id, {', '.join(exprs)} FROM {frm} "
             f"WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT {sql.add(req.first + 1)}"
         )
-        rows = await conn.execute_fetchall(stmt, sql.params)
+        rows = conn.execute(stmt, sql.params).fetchall()
         has_more = len(rows) > req.first
         hits, by_pk = [], {}
         for row in rows[: req.first]:
@@ -262,19 +313,17 @@ class EmbeddedBackend:
             by_pk[row[0]] = hit
         return hits, has_more, by_pk
 
-    async def _highlights(
-        self, conn: aiosqlite.Connection, match: str, by_pk: dict[int, Hit]
-    ) -> None:
+    def _highlights(self, conn: sqlite3.Connection, match: str, by_pk: dict[int, Hit]) -> None:
         text = self.layout.text
         cols = ", ".join(
             f"snippet(doc_fts, {i}, '{HL_OPEN}', '{HL_CLOSE}', '…', 24)" for i in range(len(text))
         )
         pks = list(by_pk)
-        rows = await conn.execute_fetchall(
+        rows = conn.execute(
             f"SELECT rowid, {cols} FROM doc_fts WHERE doc_fts MATCH ? "
             f"AND rowid IN ({', '.join('?' for _ in pks)})",
             [match, *pks],
-        )
+        ).fetchall()
         for row in rows:
             hit = by_pk[row[0]]
             for name, snippet in zip(text, row[1:], strict=True):

@@ -63,10 +63,13 @@ class Compiler:
     # ---- conditions ---------------------------------------------------------------------------
 
     def where(self, node: Node, sql: Sql, probe: bool = False) -> str:
-        """`probe`: the condition will not drive the query (it sits under a negation, or
-        beside a text match whose rowids do), so list and map tests look up the current
-        row (a primary-key probe) rather than first list every matching rowid, which for a
-        common tag or region is a large part of the corpus."""
+        """`probe`: the condition sits beside a text match whose rowids drive the query, so
+        list and map tests look up each candidate row (a primary-key probe) rather than
+        first list every matching rowid, which for a common tag or region is a large part
+        of the corpus. Elsewhere, a negation included, they list the rowids once and test
+        each row against that list: when the whole corpus is scanned (an unfiltered search
+        under the blind-read guard's `-blinded:true`) that is several times cheaper than a
+        probe into the side table per row."""
         if isinstance(node, MatchAll):
             return "1"
         if isinstance(node, Text) and node.prefix:
@@ -93,7 +96,7 @@ class Compiler:
             if isinstance(node.child, MatchAll):
                 return "0"
             # NULL (no value) is "not matching", as must_not treats a missing field.
-            return f"NOT coalesce({self.where(node.child, sql, True)}, 0)"
+            return f"NOT coalesce({self.where(node.child, sql, probe)}, 0)"
         if isinstance(node, Term):
             return self.term(node.field, node.values, sql, probe)
         if isinstance(node, Range):

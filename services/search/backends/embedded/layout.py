@@ -19,6 +19,9 @@ from functools import cached_property
 from services.search.fields import TIEBREAK_DATE, DocumentSchema, Kind
 
 HL_OPEN, HL_CLOSE = "\x02", "\x03"
+# The columns the visibility rule reads (Compiler.visibility): every keyword index holds
+# them, so a search whose only conditions are visibility counts facets in the index.
+VISIBILITY_COLUMNS = ("sensitivity", "team")
 # Words as stemmed (English, as OpenSearch's analyzer), and as written (prefix searches:
 # `injectio*` must find "injection", whose stem is "inject"). detail=column: a prefix needs
 # no positions, only which column holds the word.
@@ -91,8 +94,18 @@ END"""
     def ddl(self) -> str:
         cols = ", ".join(self.text)
         sortable_dates = {f.name for f in self.schema.of(Kind.DATE) if f.sort}
-        indexes = [f"CREATE INDEX IF NOT EXISTS ix_doc_{c} ON doc ({c})" for c in self.exact]
-        indexes += [f"CREATE INDEX IF NOT EXISTS ix_doc_{c}_f ON doc ({c}_f)" for c in self.folded]
+        indexes = [
+            f"CREATE INDEX IF NOT EXISTS ix_doc_{c} ON doc ({', '.join(self._with_vis(c))})"
+            for c in self.exact
+        ]
+        # (folded, stored, visibility): filters seek the folded copy; a facet groups the
+        # stored spelling walking the index alone, in an order that keeps each spelling's
+        # rows together, and an unfiltered search tests visibility in the index too.
+        indexes += [
+            f"CREATE INDEX IF NOT EXISTS ix_doc_{c}_f ON doc "
+            f"({', '.join(self._with_vis(c + '_f', c))})"
+            for c in self.folded
+        ]
         indexes += [
             f"CREATE INDEX IF NOT EXISTS ix_doc_{r} ON doc ({r}, {TIEBREAK_DATE})"
             for r in self.ranks
@@ -156,6 +169,20 @@ END;
         """Stored as the database's user_version: a file made for another layout is rebuilt."""
         digest = hashlib.sha256(self.ddl.encode()).digest()
         return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF or 1
+
+    def _with_vis(self, *columns: str) -> tuple[str, ...]:
+        """Index columns, then the visibility columns not among them."""
+        return (*columns, *(c for c in VISIBILITY_COLUMNS if c not in columns))
+
+    def facet_index(self, field: str) -> tuple[str, str] | None:
+        """(index, GROUP BY) that count a scalar keyword facet in index order, without a sort:
+        the stored spelling decides the folded copy, so grouping by both makes the same
+        groups as by the spelling alone. None for a field without such an index."""
+        if field in self.folded:
+            return f"ix_doc_{field}_f", f"d.{field}_f, d.{field}"
+        if field in self.exact:
+            return f"ix_doc_{field}", f"d.{field}"
+        return None
 
     # ---- statements -------------------------------------------------------------------------
 

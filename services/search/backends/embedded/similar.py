@@ -5,30 +5,29 @@ from __future__ import annotations
 
 import math
 import re
-
-import aiosqlite
+import sqlite3
 
 from services.search.backends.embedded.compiler import Compiler, Sql, fts_phrase
 from services.search.query import STOPWORDS
 from services.search.request import Hit, Visibility
 
 
-async def similar(
-    conn: aiosqlite.Connection, compiler: Compiler, visibility: Visibility, case_id: str, first: int
+def similar(
+    conn: sqlite3.Connection, compiler: Compiler, visibility: Visibility, case_id: str, first: int
 ) -> list[Hit]:
     layout = compiler.layout
     sql = Sql()
     # The source case must itself be visible, or its text would steer the results.
     where = f"d.id = {sql.add(case_id)} AND {compiler.visibility(visibility, sql)}"
-    rows = await conn.execute_fetchall(
+    rows = conn.execute(
         f"SELECT d.pk, {', '.join('t.' + c for c in layout.text)} FROM doc d "
         f"JOIN doc_text t ON t.pk = d.pk WHERE {where}",
         sql.params,
-    )
+    ).fetchall()
     if not rows:
         return []
     pk, texts = rows[0][0], [t for t in rows[0][1:] if t]
-    terms = await key_terms(conn, " ".join(texts))
+    terms = key_terms(conn, " ".join(texts))
     if not terms:
         return []
     sql = Sql()
@@ -41,24 +40,22 @@ async def similar(
         f"WHERE d.pk != {sql.add(pk)} AND {compiler.visibility(visibility, sql)} "
         f"ORDER BY s.score DESC, d.id LIMIT {sql.add(first)}"
     )
-    hits = await conn.execute_fetchall(stmt, sql.params)
+    hits = conn.execute(stmt, sql.params).fetchall()
     return [Hit(id=r[0], score=r[1], highlights={}) for r in hits]
 
 
-async def key_terms(conn: aiosqlite.Connection, text: str, limit: int = 25) -> list[str]:
+def key_terms(conn: sqlite3.Connection, text: str, limit: int = 25) -> list[str]:
     tf: dict[str, int] = {}
     for word in re.findall(r"[^\W_]{3,}", text.lower()):
         if word not in STOPWORDS and not word.isdigit():
             tf[word] = tf.get(word, 0) + 1
     candidates = sorted(tf, key=lambda w: -tf[w])[:100]
-    total = (await conn.execute_fetchall("SELECT count(*) FROM doc"))[0][0] or 1
+    total = conn.execute("SELECT count(*) FROM doc").fetchone()[0] or 1
     scored = []
     for word in candidates:
-        df = (
-            await conn.execute_fetchall(
-                "SELECT count(*) FROM doc_fts WHERE doc_fts MATCH ?", [fts_phrase(word)]
-            )
-        )[0][0]
+        df = conn.execute(
+            "SELECT count(*) FROM doc_fts WHERE doc_fts MATCH ?", [fts_phrase(word)]
+        ).fetchone()[0]
         if df > 1:  # a word no other document has cannot find a similar one
             scored.append((tf[word] * math.log(1 + total / df), word))
     scored.sort(reverse=True)
