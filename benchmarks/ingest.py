@@ -115,9 +115,9 @@ shared.audit.append_staged = _drop_staged
 def audit_cost(urls: tuple[str | None, str | None], bodies: list[bytes], slices: int
                ) -> tuple[float, float]:  # fmt: skip
     """cases/s with the audit append and without it: the same batches to two servers (one
-    database each; None: embedded SQLite), slice by slice in alternation so both see the same
-    machine load (in ABBA order). Checks the switch: ingest entries in the first audit log, none in the
-    second."""
+    database each; None: embedded SQLite), slice by slice in ABBA alternation so both see
+    the same machine load. Checks the switch: ingest entries in the first audit log, none in
+    the second."""
     with contextlib.ExitStack() as stack:
         clients, stores = [], []
         for url, audited in zip(urls, (True, False), strict=True):
@@ -160,8 +160,10 @@ def audit_cost(urls: tuple[str | None, str | None], bodies: list[bytes], slices:
                 elapsed[side] += time.perf_counter() - start
         entries = [asyncio.run(ingest_entries(url)) for url in stores]
     n = sum(body.count(b'"external_id"') for body in bodies)
-    print(f"  (audit entries of the ingests: {entries[0]} with the append, {entries[1]} without; "
-          f"{elapsed[0]:.1f} s and {elapsed[1]:.1f} s)")
+    print(
+        f"  (audit entries of the ingests: {entries[0]} with the append, {entries[1]} without; "
+        f"{elapsed[0]:.1f} s and {elapsed[1]:.1f} s)"
+    )
     assert entries[0] == len(bodies) and entries[1] == 0, f"audit entries {entries}"
     return n / elapsed[0], n / elapsed[1]
 
