@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -253,6 +254,57 @@ def down_and_full(tmp: Path, n: int) -> None:
     )
 
 
+# ---- the engine's own ceiling ------------------------------------------------------------
+TIMED_TABLES = ("failure_case", "case_revision", "case_link", "search_outbox")
+REFERENCE_TABLES = ("model", "data_source", "model_version", "failure_group")
+
+
+def sqlite_ceiling(stored: Path, empty: Path, batch: int) -> float:
+    """cases/s of sqlite3 itself storing the rows the service stored (cases, revisions,
+    links, outbox entries, read back from `stored`) into the same tables of `empty` (a fresh
+    database at the same migration, same pragmas): one executemany per table per batch of
+    `batch` cases, one transaction per batch as the service commits each request. Models,
+    sources, versions and groups are loaded first, untimed (as the Postgres COPY ceiling of
+    benchmarks/ingest.py does)."""
+    src = sqlite3.connect(stored)
+    dst = sqlite3.connect(empty, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        dst.execute(f"PRAGMA {pragma}")
+
+    names = {t: [r[1] for r in src.execute(f"PRAGMA table_info({t})")]
+             for t in TIMED_TABLES + REFERENCE_TABLES}  # fmt: skip
+
+    def insert(table: str, rows: list[tuple[Any, ...]]) -> None:
+        cols = names[table]
+        marks = ", ".join("?" * len(cols))
+        dst.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", rows)
+
+    dst.execute("BEGIN")
+    for table in REFERENCE_TABLES:
+        insert(table, src.execute(f"SELECT * FROM {table}").fetchall())
+    dst.execute("COMMIT")
+    order = [r[0] for r in src.execute("SELECT case_id FROM search_outbox ORDER BY id")]
+    data: dict[str, dict[str, list[tuple[Any, ...]]]] = {t: {} for t in TIMED_TABLES}
+    for table in TIMED_TABLES:
+        key = "id" if table == "failure_case" else "case_id"
+        at = names[table].index(key)
+        for row in src.execute(f"SELECT * FROM {table}"):
+            data[table].setdefault(row[at], []).append(row)
+    src.close()
+    chunks = [order[i : i + batch] for i in range(0, len(order), batch)]
+    work = [[[r for cid in ids for r in data[t].get(cid, ())] for t in TIMED_TABLES]
+            for ids in chunks]  # fmt: skip
+    start = time.perf_counter()
+    for tables in work:
+        dst.execute("BEGIN")
+        for table, rows in zip(TIMED_TABLES, tables, strict=True):
+            insert(table, rows)
+        dst.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    dst.close()
+    return len(order) / elapsed
+
+
 # ---- the client's own ceiling -------------------------------------------------------------
 def sink(port: int) -> None:
     """A server that only parses and acknowledges (every item `created`): what one client
@@ -407,6 +459,12 @@ def main() -> None:
         with running(tmp, "raw") as server:
             raw = raw_rate(server, CaseGenerator(seed=3).batch(args.cases), args.batch)
         print(f"server bulk route, raw ({args.batch}/request):  {raw:8.0f} cases/s")
+        (tmp / "engine").mkdir()
+        engine = sqlite_ceiling(server.data_dir / "catalog.db",
+                                Server(tmp / "engine" / ".failcat").data_dir / "catalog.db",
+                                args.batch)  # fmt: skip
+        print(f"sqlite3 executemany of the same rows:     {engine:8.0f} cases/s "
+              f"(the bulk route is {raw / engine:.2f} of it)")  # fmt: skip
         with running(tmp, "client") as server:
             cpu: list[int] = []
             cases = CaseGenerator(seed=3).batch(args.cases)

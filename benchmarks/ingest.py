@@ -16,14 +16,19 @@ infra/scripts/postgres.sh starts one. Each measurement uses a fresh database mig
    it stored are copied raw, so both sides of the ratio see the same load on a shared machine.
    The first run keeps one request in flight; a second keeps `--concurrency` (default 2: while
    one request waits on Postgres the API process parses and validates the next);
-3. the same end-to-end run on the embedded SQLite backend.
-Prints cases/s for each, and the ratio end-to-end / raw.
+3. the same end-to-end run on the embedded SQLite backend;
+4. the audit append's cost (issue 12: within 5%), both backends: two servers at once, one as
+   shipped and one whose process has the append switched off (`shared.audit.append_staged`
+   replaced by a no-op through a benchmark-only sitecustomize on its PYTHONPATH: never a
+   setting), each sent the same `--audit-batch`-case batches, slice by slice in alternation.
+Prints cases/s for each, and the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
@@ -34,7 +39,7 @@ from typing import Any
 import httpx
 import orjson
 
-from benchmarks.common import fresh_postgres, postgres_url, served, token
+from benchmarks.common import ROOT, fresh_postgres, postgres_url, served, token
 from benchmarks.generator import CaseGenerator
 from shared.migrate import upgrade_async
 
@@ -91,6 +96,93 @@ def end_to_end(
     n = sum(body.count(b'"external_id"') for body in bodies)
     assert created == n, f"created {created} of {n}"
     return n / e2e_time, (n / raw_time if copier is not None else None)
+
+
+# Loaded at start-up of the no-audit server's processes only (PYTHONPATH): the unit of work's
+# before_commit hook (shared.db) looks `append_staged` up at each commit, so this replaces it.
+NO_AUDIT = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+import shared.audit
+
+def _drop_staged(session):
+    session.info.pop(shared.audit.STAGED, None)
+
+shared.audit.append_staged = _drop_staged
+"""
+
+
+def audit_cost(urls: tuple[str | None, str | None], bodies: list[bytes], slices: int
+               ) -> tuple[float, float]:  # fmt: skip
+    """cases/s with the audit append and without it: the same batches to two servers (one
+    database each; None: embedded SQLite), slice by slice in ABBA alternation so both see
+    the same machine load. Checks the switch: ingest entries in the first audit log, none in
+    the second."""
+    with contextlib.ExitStack() as stack:
+        clients, stores = [], []
+        for url, audited in zip(urls, (True, False), strict=True):
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            env = {
+                "FAILCAT_DATA_DIR": str(data_dir),
+                "FAILCAT_RUN_INDEXER_IN_PROCESS": "false",
+                "FAILCAT_LOG_LEVEL": "WARNING",
+            }
+            if url is None:
+                os.environ.pop("FAILCAT_DATABASE_URL", None)
+                url = f"sqlite+aiosqlite:///{data_dir / 'catalog.db'}"
+                asyncio.run(upgrade_async(url))
+            else:
+                env["FAILCAT_DATABASE_URL"] = url
+            stores.append(url)
+            if not audited:
+                hook = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                (hook / "sitecustomize.py").write_text(NO_AUDIT)
+                env["PYTHONPATH"] = os.pathsep.join(
+                    [str(hook), *filter(None, [os.environ.get("PYTHONPATH")])]
+                )
+            base = stack.enter_context(served(env))
+            headers = {
+                "Authorization": f"Bearer {token(base, data_dir)}",
+                "Content-Type": "application/json",
+            }
+            clients.append(stack.enter_context(httpx.Client(base_url=base, headers=headers,
+                                                            timeout=300)))  # fmt: skip
+        elapsed = [0.0, 0.0]
+        per_slice = -(-len(bodies) // slices)
+        for j, k in enumerate(range(0, len(bodies), per_slice)):
+            for side in (0, 1) if j % 2 == 0 else (1, 0):  # ABBA: neither always goes first
+                http = clients[side]
+                start = time.perf_counter()
+                for body in bodies[k : k + per_slice]:
+                    resp = http.post("/catalog/v1/cases:bulk", content=body)
+                    resp.raise_for_status()
+                    assert resp.json()["counts"]["created"] == body.count(b'"external_id"')
+                elapsed[side] += time.perf_counter() - start
+        entries = [asyncio.run(ingest_entries(url)) for url in stores]
+    n = sum(body.count(b'"external_id"') for body in bodies)
+    print(
+        f"  (audit entries of the ingests: {entries[0]} with the append, {entries[1]} without; "
+        f"{elapsed[0]:.1f} s and {elapsed[1]:.1f} s)"
+    )
+    assert entries[0] == len(bodies) and entries[1] == 0, f"audit entries {entries}"
+    return n / elapsed[0], n / elapsed[1]
+
+
+async def ingest_entries(url: str) -> int:
+    """The number of `cases.ingest` entries in the audit log at `url`."""
+    query = "SELECT count(*) FROM audit_log WHERE action = 'cases.ingest'"
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(url.split("///", 1)[1])) as conn:
+            return int(conn.execute(query).fetchone()[0])
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn(url))
+    try:
+        return int(await conn.fetchval(query))
+    finally:
+        await conn.close()
 
 
 class RawCopy:
@@ -174,6 +266,10 @@ async def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="API processes in the second run")
     ap.add_argument("--concurrency", type=int, default=2, help="requests in flight, second run")
     ap.add_argument("--slices", type=int, default=4, help="alternations of end-to-end and raw")
+    ap.add_argument("--audit-cases", type=int, default=20_000, help="per side; 0: skip")
+    ap.add_argument("--audit-batch", type=int, default=500, help="the client's default batch")
+    ap.add_argument("--audit-slices", type=int, default=20, help="ABBA alternations (fine: "
+                    "a loaded machine's drift falls on both sides alike)")  # fmt: skip
     args = ap.parse_args()
 
     gen = CaseGenerator(seed=1)
@@ -215,6 +311,23 @@ async def main() -> None:
             await upgrade_async(url)
             emb, _ = await asyncio.to_thread(end_to_end, url, bodies[:k], Path(tmp))
         print(f"embedded end-to-end (SQLite, {k * args.batch} cases):     {emb:8.0f} cases/s")
+
+    if args.audit_cases:
+        sized = CaseGenerator(seed=2).batch(args.audit_cases)
+        step = args.audit_batch
+        audit_bodies = [orjson.dumps(sized[i : i + step]) for i in range(0, len(sized), step)]
+        pg = (await fresh_postgres(base), await fresh_postgres(base))
+        try:
+            for url in pg:
+                await upgrade_async(url)
+            on, off = await asyncio.to_thread(audit_cost, pg, audit_bodies, args.audit_slices)
+        finally:
+            await drop_databases(base, *pg)
+        print(f"postgres, audit append on vs off ({step}/request, {len(sized)} cases): "
+              f"{on:7.0f} vs {off:7.0f} cases/s, ratio {on / off:5.3f}")  # fmt: skip
+        on, off = await asyncio.to_thread(audit_cost, (None, None), audit_bodies, args.audit_slices)
+        print(f"embedded, audit append on vs off ({step}/request, {len(sized)} cases): "
+              f"{on:7.0f} vs {off:7.0f} cases/s, ratio {on / off:5.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -341,7 +341,11 @@ class _Batch:
             again_ext = await repo.cases_by_external(_ext_keys(lost))
         for p in new:
             if p.id in stored:
-                self.results[p.index] = ItemResult(index=p.index, status="created", id=p.id)
+                # Built unvalidated: the one answer of nearly every item, from our own values
+                # (validating them again cost a pydantic call per case).
+                self.results[p.index] = ItemResult.model_construct(
+                    index=p.index, status="created", id=p.id
+                )
             elif p.index in sampled_out:
                 self.results[p.index] = ItemResult(index=p.index, status="sampled_out")
             else:

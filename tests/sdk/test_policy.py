@@ -5,6 +5,7 @@ version they met. The client's rules agree with the server's on real corpus case
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import json
@@ -13,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from failcat_client import Client
+from failcat_client import AsyncClient, Client
 from failcat_client.policy import Policy
 
 from services.catalog.capture_policies import CapturePolicyIn, CompiledPolicy
@@ -117,6 +118,53 @@ def test_a_changed_policy_is_read_again(server: FailcatServer) -> None:
     client.close()
     assert second["sent"] - first["sent"] == sum(c["confidence"] > 0.9 for c in cases[50:])
     assert second["filtered"] == 100 - second["sent"]
+
+
+def test_async_client_applies_policies_as_client_does(server: FailcatServer) -> None:
+    """AsyncClient: the same lookup (once, then again after `policy_refresh_s`), the same
+    `filtered` and `invalid` counters, and only qualifying cases on the wire."""
+    model, source = "incident-classifier", unique_source("async")
+    server.graphql(
+        SET, m=model, d=source, p={"qualify": {"confidenceBelow": 0.6}, "required": ["input"]}
+    )
+    cases = corpus_cases(120, model, source)
+    for c in cases[:60:10]:
+        del c["input"]  # lacks the required path
+    transport = Bodies()
+
+    async def run() -> tuple[dict[str, int], dict[str, int]]:
+        client = AsyncClient(
+            *server.client_args(), transport=transport, flush_interval_s=0.05, policy_refresh_s=1
+        )
+        async with client:
+            for c in cases[:60]:
+                client.capture(**copy.deepcopy(c))
+            assert await client.flush(60)
+            first = client.stats()
+            server.graphql(SET, m=model, d=source, p={"qualify": {"confidenceAbove": 0.9}})
+            await asyncio.sleep(1.5)
+            await client.flush(5)  # a cycle that reads it again
+            for c in cases[60:]:
+                client.capture(**copy.deepcopy(c))
+            assert await client.flush(60)
+            return first, client.stats()
+
+    first, second = asyncio.run(run())
+    lacking = [c for c in cases[:60] if "input" not in c]
+    kept_1 = [c for c in cases[:60] if "input" in c and c["confidence"] < 0.6]
+    kept_2 = [c for c in cases[60:] if c["confidence"] > 0.9]
+    assert kept_1 and kept_2 and lacking
+    assert first["invalid"] == len(lacking)
+    assert first["filtered"] == 60 - len(lacking) - len(kept_1)
+    assert first["sent"] == len(kept_1)
+    assert second["filtered"] - first["filtered"] == 60 - len(kept_2)
+    assert second["sent"] - first["sent"] == len(kept_2)
+    kept = sorted(c["external_id"] for c in kept_1 + kept_2)
+    assert sorted(c["external_id"] for c in transport.sent) == kept
+    assert sorted(c["externalId"] for c in server.cases(source)) == kept
+    # Read at start and again after the refresh interval (how often more depends on how
+    # long the machine takes; the second policy applying to the second half proves the read).
+    assert transport.lookups >= 2
 
 
 def test_without_a_policy_or_with_filtering_off_everything_is_sent(

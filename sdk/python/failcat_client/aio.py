@@ -18,22 +18,28 @@ from typing import Any, Callable, Optional, TypeVar
 
 from failcat_client._engine import Engine
 from failcat_client._watch import Watch
+from failcat_client.policy import PolicyFilter
 
 log = logging.getLogger("failcat_client")
 
 T = TypeVar("T")
 
 
-class AsyncClient(Engine):
+class AsyncClient(PolicyFilter, Engine):
     """`async with AsyncClient(url, client_id, client_secret, spool_dir=...) as client:`
     then `client.capture(...)`, `await client.flush()`, `await client.close()`.
 
     The sender starts on the running loop at the first capture (or on `async with` /
-    `await client.start()`).
+    `await client.start()`). Capture policies apply exactly as in `Client` (the same
+    `PolicyFilter` hooks on the sender: read before the first send and every
+    `policy_refresh_s`, non-qualifying cases counted `filtered`; `capture_policies=False`
+    turns it off).
     """
 
     def __init__(self, url: str, client_id: str, client_secret: str, **options: Any) -> None:
+        policy_options = PolicyFilter.take_options(options)
         super().__init__(url, client_id, client_secret, **options)
+        self._init_policies(**policy_options)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_thread: Optional[int] = None
         self._task: Optional[asyncio.Task[None]] = None

@@ -1,10 +1,13 @@
-"""What the catalog's query modules share: the session, dialect-aware helpers, COPY."""
+"""What the catalog's query modules share: the session, dialect-aware helpers, and the bulk
+writes that skip SQLAlchemy's per-row work: COPY on Postgres, the driver's executemany on
+SQLite."""
 
 from __future__ import annotations
 
+import functools
 import operator
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -12,6 +15,8 @@ from sqlalchemy import ARRAY, JSON, String, and_, any_, literal, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import UTCDateTime, driver_connection
 
 
 class RepositoryBase:
@@ -42,12 +47,31 @@ class RepositoryBase:
         table = model.__table__
         if self.dialect == "postgresql":
             raw = await self._raw_connection()
+            defaults = scalar_defaults(table, rows[0].keys())
+            if defaults:  # as SQLAlchemy's insert fills them
+                rows = [{**defaults, **r} for r in rows]
             columns = [c.name for c in table.columns if c.name in rows[0]]
             await raw.copy_records_to_table(
                 table.name, records=copy_records(table, rows, columns), columns=columns
             )
         else:
-            await self.session.execute(table.insert(), rows)
+            await self._sqlite_insert(table, rows)
+
+    async def _sqlite_insert(
+        self, table: Any, rows: list[dict[str, Any]], on_conflict_do_nothing: bool = False
+    ) -> int:
+        """One executemany on the driver's connection (the session's transaction): the rows
+        stored exactly as SQLAlchemy's insert would store them (sqlite_records), without its
+        per-row parameter processing. Returns the number of rows inserted."""
+        statement, records = sqlite_records(table, rows)
+        if on_conflict_do_nothing:
+            statement += " ON CONFLICT DO NOTHING"
+        async with driver_connection(self.session) as raw:
+            cursor = await raw.executemany(statement, records)
+            try:
+                return int(cursor.rowcount)
+            finally:
+                await cursor.close()
 
 
 def copy_records(
@@ -71,6 +95,90 @@ def copy_records(
                 record[i] = dumps(record[i]).decode()
         out.append(tuple(record))
     return out
+
+
+_ZERO = timedelta(0)
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """UTCDateTime's SQLite text: naive UTC in SQLAlchemy's DATETIME storage format
+    (microseconds always written, so stored times compare as text)."""
+    if value is None:
+        return None
+    offset = value.utcoffset()
+    if offset is None or offset == _ZERO:
+        value = value.replace(tzinfo=None)
+    else:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
+def _sqlite_json(none_as_null: bool) -> Callable[[Any], str | None]:
+    """JSON's SQLite text with the engine's serializer (orjson, shared.db.make_engine); a
+    Python None is the JSON text 'null' unless the type says none_as_null, as SQLAlchemy's
+    JSON type stores it."""
+    dumps = orjson.dumps
+
+    def process(value: Any) -> str | None:
+        if value is None:
+            return None if none_as_null else "null"
+        return dumps(value).decode()
+
+    return process
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_processors(table: Any, names: tuple[str, ...]) -> tuple[str, list[Any]]:
+    """The INSERT statement of `names` and each column's value conversion (None: as is).
+    The two hot types have hand-written converters checked equal to SQLAlchemy's
+    (tests/catalog/test_ingest_sqlite_path.py); any other type with a bind processor uses
+    SQLAlchemy's own."""
+    from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+
+    dialect = sqlite_dialect()
+    procs: list[Any] = []
+    for name in names:
+        col_type = table.c[name].type
+        if isinstance(col_type, UTCDateTime):
+            procs.append(_sqlite_datetime)
+        elif isinstance(col_type, JSON):
+            procs.append(_sqlite_json(col_type.none_as_null))
+        else:
+            procs.append(col_type._cached_bind_processor(dialect))
+    quoted = ", ".join(f'"{n}"' for n in names)
+    marks = ", ".join("?" * len(names))
+    return f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', procs
+
+
+def scalar_defaults(table: Any, keys: Any) -> dict[str, Any]:
+    """The scalar column defaults of the columns `keys` leaves out."""
+    return {
+        c.name: c.default.arg
+        for c in table.columns
+        if c.name not in keys and c.default is not None and c.default.is_scalar
+    }
+
+
+def sqlite_records(table: Any, rows: list[dict[str, Any]]) -> tuple[str, list[tuple[Any, ...]]]:
+    """The INSERT statement and its parameter tuples for the driver. Columns are those of
+    the first row (every row of a batch has the same keys) plus the columns with a scalar
+    default the rows leave out, as SQLAlchemy's insert fills them."""
+    keys = rows[0].keys()
+    defaults = scalar_defaults(table, keys)
+    names = tuple(c.name for c in table.columns if c.name in keys or c.name in defaults)
+    statement, procs = _sqlite_processors(table, names)
+    converted = [(i, f) for i, f in enumerate(procs) if f is not None]
+    pick = operator.itemgetter(*names) if len(names) > 1 else lambda r: (r[names[0]],)
+    out = []
+    for row in rows:
+        try:
+            record = list(pick(row))
+        except KeyError:
+            record = [row[n] if n in row else defaults.get(n) for n in names]
+        for i, f in converted:
+            record[i] = f(record[i])
+        out.append(tuple(record))
+    return statement, out
 
 
 def newest_first(

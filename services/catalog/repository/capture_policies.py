@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select, tuple_
 
 from services.catalog.models import CapturePolicy
 from services.catalog.repository.base import RepositoryBase
@@ -20,24 +20,17 @@ class CapturePolicyQueries(RepositoryBase):
         """The newest version of each key's policy (keys without one are absent)."""
         p = CapturePolicy
         out: dict[tuple[str, str], CapturePolicy] = {}
+        # Every version of the keys, the newest kept here: a key has few versions, and one
+        # expanding IN compiles once (an OR per key built and compiled a new statement for
+        # every batch whose key count differed: ~20 ms a batch).
         for chunk in chunks(sorted(set(keys)), 200):
-            newest = (
-                select(p.model, p.data_source, func.max(p.version).label("version"))
-                .where(or_(*(and_(p.model == m, p.data_source == d) for m, d in chunk)))
-                .group_by(p.model, p.data_source)
-                .subquery()
-            )
             rows = await self.session.execute(
-                select(p).join(
-                    newest,
-                    and_(
-                        p.model == newest.c.model,
-                        p.data_source == newest.c.data_source,
-                        p.version == newest.c.version,
-                    ),
-                )
+                select(p).where(tuple_(p.model, p.data_source).in_(chunk))
             )
-            out.update({(r.model, r.data_source): r for r in rows.scalars()})
+            for r in rows.scalars():
+                kept = out.get((r.model, r.data_source))
+                if kept is None or r.version > kept.version:
+                    out[(r.model, r.data_source)] = r
         return out
 
     async def capture_policy_versions(

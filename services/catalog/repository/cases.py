@@ -182,9 +182,17 @@ class CaseQueries(RepositoryBase):
             return set()
         if self.dialect == "postgresql":
             return await self._copy_cases(rows)
-        stmt = self._insert(T_CASE).on_conflict_do_nothing().returning(T_CASE.c.id)
-        result = await self.session.execute(stmt, rows)
-        return set(result.scalars().all())
+        inserted = await self._sqlite_insert(T_CASE, rows, on_conflict_do_nothing=True)
+        if inserted == len(rows):
+            return {r["id"] for r in rows}
+        # Some hit a unique key (stored by a writer that committed before ours began): the
+        # ids are new, so those present now are the ones this insert stored.
+        ids = [r["id"] for r in rows]
+        found: set[str] = set()
+        for chunk in chunks(ids):
+            result = await self.session.execute(select(T_CASE.c.id).where(T_CASE.c.id.in_(chunk)))
+            found.update(result.scalars())
+        return found
 
     async def _copy_unless_conflict(self, table: Any, rows: list[dict[str, Any]]) -> bool:
         """COPY under a savepoint; false (and nothing written) if a row hit a unique key,
