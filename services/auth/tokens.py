@@ -99,6 +99,10 @@ class MissingToken(Unauthenticated):
         self.www_authenticate = 'Bearer realm="failcat"'
 
 
+# Verified signatures remembered (oldest forgotten first): a few per live client.
+VERIFIED_TOKENS_KEPT = 4096
+
+
 class TokenValidator:
     """Checks a bearer JWT against the cached key ring; knows nothing about the database."""
 
@@ -113,6 +117,8 @@ class TokenValidator:
         self._ring = ring
         self._revoked = revoked
         self._on_unknown_kid = on_unknown_kid
+        # token -> (the key that verified it, its claims): _verified_claims.
+        self._verified: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._claims = JWTClaimsRegistry(
             leeway=LEEWAY_S,
             iss={"essential": True, "value": issuer},
@@ -157,13 +163,7 @@ class TokenValidator:
         if key is None:
             self._on_unknown_kid()
             raise InvalidToken("unknown signing key")
-        try:
-            payload = jws.deserialize_compact(token, key, algorithms=[ALG]).payload
-            claims = json.loads(payload)
-        except (JoseError, ValueError) as exc:
-            raise InvalidToken("bad signature") from exc
-        if not isinstance(claims, dict):
-            raise InvalidToken("claims are not a JSON object")
+        claims = self._verified_claims(token, key)
         try:
             self._claims.validate(claims)
         except JoseError as exc:
@@ -171,6 +171,27 @@ class TokenValidator:
         if not isinstance(claims.get("scope", ""), str):
             raise InvalidToken("scope must be a string")
         return claims
+
+    def _verified_claims(self, token: str, key: Any) -> dict[str, Any]:
+        """The claims of a token whose signature `key` verifies. A client sends the same token
+        for its whole life, so the signature check (an ECDSA verify, most of a token's cost)
+        is remembered per exact token string and key object: a key that left the ring (rotated
+        out, revoked) no longer matches, and the claims (expiry above all) are still checked
+        on every use by the caller."""
+        known = self._verified.get(token)
+        if known is not None and known[0] is key:
+            return dict(known[1])
+        try:
+            payload = jws.deserialize_compact(token, key, algorithms=[ALG]).payload
+            claims = json.loads(payload)
+        except (JoseError, ValueError) as exc:
+            raise InvalidToken("bad signature") from exc
+        if not isinstance(claims, dict):
+            raise InvalidToken("claims are not a JSON object")
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = (key, claims)
+        return dict(claims)
 
 
 def _header(token: str) -> dict[str, Any]:
