@@ -54,10 +54,10 @@ async def alongside(side: Awaitable[Any], work: Awaitable[T]) -> T:
 
 async def begin_early(session: AsyncSession | Awaitable[AsyncSession]) -> None:
     """Connect the session and start its transaction now (`alongside` a request to the
-    index): on Postgres the pool's ping is three round trips (BEGIN, ";", ROLLBACK) and the
-    transaction's own BEGIN a fourth, all of which would otherwise come after the index
-    answered, before the first query for the hits. One trivial statement starts it: the
-    driver begins lazily, on the first statement."""
+    index): on Postgres the transaction's BEGIN is a round trip, and the pool's ping of a
+    connection idle past shared.db.IDLE_PING_S three more, all of which would otherwise come
+    after the index answered, before the first query for the hits. One trivial statement
+    starts it: the driver begins lazily, on the first statement."""
     if not isinstance(session, AsyncSession):
         session = await session
     await session.execute(_NOTHING)

@@ -134,6 +134,15 @@ def histogram_days(docs, vis, node) -> list[tuple[str, int]]:
     return sorted(counts.items())
 
 
+def histogram_months(docs, vis, node) -> list[tuple[str, int]]:
+    counts: Counter[str] = Counter()
+    for d in docs:
+        if visible(d, vis) and matches(d, node) and d["occurred_ms"] is not None:
+            month = datetime.fromtimestamp(d["occurred_ms"] / 1000, UTC).strftime("%Y-%m")
+            counts[f"{month}-01T00:00:00.000Z"] += 1
+    return sorted(counts.items())
+
+
 def heatmap(docs, vis, node, x, y, size=20) -> list[tuple[str, str, int]]:
     rows = [d for d in docs if visible(d, vis) and matches(d, node)]
     xs = Counter(str(v) for d in rows for v in values_of(d, x))

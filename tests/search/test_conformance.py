@@ -208,6 +208,22 @@ async def test_date_histogram(loaded, oracle_docs):
     assert [b.value[:10] for b in month.histogram][:2] == ["2025-06-01", "2025-07-01"]
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",  # visibility only: the embedded backend walks the date index alone
+        "-severity:S4",  # most of the index: the matching set tested in the date index
+        "data_source:avid severity:S0",  # a small set, joined to doc
+    ],
+)
+async def test_month_histogram_equals_the_oracle(loaded, oracle_docs, query):
+    for vis in (EVERYONE, INTERNAL, NLP_TEAM):
+        req = request(query, vis, histogram="month")
+        res = await loaded.search(req)
+        expected = oracle.histogram_months(oracle_docs, vis, req.query)
+        assert [(b.value, b.count) for b in res.histogram] == expected, (query, vis)
+
+
 async def test_heatmap(loaded, oracle_docs):
     # Scalar y (counted in one pass on the embedded backend), with a scalar and a
     # multi-valued x; and a multi-valued y.

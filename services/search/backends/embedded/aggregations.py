@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.search.backends.embedded.compiler import Compiler, Sql, histogram_key
@@ -67,13 +68,51 @@ def facet(
     return [Bucket(str(r[0]), r[1]) for r in rows]
 
 
-def histogram(conn: sqlite3.Connection, req: SearchRequest) -> list[Bucket]:
-    key = histogram_key(req.histogram or "day")
+# The date the histogram counts, and the index (layout.py: date, id, visibility) it walks.
+HISTOGRAM_INDEX = "ix_doc_occurred_at"
+
+
+def histogram(
+    conn: sqlite3.Connection,
+    req: SearchRequest,
+    dense: bool = False,
+    where: tuple[str, list[Any]] | None = None,
+) -> list[Bucket]:
+    """`dense` and `where` as for `facet`. Months are counted by day in SQL and folded here:
+    a day is integer arithmetic on the stored milliseconds, where a month is two strftime
+    calls per row (most of an unfiltered search's time at 100,000 cases)."""
+    interval = req.histogram or "day"
+    key = histogram_key("day" if interval == "month" else interval)
+    if where is not None:
+        # Only visibility to test: the date index holds it, so no row of doc is read.
+        source, cond, params = f"doc d INDEXED BY {HISTOGRAM_INDEX}", f"AND {where[0]}", where[1]
+    elif dense:
+        source, cond, params = (
+            f"doc d INDEXED BY {HISTOGRAM_INDEX}",
+            "AND d.pk IN (SELECT pk FROM temp.m)",
+            [],
+        )
+    else:
+        source, cond, params = MATCHED, "", []
     rows = conn.execute(
-        f"SELECT {key} AS k, count(*) FROM {MATCHED} "
-        f"WHERE d.occurred_at IS NOT NULL GROUP BY k ORDER BY k"
+        f"SELECT {key} AS k, count(*) FROM {source} "
+        f"WHERE d.occurred_at IS NOT NULL {cond} GROUP BY k ORDER BY k",
+        params,
     ).fetchall()
+    if interval == "month":
+        rows = _by_month(rows)
     return [Bucket(iso_utc(r[0]), r[1]) for r in rows]
+
+
+def _by_month(days: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Day buckets (ms at 00:00 UTC, in order) summed into their months (ms at the 1st)."""
+    months: dict[int, int] = {}
+    for day_ms, count in days:
+        day = datetime.fromtimestamp(0, UTC) + timedelta(milliseconds=day_ms)
+        first = day.replace(day=1)
+        start = (first - datetime.fromtimestamp(0, UTC)) // timedelta(milliseconds=1)
+        months[start] = months.get(start, 0) + count
+    return list(months.items())
 
 
 def heatmap(conn: sqlite3.Connection, compiler: Compiler, req: SearchRequest) -> list[HeatmapCell]:

@@ -186,7 +186,7 @@ class EmbeddedBackend:
         scored = req.sort == "relevance" and score_expr is not None
         dense = False
         index_only = (
-            not scored and bool(req.facets) and not (req.histogram or req.heatmap)
+            not scored and bool(req.facets or req.histogram) and not req.heatmap
         ) and self._reads_visibility_only(where)
         if (scored or req.facets or req.histogram or req.heatmap) and not index_only:
             # The matching set is computed once into a temp table (rowids, then scores), and
@@ -236,7 +236,11 @@ class EmbeddedBackend:
             total=min(total, TOTAL_EXACT_UP_TO),
             total_is_lower_bound=total > TOTAL_EXACT_UP_TO,
             facets=facets,
-            histogram=aggregations.histogram(conn, req) if req.histogram else [],
+            histogram=(
+                aggregations.histogram(conn, req, dense, (where, params) if index_only else None)
+                if req.histogram
+                else []
+            ),
             heatmap=aggregations.heatmap(conn, self.compiler, req) if req.heatmap else [],
             has_more=has_more,
         )

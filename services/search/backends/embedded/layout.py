@@ -110,9 +110,12 @@ END"""
             f"CREATE INDEX IF NOT EXISTS ix_doc_{r} ON doc ({r}, {TIEBREAK_DATE})"
             for r in self.ranks
         ]
+        # A sortable date also carries visibility: the date histogram of a search that tests
+        # nothing but visibility walks this index alone (aggregations.histogram).
         indexes += [
-            f"CREATE INDEX IF NOT EXISTS ix_doc_{c} ON doc ({c}"
-            + (", id)" if c in sortable_dates else ")")
+            f"CREATE INDEX IF NOT EXISTS ix_doc_{c} ON doc ("
+            + (", ".join(self._with_vis(c, "id")) if c in sortable_dates else c)
+            + ")"
             for c in (*self.dates, *self.numbers)
         ]
         doc_columns = ", ".join(
