@@ -47,6 +47,7 @@ from services.sharing.anonymise import (
     quasi_identifiers,
 )
 from services.sharing.targz import MemberWriter
+from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
 from shared.ids import new_id
 from shared.security import Principal, Sensitivity
@@ -157,6 +158,18 @@ async def write_bundle(
                 pages.case_page(db, ids, principal), pages.trails_page(db, ids, principal)
             )
             by_id = {r["id"]: r for r in rows}
+            # Each page's read is in the audit trail, committed before its cases are written,
+            # as `cases.export` records its pages.
+            read = [r["id"] for r in rows if profile != "public" or r["sensitivity"] == "public"]
+            async with db.transaction() as session:
+                audit(
+                    session,
+                    principal,
+                    "sharing.export_bundle_read",
+                    f"bundle:{bundle_id}",
+                    details={"profile": profile, "ids": read},
+                    read=True,
+                )
             for case_id in ids:
                 row = by_id.get(case_id)
                 if row is None or (profile == "public" and row["sensitivity"] != "public"):

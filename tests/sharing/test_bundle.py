@@ -453,3 +453,44 @@ async def test_export_rows_render_as_the_catalog_renders_its_cases(exported, app
         got = {r["id"]: orjson.dumps(pages.wire_row(r, refs, reader)) for r in rows}
         assert got == expected
         assert len(got) == (N if reader is SYSTEM else 0)
+
+
+async def test_every_case_a_bundle_holds_is_audited_as_read(exported, settings, app):
+    """Issue 12: bundle exports are reads of a case's details; each page's entry names its
+    cases and commits before they are written (`public`: only what the bundle holds)."""
+    out = exported["folder"] / "audited.tar.gz"
+    code, stdout, err = await run_cli(
+        settings,
+        "export",
+        "bundle",
+        "--query",
+        f"data_source:{exported['data_source']}",
+        "--profile",
+        "public",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    bundle_id = json.loads(stdout)["bundle_id"]
+    async with app.state.db.transaction() as s:
+        rows = (
+            await s.execute(
+                text("select details from audit_log where action = :a and target = :t"),
+                {"a": "sharing.export_bundle_read", "t": f"bundle:{bundle_id}"},
+            )
+        ).scalars()
+        audited = [i for d in rows for i in (orjson.loads(d) if isinstance(d, str) else d)["ids"]]
+        public = set(
+            (
+                await s.execute(
+                    text(
+                        "select c.id from failure_case c join data_source d"
+                        " on d.id = c.data_source_id where d.name = :n"
+                        " and c.sensitivity = 'public'"
+                    ),
+                    {"n": exported["data_source"]},
+                )
+            ).scalars()
+        )
+    assert len(audited) == len(set(audited)) == 30
+    assert set(audited) == public
