@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.search.backends.embedded.compiler import Compiler, Sql, histogram_key
+from services.search.backends.embedded.layout import KW_FACET_INDEX
 from services.search.documents import iso_utc
 from services.search.request import Bucket, HeatmapCell, SearchRequest
+
+# A column of doc (alias d) in a WHERE.
+_D_COLUMN = re.compile(r"\bd\.(\w+)")
 
 # CROSS JOIN: SQLite then keeps the (small) matching set as the outer loop instead of walking
 # a whole index of doc and probing the set.
@@ -44,8 +49,24 @@ def facet(
             params,
         ).fetchall()
         return [Bucket(str(r[0]), r[1]) for r in rows]
+    if field in compiler.layout.lists and (dense or where) and field not in req.selections:
+        # A list's rows carry their document's visibility (layout.KW_FACET_INDEX): walk
+        # them in value order, testing the WHERE (which reads nothing but visibility and
+        # pk, now of the list row) or the set, without reading doc.
+        cond, params = (
+            (_D_COLUMN.sub(r"k.\1", where[0]), where[1])
+            if where
+            else ("k.pk IN (SELECT pk FROM temp.m)", [])
+        )
+        rows = conn.execute(
+            f"SELECT k.value, count(*) AS c FROM doc_kw k INDEXED BY {KW_FACET_INDEX} "
+            f"WHERE k.field = ? AND {cond} "
+            f"GROUP BY k.value ORDER BY c DESC, k.value ASC LIMIT {int(req.facet_size)}",
+            [field, *params],
+        ).fetchall()
+        return [Bucket(str(r[0]), r[1]) for r in rows]
     if where is not None:
-        # A facet with no such index (a list, the map): over doc under the WHERE.
+        # A facet with no such index (the map): over doc under the WHERE.
         src, params = f"doc d {join} WHERE {where[0]} AND", [*sql.params, *where[1]]
         rows = conn.execute(
             f"SELECT {value}, count(*) AS c FROM {src} {value} IS NOT NULL "

@@ -22,6 +22,10 @@ HL_OPEN, HL_CLOSE = "\x02", "\x03"
 # The columns the visibility rule reads (Compiler.visibility): every keyword index holds
 # them, so a search whose only conditions are visibility counts facets in the index.
 VISIBILITY_COLUMNS = ("sensitivity", "team")
+# A list field's rows carry their document's visibility too (copied at each write, which
+# replaces them all), so a facet over a list walks this index alone when a search tests
+# nothing but visibility (aggregations.facet).
+KW_FACET_INDEX = "ix_doc_kw_facet"
 # Words as stemmed (English, as OpenSearch's analyzer), and as written (prefix searches:
 # `injectio*` must find "injection", whose stem is "inject"). detail=column: a prefix needs
 # no positions, only which column holds the word.
@@ -126,6 +130,7 @@ END"""
                 *(f"{c} REAL" for c in self.numbers),
             ]
         )
+        vis = ", ".join(VISIBILITY_COLUMNS)
         return f"""
 CREATE TABLE IF NOT EXISTS doc (
     pk INTEGER PRIMARY KEY,
@@ -139,8 +144,10 @@ CREATE TABLE IF NOT EXISTS doc_text (
 );
 CREATE TABLE IF NOT EXISTS doc_kw (
     field TEXT NOT NULL, folded TEXT NOT NULL, value TEXT NOT NULL, pk INTEGER NOT NULL,
+    {", ".join(f"{c} TEXT" for c in VISIBILITY_COLUMNS)},
     PRIMARY KEY (field, folded, pk, value)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_doc_kw_pk ON doc_kw (pk, field);
+CREATE INDEX IF NOT EXISTS {KW_FACET_INDEX} ON doc_kw (field, value, {vis});
 CREATE TABLE IF NOT EXISTS doc_env (
     fkey TEXT NOT NULL, fvalue TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     pk INTEGER NOT NULL, PRIMARY KEY (fkey, fvalue, pk, key, value)) WITHOUT ROWID;

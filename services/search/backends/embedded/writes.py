@@ -8,7 +8,7 @@ from typing import Any
 import aiosqlite
 
 from services.search.backends.base import Progress
-from services.search.backends.embedded.layout import FTS_TABLES, Layout
+from services.search.backends.embedded.layout import FTS_TABLES, VISIBILITY_COLUMNS, Layout
 from services.search.documents import normalize, to_epoch_ms
 from services.search.fields import fold
 
@@ -63,9 +63,15 @@ class Writer:
         if touched:
             await conn.executemany("DELETE FROM doc_kw WHERE pk = ?", touched)
             await conn.executemany("DELETE FROM doc_env WHERE pk = ?", touched)
+        vis = ", ".join(VISIBILITY_COLUMNS)
         await conn.executemany(
-            "INSERT INTO doc_kw (field, folded, value, pk) VALUES (?, ?, ?, ?)",
-            [(f, fold(v), v, pks[d["id"]]) for d in fresh for f in layout.lists for v in d[f]],
+            f"INSERT INTO doc_kw (field, folded, value, pk, {vis}) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (f, fold(v), v, pks[d["id"]], *(d.get(c) for c in VISIBILITY_COLUMNS))
+                for d in fresh
+                for f in layout.lists
+                for v in d[f]
+            ],
         )
         if layout.map:
             await conn.executemany(
