@@ -60,6 +60,9 @@ async def test_bulk_insert_stores_what_sqlalchemy_stores(session):
         Column("n", Integer, default=7),  # left out of the rows: its default applies
         Column("f", Float),
         Column("s", String),
+        # Temporary: it is the connection's own, so it never joins the database's schema
+        # (SQLite commits DDL at once, which the session's rollback would not undo).
+        prefixes=["TEMPORARY"],
     )
     conn = await session.connection()
     await conn.run_sync(lambda c: table.create(c))
