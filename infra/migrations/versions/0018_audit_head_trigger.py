@@ -3,7 +3,7 @@ INSERT ... SELECT from the head (shared/audit.py `_append_one_sqlite`), one trip
 driver's thread instead of three. Postgres appends in one statement already (a CTE).
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0022
 """
 
 from alembic import op
