@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import orjson
@@ -10,24 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from services.catalog.models import DataSource, FailureCase
-from services.gateway.cli import main
 from tests.catalog.builders import unique
+from tests.cli_run import failcat
 from tests.corpus import avid_cases
-
-
-def _failcat(monkeypatch, settings, capsys, *argv: str) -> tuple[int, str, str]:
-    monkeypatch.setenv("FAILCAT_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("FAILCAT_DATABASE_URL", settings.catalog_url)
-    monkeypatch.setenv("FAILCAT_SEARCH_URL", settings.search_url)
-    monkeypatch.setenv("FAILCAT_SEARCH_INDEX", settings.search_index)
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-async def failcat(*args):
-    # The CLI runs its own event loop (asyncio.run); keep it off the test loop.
-    return await asyncio.to_thread(_failcat, *args)
 
 
 async def _stored(db, data_source: str) -> int:

@@ -22,10 +22,10 @@ from sqlalchemy import select
 from services.catalog import service
 from services.catalog.models import DataSource, FailureCase
 from services.cli import ingest as cli_ingest
-from services.gateway.cli import main
 from shared.security import SYSTEM
 from tests.catalog.builders import unique
 from tests.cli.conftest import CLI, clean_env, failcat, settings_env
+from tests.cli_run import failcat as in_process
 from tests.corpus import CORPORA, aiid_cases, avid_cases
 from tests.sdk.conftest import unique_source
 
@@ -54,20 +54,6 @@ async def stored(db, data_source: str) -> list[tuple[str, Any]]:
 async def migrated(settings, db):
     """The session's migrated database, as a CLI subprocess's environment."""
     return clean_env(**settings_env(settings))
-
-
-def run_main(monkeypatch, settings, capsys, *argv: str) -> tuple[int, str, str]:
-    monkeypatch.setenv("FAILCAT_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("FAILCAT_DATABASE_URL", settings.catalog_url)
-    monkeypatch.setenv("FAILCAT_SEARCH_URL", settings.search_url)
-    monkeypatch.setenv("FAILCAT_SEARCH_INDEX", settings.search_index)
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-async def in_process(*args):
-    return await asyncio.to_thread(run_main, *args)
 
 
 # --- standard input ------------------------------------------------------------------------

@@ -8,9 +8,9 @@ from sqlalchemy import text
 
 from services.governance.redaction.service import mask_text
 from services.sharing.atlas import technique_mode
+from tests.cli_run import failcat
 from tests.corpus import CORPORA
 from tests.gateway.helpers import data, gql
-from tests.sharing.cli import failcat
 
 STUDIES = CORPORA / "atlas_case_studies.jsonl"
 CASE = """query($id: ID!) { case(id: $id) {

@@ -10,10 +10,10 @@ from sqlalchemy import text
 
 from services.sharing.avid import stream_reports
 from shared.security import SYSTEM
+from tests.cli_run import failcat, indexed
 from tests.corpus import CORPORA
 from tests.gateway.helpers import INGEST, case_input, data, gql
 from tests.sharing.avid_diff import differences, not_modelled
-from tests.sharing.cli import failcat, indexed
 
 REPORTS = CORPORA / "avid_reports.jsonl"
 ANNOTATIONS = """query($id: ID!) { case(id: $id) {
@@ -192,7 +192,7 @@ async def test_a_failcat_case_exports_as_an_avid_report(app, client, token_for):
 
 
 def test_a_bad_file_is_one_line(monkeypatch, settings, capsys, tmp_path):
-    from tests.sharing.cli import _failcat
+    from tests.cli_run import _failcat
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"data_type": "AVID"}\nnot json\n')

@@ -27,10 +27,10 @@ from shared.db import Database
 from shared.migrate import upgrade_async
 from shared.security import SYSTEM
 from tests.catalog.builders import unique
+from tests.cli_run import indexed, run_cli
 from tests.conftest import auth_header, make_settings
 from tests.corpus import aiid_cases, avid_cases
 from tests.gateway.helpers import INGEST, case_input, data, gql
-from tests.sharing.cli import indexed, run_cli
 
 N = 1_000
 RAW_PAYLOAD_KEYS = ("input", "prediction", "expected")

@@ -80,19 +80,31 @@ def copy_records(
     """Rows as COPY records; JSON columns become their text (asyncpg's jsonb codec takes str)."""
     names = columns or [c.name for c in table.columns]
     json_at = [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON)]
-    dumps = orjson.dumps
-    # The values in column order at C speed (a row with every column, as ingestion builds
-    # them); a row that leaves columns out takes the per-key path.
+    return _records(rows, names, [(i, _json_text) for i in json_at], {})
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _records(
+    rows: list[dict[str, Any]],
+    names: Any,
+    converted: list[tuple[int, Any]],
+    defaults: dict[str, Any],
+) -> list[tuple[Any, ...]]:
+    """Each row's values in `names` order, value i passed through its converter. The values
+    are picked at C speed (a row with every column, as ingestion builds them); a row that
+    leaves columns out takes the per-key path, with `defaults` (else None) for them."""
     pick = operator.itemgetter(*names) if len(names) > 1 else lambda r: (r[names[0]],)
     out = []
     for row in rows:
         try:
             record = list(pick(row))
         except KeyError:
-            record = [row.get(n) for n in names]
-        for i in json_at:
-            if record[i] is not None:
-                record[i] = dumps(record[i]).decode()
+            record = [row[n] if n in row else defaults.get(n) for n in names]
+        for i, f in converted:
+            record[i] = f(record[i])
         out.append(tuple(record))
     return out
 
@@ -168,17 +180,7 @@ def sqlite_records(table: Any, rows: list[dict[str, Any]]) -> tuple[str, list[tu
     names = tuple(c.name for c in table.columns if c.name in keys or c.name in defaults)
     statement, procs = _sqlite_processors(table, names)
     converted = [(i, f) for i, f in enumerate(procs) if f is not None]
-    pick = operator.itemgetter(*names) if len(names) > 1 else lambda r: (r[names[0]],)
-    out = []
-    for row in rows:
-        try:
-            record = list(pick(row))
-        except KeyError:
-            record = [row[n] if n in row else defaults.get(n) for n in names]
-        for i, f in converted:
-            record[i] = f(record[i])
-        out.append(tuple(record))
-    return statement, out
+    return statement, _records(rows, names, converted, defaults)
 
 
 def newest_first(

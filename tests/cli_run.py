@@ -8,17 +8,23 @@ from typing import Any
 from services.gateway.cli import main
 
 
-def _failcat(monkeypatch: Any, settings: Any, capsys: Any, *argv: str) -> tuple[int, str, str]:
+def _point_at(monkeypatch: Any, settings: Any) -> None:
+    """The CLI reads its settings from the environment: the test session's ones."""
     monkeypatch.setenv("FAILCAT_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("FAILCAT_DATABASE_URL", settings.catalog_url)
     monkeypatch.setenv("FAILCAT_SEARCH_URL", settings.search_url)
     monkeypatch.setenv("FAILCAT_SEARCH_INDEX", settings.search_index)
+
+
+def _failcat(monkeypatch: Any, settings: Any, capsys: Any, *argv: str) -> tuple[int, str, str]:
+    _point_at(monkeypatch, settings)
     code = main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
 
 
 async def failcat(monkeypatch: Any, settings: Any, capsys: Any, *argv: str) -> tuple[int, str, str]:
+    # The CLI runs its own event loop (asyncio.run); keep it off the test's loop.
     return await asyncio.to_thread(_failcat, monkeypatch, settings, capsys, *argv)
 
 
@@ -50,10 +56,7 @@ def _run_captured(settings: Any, *argv: str) -> tuple[int, str, str]:
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
     ):
-        mp.setenv("FAILCAT_DATA_DIR", str(settings.data_dir))
-        mp.setenv("FAILCAT_DATABASE_URL", settings.catalog_url)
-        mp.setenv("FAILCAT_SEARCH_URL", settings.search_url)
-        mp.setenv("FAILCAT_SEARCH_INDEX", settings.search_index)
+        _point_at(mp, settings)
         code = main(list(argv))
     return code, out.getvalue(), err.getvalue()
 
