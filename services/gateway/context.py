@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import weakref
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -14,7 +13,6 @@ from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
 from services.gateway.catalog.loaders import CatalogLoaders
-from shared.audit import STAGED
 from shared.security import Principal
 
 # The coroutine methods of AsyncSession that run an operation on the sync session (through
@@ -84,23 +82,6 @@ for _name in SERIALIZED_METHODS:
     setattr(SerializedSession, _name, _in_turn(_name))
 
 
-# Per SQLite Database: this process's writers take turns here. An audited read is a write (its
-# entry), and SQLite admits one writer at a time: a writer finding the file locked sleeps in its
-# busy handler (1, 2, 5, 10 ... 100 ms between tries), so 16 concurrent reads spent most of
-# their time asleep. Queued on a lock, the next one starts as soon as the previous commits.
-# Other processes (a worker) still meet the busy handler, as before.
-_writers: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-def _sqlite_writer(db: Any) -> asyncio.Lock | None:
-    if db.dialect != "sqlite":
-        return None
-    lock = _writers.get(db)
-    if lock is None:
-        lock = _writers[db] = asyncio.Lock()
-    return lock
-
-
 class Context(BaseContext):
     def __init__(self, connection: HTTPConnection) -> None:
         super().__init__()
@@ -161,12 +142,7 @@ class Context(BaseContext):
             return
         try:
             if commit:
-                writer = _sqlite_writer(self.app_state.db) if session.info.get(STAGED) else None
-                if writer is None:
-                    await session.commit()
-                else:
-                    async with writer:
-                        await session.commit()
+                await self.app_state.db.commit(session)
             else:
                 await session.rollback()
         finally:
