@@ -14,6 +14,7 @@ import secrets
 import sqlite3
 import tarfile
 from collections import Counter
+from typing import Any
 
 import orjson
 import pytest
@@ -397,8 +398,10 @@ async def test_bundle_download_is_for_readers_who_see_every_case(exported, clien
     assert (await client.get(missing, headers=auth_header(everyone))).status_code == 404
 
 
-async def test_public_profile_keeps_only_public_cases(exported, settings):
-    out = exported["folder"] / "public.tar.gz"
+async def _export_public(exported, settings, name: str) -> tuple[Any, dict]:
+    """`failcat export bundle --profile public` of the fixture's cases: the file and what the
+    command printed."""
+    out = exported["folder"] / name
     code, stdout, err = await run_cli(
         settings,
         "export",
@@ -411,7 +414,12 @@ async def test_public_profile_keeps_only_public_cases(exported, settings):
         str(out),
     )
     assert code == 0, err
-    assert json.loads(stdout)["counts"]["cases"] == 30
+    return out, json.loads(stdout)
+
+
+async def test_public_profile_keeps_only_public_cases(exported, settings):
+    out, printed = await _export_public(exported, settings, "public.tar.gz")
+    assert printed["counts"]["cases"] == 30
     records = read_bundle(out, trusted_keys(str(exported["trust"]))).records("cases.jsonl")
     assert {r["sensitivity"] for r in records} == {"public"}
 
@@ -458,20 +466,8 @@ async def test_export_rows_render_as_the_catalog_renders_its_cases(exported, app
 async def test_every_case_a_bundle_holds_is_audited_as_read(exported, settings, app):
     """Issue 12: bundle exports are reads of a case's details; each page's entry names its
     cases and commits before they are written (`public`: only what the bundle holds)."""
-    out = exported["folder"] / "audited.tar.gz"
-    code, stdout, err = await run_cli(
-        settings,
-        "export",
-        "bundle",
-        "--query",
-        f"data_source:{exported['data_source']}",
-        "--profile",
-        "public",
-        "--out",
-        str(out),
-    )
-    assert code == 0, err
-    bundle_id = json.loads(stdout)["bundle_id"]
+    _, printed = await _export_public(exported, settings, "audited.tar.gz")
+    bundle_id = printed["bundle_id"]
     async with app.state.db.transaction() as s:
         rows = (
             await s.execute(
