@@ -126,20 +126,20 @@ def facet(docs, vis, node, field, selections=None, size=20) -> list[tuple[str, i
 
 
 def histogram_days(docs, vis, node) -> list[tuple[str, int]]:
-    counts: Counter[str] = Counter()
-    for d in docs:
-        if visible(d, vis) and matches(d, node) and d["occurred_ms"] is not None:
-            day = datetime.fromtimestamp(d["occurred_ms"] / 1000, UTC).strftime("%Y-%m-%d")
-            counts[f"{day}T00:00:00.000Z"] += 1
-    return sorted(counts.items())
+    return _histogram(docs, vis, node, "%Y-%m-%d")
 
 
 def histogram_months(docs, vis, node) -> list[tuple[str, int]]:
+    return _histogram(docs, vis, node, "%Y-%m-01")
+
+
+def _histogram(docs, vis, node, bucket: str) -> list[tuple[str, int]]:
+    """Bucket starts (ISO, midnight UTC) by `bucket`, the strftime of a bucket's first day."""
     counts: Counter[str] = Counter()
     for d in docs:
         if visible(d, vis) and matches(d, node) and d["occurred_ms"] is not None:
-            month = datetime.fromtimestamp(d["occurred_ms"] / 1000, UTC).strftime("%Y-%m")
-            counts[f"{month}-01T00:00:00.000Z"] += 1
+            start = datetime.fromtimestamp(d["occurred_ms"] / 1000, UTC).strftime(bucket)
+            counts[f"{start}T00:00:00.000Z"] += 1
     return sorted(counts.items())
 
 
