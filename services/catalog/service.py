@@ -226,8 +226,12 @@ async def case_history(
     return await CatalogRepository(session).revisions([case_id])
 
 
-async def get_cases(session: AsyncSession, ids: list[str], viewer: Principal) -> list[FailureCase]:
-    return await CatalogRepository(session).get_cases(ids, viewer)
+async def get_cases(
+    session: AsyncSession, ids: list[str], viewer: Principal, *, tombstones: bool = False
+) -> list[FailureCase]:
+    """The visible cases among `ids`. Cases retention purged whole are left out (they are no
+    evidence, suite member or list entry) unless `tombstones`."""
+    return await CatalogRepository(session).get_cases(ids, viewer, tombstones=tombstones)
 
 
 async def list_cases(
@@ -627,6 +631,13 @@ async def visible_among(session: AsyncSession, ids: list[str], viewer: Principal
     """The ids among `ids` (at most a few thousand) of cases `viewer` may see: only the ids
     are read, for services that keep their own copy of what they need (suite exports)."""
     return await CatalogRepository(session).visible_among(ids, viewer)
+
+
+async def purged_among(session: AsyncSession, ids: list[str]) -> set[str]:
+    """The ids among `ids` of cases retention purged whole (tombstones), whoever may see
+    them: services that count their own copies of cases (a suite run's total) leave them
+    out."""
+    return await CatalogRepository(session).purged_among(ids)
 
 
 async def unresolved_groups_at(
