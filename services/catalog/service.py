@@ -748,6 +748,8 @@ async def purge_payloads(
     values.update(payload_purged_at=now, updated_at=now)
     repo = CatalogRepository(session)
     done = await repo.clear_cases(case_ids, values, whole=False)
+    # Raw values a keep_restricted policy kept from the payload are payload too.
+    await repo.drop_restricted([cid for cid, _ in done], frozenset(PAYLOAD_COLUMNS))
     change = {"payload_purged_at": {"old": None, "new": now.isoformat()}}
     await _tombstones(repo, done, change, actor, reason, now)
     return [cid for cid, _ in done]
@@ -760,19 +762,23 @@ async def purge_cases(
     reason: str,
     now: datetime | None = None,
 ) -> list[str]:
-    """Purge these cases whole: payload, curated content and links cleared (and their values
-    in earlier revisions), a tombstone revision, and an outbox row that removes the search
-    document. The row stays as the tombstone (other services refer to it). Cases already
-    purged are left alone; returns the ids purged now."""
+    """Purge these cases whole: payload, curated content, kept restricted values and links
+    cleared (and their values and reasons in earlier revisions), a tombstone revision, and
+    an outbox row that removes the search document. The row stays as the tombstone (other
+    services refer to it). Cases already purged are left alone; returns the ids purged
+    now."""
     now = now or utcnow()
     values: dict[str, Any] = {k: None for k in (*PAYLOAD_COLUMNS, *CONTENT_COLUMNS)}
-    values.update(tags=[], purged_at=now, updated_at=now)
+    # pii_restricted: the raw values a keep_restricted policy kept (kinds and paths stay in
+    # pii_findings).
+    values.update(tags=[], pii_restricted=None, purged_at=now, updated_at=now)
     repo = CatalogRepository(session)
     done = await repo.clear_cases(case_ids, values, whole=True)
     ids = [cid for cid, _ in done]
     await repo.keep_payload_purge_time(ids, now)
     await repo.delete_links(ids)
     await repo.rewrite_revision_changes(ids, _scrub_history)
+    await repo.clear_revision_reasons(ids)  # free text a curator wrote; before the tombstone
     change = {"purged_at": {"old": None, "new": now.isoformat()}}
     await _tombstones(repo, done, change, actor, reason, now)
     return ids

@@ -899,3 +899,11 @@ async def accept_resolution(
         },
     )
     return proposal
+
+
+async def purge_case_copies(session: AsyncSession, case_ids: list[str]) -> None:
+    """Retention purged these cases' payload (or the whole cases): the copies suites,
+    scenarios and runs keep of it go too (services/governance/RETENTION.md)."""
+    repo = SafeguardsRepository(session)
+    for i in range(0, len(case_ids), CHUNK):
+        await repo.clear_case_copies(case_ids[i : i + CHUNK])
