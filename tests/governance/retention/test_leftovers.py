@@ -281,3 +281,51 @@ async def test_a_payload_purge_takes_the_payload_copies_and_kept_raw_values_too(
         snapshot = await safeguards.get_suite(s, suite)
         [frozen] = (await safeguards.suite_cases(s, snapshot, ADMIN, 10, -1))[0]
         assert (frozen.input_json, frozen.expected) == ("null", None)
+
+
+async def test_a_whole_purge_takes_the_case_title_out_of_frozen_webhook_bodies(stack):
+    from services.governance.escalation import service as escalation
+    from services.governance.escalation.models import EscalationFiring, EscalationRule
+    from shared.db import utcnow
+
+    salt = secrets.token_hex(4)
+    gone, live, rule_id = f"case-{salt}-a", f"case-{salt}-b", f"rule-{salt}"
+    body = {
+        "event": "escalation.fired",
+        "cases": [
+            {"id": gone, "title": f"{salt} gone title", "severity": "S1"},
+            {"id": live, "title": f"{salt} live title", "severity": "S2"},
+        ],
+    }
+    async with stack.db.transaction() as s:
+        s.add(
+            EscalationRule(
+                id=rule_id,
+                name=f"leftovers-{salt}",
+                kind="threshold",
+                secret="s",
+                clearance="internal",
+                created_at=utcnow(),
+                created_by="test",
+            )
+        )
+        await s.flush()
+        s.add(
+            EscalationFiring(
+                id=f"firing-{salt}",
+                rule_id=rule_id,
+                key=salt,
+                fired_at=utcnow(),
+                case_ids=[gone, live],
+                payload=body,
+            )
+        )
+    async with stack.db.transaction() as s:
+        assert await escalation.purge_cases(s, [gone, f"case-{salt}-elsewhere"]) == 1
+    async with stack.db.transaction() as s:
+        firing = await s.get(EscalationFiring, f"firing-{salt}")
+        assert firing.payload["cases"] == [
+            {"id": gone, "title": None, "severity": "S1"},
+            {"id": live, "title": f"{salt} live title", "severity": "S2"},
+        ]
+        assert await escalation.purge_cases(s, [gone]) == 0  # idempotent
