@@ -252,6 +252,17 @@ def _forget_staged(session: Session) -> None:
     session.info.pop(STAGED, None)
 
 
+async def _writing(session: AsyncSession) -> bool:
+    """Whether the session's SQLite connection holds the write lock already (pysqlite begins
+    a transaction only before a data-changing statement). Such a unit of work commits
+    without queueing for the writer turn: the turn's holder may be in the busy handler
+    waiting for this very lock, and would wait out the busy timeout."""
+    if not session.in_transaction():
+        return False
+    connection = await session.connection()
+    return bool((await connection.get_raw_connection()).driver_connection.in_transaction)
+
+
 class Database:
     """The engine and session factory, built once in the lifespan."""
 
@@ -292,11 +303,12 @@ class Database:
                 listener(changes)
 
     async def commit(self, session: AsyncSession) -> None:
-        """Commit a session opened outside `transaction` (the GraphQL request's); on SQLite,
-        one that carries audit entries waits for this process's previous writer."""
+        """Commit a unit of work (the GraphQL request's, `transaction`'s); on SQLite, one that
+        carries audit entries and has not written yet waits for this process's previous
+        writer."""
         from shared.audit import STAGED  # shared.audit imports this module
 
-        if self._writer is None or not session.info.get(STAGED):
+        if self._writer is None or not session.info.get(STAGED) or await _writing(session):
             await session.commit()
             return
         async with self._writer:
@@ -313,8 +325,15 @@ class Database:
         BadUserInput (database_error). A commit whose answer was lost may have been applied:
         retries must be idempotent, as ingestion's are."""
         try:
-            async with self.sessionmaker() as session, session.begin():
-                yield session
+            async with self.sessionmaker() as session:
+                try:
+                    yield session
+                except BaseException:
+                    await session.rollback()
+                    raise
+                # Through `commit`: audited REST reads take this process's writer turn as the
+                # GraphQL request's do, instead of meeting each other in the busy handler.
+                await self.commit(session)
         except Exception as exc:
             translated = database_error(exc)
             if translated is None or translated is exc:

@@ -36,6 +36,42 @@ class AnnotationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    # --- retention -----------------------------------------------------------------------
+    async def clear_case_texts(self, case_ids: Sequence[str]) -> int:
+        """What annotators and reviewers wrote about these cases: annotation values and notes
+        (and their history), adjudicated values and review comments, agenda reasons and
+        decisions. The rows stay (who, when, which taxonomy). Returns the annotations
+        cleared."""
+        done = 0
+        plain = {"synchronize_session": False}
+        for chunk in _chunks(case_ids):
+            ids = list(chunk)
+            of_cases = select(Annotation.id).where(Annotation.case_id.in_(ids))
+            await self.session.execute(
+                update(AnnotationChange)
+                .where(AnnotationChange.annotation_id.in_(of_cases))
+                .values(values={}, notes=None),
+                execution_options=plain,
+            )
+            result = await self.session.execute(
+                update(Annotation).where(Annotation.case_id.in_(ids)).values(values={}, notes=None),
+                execution_options=plain,
+            )
+            done += result.rowcount or 0
+            await self.session.execute(
+                update(AnnotationReview)
+                .where(AnnotationReview.case_id.in_(ids))
+                .values(values=None, comment=None),
+                execution_options=plain,
+            )
+            await self.session.execute(
+                update(ReviewAgendaItem)
+                .where(ReviewAgendaItem.case_id.in_(ids))
+                .values(reason="", decision=None),
+                execution_options=plain,
+            )
+        return done
+
     # --- taxonomies ----------------------------------------------------------------------
     async def latest_taxonomy(self, name: str) -> AnnotationTaxonomy | None:
         stmt = (

@@ -1011,3 +1011,11 @@ async def case_ids_matching(search: Any, principal: Principal, query: str) -> li
         after = result.next_cursor
         if not after or not result.hits or len(ids) >= MAX_AGREEMENT_CASES:
             return ids
+
+
+async def purge_cases(session: AsyncSession, case_ids: list[str]) -> int:
+    """Retention purged these cases whole: clear what was written about them here (values,
+    notes, review comments, agenda reasons and decisions), keeping who annotated and
+    reviewed when (services/governance/RETENTION.md). Idempotent; returns the annotations
+    cleared."""
+    return await AnnotationRepository(session).clear_case_texts(case_ids)

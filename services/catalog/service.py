@@ -226,8 +226,12 @@ async def case_history(
     return await CatalogRepository(session).revisions([case_id])
 
 
-async def get_cases(session: AsyncSession, ids: list[str], viewer: Principal) -> list[FailureCase]:
-    return await CatalogRepository(session).get_cases(ids, viewer)
+async def get_cases(
+    session: AsyncSession, ids: list[str], viewer: Principal, *, tombstones: bool = False
+) -> list[FailureCase]:
+    """The visible cases among `ids`. Cases retention purged whole are left out (they are no
+    evidence, suite member or list entry) unless `tombstones`."""
+    return await CatalogRepository(session).get_cases(ids, viewer, tombstones=tombstones)
 
 
 async def list_cases(
@@ -629,6 +633,13 @@ async def visible_among(session: AsyncSession, ids: list[str], viewer: Principal
     return await CatalogRepository(session).visible_among(ids, viewer)
 
 
+async def purged_among(session: AsyncSession, ids: list[str]) -> set[str]:
+    """The ids among `ids` of cases retention purged whole (tombstones), whoever may see
+    them: services that count their own copies of cases (a suite run's total) leave them
+    out."""
+    return await CatalogRepository(session).purged_among(ids)
+
+
 async def unresolved_groups_at(
     session: AsyncSession,
     model_name: str,
@@ -737,6 +748,8 @@ async def purge_payloads(
     values.update(payload_purged_at=now, updated_at=now)
     repo = CatalogRepository(session)
     done = await repo.clear_cases(case_ids, values, whole=False)
+    # Raw values a keep_restricted policy kept from the payload are payload too.
+    await repo.drop_restricted([cid for cid, _ in done], frozenset(PAYLOAD_COLUMNS))
     change = {"payload_purged_at": {"old": None, "new": now.isoformat()}}
     await _tombstones(repo, done, change, actor, reason, now)
     return [cid for cid, _ in done]
@@ -749,19 +762,23 @@ async def purge_cases(
     reason: str,
     now: datetime | None = None,
 ) -> list[str]:
-    """Purge these cases whole: payload, curated content and links cleared (and their values
-    in earlier revisions), a tombstone revision, and an outbox row that removes the search
-    document. The row stays as the tombstone (other services refer to it). Cases already
-    purged are left alone; returns the ids purged now."""
+    """Purge these cases whole: payload, curated content, kept restricted values and links
+    cleared (and their values and reasons in earlier revisions), a tombstone revision, and
+    an outbox row that removes the search document. The row stays as the tombstone (other
+    services refer to it). Cases already purged are left alone; returns the ids purged
+    now."""
     now = now or utcnow()
     values: dict[str, Any] = {k: None for k in (*PAYLOAD_COLUMNS, *CONTENT_COLUMNS)}
-    values.update(tags=[], purged_at=now, updated_at=now)
+    # pii_restricted: the raw values a keep_restricted policy kept (kinds and paths stay in
+    # pii_findings).
+    values.update(tags=[], pii_restricted=None, purged_at=now, updated_at=now)
     repo = CatalogRepository(session)
     done = await repo.clear_cases(case_ids, values, whole=True)
     ids = [cid for cid, _ in done]
     await repo.keep_payload_purge_time(ids, now)
     await repo.delete_links(ids)
     await repo.rewrite_revision_changes(ids, _scrub_history)
+    await repo.clear_revision_reasons(ids)  # free text a curator wrote; before the tombstone
     change = {"purged_at": {"old": None, "new": now.isoformat()}}
     await _tombstones(repo, done, change, actor, reason, now)
     return ids

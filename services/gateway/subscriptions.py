@@ -13,6 +13,7 @@ from services.catalog import service
 from services.gateway.catalog.types import FailureCase, Severity, Status
 from services.gateway.events import CaseEvent, CaseEventKind
 from services.gateway.permissions import read_with, scoped
+from shared.audit import audit
 from shared.errors import Unauthenticated
 from shared.security import Scope
 
@@ -96,10 +97,26 @@ class Subscription:
                     continue
                 # Visibility is applied by the catalog, as for every other read.
                 cases = await _visible(info, events)
+                delivered = []
                 for event in events:
                     case = cases.get(event.case_id)
-                    if case is None or not await _matches(info, filter, case):
-                        continue
+                    if case is not None and await _matches(info, filter, case):
+                        delivered.append((event, case))
+                if delivered:
+                    # A delivered event is a read of the case's details: its entry is stored
+                    # (this unit of work commits) before the event is sent.
+                    session = await ctx.session()
+                    for event, case in delivered:
+                        audit(
+                            session,
+                            ctx.principal,
+                            "case.event",
+                            f"case:{case.id}",
+                            details={"kind": event.kind.value},
+                            read=True,
+                        )
+                    await ctx.end_unit_of_work()
+                for event, case in delivered:
                     lagged, sub.lagged = sub.lagged, 0
                     yield CaseEventPayload(kind=event.kind, at=event.at, case=case, lagged=lagged)
                 await ctx.end_unit_of_work()

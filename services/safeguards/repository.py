@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Text, cast, or_, select, update
+from sqlalchemy import Text, cast, null, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -219,6 +219,38 @@ class SafeguardsRepository:
         return list(rows.scalars())
 
     # --- synthetic scenarios ----------------------------------------------------------------
+    async def clear_case_copies(self, case_ids: Sequence[str]) -> None:
+        """Null the copies of these cases' payload: their suite rows, their synthetic
+        scenarios (and those scenarios' suite rows), and the predictions and errors runs
+        reported for any of them. Frozen ids, groups, grading and hashes stay."""
+        plain = {"synchronize_session": False}
+        scenarios = select(SyntheticScenario.id).where(
+            SyntheticScenario.parent_case_id.in_(case_ids)
+        )
+        await self.session.execute(
+            update(SuiteCase)
+            .where(or_(SuiteCase.case_id.in_(case_ids), SuiteCase.case_id.in_(scenarios)))
+            .values(input_json="null", expected=null()),
+            execution_options=plain,
+        )
+        await self.session.execute(
+            update(EvaluationOutcome)
+            .where(
+                or_(
+                    EvaluationOutcome.case_id.in_(case_ids),
+                    EvaluationOutcome.case_id.in_(scenarios),
+                )
+            )
+            .values(prediction=null(), error=None),
+            execution_options=plain,
+        )
+        await self.session.execute(
+            update(SyntheticScenario)
+            .where(SyntheticScenario.parent_case_id.in_(case_ids))
+            .values(input_json="null", expected=null()),
+            execution_options=plain,
+        )
+
     async def insert_scenarios(self, rows: list[dict[str, Any]]) -> None:
         """Ids derive from the request: a row already there is the same scenario."""
         if not rows:

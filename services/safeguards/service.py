@@ -510,6 +510,13 @@ async def record_run(session: AsyncSession, data: RunIn, actor: Principal) -> Ev
             [FieldError("model", f"suite {data.suite} evaluates {snapshot.model}")],
         )
     frozen = await repo.suite_case_facts(snapshot.frozen.id)
+    # A case retention purged whole (and its scenarios) is no longer a member: not counted,
+    # not reportable (RETENTION.md).
+    owner_ids = list({c.owner for c in frozen})
+    purged: set[str] = set()
+    for i in range(0, len(owner_ids), CHUNK):
+        purged |= await catalog.purged_among(session, owner_ids[i : i + CHUNK])
+    frozen = [c for c in frozen if c.owner not in purged]
     by_case = {c.case_id: c for c in frozen}
     owners = await visible_ids(session, list({c.owner for c in frozen}), actor)
     seen = {c.case_id for c in frozen if c.owner in owners}
@@ -892,3 +899,11 @@ async def accept_resolution(
         },
     )
     return proposal
+
+
+async def purge_case_copies(session: AsyncSession, case_ids: list[str]) -> None:
+    """Retention purged these cases' payload (or the whole cases): the copies suites,
+    scenarios and runs keep of it go too (services/governance/RETENTION.md)."""
+    repo = SafeguardsRepository(session)
+    for i in range(0, len(case_ids), CHUNK):
+        await repo.clear_case_copies(case_ids[i : i + CHUNK])

@@ -20,6 +20,16 @@ class SharingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def clear_case_comments(self, case_ids: list[str]) -> int:
+        """Empty the comments on these cases (body and mentions); who wrote when stays."""
+        result = await self.session.execute(
+            update(Comment)
+            .where(Comment.target_kind == "case", Comment.target_id.in_(case_ids))
+            .values(body="", mentions={"people": [], "teams": []}),
+            execution_options={"synchronize_session": False},
+        )
+        return result.rowcount or 0
+
     async def add(self, row: object) -> None:
         self.session.add(row)
         await self.session.flush()

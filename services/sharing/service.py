@@ -340,3 +340,9 @@ async def downloadable_bundle(session: AsyncSession, bundle_id: str, viewer: Pri
     if not allowed:
         raise NotFound(f"bundle {bundle_id} not found")
     return row
+
+
+async def purge_case_comments(session: AsyncSession, case_ids: list[str]) -> int:
+    """Retention purged these cases whole: their comments lose their text (a comment on a
+    tombstone is unreachable anyway). Lessons refer to groups, not cases, and stay."""
+    return await SharingRepository(session).clear_case_comments(case_ids)

@@ -8,6 +8,9 @@ import secrets
 import time
 from datetime import UTC, datetime
 
+from sqlalchemy import select
+
+from services.audit.models import AuditEntry
 from tests.auth.builders import make_user, pkce_pair, query_of, register, sign_in
 from tests.catalog.builders import unique
 from tests.conftest import auth_header
@@ -206,7 +209,7 @@ async def test_resolve_group_publish_taxonomy_and_sampling_rules(client, token_f
     assert codes(bad) == ["BAD_USER_INPUT"]
 
 
-async def test_similar_cases_come_from_search_and_respect_visibility(client, token_for):
+async def test_similar_cases_come_from_search_and_respect_visibility(app, client, token_for):
     token = await token_for("cases:read cases:ingest", clearance="restricted")
     word = f"okapi{secrets.token_hex(3)}"
     # Incidents far into the corpus: other tests ingest the first ones, which would compete.
@@ -228,8 +231,21 @@ async def test_similar_cases_come_from_search_and_respect_visibility(client, tok
             break
         await asyncio.sleep(0.1)
     assert {ids[1], ids[2]} <= {s["id"] for s in similar}, (ids, similar)
-    seen = data(await gql(client, internal, query, {"id": ids[0]}))["case"]["similar"]
+    cid = f"cid-{secrets.token_hex(4)}"
+    seen = data(await gql(client, internal, query, {"id": ids[0]}, **{"X-Request-ID": cid}))
+    seen = seen["case"]["similar"]
     assert ids[2] not in {s["id"] for s in seen}
+    # The answer is a read of those cases: one entry, ids only, stored before it was sent.
+    async with app.state.db.sessionmaker() as s:
+        [entry] = (
+            await s.execute(
+                select(AuditEntry).where(
+                    AuditEntry.action == "cases.similar", AuditEntry.correlation_id == cid
+                )
+            )
+        ).scalars()
+    assert entry.target == f"case:{ids[0]}"
+    assert entry.details == {"ids": [s["id"] for s in seen]} and ids[1] in entry.details["ids"]
 
 
 async def test_a_mutation_document_is_atomic(client, token_for):

@@ -11,9 +11,11 @@ import socket
 
 import pytest
 import uvicorn
+from sqlalchemy import select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from services.audit.models import AuditEntry
 from services.gateway import limits as L
 from tests.gateway.helpers import data, gql, ingest_corpus
 
@@ -63,8 +65,19 @@ async def next_payload(ws):
     return message["payload"]
 
 
+async def event_entries(app, case_id):
+    """The audit entries of `caseEvents` deliveries of the case, in order."""
+    query = (
+        select(AuditEntry)
+        .where(AuditEntry.action == "case.event", AuditEntry.target == f"case:{case_id}")
+        .order_by(AuditEntry.seq)
+    )
+    async with app.state.db.sessionmaker() as s:
+        return list((await s.execute(query)).scalars())
+
+
 async def test_ingested_and_changed_cases_reach_subscribers_who_may_see_them(
-    ws_url, client, token_for
+    ws_url, app, client, token_for
 ):
     model = f"live-{secrets.token_hex(3)}"
     watcher = await token_for("cases:read", team="payments-ml")
@@ -81,12 +94,19 @@ async def test_ingested_and_changed_cases_reach_subscribers_who_may_see_them(
         assert event["kind"] == "INGESTED" and event["case"]["id"] == mine
         assert event["case"]["model"] == {"name": model} and event["lagged"] == 0
         assert other_team[0] != mine  # the other team's case was not delivered first
+        # The delivery is a read of the case: its entry is stored before the event arrives.
+        assert [e.details for e in await event_entries(app, mine)] == [{"kind": "ingested"}]
 
         update = """mutation($id: ID!) { updateCase(id: $id, patch: {title: "retitled"},
                     expectedRevision: 1) { revision } }"""
         data(await gql(client, writer, update, {"id": mine}))
         changed = (await next_payload(ws))["data"]["caseEvents"]
         assert changed["kind"] == "CHANGED" and changed["case"]["title"] == "retitled"
+        delivered = await event_entries(app, mine)
+        assert [e.details for e in delivered] == [{"kind": "ingested"}, {"kind": "changed"}]
+        assert len({e.actor_subject for e in delivered}) == 1 and delivered[0].actor_subject
+        # Nothing delivered, nothing recorded: the other team's case was not read.
+        assert await event_entries(app, other_team[0]) == []
 
 
 async def test_a_failed_mutation_announces_nothing(ws_url, client, token_for):

@@ -78,8 +78,14 @@ class CaseQueries(RepositoryBase):
         row = (await self.session.execute(stmt, {**params, _CASE_ID: case_id})).one_or_none()
         return None if row is None else (row[0], row[1], row[2])
 
-    async def get_cases(self, ids: Sequence[str], viewer: Principal) -> list[FailureCase]:
+    async def get_cases(
+        self, ids: Sequence[str], viewer: Principal, *, tombstones: bool = False
+    ) -> list[FailureCase]:
+        """The visible cases among `ids`; cases retention purged whole only with `tombstones`
+        (a tombstone is no evidence, suite member or page entry: RETENTION.md)."""
         stmt = select(FailureCase).where(FailureCase.id.in_(ids), *visible_to(viewer))
+        if not tombstones:
+            stmt = stmt.where(FailureCase.purged_at.is_(None))
         return list((await self.session.execute(stmt)).scalars())
 
     async def list_cases(
@@ -283,5 +289,14 @@ class CaseQueries(RepositoryBase):
         )
 
     async def visible_among(self, ids: Sequence[str], viewer: Principal) -> set[str]:
-        stmt = select(FailureCase.id).where(self._in(FailureCase.id, ids), *visible_to(viewer))
+        """Tombstones (cases purged whole) are not among them, as in `get_cases`."""
+        stmt = select(FailureCase.id).where(
+            self._in(FailureCase.id, ids), *visible_to(viewer), FailureCase.purged_at.is_(None)
+        )
+        return set((await self.session.execute(stmt)).scalars())
+
+    async def purged_among(self, ids: Sequence[str]) -> set[str]:
+        stmt = select(FailureCase.id).where(
+            self._in(FailureCase.id, ids), FailureCase.purged_at.is_not(None)
+        )
         return set((await self.session.execute(stmt)).scalars())

@@ -5,6 +5,7 @@ find and clear catalog rows (services/governance/RETENTION.md)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -79,6 +80,32 @@ class RetentionQueries(RepositoryBase):
                 execution_options={"synchronize_session": False},
             )
 
+    async def clear_revision_reasons(self, ids: Sequence[str]) -> None:
+        """The curators' free-text reasons of the cases' revisions (who and when stay)."""
+        if ids:
+            r = CaseRevision
+            await self.session.execute(
+                update(r).where(self._in(r.case_id, ids)).values(reason=None),
+                execution_options={"synchronize_session": False},
+            )
+
+    async def drop_restricted(self, ids: Sequence[str], roots: frozenset[str]) -> None:
+        """Remove the raw values a keep_restricted policy kept under the fields `roots`
+        (a value's path starts with its field: `input.customer.email`, `summary`)."""
+        if not ids:
+            return
+        c = FailureCase
+        rows = await self.session.execute(
+            select(c.id, c.pii_restricted).where(self._in(c.id, ids), c.pii_restricted.is_not(None))
+        )
+        for case_id, kept in rows.all():
+            left = [v for v in kept or () if _root(v.get("path", "")) not in roots]
+            if len(left) != len(kept or ()):
+                await self.session.execute(
+                    update(c).where(c.id == case_id).values(pii_restricted=left or null()),
+                    execution_options={"synchronize_session": False},
+                )
+
     async def delete_links(self, ids: Sequence[str]) -> None:
         if ids:
             await self.session.execute(delete(CaseLink).where(self._in(CaseLink.case_id, ids)))
@@ -106,3 +133,8 @@ class RetentionQueries(RepositoryBase):
             )
             await self.session.execute(stmt, changed)
         return len(changed)
+
+
+def _root(path: str) -> str:
+    """The field a JSON path starts in: `input` of `input.a[0].b`."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0]

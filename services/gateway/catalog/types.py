@@ -28,6 +28,7 @@ from services.gateway.governance import redaction as redaction_types
 from services.gateway.governance import retention as retention_types
 from services.gateway.permissions import read_with
 from shared import redaction, security, vocabulary
+from shared.audit import audit
 from shared.security import Scope
 
 if TYPE_CHECKING:
@@ -494,7 +495,18 @@ class FailureCase:
         hits = await info.context.search.similar(info.context.principal, self.id, first)
         cases = await info.context.loaders.case.load_many([h.id for h in hits])
         # The catalog applies visibility again: a hit the caller may not see is dropped.
-        return [c for c in cases if c is not None]
+        found = [c for c in cases if c is not None]
+        # A read of those cases' details: one entry per answer, stored when the request
+        # commits, before the response is sent (ids only).
+        audit(
+            await info.context.session(),
+            info.context.principal,
+            "cases.similar",
+            f"case:{self.id}",
+            details={"ids": [c.id for c in found]},
+            read=True,
+        )
+        return found
 
     @strawberry.field
     async def last_revision(  # type: ignore[misc]

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import String, and_, exists, func, select, update
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -88,6 +89,24 @@ class EscalationRepository:
             # first one's consumption.
             stmt = stmt.with_for_update()
         return [(r.case_id, r.occurred_at) for r in await self.session.execute(stmt)]
+
+    async def firings_naming(self, case_ids: Sequence[str]) -> list[EscalationFiring]:
+        """The firings whose cases include any of `case_ids` (their frozen webhook body)."""
+        f = EscalationFiring
+        if self.dialect == "postgresql":
+            # jsonb ?| text[]: does the array hold any of these strings.
+            cond = f.case_ids.op("?|")(array(list(case_ids), type_=String))
+        else:
+            each = func.json_each(f.case_ids).table_valued("value")
+            cond = exists(select(1).select_from(each).where(each.c.value.in_(list(case_ids))))
+        return list((await self.session.execute(select(f).where(cond))).scalars())
+
+    async def set_firing_payload(self, firing_id: str, payload: dict[str, Any]) -> None:
+        f = EscalationFiring
+        await self.session.execute(
+            update(f).where(f.id == firing_id).values(payload=payload),
+            execution_options={"synchronize_session": False},
+        )
 
     async def consume(self, rule_id: str, case_ids: list[str], firing_id: str) -> None:
         m = EscalationMatch

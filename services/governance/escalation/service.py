@@ -367,6 +367,29 @@ async def check_left_confirmed(
     return fired
 
 
+# ---- retention -------------------------------------------------------------------------------
+
+
+async def purge_cases(session: AsyncSession, case_ids: list[str]) -> int:
+    """Retention purged these cases whole: the frozen webhook bodies naming them keep the
+    ids and labels but lose their titles (a pending delivery no longer sends them).
+    Returns the firings changed; idempotent."""
+    gone = set(case_ids)
+    repo = EscalationRepository(session)
+    changed = 0
+    for firing in await repo.firings_naming(case_ids):
+        payload = dict(firing.payload)
+        cases = [
+            {**c, "title": None} if c.get("id") in gone and c.get("title") is not None else c
+            for c in payload.get("cases", [])
+        ]
+        if cases != payload.get("cases", []):
+            await repo.set_firing_payload(firing.id, {**payload, "cases": cases})
+            changed += 1
+        session.expunge(firing)
+    return changed
+
+
 # ---- firing ---------------------------------------------------------------------------------
 
 

@@ -21,7 +21,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.annotation import service as annotation
 from services.catalog import service as catalog
+from services.governance.escalation import service as escalation
 from services.governance.retention.models import LegalHold, RetentionPolicy
 from services.governance.retention.repository import RetentionRepository
 from services.governance.retention.schemas import (
@@ -31,6 +33,8 @@ from services.governance.retention.schemas import (
     RetentionPolicyIn,
     RunReport,
 )
+from services.safeguards import service as safeguards
+from services.sharing import service as sharing
 from shared.audit import audit
 from shared.db import Database, utcnow
 from shared.errors import BadUserInput, FieldError
@@ -271,8 +275,10 @@ async def _stage(
                 done = due
             elif whole:
                 done = await catalog.purge_cases(session, due, RETENTION, reason, now)
+                await _purge_elsewhere(session, done)
             else:
                 done = await catalog.purge_payloads(session, due, RETENTION, reason, now)
+                await safeguards.purge_case_copies(session, done)
             if not dry_run:
                 for cid in done:
                     audit(
@@ -289,6 +295,18 @@ async def _stage(
                 f"retention {name}: {len(purged)} {what} "
                 f"{'due' if dry_run else 'purged'}, {len(result.held)} held"
             )
+
+
+async def _purge_elsewhere(session: AsyncSession, case_ids: list[str]) -> None:
+    """What other services keep of cases purged whole, in the same transaction: what people
+    wrote about them (annotations, reviews, agenda items, comments), the copies of their
+    payload (suites, scenarios, run outcomes) and their titles in webhook bodies."""
+    if not case_ids:
+        return
+    await annotation.purge_cases(session, case_ids)
+    await sharing.purge_case_comments(session, case_ids)
+    await safeguards.purge_case_copies(session, case_ids)
+    await escalation.purge_cases(session, case_ids)
 
 
 async def retention_loop(db: Database, interval_s: float) -> None:

@@ -64,7 +64,7 @@ async def source_hits(stack: Any, source: str, query: str = "") -> set[str]:
 
 async def cases_by_id(db: Any, ids: list[str]) -> dict[str, Any]:
     async with db.transaction() as s:
-        return {c.id: c for c in await catalog.get_cases(s, ids, SYSTEM)}
+        return {c.id: c for c in await catalog.get_cases(s, ids, SYSTEM, tombstones=True)}
 
 
 async def revisions(db: Any, case_id: str) -> list[Any]:
