@@ -90,6 +90,13 @@ def _verify(args: argparse.Namespace) -> int:
                 f"({report.seconds:.2f} s)",
                 file=sys.stderr,
             )
+            if report.entries and not report.checkpoints:
+                # The chain alone cannot show a cut-off tail: only a signed head can.
+                print(
+                    "failcat audit verify: warning: no signed checkpoint yet, so a truncated "
+                    "tail would go unnoticed; run `failcat audit checkpoint`",
+                    file=sys.stderr,
+                )
             return EXIT_OK
         where = f"first bad seq {report.first_bad_seq}" if report.first_bad_seq else "tampered"
         print(f"failcat audit verify: TAMPERED: {where}", file=sys.stderr)

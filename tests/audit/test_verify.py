@@ -71,6 +71,25 @@ async def test_untouched_chain_and_later_entries_verify(trail: Trail) -> None:
     assert report["checkpoints"] == 1 and report["first_bad_seq"] is None
 
 
+async def test_a_chain_without_checkpoints_verifies_with_a_warning(
+    backend: str, tmp_path: Path
+) -> None:
+    settings = await make_settings(backend, tmp_path / "data")
+    await upgrade_async(settings.catalog_url)
+    db = Database(settings.catalog_url)
+    try:
+        await append(db, 1, 3)
+        trail = Trail(settings, db, tmp_path)
+        result = await trail.cli("audit", "verify")
+        assert result.code == 0, result.err
+        assert "no signed checkpoint yet" in result.err
+        await service.checkpoint_now(db, settings)
+        signed = await trail.cli("audit", "verify")
+        assert signed.code == 0 and "no signed checkpoint" not in signed.err, signed.err
+    finally:
+        await db.dispose()
+
+
 async def test_an_edited_entry_is_named(trail: Trail) -> None:
     await trail.sql("UPDATE audit_log SET target = 'case:someone-else' WHERE seq = 7")
     assert_tampered(await trail.cli("audit", "verify"), 7)
