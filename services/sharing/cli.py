@@ -176,8 +176,9 @@ def cmd_export_bundle(args: argparse.Namespace) -> int:
         db = Database(settings.catalog_url)
         search = await SearchService.start(settings, db)
         try:
-            await search.drain_outbox()
-            await search.backend.refresh()
+            if args.query:  # no query reads the catalog, not the index (bundle.write_bundle)
+                await search.drain_outbox()
+                await search.backend.refresh()
             kid, key = await _signer(settings, db)
             written = await write_bundle(
                 search,

@@ -490,3 +490,72 @@ async def test_every_case_a_bundle_holds_is_audited_as_read(exported, settings, 
         )
     assert len(audited) == len(set(audited)) == 30
     assert set(audited) == public
+
+
+async def test_an_export_of_no_query_reads_the_cases_the_search_finds(exported, app):
+    """With no query the export reads the catalog by keyset (pages.live_pages) instead of the
+    search's ids: the same cases, in the same order (occurred_at, then id), rendered the same
+    and with the same adjudicated decisions, for a cross-team reader, for one team's reader
+    and for the public profile."""
+    from dataclasses import replace
+
+    from services.sharing import pages
+    from shared.security import Principal, Sensitivity
+
+    search, db = app.state.search, app.state.db
+    await search.drain_outbox()
+    await search.backend.refresh()
+    member = Principal("m", "m", team=exported["team"], clearance=Sensitivity.INTERNAL)
+    ids = set(exported["ids"])
+    for reader, public in ((SYSTEM, False), (member, False), (SYSTEM, True)):
+        query = "sensitivity:public" if public else ""
+        request = replace(
+            search.build_request(reader, query, first=500, sort="occurred_at"), highlight=False
+        )
+
+        def rendered(page: Any, reader: Any = reader) -> list[tuple[str, bytes, int]]:
+            return [
+                (
+                    r["id"],
+                    orjson.dumps(pages.wire_row(r, page.refs, reader)),
+                    len(page.decisions.get(r["id"], [])),
+                )
+                for r in page.rows
+            ]
+
+        via_search = [
+            item
+            async for page in pages.export_pages(db, reader, search=search, request=request)
+            for item in rendered(page)
+        ]
+        live = [
+            item
+            async for page in pages.export_pages(db, reader, public_only=public)
+            for item in rendered(page)
+        ]
+        assert live == via_search
+        mine = [item for item in live if item[0] in ids]
+        assert len(mine) == (30 if public else N) if reader is SYSTEM else 0 < len(mine) <= N
+        assert sum(n for _, _, n in mine) == 1  # the fixture's adjudication (a public case)
+
+
+async def test_a_bundle_of_no_query_holds_every_case_its_reader_sees(exported, settings, app):
+    """`failcat export bundle --profile public` without a query: every live public case of
+    the catalog, and their count on the command's answer."""
+    out = exported["folder"] / "everything-public.tar.gz"
+    code, stdout, err = await run_cli(
+        settings, "export", "bundle", "--profile", "public", "--out", str(out)
+    )
+    assert code == 0, err
+    async with app.state.db.transaction() as s:
+        public = (
+            await s.execute(
+                text(
+                    "select count(*) from failure_case"
+                    " where sensitivity = 'public' and purged_at is null"
+                )
+            )
+        ).scalar_one()
+    records = read_bundle(out, trusted_keys(str(exported["trust"]))).records("cases.jsonl")
+    assert json.loads(stdout)["counts"]["cases"] == len(records) == public >= 30
+    assert {r["sensitivity"] for r in records} == {"public"}
