@@ -7,9 +7,10 @@ serialization with the payload detached: `header..signature`, ES256 by the insta
 signing key, `kid` as published in its JWKS), `cases.jsonl` (the wire format with `_meta`),
 `groups.jsonl`, `annotations.jsonl` (adjudicated decisions), `lessons.jsonl`.
 
-Export streams (services/sharing/pages.py): the search's pages of ids are fetched ahead, the
-cases read in batches of plain rows in short transactions and written to files as they come,
-each file hashed while it is written; nothing holds the whole set. Import verifies the
+Export streams (services/sharing/pages.py): the cases read a page or two ahead, by keyset from
+the catalog (no query) or by the search's ids (a query), as plain rows in short transactions,
+and written to files as they come, each file hashed while it is written; nothing holds the
+whole set. Import verifies the
 signature against the keys the operator trusts and every file's hash before it stores
 anything; a tampered, unsigned or unknown-key bundle is refused with one line and nothing
 stored.

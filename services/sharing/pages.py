@@ -1,13 +1,19 @@
 """The export's reads, in pages: what a bundle costs per case is decided here.
 
-- Ids come from the search (the query's meaning and the reader's visibility), a page of 500
-  at a time, fetched by a task ahead of the writer (a few pages queued, never the whole set),
-  so the index, the database and this process work at once.
-- Cases are read in batches of BATCH ids as plain rows of the case table (attribute access
-  as on the ORM object, without building one per row), with their model, version and source
-  names joined in the same statement, under the catalog's visibility rule; links in one more
-  query. Review trails (adjudications) are read beside them on a second connection.
-Each batch is its own short transaction, as before: an export is not a snapshot.
+- No query: every live case the reader may see, read from the catalog BATCH at a time by
+  keyset on the (occurred_at, id) index (`live_pages`), the search's `occurred_at` order; the
+  search and its index are not asked (nothing to match, and it would only add a lookup by id
+  per case).
+- A query: ids come from the search (the query's meaning and the reader's visibility), a page
+  of 500 at a time, fetched by a task ahead of the writer (a few pages queued, never the whole
+  set); the cases are read in batches of BATCH ids (`case_page`), their adjudicated decisions
+  beside them on a second connection.
+Either way cases are plain rows of the case table (attribute access as on the ORM object,
+without building one per row) with their model, version and source names joined in the same
+statement, under the catalog's visibility rule; links in one more statement, ids always one
+parameter; a task reads AHEAD_PAGES pages ahead of the writer (`export_pages`), so the
+database works while this process renders. Each page is its own short transaction, as
+before: an export is not a snapshot.
 """
 
 from __future__ import annotations
