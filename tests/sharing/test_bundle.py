@@ -492,16 +492,18 @@ async def test_every_case_a_bundle_holds_is_audited_as_read(exported, settings, 
     assert set(audited) == public
 
 
-async def test_an_export_of_no_query_reads_the_cases_the_search_finds(exported, app):
+async def test_an_export_of_no_query_reads_the_cases_the_search_finds(exported, app, monkeypatch):
     """With no query the export reads the catalog by keyset (pages.live_pages) instead of the
     search's ids: the same cases, in the same order (occurred_at, then id), rendered the same
     and with the same adjudicated decisions, for a cross-team reader, for one team's reader
-    and for the public profile."""
+    and for the public profile. Pages of 7 cases: many keyset steps, some inside a run of
+    equal times (the incidents' dates repeat)."""
     from dataclasses import replace
 
     from services.sharing import pages
     from shared.security import Principal, Sensitivity
 
+    monkeypatch.setattr(pages, "BATCH", 7)
     search, db = app.state.search, app.state.db
     await search.drain_outbox()
     await search.backend.refresh()
@@ -534,6 +536,7 @@ async def test_an_export_of_no_query_reads_the_cases_the_search_finds(exported, 
             for item in rendered(page)
         ]
         assert live == via_search
+        assert len(live) > 7 * 4
         mine = [item for item in live if item[0] in ids]
         assert len(mine) == (30 if public else N) if reader is SYSTEM else 0 < len(mine) <= N
         assert sum(n for _, _, n in mine) == 1  # the fixture's adjudication (a public case)
