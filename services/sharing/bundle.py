@@ -156,7 +156,12 @@ async def write_bundle(
     done = 0
     try:
         async for page in pages.export_pages(
-            db, principal, search=search, request=request, public_only=public
+            db,
+            principal,
+            search=search,
+            request=request,
+            public_only=public,
+            raw=profile == "internal",  # the others drop raw payloads and links
         ):
             rows = [r for r in page.rows if not public or r["sensitivity"] == "public"]
             # Each page's read is in the audit trail, committed before its cases are written,

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from services.sharing.anonymise import RAW_PAYLOAD
 from shared import redaction
 from shared.jsonutil import iso
 from shared.security import Principal
@@ -181,10 +182,11 @@ def _time(value: Any) -> str | None:
     return iso(value)
 
 
-def _case_select(principal: Principal) -> Any:
+def _case_select(principal: Principal, raw: bool = True) -> Any:
     """The columns an exported case shows, its model, version and source names joined,
-    under the catalog's visibility rule; the caller adds which cases."""
-    from sqlalchemy import Text, select, type_coerce
+    under the catalog's visibility rule; the caller adds which cases. Not `raw`: the raw
+    payloads read as null (a profile that drops them neither transfers nor decodes them)."""
+    from sqlalchemy import Text, null, select, type_coerce
 
     from services.catalog import service as catalog
     from services.catalog.models import DataSource, FailureCase, Model, ModelVersion
@@ -194,7 +196,10 @@ def _case_select(principal: Principal) -> Any:
     return (
         select(
             *(case.c[n] for n in PLAIN_COLUMNS),
-            *(type_coerce(case.c[n], Text()) for n in (*JSON_COLUMNS, *TIME_COLUMNS)),
+            *(
+                type_coerce(case.c[n], Text()) if raw or n not in RAW_PAYLOAD else null()
+                for n in (*JSON_COLUMNS, *TIME_COLUMNS)
+            ),
             model.c.name,
             version.c.version,
             source.c.name,
@@ -212,10 +217,10 @@ _NAMES = (*PLAIN_COLUMNS, *JSON_COLUMNS, *TIME_COLUMNS, *REF_COLUMNS)
 _OCCURRED = _NAMES.index("occurred_at")
 
 
-async def _rows(session: Any, stmt: Any) -> tuple[list[CaseRow], Any, Any]:
+async def _rows(session: Any, stmt: Any, raw: bool = True) -> tuple[list[CaseRow], Any, Any]:
     """The statement's rows as CaseRows, their PageRelations (links in one more
-    statement), and the last row's `occurred_at` as the driver gave it (a keyset's next
-    start)."""
+    statement, unless not `raw`: a profile that drops raw payloads drops links), and the
+    last row's `occurred_at` as the driver gave it (a keyset's next start)."""
     from services.catalog.views import PageRelations
 
     # On the session's connection: a Core statement run by the session goes through the
@@ -223,7 +228,7 @@ async def _rows(session: Any, stmt: Any) -> tuple[list[CaseRow], Any, Any]:
     raw = (await (await session.connection()).execute(stmt)).all()
     last = raw[-1][_OCCURRED] if raw else None
     rows = [CaseRow(zip(_NAMES, r, strict=True)) for r in raw]
-    links = await _links(session, [r["id"] for r in rows]) if rows else []
+    links = await _links(session, [r["id"] for r in rows]) if rows and raw else []
     refs = PageRelations()
     for r in rows:
         for name in DECODED_COLUMNS:
@@ -256,19 +261,23 @@ async def _links(session: Any, ids: list[str]) -> list[Any]:
     return list((await (await session.connection()).execute(stmt)).all())
 
 
-async def case_page(db: Any, ids: list[str], principal: Principal) -> tuple[list[CaseRow], Any]:
+async def case_page(
+    db: Any, ids: list[str], principal: Principal, raw: bool = True
+) -> tuple[list[CaseRow], Any]:
     """The cases among `ids` that `principal` may see, as CaseRows, and their
-    PageRelations."""
+    PageRelations (`raw`: as _rows)."""
     from services.catalog.models import FailureCase
 
     async with db.transaction() as session:
         dialect = session.bind.dialect.name
-        stmt = _case_select(principal).where(_ids_clause(FailureCase.__table__.c.id, ids, dialect))
-        rows, refs, _ = await _rows(session, stmt)
+        stmt = _case_select(principal, raw).where(
+            _ids_clause(FailureCase.__table__.c.id, ids, dialect)
+        )
+        rows, refs, _ = await _rows(session, stmt, raw)
     return rows, refs
 
 
-def _live(principal: Principal, public_only: bool) -> tuple[Any, Any]:
+def _live(principal: Principal, public_only: bool, raw: bool = True) -> tuple[Any, Any]:
     """The live cases `principal` may see (tombstones are no live case: RETENTION.md, and
     the search, which has no document for them), `public_only` those of sensitivity
     public: the statement of their rows, oldest first, and of their count."""
@@ -281,7 +290,7 @@ def _live(principal: Principal, public_only: bool) -> tuple[Any, Any]:
     where = [case.c.purged_at.is_(None)]
     if public_only:
         where.append(case.c.sensitivity == "public")
-    rows = _case_select(principal).where(*where).order_by(case.c.occurred_at, case.c.id)
+    rows = _case_select(principal, raw).where(*where).order_by(case.c.occurred_at, case.c.id)
     count = (
         select(func.count())
         .select_from(case)
@@ -291,7 +300,7 @@ def _live(principal: Principal, public_only: bool) -> tuple[Any, Any]:
 
 
 async def live_pages(
-    db: Any, principal: Principal, public_only: bool
+    db: Any, principal: Principal, public_only: bool, raw: bool = True
 ) -> AsyncIterator[tuple[list[CaseRow], Any, int]]:
     """Every live case `principal` may see, oldest first (the search's `occurred_at` sort:
     time, then id), BATCH at a time, each page one statement in its own short transaction
@@ -303,7 +312,7 @@ async def live_pages(
     from services.catalog.models import FailureCase
 
     case = FailureCase.__table__
-    rows_stmt, count_stmt = _live(principal, public_only)
+    rows_stmt, count_stmt = _live(principal, public_only, raw)
     after: tuple[Any, str] | None = None
     async with db.transaction() as session:
         total = int((await session.execute(count_stmt)).scalar_one())
@@ -317,7 +326,7 @@ async def live_pages(
                 tuple_(case.c.occurred_at, case.c.id) > tuple_(when, literal(after[1], String()))
             )
         async with db.transaction() as session:
-            rows, refs, last = await _rows(session, stmt)
+            rows, refs, last = await _rows(session, stmt, raw)
         if rows:
             yield rows, refs, total
         if len(rows) < BATCH:
@@ -387,23 +396,25 @@ async def export_pages(
     search: Any = None,
     request: Any = None,
     public_only: bool = False,
+    raw: bool = True,
 ) -> AsyncIterator[Page]:
     """The pages an export writes: the search's ids (`request`) read by id, or with no
     request every live case read by keyset (`live_pages`). A task reads up to AHEAD_PAGES
-    pages ahead of the caller, so the database works while the caller renders and writes."""
+    pages ahead of the caller, so the database works while the caller renders and writes.
+    Not `raw`: without raw payloads and links (see _case_select)."""
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=AHEAD_PAGES)
 
     async def read_search() -> None:
         async for ids, total in id_batches(search, request):
             (rows, refs), decisions = await asyncio.gather(
-                case_page(db, ids, principal), adjudications_page(db, ids, principal)
+                case_page(db, ids, principal, raw), adjudications_page(db, ids, principal)
             )
             by_id = {r["id"]: r for r in rows}
             ordered = [by_id[i] for i in ids if i in by_id]
             await queue.put(Page(ordered, refs, decisions, len(ids), total))
 
     async def read_live() -> None:
-        async for rows, refs, total in live_pages(db, principal, public_only):
+        async for rows, refs, total in live_pages(db, principal, public_only, raw):
             decisions = await adjudications_page(db, [r["id"] for r in rows], principal)
             await queue.put(Page(rows, refs, decisions, len(rows), total))
 
