@@ -562,3 +562,18 @@ async def test_a_bundle_of_no_query_holds_every_case_its_reader_sees(exported, s
     records = read_bundle(out, trusted_keys(str(exported["trust"]))).records("cases.jsonl")
     assert json.loads(stdout)["counts"]["cases"] == len(records) == public >= 30
     assert {r["sensitivity"] for r in records} == {"public"}
+
+
+async def test_adjudications_are_the_adjudicated_entries_of_the_review_trails(exported, app):
+    """What the export reads per page (annotation.adjudications) is what it read before: the
+    `adjudicated` entries of the cases' review trails, same values, same order."""
+    ids = exported["ids"]
+    async with app.state.db.transaction() as s:
+        trails = await annotations.review_trails(s, ids, SYSTEM)
+        decided = await annotations.adjudications(s, ids, SYSTEM)
+    expected = {
+        case_id: [e for e in entries if e.action == "adjudicated"]
+        for case_id, entries in trails.items()
+    }
+    assert decided == {k: v for k, v in expected.items() if v}
+    assert list(decided) == [ids[0]] and decided[ids[0]][0].values["severity"] == "S1"
