@@ -159,7 +159,8 @@ def _json(value: Any) -> Any:
 def _passed(value: Any) -> Any:
     """A JSON column the export writes as it is stored, without decoding it: SQLite's text
     is orjson's own compact output (shared.db), so embedding it as a Fragment writes the
-    bytes that decoding and encoding it again would. Postgres's driver has decoded it."""
+    bytes that decoding and encoding it again would. (Postgres's jsonb text is spaced:
+    decoded there.)"""
     if value is None or value == "null":
         return None
     return orjson.Fragment(value) if isinstance(value, str) else value
@@ -186,7 +187,7 @@ def _case_select(principal: Principal, raw: bool = True) -> Any:
     """The columns an exported case shows, its model, version and source names joined,
     under the catalog's visibility rule; the caller adds which cases. Not `raw`: the raw
     payloads read as null (a profile that drops them neither transfers nor decodes them)."""
-    from sqlalchemy import Text, null, select, type_coerce
+    from sqlalchemy import Text, cast, null, select, type_coerce
 
     from services.catalog import service as catalog
     from services.catalog.models import DataSource, FailureCase, Model, ModelVersion
@@ -196,10 +197,13 @@ def _case_select(principal: Principal, raw: bool = True) -> Any:
     return (
         select(
             *(case.c[n] for n in PLAIN_COLUMNS),
+            # JSON as text in SQL: Postgres's driver would decode jsonb through a codec
+            # (three Python calls a value); as text it is one orjson call here.
             *(
-                type_coerce(case.c[n], Text()) if raw or n not in RAW_PAYLOAD else null()
-                for n in (*JSON_COLUMNS, *TIME_COLUMNS)
+                cast(case.c[n], Text()) if raw or n not in RAW_PAYLOAD else null()
+                for n in JSON_COLUMNS
             ),
+            *(type_coerce(case.c[n], Text()) for n in TIME_COLUMNS),
             model.c.name,
             version.c.version,
             source.c.name,
@@ -225,16 +229,18 @@ async def _rows(session: Any, stmt: Any, raw: bool = True) -> tuple[list[CaseRow
 
     # On the session's connection: a Core statement run by the session goes through the
     # ORM's result machinery, a third of a page's read.
-    raw = (await (await session.connection()).execute(stmt)).all()
-    last = raw[-1][_OCCURRED] if raw else None
-    rows = [CaseRow(zip(_NAMES, r, strict=True)) for r in raw]
+    conn = await session.connection()
+    fetched = (await conn.execute(stmt)).all()
+    passed = _passed if conn.dialect.name == "sqlite" else _json
+    last = fetched[-1][_OCCURRED] if fetched else None
+    rows = [CaseRow(zip(_NAMES, r, strict=True)) for r in fetched]
     links = await _links(session, [r["id"] for r in rows]) if rows and raw else []
     refs = PageRelations()
     for r in rows:
         for name in DECODED_COLUMNS:
             r[name] = _json(r[name])
         for name in PASSED_COLUMNS:
-            r[name] = _passed(r[name])
+            r[name] = passed(r[name])
         for name in TIME_COLUMNS:
             r[name] = _time(r[name])
         refs.models[r["model_id"]] = r.pop("ref_model_name")
