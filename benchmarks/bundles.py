@@ -172,7 +172,7 @@ async def main() -> None:
     from services.auth.service import AuthService
     from services.search.service import SearchService
     from services.sharing.anonymise import Pseudonyms
-    from services.sharing.bundle import write_bundle
+    from services.sharing.bundle import collector_settled, write_bundle
     from shared.db import Database
     from shared.migrate import upgrade_async
     from shared.security import SYSTEM
@@ -208,19 +208,20 @@ async def main() -> None:
         for profile in args.profiles.split(","):
             out = data_dir / f"{profile}.tar.gz"
 
-            def work(profile: str = profile, out: Path = out) -> Awaitable[Any]:
-                return write_bundle(
-                    search,
-                    db,
-                    SYSTEM,
-                    args.query,
-                    profile,
-                    out,
-                    issuer="bench",
-                    kid=ring.signing_kid,
-                    key=key,
-                    pseudonyms=pseudonyms,
-                )
+            async def work(profile: str = profile, out: Path = out) -> Any:
+                with collector_settled():  # as the command does around its export
+                    return await write_bundle(
+                        search,
+                        db,
+                        SYSTEM,
+                        args.query,
+                        profile,
+                        out,
+                        issuer="bench",
+                        kid=ring.signing_kid,
+                        key=key,
+                        pseudonyms=pseudonyms,
+                    )
 
             seconds, grew, written, cpu = await measured(work)
             cases = written.manifest["counts"]["cases"]

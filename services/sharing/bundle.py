@@ -18,13 +18,15 @@ stored.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import shutil
 import tarfile
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,6 +112,21 @@ class Written:
     manifest: dict[str, Any]
     teams: list[str]
     max_sensitivity: str
+
+
+@contextmanager
+def collector_settled() -> Iterator[None]:
+    """Around an export in a process that runs little else (`failcat export bundle`): the
+    objects the process holds before it are out of the garbage collector's sight meanwhile
+    (gc.freeze), and back after (gc.unfreeze: nothing is kept for good). An export allocates
+    a few containers per case, and each of the collector's full passes walked the whole
+    process (modules, SQL metadata: ~160,000 objects), ~0.2 s a pass, six passes per 20,000
+    cases; frozen, a pass walks the export's own objects."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 async def write_bundle(
