@@ -10,10 +10,9 @@ signing key, `kid` as published in its JWKS), `cases.jsonl` (the wire format wit
 Export streams (services/sharing/pages.py): the cases read a page or two ahead, by keyset from
 the catalog (no query) or by the search's ids (a query), as plain rows in short transactions,
 and written to files as they come, each file hashed while it is written; nothing holds the
-whole set. Import verifies the
-signature against the keys the operator trusts and every file's hash before it stores
-anything; a tampered, unsigned or unknown-key bundle is refused with one line and nothing
-stored.
+whole set. Import verifies the signature against the keys the operator trusts and every
+file's hash before it stores anything; a tampered, unsigned or unknown-key bundle is refused
+with one line and nothing stored.
 """
 
 from __future__ import annotations
