@@ -248,6 +248,10 @@ async def main() -> None:
             await search.backend.drop()
         await search.close()
         await db.dispose()
+        if args.backend == "real":  # 100,000 cases are 260 MB of the shared Postgres
+            from benchmarks.suites import drop_postgres
+
+            await drop_postgres(settings.catalog_url)
 
 
 if __name__ == "__main__":
