@@ -885,6 +885,41 @@ async def review_trails(
     return trails
 
 
+async def adjudications(
+    session: AsyncSession, case_ids: Sequence[str], reader: Principal
+) -> dict[str, list[TrailEntry]]:
+    """The `adjudicated` entries of `review_trails(session, case_ids, reader)`, the same and
+    in the same order, by case (cases without one absent): one statement when none of the
+    cases has one, where the whole trail takes five (a bundle export reads this per page)."""
+    reviews = [
+        r
+        for r in await AnnotationRepository(session).reviews_of(case_ids)
+        if r.action == "adjudicated"
+    ]
+    if not reviews:
+        return {}
+    states = await reader_states(session, sorted({r.case_id for r in reviews}), reader)
+    out: dict[str, list[TrailEntry]] = {}
+    for r in reviews:
+        hide = bool(r.taxonomy) and states[r.case_id].blinded(r.taxonomy or "")
+        out.setdefault(r.case_id, []).append(
+            TrailEntry(
+                r.created_at,
+                r.reviewer,
+                r.action,
+                r.taxonomy,
+                None if hide else r.values,
+                r.comment,
+                list(r.annotation_ids),
+                r.case_revision,
+                hidden=hide,
+            )
+        )
+    for entries in out.values():
+        entries.sort(key=lambda e: e.at)
+    return out
+
+
 # --- agreement -----------------------------------------------------------------------------------
 def _columns_where(cols: stats.Columns, keep: list[bool]) -> stats.Columns:
     # itertools.compress: the loop runs in C (100,000 ratings, four columns).

@@ -74,6 +74,7 @@ class Pseudonyms:
         self.key = key
         self._keyed = hmac.new(key, digestmod=hashlib.sha256)
         self._known: dict[tuple[str, str], str] = {}
+        self.generalised: dict[str, str] = {}  # generalise's answers (environment values)
 
     def _digest(self, kind: str, value: str) -> str:
         mac = self._keyed.copy()
@@ -98,6 +99,17 @@ def _day(value: str | None) -> str | None:
 
 
 def generalise(value: str, p: Pseudonyms) -> str:
+    # Environment values repeat on most cases (regions, versions, hardware): each is
+    # generalised once per Pseudonyms (a pure function of the key and the value).
+    known = p.generalised.get(value)
+    if known is None:
+        known = _generalise(value, p)
+        if len(p.generalised) < CACHE_LIMIT:
+            p.generalised[value] = known
+    return known
+
+
+def _generalise(value: str, p: Pseudonyms) -> str:
     version = VERSION.match(value)
     if version:
         return f"{version.group(1)}.x"

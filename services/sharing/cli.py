@@ -157,7 +157,7 @@ async def _signer(settings: Any, db: Any) -> tuple[str, Any]:
 def cmd_export_bundle(args: argparse.Namespace) -> int:
     from services.search.service import SearchService
     from services.sharing.anonymise import Pseudonyms, pseudonym_key
-    from services.sharing.bundle import write_bundle
+    from services.sharing.bundle import collector_settled, write_bundle
     from services.sharing.models import Bundle
     from services.sharing.repository import SharingRepository
     from shared.audit import audit
@@ -176,22 +176,24 @@ def cmd_export_bundle(args: argparse.Namespace) -> int:
         db = Database(settings.catalog_url)
         search = await SearchService.start(settings, db)
         try:
-            await search.drain_outbox()
-            await search.backend.refresh()
+            if args.query:  # no query reads the catalog, not the index (bundle.write_bundle)
+                await search.drain_outbox()
+                await search.backend.refresh()
             kid, key = await _signer(settings, db)
-            written = await write_bundle(
-                search,
-                db,
-                SYSTEM,
-                args.query,
-                args.profile,
-                partial,
-                issuer=settings.issuer,
-                kid=kid,
-                key=key,
-                pseudonyms=Pseudonyms(pseudonym_key(settings.data_dir, dict(os.environ))),
-                progress=show,
-            )
+            with collector_settled():
+                written = await write_bundle(
+                    search,
+                    db,
+                    SYSTEM,
+                    args.query,
+                    args.profile,
+                    partial,
+                    issuer=settings.issuer,
+                    kid=kid,
+                    key=key,
+                    pseudonyms=Pseudonyms(pseudonym_key(settings.data_dir, dict(os.environ))),
+                    progress=show,
+                )
             os.replace(partial, out)
             manifest = written.manifest
             async with db.transaction() as session:

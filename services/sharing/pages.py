@@ -1,13 +1,19 @@
 """The export's reads, in pages: what a bundle costs per case is decided here.
 
-- Ids come from the search (the query's meaning and the reader's visibility), a page of 500
-  at a time, fetched by a task ahead of the writer (a few pages queued, never the whole set),
-  so the index, the database and this process work at once.
-- Cases are read in batches of BATCH ids as plain rows of the case table (attribute access
-  as on the ORM object, without building one per row), with their model, version and source
-  names joined in the same statement, under the catalog's visibility rule; links in one more
-  query. Review trails (adjudications) are read beside them on a second connection.
-Each batch is its own short transaction, as before: an export is not a snapshot.
+- No query: every live case the reader may see, read from the catalog BATCH at a time by
+  keyset on the (occurred_at, id) index (`live_pages`), the search's `occurred_at` order; the
+  search and its index are not asked (nothing to match, and it would only add a lookup by id
+  per case).
+- A query: ids come from the search (the query's meaning and the reader's visibility), a page
+  of 500 at a time, fetched by a task ahead of the writer (a few pages queued, never the whole
+  set); the cases are read in batches of BATCH ids (`case_page`), their adjudicated decisions
+  beside them on a second connection.
+Either way cases are plain rows of the case table (attribute access as on the ORM object,
+without building one per row) with their model, version and source names joined in the same
+statement, under the catalog's visibility rule; links in one more statement, ids always one
+parameter; a task reads AHEAD_PAGES pages ahead of the writer (`export_pages`), so the
+database works while this process renders. Each page is its own short transaction, as
+before: an export is not a snapshot.
 """
 
 from __future__ import annotations
@@ -15,18 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from services.sharing.anonymise import RAW_PAYLOAD
 from shared import redaction
 from shared.jsonutil import iso
 from shared.security import Principal
 
 BATCH = 2_000  # ids per database read: four search pages
 AHEAD = 8  # search pages queued ahead of the writer (4,000 ids at most)
+AHEAD_PAGES = 2  # pages of rows read ahead of the writer
 
 
 async def id_batches(search: Any, request: Any) -> AsyncIterator[tuple[list[str], int | None]]:
@@ -79,7 +87,11 @@ def _ids_clause(column: Any, ids: list[str], dialect: str) -> Any:
 
     if dialect == "postgresql":
         return column == any_(bindparam("ids", value=ids, type_=ARRAY(String)))
-    return column.in_(ids)
+    # SQLite: one JSON text parameter unpacked by json_each, for the same reason.
+    from sqlalchemy import Text, func, select
+
+    each = func.json_each(bindparam("ids", value=orjson.dumps(ids).decode(), type_=Text()))
+    return column.in_(select(each.table_valued("value").c.value))
 
 
 # The case columns an exported case shows, read as the driver gives them (no SQLAlchemy
@@ -96,6 +108,10 @@ JSON_COLUMNS = (
     "writeup",
     "pii_findings",
 )
+# Those the rendering reads (sub-fields left out, values generalised) are decoded; the others
+# pass through as stored.
+DECODED_COLUMNS = ("environment", "provenance", "writeup")
+PASSED_COLUMNS = tuple(c for c in JSON_COLUMNS if c not in DECODED_COLUMNS)
 TIME_COLUMNS = ("occurred_at", "captured_at", "received_at", "updated_at")
 PLAIN_COLUMNS = (
     "id",
@@ -140,72 +156,294 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
+def _passed(value: Any) -> Any:
+    """A JSON column the export writes as it is stored, without decoding it: SQLite's text
+    is orjson's own compact output (shared.db), so embedding it as a Fragment writes the
+    bytes that decoding and encoding it again would. (Postgres's jsonb text is spaced:
+    decoded there.)"""
+    if value is None or value == "null":
+        return None
+    return orjson.Fragment(value) if isinstance(value, str) else value
+
+
 def _time(value: Any) -> str | None:
     """A stored time (SQLite: naive UTC text; Postgres: an aware datetime) as the wire
     writes it (shared.jsonutil.iso of shared.db.UTCDateTime's value)."""
     if value is None:
         return None
     if isinstance(value, str):
+        # SQLAlchemy's SQLite storage format, `YYYY-MM-DD HH:MM:SS.ffffff`: the wire's text
+        # by slicing (isoformat leaves a zero fraction out).
+        if len(value) == 26 and value[10] == " " and value[19] == ".":
+            if value.endswith(".000000"):
+                return f"{value[:10]}T{value[11:19]}Z"
+            return f"{value[:10]}T{value[11:]}Z"
         value = datetime.fromisoformat(value)
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return iso(value)
 
 
-async def case_page(db: Any, ids: list[str], principal: Principal) -> tuple[list[CaseRow], Any]:
-    """The cases among `ids` that `principal` may see, as CaseRows, and their
-    PageRelations."""
-    from sqlalchemy import Text, select, type_coerce
+def _case_select(principal: Principal, raw: bool = True) -> Any:
+    """The columns an exported case shows, its model, version and source names joined,
+    under the catalog's visibility rule; the caller adds which cases. Not `raw`: the raw
+    payloads read as null (a profile that drops them neither transfers nor decodes them)."""
+    from sqlalchemy import Text, cast, null, select, type_coerce
 
     from services.catalog import service as catalog
     from services.catalog.models import DataSource, FailureCase, Model, ModelVersion
-    from services.catalog.views import PageRelations
 
     case = FailureCase.__table__
     model, version, source = Model.__table__, ModelVersion.__table__, DataSource.__table__
-    names = (*PLAIN_COLUMNS, *JSON_COLUMNS, *TIME_COLUMNS, *REF_COLUMNS)
-    async with db.transaction() as session:
-        stmt = (
-            select(
-                *(case.c[n] for n in PLAIN_COLUMNS),
-                *(type_coerce(case.c[n], Text()) for n in (*JSON_COLUMNS, *TIME_COLUMNS)),
-                model.c.name,
-                version.c.version,
-                source.c.name,
-            )
-            .select_from(
-                case.outerjoin(model, model.c.id == case.c.model_id)
-                .outerjoin(version, version.c.id == case.c.model_version_id)
-                .outerjoin(source, source.c.id == case.c.data_source_id)
-            )
-            .where(
-                _ids_clause(case.c.id, ids, session.bind.dialect.name),
-                catalog.visible_cases_clause(principal),
-            )
+    return (
+        select(
+            *(case.c[n] for n in PLAIN_COLUMNS),
+            # JSON as text in SQL: Postgres's driver would decode jsonb through a codec
+            # (three Python calls a value); as text it is one orjson call here.
+            *(
+                cast(case.c[n], Text()) if raw or n not in RAW_PAYLOAD else null()
+                for n in JSON_COLUMNS
+            ),
+            *(type_coerce(case.c[n], Text()) for n in TIME_COLUMNS),
+            model.c.name,
+            version.c.version,
+            source.c.name,
         )
-        rows = [CaseRow(zip(names, r, strict=True)) for r in await session.execute(stmt)]
-        links = await catalog.links_of(session, [r["id"] for r in rows]) if rows else []
+        .select_from(
+            case.outerjoin(model, model.c.id == case.c.model_id)
+            .outerjoin(version, version.c.id == case.c.model_version_id)
+            .outerjoin(source, source.c.id == case.c.data_source_id)
+        )
+        .where(catalog.visible_cases_clause(principal))
+    )
+
+
+_NAMES = (*PLAIN_COLUMNS, *JSON_COLUMNS, *TIME_COLUMNS, *REF_COLUMNS)
+_OCCURRED = _NAMES.index("occurred_at")
+
+
+async def _rows(session: Any, stmt: Any, raw: bool = True) -> tuple[list[CaseRow], Any, Any]:
+    """The statement's rows as CaseRows, their PageRelations (links in one more
+    statement, unless not `raw`: a profile that drops raw payloads drops links), and the
+    last row's `occurred_at` as the driver gave it (a keyset's next start)."""
+    from services.catalog.views import PageRelations
+
+    # On the session's connection: a Core statement run by the session goes through the
+    # ORM's result machinery, a third of a page's read.
+    conn = await session.connection()
+    fetched = (await conn.execute(stmt)).all()
+    passed = _passed if conn.dialect.name == "sqlite" else _json
+    last = fetched[-1][_OCCURRED] if fetched else None
+    rows = [CaseRow(zip(_NAMES, r, strict=True)) for r in fetched]
+    links = await _links(session, [r["id"] for r in rows]) if rows and raw else []
     refs = PageRelations()
     for r in rows:
-        for name in JSON_COLUMNS:
+        for name in DECODED_COLUMNS:
             r[name] = _json(r[name])
+        for name in PASSED_COLUMNS:
+            r[name] = passed(r[name])
         for name in TIME_COLUMNS:
             r[name] = _time(r[name])
         refs.models[r["model_id"]] = r.pop("ref_model_name")
         refs.versions[r["model_version_id"]] = r.pop("ref_version_name")
         refs.sources[r["data_source_id"]] = r.pop("ref_source_name")
-    for link in links:  # as catalog.page_relations renders them
-        refs.links.setdefault(link.case_id, []).append(
-            {"kind": link.kind, "url": link.url, "title": link.title}
+    for case_id, kind, url, title in links:  # as catalog.page_relations renders them
+        refs.links.setdefault(case_id, []).append({"kind": kind, "url": url, "title": title})
+    return rows, refs, last
+
+
+async def _links(session: Any, ids: list[str]) -> list[Any]:
+    """The links of `ids` as plain rows, in the order catalog.links_of gives them (by link
+    id), with the ids as one parameter (catalog.links_of binds one per id)."""
+    from sqlalchemy import select
+
+    from services.catalog.models import CaseLink
+
+    link = CaseLink.__table__
+    stmt = (
+        select(link.c.case_id, link.c.kind, link.c.url, link.c.title)
+        .where(_ids_clause(link.c.case_id, ids, session.bind.dialect.name))
+        .order_by(link.c.id)
+    )
+    return list((await (await session.connection()).execute(stmt)).all())
+
+
+async def case_page(
+    db: Any, ids: list[str], principal: Principal, raw: bool = True
+) -> tuple[list[CaseRow], Any]:
+    """The cases among `ids` that `principal` may see, as CaseRows, and their
+    PageRelations (`raw`: as _rows)."""
+    from services.catalog.models import FailureCase
+
+    async with db.transaction() as session:
+        dialect = session.bind.dialect.name
+        stmt = _case_select(principal, raw).where(
+            _ids_clause(FailureCase.__table__.c.id, ids, dialect)
         )
+        rows, refs, _ = await _rows(session, stmt, raw)
     return rows, refs
 
 
-async def trails_page(db: Any, ids: list[str], principal: Principal) -> dict[str, Any]:
-    """The review trails of `ids` as `principal` reads them (blind-read rule included)."""
+def _live(principal: Principal, public_only: bool, raw: bool = True) -> tuple[Any, Any]:
+    """The live cases `principal` may see (tombstones are no live case: RETENTION.md, and
+    the search, which has no document for them), `public_only` those of sensitivity
+    public: the statement of their rows, oldest first, and of their count."""
+    from sqlalchemy import func, select
+
+    from services.catalog import service as catalog
+    from services.catalog.models import FailureCase
+
+    case = FailureCase.__table__
+    where = [case.c.purged_at.is_(None)]
+    if public_only:
+        where.append(case.c.sensitivity == "public")
+    rows = _case_select(principal, raw).where(*where).order_by(case.c.occurred_at, case.c.id)
+    count = (
+        select(func.count())
+        .select_from(case)
+        .where(catalog.visible_cases_clause(principal), *where)
+    )
+    return rows, count
+
+
+async def live_pages(
+    db: Any, principal: Principal, public_only: bool, raw: bool = True
+) -> AsyncIterator[tuple[list[CaseRow], Any, int]]:
+    """Every live case `principal` may see, oldest first (the search's `occurred_at` sort:
+    time, then id), BATCH at a time, each page one statement in its own short transaction
+    (keyset on the (occurred_at, id) index: no page re-reads the ones before); with their
+    count. What an export of no query reads instead of the search's ids: the same cases,
+    without the index and a second lookup by id."""
+    from sqlalchemy import DateTime, String, Text, literal, tuple_
+
+    from services.catalog.models import FailureCase
+
+    case = FailureCase.__table__
+    rows_stmt, count_stmt = _live(principal, public_only, raw)
+    after: tuple[Any, str] | None = None
+    async with db.transaction() as session:
+        total = int((await session.execute(count_stmt)).scalar_one())
+    while True:
+        stmt = rows_stmt.limit(BATCH)
+        if after is not None:
+            # The time as stored: SQLite's text (fixed width, so it sorts as the times do),
+            # Postgres's timestamptz; neither through UTCDateTime's conversion.
+            when = literal(after[0], Text() if isinstance(after[0], str) else DateTime(True))
+            stmt = stmt.where(
+                tuple_(case.c.occurred_at, case.c.id) > tuple_(when, literal(after[1], String()))
+            )
+        async with db.transaction() as session:
+            rows, refs, last = await _rows(session, stmt, raw)
+        if rows:
+            yield rows, refs, total
+        if len(rows) < BATCH:
+            return
+        after = (last, rows[-1]["id"])
+
+
+GROUP_TIMES = ("first_seen", "last_seen", "resolved_at", "regressed_at")
+GROUP_BATCH = 5_000
+
+
+async def group_rows(db: Any, ids: list[str]) -> AsyncIterator[CaseRow]:
+    """The groups `ids` names (the bundle's cases' groups, whose visibility those cases
+    carry), by id, as plain rows with their times as the wire writes them: what
+    bundle.group_json reads of each, without an ORM object per group."""
+    from sqlalchemy import Text, select, type_coerce
+
+    from services.catalog.models import FailureGroup
+
+    group = FailureGroup.__table__
+    plain = [c for c in group.c if c.name not in GROUP_TIMES]
+    names = [c.name for c in plain] + list(GROUP_TIMES)
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), GROUP_BATCH):
+        async with db.transaction() as session:
+            conn = await session.connection()
+            stmt = (
+                select(*plain, *(type_coerce(group.c[n], Text()) for n in GROUP_TIMES))
+                .where(
+                    _ids_clause(group.c.id, ordered[start : start + GROUP_BATCH], conn.dialect.name)
+                )
+                .order_by(group.c.id)
+            )
+            raw = (await conn.execute(stmt)).all()
+        for values in raw:
+            row = CaseRow(zip(names, values, strict=True))
+            for name in GROUP_TIMES:
+                row[name] = _time(row[name])
+            yield row
+
+
+async def adjudications_page(db: Any, ids: list[str], principal: Principal) -> dict[str, Any]:
+    """The adjudicated decisions of `ids` as `principal` reads them (blind-read rule
+    included), by case."""
     from services.annotation import service as annotations
 
     async with db.transaction() as session:
-        return await annotations.review_trails(session, ids, principal)
+        return await annotations.adjudications(session, ids, principal)
+
+
+@dataclass
+class Page:
+    """A page of an export: its visible cases in the order they are written, their
+    relations and adjudicated decisions, how many ids it covered and the total."""
+
+    rows: list[CaseRow]
+    refs: Any
+    decisions: dict[str, list[Any]]
+    covered: int
+    total: int | None
+
+
+async def export_pages(
+    db: Any,
+    principal: Principal,
+    *,
+    search: Any = None,
+    request: Any = None,
+    public_only: bool = False,
+    raw: bool = True,
+) -> AsyncIterator[Page]:
+    """The pages an export writes: the search's ids (`request`) read by id, or with no
+    request every live case read by keyset (`live_pages`). A task reads up to AHEAD_PAGES
+    pages ahead of the caller, so the database works while the caller renders and writes.
+    Not `raw`: without raw payloads and links (see _case_select)."""
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=AHEAD_PAGES)
+
+    async def read_search() -> None:
+        async for ids, total in id_batches(search, request):
+            (rows, refs), decisions = await asyncio.gather(
+                case_page(db, ids, principal, raw), adjudications_page(db, ids, principal)
+            )
+            by_id = {r["id"]: r for r in rows}
+            ordered = [by_id[i] for i in ids if i in by_id]
+            await queue.put(Page(ordered, refs, decisions, len(ids), total))
+
+    async def read_live() -> None:
+        async for rows, refs, total in live_pages(db, principal, public_only, raw):
+            decisions = await adjudications_page(db, [r["id"] for r in rows], principal)
+            await queue.put(Page(rows, refs, decisions, len(rows), total))
+
+    async def produce() -> None:
+        try:
+            await (read_live() if request is None else read_search())
+            await queue.put(None)
+        except Exception as exc:  # handed to the reader, which raises it
+            await queue.put(exc)
+
+    producer = asyncio.ensure_future(produce())
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, Exception):
+                raise item
+            if item is None:
+                return
+            yield item
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
 
 
 def wire_row(row: CaseRow, refs: Any, viewer: Principal) -> dict[str, Any]:

@@ -490,3 +490,90 @@ async def test_every_case_a_bundle_holds_is_audited_as_read(exported, settings, 
         )
     assert len(audited) == len(set(audited)) == 30
     assert set(audited) == public
+
+
+async def test_an_export_of_no_query_reads_the_cases_the_search_finds(exported, app, monkeypatch):
+    """With no query the export reads the catalog by keyset (pages.live_pages) instead of the
+    search's ids: the same cases, in the same order (occurred_at, then id), rendered the same
+    and with the same adjudicated decisions, for a cross-team reader, for one team's reader
+    and for the public profile. Pages of 7 cases: many keyset steps, some inside a run of
+    equal times (the incidents' dates repeat)."""
+    from dataclasses import replace
+
+    from services.sharing import pages
+    from shared.security import Principal, Sensitivity
+
+    monkeypatch.setattr(pages, "BATCH", 7)
+    search, db = app.state.search, app.state.db
+    await search.drain_outbox()
+    await search.backend.refresh()
+    member = Principal("m", "m", team=exported["team"], clearance=Sensitivity.INTERNAL)
+    ids = set(exported["ids"])
+    for reader, public in ((SYSTEM, False), (member, False), (SYSTEM, True)):
+        query = "sensitivity:public" if public else ""
+        request = replace(
+            search.build_request(reader, query, first=500, sort="occurred_at"), highlight=False
+        )
+
+        def rendered(page: Any, reader: Any = reader) -> list[tuple[str, bytes, int]]:
+            return [
+                (
+                    r["id"],
+                    orjson.dumps(pages.wire_row(r, page.refs, reader)),
+                    len(page.decisions.get(r["id"], [])),
+                )
+                for r in page.rows
+            ]
+
+        via_search = [
+            item
+            async for page in pages.export_pages(db, reader, search=search, request=request)
+            for item in rendered(page)
+        ]
+        live = [
+            item
+            async for page in pages.export_pages(db, reader, public_only=public)
+            for item in rendered(page)
+        ]
+        assert live == via_search
+        assert len(live) > 7 * 4
+        mine = [item for item in live if item[0] in ids]
+        assert len(mine) == (30 if public else N) if reader is SYSTEM else 0 < len(mine) <= N
+        assert sum(n for _, _, n in mine) == 1  # the fixture's adjudication (a public case)
+
+
+async def test_a_bundle_of_no_query_holds_every_case_its_reader_sees(exported, settings, app):
+    """`failcat export bundle --profile public` without a query: every live public case of
+    the catalog, and their count on the command's answer."""
+    out = exported["folder"] / "everything-public.tar.gz"
+    code, stdout, err = await run_cli(
+        settings, "export", "bundle", "--profile", "public", "--out", str(out)
+    )
+    assert code == 0, err
+    async with app.state.db.transaction() as s:
+        public = (
+            await s.execute(
+                text(
+                    "select count(*) from failure_case"
+                    " where sensitivity = 'public' and purged_at is null"
+                )
+            )
+        ).scalar_one()
+    records = read_bundle(out, trusted_keys(str(exported["trust"]))).records("cases.jsonl")
+    assert json.loads(stdout)["counts"]["cases"] == len(records) == public >= 30
+    assert {r["sensitivity"] for r in records} == {"public"}
+
+
+async def test_adjudications_are_the_adjudicated_entries_of_the_review_trails(exported, app):
+    """What the export reads per page (annotation.adjudications) is what it read before: the
+    `adjudicated` entries of the cases' review trails, same values, same order."""
+    ids = exported["ids"]
+    async with app.state.db.transaction() as s:
+        trails = await annotations.review_trails(s, ids, SYSTEM)
+        decided = await annotations.adjudications(s, ids, SYSTEM)
+    expected = {
+        case_id: [e for e in entries if e.action == "adjudicated"]
+        for case_id, entries in trails.items()
+    }
+    assert decided == {k: v for k, v in expected.items() if v}
+    assert list(decided) == [ids[0]] and decided[ids[0]][0].values["severity"] == "S1"
