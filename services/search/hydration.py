@@ -1,0 +1,78 @@
+"""The cases of a page of hits, with the relations the answer shows, in ONE query.
+
+A search answer carries each hit's case as the catalog renders it (REST) or as GraphQL's
+FailureCase (whose model, version, source and links the gateway's loaders serve). Loading
+them the catalog's general way costs a query per table (cases, models, versions, sources,
+links): five round trips after the index answered, most of what a served search spent
+beyond the engine. Here the case row is joined to its model, version and source, and (when
+asked) outer-joined to its links, by primary key.
+
+Visibility is the catalog's rule (`visible_cases_clause`), applied in the same statement: a
+hit the caller may not see is simply absent, as with `get_cases`. Redaction stays where it
+is, in the catalog's `case_json` and the gateway's field resolvers, which read these rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.catalog import service as catalog
+from services.catalog.models import CaseLink, DataSource, FailureCase, Model, ModelVersion
+from services.catalog.views import PageRelations, case_json
+from shared.security import Principal
+
+
+@dataclass(slots=True)
+class HitCase:
+    case: FailureCase
+    model: Model
+    version: ModelVersion
+    source: DataSource
+    links: list[CaseLink] = field(default_factory=list)
+
+
+async def hit_cases(
+    session: AsyncSession, ids: Sequence[str], viewer: Principal, *, links: bool = True
+) -> dict[str, HitCase]:
+    """The visible cases among `ids` by id, each with its model, version and source, and its
+    links (ordered as the catalog orders them) when `links`."""
+    if not ids:
+        return {}
+    entities: list[Any] = [FailureCase, Model, ModelVersion, DataSource]
+    stmt = (
+        select(*entities, *([CaseLink] if links else []))
+        .join(Model, Model.id == FailureCase.model_id)
+        .join(ModelVersion, ModelVersion.id == FailureCase.model_version_id)
+        .join(DataSource, DataSource.id == FailureCase.data_source_id)
+        .where(FailureCase.id.in_(list(ids)), catalog.visible_cases_clause(viewer))
+    )
+    if links:
+        stmt = stmt.outerjoin(CaseLink, CaseLink.case_id == FailureCase.id).order_by(CaseLink.id)
+    out: dict[str, HitCase] = {}
+    for row in await session.execute(stmt):
+        found = out.get(row[0].id)
+        if found is None:
+            found = out[row[0].id] = HitCase(row[0], row[1], row[2], row[3])
+        if links and row[4] is not None:
+            found.links.append(row[4])
+    return out
+
+
+def hits_as_json(found: dict[str, HitCase], viewer: Principal) -> dict[str, dict[str, Any]]:
+    """The cases in the catalog's wire format (`case_json`, which redacts for `viewer`)."""
+    refs = PageRelations(
+        models={h.model.id: h.model.name for h in found.values()},
+        versions={h.version.id: h.version.version for h in found.values()},
+        sources={h.source.id: h.source.name for h in found.values()},
+        links={
+            case_id: [{"kind": lk.kind, "url": lk.url, "title": lk.title} for lk in h.links]
+            for case_id, h in found.items()
+            if h.links
+        },
+    )
+    return {case_id: case_json(h.case, refs, viewer=viewer) for case_id, h in found.items()}
