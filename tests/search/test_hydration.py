@@ -1,0 +1,127 @@
+"""A page of hits is hydrated in one query (services/search/hydration.py), and what it
+answers is the catalog's case exactly: names, links, redaction and visibility included."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+import pytest
+
+from services.search.hydration import hit_cases
+from shared.security import Principal, Sensitivity
+from tests.catalog.builders import unique
+from tests.conftest import auth_header
+from tests.corpus import aiid_cases
+from tests.gateway.helpers import data, gql
+from tests.gateway.test_query_count import counting, outbox_drained
+
+LINKS = [
+    {"kind": "ticket", "url": "https://t.example/h/1", "title": "first"},
+    {"kind": "dashboard", "url": "https://t.example/h/2", "title": None},
+]
+
+
+@pytest.fixture(scope="module")
+async def planted(app, client, token_for) -> tuple[str, dict[str, str]]:
+    """Five cases sharing a made-up word: two with links, one whose payload is confidential
+    (a plain reader gets it redacted), one restricted (a plain reader never sees it).
+    Returns the word and the ids by role, once all five are searchable."""
+    word = "hydroquill" + secrets.token_hex(3)
+    cases = unique(aiid_cases(5))
+    for i, c in enumerate(cases):
+        c.update(title=f"{word} case {i}: {c['title']}", severity=f"S{i % 3}")
+    cases[0]["links"] = LINKS
+    cases[1]["links"] = LINKS[1:]
+    cases[2].update(input={"prompt": f"the {word} payload"}, payload_sensitivity="confidential")
+    cases[4].update(sensitivity="restricted")
+    writer = auth_header(await token_for("cases:ingest"))
+    resp = await client.post("/catalog/v1/cases:bulk", json=cases, headers=writer)
+    results = resp.json()["results"]
+    assert [r["status"] for r in results] == ["created"] * 5, resp.text
+    ids = {
+        "linked": results[0]["id"],
+        "payload": results[2]["id"],
+        "restricted": results[4]["id"],
+    }
+    await outbox_drained(app.state.db)
+    admin = auth_header(await token_for("cases:read", clearance="restricted"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        body = (await client.get("/search/v1/cases", params={"q": word}, headers=admin)).json()
+        if body["total"] == 5:
+            return word, ids
+        await asyncio.sleep(0.1)
+    raise AssertionError("cases not searchable within 10 s")
+
+
+async def test_rest_hits_carry_the_catalogs_case_exactly(client, planted, token_for):
+    word, ids = planted
+    reader = auth_header(await token_for("cases:read"))
+    body = (await client.get("/search/v1/cases", params={"q": word}, headers=reader)).json()
+    assert body["total"] == 4 and ids["restricted"] not in {h["id"] for h in body["hits"]}
+    for hit in body["hits"]:
+        direct = await client.get(f"/catalog/v1/cases/{hit['id']}", headers=reader)
+        assert direct.status_code == 200
+        assert hit["case"] == direct.json(), hit["id"]
+    by_id = {h["id"]: h["case"] for h in body["hits"]}
+    linked = by_id[ids["linked"]]
+    # (in the catalog's order, which the comparison above checked: by link id)
+    assert sorted((lk["kind"], lk["url"], lk["title"]) for lk in linked["links"]) == sorted(
+        (lk["kind"], lk["url"], lk["title"]) for lk in LINKS
+    )
+    assert linked["model"]["name"] and linked["model"]["version"] and linked["data_source"]
+    redacted = by_id[ids["payload"]]
+    assert redacted["input"] is None and "input" in redacted["redacted_fields"]
+    cleared = auth_header(await token_for("cases:read", clearance="confidential"))
+    body = (await client.get("/search/v1/cases", params={"q": word}, headers=cleared)).json()
+    shown = next(h["case"] for h in body["hits"] if h["id"] == ids["payload"])
+    assert shown["input"] == {"prompt": f"the {word} payload"} and not shown["redacted_fields"]
+
+
+async def test_a_rest_search_reads_the_catalog_once(app, client, planted, token_for):
+    """The hits' cases, models, versions, sources and links: one statement (the others are
+    the session's start, and the audit append the counter leaves out)."""
+    word, _ = planted
+    reader = auth_header(await token_for("cases:read"))
+    with counting(app.state.db.engine) as statements:
+        r = await client.get("/search/v1/cases", params={"q": word}, headers=reader)
+    assert len(r.json()["hits"]) == 4
+    reads = [s for s in statements if "failure_case" in s]
+    assert len(reads) == 1, statements
+    assert all(t in reads[0] for t in ("model", "data_source", "case_link"))
+
+
+GRAPHQL_CASE = """id title severity redactedFields input
+  model { name } modelVersion { version } dataSource { name }
+  links { kind url title }"""
+
+
+async def test_graphql_hits_are_the_case_field_exactly(client, planted, token_for):
+    word, ids = planted
+    token = await token_for("cases:read")
+    query = f"query($q: String!) {{ search(query: $q) {{ hits {{ case {{ {GRAPHQL_CASE} }} }} }} }}"
+    hits = data(await gql(client, token, query, {"q": word}))["search"]["hits"]
+    assert len(hits) == 4
+    for hit in hits:
+        one = f'{{ case(id: "{hit["case"]["id"]}") {{ {GRAPHQL_CASE} }} }}'
+        assert hit["case"] == data(await gql(client, token, one))["case"]
+    by_id = {h["case"]["id"]: h["case"] for h in hits}
+    assert len(by_id[ids["linked"]]["links"]) == 2
+    assert by_id[ids["payload"]]["input"] is None
+
+
+async def test_hydration_applies_visibility_itself(db, planted):
+    """A hit the index still holds but the caller may not see (a case made restricted since
+    it was indexed) is absent from the hydrated page, as from the catalog."""
+    _, ids = planted
+    reader = Principal("reader", "reader", clearance=Sensitivity.INTERNAL)
+    admin = Principal("admin", "admin", clearance=Sensitivity.RESTRICTED)
+    wanted = [ids["linked"], ids["restricted"], ids["payload"]]
+    async with db.transaction() as session:
+        seen = await hit_cases(session, wanted, reader)
+        assert set(seen) == {ids["linked"], ids["payload"]}
+        assert sorted(lk.url for lk in seen[ids["linked"]].links) == [lk["url"] for lk in LINKS]
+        assert set(await hit_cases(session, wanted, admin)) == set(wanted)
+        assert await hit_cases(session, [], admin) == {}
