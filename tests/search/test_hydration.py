@@ -29,7 +29,9 @@ async def planted(app, client, token_for) -> tuple[str, dict[str, str]]:
     (a plain reader gets it redacted), one restricted (a plain reader never sees it).
     Returns the word and the ids by role, once all five are searchable."""
     word = "hydroquill" + secrets.token_hex(3)
-    cases = unique(aiid_cases(5))
+    # Incidents no other search test ingests: their text would change its neighbours'
+    # similarity (test_api's `similar` counts cases like one of its own).
+    cases = unique(aiid_cases(45)[40:])
     for i, c in enumerate(cases):
         c.update(title=f"{word} case {i}: {c['title']}", severity=f"S{i % 3}")
     cases[0]["links"] = LINKS
