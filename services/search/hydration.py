@@ -8,8 +8,12 @@ beyond the engine. Here the case row is joined to its model, version and source,
 asked) outer-joined to its links, by primary key.
 
 Visibility is the catalog's rule (`visible_cases_clause`), applied in the same statement: a
-hit the caller may not see is simply absent, as with `get_cases`. Redaction stays where it
-is, in the catalog's `case_json` and the gateway's field resolvers, which read these rows.
+hit the caller may not see is simply absent, as with `get_cases`. The annotation service's
+blind-read rule is a column of the same statement (its `curated_blind_condition`, as
+`case(id)` folds it): REST nulls the adjudicated curated fields it withholds, as the
+catalog's case routes do, and GraphQL's curated fields read the flag from their loader,
+primed here, instead of a query of their own. Redaction stays where it is, in the catalog's
+`case_json` and the gateway's field resolvers, which read these rows.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.annotation.service import blind_params, curated_blind_condition
+from services.annotation.taxonomies import FAILCAT
 from services.catalog import service as catalog
 from services.catalog.models import CaseLink, DataSource, FailureCase, Model, ModelVersion
 from services.catalog.views import PageRelations, case_json
+from shared.redaction import hide_blinded
 from shared.security import Principal
 from shared.visibility import Visibility
 
@@ -34,6 +41,8 @@ class HitCase:
     model: Model
     version: ModelVersion
     source: DataSource
+    # The blind-read rule withholds the case's adjudicated curated fields from the caller.
+    blinded: bool = False
     links: list[CaseLink] = field(default_factory=list)
 
 
@@ -55,8 +64,11 @@ def _statement(viewer: Principal, links: bool) -> Select[Any]:
 
 
 def _build(viewer: Principal, links: bool) -> Select[Any]:
+    blinded = curated_blind_condition(FailureCase.id).label("blinded")
     stmt = (
-        select(FailureCase, Model, ModelVersion, DataSource, *([CaseLink] if links else []))
+        select(
+            FailureCase, Model, ModelVersion, DataSource, blinded, *([CaseLink] if links else [])
+        )
         .join(Model, Model.id == FailureCase.model_id)
         .join(ModelVersion, ModelVersion.id == FailureCase.model_version_id)
         .join(DataSource, DataSource.id == FailureCase.data_source_id)
@@ -79,17 +91,19 @@ async def hit_cases(
         return {}
     stmt = _statement(viewer, links)
     out: dict[str, HitCase] = {}
-    for row in await session.execute(stmt, {"ids": list(ids)}):
+    params = {"ids": list(ids), **blind_params(viewer.subject, FAILCAT)}
+    for row in await session.execute(stmt, params):
         found = out.get(row[0].id)
         if found is None:
-            found = out[row[0].id] = HitCase(row[0], row[1], row[2], row[3])
-        if links and row[4] is not None:
-            found.links.append(row[4])
+            found = out[row[0].id] = HitCase(row[0], row[1], row[2], row[3], bool(row[4]))
+        if links and row[5] is not None:
+            found.links.append(row[5])
     return out
 
 
 def hits_as_json(found: dict[str, HitCase], viewer: Principal) -> dict[str, dict[str, Any]]:
-    """The cases in the catalog's wire format (`case_json`, which redacts for `viewer`)."""
+    """The cases in the catalog's wire format (`case_json`, which redacts for `viewer`), the
+    blinded curated fields nulled (as the catalog's REST case reads null them)."""
     refs = PageRelations(
         models={h.model.id: h.model.name for h in found.values()},
         versions={h.version.id: h.version.version for h in found.values()},
@@ -100,4 +114,7 @@ def hits_as_json(found: dict[str, HitCase], viewer: Principal) -> dict[str, dict
             if h.links
         },
     )
-    return {case_id: case_json(h.case, refs, viewer=viewer) for case_id, h in found.items()}
+    return {
+        case_id: dict(hide_blinded(case_json(h.case, refs, viewer=viewer), h.blinded))
+        for case_id, h in found.items()
+    }

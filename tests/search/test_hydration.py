@@ -11,6 +11,8 @@ import pytest
 
 from services.search.hydration import hit_cases
 from shared.security import Principal, Sensitivity
+from tests.annotation.test_blind_curated import _adjudicated_for_one_of_two
+from tests.auth.builders import bearer
 from tests.catalog.builders import unique
 from tests.conftest import auth_header
 from tests.corpus import aiid_cases
@@ -127,3 +129,41 @@ async def test_hydration_applies_visibility_itself(db, planted):
         assert sorted(lk.url for lk in seen[ids["linked"]].links) == [lk["url"] for lk in LINKS]
         assert set(await hit_cases(session, wanted, admin)) == set(wanted)
         assert await hit_cases(session, [], admin) == {}
+
+
+async def test_hits_hide_the_blinded_curated_fields_as_the_case_reads_do(app, client, token_for):
+    """The blind-read rule, folded into the hydrating statement: an annotator who has not
+    submitted reads the adjudicated labels of a hit as null, in REST and GraphQL alike, and
+    exactly as the catalog's own case read answers them."""
+    case_id, first, second, viewer = await _adjudicated_for_one_of_two(client, token_for)
+    source = await client.get(f"/catalog/v1/cases/{case_id}", headers=bearer(viewer.token))
+    query = f"data_source:{source.json()['data_source']}"
+    await outbox_drained(app.state.db)
+
+    async def rest_hit(who) -> dict:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            resp = await client.get(
+                "/search/v1/cases", params={"q": query}, headers=bearer(who.token)
+            )
+            assert resp.status_code == 200, resp.text
+            if resp.json()["hits"]:
+                [hit] = resp.json()["hits"]
+                return hit["case"]
+            await asyncio.sleep(0.1)
+        raise AssertionError("case not searchable within 10 s")
+
+    def curated(case: dict) -> tuple:
+        return case["severity"], case["failure_mode"], case["impact"]
+
+    seen, hidden = await rest_hit(viewer), await rest_hit(second)
+    assert curated(seen)[:2] == ("S1", "safety.harmful_content")
+    assert curated(await rest_hit(first)) == curated(seen)
+    assert curated(hidden) == (None, None, None) and hidden["title"] == seen["title"]
+    direct = await client.get(f"/catalog/v1/cases/{case_id}", headers=bearer(second.token))
+    assert hidden == direct.json()
+
+    gql_query = "query($q: String!) { search(query: $q) { hits { case { severity impact } } } }"
+    for who, expected in ((second, None), (viewer, "S1")):
+        [hit] = data(await gql(client, who.token, gql_query, {"q": query}))["search"]["hits"]
+        assert hit["case"]["severity"] == expected

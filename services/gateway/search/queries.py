@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from services.gateway.annotation.loaders import loaders as annotation_loaders
 from services.gateway.catalog.inputs import to_plain
 from services.gateway.catalog.loaders import prefetch_case_relations, selected_under
 from services.gateway.catalog.types import PageInfo
@@ -55,7 +56,9 @@ async def _hit_cases(info: Info, ids: list[str]) -> list[Any]:
     for case_id in ids:
         hit = found.get(case_id)
         loaders.case.prime(case_id, hit.case if hit else None)
+    blind = annotation_loaders(ctx).curated_hidden  # the curated fields' blind-read flag
     for hit in found.values():
+        blind.prime(hit.case.id, hit.blinded)
         loaders.model.prime(hit.model.id, hit.model)
         loaders.model_version.prime(hit.version.id, hit.version)
         loaders.data_source.prime(hit.source.id, hit.source)
