@@ -30,6 +30,8 @@ from services.annotation.taxonomies import FAILCAT
 from services.catalog import service as catalog
 from services.catalog.models import CaseLink, DataSource, FailureCase, Model, ModelVersion
 from services.catalog.views import PageRelations, case_json
+from shared import audit
+from shared.audit import along_ctes
 from shared.redaction import hide_blinded
 from shared.security import Principal
 from shared.visibility import Visibility
@@ -46,20 +48,23 @@ class HitCase:
     links: list[CaseLink] = field(default_factory=list)
 
 
-# Statements by (caller's view, links): a handful per deployment.
-_STATEMENTS: dict[tuple[Visibility, bool], Select[Any]] = {}
+# Statements by (caller's view, links, audit entry along): a handful per deployment.
+_STATEMENTS: dict[tuple[Visibility, bool, bool], Select[Any]] = {}
 
 
-def _statement(viewer: Principal, links: bool) -> Select[Any]:
+def _statement(viewer: Principal, links: bool, along: bool) -> Select[Any]:
     """Built once per caller's view: building and keying a statement of five entities cost
     more CPU than running it. The catalog's visibility clause depends on the view only
     (team and clearance); the ids are bound per call."""
-    key = (Visibility.of(viewer), links)
+    key = (Visibility.of(viewer), links, along)
     stmt = _STATEMENTS.get(key)
     if stmt is None:
         if len(_STATEMENTS) >= 256:
             _STATEMENTS.clear()
-        stmt = _STATEMENTS[key] = _build(viewer, links)
+        stmt = _build(viewer, links)
+        if along:
+            stmt = stmt.add_cte(*along_ctes())
+        _STATEMENTS[key] = stmt
     return stmt
 
 
@@ -86,12 +91,16 @@ async def hit_cases(
     session: AsyncSession, ids: Sequence[str], viewer: Principal, *, links: bool = True
 ) -> dict[str, HitCase]:
     """The visible cases among `ids` by id, each with its model, version and source, and its
-    links (ordered as the catalog orders them) when `links`."""
+    links (ordered as the catalog orders them) when `links`.
+
+    The search's audit entry, staged on `session` before this is called, is appended by the
+    same statement on Postgres (shared.audit.take_along): no round trip of its own at commit."""
     if not ids:
         return {}
-    stmt = _statement(viewer, links)
+    along = audit.take_along(session)
+    stmt = _statement(viewer, links, along is not None)
     out: dict[str, HitCase] = {}
-    params = {"ids": list(ids), **blind_params(viewer.subject, FAILCAT)}
+    params = {"ids": list(ids), **blind_params(viewer.subject, FAILCAT), **(along or {})}
     for row in await session.execute(stmt, params):
         found = out.get(row[0].id)
         if found is None:

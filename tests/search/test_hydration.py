@@ -8,7 +8,10 @@ import secrets
 import time
 
 import pytest
+from sqlalchemy import event, select
 
+from services.audit.models import AuditEntry
+from services.audit.service import verify
 from services.search.hydration import hit_cases
 from shared.security import Principal, Sensitivity
 from tests.annotation.test_blind_curated import _adjudicated_for_one_of_two
@@ -17,7 +20,7 @@ from tests.catalog.builders import unique
 from tests.conftest import auth_header
 from tests.corpus import aiid_cases
 from tests.gateway.helpers import data, gql
-from tests.gateway.test_query_count import counting, outbox_drained
+from tests.gateway.test_query_count import outbox_drained
 
 LINKS = [
     {"kind": "ticket", "url": "https://t.example/h/1", "title": "first"},
@@ -84,17 +87,46 @@ async def test_rest_hits_carry_the_catalogs_case_exactly(client, planted, token_
     assert shown["input"] == {"prompt": f"the {word} payload"} and not shown["redacted_fields"]
 
 
-async def test_a_rest_search_reads_the_catalog_once(app, client, planted, token_for):
-    """The hits' cases, models, versions, sources and links: one statement (the others are
-    the session's start, and the audit append the counter leaves out)."""
+async def test_a_rest_search_reads_the_catalog_once_its_entry_riding_along(
+    app, client, planted, token_for, settings
+):
+    """The hits' cases, models, versions, sources, links and blind-read flags: one statement,
+    which on Postgres also appends the search's audit entry (no append of its own at commit);
+    the entry is in the chain, with its hit ids, and the chain verifies."""
     word, _ = planted
     reader = auth_header(await token_for("cases:read"))
-    with counting(app.state.db.engine) as statements:
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = app.state.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
         r = await client.get("/search/v1/cases", params={"q": word}, headers=reader)
-    assert len(r.json()["hits"]) == 4
-    reads = [s for s in statements if "failure_case" in s]
-    assert len(reads) == 1, statements
-    assert all(t in reads[0] for t in ("model", "data_source", "case_link"))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    hits = [h["id"] for h in r.json()["hits"]]
+    assert len(hits) == 4
+    mine = [s for s in statements if "failure_case" in s and "case_link" in s]
+    assert len(mine) == 1, statements
+    assert all(t in mine[0] for t in ("model", "data_source", "annotation"))
+    appends = [s for s in statements if "INSERT INTO audit_log" in s]
+    if app.state.db.dialect == "postgresql":
+        assert appends == mine  # the entry rode along with the read
+    else:
+        assert "audit_log" not in mine[0]  # SQLite appends it at commit, through the driver
+    async with app.state.db.transaction() as session:
+        entry = (
+            await session.execute(
+                select(AuditEntry)
+                .where(AuditEntry.action == "cases.search")
+                .order_by(AuditEntry.seq.desc())
+                .limit(1)
+            )
+        ).scalar_one()
+    assert entry.details["ids"] == hits and entry.details["hits"] == 4
+    assert (await verify(app.state.db, settings)).ok
 
 
 GRAPHQL_CASE = """id title severity redactedFields input
