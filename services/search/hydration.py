@@ -14,6 +14,10 @@ blind-read rule is a column of the same statement (its `curated_blind_condition`
 catalog's case routes do, and GraphQL's curated fields read the flag from their loader,
 primed here, instead of a query of their own. Redaction stays where it is, in the catalog's
 `case_json` and the gateway's field resolvers, which read these rows.
+
+This module reads the catalog's tables itself, which DESIGN.md otherwise leaves to the
+catalog's repository: the catalog exports no one-statement page read yet. It belongs there
+(as `get_visible_case_and` does for one case) once the catalog takes it over.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from services.catalog import service as catalog
 from services.catalog.models import CaseLink, DataSource, FailureCase, Model, ModelVersion
 from services.catalog.views import PageRelations, case_json
 from shared import audit
-from shared.audit import along_ctes
 from shared.redaction import hide_blinded
 from shared.security import Principal
 from shared.visibility import Visibility
@@ -63,7 +66,7 @@ def _statement(viewer: Principal, links: bool, along: bool) -> Select[Any]:
             _STATEMENTS.clear()
         stmt = _build(viewer, links)
         if along:
-            stmt = stmt.add_cte(*along_ctes())
+            stmt = stmt.add_cte(*audit.along_ctes())
         _STATEMENTS[key] = stmt
     return stmt
 
