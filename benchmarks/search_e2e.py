@@ -21,7 +21,12 @@ What it does:
               embedded: hand-written SQL on the same FTS5 index (the MATCH, the filter, the
               facet counts and the top 20 by bm25), no failcat code on the path.
 3. Prints p50/p90/p99 per way and the p50 ratios rest/engine and graphql/engine.
-4. Browsing (--browse N): REST with no query and with one filter, facets on, p95 printed
+4. Stages (--stages N, OpenSearch): the REST route's steps one by one in this process, timed
+   with perf_counter_ns (p50 each): compile, engine, answer parsed, session begun, hits
+   hydrated (with the audit entry, on Postgres), rendered, commit, response encoded: what a
+   served search spends beyond the engine, step by step (HTTP and the token check are the
+   rest).
+5. Browsing (--browse N): REST with no query and with one filter, facets on, p95 printed
    (issue 15: a search page under 300 ms p95 at 100,000 embedded cases).
 Targets (issue 9): OpenSearch end to end <= 2x the engine; embedded service <= 1.5x raw FTS5.
 """
@@ -38,6 +43,7 @@ from typing import Any
 
 import httpx
 import orjson
+from sqlalchemy import text
 
 from benchmarks.common import (
     fresh_postgres,
@@ -178,6 +184,8 @@ async def measure(base: str, headers: dict[str, str], env: dict[str, str], args:
                 if round_:
                     times["engine"].append((time.perf_counter() - t0) * 1000)
         browse_times = await browse(client, args.browse) if args.browse else {}
+    if args.stages and raw is None:
+        await stages(service, caller, mix, args.stages)
     await service.close()
     print(f"query latency over HTTP, {len(mix)} queries (ms):")
     for way, values in times.items():
@@ -189,6 +197,52 @@ async def measure(base: str, headers: dict[str, str], env: dict[str, str], args:
         print(f"browsing over REST, facets {','.join(FACETS)} on, {args.browse} each (ms):")
         for way, values in browse_times.items():
             print(line(way, values) + f"  p95={pct(values, 95):7.2f} ms")
+
+
+async def stages(service: Any, caller: Any, mix: list[str], count: int) -> None:
+    """The REST route (services/search/api.py) taken apart, each step timed on its own."""
+    from services.search.hydration import hit_cases, hits_as_json
+    from shared.audit import audit
+
+    backend, db = service.backend, service.db
+    times: dict[str, list[float]] = {}
+
+    def lap(name: str, t0: int) -> int:
+        now = time.perf_counter_ns()
+        times.setdefault(name, []).append((now - t0) / 1e6)
+        return now
+
+    for round_ in range(2):  # the first round warms caches and is not counted
+        for q in (mix * (count // len(mix) + 1))[:count]:
+            t = t0 = time.perf_counter_ns()
+            request = service.build_request(caller, q, facets=FACETS, first=20)
+            body = backend.compiler.search(request)
+            t = lap("compile", t)
+            answer = await backend.raw_search(body)
+            t = lap("engine", t)
+            result = backend.compiler.result(request, answer)
+            page = result.hits[:20]
+            t = lap("answer parsed", t)
+            async with db.transaction() as session:
+                await session.execute(text("SELECT 1"))
+                t = lap("session begun", t)
+                ids = [h.id for h in page]
+                details = {"query": q, "hits": result.total, "ids": ids}
+                # Staged first, as the route does: on Postgres it rides along the hydration.
+                audit(session, caller, "cases.search", None, details=details, read=True)
+                found = await hit_cases(session, ids, caller)
+                t = lap("hits hydrated", t)
+                cases = hits_as_json(found, caller)
+                t = lap("rendered", t)
+            t = lap("commit", t)
+            orjson.dumps({"hits": [{"id": h.id, "case": cases.get(h.id)} for h in page]})
+            lap("encoded", t)
+            lap("all", t0)
+        if not round_:
+            times.clear()
+    print(f"REST route stages in process, {count} searches (p50, ms):")
+    for name, values in times.items():
+        print(f"  {name:16} {statistics.median(values):7.2f}")
 
 
 # What a search page asks first: everything (no query), and one filter, facets on.
@@ -220,6 +274,12 @@ async def main() -> None:
         type=int,
         default=30,
         help="REST searches of each browse kind (unfiltered, one filter; facets on); 0: none",
+    )
+    ap.add_argument(
+        "--stages",
+        type=int,
+        default=100,
+        help="searches taken apart into the REST route's steps (OpenSearch only); 0: none",
     )
     ap.add_argument(
         "--reuse",

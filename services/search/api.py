@@ -10,8 +10,8 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.catalog import service as catalog
 from services.search import openapi as doc
+from services.search.hydration import hit_cases, hits_as_json
 from services.search.request import FilterBase, filter_model
 from services.search.service import SearchService
 from shared.audit import audit
@@ -118,8 +118,10 @@ async def search_cases(
         details={"query": q, "hits": result.total, "ids": [h.id for h in result.hits]},
         read=True,
     )
-    # The same as GraphQL: each hit carries its case, loaded with the caller's visibility.
-    cases = await catalog.cases_as_json(session, [h["id"] for h in body["hits"]], principal)
+    # The same as GraphQL: each hit carries its case, loaded with the caller's visibility
+    # (one query for the page: services/search/hydration.py).
+    found = await hit_cases(session, [h["id"] for h in body["hits"]], principal)
+    cases = hits_as_json(found, principal)
     for hit in body["hits"]:
         hit["case"] = cases.get(hit["id"])
     return json_response(body)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
 
+from services.gateway.annotation.loaders import loaders as annotation_loaders
 from services.gateway.catalog.inputs import to_plain
-from services.gateway.catalog.loaders import prefetch_case_relations
+from services.gateway.catalog.loaders import prefetch_case_relations, selected_under
 from services.gateway.catalog.types import PageInfo
 from services.gateway.permissions import scoped
 from services.gateway.search.types import (
@@ -22,6 +24,7 @@ from services.gateway.search.types import (
     SearchResults,
     SearchSuggestion,
 )
+from services.search.hydration import hit_cases
 from services.search.request import Heatmap, SearchFilter
 from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
@@ -43,6 +46,25 @@ def _heatmap_fields(heatmap: HeatmapInput | None) -> tuple[str, str] | None:
             [FieldError("heatmap.size", f"only {DEFAULT_HEATMAP_SIZE} values per axis")],
         )
     return (heatmap.x, heatmap.y)
+
+
+async def _hit_cases(info: Info, ids: list[str]) -> list[Any]:
+    ctx = info.context
+    links = "links" in selected_under(info, ("hits", "case"))
+    found = await hit_cases(await ctx.session(), ids, ctx.principal, links=links)
+    loaders = ctx.loaders
+    for case_id in ids:
+        hit = found.get(case_id)
+        loaders.case.prime(case_id, hit.case if hit else None)
+    blind = annotation_loaders(ctx).curated_hidden  # the curated fields' blind-read flag
+    for hit in found.values():
+        blind.prime(hit.case.id, hit.blinded)
+        loaders.model.prime(hit.model.id, hit.model)
+        loaders.model_version.prime(hit.version.id, hit.version)
+        loaders.data_source.prime(hit.source.id, hit.source)
+        if links:
+            loaders.links.prime(hit.case.id, hit.links)
+    return [found[i].case if i in found else None for i in ids]
 
 
 @strawberry.type
@@ -82,8 +104,10 @@ class SearchQuery:
             details={"query": query, "hits": result.total, "ids": [h.id for h in result.hits]},
             read=True,
         )
-        # One query for every hit's case (visibility applied again), then their relations.
-        cases = await ctx.loaders.case.load_many([h.id for h in result.hits])
+        # One query for every hit's case (visibility applied again) with its model, version,
+        # source (and links, if selected): the loaders are primed with them, so the relations
+        # the query selects cost no further query (prefetch loads only what is left).
+        cases = await _hit_cases(info, [h.id for h in result.hits])
         await prefetch_case_relations(info, [c for c in cases if c is not None], ("hits", "case"))
         hits = [
             SearchHit(

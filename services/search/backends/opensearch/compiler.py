@@ -242,7 +242,7 @@ class Compiler:
         return body
 
     def result(self, req: SearchRequest, resp: dict[str, Any]) -> SearchResult:
-        raw_hits = resp["hits"]["hits"]
+        raw_hits = resp["hits"].get("hits", [])  # filter_path leaves out an empty list
         hits = [
             Hit(
                 id=h["_id"],

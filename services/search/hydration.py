@@ -1,0 +1,132 @@
+"""The cases of a page of hits, with the relations the answer shows, in ONE query.
+
+A search answer carries each hit's case as the catalog renders it (REST) or as GraphQL's
+FailureCase (whose model, version, source and links the gateway's loaders serve). Loading
+them the catalog's general way costs a query per table (cases, models, versions, sources,
+links): five round trips after the index answered, most of what a served search spent
+beyond the engine. Here the case row is joined to its model, version and source, and (when
+asked) outer-joined to its links, by primary key.
+
+Visibility is the catalog's rule (`visible_cases_clause`), applied in the same statement: a
+hit the caller may not see is simply absent, as with `get_cases`. The annotation service's
+blind-read rule is a column of the same statement (its `curated_blind_condition`, as
+`case(id)` folds it): REST nulls the adjudicated curated fields it withholds, as the
+catalog's case routes do, and GraphQL's curated fields read the flag from their loader,
+primed here, instead of a query of their own. Redaction stays where it is, in the catalog's
+`case_json` and the gateway's field resolvers, which read these rows.
+
+This module reads the catalog's tables itself, which DESIGN.md otherwise leaves to the
+catalog's repository: the catalog exports no one-statement page read yet. It belongs there
+(as `get_visible_case_and` does for one case) once the catalog takes it over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.annotation.service import blind_params, curated_blind_condition
+from services.annotation.taxonomies import FAILCAT
+from services.catalog import service as catalog
+from services.catalog.models import CaseLink, DataSource, FailureCase, Model, ModelVersion
+from services.catalog.views import PageRelations, case_json
+from shared import audit
+from shared.redaction import hide_blinded
+from shared.security import Principal
+from shared.visibility import Visibility
+
+
+@dataclass(slots=True)
+class HitCase:
+    case: FailureCase
+    model: Model
+    version: ModelVersion
+    source: DataSource
+    # The blind-read rule withholds the case's adjudicated curated fields from the caller.
+    blinded: bool = False
+    links: list[CaseLink] = field(default_factory=list)
+
+
+# Statements by (caller's view, links, audit entry along): a handful per deployment.
+_STATEMENTS: dict[tuple[Visibility, bool, bool], Select[Any]] = {}
+
+
+def _statement(viewer: Principal, links: bool, along: bool) -> Select[Any]:
+    """Built once per caller's view: building and keying a statement of five entities cost
+    more CPU than running it. The catalog's visibility clause depends on the view only
+    (team and clearance); the ids are bound per call."""
+    key = (Visibility.of(viewer), links, along)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        if len(_STATEMENTS) >= 256:
+            _STATEMENTS.clear()
+        stmt = _build(viewer, links)
+        if along:
+            stmt = stmt.add_cte(*audit.along_ctes())
+        _STATEMENTS[key] = stmt
+    return stmt
+
+
+def _build(viewer: Principal, links: bool) -> Select[Any]:
+    blinded = curated_blind_condition(FailureCase.id).label("blinded")
+    stmt = (
+        select(
+            FailureCase, Model, ModelVersion, DataSource, blinded, *([CaseLink] if links else [])
+        )
+        .join(Model, Model.id == FailureCase.model_id)
+        .join(ModelVersion, ModelVersion.id == FailureCase.model_version_id)
+        .join(DataSource, DataSource.id == FailureCase.data_source_id)
+        .where(
+            FailureCase.id.in_(bindparam("ids", expanding=True)),
+            catalog.visible_cases_clause(viewer),
+        )
+    )
+    if links:
+        stmt = stmt.outerjoin(CaseLink, CaseLink.case_id == FailureCase.id).order_by(CaseLink.id)
+    return stmt
+
+
+async def hit_cases(
+    session: AsyncSession, ids: Sequence[str], viewer: Principal, *, links: bool = True
+) -> dict[str, HitCase]:
+    """The visible cases among `ids` by id, each with its model, version and source, and its
+    links (ordered as the catalog orders them) when `links`.
+
+    The search's audit entry, staged on `session` before this is called, is appended by the
+    same statement on Postgres (shared.audit.take_along): no round trip of its own at commit."""
+    if not ids:
+        return {}
+    along = audit.take_along(session)
+    stmt = _statement(viewer, links, along is not None)
+    out: dict[str, HitCase] = {}
+    params = {"ids": list(ids), **blind_params(viewer.subject, FAILCAT), **(along or {})}
+    for row in await session.execute(stmt, params):
+        found = out.get(row[0].id)
+        if found is None:
+            found = out[row[0].id] = HitCase(row[0], row[1], row[2], row[3], bool(row[4]))
+        if links and row[5] is not None:
+            found.links.append(row[5])
+    return out
+
+
+def hits_as_json(found: dict[str, HitCase], viewer: Principal) -> dict[str, dict[str, Any]]:
+    """The cases in the catalog's wire format (`case_json`, which redacts for `viewer`), the
+    blinded curated fields nulled (as the catalog's REST case reads null them)."""
+    refs = PageRelations(
+        models={h.model.id: h.model.name for h in found.values()},
+        versions={h.version.id: h.version.version for h in found.values()},
+        sources={h.source.id: h.source.name for h in found.values()},
+        links={
+            case_id: [{"kind": lk.kind, "url": lk.url, "title": lk.title} for lk in h.links]
+            for case_id, h in found.items()
+            if h.links
+        },
+    )
+    return {
+        case_id: dict(hide_blinded(case_json(h.case, refs, viewer=viewer), h.blinded))
+        for case_id, h in found.items()
+    }
