@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from services.governance.redaction.service import mask_text
 from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal
@@ -239,7 +240,11 @@ async def _stream(
                 principal,
                 "cases.export",
                 None,
-                details={"query": query, "format": fmt, "ids": [c.id for c in cases]},
+                details={
+                    "query": mask_text(query) if query else query,
+                    "format": fmt,
+                    "ids": [c.id for c in cases],
+                },
                 read=True,
             )
         by_id = {c.id: c for c in cases}

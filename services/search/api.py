@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.governance.redaction.service import mask_text
 from services.search import openapi as doc
 from services.search.hydration import hit_cases, hits_as_json
 from services.search.request import FilterBase, filter_model
@@ -115,7 +116,11 @@ async def search_cases(
         principal,
         "cases.search",
         None,
-        details={"query": q, "hits": result.total, "ids": [h.id for h in result.hits]},
+        details={
+            "query": mask_text(q) if q else q,
+            "hits": result.total,
+            "ids": [h.id for h in result.hits],
+        },
         read=True,
     )
     # The same as GraphQL: each hit carries its case, loaded with the caller's visibility
@@ -138,6 +143,16 @@ async def similar_cases(
     case_id: str,
     first: int = 10,
     principal: Principal = Depends(require(Scope.CASES_READ)),
+    session: AsyncSession = Depends(db_session, scope="function"),
 ) -> dict[str, Any]:
     hits = await _service(request).similar(principal, case_id, first)
+    # As GraphQL's FailureCase.similar: which cases were named to whom (ids only).
+    audit(
+        session,
+        principal,
+        "cases.similar",
+        f"case:{case_id}",
+        details={"ids": [h.id for h in hits]},
+        read=True,
+    )
     return {"hits": [{"id": h.id, "score": h.score} for h in hits]}

@@ -10,6 +10,7 @@ from typing import Any
 
 from services.cli.errors import CliError
 from services.cli.remote import server_url
+from services.governance.redaction.service import mask_text
 from services.search.request import SearchAnswer
 from services.search.service import SearchService
 from shared.audit import audit_now
@@ -96,7 +97,7 @@ async def _search(service: SearchService, principal: Principal, args: argparse.N
         "cases.search",
         None,
         outcome="ok",
-        details={"query": " ".join(args.query), "hits": result.total},
+        details={"query": mask_text(" ".join(args.query)), "hits": result.total},
     )
     if args.json:
         print(json.dumps(result.as_json(), indent=2))

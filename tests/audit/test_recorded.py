@@ -76,6 +76,30 @@ async def test_searches_record_the_query_and_the_hit_count(app, client, token_fo
     assert [e.details["hits"] for e in found] == [total, resp.json()["total"]]
 
 
+async def test_a_searched_address_is_masked_in_the_entry(app, client, token_for) -> None:
+    # The trail must not become the place personal data survives: a reader who searches
+    # for someone's address leaves "[EMAIL]" behind, not the address.
+    reader = await token_for("cases:read")
+    address = f"jane.roe.{secrets.token_hex(3)}@example.org"
+    data(await gql(client, reader, SEARCH, {"q": f"leak {address}"}))
+    resp = await client.get(
+        "/search/v1/cases", params={"q": f"leak {address}"}, headers=auth_header(reader)
+    )
+    assert resp.status_code == 200
+    queries = [e.details["query"] for e in await entries(app, action="cases.search")]
+    assert queries.count("leak [EMAIL]") == 2
+    assert not [q for q in queries if address in (q or "")]
+
+
+async def test_rest_similar_records_the_cases_it_names(app, client, token_for) -> None:
+    writer, reader = await token_for("cases:ingest cases:read"), await token_for("cases:read")
+    case_ids = await ingest_corpus(client, writer, 5)
+    resp = await client.get(f"/search/v1/cases/{case_ids[0]}/similar", headers=auth_header(reader))
+    assert resp.status_code == 200
+    [entry] = await entries(app, action="cases.similar", target=f"case:{case_ids[0]}")
+    assert entry.details["ids"] == [h["id"] for h in resp.json()["hits"]]
+
+
 async def test_token_issuance_and_refusal(app, client) -> None:
     auth = app.state.auth
     async with app.state.db.transaction() as s:

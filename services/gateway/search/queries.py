@@ -24,6 +24,7 @@ from services.gateway.search.types import (
     SearchResults,
     SearchSuggestion,
 )
+from services.governance.redaction.service import mask_text
 from services.search.hydration import hit_cases
 from services.search.request import Heatmap, SearchFilter
 from shared.audit import audit
@@ -101,7 +102,11 @@ class SearchQuery:
             ctx.principal,
             "cases.search",
             None,
-            details={"query": query, "hits": result.total, "ids": [h.id for h in result.hits]},
+            details={
+                "query": mask_text(query) if query else query,
+                "hits": result.total,
+                "ids": [h.id for h in result.hits],
+            },
             read=True,
         )
         # One query for every hit's case (visibility applied again) with its model, version,
