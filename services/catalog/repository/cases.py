@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import bindparam, exists, func, or_, select, update
 
 from services.catalog.models import (
@@ -23,7 +22,6 @@ from services.catalog.repository.base import RepositoryBase, copy_records, newes
 from services.catalog.repository.visibility import visible_in, visible_to
 from services.catalog.schemas import CaseFilter
 from shared.chunks import chunks
-from shared.db import driver_connection
 from shared.ids import new_id
 from shared.security import Principal
 from shared.visibility import Visibility
@@ -197,18 +195,6 @@ class CaseQueries(RepositoryBase):
             )
             out.update({(s, e): (i, h) for s, e, i, h in rows if (s, e) in wanted})
         return out
-
-    async def _sqlite_in(self, statement: str, values: Sequence[str]) -> list[tuple[Any, ...]]:
-        """An ingest lookup on SQLite: the values as ONE JSON array parameter (json_each),
-        sent straight to the driver. SQLAlchemy's expanding IN renders and processes one
-        bound parameter per value on every call, which cost as much as a tenth of a batch's
-        whole CPU time; the plain strings read back need none of its result processing."""
-        async with driver_connection(self.session) as raw:
-            cursor = await raw.execute(statement, (orjson.dumps(list(values)).decode(),))
-            try:
-                return list(await cursor.fetchall())
-            finally:
-                await cursor.close()
 
     async def insert_cases(self, rows: list[dict[str, Any]]) -> set[str]:
         """Insert, skipping rows another writer stored first; returns the ids really stored."""
