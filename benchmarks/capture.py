@@ -188,33 +188,52 @@ class DictCopy:
         return dict(fields)
 
 
-def raw_rate(server: Server, cases: list[dict[str, Any]], batch: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): on a shared machine the
+    steadier figure of what a side costs, beside its wall-clock rate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raw_rate(server: Server, cases: list[dict[str, Any]], batch: int) -> tuple[float, float]:
+    """cases/s of the bulk route, and the server process's CPU time per case (us)."""
     bodies = [json.dumps(cases[i : i + batch]).encode() for i in range(0, len(cases), batch)]
     headers = {"Authorization": f"Bearer {server.token()}", "Content-Type": "application/json"}
     created = 0
+    assert server.proc is not None
     with httpx.Client(base_url=server.base, headers=headers, timeout=300) as http:
+        cpu_start = cpu_seconds(server.proc.pid)
         start = time.perf_counter()
         for body in bodies:
             resp = http.post("/catalog/v1/cases:bulk", content=body)
             resp.raise_for_status()
             created += resp.json()["counts"]["created"]
         elapsed = time.perf_counter() - start
+        cpu = cpu_seconds(server.proc.pid) - cpu_start
     assert created == len(cases), f"raw: created {created} of {len(cases)}"
-    return len(cases) / elapsed
+    return len(cases) / elapsed, cpu / len(cases) * 1e6
 
 
 def sustained(
     server: Server, cases: list[dict[str, Any]], batch: int, cpu: list[int]
-) -> tuple[float, list[int]]:
+) -> tuple[float, list[int], tuple[float, float]]:
+    """cases/s, each capture()'s wall time, and the CPU time per case (us) of the server
+    process and of this (the client's) process: their sum against the cores there are is
+    the ceiling of the two together."""
     client = Client(*server.creds(), queue_size=len(cases) + 1, batch_size=batch)
+    assert server.proc is not None
+    server_cpu, client_cpu = cpu_seconds(server.proc.pid), time.process_time()
     start = time.perf_counter()
     costs = timed_captures(client, cases, cpu=cpu)
     assert client.flush(900), client.stats()
     elapsed = time.perf_counter() - start
+    server_cpu = cpu_seconds(server.proc.pid) - server_cpu
+    client_cpu = time.process_time() - client_cpu
     stats = client.stats()
     client.close()
     assert stats["sent"] == len(cases), stats
-    return len(cases) / elapsed, costs
+    per_case = (server_cpu / len(cases) * 1e6, client_cpu / len(cases) * 1e6)
+    return len(cases) / elapsed, costs, per_case
 
 
 def down_and_full(tmp: Path, n: int) -> None:
@@ -259,13 +278,13 @@ TIMED_TABLES = ("failure_case", "case_revision", "case_link", "search_outbox")
 REFERENCE_TABLES = ("model", "data_source", "model_version", "failure_group")
 
 
-def sqlite_ceiling(stored: Path, empty: Path, batch: int) -> float:
+def sqlite_ceiling(stored: Path, empty: Path, batch: int) -> tuple[float, float]:
     """cases/s of sqlite3 itself storing the rows the service stored (cases, revisions,
     links, outbox entries, read back from `stored`) into the same tables of `empty` (a fresh
     database at the same migration, same pragmas): one executemany per table per batch of
     `batch` cases, one transaction per batch as the service commits each request. Models,
     sources, versions and groups are loaded first, untimed (as the Postgres COPY ceiling of
-    benchmarks/ingest.py does)."""
+    benchmarks/ingest.py does). Returns cases/s and the CPU time per case (us)."""
     src = sqlite3.connect(stored)
     dst = sqlite3.connect(empty, isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
@@ -294,15 +313,15 @@ def sqlite_ceiling(stored: Path, empty: Path, batch: int) -> float:
     chunks = [order[i : i + batch] for i in range(0, len(order), batch)]
     work = [[[r for cid in ids for r in data[t].get(cid, ())] for t in TIMED_TABLES]
             for ids in chunks]  # fmt: skip
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for tables in work:
         dst.execute("BEGIN")
         for table, rows in zip(TIMED_TABLES, tables, strict=True):
             insert(table, rows)
         dst.execute("COMMIT")
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     dst.close()
-    return len(order) / elapsed
+    return len(order) / elapsed, cpu / len(order) * 1e6
 
 
 # ---- the client's own ceiling -------------------------------------------------------------
@@ -457,20 +476,29 @@ def main() -> None:
         tmp = Path(name)
         # Each measurement on a fresh server: SQLite slows down as it grows.
         with running(tmp, "raw") as server:
-            raw = raw_rate(server, CaseGenerator(seed=3).batch(args.cases), args.batch)
-        print(f"server bulk route, raw ({args.batch}/request):  {raw:8.0f} cases/s")
+            raw, raw_cpu = raw_rate(server, CaseGenerator(seed=3).batch(args.cases), args.batch)
+        print(f"server bulk route, raw ({args.batch}/request):  {raw:8.0f} cases/s, "
+              f"server CPU {raw_cpu:.0f} us/case")  # fmt: skip
         (tmp / "engine").mkdir()
-        engine = sqlite_ceiling(server.data_dir / "catalog.db",
-                                Server(tmp / "engine" / ".failcat").data_dir / "catalog.db",
-                                args.batch)  # fmt: skip
-        print(f"sqlite3 executemany of the same rows:     {engine:8.0f} cases/s "
-              f"(the bulk route is {raw / engine:.2f} of it)")  # fmt: skip
+        engine, engine_cpu = sqlite_ceiling(
+            server.data_dir / "catalog.db",
+            Server(tmp / "engine" / ".failcat").data_dir / "catalog.db",
+            args.batch,
+        )
+        print(f"sqlite3 executemany of the same rows:     {engine:8.0f} cases/s, "
+              f"CPU {engine_cpu:.0f} us/case (the bulk route is {raw / engine:.2f} of it, "
+              f"{engine_cpu / raw_cpu:.2f} in CPU per case)")  # fmt: skip
         with running(tmp, "client") as server:
             cpu: list[int] = []
             cases = CaseGenerator(seed=3).batch(args.cases)
-            rate, costs = sustained(server, cases, args.batch, cpu)
+            rate, costs, (server_cpu, client_cpu) = sustained(server, cases, args.batch, cpu)
         print(f"one Client, capture -> stored:           {rate:8.0f} cases/s "
               f"({rate / raw:.2f} of raw)")  # fmt: skip
+        both = server_cpu + client_cpu
+        print(f"  CPU per case: server {server_cpu:.0f} us + client {client_cpu:.0f} us = "
+              f"{both:.0f} us: at most {os.cpu_count() or 1} x 1e6 / {both:.0f} = "
+              f"{(os.cpu_count() or 1) * 1e6 / both:,.0f} cases/s on this machine's "
+              f"{os.cpu_count()} cores if nothing else ran")  # fmt: skip
         print(f"capture() wall, full speed:               {percentiles(costs)}")
         print(f"capture() CPU,  full speed:               {percentiles(cpu)}")
         ceiling, per_case = client_ceiling(CaseGenerator(seed=3).batch(args.cases), args.batch)

@@ -134,13 +134,9 @@ def captured_facts(case: CaseIn, raw: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def prepare(
-    index: int, raw: Any, modes: dict[str, str | None], now: datetime
-) -> Prepared | list[FieldError]:
-    if not isinstance(raw, dict):
-        return [FieldError("$", f"expected a JSON object, got {type(raw).__name__}")]
+def _blob_errors(raw: dict[str, Any]) -> list[FieldError]:
+    """The size and nesting limits of each free-form blob."""
     errors: list[FieldError] = []
-    # Only free-form blobs can nest arbitrarily; every other field has a fixed schema.
     for key in CAPTURED_BLOBS:
         blob = raw.get(key)
         if not isinstance(blob, dict | list):
@@ -157,6 +153,29 @@ def prepare(
             errors.append(
                 FieldError(key, f"JSON nesting deeper than the limit of {L.MAX_JSON_DEPTH}")
             )
+    return errors
+
+
+def prepare(
+    index: int, raw: Any, modes: dict[str, str | None], now: datetime
+) -> Prepared | list[FieldError]:
+    if not isinstance(raw, dict):
+        return [FieldError("$", f"expected a JSON object, got {type(raw).__name__}")]
+    errors: list[FieldError] = []
+    # Only free-form blobs can nest arbitrarily; every other field has a fixed schema.
+    # The four serialized together first: within both limits together (nearly every case),
+    # none can be over either alone, and the per-blob checks (a serialization each) are
+    # skipped. A value orjson cannot write (an integer past 64 bits) takes them too.
+    try:
+        together = orjson.dumps([raw.get(key) for key in CAPTURED_BLOBS])
+    except orjson.JSONEncodeError:
+        together = None
+    if (
+        together is None
+        or len(together) > L.MAX_BLOB_BYTES
+        or together.count(b"{") + together.count(b"[") >= L.MAX_JSON_DEPTH
+    ):
+        errors = _blob_errors(raw)
     # Every error of the item at once: the blob limits, the schema, the taxonomy.
     try:
         case = CaseIn.model_validate(raw)

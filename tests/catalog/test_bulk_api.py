@@ -122,6 +122,27 @@ async def test_deep_nesting_is_an_invalid_item(client, ingest_headers):
     assert "nesting" in out["results"][0]["errors"][0]["message"]
 
 
+async def test_blob_limits_hold_per_blob_not_for_the_blobs_together(client, ingest_headers):
+    """The limits are per blob: blobs each within the size and nesting limits are stored even
+    when together they exceed them (the together-check is only a shortcut), and a blob over
+    a limit is named whichever blobs sit beside it."""
+    cases = unique(aiid_cases(3))
+    half = "y" * (L.MAX_BLOB_BYTES // 2)
+
+    def nested(depth: int) -> dict:
+        return {"n": nested(depth - 1)} if depth > 1 else {}
+
+    big_pair = dict(cases[0], input={"x": half}, prediction={"x": half}, expected=[half])
+    deep_pair = dict(
+        cases[1], input=nested(L.MAX_JSON_DEPTH - 2), signals={"s": nested(L.MAX_JSON_DEPTH - 3)}
+    )
+    over = dict(cases[2], input={"x": half}, prediction=nested(L.MAX_JSON_DEPTH + 1))
+    out = (await client.post(BULK, json=[big_pair, deep_pair, over], headers=ingest_headers)).json()
+    assert [r["status"] for r in out["results"]] == ["created", "created", "invalid"]
+    assert [e["path"] for e in out["results"][2]["errors"]] == ["prediction"]
+    assert "nesting" in out["results"][2]["errors"][0]["message"]
+
+
 async def test_ingest_needs_the_ingest_scope(client, token_for):
     reader = auth_header(await token_for("cases:read"))
     resp = await client.post(BULK, json=unique(aiid_cases(1)), headers=reader)

@@ -278,3 +278,25 @@ async def test_an_empty_batch_answers_nothing_with_or_without_sampling_rules(ses
     assert await service.ingest_cases(session, [], SYSTEM) == []
     [result] = await service.ingest_cases(session, unique(aiid_cases(1)), SYSTEM)
     assert result.status == "created"
+
+
+async def test_a_later_batch_adds_to_its_group_and_widens_its_span(session):
+    """The end-of-batch group upsert adds counts to an existing group and keeps the earliest
+    first_seen and the latest last_seen across batches (both backends' upserts)."""
+    fp = "fp-" + secrets.token_hex(4)
+    first, second = unique(aiid_cases(3)), unique(aiid_cases(2))
+    for c, at in zip(first, ("2026-03-02", "2026-03-03", "2026-03-04"), strict=True):
+        c.update(fingerprint=fp, occurred_at=f"{at}T10:00:00Z")
+    for c, at in zip(second, ("2026-03-01", "2026-03-05"), strict=True):
+        c.update(fingerprint=fp, occurred_at=f"{at}T10:00:00.250000Z")
+    await service.ingest_cases(session, first, SYSTEM)
+    [one] = await service.ingest_cases(session, second[1:], SYSTEM)  # a later last_seen
+    await service.ingest_cases(session, second[:1], SYSTEM)  # an earlier first_seen
+    group = (
+        await session.execute(select(FailureGroup).where(FailureGroup.fingerprint == fp))
+    ).scalar_one()
+    await session.refresh(group)
+    assert group.case_count == 5 and group.sampled_out_count == 0
+    assert group.first_seen.isoformat() == "2026-03-01T10:00:00.250000+00:00"
+    assert group.last_seen.isoformat() == "2026-03-05T10:00:00.250000+00:00"
+    assert one.status == "created"

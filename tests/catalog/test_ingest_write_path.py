@@ -131,3 +131,43 @@ async def test_a_case_stored_meanwhile_is_not_counted_as_stored(session):
     )
     stored = await CatalogRepository(session).insert_cases([clash, fresh])
     assert stored == {fresh["id"]}
+
+
+async def test_duplicate_lookups_find_stored_cases_through_their_indexes(session):
+    """The ingest lookups (by content hash, by idempotency key) answer stored cases and only
+    those; on SQLite, where they send one JSON array parameter, each reads a unique index
+    (no scan of the case table per chunk)."""
+    items = unique(aiid_cases(3))
+    results = await service.ingest_cases(session, items, SYSTEM)
+    repo = CatalogRepository(session)
+    rows = {
+        r.id: r
+        for r in (
+            await session.execute(
+                select(FailureCase.id, FailureCase.content_hash, FailureCase.source_key).where(
+                    FailureCase.id.in_([r.id for r in results])
+                )
+            )
+        ).all()
+    }
+    hashes = {rows[r.id].content_hash: r.id for r in results}
+    assert await repo.ids_by_hash([*hashes, "no-such-hash"]) == hashes
+    keys = [
+        (rows[r.id].source_key, item["external_id"]) for r, item in zip(results, items, strict=True)
+    ]
+    found = await repo.cases_by_external([*keys, (keys[0][0], "no-such-key")])
+    assert found == {
+        key: (r.id, rows[r.id].content_hash) for key, r in zip(keys, results, strict=True)
+    }
+    # Same external id under another source: not a match.
+    assert await repo.cases_by_external([("other-source", keys[0][1])]) == {}
+    assert await repo.ids_by_hash([]) == {} and await repo.cases_by_external([]) == {}
+    if repo.dialect == "sqlite":
+        from services.catalog.repository.cases import _BY_EXTERNAL, _BY_HASH
+
+        for statement in (_BY_HASH, _BY_EXTERNAL):
+            conn = await session.connection()
+            plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", ("[]",))).all()
+            detail = " ".join(str(r[-1]) for r in plan)
+            assert "USING INDEX" in detail or "USING COVERING INDEX" in detail, detail
+            assert "SCAN failure_case" not in detail, detail

@@ -28,6 +28,16 @@ from shared.visibility import Visibility
 from shared.vocabulary import SEVERITIES
 
 T_CASE = FailureCase.__table__
+# The ingest lookups on SQLite (CaseQueries._sqlite_in): both go through a unique index
+# (content_hash; external_id, source_key), checked by tests/catalog/test_ingest_write_path.py.
+_BY_HASH = (
+    "SELECT content_hash, id FROM failure_case "
+    "WHERE content_hash IN (SELECT value FROM json_each(?))"
+)
+_BY_EXTERNAL = (
+    "SELECT source_key, external_id, id, content_hash FROM failure_case "
+    "WHERE external_id IN (SELECT value FROM json_each(?))"
+)
 
 
 _CASE_ID = "visible_case_id"
@@ -154,6 +164,10 @@ class CaseQueries(RepositoryBase):
         return out
 
     async def ids_by_hash(self, hashes: Sequence[str]) -> dict[str, str]:
+        if not hashes:
+            return {}
+        if self.dialect == "sqlite":
+            return dict(await self._sqlite_in(_BY_HASH, hashes))
         out: dict[str, str] = {}
         for chunk in chunks(list(hashes)):
             rows = await self.session.execute(
@@ -171,9 +185,15 @@ class CaseQueries(RepositoryBase):
         through its index, then on the exact pair here (a batch rarely spans more than one
         source). The hash tells a retry (same content) from a reused key (a conflict)."""
         wanted = set(keys)
+        if not wanted:
+            return {}
+        external = sorted({e for _, e in wanted})
+        if self.dialect == "sqlite":
+            rows: Any = await self._sqlite_in(_BY_EXTERNAL, external)
+            return {(s, e): (i, h) for s, e, i, h in rows if (s, e) in wanted}
         out: dict[tuple[str, str], tuple[str, str]] = {}
         c = FailureCase
-        for chunk in chunks(sorted({e for _, e in wanted})):
+        for chunk in chunks(external):
             rows = await self.session.execute(
                 select(c.source_key, c.external_id, c.id, c.content_hash).where(
                     self._in(c.external_id, chunk)

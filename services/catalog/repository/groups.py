@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, select, update
 
 from services.catalog.models import FailureCase, FailureGroup, Model
-from services.catalog.repository.base import RepositoryBase, newest_first
+from services.catalog.repository.base import RepositoryBase, newest_first, sqlite_records
 from services.catalog.repository.visibility import has_visible_case, visible_to
 from services.catalog.schemas import GroupStatus
 from shared.chunks import chunks
+from shared.db import driver_connection
 from shared.security import Principal
 
 # What ingestion writes of a group (its tally), in the order of the array upsert's columns.
@@ -27,6 +28,20 @@ GROUP_UPSERT_COLUMNS = (
     "sampled_out_count",
     "status",
 )
+
+# groups_by_id on SQLite (RepositoryBase._sqlite_in), through the primary key.
+_GROUPS_BY_ID = (
+    "SELECT id, status, resolved_in_version FROM failure_group "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+
+
+class _GroupState(NamedTuple):
+    """What groups_by_id answers per group, as the Postgres path's rows do."""
+
+    id: str
+    status: str
+    resolved_in_version: str | None
 
 
 class GroupQueries(RepositoryBase):
@@ -68,6 +83,9 @@ class GroupQueries(RepositoryBase):
         rows by id: no ORM objects and no locks on the ingestion path."""
         g = FailureGroup
         out: dict[str, Any] = {}
+        if self.dialect == "sqlite" and ids:
+            rows = await self._sqlite_in(_GROUPS_BY_ID, ids)
+            return {r[0]: _GroupState(*r) for r in rows}
         for chunk in chunks(list(ids)):
             rows = await self.session.execute(
                 select(g.id, g.status, g.resolved_in_version).where(self._in(g.id, chunk))
@@ -85,22 +103,20 @@ class GroupQueries(RepositoryBase):
         if self.dialect == "postgresql":
             await self._upsert_groups_unnest(rows)
             return
-        g = FailureGroup.__table__
-        stmt = self._insert(g)
-        if self.dialect == "postgresql":
-            earliest, latest = func.least, func.greatest
-        else:  # SQLite's two-argument min/max are scalar functions
-            earliest, latest = func.min, func.max
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[g.c.id],
-            set_={
-                "case_count": g.c.case_count + stmt.excluded.case_count,
-                "sampled_out_count": g.c.sampled_out_count + stmt.excluded.sampled_out_count,
-                "first_seen": earliest(g.c.first_seen, stmt.excluded.first_seen),
-                "last_seen": latest(g.c.last_seen, stmt.excluded.last_seen),
-            },
+        # SQLite: one executemany on the driver, the values converted as SQLAlchemy's insert
+        # would (sqlite_records) without its per-row parameter processing. Its two-argument
+        # min/max are scalar functions; times are stored as fixed-width text, so they
+        # compare as times.
+        statement, records = sqlite_records(FailureGroup.__table__, rows)
+        statement += (
+            " ON CONFLICT (id) DO UPDATE SET "
+            "case_count = failure_group.case_count + excluded.case_count, "
+            "sampled_out_count = failure_group.sampled_out_count + excluded.sampled_out_count, "
+            "first_seen = min(failure_group.first_seen, excluded.first_seen), "
+            "last_seen = max(failure_group.last_seen, excluded.last_seen)"
         )
-        await self.session.execute(stmt, rows)
+        async with driver_connection(self.session) as raw:
+            await (await raw.executemany(statement, records)).close()
 
     async def _upsert_groups_unnest(self, rows: list[dict[str, Any]]) -> None:
         """The same upsert as one statement over arrays: one row per execution (what an
