@@ -67,3 +67,34 @@ async def test_commit_listeners_hear_recorded_changes_only_after_commit(db):
     async with db.transaction() as s:
         await s.execute(text("SELECT 1"))  # a commit with nothing recorded
     assert heard == [{"ingested": ["a", "b"], "changed": ["c"]}]
+
+
+async def test_a_committed_sqlite_connection_goes_back_without_a_rollback(db, monkeypatch):
+    """The pool rolls back on return only what is still open: after a commit, no trip to
+    aiosqlite's thread for a rollback; a connection returned inside a write transaction it
+    began itself (behind SQLAlchemy's back) is rolled back, its write gone, the file free."""
+    from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection
+
+    rollbacks: list[object] = []
+    rollback = AsyncAdapt_aiosqlite_connection.rollback
+
+    def counted(self):
+        rollbacks.append(self)
+        return rollback(self)
+
+    monkeypatch.setattr(AsyncAdapt_aiosqlite_connection, "rollback", counted)
+    for _ in range(3):
+        async with db.transaction() as s:
+            await s.execute(text("INSERT INTO t (v) VALUES (hex(randomblob(8)))"))
+    assert rollbacks == []
+
+    async with db.engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        await driver.execute("INSERT INTO t (v) VALUES ('uncommitted')")
+        assert driver.in_transaction
+    assert len(rollbacks) == 1
+    async with db.transaction() as s:
+        assert (
+            await s.execute(text("SELECT count(*) FROM t WHERE v = 'uncommitted'"))
+        ).scalar() == 0
+        await s.execute(text("INSERT INTO t (v) VALUES ('next writer')"))
