@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
+from shared import sqlite_onehop
 from shared.errors import BadUserInput, FailcatError, Unavailable
 
 # Constraint names are stable across backends, so migrations can refer to them.
@@ -121,6 +122,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # trip to the driver's thread: `_reset_sqlite` rolls back only what is still open.
         kwargs.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(url, **kwargs)
+        # First: the pragmas below already run through a one-hop cursor (shared.sqlite_onehop).
+        event.listen(engine.sync_engine, "connect", sqlite_onehop.install)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         if kwargs["pool_reset_on_return"] is None:
             event.listen(engine.sync_engine.pool, "reset", _reset_sqlite)
