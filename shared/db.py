@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
+from shared import sqlite_onehop
 from shared.errors import BadUserInput, FailcatError, Unavailable
 
 # Constraint names are stable across backends, so migrations can refer to them.
@@ -80,6 +81,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _reset_sqlite(dbapi_conn: Any, _record: Any, state: Any) -> None:
+    """A pooled SQLite connection checked in: rolled back only if a transaction is still
+    open (aiosqlite's `in_transaction` reads the connection's state without a trip to its
+    thread). An error path that left one open is rolled back exactly as before."""
+    if state.asyncio_safe and dbapi_conn.driver_connection.in_transaction:
+        dbapi_conn.rollback()
+
+
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -108,8 +117,16 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             # would open (a thread, the file, the pragmas) and close a connection.
             kwargs.setdefault("pool_size", 16)
             kwargs.setdefault("max_overflow", 16)
+        # The pool's rollback-on-return runs after every commit too (SQLAlchemy skips it only
+        # when the Connection itself rolled back), and on aiosqlite a rollback is one more
+        # trip to the driver's thread: `_reset_sqlite` rolls back only what is still open.
+        kwargs.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(url, **kwargs)
+        # First: the pragmas below already run through a one-hop cursor (shared.sqlite_onehop).
+        event.listen(engine.sync_engine, "connect", sqlite_onehop.install)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if kwargs["pool_reset_on_return"] is None:
+            event.listen(engine.sync_engine.pool, "reset", _reset_sqlite)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)

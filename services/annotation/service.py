@@ -409,13 +409,19 @@ async def curated_blinded(
 
 
 async def visible_case_for(
-    session: AsyncSession, case_id: str, reader: Principal
+    session: AsyncSession, case_id: str, reader: Principal, read_entry: Any = None
 ) -> tuple[Any, Any, bool]:
     """The visible case (NotFound otherwise), its model, and whether its curated fields are
     blinded for `reader` (as curated_blinded), in one statement: the rule's condition is a
-    column of the case read, so the rule costs a read no query of its own."""
+    column of the case read, so the rule costs a read no query of its own. `read_entry`: as
+    catalog.get_visible_case_and's."""
     case, model, blinded = await catalog.get_visible_case_and(
-        session, case_id, reader, curated_blind_condition, blind_params(reader.subject, FAILCAT)
+        session,
+        case_id,
+        reader,
+        curated_blind_condition,
+        blind_params(reader.subject, FAILCAT),
+        read_entry,
     )
     return case, model, bool(blinded)
 

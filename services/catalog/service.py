@@ -68,7 +68,7 @@ from services.catalog.schemas import (
 )
 from services.catalog.versions import version_key
 from services.catalog.views import PageRelations, PastCase, case_json
-from shared.audit import audit
+from shared.audit import Staged, audit
 from shared.db import utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
@@ -158,13 +158,15 @@ async def get_visible_case_and(
     viewer: Principal,
     also: Callable[[Any], Any],
     params: dict[str, Any],
+    read_entry: Staged | None = None,
 ) -> tuple[FailureCase, Model, Any]:
     """The visible case (NotFound as get_visible_case), its model, and the value of
     `also(case id column)` with `params` bound, all from one statement: a single case's read
     (GraphQL `case(id)`) with another service's per-case condition (the annotation service's
-    blind-read flag) costs one query."""
+    blind-read flag) costs one query. `read_entry` (shared.audit.entry): the read's audit
+    entry, recorded only when the case is found (on Postgres by that same statement)."""
     found = await CatalogRepository(session).visible_case_and(
-        case_id, viewer, also(FailureCase.id), params
+        case_id, viewer, also(FailureCase.id), params, read_entry
     )
     if found is None:
         raise NotFound(f"case {case_id} not found")

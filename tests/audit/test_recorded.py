@@ -4,10 +4,12 @@ answer arrives (read right after the response, without waiting)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from services.audit.models import AuditEntry
 from shared.audit import GENESIS, chain
@@ -54,6 +56,48 @@ async def test_a_case_read_is_stored_before_its_answer(app, client, token_for) -
     resp = await client.get(f"/catalog/v1/cases/{case_id}", headers=auth_header(reader))
     assert resp.status_code == 200
     assert len(await entries(app, target=f"case:{case_id}", action="case.read")) == 2
+
+
+async def test_a_case_read_carries_its_entry_in_its_own_statement(app, client, token_for):
+    """Postgres: case(id) is one statement, the read with its entry (no append at commit),
+    and the entry chains; a restricted case read by an internal reader runs the same
+    statement, answers NOT_FOUND and appends nothing. SQLite stages the entry as before."""
+    writer = await token_for("cases:ingest cases:read", clearance="restricted")
+    [open_id] = await ingest_corpus(client, writer, 1)
+    [hidden_id] = await ingest_corpus(client, writer, 1, sensitivity="restricted")
+    reader = await token_for("cases:read")
+    postgres = app.state.db.dialect == "postgresql"
+    with counting(app.state.db.engine) as statements:
+        assert data(await gql(client, reader, CASE, {"id": open_id}))["case"]["id"] == open_id
+    appends = [s for s in statements if "audit_log" in s]
+    if postgres:
+        [one] = appends
+        assert "audit_appended" in one and "FROM failure_case JOIN model" in one
+    [entry] = await entries(app, target=f"case:{open_id}", action="case.read")
+    [before] = await entries(app, seq=entry.seq - 1)
+    assert entry.hash == chain(before.hash, entry.model_dump())
+    with counting(app.state.db.engine) as statements:
+        assert codes(await gql(client, reader, CASE, {"id": hidden_id})) == ["NOT_FOUND"]
+    if postgres:
+        [one] = [s for s in statements if "audit_log" in s]
+        assert "audit_appended" in one
+    assert await entries(app, target=f"case:{hidden_id}", action="case.read") == []
+
+
+@contextlib.contextmanager
+def counting(engine: Any) -> Iterator[list[str]]:
+    """The statements this process sends through SQLAlchemy meanwhile (background jobs'
+    too: the callers pick theirs out)."""
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
 
 
 async def test_a_refused_read_records_no_read(app, client, token_for) -> None:

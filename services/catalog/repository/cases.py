@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, literal_column, or_, select, update
 
 from services.catalog.models import (
     CaseLink,
@@ -21,6 +21,7 @@ from services.catalog.models import (
 from services.catalog.repository.base import RepositoryBase, copy_records, newest_first
 from services.catalog.repository.visibility import visible_in, visible_to
 from services.catalog.schemas import CaseFilter
+from shared.audit import Staged, folds_reads, read_entry_ctes, read_entry_params, stage
 from shared.chunks import chunks
 from shared.ids import new_id
 from shared.security import Principal
@@ -44,21 +45,28 @@ _CASE_ID = "visible_case_id"
 
 
 @functools.lru_cache(maxsize=512)
-def _case_and_statement(visibility: Visibility, column: Any) -> Any:
+def _case_and_statement(visibility: Visibility, column: Any, audited: bool = False) -> Any:
     """The single-case read of `visible_case_and`, one object per caller's view (team and
-    clearance, whose values it holds) and extra column: the case id is its only bound value,
-    so SQLAlchemy's cache key (memoized on the statement) is computed once, not per read; a
-    bigger statement (the blind-read column's four subqueries) made that walk most of the
-    read's own cost."""
-    return (
+    clearance, whose values it holds), extra column and audit: the case id (and the entry's
+    values) are its only bound values, so SQLAlchemy's cache key (memoized on the statement)
+    is computed once, not per read; a bigger statement (the blind-read column's four
+    subqueries) made that walk most of the read's own cost. `audited`: the read's audit
+    entry is appended by this statement (shared.audit.read_entry_ctes), when the case is
+    visible, instead of by one more at commit."""
+    where = (
+        FailureCase.id == bindparam(_CASE_ID),
+        *visible_in(visibility),
+        FailureCase.purged_at.is_(None),  # a tombstone is no live case (RETENTION.md)
+    )
+    stmt = (
         select(FailureCase, Model, column)
         .join(Model, Model.id == FailureCase.model_id)
-        .where(
-            FailureCase.id == bindparam(_CASE_ID),
-            *visible_in(visibility),
-            FailureCase.purged_at.is_(None),  # a tombstone is no live case (RETENTION.md)
-        )
+        .where(*where)
     )
+    if audited:
+        visible = select(literal_column("1")).select_from(T_CASE).where(*where).correlate(None)
+        stmt = stmt.add_cte(*read_entry_ctes(visible.exists()))
+    return stmt
 
 
 class CaseQueries(RepositoryBase):
@@ -80,13 +88,27 @@ class CaseQueries(RepositoryBase):
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def visible_case_and(
-        self, case_id: str, viewer: Principal, column: Any, params: dict[str, Any]
+        self,
+        case_id: str,
+        viewer: Principal,
+        column: Any,
+        params: dict[str, Any],
+        read_entry: Staged | None = None,
     ) -> tuple[FailureCase, Model, Any] | None:
         """`visible_case` (tombstones excluded), its model and one more value, in the same
-        statement."""
-        stmt = _case_and_statement(Visibility.of(viewer), column)
-        row = (await self.session.execute(stmt, {**params, _CASE_ID: case_id})).one_or_none()
-        return None if row is None else (row[0], row[1], row[2])
+        statement; with `read_entry`, the read's audit entry is recorded when the case is
+        found: in the same statement on Postgres, staged for the commit elsewhere."""
+        folded = read_entry is not None and folds_reads(self.session)
+        stmt = _case_and_statement(Visibility.of(viewer), column, folded)
+        values = {**params, _CASE_ID: case_id}
+        if folded:
+            values.update(read_entry_params(read_entry))
+        row = (await self.session.execute(stmt, values)).one_or_none()
+        if row is None:
+            return None
+        if read_entry is not None and not folded:
+            stage(self.session, read_entry)
+        return (row[0], row[1], row[2])
 
     async def get_cases(
         self, ids: Sequence[str], viewer: Principal, *, tombstones: bool = False

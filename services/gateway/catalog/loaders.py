@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
@@ -78,15 +79,48 @@ def _windowed(
 
 
 class CatalogLoaders:
+    """The request's loaders, each built on first use: a request reads a few of them (a
+    case(id) only the model's), and building all of them was a cost of every request."""
+
     def __init__(self, ctx: Context) -> None:
-        self.model = _by_id(service.models_by_id, ctx)
-        self.model_version = _by_id(service.model_versions_by_id, ctx)
-        self.data_source = _by_id(service.data_sources_by_id, ctx)
-        self.group = _by_id(service.groups_by_id, ctx)
-        self.links = _many(service.links_of, ctx)
-        self.revisions = _many(service.revisions_of, ctx)
-        self.last_revision = _by_id(service.last_revisions_of, ctx, key="case_id")
-        self.versions_of_model = _many(service.versions_of_models, ctx, key="model_id")
+        self._ctx = ctx
+
+    @cached_property
+    def model(self) -> Loader:
+        return _by_id(service.models_by_id, self._ctx)
+
+    @cached_property
+    def model_version(self) -> Loader:
+        return _by_id(service.model_versions_by_id, self._ctx)
+
+    @cached_property
+    def data_source(self) -> Loader:
+        return _by_id(service.data_sources_by_id, self._ctx)
+
+    @cached_property
+    def group(self) -> Loader:
+        return _by_id(service.groups_by_id, self._ctx)
+
+    @cached_property
+    def links(self) -> Loader:
+        return _many(service.links_of, self._ctx)
+
+    @cached_property
+    def revisions(self) -> Loader:
+        return _many(service.revisions_of, self._ctx)
+
+    @cached_property
+    def last_revision(self) -> Loader:
+        return _by_id(service.last_revisions_of, self._ctx, key="case_id")
+
+    @cached_property
+    def versions_of_model(self) -> Loader:
+        return _many(service.versions_of_models, self._ctx, key="model_id")
+
+    @cached_property
+    def case(self) -> Loader:
+        """Visibility applies here too: a hit the caller may not see loads as null."""
+        ctx = self._ctx
 
         async def cases(ids: list[str]) -> list[Any]:
             rows = {
@@ -95,11 +129,17 @@ class CatalogLoaders:
             }
             return [rows.get(i) for i in ids]
 
-        # Visibility applies here too: a hit the caller may not see loads as null.
-        self.case = Loader(load_fn=cases)
-        # Keyed (id, window hours): one query set per window the request asks for.
-        self.context_events = _windowed(service.preceding_events, ctx, empty=list)
-        self.started_after = _windowed(
+        return Loader(load_fn=cases)
+
+    # Keyed (id, window hours): one query set per window the request asks for.
+    @cached_property
+    def context_events(self) -> Loader:
+        return _windowed(service.preceding_events, self._ctx, empty=list)
+
+    @cached_property
+    def started_after(self) -> Loader:
+        ctx = self._ctx
+        return _windowed(
             lambda session, ids, window: service.started_after(session, ids, ctx.principal, window),
             ctx,
         )

@@ -37,7 +37,7 @@ from services.gateway.catalog.types import (
 )
 from services.gateway.pagination import check_page_size
 from services.gateway.permissions import scoped
-from shared.audit import audit
+from shared.audit import audit, entry
 from shared.security import Scope
 
 
@@ -89,20 +89,20 @@ class CatalogQuery:
         self, info: Info, id: strawberry.ID, as_of: datetime | None = None
     ) -> FailureCase:
         session = await info.context.session()
+        principal = info.context.principal
         if as_of is None:
             # The model and the blind-read rule's flag come with the row: the model and the
             # curated fields read them from their loaders' caches, not in queries of their own.
+            # The read's entry too (in the same statement on Postgres), committed with the
+            # request's transaction, before the answer is sent.
             case, model, blinded = await annotation.visible_case_for(
-                session, str(id), info.context.principal
+                session, str(id), principal, entry(principal, "case.read", f"case:{id}", read=True)
             )
             info.context.loaders.model.prime(model.id, model)
             annotation_loaders(info.context).curated_hidden.prime(case.id, blinded)
-        else:
-            case = PastCaseRow(
-                await service.get_case_as_of(session, str(id), info.context.principal, as_of)
-            )
-        # Committed with the request's transaction, before the answer is sent.
-        audit(session, info.context.principal, "case.read", f"case:{id}", read=True)
+            return case
+        case = PastCaseRow(await service.get_case_as_of(session, str(id), principal, as_of))
+        audit(session, principal, "case.read", f"case:{id}", read=True)
         return case
 
     @strawberry.field(permission_classes=scoped(Scope.CASES_READ))
