@@ -252,9 +252,10 @@ def folds_reads(session: AsyncSession | Session) -> bool:
     return sync.get_bind().dialect.name == "postgresql" and getattr(sync, "audit_reads", True)
 
 
-def read_entry_ctes(condition: Any) -> tuple[Any, Any]:
+def read_entry_ctes(condition: Any | None) -> tuple[Any, Any]:
     """The head's move and the entry's insert, appended when `condition` (an EXISTS on the
-    read's row) holds; the entry's values are bound as `read_entry_params` names them."""
+    read's row) holds, or always when it is None (a search's entry: `take_along`); the
+    entry's values are bound as `read_entry_params` names them."""
     from sqlalchemy import (
         DateTime,
         String,
@@ -280,7 +281,7 @@ def read_entry_ctes(condition: Any) -> tuple[Any, Any]:
     )
     moved = (
         head.update()
-        .where(head.c.id == 1, condition)
+        .where(head.c.id == 1, *([] if condition is None else [condition]))
         .values(
             seq=head.c.seq + 1,
             hash=func.encode(func.sha256(prefix.op("||")(rest)), literal_column("'hex'")),
@@ -308,6 +309,19 @@ def read_entry_ctes(condition: Any) -> tuple[Any, Any]:
 def read_entry_params(staged: Staged) -> dict[str, Any]:
     """The values `read_entry_ctes` binds, for one entry."""
     return _one_pg_params(staged, READ_PARAM)
+
+
+def take_along(session: AsyncSession | Session) -> dict[str, Any] | None:
+    """When `session` (on Postgres) has exactly one entry staged (a search's): unstage it and
+    return the values with which `read_entry_ctes(None)`, added to the next statement, append
+    it in that statement's round trip. None otherwise: the entries are appended at commit, as
+    always (and a read's entry where reads are not audited is dropped there)."""
+    sync = getattr(session, "sync_session", session)
+    staged: list[Staged] | None = sync.info.get(STAGED)
+    if not staged or len(staged) != 1 or not folds_reads(sync):
+        return None
+    [entry] = sync.info.pop(STAGED)
+    return read_entry_params(entry)
 
 
 @functools.lru_cache(maxsize=64)
@@ -409,59 +423,3 @@ def _append_one_sqlite(session: Session, entry: Staged) -> None:
         rest,
     )
     _await(driver.execute_fetchall(_INSERT_ONE_SQLITE, row))
-
-
-# ---- one entry riding along a read's statement (Postgres) ----------------------------------
-# A read whose only write is its own audit entry (a search) pays a round trip for the entry
-# at commit. On Postgres the same append (_PG_APPEND_ONE's: the head moved and the hash
-# chained by the database, the row inserted) can instead be two data-modifying CTEs of the
-# read's statement: the entry and the read travel together, in the read's transaction, and a
-# rollback still drops it. Built once; the values are bound per execution.
-_ALONG_HEAD = "audit_head_moved"
-
-
-@functools.cache
-def along_ctes() -> tuple[Any, Any]:
-    from sqlalchemy import column
-
-    head = (
-        text(
-            "UPDATE audit_head SET seq = seq + 1, hash = encode(sha256("
-            "convert_to(hash || '[' || (seq + 1)::text || ',', 'UTF8') || :audit_rest), 'hex') "
-            "WHERE id = 1 RETURNING seq, hash"
-        )
-        .columns(column("seq"), column("hash"))
-        .cte(_ALONG_HEAD)
-    )
-    values = ", ".join(
-        "CAST(:audit_details AS JSONB)" if c == "details" else f":audit_{c}" for c in FIELDS[1:]
-    )
-    appended = (
-        text(
-            f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) SELECT {_ALONG_HEAD}.seq, {values}, "
-            f"{_ALONG_HEAD}.hash FROM {_ALONG_HEAD} RETURNING seq"
-        )
-        .columns(column("seq"))
-        .cte("audit_appended")
-    )
-    return head, appended
-
-
-def take_along(session: AsyncSession | Session) -> dict[str, Any] | None:
-    """When `session` (on Postgres) has exactly one entry staged: unstage it and return the
-    parameters with which `along_ctes()`, added to the next statement (`add_cte`), append
-    it. None otherwise (the entries are then appended at commit, as always). An entry of a
-    read where reads are not audited (the cost benchmark) is dropped as append_staged would."""
-    sync = session.sync_session if hasattr(session, "sync_session") else session
-    staged: list[Staged] | None = sync.info.get(STAGED)
-    if not staged or len(staged) != 1 or sync.get_bind().dialect.name != "postgresql":
-        return None
-    if staged[0].read and not getattr(sync, "audit_reads", True):
-        return None  # append_staged drops it at commit
-    [entry] = sync.info.pop(STAGED)
-    values = _values(0, entry)
-    params = {f"audit_{name}": value for name, value in zip(FIELDS[1:9], values[1:9], strict=True)}
-    details = values[9]
-    params["audit_details"] = None if details is None else orjson.dumps(details).decode()
-    params["audit_rest"] = canonical_values(values)[len(b"[0,") :]
-    return params

@@ -66,7 +66,7 @@ def _statement(viewer: Principal, links: bool, along: bool) -> Select[Any]:
             _STATEMENTS.clear()
         stmt = _build(viewer, links)
         if along:
-            stmt = stmt.add_cte(*audit.along_ctes())
+            stmt = stmt.add_cte(*audit.read_entry_ctes(None))
         _STATEMENTS[key] = stmt
     return stmt
 
