@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from services.search.backends.base import Progress
-from services.search.backends.embedded import aggregations
+from services.search.backends.embedded import aggregations, counts
 from services.search.backends.embedded.compiler import Compiler, Sql
 from services.search.backends.embedded.layout import (
     HL_CLOSE,
@@ -43,7 +43,16 @@ from services.search.request import (
 )
 
 # Every table any layout made (older ones included): an outdated file loses them all.
-_TABLES = ("doc_fts", "doc_plain", "doc", "doc_text", "doc_tag", "doc_kw", "doc_env")
+_TABLES = (
+    "doc_fts",
+    "doc_plain",
+    "doc",
+    "doc_text",
+    "doc_tag",
+    "doc_kw",
+    "doc_env",
+    "doc_count",
+)
 
 
 # A matching set under 1 in PAGE_WALK of the index is sorted for its page; a denser one is
@@ -184,6 +193,10 @@ class EmbeddedBackend:
         texts = [self.compiler.fts_expr(t) for t in positive_text(req.query)]
         score_expr = " OR ".join(t for t in texts if t) or None
         scored = req.sort == "relevance" and score_expr is not None
+        if not scored and (req.facets or req.histogram or req.heatmap):
+            counted = counts.answer(conn, self.compiler, req)
+            if counted is not None:
+                return self._counted(conn, req, counted, where, params, score_expr)
         dense = False
         index_only = (
             not scored and bool(req.facets or req.histogram) and not req.heatmap
@@ -242,6 +255,30 @@ class EmbeddedBackend:
                 else []
             ),
             heatmap=aggregations.heatmap(conn, self.compiler, req) if req.heatmap else [],
+            has_more=has_more,
+        )
+
+    def _counted(
+        self,
+        conn: sqlite3.Connection,
+        req: SearchRequest,
+        counted: counts.Counted,
+        where: str,
+        params: list[Any],
+        score_expr: str | None,
+    ) -> SearchResult:
+        """The aggregations from the kept counts (counts.py); the page reads doc in sort
+        order, as an unfiltered search's does."""
+        hits, has_more, by_pk = self._hits(conn, req, False, "", where, params)
+        if req.highlight and score_expr and hits:
+            self._highlights(conn, score_expr, by_pk)
+        return SearchResult(
+            hits=hits,
+            total=min(counted.total, TOTAL_EXACT_UP_TO),
+            total_is_lower_bound=counted.total > TOTAL_EXACT_UP_TO,
+            facets=counted.facets,
+            histogram=counted.histogram,
+            heatmap=counted.heatmap,
             has_more=has_more,
         )
 

@@ -26,6 +26,18 @@ VISIBILITY_COLUMNS = ("sensitivity", "team")
 # replaces them all), so a facet over a list walks this index alone when a search tests
 # nothing but visibility (aggregations.facet).
 KW_FACET_INDEX = "ix_doc_kw_facet"
+# Counts maintained as the index is written (doc_count): per counted key and visibility
+# bucket (sensitivity, team), how many documents have each value. A search whose only
+# condition is visibility sums the reader's visible buckets instead of walking an index of
+# 100,000 rows (aggregations.counted). The triggers that keep them run inside the writing
+# statement, so a count can never disagree with the rows a reader's snapshot holds.
+COUNT_TABLE = "doc_count"
+# The key of every document's count (the total), and of its day of occurrence (histograms).
+COUNT_ALL, COUNT_DAY = "@all", "@day"
+DAY_MS = 86_400_000
+# Two-value keys, counted for the dashboard's charts: the heatmap of versions by failure
+# mode, and the series of each severity by day. `x@y` holds (x's value, y's value).
+COUNTED_PAIRS = (("model_version", "failure_mode"), ("severity", COUNT_DAY))
 # Words as stemmed (English, as OpenSearch's analyzer), and as written (prefix searches:
 # `injectio*` must find "injection", whose stem is "inject"). detail=column: a prefix needs
 # no positions, only which column holds the word.
@@ -48,6 +60,15 @@ class Layout:
         self.numbers = tuple(f.name for f in schema.of(Kind.NUMBER))
         self.lists = tuple(f.name for f in schema.list_keywords)
         self.map = schema.map.name if schema.map else None
+        # The facets counted in doc_count (a map's keys are not: they are the caller's).
+        self.counted = tuple(f.name for f in schema.scalar_keywords if f.facet)
+        self.counted_lists = tuple(f.name for f in schema.list_keywords if f.facet)
+        self.counts_days = "occurred_at" in self.dates
+        self.pairs = tuple(
+            (x, y)
+            for x, y in COUNTED_PAIRS
+            if x in self.counted and (y in self.counted or (y == COUNT_DAY and self.counts_days))
+        )
         self.columns = (
             "id",
             "revision",
@@ -59,6 +80,51 @@ class Layout:
         )
 
     # ---- DDL --------------------------------------------------------------------------------
+
+    def _counted_values(self, row: str) -> str:
+        """(key, value, value2) of a doc row, for every count it adds to (NULLs skipped)."""
+        day = f"{row}.occurred_at - ((({row}.occurred_at % {DAY_MS}) + {DAY_MS}) % {DAY_MS})"
+        expr = {COUNT_DAY: day, **{c: f"{row}.{c}" for c in self.counted}}
+        values = [f"('{COUNT_ALL}', '', '')"]
+        values += [f"('{c}', {expr[c]}, '')" for c in self.counted]
+        if self.counts_days:
+            values.append(f"('{COUNT_DAY}', {day}, '')")
+        values += [f"('{x}@{y}', {expr[x]}, {expr[y]})" for x, y in self.pairs]
+        return ", ".join(values)
+
+    def _count(self, row: str, sign: str) -> str:
+        vis = f"coalesce({row}.sensitivity, ''), coalesce({row}.team, '')"
+        return (
+            f"INSERT INTO {COUNT_TABLE} (key, value, value2, sensitivity, team, n) "
+            f"SELECT column1, column2, column3, {vis}, {sign}1 "
+            f"FROM (VALUES {self._counted_values(row)}) "
+            "WHERE column2 IS NOT NULL AND column3 IS NOT NULL "
+            "ON CONFLICT DO UPDATE SET n = n + excluded.n;"
+        )
+
+    def _count_kw(self, row: str, sign: str) -> str:
+        fields = ", ".join(f"'{f}'" for f in self.counted_lists) or "NULL"
+        return (
+            f"INSERT INTO {COUNT_TABLE} (key, value, value2, sensitivity, team, n) "
+            f"SELECT {row}.field, {row}.value, '', coalesce({row}.sensitivity, ''), "
+            f"coalesce({row}.team, ''), {sign}1 WHERE {row}.field IN ({fields}) "
+            "ON CONFLICT DO UPDATE SET n = n + excluded.n;"
+        )
+
+    @cached_property
+    def count_triggers(self) -> dict[str, str]:
+        """name: CREATE TRIGGER statement, of the triggers that keep doc_count."""
+        bodies = {
+            "doc_count_ai": ("INSERT ON doc", self._count("new", "+")),
+            "doc_count_ad": ("DELETE ON doc", self._count("old", "-")),
+            "doc_count_au": ("UPDATE ON doc", self._count("old", "-") + self._count("new", "+")),
+            "doc_kw_count_ai": ("INSERT ON doc_kw", self._count_kw("new", "+")),
+            "doc_kw_count_ad": ("DELETE ON doc_kw", self._count_kw("old", "-")),
+        }
+        return {
+            name: f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} BEGIN {body} END"
+            for name, (event, body) in bodies.items()
+        }
 
     def match_column(self, field: str) -> str:
         """The column a term on a scalar keyword compares with."""
@@ -148,6 +214,10 @@ CREATE TABLE IF NOT EXISTS doc_kw (
     PRIMARY KEY (field, folded, pk, value)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_doc_kw_pk ON doc_kw (pk, field);
 CREATE INDEX IF NOT EXISTS {KW_FACET_INDEX} ON doc_kw (field, value, {vis});
+CREATE TABLE IF NOT EXISTS {COUNT_TABLE} (
+    key TEXT NOT NULL, value NOT NULL, value2 NOT NULL, sensitivity TEXT NOT NULL,
+    team TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (key, value, value2, sensitivity, team)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS doc_env (
     fkey TEXT NOT NULL, fvalue TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     pk INTEGER NOT NULL, PRIMARY KEY (fkey, fvalue, pk, key, value)) WITHOUT ROWID;
@@ -164,6 +234,7 @@ CREATE TRIGGER IF NOT EXISTS doc_text_ai AFTER INSERT ON doc_text BEGIN
     {self._fts_insert()}
 END;
 {self.text_delete_trigger};
+{";".join(self.count_triggers.values())};
 CREATE TRIGGER IF NOT EXISTS doc_text_au AFTER UPDATE ON doc_text BEGIN
     {self._fts_delete()}
     {self._fts_insert()}
@@ -172,7 +243,7 @@ END;
 
     @cached_property
     def tables(self) -> tuple[str, ...]:
-        return ("doc", "doc_text", "doc_kw", "doc_env")
+        return ("doc", "doc_text", "doc_kw", "doc_env", COUNT_TABLE)
 
     @cached_property
     def fingerprint(self) -> int:

@@ -100,12 +100,17 @@ class Writer:
         # asked to remove rows one by one (or rows it no longer holds).
         for fts in FTS_TABLES:
             await conn.execute(f"INSERT INTO {fts}({fts}) VALUES ('delete-all')")
-        await conn.execute("DROP TRIGGER doc_ad")
-        await conn.execute("DROP TRIGGER doc_text_ad")
+        # The counts too: they are emptied with the rest (doc_count is one of the tables),
+        # not decremented row by row.
+        counts = self.layout.count_triggers
+        for trigger in ("doc_ad", "doc_text_ad", *counts):
+            await conn.execute(f"DROP TRIGGER {trigger}")
         for table in self.layout.tables:
             await conn.execute(f"DELETE FROM {table}")
         await conn.execute(self.layout.delete_trigger)
         await conn.execute(self.layout.text_delete_trigger)
+        for create in counts.values():
+            await conn.execute(create)
         async for batch in batches:
             await self.index(conn, batch)
             done += len(batch)
