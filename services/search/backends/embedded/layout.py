@@ -255,6 +255,15 @@ END;
         """Index columns, then the visibility columns not among them."""
         return (*columns, *(c for c in VISIBILITY_COLUMNS if c not in columns))
 
+    def sort_index(self, key: str | None) -> str | None:
+        """The index that holds doc in the order of a sort key's expression (the first one
+        the sort orders by), if one does: the id's unique index, or a date's."""
+        if key == "d.id":
+            return "sqlite_autoindex_doc_1"  # UNIQUE (id): SQLite's name for it
+        if key is not None and key.startswith("d.") and key[2:] in self.dates:
+            return f"ix_doc_{key[2:]}"
+        return None
+
     def facet_index(self, field: str) -> tuple[str, str] | None:
         """(index, GROUP BY) that count a scalar keyword facet in index order, without a sort:
         the stored spelling decides the folded copy, so grouping by both makes the same
