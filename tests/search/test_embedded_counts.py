@@ -6,9 +6,11 @@ rebuild; and under an exclusion (the blind-read guard's `-blinded:<me>`)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from services.search.backends.embedded import counts
+from services.search.fields import fold
 from services.search.query import MatchAll, Not, Term, parse
 from services.search.request import Heatmap, SearchRequest, Visibility
 from shared.security import Principal, Sensitivity
@@ -79,6 +81,37 @@ async def _assert_counted_like_the_oracle(
                     assert all(b.value.endswith("T00:00:00.000Z") for b in res.histogram)
 
 
+async def _assert_cell_facets_like_the_oracle(
+    backend, docs: list[dict[str, Any]], query: Any, unseen: frozenset[str] = frozenset()
+) -> None:
+    """A heatmap cell's search: a version and a failure mode selected. Each one's own facet
+    (over the other selection alone) comes from the pair counts."""
+    prepared = [d for d in oracle.prepare(docs) if d["id"] not in unseen]
+    pairs = Counter(
+        (d["model_version"], d["failure_mode"])
+        for d in prepared
+        if d.get("model_version") and d.get("failure_mode")
+    )
+    (version, mode), _ = pairs.most_common(1)[0]
+    selections = {"model_version": (fold(version),), "failure_mode": (fold(mode),)}
+    for vis in (EVERYONE, INTERNAL, NLP_TEAM):
+        req = SearchRequest(
+            vis, query, selections=selections, facets=(*HEATMAP, "severity"), facet_size=50
+        )
+        for field in HEATMAP:
+            found = await backend.pool.read(
+                lambda conn, field=field, req=req: counts.selected_facet(
+                    conn, backend.compiler, req, field
+                )
+            )
+            assert found is not None, field
+        res = await backend.search(req)
+        node = req.query if not unseen else MatchAll()
+        for field in req.facets:
+            expected = oracle.facet(prepared, vis, node, field, selections, size=50)
+            assert [(b.value, b.count) for b in res.facets[field]] == expected, (vis, field)
+
+
 def _changed(doc: dict[str, Any], i: int) -> dict[str, Any]:
     """A newer revision that moves the document to other values and visibility."""
     sensitivities = ("public", "internal", "confidential", "restricted")
@@ -110,6 +143,7 @@ async def test_counts_follow_writes_deletes_and_a_rebuild(tmp_path):
         await backend.delete(gone)
         kept = [d for d in changed if d["id"] not in gone]
         await _assert_counted_like_the_oracle(backend, kept, match_all)
+        await _assert_cell_facets_like_the_oracle(backend, kept, match_all)
 
         async def batches():
             yield kept[: len(kept) // 2]
@@ -133,6 +167,7 @@ async def test_an_exclusion_is_subtracted_from_the_counts(tmp_path, monkeypatch)
         hide = Not(Term("blinded", ("alice",)))
         blinded = frozenset(d["id"] for d in docs if d.get("blinded"))
         await _assert_counted_like_the_oracle(backend, docs, hide, blinded)
+        await _assert_cell_facets_like_the_oracle(backend, docs, hide, blinded)
         # An exclusion of more than counts.EXCLUDED_MAX documents is counted the ordinary
         # way, and still exactly.
         monkeypatch.setattr(counts, "EXCLUDED_MAX", 2)

@@ -239,6 +239,11 @@ class EmbeddedBackend:
             if materialized and not dense
             else aggregations.OnePass()
         )
+        for f in req.facets:
+            if f in req.selections and f not in passed.facets:
+                found = counts.selected_facet(conn, self.compiler, req, f)
+                if found is not None:
+                    passed.facets[f] = found
         facets = {
             f: passed.facets[f]
             if f in passed.facets

@@ -24,6 +24,7 @@ from services.search.backends.embedded.layout import (
     DAY_MS,
 )
 from services.search.documents import iso_utc
+from services.search.fields import fold
 from services.search.query import MatchAll, Not
 from services.search.request import Bucket, HeatmapCell, SearchRequest
 
@@ -81,6 +82,43 @@ def answer(conn: Any, compiler: Compiler, req: SearchRequest) -> Counted | None:
     return Counted(total, facets, histogram, heatmap)
 
 
+def selected_facet(
+    conn: Any, compiler: Compiler, req: SearchRequest, field: str
+) -> list[Bucket] | None:
+    """The counts of a selected field's facet (multi-select: over the request without its
+    own selection) when what remains is visibility, an exclusion and one selection of the
+    field it is counted in a pair with (the dashboard's heatmap cell: a version and a
+    failure mode); None otherwise. The matching set is in temp.m: the excluded documents go
+    to temp.x."""
+    layout = compiler.layout
+    others = [f for f in req.selections if f != field]
+    if not isinstance(req.query, MatchAll | Not) or len(others) != 1:
+        return None
+    other = others[0]
+    if (field, other) in layout.pairs:
+        key, mine = f"{field}@{other}", 0
+    elif (other, field) in layout.pairs:
+        key, mine = f"{other}@{field}", 1
+    else:
+        return None
+    reader = _Reader(conn, compiler, req, "temp.x")
+    excluded = 0
+    if isinstance(req.query, Not):
+        excluded = reader.exclusion(req.query)
+        if excluded is None:
+            return None
+    # The selection's values are folded for a folded field (and spelt for the others): the
+    # pair holds the stored spellings, compared here as the filter compares them.
+    wanted = set(req.selections[other])
+    folds = other in layout.folded
+    counted: dict[tuple[Any, ...], int] = {}
+    for pair, n in reader.count(key, key.split("@", 1)[1], excluded, None).items():
+        theirs = pair[1 - mine]
+        if (fold(theirs) if folds else theirs) in wanted:
+            counted[(pair[mine],)] = counted.get((pair[mine],), 0) + n
+    return _top(counted, req.facet_size)
+
+
 def _plan(compiler: Compiler, req: SearchRequest) -> tuple[str | None, tuple[str, ...]] | None:
     """(the selected field or None, its values) when the counts answer every part of the
     request; None when they do not."""
@@ -110,23 +148,26 @@ def _plan(compiler: Compiler, req: SearchRequest) -> tuple[str | None, tuple[str
 
 
 class _Reader:
-    def __init__(self, conn: Any, compiler: Compiler, req: SearchRequest) -> None:
-        self.conn, self.compiler, self.req = conn, compiler, req
+    def __init__(
+        self, conn: Any, compiler: Compiler, req: SearchRequest, table: str = "temp.m"
+    ) -> None:
+        """`table`: the temp table the excluded documents go to."""
+        self.conn, self.compiler, self.req, self.table = conn, compiler, req, table
 
     def exclusion(self, query: Not) -> int | None:
-        """The visible documents `query` excludes, into temp.m; None if too many."""
+        """The visible documents `query` excludes, into the table; None if too many."""
         sql = Sql()
         where = (
             f"{self.compiler.visibility(self.req.visibility, sql)} AND "
             f"{self.compiler.where(query.child, sql)}"
         )
-        self.conn.execute("DELETE FROM temp.m")
+        self.conn.execute(f"DELETE FROM {self.table}")
         self.conn.execute(
-            f"INSERT INTO temp.m (pk) SELECT d.pk FROM doc d WHERE {where} "
+            f"INSERT INTO {self.table} (pk) SELECT d.pk FROM doc d WHERE {where} "
             f"LIMIT {EXCLUDED_MAX + 1}",
             sql.params,
         )
-        n = self.conn.execute("SELECT count(*) FROM temp.m").fetchone()[0]
+        n = self.conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0]
         return None if n > EXCLUDED_MAX else n
 
     def count(
@@ -160,7 +201,7 @@ class _Reader:
     def _excluded(
         self, key: str, second: str, values: tuple[str, ...] | None, listed: bool
     ) -> Counter:
-        """The same counts over the excluded documents (temp.m), counted row by row."""
+        """The same counts over the excluded documents, counted row by row."""
         first = key if key == COUNT_DAY else key.split("@", 1)[0]
         expr = {COUNT_DAY: _day("d.occurred_at")}
         sql = Sql()
@@ -178,7 +219,7 @@ class _Reader:
         if values is not None:
             cond += f" AND d.{first} IN ({sql.add(*values)})"
         rows = self.conn.execute(
-            f"SELECT {', '.join(group)}, count(*) FROM temp.m m CROSS JOIN doc d "
+            f"SELECT {', '.join(group)}, count(*) FROM {self.table} m CROSS JOIN doc d "
             f"ON d.pk = m.pk {join} WHERE {cond} GROUP BY {', '.join(group)}",
             sql.params,
         ).fetchall()
