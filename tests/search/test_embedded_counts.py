@@ -181,3 +181,22 @@ async def test_an_exclusion_is_subtracted_from_the_counts(tmp_path, monkeypatch)
             assert [(b.value, b.count) for b in res.facets[field]] == expected, field
     finally:
         await backend.drop()
+
+
+async def test_a_list_selection_alone_does_not_narrow_its_own_facet(tmp_path):
+    """Its WHERE reads nothing of doc but pk (the list is a set of rowids), which is no
+    reason to count the facets under it: the selected list's facet ignores its selection."""
+    backend = backend_of("embedded", tmp_path)
+    await backend.ensure_ready()
+    try:
+        docs = corpus_documents() + planted_documents(NOW)
+        await backend.index(docs)
+        prepared = oracle.prepare(docs)
+        selections = {"tags": ("llm",)}
+        req = SearchRequest(INTERNAL, MatchAll(), selections=selections, facets=("tags",))
+        res = await backend.search(req)
+        expected = oracle.facet(prepared, INTERNAL, MatchAll(), "tags", selections)
+        assert [(b.value, b.count) for b in res.facets["tags"]] == expected
+        assert len(expected) > 1
+    finally:
+        await backend.drop()
