@@ -282,7 +282,13 @@ class EmbeddedBackend:
             total_is_lower_bound=total > TOTAL_EXACT_UP_TO,
             facets=facets,
             histogram=histogram,
-            heatmap=aggregations.heatmap(conn, self.compiler, req) if req.heatmap else [],
+            heatmap=(
+                passed.heatmap
+                if passed.heatmap is not None
+                else aggregations.heatmap(conn, self.compiler, req)
+                if req.heatmap
+                else []
+            ),
             has_more=has_more,
         )
 
