@@ -182,15 +182,19 @@ class EmbeddedBackend:
         finally:
             conn.execute("COMMIT")
 
-    def _filters(self, req: SearchRequest, skip: str | None = None) -> tuple[str, list[Any]]:
+    def _filters(
+        self, req: SearchRequest, skip: str | None = None, sets: bool = False
+    ) -> tuple[str, list[Any]]:
+        """`sets`: the selections after the first are pk sets read from their own indexes,
+        so that the matching set is found in the indexes (which hold visibility too)
+        without reading doc: testing `severity IN (...)` on each of a model's 30,000 rows
+        reads each row. Only to list the whole set: a page that stops after a few rows of
+        doc reads those anyway, and a set is listed whole before the first row."""
         sql = Sql()
         parts = [self.compiler.visibility(req.visibility, sql), self.compiler.where(req.query, sql)]
         selected = [(f, vs) for f, vs in req.selections.items() if f != skip]
-        # The first selection seeks its index; the others are pk sets read from theirs, so
-        # the rows are matched in the indexes (which hold visibility too) without reading
-        # doc: testing `severity IN (...)` on each of a model's 30,000 rows reads each row.
         parts += [
-            self.compiler.term(f, vs, sql) if i == 0 else self.compiler.term_set(f, vs, sql)
+            self.compiler.term_set(f, vs, sql) if sets and i else self.compiler.term(f, vs, sql)
             for i, (f, vs) in enumerate(selected)
         ]
         return " AND ".join(parts), sql.params
@@ -218,7 +222,10 @@ class EmbeddedBackend:
             # hits, count, facets, histogram and heatmap all read it instead of re-running
             # the filters.
             conn.execute("DELETE FROM temp.m")
-            conn.execute(f"INSERT INTO temp.m (pk) SELECT d.pk FROM doc d WHERE {where}", params)
+            listed, listed_params = self._filters(req, sets=True)
+            conn.execute(
+                f"INSERT INTO temp.m (pk) SELECT d.pk FROM doc d WHERE {listed}", listed_params
+            )
             if scored:
                 self._score(conn, score_expr)  # type: ignore[arg-type]
             total = conn.execute("SELECT count(*) FROM temp.m").fetchone()[0]

@@ -86,14 +86,25 @@ def selected_facet(
     conn: Any, compiler: Compiler, req: SearchRequest, field: str
 ) -> list[Bucket] | None:
     """The counts of a selected field's facet (multi-select: over the request without its
-    own selection) when what remains is visibility, an exclusion and one selection of the
-    field it is counted in a pair with (the dashboard's heatmap cell: a version and a
-    failure mode); None otherwise. The matching set is in temp.m: the excluded documents go
+    own selection) when what remains is visibility, an exclusion and at most one selection,
+    of the field it is counted in a pair with (the dashboard's heatmap cell: a version and
+    a failure mode); None otherwise. The matching set is in temp.m: the excluded documents go
     to temp.x."""
     layout = compiler.layout
     others = [f for f in req.selections if f != field]
-    if not isinstance(req.query, MatchAll | Not) or len(others) != 1:
+    if not isinstance(req.query, MatchAll | Not) or len(others) > 1:
         return None
+    if not others:
+        # Nothing else selected: the field's own counts (the search page, one value of a
+        # facet selected).
+        if field not in layout.counted and field not in layout.counted_lists:
+            return None
+        reader = _Reader(conn, compiler, req, "temp.x")
+        excluded = reader.exclusion(req.query) if isinstance(req.query, Not) else 0
+        if excluded is None:
+            return None
+        listed = field in layout.counted_lists
+        return _top(reader.count(field, "", excluded, None, listed=listed), req.facet_size)
     other = others[0]
     if (field, other) in layout.pairs:
         key, mine = f"{field}@{other}", 0
