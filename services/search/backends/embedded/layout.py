@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import cached_property
+from typing import Any
 
 from services.search.fields import TIEBREAK_DATE, DocumentSchema, Kind
 
@@ -29,8 +30,8 @@ KW_FACET_INDEX = "ix_doc_kw_facet"
 # Counts maintained as the index is written (doc_count): per counted key and visibility
 # bucket (sensitivity, team), how many documents have each value. A search whose only
 # condition is visibility sums the reader's visible buckets instead of walking an index of
-# 100,000 rows (aggregations.counted). The triggers that keep them run inside the writing
-# statement, so a count can never disagree with the rows a reader's snapshot holds.
+# 100,000 rows (counts.py). The writer changes them in the transaction that writes the
+# rows (writes.py), so a count can never disagree with the rows a reader's snapshot holds.
 COUNT_TABLE = "doc_count"
 # The key of every document's count (the total), and of its day of occurrence (histograms).
 COUNT_ALL, COUNT_DAY = "@all", "@day"
@@ -81,51 +82,6 @@ class Layout:
 
     # ---- DDL --------------------------------------------------------------------------------
 
-    def _counted_values(self, row: str) -> str:
-        """(key, value, value2) of a doc row, for every count it adds to (NULLs skipped)."""
-        day = f"{row}.occurred_at - ((({row}.occurred_at % {DAY_MS}) + {DAY_MS}) % {DAY_MS})"
-        expr = {COUNT_DAY: day, **{c: f"{row}.{c}" for c in self.counted}}
-        values = [f"('{COUNT_ALL}', '', '')"]
-        values += [f"('{c}', {expr[c]}, '')" for c in self.counted]
-        if self.counts_days:
-            values.append(f"('{COUNT_DAY}', {day}, '')")
-        values += [f"('{x}@{y}', {expr[x]}, {expr[y]})" for x, y in self.pairs]
-        return ", ".join(values)
-
-    def _count(self, row: str, sign: str) -> str:
-        vis = f"coalesce({row}.sensitivity, ''), coalesce({row}.team, '')"
-        return (
-            f"INSERT INTO {COUNT_TABLE} (key, value, value2, sensitivity, team, n) "
-            f"SELECT column1, column2, column3, {vis}, {sign}1 "
-            f"FROM (VALUES {self._counted_values(row)}) "
-            "WHERE column2 IS NOT NULL AND column3 IS NOT NULL "
-            "ON CONFLICT DO UPDATE SET n = n + excluded.n;"
-        )
-
-    def _count_kw(self, row: str, sign: str) -> str:
-        fields = ", ".join(f"'{f}'" for f in self.counted_lists) or "NULL"
-        return (
-            f"INSERT INTO {COUNT_TABLE} (key, value, value2, sensitivity, team, n) "
-            f"SELECT {row}.field, {row}.value, '', coalesce({row}.sensitivity, ''), "
-            f"coalesce({row}.team, ''), {sign}1 WHERE {row}.field IN ({fields}) "
-            "ON CONFLICT DO UPDATE SET n = n + excluded.n;"
-        )
-
-    @cached_property
-    def count_triggers(self) -> dict[str, str]:
-        """name: CREATE TRIGGER statement, of the triggers that keep doc_count."""
-        bodies = {
-            "doc_count_ai": ("INSERT ON doc", self._count("new", "+")),
-            "doc_count_ad": ("DELETE ON doc", self._count("old", "-")),
-            "doc_count_au": ("UPDATE ON doc", self._count("old", "-") + self._count("new", "+")),
-            "doc_kw_count_ai": ("INSERT ON doc_kw", self._count_kw("new", "+")),
-            "doc_kw_count_ad": ("DELETE ON doc_kw", self._count_kw("old", "-")),
-        }
-        return {
-            name: f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} BEGIN {body} END"
-            for name, (event, body) in bodies.items()
-        }
-
     def match_column(self, field: str) -> str:
         """The column a term on a scalar keyword compares with."""
         return f"{field}_f" if field in self.folded else field
@@ -159,6 +115,28 @@ END"""
         return f"""CREATE TRIGGER IF NOT EXISTS doc_text_ad AFTER DELETE ON doc_text BEGIN
     {self._fts_delete()}
 END"""
+
+    def count_keys(
+        self, values: dict[str, Any], lists: dict[str, list[str]]
+    ) -> list[tuple[Any, ...]]:
+        """(key, value, value2, sensitivity, team) of every count a document adds to:
+        `values` its columns as stored in doc, `lists` its counted lists' values."""
+        vis = (values.get("sensitivity") or "", values.get("team") or "")
+        occurred = values.get("occurred_at")
+        of = {c: values.get(c) for c in self.counted}
+        # Floored to its day (UTC), as compiler.histogram_key("day").
+        of[COUNT_DAY] = None if occurred is None else occurred - occurred % DAY_MS
+        keys: list[tuple[Any, ...]] = [(COUNT_ALL, "", "", *vis)]
+        keys += [(c, of[c], "", *vis) for c in self.counted if of[c] is not None]
+        if self.counts_days and of[COUNT_DAY] is not None:
+            keys.append((COUNT_DAY, of[COUNT_DAY], "", *vis))
+        keys += [
+            (f"{x}@{y}", of[x], of[y], *vis)
+            for x, y in self.pairs
+            if of[x] is not None and of[y] is not None
+        ]
+        keys += [(f, v, "", *vis) for f in self.counted_lists for v in lists.get(f) or ()]
+        return keys
 
     @cached_property
     def ddl(self) -> str:
@@ -234,7 +212,6 @@ CREATE TRIGGER IF NOT EXISTS doc_text_ai AFTER INSERT ON doc_text BEGIN
     {self._fts_insert()}
 END;
 {self.text_delete_trigger};
-{";".join(self.count_triggers.values())};
 CREATE TRIGGER IF NOT EXISTS doc_text_au AFTER UPDATE ON doc_text BEGIN
     {self._fts_delete()}
     {self._fts_insert()}
