@@ -6,7 +6,10 @@ anything needs the whole set (relevance, facets, histogram, heatmap); hits, coun
 aggregation read it. bm25() has no top-k pruning in FTS5, so it only runs when the caller
 sorts by relevance, and then only for the rows of the filtered matching set (see _score). A
 plain page with nothing to aggregate (a deep cursor page) never materializes the set: it
-reads doc in sort order, and its count stops just past the exact-total limit.
+reads doc in sort order, and its count stops just past the exact-total limit. A search that
+tests only visibility (or one counted selection) reads its aggregations from the counts the
+writer keeps (counts.py), and a set that is not most of the index counts its facets in one
+read of its rows (aggregations.one_pass).
 """
 
 from __future__ import annotations
