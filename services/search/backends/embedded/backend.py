@@ -6,7 +6,10 @@ anything needs the whole set (relevance, facets, histogram, heatmap); hits, coun
 aggregation read it. bm25() has no top-k pruning in FTS5, so it only runs when the caller
 sorts by relevance, and then only for the rows of the filtered matching set (see _score). A
 plain page with nothing to aggregate (a deep cursor page) never materializes the set: it
-reads doc in sort order, and its count stops just past the exact-total limit.
+reads doc in sort order, and its count stops just past the exact-total limit. A search that
+tests only visibility (or one counted selection) reads its aggregations from the counts the
+writer keeps (counts.py), and a set that is not most of the index counts its facets in one
+read of its rows (aggregations.one_pass).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from services.search.backends.base import Progress
-from services.search.backends.embedded import aggregations
+from services.search.backends.embedded import aggregations, counts
 from services.search.backends.embedded.compiler import Compiler, Sql
 from services.search.backends.embedded.layout import (
     HL_CLOSE,
@@ -43,7 +46,16 @@ from services.search.request import (
 )
 
 # Every table any layout made (older ones included): an outdated file loses them all.
-_TABLES = ("doc_fts", "doc_plain", "doc", "doc_text", "doc_tag", "doc_kw", "doc_env")
+_TABLES = (
+    "doc_fts",
+    "doc_plain",
+    "doc",
+    "doc_text",
+    "doc_tag",
+    "doc_kw",
+    "doc_env",
+    "doc_count",
+)
 
 
 # A matching set under 1 in PAGE_WALK of the index is sorted for its page; a denser one is
@@ -173,10 +185,21 @@ class EmbeddedBackend:
         finally:
             conn.execute("COMMIT")
 
-    def _filters(self, req: SearchRequest, skip: str | None = None) -> tuple[str, list[Any]]:
+    def _filters(
+        self, req: SearchRequest, skip: str | None = None, sets: bool = False
+    ) -> tuple[str, list[Any]]:
+        """`sets`: the selections after the first are pk sets read from their own indexes,
+        so that the matching set is found in the indexes (which hold visibility too)
+        without reading doc: testing `severity IN (...)` on each of a model's 30,000 rows
+        reads each row. Only to list the whole set: a page that stops after a few rows of
+        doc reads those anyway, and a set is listed whole before the first row."""
         sql = Sql()
         parts = [self.compiler.visibility(req.visibility, sql), self.compiler.where(req.query, sql)]
-        parts += [self.compiler.term(f, vs, sql) for f, vs in req.selections.items() if f != skip]
+        selected = [(f, vs) for f, vs in req.selections.items() if f != skip]
+        parts += [
+            self.compiler.term_set(f, vs, sql) if sets and i else self.compiler.term(f, vs, sql)
+            for i, (f, vs) in enumerate(selected)
+        ]
         return " AND ".join(parts), sql.params
 
     def _search(self, conn: sqlite3.Connection, req: SearchRequest) -> SearchResult:
@@ -184,16 +207,28 @@ class EmbeddedBackend:
         texts = [self.compiler.fts_expr(t) for t in positive_text(req.query)]
         score_expr = " OR ".join(t for t in texts if t) or None
         scored = req.sort == "relevance" and score_expr is not None
+        if not scored and (req.facets or req.histogram or req.heatmap):
+            counted = counts.answer(conn, self.compiler, req)
+            if counted is not None:
+                return self._counted(conn, req, counted, where, params, score_expr)
         dense = False
+        # (A selection, even of a list, is never index-only: a selected field's own facet
+        # must be counted without it, which the index walk under `where` cannot do.)
         index_only = (
-            not scored and bool(req.facets or req.histogram) and not req.heatmap
-        ) and self._reads_visibility_only(where)
-        if (scored or req.facets or req.histogram or req.heatmap) and not index_only:
+            (not scored and bool(req.facets or req.histogram) and not req.heatmap)
+            and not req.selections
+            and self._reads_visibility_only(where)
+        )
+        materialized = (scored or req.facets or req.histogram or req.heatmap) and not index_only
+        if materialized:
             # The matching set is computed once into a temp table (rowids, then scores), and
             # hits, count, facets, histogram and heatmap all read it instead of re-running
             # the filters.
             conn.execute("DELETE FROM temp.m")
-            conn.execute(f"INSERT INTO temp.m (pk) SELECT d.pk FROM doc d WHERE {where}", params)
+            listed, listed_params = self._filters(req, sets=True)
+            conn.execute(
+                f"INSERT INTO temp.m (pk) SELECT d.pk FROM doc d WHERE {listed}", listed_params
+            )
             if scored:
                 self._score(conn, score_expr)  # type: ignore[arg-type]
             total = conn.execute("SELECT count(*) FROM temp.m").fetchone()[0]
@@ -205,7 +240,7 @@ class EmbeddedBackend:
                 # Unscored and matching much of the index (an unfiltered search with facets):
                 # the page is the first rows of doc in sort order, found within a few dozen
                 # rows, where sorting the whole set would read and order every one of them.
-                hits, has_more, by_pk = self._hits(conn, req, False, "", where, params)
+                hits, has_more, by_pk = self._hits(conn, req, False, "", where, params, walk=True)
         else:
             # Nothing needs the whole set (a plain page, such as a deep cursor page; or an
             # unfiltered search, whose facets are counted in their indexes): the page reads
@@ -219,8 +254,21 @@ class EmbeddedBackend:
             ).fetchone()[0]
         if req.highlight and score_expr and hits:
             self._highlights(conn, score_expr, by_pk)
+        # A set that is not most of the index: its facets in one read of its rows.
+        passed = (
+            aggregations.one_pass(conn, self.compiler, req)
+            if materialized and not dense
+            else aggregations.OnePass()
+        )
+        for f in req.facets:
+            if f in req.selections and f not in passed.facets:
+                found = counts.selected_facet(conn, self.compiler, req, f)
+                if found is not None:
+                    passed.facets[f] = found
         facets = {
-            f: aggregations.facet(
+            f: passed.facets[f]
+            if f in passed.facets
+            else aggregations.facet(
                 conn,
                 self.compiler,
                 req,
@@ -231,17 +279,51 @@ class EmbeddedBackend:
             )
             for f in req.facets
         }
+        histogram = passed.histogram
+        if histogram is None:
+            histogram = (
+                aggregations.histogram(conn, req, dense, (where, params) if index_only else None)
+                if req.histogram
+                else []
+            )
         return SearchResult(
             hits=hits,
             total=min(total, TOTAL_EXACT_UP_TO),
             total_is_lower_bound=total > TOTAL_EXACT_UP_TO,
             facets=facets,
-            histogram=(
-                aggregations.histogram(conn, req, dense, (where, params) if index_only else None)
-                if req.histogram
+            histogram=histogram,
+            heatmap=(
+                passed.heatmap
+                if passed.heatmap is not None
+                else aggregations.heatmap(conn, self.compiler, req)
+                if req.heatmap
                 else []
             ),
-            heatmap=aggregations.heatmap(conn, self.compiler, req) if req.heatmap else [],
+            has_more=has_more,
+        )
+
+    def _counted(
+        self,
+        conn: sqlite3.Connection,
+        req: SearchRequest,
+        counted: counts.Counted,
+        where: str,
+        params: list[Any],
+        score_expr: str | None,
+    ) -> SearchResult:
+        """The aggregations from the kept counts (counts.py); the page reads doc in sort
+        order, as an unfiltered search's does."""
+        walk = counted.total * PAGE_WALK >= self._size(conn)
+        hits, has_more, by_pk = self._hits(conn, req, False, "", where, params, walk)
+        if req.highlight and score_expr and hits:
+            self._highlights(conn, score_expr, by_pk)
+        return SearchResult(
+            hits=hits,
+            total=min(counted.total, TOTAL_EXACT_UP_TO),
+            total_is_lower_bound=counted.total > TOTAL_EXACT_UP_TO,
+            facets=counted.facets,
+            histogram=counted.histogram,
+            heatmap=counted.heatmap,
             has_more=has_more,
         )
 
@@ -280,9 +362,13 @@ class EmbeddedBackend:
         source: str,
         where: str,
         params: list[Any],
+        walk: bool = False,
     ) -> tuple[list[Hit], bool, dict[int, Hit]]:
         """One page in sort order, from the matching set (`source` "temp.m m") or straight
-        from doc under `where`."""
+        from doc under `where`. `walk`: the set is much of the index, so doc is read in the
+        sort's index order until the page is full; left to itself SQLite would seek a
+        selection's index (`severity IN (...)`, as selective as it is to it without
+        statistics) and sort every row it finds: a fifth of the index for one severity."""
         keys = self.compiler.sort_keys(req.sort, scored)
         sql = Sql()
         sql.params.extend(params)
@@ -301,7 +387,11 @@ class EmbeddedBackend:
                 conds.append(f"coalesce(m.score, 0.0) >= {sql.add(floor[0][0])}")
         exprs = [(k or "NULL") for k, _ in keys]
         order = ", ".join(f"{k} {'DESC' if d else 'ASC'}" for k, d in keys if k)
-        frm = f"{source} CROSS JOIN doc d ON d.pk = m.pk" if source else "doc d"
+        index = self.layout.sort_index(keys[0][0] or keys[1][0]) if walk else None
+        if source:
+            frm = f"{source} CROSS JOIN doc d ON d.pk = m.pk"
+        else:
+            frm = f"doc d INDEXED BY {index}" if index else "doc d"
         stmt = (
             f"SELECT d.pk, d.id, {', '.join(exprs)} FROM {frm} "
             f"WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT {sql.add(req.first + 1)}"

@@ -134,6 +134,13 @@ class Compiler:
             return self._side("doc_kw", cond, probe)
         return f"d.{self.layout.match_column(field)} IN ({sql.add(*values)})"
 
+    def term_set(self, field: str, values: tuple[str, ...], sql: Sql) -> str:
+        """`term`, as the set of rowids its index lists (for a column of doc)."""
+        if self._map_key(field) is not None or field in self.layout.lists:
+            return self.term(field, values, sql)
+        column = self.layout.match_column(field)
+        return f"d.pk IN (SELECT x.pk FROM doc x WHERE x.{column} IN ({sql.add(*values)}))"
+
     def prefix(self, field: str, value: str, sql: Sql, probe: bool = False) -> str:
         """A range on the folded values: it uses their index, as `=` does."""
 

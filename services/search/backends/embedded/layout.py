@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import cached_property
+from typing import Any
 
 from services.search.fields import TIEBREAK_DATE, DocumentSchema, Kind
 
@@ -26,6 +27,18 @@ VISIBILITY_COLUMNS = ("sensitivity", "team")
 # replaces them all), so a facet over a list walks this index alone when a search tests
 # nothing but visibility (aggregations.facet).
 KW_FACET_INDEX = "ix_doc_kw_facet"
+# Counts maintained as the index is written (doc_count): per counted key and visibility
+# bucket (sensitivity, team), how many documents have each value. A search whose only
+# condition is visibility sums the reader's visible buckets instead of walking an index of
+# 100,000 rows (counts.py). The writer changes them in the transaction that writes the
+# rows (writes.py), so a count can never disagree with the rows a reader's snapshot holds.
+COUNT_TABLE = "doc_count"
+# The key of every document's count (the total), and of its day of occurrence (histograms).
+COUNT_ALL, COUNT_DAY = "@all", "@day"
+DAY_MS = 86_400_000
+# Two-value keys, counted for the dashboard's charts: the heatmap of versions by failure
+# mode, and the series of each severity by day. `x@y` holds (x's value, y's value).
+COUNTED_PAIRS = (("model_version", "failure_mode"), ("severity", COUNT_DAY))
 # Words as stemmed (English, as OpenSearch's analyzer), and as written (prefix searches:
 # `injectio*` must find "injection", whose stem is "inject"). detail=column: a prefix needs
 # no positions, only which column holds the word.
@@ -48,6 +61,15 @@ class Layout:
         self.numbers = tuple(f.name for f in schema.of(Kind.NUMBER))
         self.lists = tuple(f.name for f in schema.list_keywords)
         self.map = schema.map.name if schema.map else None
+        # The facets counted in doc_count (a map's keys are not: they are the caller's).
+        self.counted = tuple(f.name for f in schema.scalar_keywords if f.facet)
+        self.counted_lists = tuple(f.name for f in schema.list_keywords if f.facet)
+        self.counts_days = "occurred_at" in self.dates
+        self.pairs = tuple(
+            (x, y)
+            for x, y in COUNTED_PAIRS
+            if x in self.counted and (y in self.counted or (y == COUNT_DAY and self.counts_days))
+        )
         self.columns = (
             "id",
             "revision",
@@ -93,6 +115,28 @@ END"""
         return f"""CREATE TRIGGER IF NOT EXISTS doc_text_ad AFTER DELETE ON doc_text BEGIN
     {self._fts_delete()}
 END"""
+
+    def count_keys(
+        self, values: dict[str, Any], lists: dict[str, list[str]]
+    ) -> list[tuple[Any, ...]]:
+        """(key, value, value2, sensitivity, team) of every count a document adds to:
+        `values` its columns as stored in doc, `lists` its counted lists' values."""
+        vis = (values.get("sensitivity") or "", values.get("team") or "")
+        occurred = values.get("occurred_at")
+        of = {c: values.get(c) for c in self.counted}
+        # Floored to its day (UTC), as compiler.histogram_key("day").
+        of[COUNT_DAY] = None if occurred is None else occurred - occurred % DAY_MS
+        keys: list[tuple[Any, ...]] = [(COUNT_ALL, "", "", *vis)]
+        keys += [(c, of[c], "", *vis) for c in self.counted if of[c] is not None]
+        if self.counts_days and of[COUNT_DAY] is not None:
+            keys.append((COUNT_DAY, of[COUNT_DAY], "", *vis))
+        keys += [
+            (f"{x}@{y}", of[x], of[y], *vis)
+            for x, y in self.pairs
+            if of[x] is not None and of[y] is not None
+        ]
+        keys += [(f, v, "", *vis) for f in self.counted_lists for v in lists.get(f) or ()]
+        return keys
 
     @cached_property
     def ddl(self) -> str:
@@ -148,6 +192,10 @@ CREATE TABLE IF NOT EXISTS doc_kw (
     PRIMARY KEY (field, folded, pk, value)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_doc_kw_pk ON doc_kw (pk, field);
 CREATE INDEX IF NOT EXISTS {KW_FACET_INDEX} ON doc_kw (field, value, {vis});
+CREATE TABLE IF NOT EXISTS {COUNT_TABLE} (
+    key TEXT NOT NULL, value NOT NULL, value2 NOT NULL, sensitivity TEXT NOT NULL,
+    team TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (key, value, value2, sensitivity, team)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS doc_env (
     fkey TEXT NOT NULL, fvalue TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     pk INTEGER NOT NULL, PRIMARY KEY (fkey, fvalue, pk, key, value)) WITHOUT ROWID;
@@ -172,7 +220,7 @@ END;
 
     @cached_property
     def tables(self) -> tuple[str, ...]:
-        return ("doc", "doc_text", "doc_kw", "doc_env")
+        return ("doc", "doc_text", "doc_kw", "doc_env", COUNT_TABLE)
 
     @cached_property
     def fingerprint(self) -> int:
@@ -183,6 +231,15 @@ END;
     def _with_vis(self, *columns: str) -> tuple[str, ...]:
         """Index columns, then the visibility columns not among them."""
         return (*columns, *(c for c in VISIBILITY_COLUMNS if c not in columns))
+
+    def sort_index(self, key: str | None) -> str | None:
+        """The index that holds doc in the order of a sort key's expression (the first one
+        the sort orders by), if one does: the id's unique index, or a date's."""
+        if key == "d.id":
+            return "sqlite_autoindex_doc_1"  # UNIQUE (id): SQLite's name for it
+        if key is not None and key.startswith("d.") and key[2:] in self.dates:
+            return f"ix_doc_{key[2:]}"
+        return None
 
     def facet_index(self, field: str) -> tuple[str, str] | None:
         """(index, GROUP BY) that count a scalar keyword facet in index order, without a sort:

@@ -65,6 +65,10 @@ class Pool:
             conn.execute(f"PRAGMA {pragma}")
         # Per connection: the matching rowids of the search running on it.
         conn.execute("CREATE TEMP TABLE m (pk INTEGER PRIMARY KEY, score REAL)")
+        # Documents a query excludes, while m holds the matching set (counts.py).
+        conn.execute("CREATE TEMP TABLE x (pk INTEGER PRIMARY KEY)")
+        # Each word's document frequency in the unstemmed index (similar.py's key terms).
+        conn.execute("CREATE VIRTUAL TABLE temp.plain_vocab USING fts5vocab(main, doc_plain, row)")
         return conn
 
     async def open_readers(self) -> None:

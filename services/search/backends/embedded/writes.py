@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiosqlite
 
 from services.search.backends.base import Progress
-from services.search.backends.embedded.layout import FTS_TABLES, VISIBILITY_COLUMNS, Layout
+from services.search.backends.embedded.layout import (
+    COUNT_TABLE,
+    FTS_TABLES,
+    VISIBILITY_COLUMNS,
+    Layout,
+)
 from services.search.documents import normalize, to_epoch_ms
 from services.search.fields import fold
 
@@ -49,7 +55,15 @@ class Writer:
         fresh = [d for d in latest.values() if d["revision"] >= stored.get(d["id"], -1)]
         if not fresh:
             return 0
-        await conn.executemany(layout.upsert, [self._row(d) for d in fresh])
+        # The counts lose what the replaced documents counted, and gain the new ones'.
+        deltas = await self._counted(conn, [d["id"] for d in fresh if d["id"] in stored], -1)
+        rows = [self._row(d) for d in fresh]
+        await conn.executemany(layout.upsert, rows)
+        for d, row in zip(fresh, rows, strict=True):
+            values = dict(zip(layout.columns, row, strict=True))
+            for key in layout.count_keys(values, {f: d[f] for f in layout.counted_lists}):
+                deltas[key] += 1
+        await self._apply(conn, deltas)
         pks: dict[str, int] = {}
         for chunk in _chunks([d["id"] for d in fresh], 500):
             rows = await conn.execute_fetchall(
@@ -85,7 +99,47 @@ class Writer:
         return len(fresh)
 
     async def delete(self, conn: aiosqlite.Connection, ids: list[str]) -> None:
+        deltas = await self._counted(conn, ids, -1)
         await conn.executemany("DELETE FROM doc WHERE id = ?", [(i,) for i in ids])
+        await self._apply(conn, deltas)
+
+    async def _counted(
+        self, conn: aiosqlite.Connection, ids: list[str], sign: int
+    ) -> Counter[tuple[Any, ...]]:
+        """What the stored documents `ids` count in doc_count, times `sign`."""
+        layout = self.layout
+        deltas: Counter[tuple[Any, ...]] = Counter()
+        columns = ("pk", *layout.columns)
+        lists = layout.counted_lists
+        for chunk in _chunks(ids, 500):
+            marks = ", ".join("?" for _ in chunk)
+            rows = await conn.execute_fetchall(
+                f"SELECT {', '.join(columns)} FROM doc WHERE id IN ({marks})", chunk
+            )
+            listed: dict[int, dict[str, list[str]]] = {}
+            if lists and rows:
+                kw = await conn.execute_fetchall(
+                    f"SELECT pk, field, value FROM doc_kw WHERE pk IN "
+                    f"({', '.join('?' for _ in rows)}) AND field IN "
+                    f"({', '.join('?' for _ in lists)})",
+                    [r[0] for r in rows] + list(lists),
+                )
+                for pk, field, value in kw:
+                    listed.setdefault(pk, {}).setdefault(field, []).append(value)
+            for row in rows:
+                values = dict(zip(columns, row, strict=True))
+                for key in layout.count_keys(values, listed.get(row[0], {})):
+                    deltas[key] += sign
+        return deltas
+
+    @staticmethod
+    async def _apply(conn: aiosqlite.Connection, deltas: Counter[tuple[Any, ...]]) -> None:
+        """One upsert per key the batch changed (a batch of documents shares most)."""
+        await conn.executemany(
+            f"INSERT INTO {COUNT_TABLE} (key, value, value2, sensitivity, team, n) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+            [(*key, n) for key, n in deltas.items() if n],
+        )
 
     async def rebuild(
         self,
@@ -100,8 +154,9 @@ class Writer:
         # asked to remove rows one by one (or rows it no longer holds).
         for fts in FTS_TABLES:
             await conn.execute(f"INSERT INTO {fts}({fts}) VALUES ('delete-all')")
-        await conn.execute("DROP TRIGGER doc_ad")
-        await conn.execute("DROP TRIGGER doc_text_ad")
+        for trigger in ("doc_ad", "doc_text_ad"):
+            await conn.execute(f"DROP TRIGGER {trigger}")
+        # doc_count among them: the counts start again from nothing with the documents.
         for table in self.layout.tables:
             await conn.execute(f"DELETE FROM {table}")
         await conn.execute(self.layout.delete_trigger)
