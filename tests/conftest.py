@@ -78,9 +78,20 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+# The session's tokens (admin_token, token_for) are minted once and used for the whole run,
+# which on a slow machine outlasts the default 15-minute lifetime; and tests/auth/test_cli.py
+# rotates the session's signing key, which retires the old one lifetime + 2 min later. Six
+# hours covers any run; expiry itself is tested on servers of its own (tests/sdk/test_auth.py).
+SESSION_TOKEN_TTL_S = 6 * 3600
+
+
 @pytest.fixture(scope="session")
 async def settings(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    s = await make_settings(backend, tmp_path_factory.mktemp(f"data-{backend}"))
+    s = await make_settings(
+        backend,
+        tmp_path_factory.mktemp(f"data-{backend}"),
+        access_token_ttl_s=SESSION_TOKEN_TTL_S,
+    )
     await upgrade_async(s.catalog_url)
     return s
 
