@@ -332,12 +332,26 @@ async def live_pages(
                 tuple_(case.c.occurred_at, case.c.id) > tuple_(when, literal(after[1], String()))
             )
         async with db.transaction() as session:
+            await _walk_index(session)
             rows, refs, last = await _rows(session, stmt, raw)
         if rows:
             yield rows, refs, total
         if len(rows) < BATCH:
             return
         after = (last, rows[-1]["id"])
+
+
+async def _walk_index(session: Any) -> None:
+    """On Postgres, make the keyset page walk the (occurred_at, id) index in order and stop at
+    BATCH rows, whatever the planner's statistics say: until autovacuum has analyzed a
+    freshly loaded table, it estimates the page's filter (visibility, purged_at) to keep one
+    row, and reads, joins and sorts every case after the keyset instead (each page then
+    scans the rest of the table: 560 ms a page at 30,000 cases, 18 ms by the index). A sort
+    is never needed here (the index gives the order), so the transaction's planner is told
+    not to choose one; SET LOCAL ends with the page's transaction."""
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("SET LOCAL enable_sort = off")
 
 
 GROUP_TIMES = ("first_seen", "last_seen", "resolved_at", "regressed_at")
