@@ -542,6 +542,54 @@ async def test_an_export_of_no_query_reads_the_cases_the_search_finds(exported, 
         assert sum(n for _, _, n in mine) == 1  # the fixture's adjudication (a public case)
 
 
+async def test_keyset_pages_walk_their_index_in_order(exported, app, monkeypatch):
+    """Each keyset page of an export of no query reads its index in order and stops at the
+    page's size, with no sort of the cases after the keyset (which made every page scan the
+    rest of the table on a Postgres table autovacuum had not analyzed yet): every case by
+    (occurred_at, id), the public profile by the partial index of public cases (0023). The
+    plans of the statements the export really ran, each explained in a transaction set up as
+    the export's pages are."""
+    from sqlalchemy import event
+
+    from services.sharing import pages
+
+    monkeypatch.setattr(pages, "BATCH", 7)
+    db = app.state.db
+    ran: list[tuple[str, Any]] = []
+
+    def seen(conn, cursor, statement, params, context, many):
+        if statement.startswith("SELECT failure_case.id") and "LIMIT" in statement:
+            ran.append((statement, params))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        for public, index in (
+            (False, "ix_failure_case_occurred_id"),
+            (True, "ix_failure_case_public_occurred"),
+        ):
+            ran.clear()
+            async for _ in pages.live_pages(db, SYSTEM, public, raw=False):
+                if len(ran) > 2:
+                    break
+            statement, params = ran[-1]  # a page after the first: the keyset bound
+            async with db.transaction() as s:
+                await pages._walk_index(s)
+                conn = await (await s.connection()).get_raw_connection()
+                driver = conn.driver_connection
+                if db.engine.dialect.name == "postgresql":
+                    plan = "\n".join(
+                        r[0] for r in await driver.fetch("EXPLAIN " + statement, *params)
+                    )
+                    assert "Sort" not in plan, plan
+                else:
+                    cursor = await driver.execute("EXPLAIN QUERY PLAN " + statement, params)
+                    plan = "\n".join(str(r[-1]) for r in await cursor.fetchall())
+                    assert "TEMP B-TREE" not in plan, plan
+                assert index in plan, plan
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+
+
 async def test_a_bundle_of_no_query_holds_every_case_its_reader_sees(exported, settings, app):
     """`failcat export bundle --profile public` without a query: every live public case of
     the catalog, and their count on the command's answer."""
