@@ -36,13 +36,37 @@ FACETS = (
 HEATMAP = ("model_version", "failure_mode")  # the dashboard's (layout.COUNTED_PAIRS)
 
 
-def _requests(query: Any, vis: Visibility) -> list[SearchRequest]:
-    """The unfiltered search page, the dashboard's overview and one severity's series."""
+def _requests(query: Any, vis: Visibility, docs: list[dict[str, Any]]) -> list[SearchRequest]:
+    """The unfiltered search page, the dashboard's overview and one severity's series; and
+    the same of one model (the heatmap page: a model's own counts, layout.COUNT_SCOPE),
+    and of two models at once."""
+    models = Counter(fold(d["model"]) for d in docs if d.get("model")).most_common(2)
+    one, two = (models[0][0],), tuple(m for m, _ in models)
     return [
         SearchRequest(vis, query, facets=FACETS, facet_size=10, histogram="month"),
         SearchRequest(vis, query, facets=("severity",), heatmap=Heatmap(*HEATMAP, size=5)),
         SearchRequest(vis, query, selections={"severity": ("S1",)}, histogram="day"),
         SearchRequest(vis, query, selections={"severity": ("S0", "S2")}, histogram="week"),
+        SearchRequest(
+            vis,
+            query,
+            selections={"model": one},
+            facets=(*FACETS, "model"),
+            facet_size=10,
+            histogram="month",
+        ),
+        SearchRequest(
+            vis,
+            query,
+            selections={"model": one},
+            facets=("severity",),
+            heatmap=Heatmap(*HEATMAP, size=5),
+        ),
+        SearchRequest(vis, query, selections={"model": one, "severity": ("S1",)}, histogram="day"),
+        SearchRequest(
+            vis, query, selections={"model": two, "severity": ("S0", "S2")}, histogram="week"
+        ),
+        SearchRequest(vis, query, selections={"model": two}, facets=("model", "tags")),
     ]
 
 
@@ -53,7 +77,7 @@ async def _assert_counted_like_the_oracle(
     list, so the expected counts leave these documents out instead)."""
     prepared = [d for d in oracle.prepare(docs) if d["id"] not in unseen]
     for vis in (EVERYONE, INTERNAL, NLP_TEAM):
-        for req in _requests(query, vis):
+        for req in _requests(query, vis, prepared):
             # The counts answer it (else this test would only compare the ordinary path).
             answered = await backend.pool.read(
                 lambda conn, req=req: counts.answer(conn, backend.compiler, req)
@@ -66,7 +90,8 @@ async def _assert_counted_like_the_oracle(
                 expected = oracle.facet(prepared, vis, node, field, sel, size=req.facet_size)
                 assert [(b.value, b.count) for b in res.facets[field]] == expected, field
             if req.heatmap:
-                expected_cells = oracle.heatmap(prepared, vis, node, *HEATMAP, size=5)
+                narrowed = [d for d in prepared if oracle.selected(d, sel)]
+                expected_cells = oracle.heatmap(narrowed, vis, node, *HEATMAP, size=5)
                 assert [(c.x, c.y, c.count) for c in res.heatmap] == expected_cells
             if req.histogram:
                 narrowed = [d for d in prepared if oracle.selected(d, sel)]
@@ -134,6 +159,8 @@ def _changed(doc: dict[str, Any], i: int) -> dict[str, Any]:
         "tags": [*doc.get("tags", [])[1:], f"moved-{i % 3}"],
         "model_version": f"{doc.get('model_version') or '0'}.{i % 2}",
         "occurred_at": f"2025-07-0{1 + i % 9}T12:00:00Z",
+        # Every other one to another model (spelt otherwise: counted under its folded copy).
+        "model": doc.get("model") if i % 2 else ("Moved-Model", "moved-model")[i % 4 // 2],
     }
 
 

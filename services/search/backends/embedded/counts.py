@@ -20,8 +20,10 @@ from services.search.backends.embedded.compiler import Compiler, Sql
 from services.search.backends.embedded.layout import (
     COUNT_ALL,
     COUNT_DAY,
+    COUNT_SCOPE,
     COUNT_TABLE,
     DAY_MS,
+    scoped_key,
 )
 from services.search.documents import iso_utc
 from services.search.fields import fold
@@ -45,17 +47,25 @@ class Counted:
 
 
 def answer(conn: Any, compiler: Compiler, req: SearchRequest) -> Counted | None:
-    plan = _plan(compiler, req)
+    layout = compiler.layout
+    selections = dict(req.selections)
+    # A selection of the scope field (one model) reads that model's own counts; the rest of
+    # the request is planned as if it were the whole index.
+    scope = selections.pop(COUNT_SCOPE, None) if layout.scoped else None
+    plan = _plan(compiler, req, selections)
     if plan is None:
         return None
     selected, values = plan
-    reader = _Reader(conn, compiler, req)
+    if scope is not None and COUNT_SCOPE in req.facets and selected is not None:
+        # The scope's own facet is counted without its selection but with the other one:
+        # no count holds that.
+        return None
+    reader = _Reader(conn, compiler, req, scope=scope)
     excluded = 0
     if isinstance(req.query, Not):
         excluded = reader.exclusion(req.query)
         if excluded is None:
             return None
-    layout = compiler.layout
     # The total: every document, or those with a selected value.
     if selected is None:
         total = sum(reader.count(COUNT_ALL, "", excluded, None).values())
@@ -63,8 +73,16 @@ def answer(conn: Any, compiler: Compiler, req: SearchRequest) -> Counted | None:
         total = sum(reader.count(selected, "", excluded, values).values())
     facets = {}
     for name in req.facets:
-        # A field's own selection does not narrow its counts (multi-select faceting).
-        counted = reader.count(name, "", excluded, None, listed=name in layout.counted_lists)
+        # A field's own selection does not narrow its counts (multi-select faceting): the
+        # scope field's facet is the whole index's (less the exclusion).
+        counted = reader.count(
+            name,
+            "",
+            excluded,
+            None,
+            listed=name in layout.counted_lists,
+            scoped=name != COUNT_SCOPE,
+        )
         facets[name] = _top(counted, req.facet_size)
     histogram: list[Bucket] = []
     if req.histogram:
@@ -130,15 +148,17 @@ def selected_facet(
     return _top(counted, req.facet_size)
 
 
-def _plan(compiler: Compiler, req: SearchRequest) -> tuple[str | None, tuple[str, ...]] | None:
+def _plan(
+    compiler: Compiler, req: SearchRequest, selections: dict[str, tuple[str, ...]]
+) -> tuple[str | None, tuple[str, ...]] | None:
     """(the selected field or None, its values) when the counts answer every part of the
-    request; None when they do not."""
+    request with `selections` (the request's, less a scope); None when they do not."""
     layout = compiler.layout
     if not isinstance(req.query, MatchAll | Not):
         return None
-    if len(req.selections) > 1:
+    if len(selections) > 1:
         return None
-    selected, values = next(iter(req.selections.items()), (None, ()))
+    selected, values = next(iter(selections.items()), (None, ()))
     if selected is not None:
         # The values compare as written with the stored spelling only for exact fields;
         # and the counts hold one selection's other aggregations only for the pairs kept.
@@ -160,10 +180,17 @@ def _plan(compiler: Compiler, req: SearchRequest) -> tuple[str | None, tuple[str
 
 class _Reader:
     def __init__(
-        self, conn: Any, compiler: Compiler, req: SearchRequest, table: str = "temp.m"
+        self,
+        conn: Any,
+        compiler: Compiler,
+        req: SearchRequest,
+        table: str = "temp.m",
+        scope: tuple[str, ...] | None = None,
     ) -> None:
-        """`table`: the temp table the excluded documents go to."""
+        """`table`: the temp table the excluded documents go to; `scope`: the selected
+        values (folded) of COUNT_SCOPE whose own counts are read, or None (the index's)."""
         self.conn, self.compiler, self.req, self.table = conn, compiler, req, table
+        self.scope = scope
 
     def exclusion(self, query: Not) -> int | None:
         """The visible documents `query` excludes, into the table; None if too many."""
@@ -188,11 +215,15 @@ class _Reader:
         excluded: int,
         values: tuple[str, ...] | None,
         listed: bool = False,
+        scoped: bool = True,
     ) -> Counter:
-        """(value[, second value]) -> documents, summed over the visible buckets, less the
-        excluded documents'; `values`: only these first values (a selection)."""
+        """(value[, second value]) -> documents, summed over the visible buckets (and the
+        scope's values: a document has one), less the excluded documents'; `values`: only
+        these first values (a selection); `scoped`: False reads the index's counts."""
         sql = Sql()
-        cond = f"c.key = {sql.add(key)}"
+        scope = self.scope if scoped else None
+        keys = [key] if scope is None else [scoped_key(v, key) for v in scope]
+        cond = f"c.key IN ({sql.add(*keys)})"
         cond += " AND " + self.req.visibility.sql_text(
             "nullif(c.team, '')", "c.sensitivity", sql.add
         )
@@ -205,12 +236,17 @@ class _Reader:
         ).fetchall()
         out: Counter = {(r[0], r[1]) if second else (r[0],): r[2] for r in rows}
         if excluded:
-            for k, n in self._excluded(key, second, values, listed).items():
+            for k, n in self._excluded(key, second, values, listed, scope).items():
                 out[k] = out.get(k, 0) - n
         return {k: n for k, n in out.items() if n > 0}
 
     def _excluded(
-        self, key: str, second: str, values: tuple[str, ...] | None, listed: bool
+        self,
+        key: str,
+        second: str,
+        values: tuple[str, ...] | None,
+        listed: bool,
+        scope: tuple[str, ...] | None,
     ) -> Counter:
         """The same counts over the excluded documents, counted row by row."""
         first = key if key == COUNT_DAY else key.split("@", 1)[0]
@@ -229,6 +265,9 @@ class _Reader:
         cond = " AND ".join(f"{g} IS NOT NULL" for g in group)
         if values is not None:
             cond += f" AND d.{first} IN ({sql.add(*values)})"
+        if scope is not None:
+            column = self.compiler.layout.match_column(COUNT_SCOPE)
+            cond += f" AND d.{column} IN ({sql.add(*scope)})"
         rows = self.conn.execute(
             f"SELECT {', '.join(group)}, count(*) FROM {self.table} m CROSS JOIN doc d "
             f"ON d.pk = m.pk {join} WHERE {cond} GROUP BY {', '.join(group)}",

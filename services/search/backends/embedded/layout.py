@@ -39,10 +39,21 @@ DAY_MS = 86_400_000
 # Two-value keys, counted for the dashboard's charts: the heatmap of versions by failure
 # mode, and the series of each severity by day. `x@y` holds (x's value, y's value).
 COUNTED_PAIRS = (("model_version", "failure_mode"), ("severity", COUNT_DAY))
+# Every count is kept again per value of this field (its folded copy, as a selection holds
+# it), under the key `<value>\x1f<key>`: the dashboard of one model (its severities, heatmap
+# and severity series) sums that model's count rows, where counting would read its ~30,000
+# documents per panel. Keys never hold the separator, so a scoped key names one (value, key).
+COUNT_SCOPE = "model"
+SCOPE_SEP = "\x1f"
 # Words as stemmed (English, as OpenSearch's analyzer), and as written (prefix searches:
 # `injectio*` must find "injection", whose stem is "inject"). detail=column: a prefix needs
 # no positions, only which column holds the word.
 FTS_TABLES = ("doc_fts", "doc_plain")
+
+
+def scoped_key(scope: str, key: str) -> str:
+    """A count key kept for the documents whose COUNT_SCOPE (folded) is `scope`."""
+    return f"{scope}{SCOPE_SEP}{key}"
 
 
 class Layout:
@@ -70,6 +81,7 @@ class Layout:
             for x, y in COUNTED_PAIRS
             if x in self.counted and (y in self.counted or (y == COUNT_DAY and self.counts_days))
         )
+        self.scoped = COUNT_SCOPE in self.counted
         self.columns = (
             "id",
             "revision",
@@ -136,6 +148,9 @@ END"""
             if of[x] is not None and of[y] is not None
         ]
         keys += [(f, v, "", *vis) for f in self.counted_lists for v in lists.get(f) or ()]
+        scope = values.get(self.match_column(COUNT_SCOPE)) if self.scoped else None
+        if scope is not None:
+            keys += [(scoped_key(scope, k[0]), *k[1:]) for k in keys]
         return keys
 
     @cached_property
@@ -225,7 +240,9 @@ END;
     @cached_property
     def fingerprint(self) -> int:
         """Stored as the database's user_version: a file made for another layout is rebuilt."""
-        digest = hashlib.sha256(self.ddl.encode()).digest()
+        # What the counts hold is part of the layout: an index counted otherwise is rebuilt.
+        counted = repr((COUNTED_PAIRS, COUNT_SCOPE, SCOPE_SEP, self.scoped))
+        digest = hashlib.sha256((self.ddl + counted).encode()).digest()
         return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF or 1
 
     def _with_vis(self, *columns: str) -> tuple[str, ...]:
