@@ -12,17 +12,27 @@ from sqlalchemy import func, select, text
 
 from services.audit.models import AuditEntry
 from shared.audit import audit
+from shared.db import Database
+from shared.migrate import upgrade_async
 from tests.catalog.builders import unique
-from tests.conftest import auth_header
+from tests.conftest import auth_header, make_settings
 from tests.corpus import aiid_cases
 from tests.gateway.helpers import ingest_corpus
 
 BULK = "/catalog/v1/cases:bulk"
 
 
-def _sqlite_only(db) -> None:
-    if db.dialect != "sqlite":
-        pytest.skip("the writer turn is SQLite's (Postgres admits concurrent writers)")
+@pytest.fixture
+async def sqlite_db(tmp_path):
+    """A migrated SQLite database of the test's own: the writer turn is SQLite's (Postgres
+    admits concurrent writers), so these run once, not per backend."""
+    settings = await make_settings("embedded", tmp_path / "data")
+    await upgrade_async(settings.catalog_url)
+    database = Database(settings.catalog_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 async def _entries(db, actor: str, action: str) -> int:
@@ -32,8 +42,8 @@ async def _entries(db, actor: str, action: str) -> int:
         return (await s.execute(stmt)).scalar_one()
 
 
-async def test_an_audited_transaction_waits_for_the_writer_turn(db):
-    _sqlite_only(db)
+async def test_an_audited_transaction_waits_for_the_writer_turn(sqlite_db):
+    db = sqlite_db
     actor = f"turn-{secrets.token_hex(3)}"
     committed = asyncio.Event()
 
@@ -51,10 +61,10 @@ async def test_an_audited_transaction_waits_for_the_writer_turn(db):
     assert await _entries(db, actor, "test.read") == 1
 
 
-async def test_a_transaction_that_wrote_commits_without_queueing(db):
+async def test_a_transaction_that_wrote_commits_without_queueing(sqlite_db):
     """Otherwise: it holds SQLite's write lock and waits for the turn, while the turn's holder
     waits in the busy handler (30 s) for that lock."""
-    _sqlite_only(db)
+    db = sqlite_db
     actor = f"wrote-{secrets.token_hex(3)}"
 
     async def audited_write() -> None:
