@@ -872,23 +872,27 @@ async def review_trails(
             )
         )
     for r in await repo.reviews_of(case_ids):
-        hide = bool(r.taxonomy) and states[r.case_id].blinded(r.taxonomy or "")
-        trails[r.case_id].append(
-            TrailEntry(
-                r.created_at,
-                r.reviewer,
-                r.action,
-                r.taxonomy,
-                None if hide else r.values,
-                r.comment,
-                list(r.annotation_ids),
-                r.case_revision,
-                hidden=hide,
-            )
-        )
+        trails[r.case_id].append(_review_entry(r, states[r.case_id]))
     for entries in trails.values():
         entries.sort(key=lambda e: e.at)
     return trails
+
+
+def _review_entry(r: AnnotationReview, state: ReaderState) -> TrailEntry:
+    """A review as the trail shows it to a reader in `state`: its values withheld while the
+    reader is blinded to its taxonomy."""
+    hide = bool(r.taxonomy) and state.blinded(r.taxonomy or "")
+    return TrailEntry(
+        r.created_at,
+        r.reviewer,
+        r.action,
+        r.taxonomy,
+        None if hide else r.values,
+        r.comment,
+        list(r.annotation_ids),
+        r.case_revision,
+        hidden=hide,
+    )
 
 
 async def adjudications(
@@ -907,20 +911,7 @@ async def adjudications(
     states = await reader_states(session, sorted({r.case_id for r in reviews}), reader)
     out: dict[str, list[TrailEntry]] = {}
     for r in reviews:
-        hide = bool(r.taxonomy) and states[r.case_id].blinded(r.taxonomy or "")
-        out.setdefault(r.case_id, []).append(
-            TrailEntry(
-                r.created_at,
-                r.reviewer,
-                r.action,
-                r.taxonomy,
-                None if hide else r.values,
-                r.comment,
-                list(r.annotation_ids),
-                r.case_revision,
-                hidden=hide,
-            )
-        )
+        out.setdefault(r.case_id, []).append(_review_entry(r, states[r.case_id]))
     for entries in out.values():
         entries.sort(key=lambda e: e.at)
     return out
