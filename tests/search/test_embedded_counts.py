@@ -17,22 +17,13 @@ from shared.security import Principal, Sensitivity
 from tests.search import oracle
 from tests.search.conftest import NOW, backend_of
 from tests.search.corpus import corpus_documents, planted_documents
+from tests.search.test_conformance import FACETS as CONFORMANCE_FACETS
 
 EVERYONE = Visibility(("public", "internal", "confidential", "restricted"), None)
 INTERNAL = Visibility.of(Principal("u", "c", clearance=Sensitivity.INTERNAL))
 NLP_TEAM = Visibility.of(Principal("u", "c", team="nlp", clearance=Sensitivity.CONFIDENTIAL))
-# Every counted facet of the conformance corpus (a map key, env.region, is not counted).
-FACETS = (
-    "severity",
-    "status",
-    "team",
-    "tags",
-    "failure_mode",
-    "failure_mode_parent",
-    "model_version",
-    "data_source",
-    "sensitivity",
-)
+# Every counted facet of the conformance corpus (the environment map's are not counted).
+FACETS = tuple(f for f in CONFORMANCE_FACETS if f != "env" and not f.startswith("env."))
 HEATMAP = ("model_version", "failure_mode")  # the dashboard's (layout.COUNTED_PAIRS)
 
 

@@ -31,6 +31,7 @@ from tests.catalog.builders import unique
 from tests.cli_run import indexed, run_cli
 from tests.conftest import auth_header, make_settings
 from tests.corpus import aiid_cases, avid_cases
+from tests.db_text import text_by_table
 from tests.gateway.helpers import INGEST, case_input, data, gql
 
 N = 1_000
@@ -146,25 +147,11 @@ async def _database_text(second) -> tuple[str, int, int]:
         return "\n".join(chunks), tables, len(chunks)
     db = Database(second.catalog_url)
     try:
-        async with db.transaction() as s:
-            columns = (
-                await s.execute(
-                    text(
-                        "select table_name, column_name from information_schema.columns"
-                        " where table_schema = 'public' and data_type in"
-                        " ('text', 'character varying', 'character', 'json', 'jsonb', 'ARRAY')"
-                        " order by table_name, ordinal_position"
-                    )
-                )
-            ).all()
-            tables = len({t for t, _ in columns})
-            for table, column in columns:
-                values = await s.execute(
-                    text(f'select "{column}"::text from "{table}" where "{column}" is not null')
-                )
-                chunks += values.scalars().all()
+        by_table = await text_by_table(db)
     finally:
         await db.dispose()
+    chunks = [v for values in by_table.values() for v in values]
+    tables = len(by_table)
     return "\n".join(chunks), tables, len(chunks)
 
 

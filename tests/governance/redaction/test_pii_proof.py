@@ -26,6 +26,7 @@ from services.sharing.avid import import_reports
 from shared.security import SYSTEM
 from tests.conftest import auth_header
 from tests.corpus import CORPORA
+from tests.db_text import text_by_table
 from tests.gateway.helpers import INGEST, case_input, data, gql
 from tests.gateway.test_query_count import outbox_drained
 from tests.governance.redaction.pii_corpus import VALUE_KINDS, Generator, build
@@ -89,22 +90,9 @@ def _literals(corpus: Any) -> set[str]:
 
 async def _postgres_dump(db: Any) -> str:
     """Every text, varchar and JSON column of every table, cast to text."""
-    parts = []
-    async with db.transaction() as s:
-        cols = (
-            await s.execute(
-                text(
-                    "SELECT table_name, column_name FROM information_schema.columns "
-                    "WHERE table_schema = 'public' AND data_type IN "
-                    "('text', 'character varying', 'json', 'jsonb', 'ARRAY')"
-                )
-            )
-        ).all()
-        for table, column in cols:
-            rows = await s.execute(text(f'SELECT "{column}"::text FROM "{table}"'))
-            parts.extend(r[0] for r in rows if r[0] is not None)
-    assert any(t == "audit_log" for t, _ in cols) and any(t == "failure_case" for t, _ in cols)
-    return "\n".join(parts)
+    by_table = await text_by_table(db)
+    assert {"audit_log", "failure_case"} <= set(by_table)
+    return "\n".join(v for values in by_table.values() for v in values)
 
 
 def _sqlite_bytes(settings: Any) -> str:

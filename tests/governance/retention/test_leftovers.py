@@ -22,6 +22,7 @@ from services.safeguards.schemas import RunIn, ScenarioRequest, SuiteCreate
 from services.sharing import service as sharing
 from services.sharing.schemas import CommentIn
 from shared.security import SYSTEM, Principal, Sensitivity
+from tests.db_text import text_by_table
 from tests.governance.retention.helpers import (
     audit_entries,
     corpus_cases,
@@ -79,42 +80,9 @@ def _salted(case: dict[str, Any], salt: str) -> list[str]:
 
 async def database_text(db: Any) -> str:
     """Every text, varchar and JSON column of every table, as text."""
-    parts: list[str] = []
-    async with db.transaction() as s:
-        if db.dialect == "postgresql":
-            cols = (
-                await s.execute(
-                    text(
-                        "SELECT table_name, column_name FROM information_schema.columns "
-                        "WHERE table_schema = 'public' AND data_type IN "
-                        "('text', 'character varying', 'json', 'jsonb', 'ARRAY')"
-                    )
-                )
-            ).all()
-            cast = '"{c}"::text'
-        else:
-            tables = (
-                await s.execute(
-                    text(
-                        "SELECT name FROM sqlite_master WHERE type = 'table' "
-                        "AND name NOT LIKE 'sqlite_%'"
-                    )
-                )
-            ).scalars()
-            cols = []
-            for table in list(tables):
-                info = (await s.execute(text(f'PRAGMA table_info("{table}")'))).all()
-                cols += [
-                    (table, row[1])
-                    for row in info
-                    if any(t in (row[2] or "").upper() for t in ("CHAR", "TEXT", "JSON", "CLOB"))
-                ]
-            cast = 'CAST("{c}" AS TEXT)'
-        assert {t for t, _ in cols} >= {"failure_case", "annotation", "suite_case", "audit_log"}
-        for table, column in cols:
-            rows = await s.execute(text(f'SELECT {cast.format(c=column)} FROM "{table}"'))
-            parts.extend(r[0] for r in rows if r[0] is not None)
-    return "\n".join(parts)
+    by_table = await text_by_table(db)
+    assert set(by_table) >= {"failure_case", "annotation", "suite_case", "audit_log"}
+    return "\n".join(v for values in by_table.values() for v in values)
 
 
 def found(dump: str, literals: list[str]) -> list[str]:
