@@ -10,11 +10,10 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.governance.redaction.service import mask_text
 from services.search import openapi as doc
 from services.search.hydration import hit_cases, hits_as_json
 from services.search.request import FilterBase, filter_model
-from services.search.service import SearchService
+from services.search.service import SearchService, search_entry
 from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal, Scope
@@ -116,11 +115,7 @@ async def search_cases(
         principal,
         "cases.search",
         None,
-        details={
-            "query": mask_text(q) if q else q,
-            "hits": result.total,
-            "ids": [h.id for h in result.hits],
-        },
+        details=search_entry(q, result),
         read=True,
     )
     # The same as GraphQL: each hit carries its case, loaded with the caller's visibility

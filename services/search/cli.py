@@ -10,9 +10,8 @@ from typing import Any
 
 from services.cli.errors import CliError
 from services.cli.remote import server_url
-from services.governance.redaction.service import mask_text
 from services.search.request import SearchAnswer
-from services.search.service import SearchService
+from services.search.service import SearchService, search_entry
 from shared.audit import audit_now
 from shared.db import Database
 from shared.security import SYSTEM, Principal, Sensitivity
@@ -97,7 +96,7 @@ async def _search(service: SearchService, principal: Principal, args: argparse.N
         "cases.search",
         None,
         outcome="ok",
-        details={"query": mask_text(" ".join(args.query)), "hits": result.total},
+        details=search_entry(" ".join(args.query), result, ids=False),
     )
     if args.json:
         print(json.dumps(result.as_json(), indent=2))

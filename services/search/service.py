@@ -13,6 +13,7 @@ from typing import Any
 
 from services.annotation.search_state import BLINDED
 from services.annotation.search_state import guard as blind_guard
+from services.governance.redaction.service import mask_text
 from services.search import suggestions as suggest
 from services.search.backends.base import BackendUnavailable, SearchBackend
 from services.search.catalog_feed import CatalogFeed, catalog_feed
@@ -75,6 +76,17 @@ class VerifyReport:
             "ahead": len(self.ahead),
             "repaired": self.repaired,
         }
+
+
+def search_entry(query: str | None, answer: SearchAnswer, *, ids: bool = True) -> dict[str, Any]:
+    """The details of a `cases.search` audit entry (REST, GraphQL, the CLI): the query with PII
+    masked as the default policy masks it (the trail must not keep what redaction removes
+    from the cases), the total, and the page's ids."""
+    details: dict[str, Any] = {"query": mask_text(query) if query else query}
+    details["hits"] = answer.total
+    if ids:
+        details["ids"] = [h.id for h in answer.hits]
+    return details
 
 
 def revisions_checksum(pairs: dict[str, int]) -> str:

@@ -24,9 +24,9 @@ from services.gateway.search.types import (
     SearchResults,
     SearchSuggestion,
 )
-from services.governance.redaction.service import mask_text
 from services.search.hydration import hit_cases
 from services.search.request import Heatmap, SearchFilter
+from services.search.service import search_entry
 from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
 from shared.security import Scope
@@ -102,11 +102,7 @@ class SearchQuery:
             ctx.principal,
             "cases.search",
             None,
-            details={
-                "query": mask_text(query) if query else query,
-                "hits": result.total,
-                "ids": [h.id for h in result.hits],
-            },
+            details=search_entry(query, result),
             read=True,
         )
         # One query for every hit's case (visibility applied again) with its model, version,
