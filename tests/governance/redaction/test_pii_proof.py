@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 import time
 from typing import Any
 
@@ -96,13 +97,17 @@ async def _postgres_dump(db: Any) -> str:
 
 
 def _sqlite_bytes(settings: Any) -> str:
-    chunks = []
-    for name in ("catalog.db", "catalog.db-wal", "search.db", "search.db-wal"):
-        path = settings.data_dir / name
-        if path.exists():
-            chunks.append(path.read_bytes().decode("latin-1"))
-    assert chunks, "no SQLite files found"
-    return "\n".join(chunks)
+    """The SQLite files' bytes as stored, read by a child process: a POSIX process that
+    opens and closes a database file drops every lock it holds on it (SQLite's "how to
+    corrupt" §2.2), so reading them here would leave the session's app unlocked and a later
+    test's second writer would corrupt the session database."""
+    paths = [
+        str(settings.data_dir / name)
+        for name in ("catalog.db", "catalog.db-wal", "search.db", "search.db-wal")
+        if (settings.data_dir / name).exists()
+    ]
+    assert paths, "no SQLite files found"
+    return subprocess.run(["cat", *paths], capture_output=True, check=True).stdout.decode("latin-1")
 
 
 async def _opensearch_dump(settings: Any) -> str:
