@@ -101,13 +101,14 @@ def _sqlite_bytes(settings: Any) -> str:
     opens and closes a database file drops every lock it holds on it (SQLite's "how to
     corrupt" §2.2), so reading them here would leave the session's app unlocked and a later
     test's second writer would corrupt the session database."""
-    paths = [
-        str(settings.data_dir / name)
-        for name in ("catalog.db", "catalog.db-wal", "search.db", "search.db-wal")
-        if (settings.data_dir / name).exists()
-    ]
+    names = ("catalog.db", "catalog.db-wal", "search.db", "search.db-wal")
+    paths = [path for path in (settings.data_dir / n for n in names) if path.exists()]
     assert paths, "no SQLite files found"
-    return subprocess.run(["cat", *paths], capture_output=True, check=True).stdout.decode("latin-1")
+    # One read per file, joined by a newline as before: a literal cannot straddle two files.
+    return "\n".join(
+        subprocess.run(["cat", path], capture_output=True, check=True).stdout.decode("latin-1")
+        for path in paths
+    )
 
 
 async def _opensearch_dump(settings: Any) -> str:
