@@ -6,15 +6,22 @@ import asyncio
 import io
 import json
 import sys
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
+from services.auth.models import SigningKey
 from services.gateway.cli import main
+from shared.db import utcnow
 
 
 def _failcat(monkeypatch, settings, capsys, *argv: str, stdin: str = "") -> tuple[int, str, str]:
     monkeypatch.setenv("FAILCAT_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("FAILCAT_DATABASE_URL", settings.catalog_url)
+    # `keys rotate` retires the old key one token lifetime from now: the lifetime must be the
+    # session's (6 h), not the default 15 min, or the session's tokens stop verifying mid-run.
+    monkeypatch.setenv("FAILCAT_ACCESS_TOKEN_TTL_S", str(settings.access_token_ttl_s))
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     code = main(list(argv))
     out = capsys.readouterr()
@@ -123,3 +130,10 @@ async def test_users_and_keys(monkeypatch, settings, capsys, app):
     kid = json.loads(out)["kid"]
     await app.state.auth.refresh_keys()
     assert app.state.auth.ring().signing_kid == kid
+    # The keys it retired verify the session's tokens for as long as those live: a rotation
+    # that used the default lifetime retired them 17 minutes later, and every test after that
+    # answered 401 "unknown signing key".
+    async with app.state.db.transaction() as s:
+        retiring = [r for r in await s.scalars(select(SigningKey)) if r.kid != kid]
+    lifetime = timedelta(seconds=settings.access_token_ttl_s)
+    assert retiring and all(r.retire_at >= utcnow() + lifetime for r in retiring)

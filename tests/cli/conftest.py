@@ -31,7 +31,13 @@ def free_port() -> int:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    env = {"FAILCAT_DATA_DIR": str(settings.data_dir), "FAILCAT_ISSUER": settings.issuer}
+    env = {
+        "FAILCAT_DATA_DIR": str(settings.data_dir),
+        "FAILCAT_ISSUER": settings.issuer,
+        # A process that rotates keys retires the old one a token lifetime later: it must use
+        # the lifetime the tokens it should keep working were minted with.
+        "FAILCAT_ACCESS_TOKEN_TTL_S": str(settings.access_token_ttl_s),
+    }
     if settings.database_url:
         env["FAILCAT_DATABASE_URL"] = settings.database_url
     if not settings.embedded_search:
