@@ -407,19 +407,68 @@ def _chain_after(previous: str, seq: int, rest: bytes) -> str:
     return hashlib.sha256(previous.encode() + b"[%d," % seq + rest).hexdigest()
 
 
+def _sqlite_row(entry: Staged) -> tuple[Any, ...]:
+    """The bound values of _INSERT_ONE_SQLITE: FIELDS but seq, stored as SQLAlchemy stores
+    them, and the canonical bytes after the seq (which `_chain_after` chains)."""
+    values = _values(0, entry)
+    stored = values[9]
+    return (
+        entry.at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds"),
+        *values[2:9],
+        None if stored is None else orjson.dumps(stored).decode(),
+        canonical_values(values)[len(b"[0,") :],
+    )
+
+
 def _append_one_sqlite(session: Session, entry: Staged) -> None:
     pooled = session.connection().connection  # the pool's: its info lives as the connection
     driver = pooled.driver_connection
     if not pooled.info.get(_CHAIN_FUNCTION):
         _await(driver.create_function(_CHAIN_FUNCTION, 3, _chain_after, deterministic=True))
         pooled.info[_CHAIN_FUNCTION] = True
-    values = _values(0, entry)
-    rest = canonical_values(values)[len(b"[0,") :]
-    stored = values[9]
-    row = (
-        entry.at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds"),
-        *values[2:9],
-        None if stored is None else orjson.dumps(stored).decode(),
-        rest,
-    )
-    _await(driver.execute_fetchall(_INSERT_ONE_SQLITE, row))
+    _await(driver.execute_fetchall(_INSERT_ONE_SQLITE, _sqlite_row(entry)))
+
+
+# --- a read's entry on the read's own trip (SQLite) --------------------------------------------
+# SQLite has no data-modifying CTEs, and staged for the commit a read's entry costs the append
+# and the COMMIT, each a trip to the driver's thread, where the unaudited read has none after
+# its statement. When the unit of work has written nothing yet, the entry is instead appended
+# and committed on the read's own trip, right after its rows (shared.sqlite_onehop's
+# AFTER_ROWS), in the writer turn: stored before the read can be served, as on Postgres, and
+# only when the read found its row. It is not undone if the request fails later: the read
+# happened. Inside a write, the entry waits for that write's commit, as any entry does.
+
+
+def _append_after_rows(entry: Staged) -> Any:
+    row = _sqlite_row(entry)
+
+    def then(connection: Any, rows: Any) -> None:
+        if not rows:  # not found or not visible: a refused read appends nothing
+            return
+        connection.create_function(_CHAIN_FUNCTION, 3, _chain_after, deterministic=True)
+        try:
+            connection.execute(_INSERT_ONE_SQLITE, row)  # pysqlite begins the transaction
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+
+    return then
+
+
+async def read_appending(
+    session: AsyncSession, statement: Any, params: Mapping[str, Any], entry: Staged
+) -> Any | None:
+    """SQLite: the result of the read `statement`, whose `entry` was appended and committed
+    on the read's trip when it returned a row. None where this does not apply (Postgres, a
+    unit of work that has written, reads not audited): run the read and stage the entry."""
+    from shared.db import holds_write_lock
+    from shared.sqlite_onehop import AFTER_ROWS
+
+    sync = session.sync_session
+    turn = getattr(sync, "writer", None)
+    if turn is None or not sync.audit_reads or await holds_write_lock(session):
+        return None
+    options = {AFTER_ROWS: _append_after_rows(entry)}
+    async with turn:
+        return await session.execute(statement, params, execution_options=options)

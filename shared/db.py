@@ -125,6 +125,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # First: the pragmas below already run through a one-hop cursor (shared.sqlite_onehop).
         event.listen(engine.sync_engine, "connect", sqlite_onehop.install)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "before_cursor_execute", sqlite_onehop.hand_over)
         if kwargs["pool_reset_on_return"] is None:
             event.listen(engine.sync_engine.pool, "reset", _reset_sqlite)
         return engine
@@ -269,7 +270,7 @@ def _forget_staged(session: Session) -> None:
     session.info.pop(STAGED, None)
 
 
-async def _writing(session: AsyncSession) -> bool:
+async def holds_write_lock(session: AsyncSession) -> bool:
     """Whether the session's SQLite connection holds the write lock already (pysqlite begins
     a transaction only before a data-changing statement). Such a unit of work commits
     without queueing for the writer turn: the turn's holder may be in the busy handler
@@ -294,12 +295,16 @@ class Database:
         # as the previous commits. Other processes (a worker) still meet the busy handler.
         self._writer = asyncio.Lock() if self.engine.dialect.name == "sqlite" else None
         audit_reads_setting = audit_reads
+        writer_turn = self._writer
 
         class UnitOfWork(Session):
             """This database's sessions: commit listeners are per Database, not global."""
 
             # Settings.audit_reads: False only to measure what auditing reads costs.
             audit_reads = audit_reads_setting
+            # This process's SQLite writer turn (None on Postgres): shared.audit's appending
+            # read takes it for the one trip that writes.
+            writer = writer_turn
 
         event.listen(UnitOfWork, "before_commit", _append_audit)
         event.listen(UnitOfWork, "after_commit", self._after_commit)
@@ -325,7 +330,7 @@ class Database:
         writer."""
         from shared.audit import STAGED  # shared.audit imports this module
 
-        if self._writer is None or not session.info.get(STAGED) or await _writing(session):
+        if self._writer is None or not session.info.get(STAGED) or await holds_write_lock(session):
             await session.commit()
             return
         async with self._writer:

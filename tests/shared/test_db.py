@@ -139,6 +139,7 @@ def test_the_one_hop_cursor_uses_what_it_relies_on():
 
     assert callable(aiosqlite.Connection._execute), "aiosqlite.Connection._execute"
     assert isinstance(aiosqlite.Connection._conn, property), "aiosqlite.Connection._conn"
+    assert isinstance(aiosqlite.Connection.in_transaction, property), "in_transaction"
     for slot in ("_adapt_connection", "_connection", "_cursor", "_rows", "_soft_closed_memoized"):
         assert slot in AsyncAdapt_dbapi_cursor.__slots__, slot
     for name in ("_execute_async", "_executemany_async", "_async_soft_close", "close"):
