@@ -407,6 +407,12 @@ def _chain_after(previous: str, seq: int, rest: bytes) -> str:
     return hashlib.sha256(previous.encode() + b"[%d," % seq + rest).hexdigest()
 
 
+def register_chain_function(dbapi_connection: Any) -> None:
+    """Once per SQLite connection, at connect (shared.db): registering a function expires
+    the connection's prepared statements, so it must not happen per append."""
+    dbapi_connection.create_function(_CHAIN_FUNCTION, 3, _chain_after, deterministic=True)
+
+
 def _sqlite_row(entry: Staged) -> tuple[Any, ...]:
     """The bound values of _INSERT_ONE_SQLITE: FIELDS but seq, stored as SQLAlchemy stores
     them, and the canonical bytes after the seq (which `_chain_after` chains)."""
@@ -421,11 +427,7 @@ def _sqlite_row(entry: Staged) -> tuple[Any, ...]:
 
 
 def _append_one_sqlite(session: Session, entry: Staged) -> None:
-    pooled = session.connection().connection  # the pool's: its info lives as the connection
-    driver = pooled.driver_connection
-    if not pooled.info.get(_CHAIN_FUNCTION):
-        _await(driver.create_function(_CHAIN_FUNCTION, 3, _chain_after, deterministic=True))
-        pooled.info[_CHAIN_FUNCTION] = True
+    driver = session.connection().connection.driver_connection
     _await(driver.execute_fetchall(_INSERT_ONE_SQLITE, _sqlite_row(entry)))
 
 
@@ -445,7 +447,6 @@ def _append_after_rows(entry: Staged) -> Any:
     def then(connection: Any, rows: Any) -> None:
         if not rows:  # not found or not visible: a refused read appends nothing
             return
-        connection.create_function(_CHAIN_FUNCTION, 3, _chain_after, deterministic=True)
         try:
             connection.execute(_INSERT_ONE_SQLITE, row)  # pysqlite begins the transaction
             connection.commit()

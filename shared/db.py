@@ -81,6 +81,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_functions(dbapi_conn: Any, _record: Any) -> None:
+    from shared.audit import register_chain_function  # shared.audit imports this module
+
+    register_chain_function(dbapi_conn)
+
+
 def _reset_sqlite(dbapi_conn: Any, _record: Any, state: Any) -> None:
     """A pooled SQLite connection checked in: rolled back only if a transaction is still
     open (aiosqlite's `in_transaction` reads the connection's state without a trip to its
@@ -125,6 +131,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # First: the pragmas below already run through a one-hop cursor (shared.sqlite_onehop).
         event.listen(engine.sync_engine, "connect", sqlite_onehop.install)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_functions)
         event.listen(engine.sync_engine, "before_cursor_execute", sqlite_onehop.hand_over)
         if kwargs["pool_reset_on_return"] is None:
             event.listen(engine.sync_engine.pool, "reset", _reset_sqlite)
