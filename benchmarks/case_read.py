@@ -6,7 +6,8 @@
 
 Both servers are single uvicorn processes; wrk (Debian's `wrk`) loads each in turn, `rounds`
 times alternately so both see the same machine, cycling through 100 real AIID cases. Prints
-requests/s of each and the ratio (target: failcat >= 1/3 of the bare route).
+requests/s of each and the ratio (target: failcat >= 1/3 of the bare route), and the same for
+the REST read of the whole case (GET /catalog/v1/cases/{id}: relations, links, audit entry).
 
 --blind-rule (issue 11: the rule adds <= 10% to case(id)): in one process, the read `case(id)`
 runs (the case, its model and the blind-read flag in one statement: annotation
@@ -55,6 +56,16 @@ request = function()
   local body = '{"query": "%s", "variables": {"id": "' .. ids[(i %% #ids) + 1] .. '"}}'
   return wrk.format("POST", "/graphql",
     {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, body)
+end
+"""
+REST_LUA = """
+ids = {%s}
+token = "%s"
+i = 0
+request = function()
+  i = i + 1
+  local headers = {["Authorization"] = "Bearer " .. token}
+  return wrk.format("GET", "/catalog/v1/cases/" .. ids[(i %% #ids) + 1], headers)
 end
 """
 BARE_LUA = """
@@ -202,24 +213,30 @@ def main() -> None:
                         raise RuntimeError("the bare route did not start") from None
                     time.sleep(0.1)
             gql_script = GRAPHQL_LUA % (ids, tok, ONE.replace('"', '\\"'))
+            rest_script = REST_LUA % (ids, tok)
             bare_script = BARE_LUA % (ids, tok)
             wrk(base, gql_script, 2, args.connections)  # warm-up
+            wrk(base, rest_script, 2, args.connections)
             wrk(bare_base, bare_script, 2, args.connections)
-            failcat_rates, bare_rates = [], []
+            failcat_rates, rest_rates, bare_rates = [], [], []
             for _ in range(args.rounds):
                 failcat_rates.append(wrk(base, gql_script, args.seconds, args.connections))
+                rest_rates.append(wrk(base, rest_script, args.seconds, args.connections))
                 bare_rates.append(wrk(bare_base, bare_script, args.seconds, args.connections))
         finally:
             bare.terminate()
             bare.wait(timeout=30)
 
     f, b = statistics.median(failcat_rates), statistics.median(bare_rates)
+    r = statistics.median(rest_rates)
     backend = "Postgres" if args.postgres else "embedded SQLite"
     load = f"wrk {args.connections} connections, {args.seconds:.0f} s x {args.rounds}"
     print(f"backend: {backend}; {load}")
     print(f"Query.case(id) through failcat: {f:8,.0f} requests/s  (rounds: {failcat_rates})")
     print(f"bare Starlette, same token+row: {b:8,.0f} requests/s  (rounds: {bare_rates})")
     print(f"ratio failcat / bare: {f / b:.2f} (target >= 0.33)")
+    print(f"REST GET /catalog/v1/cases/{{id}}: {r:8,.0f} requests/s  (rounds: {rest_rates})")
+    print(f"ratio REST / bare: {r / b:.2f}")
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ async def measure(base: str, headers: dict[str, str], env: dict[str, str], args:
 
 async def stages(service: Any, caller: Any, mix: list[str], count: int) -> None:
     """The REST route (services/search/api.py) taken apart, each step timed on its own."""
-    from services.search.hydration import hit_cases, hits_as_json
+    from services.catalog.hydration import hit_cases, hits_as_json
     from shared.audit import audit
 
     backend, db = service.backend, service.db

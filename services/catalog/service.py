@@ -940,13 +940,11 @@ async def cases_as_json(
 
 
 async def case_as_json(
-    session: AsyncSession, case_id: str, viewer: Principal, as_of: datetime | None = None
+    session: AsyncSession, case_id: str, viewer: Principal, as_of: datetime
 ) -> dict[str, Any]:
-    """One visible case in the wire format, whole: the names of its model, version and data
-    source and its links (those it had at `as_of`, when given)."""
-    if as_of is None:
-        case = await get_visible_case(session, case_id, viewer)
-        return case_json(case, await page_relations(session, [case]), viewer=viewer)
+    """One visible case as it was at `as_of`, in the wire format, whole: the names of its
+    model, version and data source and the links it had then. (The case as it is now comes
+    from one statement: services/catalog/hydration.py.)"""
     past = await get_case_as_of(session, case_id, viewer, as_of)
     refs = await page_relations(session, [past.case])
     refs.links[past.case.id] = past.links

@@ -10,8 +10,8 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.catalog.hydration import hit_cases, hits_as_json
 from services.search import openapi as doc
-from services.search.hydration import hit_cases, hits_as_json
 from services.search.request import FilterBase, filter_model
 from services.search.service import SearchService, search_entry
 from shared.audit import audit
@@ -119,7 +119,7 @@ async def search_cases(
         read=True,
     )
     # The same as GraphQL: each hit carries its case, loaded with the caller's visibility
-    # (one query for the page: services/search/hydration.py).
+    # (one query for the page: services/catalog/hydration.py).
     found = await hit_cases(session, [h["id"] for h in body["hits"]], principal)
     cases = hits_as_json(found, principal)
     for hit in body["hits"]:

@@ -107,6 +107,23 @@ async def test_an_audited_case_read_is_one_trip_and_its_entry_is_stored(served, 
     assert checked.ok, checked
 
 
+async def test_a_rest_case_read_is_one_trip_and_its_entry_is_stored(served, trips):
+    """GET /catalog/v1/cases/{id}: the case with its relations (services/catalog/hydration.py)
+    and its entry on the same trip; a case that is not there appends nothing."""
+    app, client, token, [case_id, _] = served
+    before = await _reads_of(app, case_id)
+    with counting() as seen:
+        resp = await client.get(f"/catalog/v1/cases/{case_id}", headers=auth_header(token))
+    assert resp.status_code == 200 and resp.json()["model"]["name"], resp.text
+    assert seen == ["_run"]
+    assert await _reads_of(app, case_id) == before + 1
+    missing = await client.get("/catalog/v1/cases/no-such-case", headers=auth_header(token))
+    assert missing.status_code == 404, missing.text
+    assert await _reads_of(app, "no-such-case") == 0
+    checked = await verify(app.state.db, app.state.settings)
+    assert checked.ok, checked
+
+
 async def test_the_unaudited_read_takes_as_many_trips(served, trips):
     """The benchmark's baseline (FAILCAT_AUDIT_READS=false): the same one trip."""
     app, _, token, [case_id, _] = served

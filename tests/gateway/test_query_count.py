@@ -120,3 +120,28 @@ async def test_search_hits_cost_the_same_statements_for_5_or_30(app, client, tok
     assert counts[5] == counts[30], counts
     # the cases, models, versions, groups, links (+ BEGIN on some drivers)
     assert counts[30] <= 6, counts
+
+
+async def test_a_rest_case_read_is_one_statement_with_its_relations(app, client, token_for):
+    """GET /catalog/v1/cases/{id}: the case, its model, version and source names, its links
+    and its blind-read flag come from one statement (services/catalog/hydration.py), as a
+    page of search hits does; it was six (a query per table)."""
+    writer = {"Authorization": f"Bearer {await token_for('cases:read cases:ingest')}"}
+    [case] = unique(aiid_cases(1))
+    case["links"] = [{"kind": "ticket", "url": "https://t.example/rest/1", "title": "one"}]
+    resp = await client.post("/catalog/v1/cases:bulk", json=[case], headers=writer)
+    case_id = resp.json()["results"][0]["id"]
+    await outbox_drained(app.state.db)  # (the indexer's statements are not the read's)
+    with counting(app.state.db.engine) as statements:
+        got = await client.get(f"/catalog/v1/cases/{case_id}", headers=writer)
+    assert got.status_code == 200, got.text
+    body = got.json()
+    model = body["model"]
+    assert (model["name"], model["version"], body["data_source"]) == (
+        case["model"]["name"],
+        case["model"]["version"],
+        case["data_source"],
+    )
+    assert body["links"] == case["links"]
+    ours = [s for s in statements if not s.lstrip().upper().startswith("BEGIN")]
+    assert len(ours) == 1, [s[:60] for s in ours]

@@ -1,4 +1,4 @@
-"""A page of hits is hydrated in one query (services/search/hydration.py), and what it
+"""A page of hits is hydrated in one query (services/catalog/hydration.py), and what it
 answers is the catalog's case exactly: names, links, redaction and visibility included."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sqlalchemy import event, select
 
 from services.audit.models import AuditEntry
 from services.audit.service import verify
-from services.search.hydration import hit_cases
+from services.catalog.hydration import hit_cases
 from shared.security import Principal, Sensitivity
 from tests.annotation.test_blind_curated import _adjudicated_for_one_of_two
 from tests.auth.builders import bearer

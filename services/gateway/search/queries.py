@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from services.catalog.hydration import hit_cases
 from services.gateway.annotation.loaders import loaders as annotation_loaders
 from services.gateway.catalog.inputs import to_plain
 from services.gateway.catalog.loaders import prefetch_case_relations, selected_under
@@ -24,7 +25,6 @@ from services.gateway.search.types import (
     SearchResults,
     SearchSuggestion,
 )
-from services.search.hydration import hit_cases
 from services.search.request import Heatmap, SearchFilter
 from services.search.service import search_entry
 from shared.audit import audit

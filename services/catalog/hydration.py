@@ -1,23 +1,22 @@
-"""The cases of a page of hits, with the relations the answer shows, in ONE query.
+"""Cases with the relations their answers show, in ONE query: a page of search hits, or the
+one case of a REST read.
 
-A search answer carries each hit's case as the catalog renders it (REST) or as GraphQL's
-FailureCase (whose model, version, source and links the gateway's loaders serve). Loading
-them the catalog's general way costs a query per table (cases, models, versions, sources,
-links): five round trips after the index answered, most of what a served search spent
-beyond the engine. Here the case row is joined to its model, version and source, and (when
-asked) outer-joined to its links, by primary key.
+A case answer carries the case as the catalog renders it (REST) or as GraphQL's FailureCase
+(whose model, version, source and links the gateway's loaders serve). Loading them the
+catalog's general way costs a query per table (cases, models, versions, sources, links): five
+round trips, most of what a served search spent beyond the engine and what a REST case read
+spent beyond GraphQL's. Here the case row is joined to its model, version and source, and
+(when asked) outer-joined to its links, by primary key.
 
 Visibility is the catalog's rule (`visible_cases_clause`), applied in the same statement: a
-hit the caller may not see is simply absent, as with `get_cases`. The annotation service's
+case the caller may not see is simply absent, as with `get_cases`, and so is a case
+retention purged whole (a tombstone is no live case: RETENTION.md). The annotation service's
 blind-read rule is a column of the same statement (its `curated_blind_condition`, as
-`case(id)` folds it): REST nulls the adjudicated curated fields it withholds, as the
-catalog's case routes do, and GraphQL's curated fields read the flag from their loader,
-primed here, instead of a query of their own. Redaction stays where it is, in the catalog's
-`case_json` and the gateway's field resolvers, which read these rows.
-
-This module reads the catalog's tables itself, which DESIGN.md otherwise leaves to the
-catalog's repository: the catalog exports no one-statement page read yet. It belongs there
-(as `get_visible_case_and` does for one case) once the catalog takes it over.
+`case(id)` folds it): REST nulls the adjudicated curated fields it withholds, and GraphQL's
+curated fields read the flag from their loader, primed here, instead of a query of their
+own. Redaction stays where it is, in the catalog's `case_json` and the gateway's field
+resolvers, which read these rows. The statement lives beside the catalog's repository, not in
+it, because one of its columns is the annotation service's rule.
 """
 
 from __future__ import annotations
@@ -83,6 +82,7 @@ def _build(viewer: Principal, links: bool) -> Select[Any]:
         .where(
             FailureCase.id.in_(bindparam("ids", expanding=True)),
             catalog.visible_cases_clause(viewer),
+            FailureCase.purged_at.is_(None),
         )
     )
     if links:
@@ -91,25 +91,41 @@ def _build(viewer: Principal, links: bool) -> Select[Any]:
 
 
 async def hit_cases(
-    session: AsyncSession, ids: Sequence[str], viewer: Principal, *, links: bool = True
+    session: AsyncSession,
+    ids: Sequence[str],
+    viewer: Principal,
+    *,
+    links: bool = True,
+    read_entry: audit.Staged | None = None,
 ) -> dict[str, HitCase]:
     """The visible cases among `ids` by id, each with its model, version and source, and its
     links (ordered as the catalog orders them) when `links`.
 
     The search's audit entry, staged on `session` before this is called, is appended by the
-    same statement on Postgres (shared.audit.take_along): no round trip of its own at commit."""
+    same statement on Postgres (shared.audit.take_along): no round trip of its own at commit.
+    `read_entry` (a one-case read's, shared.audit.entry) is recorded only when the case is
+    found: on SQLite on the read's own trip (shared.audit.read_appending), staged for the
+    commit otherwise."""
     if not ids:
         return {}
     along = audit.take_along(session)
     stmt = _statement(viewer, links, along is not None)
     out: dict[str, HitCase] = {}
     params = {"ids": list(ids), **blind_params(viewer.subject, FAILCAT), **(along or {})}
-    for row in await session.execute(stmt, params):
+    result = None
+    if read_entry is not None:
+        result = await audit.read_appending(session, stmt, params, read_entry)
+    appended = result is not None
+    if result is None:
+        result = await session.execute(stmt, params)
+    for row in result:
         found = out.get(row[0].id)
         if found is None:
             found = out[row[0].id] = HitCase(row[0], row[1], row[2], row[3], bool(row[4]))
         if links and row[5] is not None:
             found.links.append(row[5])
+    if read_entry is not None and out and not appended:
+        audit.stage(session, read_entry)
     return out
 
 
