@@ -25,13 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.annotation.service import blind_params, curated_blind_condition
 from services.annotation.taxonomies import FAILCAT
 from services.catalog import service as catalog
 from services.catalog.models import CaseLink, DataSource, FailureCase, Model, ModelVersion
+from services.catalog.repository.cases import T_CASE
 from services.catalog.views import PageRelations, case_json
 from shared import audit
 from shared.redaction import hide_blinded
@@ -50,11 +51,15 @@ class HitCase:
     links: list[CaseLink] = field(default_factory=list)
 
 
-# Statements by (caller's view, links, audit entry along): a handful per deployment.
-_STATEMENTS: dict[tuple[Visibility, bool, bool], Select[Any]] = {}
+# How a statement carries an audit entry (Postgres): not at all; a search's, appended always
+# (shared.audit.take_along); or a one-case read's, appended when the case is found.
+ALONG_NONE, ALONG_ALWAYS, ALONG_FOUND = 0, 1, 2
+
+# Statements by (caller's view, links, entry along): a handful per deployment.
+_STATEMENTS: dict[tuple[Visibility, bool, int], Select[Any]] = {}
 
 
-def _statement(viewer: Principal, links: bool, along: bool) -> Select[Any]:
+def _statement(viewer: Principal, links: bool, along: int) -> Select[Any]:
     """Built once per caller's view: building and keying a statement of five entities cost
     more CPU than running it. The catalog's visibility clause depends on the view only
     (team and clearance); the ids are bound per call."""
@@ -63,14 +68,26 @@ def _statement(viewer: Principal, links: bool, along: bool) -> Select[Any]:
     if stmt is None:
         if len(_STATEMENTS) >= 256:
             _STATEMENTS.clear()
-        stmt = _build(viewer, links)
-        if along:
+        where = _where(viewer)
+        stmt = _build(where, links)
+        if along == ALONG_ALWAYS:
             stmt = stmt.add_cte(*audit.read_entry_ctes(None))
+        elif along == ALONG_FOUND:  # the same rows, as an EXISTS the entry's CTEs are guarded by
+            found = select(literal_column("1")).select_from(T_CASE).where(*where).correlate(None)
+            stmt = stmt.add_cte(*audit.read_entry_ctes(found.exists()))
         _STATEMENTS[key] = stmt
     return stmt
 
 
-def _build(viewer: Principal, links: bool) -> Select[Any]:
+def _where(viewer: Principal) -> tuple[Any, ...]:
+    return (
+        FailureCase.id.in_(bindparam("ids", expanding=True)),
+        catalog.visible_cases_clause(viewer),
+        FailureCase.purged_at.is_(None),
+    )
+
+
+def _build(where: tuple[Any, ...], links: bool) -> Select[Any]:
     blinded = curated_blind_condition(FailureCase.id).label("blinded")
     stmt = (
         select(
@@ -79,11 +96,7 @@ def _build(viewer: Principal, links: bool) -> Select[Any]:
         .join(Model, Model.id == FailureCase.model_id)
         .join(ModelVersion, ModelVersion.id == FailureCase.model_version_id)
         .join(DataSource, DataSource.id == FailureCase.data_source_id)
-        .where(
-            FailureCase.id.in_(bindparam("ids", expanding=True)),
-            catalog.visible_cases_clause(viewer),
-            FailureCase.purged_at.is_(None),
-        )
+        .where(*where)
     )
     if links:
         stmt = stmt.outerjoin(CaseLink, CaseLink.case_id == FailureCase.id).order_by(CaseLink.id)
@@ -104,18 +117,22 @@ async def hit_cases(
     The search's audit entry, staged on `session` before this is called, is appended by the
     same statement on Postgres (shared.audit.take_along): no round trip of its own at commit.
     `read_entry` (a one-case read's, shared.audit.entry) is recorded only when the case is
-    found: on SQLite on the read's own trip (shared.audit.read_appending), staged for the
-    commit otherwise."""
+    found: on Postgres by the same statement, on SQLite on the read's own trip
+    (shared.audit.read_appending) outside a write, staged for the commit otherwise."""
     if not ids:
         return {}
     along = audit.take_along(session)
-    stmt = _statement(viewer, links, along is not None)
+    folded = along is None and read_entry is not None and audit.folds_reads(session)
+    if folded:
+        along = audit.read_entry_params(read_entry)
+    mode = ALONG_FOUND if folded else ALONG_NONE if along is None else ALONG_ALWAYS
+    stmt = _statement(viewer, links, mode)
     out: dict[str, HitCase] = {}
     params = {"ids": list(ids), **blind_params(viewer.subject, FAILCAT), **(along or {})}
     result = None
-    if read_entry is not None:
+    if read_entry is not None and not folded:
         result = await audit.read_appending(session, stmt, params, read_entry)
-    appended = result is not None
+    appended = folded or result is not None
     if result is None:
         result = await session.execute(stmt, params)
     for row in result:

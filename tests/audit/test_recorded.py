@@ -84,6 +84,33 @@ async def test_a_case_read_carries_its_entry_in_its_own_statement(app, client, t
     assert await entries(app, target=f"case:{hidden_id}", action="case.read") == []
 
 
+async def test_a_rest_case_read_carries_its_entry_in_its_own_statement(app, client, token_for):
+    """GET /catalog/v1/cases/{id} as case(id): on Postgres the read (services/catalog/
+    hydration.py) appends its entry in its own statement, and a case hidden from the reader
+    answers 404 and appends nothing; on SQLite the entry rides the read's trip."""
+    writer = await token_for("cases:ingest cases:read", clearance="restricted")
+    [open_id] = await ingest_corpus(client, writer, 1)
+    [hidden_id] = await ingest_corpus(client, writer, 1, sensitivity="restricted")
+    reader = auth_header(await token_for("cases:read"))
+    postgres = app.state.db.dialect == "postgresql"
+    with counting(app.state.db.engine) as statements:
+        resp = await client.get(f"/catalog/v1/cases/{open_id}", headers=reader)
+    assert resp.status_code == 200 and resp.json()["id"] == open_id, resp.text
+    if postgres:
+        [one] = [s for s in statements if "audit_log" in s]
+        assert "audit_appended" in one and "FROM failure_case JOIN model" in one
+    [entry] = await entries(app, target=f"case:{open_id}", action="case.read")
+    [before] = await entries(app, seq=entry.seq - 1)
+    assert entry.hash == chain(before.hash, entry.model_dump())
+    with counting(app.state.db.engine) as statements:
+        resp = await client.get(f"/catalog/v1/cases/{hidden_id}", headers=reader)
+    assert resp.status_code == 404, resp.text
+    if postgres:
+        [one] = [s for s in statements if "audit_log" in s]
+        assert "audit_appended" in one
+    assert await entries(app, target=f"case:{hidden_id}", action="case.read") == []
+
+
 @contextlib.contextmanager
 def counting(engine: Any) -> Iterator[list[str]]:
     """The statements this process sends through SQLAlchemy meanwhile (background jobs'
