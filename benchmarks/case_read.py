@@ -58,24 +58,15 @@ request = function()
     {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, body)
 end
 """
-REST_LUA = """
+# A GET of `path prefix .. id` with the token: the REST read and the bare route.
+GET_LUA = """
 ids = {%s}
 token = "%s"
 i = 0
 request = function()
   i = i + 1
   local headers = {["Authorization"] = "Bearer " .. token}
-  return wrk.format("GET", "/catalog/v1/cases/" .. ids[(i %% #ids) + 1], headers)
-end
-"""
-BARE_LUA = """
-ids = {%s}
-token = "%s"
-i = 0
-request = function()
-  i = i + 1
-  local headers = {["Authorization"] = "Bearer " .. token}
-  return wrk.format("GET", "/case/" .. ids[(i %% #ids) + 1], headers)
+  return wrk.format("GET", "%s" .. ids[(i %% #ids) + 1], headers)
 end
 """
 
@@ -213,8 +204,8 @@ def main() -> None:
                         raise RuntimeError("the bare route did not start") from None
                     time.sleep(0.1)
             gql_script = GRAPHQL_LUA % (ids, tok, ONE.replace('"', '\\"'))
-            rest_script = REST_LUA % (ids, tok)
-            bare_script = BARE_LUA % (ids, tok)
+            rest_script = GET_LUA % (ids, tok, "/catalog/v1/cases/")
+            bare_script = GET_LUA % (ids, tok, "/case/")
             wrk(base, gql_script, 2, args.connections)  # warm-up
             wrk(base, rest_script, 2, args.connections)
             wrk(bare_base, bare_script, 2, args.connections)

@@ -457,6 +457,22 @@ def _append_after_rows(entry: Staged) -> Any:
     return then
 
 
+async def execute_read(
+    session: AsyncSession, statement: Any, params: Mapping[str, Any], entry: Staged | None
+) -> tuple[Any, bool]:
+    """Run a read that records `entry` (None: no entry) when it finds its row, and say
+    whether the entry is recorded already. The caller built `statement` with the entry's
+    CTEs and `params` with its values when `folds_reads` (Postgres): the statement appends
+    it. On SQLite it is appended on the read's own trip where it can be (`read_appending`).
+    When this answers False, the caller stages the entry if the row was found."""
+    if entry is None or folds_reads(session):
+        return await session.execute(statement, params), entry is not None
+    result = await read_appending(session, statement, params, entry)
+    if result is not None:
+        return result, True
+    return await session.execute(statement, params), False
+
+
 async def read_appending(
     session: AsyncSession, statement: Any, params: Mapping[str, Any], entry: Staged
 ) -> Any | None:

@@ -121,27 +121,25 @@ async def hit_cases(
     (shared.audit.read_appending) outside a write, staged for the commit otherwise."""
     if not ids:
         return {}
-    along = audit.take_along(session)
-    folded = along is None and read_entry is not None and audit.folds_reads(session)
-    if folded:
-        along = audit.read_entry_params(read_entry)
-    mode = ALONG_FOUND if folded else ALONG_NONE if along is None else ALONG_ALWAYS
+    params = {"ids": list(ids), **blind_params(viewer.subject, FAILCAT)}
+    if read_entry is not None:  # a one-case read: no search entry is staged
+        mode = ALONG_FOUND if audit.folds_reads(session) else ALONG_NONE
+        if mode == ALONG_FOUND:
+            params.update(audit.read_entry_params(read_entry))
+    else:
+        along = audit.take_along(session)
+        mode = ALONG_NONE if along is None else ALONG_ALWAYS
+        params.update(along or {})
     stmt = _statement(viewer, links, mode)
+    result, recorded = await audit.execute_read(session, stmt, params, read_entry)
     out: dict[str, HitCase] = {}
-    params = {"ids": list(ids), **blind_params(viewer.subject, FAILCAT), **(along or {})}
-    result = None
-    if read_entry is not None and not folded:
-        result = await audit.read_appending(session, stmt, params, read_entry)
-    appended = folded or result is not None
-    if result is None:
-        result = await session.execute(stmt, params)
     for row in result:
         found = out.get(row[0].id)
         if found is None:
             found = out[row[0].id] = HitCase(row[0], row[1], row[2], row[3], bool(row[4]))
         if links and row[5] is not None:
             found.links.append(row[5])
-    if read_entry is not None and out and not appended:
+    if read_entry is not None and out and not recorded:
         audit.stage(session, read_entry)
     return out
 

@@ -23,8 +23,8 @@ from services.catalog.repository.visibility import visible_in, visible_to
 from services.catalog.schemas import CaseFilter
 from shared.audit import (
     Staged,
+    execute_read,
     folds_reads,
-    read_appending,
     read_entry_ctes,
     read_entry_params,
     stage,
@@ -105,22 +105,17 @@ class CaseQueries(RepositoryBase):
         """`visible_case` (tombstones excluded), its model and one more value, in the same
         statement; with `read_entry`, the read's audit entry is recorded when the case is
         found: in the same statement on Postgres, on the same trip on SQLite outside a write
-        (shared.audit.read_appending), staged for the commit otherwise."""
+        (shared.audit.execute_read), staged for the commit otherwise."""
         folded = read_entry is not None and folds_reads(self.session)
         stmt = _case_and_statement(Visibility.of(viewer), column, folded)
         values = {**params, _CASE_ID: case_id}
         if folded:
             values.update(read_entry_params(read_entry))
-        result = None
-        if read_entry is not None and not folded:
-            result = await read_appending(self.session, stmt, values, read_entry)
-        appended = folded or result is not None
-        if result is None:
-            result = await self.session.execute(stmt, values)
+        result, recorded = await execute_read(self.session, stmt, values, read_entry)
         row = result.one_or_none()
         if row is None:
             return None
-        if read_entry is not None and not appended:
+        if read_entry is not None and not recorded:
             stage(self.session, read_entry)
         return (row[0], row[1], row[2])
 
