@@ -1,6 +1,6 @@
 """What the audit trail costs, and how fast it verifies, on both backends, in one run.
 
-    python -m benchmarks.audit [--entries 1000000] [--ingest-cases 10000] [--reads 2000]
+    python -m benchmarks.audit [--entries 1000000] [--ingest-cases 10000] [--reads 3000]
                                [--only verify|ingest|read] [--embedded-only]
 
 1. verify: `--entries` entries are bulk-created with the chain formula (shared.audit's
@@ -10,8 +10,9 @@
    (audited: one entry per batch, with its counts) and through the same ingest without the
    audit call, alternating batch by batch. Target: within 5%.
 3. case(id): two `failcat serve` processes on one database, FAILCAT_AUDIT_READS on and off,
-   `Query.case(id)` sent one at a time to each in alternating rounds; p50 of each. Target:
-   audited p50 within +0.3 ms.
+   `Query.case(id)` sent one at a time to each, alternating request by request; p50 of each.
+   Target: audited p50 within +0.3 ms. Beside it, the engine's own share: the statement the
+   read runs, with and without its entry, straight on the driver (asyncpg; sqlite3).
 Postgres comes from FAILCAT_BENCH_DATABASE_URL / FAILCAT_TEST_DATABASE_URL (else
 infra/scripts/postgres.sh starts one); each measurement uses a fresh database.
 """
@@ -210,7 +211,7 @@ async def entry_cost(db: Any, n: int = 200) -> float:
     return (statistics.median(times[True]) - statistics.median(times[False])) * 1000
 
 
-def bench_reads(extra: dict[str, str], reads: int, rounds: int) -> None:
+def bench_reads(extra: dict[str, str], reads: int) -> None:
     from tests.corpus import aiid_cases
 
     env, data_dir = migrated_env("failcat-bench-audit-", **extra)
@@ -246,10 +247,11 @@ def bench_reads(extra: dict[str, str], reads: int, rounds: int) -> None:
             for name in ("on", "off"):  # warm-up
                 for i in range(200):
                     one(name, i)
-            per_round = max(1, reads // rounds)
-            for r in range(rounds):
-                for name in ("on", "off") if r % 2 else ("off", "on"):
-                    lat[name] += [one(name, i) for i in range(per_round)]
+            # Request by request, in alternating order: both servers see the same moment of
+            # the machine (rounds of hundreds drifted by more than the difference measured).
+            for i in range(reads):
+                for name in ("on", "off") if i % 2 else ("off", "on"):
+                    lat[name].append(one(name, i))
     p50 = {k: statistics.median(v) * 1000 for k, v in lat.items()}
     p90 = {k: statistics.quantiles(v, n=10)[-1] * 1000 for k, v in lat.items()}
     print(
@@ -257,6 +259,107 @@ def bench_reads(extra: dict[str, str], reads: int, rounds: int) -> None:
         f"{p50['on'] - p50['off']:+.2f} ms (target <= +0.3 ms); p90 {p90['on']:.2f} vs "
         f"{p90['off']:.2f} ms; {len(lat['on'])} requests each"
     )
+    creds = orjson.loads((data_dir / "bootstrap-client.json").read_bytes())
+    engine = asyncio.run(engine_read_cost(db, ids, creds["client_id"], reads))
+    print(
+        f"  engine: the statement case(id) runs, with and without its entry, straight on the "
+        f"driver ({'asyncpg' if db.startswith('postgresql') else 'sqlite3'}), one transaction "
+        f"each: p50 {engine['on']:.3f} vs {engine['off']:.3f} ms: "
+        f"{engine['on'] - engine['off']:+.3f} ms"
+    )
+
+
+def case_read_sql(dialect: Any, subject: str, case_id: str, audited: bool) -> tuple[str, tuple]:
+    """The SQL and positional values of case(id)'s read (the catalog repository's statement,
+    compiled for `dialect`), with its audit entry's CTEs when `audited`: what the server
+    sends its driver."""
+    from services.annotation.repository import blind_params, curated_blind_condition
+    from services.annotation.taxonomies import FAILCAT
+    from services.catalog.models import FailureCase
+    from services.catalog.repository.cases import _CASE_ID, _case_and_statement
+    from shared.audit import entry, read_entry_params
+    from shared.security import Principal, Scope, Sensitivity
+    from shared.visibility import Visibility
+
+    reader = Principal(
+        subject, subject, frozenset({Scope.ADMIN.value}), clearance=Sensitivity.RESTRICTED
+    )
+    stmt = _case_and_statement(Visibility.of(reader), curated_blind_condition(FailureCase.id))
+    values = {**blind_params(subject, FAILCAT), _CASE_ID: case_id}
+    if audited:
+        stmt = _case_and_statement(
+            Visibility.of(reader), curated_blind_condition(FailureCase.id), True
+        )
+        values |= read_entry_params(entry(reader, "case.read", f"case:{case_id}", read=True))
+    state = stmt.compile(dialect=dialect).construct_expanded_state(values)
+    return state.statement, tuple(state.positional_parameters)
+
+
+async def engine_read_cost(url: str, ids: list[str], subject: str, reads: int) -> dict[str, float]:
+    """p50 ms of the read with its entry appended (on) and without (off), alternating, each in
+    a transaction of its own, straight on the driver: the engine's own share of the cost."""
+    lat: dict[str, list[float]] = {"on": [], "off": []}
+    if url.startswith("sqlite"):
+        await asyncio.to_thread(_sqlite_engine_reads, url, ids, subject, reads, lat)
+    else:
+        await _pg_engine_reads(url, ids, subject, reads, lat)
+    return {k: statistics.median(v) * 1000 for k, v in lat.items()}
+
+
+async def _pg_engine_reads(
+    url: str, ids: list[str], subject: str, reads: int, lat: dict[str, list[float]]
+) -> None:
+    import asyncpg
+    from sqlalchemy.dialects.postgresql.asyncpg import dialect
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for i in range(reads + 200):
+            for name in ("on", "off") if i % 2 else ("off", "on"):
+                sql, args = case_read_sql(dialect(), subject, ids[i % len(ids)], name == "on")
+                started = time.perf_counter()
+                async with conn.transaction():
+                    rows = await conn.fetch(sql, *args)  # prepared once, as the server's
+                elapsed = time.perf_counter() - started
+                assert len(rows) == 1
+                if i >= 200:  # warm-up first
+                    lat[name].append(elapsed)
+    finally:
+        await conn.close()
+
+
+def _sqlite_engine_reads(
+    url: str, ids: list[str], subject: str, reads: int, lat: dict[str, list[float]]
+) -> None:
+    import sqlite3
+
+    from sqlalchemy.dialects.sqlite.pysqlite import dialect
+
+    from shared.audit import _INSERT_ONE_SQLITE, _sqlite_row, entry, register_chain_function
+    from shared.db import _sqlite_pragmas
+    from shared.security import Principal
+
+    reader = Principal(subject, subject)
+    conn = sqlite3.connect(url.split("///", 1)[1])
+    _sqlite_pragmas(conn, None)  # the server's connections' (WAL, synchronous=NORMAL)
+    register_chain_function(conn)
+    try:
+        for i in range(reads + 200):
+            for name in ("on", "off") if i % 2 else ("off", "on"):
+                case_id = ids[i % len(ids)]
+                sql, args = case_read_sql(dialect(), subject, case_id, False)
+                started = time.perf_counter()
+                rows = conn.execute(sql, args).fetchall()
+                if name == "on":  # as the server's read appends it: after its rows
+                    staged = entry(reader, "case.read", f"case:{case_id}", read=True)
+                    conn.execute(_INSERT_ONE_SQLITE, _sqlite_row(staged))
+                conn.commit()
+                elapsed = time.perf_counter() - started
+                assert len(rows) == 1
+                if i >= 200:
+                    lat[name].append(elapsed)
+    finally:
+        conn.close()
 
 
 async def main() -> None:
@@ -264,8 +367,7 @@ async def main() -> None:
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--ingest-cases", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--reads", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--reads", type=int, default=3000)
     ap.add_argument("--only", choices=["verify", "ingest", "read"])
     ap.add_argument("--embedded-only", action="store_true")
     args = ap.parse_args()
@@ -288,7 +390,7 @@ async def main() -> None:
             extra = {}
             if backend == "postgres":
                 extra["FAILCAT_DATABASE_URL"] = await fresh_postgres(postgres_url())
-            await asyncio.to_thread(bench_reads, extra, args.reads, args.rounds)
+            await asyncio.to_thread(bench_reads, extra, args.reads)
 
 
 if __name__ == "__main__":
