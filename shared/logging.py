@@ -35,3 +35,6 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic logs its plugin set-up and dialect choice at INFO on every embedded start;
+    # a migration's own failure still reaches the log as an error.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
