@@ -60,6 +60,16 @@ def _bound(value: str | None, name: str) -> datetime | int | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _reversed(since: datetime | int | None, until: datetime | int | None) -> bool:
+    """True when the range holds nothing by its bounds alone: --to is inclusive for a seq,
+    exclusive for a time. A seq against a time is left to the data."""
+    if isinstance(since, int) and isinstance(until, int):
+        return since > until
+    if isinstance(since, datetime) and isinstance(until, datetime):
+        return since >= until
+    return False
+
+
 def _with_db(work: Callable[[Any, Any], Awaitable[int]]) -> int:
     from shared.db import Database
     from shared.settings import load_settings
@@ -132,6 +142,10 @@ def _export(args: argparse.Namespace) -> int:
     from services.audit import service
 
     since, until = _bound(args.since, "--from"), _bound(args.until, "--to")
+    if _reversed(since, until):  # an empty export would read as "nothing happened"
+        raise CliError(
+            f"--from {args.since} does not come before --to {args.until}: the range holds nothing"
+        )
 
     async def work(db: Any, _: Any) -> int:
         if args.out is None:

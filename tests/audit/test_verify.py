@@ -180,6 +180,10 @@ async def test_usage_errors_exit_2(trail: Trail) -> None:
     assert bad.code == 2 and "--from" in bad.err
     missing = await trail.cli("audit", "frobnicate")
     assert missing.code == 2
+    for since, until in (("9", "5"), ("2026-02-01", "2026-01-01"), ("2026-01-01", "2026-01-01")):
+        backwards = await trail.cli("audit", "export", "--from", since, "--to", until)
+        assert backwards.code == 2 and "does not come before --to" in backwards.err, backwards
+        assert backwards.out == ""
 
 
 async def test_the_background_job_checkpoints_every_n_entries(trail: Trail) -> None:
