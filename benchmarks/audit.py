@@ -269,30 +269,37 @@ def bench_reads(extra: dict[str, str], reads: int) -> None:
     )
 
 
-def case_read_sql(dialect: Any, subject: str, case_id: str, audited: bool) -> tuple[str, tuple]:
-    """The SQL and positional values of case(id)'s read (the catalog repository's statement,
-    compiled for `dialect`), with its audit entry's CTEs when `audited`: what the server
-    sends its driver."""
-    from services.annotation.repository import blind_params, curated_blind_condition
-    from services.annotation.taxonomies import FAILCAT
-    from services.catalog.models import FailureCase
-    from services.catalog.repository.cases import _CASE_ID, _case_and_statement
-    from shared.audit import entry, read_entry_params
-    from shared.security import Principal, Scope, Sensitivity
-    from shared.visibility import Visibility
+class CaseReadSQL:
+    """case(id)'s read as the server sends it to its driver: the catalog repository's
+    statement for `subject` (the bootstrap admin), compiled once for `dialect`, with its audit
+    entry's CTEs when `audited`; `for_case` gives its SQL and positional values."""
 
-    reader = Principal(
-        subject, subject, frozenset({Scope.ADMIN.value}), clearance=Sensitivity.RESTRICTED
-    )
-    stmt = _case_and_statement(Visibility.of(reader), curated_blind_condition(FailureCase.id))
-    values = {**blind_params(subject, FAILCAT), _CASE_ID: case_id}
-    if audited:
-        stmt = _case_and_statement(
-            Visibility.of(reader), curated_blind_condition(FailureCase.id), True
+    def __init__(self, dialect: Any, subject: str, audited: bool) -> None:
+        from services.annotation.repository import blind_params, curated_blind_condition
+        from services.annotation.taxonomies import FAILCAT
+        from services.catalog.models import FailureCase
+        from services.catalog.repository.cases import _CASE_ID, _case_and_statement
+        from shared.security import Principal, Scope, Sensitivity
+        from shared.visibility import Visibility
+
+        self.reader = Principal(
+            subject, subject, frozenset({Scope.ADMIN.value}), clearance=Sensitivity.RESTRICTED
         )
-        values |= read_entry_params(entry(reader, "case.read", f"case:{case_id}", read=True))
-    state = stmt.compile(dialect=dialect).construct_expanded_state(values)
-    return state.statement, tuple(state.positional_parameters)
+        column = curated_blind_condition(FailureCase.id)
+        statement = _case_and_statement(Visibility.of(self.reader), column, audited)
+        self.compiled = statement.compile(dialect=dialect)
+        self.params, self.case_param = blind_params(subject, FAILCAT), _CASE_ID
+        self.audited = audited
+
+    def for_case(self, case_id: str) -> tuple[str, tuple[Any, ...]]:
+        from shared.audit import entry, read_entry_params
+
+        values = {**self.params, self.case_param: case_id}
+        if self.audited:
+            read = entry(self.reader, "case.read", f"case:{case_id}", read=True)
+            values |= read_entry_params(read)
+        state = self.compiled.construct_expanded_state(values)
+        return state.statement, tuple(state.positional_parameters)
 
 
 async def engine_read_cost(url: str, ids: list[str], subject: str, reads: int) -> dict[str, float]:
@@ -312,11 +319,12 @@ async def _pg_engine_reads(
     import asyncpg
     from sqlalchemy.dialects.postgresql.asyncpg import dialect
 
+    reads_sql = {name: CaseReadSQL(dialect(), subject, name == "on") for name in ("on", "off")}
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         for i in range(reads + 200):
             for name in ("on", "off") if i % 2 else ("off", "on"):
-                sql, args = case_read_sql(dialect(), subject, ids[i % len(ids)], name == "on")
+                sql, args = reads_sql[name].for_case(ids[i % len(ids)])
                 started = time.perf_counter()
                 async with conn.transaction():
                     rows = await conn.fetch(sql, *args)  # prepared once, as the server's
@@ -337,9 +345,8 @@ def _sqlite_engine_reads(
 
     from shared.audit import _INSERT_ONE_SQLITE, _sqlite_row, entry, register_chain_function
     from shared.db import _sqlite_pragmas
-    from shared.security import Principal
 
-    reader = Principal(subject, subject)
+    read = CaseReadSQL(dialect(), subject, False)  # SQLite: the entry follows the rows
     conn = sqlite3.connect(url.split("///", 1)[1])
     _sqlite_pragmas(conn, None)  # the server's connections' (WAL, synchronous=NORMAL)
     register_chain_function(conn)
@@ -347,11 +354,11 @@ def _sqlite_engine_reads(
         for i in range(reads + 200):
             for name in ("on", "off") if i % 2 else ("off", "on"):
                 case_id = ids[i % len(ids)]
-                sql, args = case_read_sql(dialect(), subject, case_id, False)
+                sql, args = read.for_case(case_id)
                 started = time.perf_counter()
                 rows = conn.execute(sql, args).fetchall()
                 if name == "on":  # as the server's read appends it: after its rows
-                    staged = entry(reader, "case.read", f"case:{case_id}", read=True)
+                    staged = entry(read.reader, "case.read", f"case:{case_id}", read=True)
                     conn.execute(_INSERT_ONE_SQLITE, _sqlite_row(staged))
                 conn.commit()
                 elapsed = time.perf_counter() - started
