@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -86,7 +87,10 @@ class Server:
         return clean_env(**settings_env(self.settings))
 
 
-async def start_server(settings: Settings, port: int, *extra: str) -> asyncio.subprocess.Process:
+async def start_server(
+    settings: Settings, port: int, *extra: str, stderr: Any = asyncio.subprocess.DEVNULL
+) -> asyncio.subprocess.Process:
+    """`failcat serve` for `settings`, once it answers /readyz; `stderr`: where its log goes."""
     proc = await asyncio.create_subprocess_exec(
         *CLI,
         "serve",
@@ -96,7 +100,7 @@ async def start_server(settings: Settings, port: int, *extra: str) -> asyncio.su
         cwd=settings.data_dir,
         env=clean_env(**settings_env(settings)),
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
     )
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as http:
