@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,18 @@ async def entry_cost(db: Any, n: int = 200) -> float:
     return (statistics.median(times[True]) - statistics.median(times[False])) * 1000
 
 
+WARM_UP = 200
+
+
+def alternating(reads: int) -> Iterator[tuple[int, str, bool]]:
+    """(i, "on" or "off", measured) for `reads` rounds after WARM_UP ones: request by request,
+    in alternating order, so both sides see the same moment of the machine (rounds of
+    hundreds drifted by more than the difference measured)."""
+    for i in range(WARM_UP + reads):
+        for name in ("on", "off") if i % 2 else ("off", "on"):
+            yield i, name, i >= WARM_UP
+
+
 def bench_reads(extra: dict[str, str], reads: int) -> None:
     from tests.corpus import aiid_cases
 
@@ -244,14 +257,10 @@ def bench_reads(extra: dict[str, str], reads: int) -> None:
                 assert r.status_code == 200 and "errors" not in r.json(), r.text
                 return elapsed
 
-            for name in ("on", "off"):  # warm-up
-                for i in range(200):
-                    one(name, i)
-            # Request by request, in alternating order: both servers see the same moment of
-            # the machine (rounds of hundreds drifted by more than the difference measured).
-            for i in range(reads):
-                for name in ("on", "off") if i % 2 else ("off", "on"):
-                    lat[name].append(one(name, i))
+            for i, name, measured in alternating(reads):
+                elapsed = one(name, i)
+                if measured:
+                    lat[name].append(elapsed)
     p50 = {k: statistics.median(v) * 1000 for k, v in lat.items()}
     p90 = {k: statistics.quantiles(v, n=10)[-1] * 1000 for k, v in lat.items()}
     print(
@@ -291,13 +300,17 @@ class CaseReadSQL:
         self.params, self.case_param = blind_params(subject, FAILCAT), _CASE_ID
         self.audited = audited
 
+    def entry_for(self, case_id: str) -> Any:
+        from shared.audit import entry
+
+        return entry(self.reader, "case.read", f"case:{case_id}", read=True)
+
     def for_case(self, case_id: str) -> tuple[str, tuple[Any, ...]]:
-        from shared.audit import entry, read_entry_params
+        from shared.audit import read_entry_params
 
         values = {**self.params, self.case_param: case_id}
         if self.audited:
-            read = entry(self.reader, "case.read", f"case:{case_id}", read=True)
-            values |= read_entry_params(read)
+            values |= read_entry_params(self.entry_for(case_id))
         state = self.compiled.construct_expanded_state(values)
         return state.statement, tuple(state.positional_parameters)
 
@@ -322,16 +335,15 @@ async def _pg_engine_reads(
     reads_sql = {name: CaseReadSQL(dialect(), subject, name == "on") for name in ("on", "off")}
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        for i in range(reads + 200):
-            for name in ("on", "off") if i % 2 else ("off", "on"):
-                sql, args = reads_sql[name].for_case(ids[i % len(ids)])
-                started = time.perf_counter()
-                async with conn.transaction():
-                    rows = await conn.fetch(sql, *args)  # prepared once, as the server's
-                elapsed = time.perf_counter() - started
-                assert len(rows) == 1
-                if i >= 200:  # warm-up first
-                    lat[name].append(elapsed)
+        for i, name, measured in alternating(reads):
+            sql, args = reads_sql[name].for_case(ids[i % len(ids)])
+            started = time.perf_counter()
+            async with conn.transaction():
+                rows = await conn.fetch(sql, *args)  # prepared once, as the server's
+            elapsed = time.perf_counter() - started
+            assert len(rows) == 1
+            if measured:
+                lat[name].append(elapsed)
     finally:
         await conn.close()
 
@@ -343,7 +355,7 @@ def _sqlite_engine_reads(
 
     from sqlalchemy.dialects.sqlite.pysqlite import dialect
 
-    from shared.audit import _INSERT_ONE_SQLITE, _sqlite_row, entry, register_chain_function
+    from shared.audit import _append_after_rows, register_chain_function
     from shared.db import _sqlite_pragmas
 
     read = CaseReadSQL(dialect(), subject, False)  # SQLite: the entry follows the rows
@@ -351,20 +363,17 @@ def _sqlite_engine_reads(
     _sqlite_pragmas(conn, None)  # the server's connections' (WAL, synchronous=NORMAL)
     register_chain_function(conn)
     try:
-        for i in range(reads + 200):
-            for name in ("on", "off") if i % 2 else ("off", "on"):
-                case_id = ids[i % len(ids)]
-                sql, args = read.for_case(case_id)
-                started = time.perf_counter()
-                rows = conn.execute(sql, args).fetchall()
-                if name == "on":  # as the server's read appends it: after its rows
-                    staged = entry(read.reader, "case.read", f"case:{case_id}", read=True)
-                    conn.execute(_INSERT_ONE_SQLITE, _sqlite_row(staged))
-                conn.commit()
-                elapsed = time.perf_counter() - started
-                assert len(rows) == 1
-                if i >= 200:
-                    lat[name].append(elapsed)
+        for i, name, measured in alternating(reads):
+            case_id = ids[i % len(ids)]
+            sql, args = read.for_case(case_id)
+            started = time.perf_counter()
+            rows = conn.execute(sql, args).fetchall()
+            if name == "on":  # the server's own step after the read's rows: append, commit
+                _append_after_rows(read.entry_for(case_id))(conn, rows)
+            elapsed = time.perf_counter() - started
+            assert len(rows) == 1
+            if measured:
+                lat[name].append(elapsed)
     finally:
         conn.close()
 
