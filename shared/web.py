@@ -72,7 +72,10 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def current_principal(request: Request) -> Principal:
+# The dependencies below are `async def` though they do no I/O: FastAPI runs a plain `def`
+# dependency in its threadpool, a thread hand-off per dependency per request (~15% of a case
+# read's time, measured with py-spy). Token validation is local and cached: nothing blocks.
+async def current_principal(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if cached is None:
         cached = request.app.state.auth.authenticate(request.headers.get("authorization"))
@@ -83,7 +86,7 @@ def current_principal(request: Request) -> Principal:
 def require(*scopes: Scope) -> Callable[..., Principal]:
     """A dependency that authenticates the caller and checks the route's declared scopes."""
 
-    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         missing = principal.missing(*scopes)
         if missing:
             raise InsufficientScope(missing)

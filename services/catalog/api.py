@@ -270,7 +270,7 @@ async def export_cases(
     )
 
 
-def may_record_events(principal: Principal = Depends(current_principal)) -> Principal:
+async def may_record_events(principal: Principal = Depends(current_principal)) -> Principal:
     """Recording a context event takes either ingest (a producer's client) or write (a
     curator): producers post deploys and drift alerts beside their cases, people add the
     rest."""
@@ -340,7 +340,7 @@ async def list_events(
     )
 
 
-def may_read_capture_policies(principal: Principal = Depends(current_principal)) -> Principal:
+async def may_read_capture_policies(principal: Principal = Depends(current_principal)) -> Principal:
     """A producer's client (ingest) reads the policy it is held to; a reader (cases:read) may
     see what the team agreed."""
     if not (principal.has(Scope.CASES_INGEST) or principal.has(Scope.CASES_READ)):
