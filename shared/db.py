@@ -251,6 +251,9 @@ def database_error(exc: BaseException) -> FailcatError | None:
 # session.info key: what a unit of work changed, by kind ({"ingested": [case ids], ...});
 # written by shared.changes.record_change, handed to commit listeners after the commit.
 CHANGES = "failcat.changes"
+# session.info key: the unit of work wrote to the search outbox (set by the catalog repository);
+# after its commit the outbox listeners are called, so this process's indexer wakes at once.
+WROTE_OUTBOX = "failcat.wrote_outbox"
 
 
 @asynccontextmanager
@@ -274,6 +277,7 @@ def _forget_staged(session: Session) -> None:
     from shared.audit import STAGED
 
     session.info.pop(CHANGES, None)
+    session.info.pop(WROTE_OUTBOX, None)
     session.info.pop(STAGED, None)
 
 
@@ -295,6 +299,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._commit_listeners: list[Callable[[dict[str, list[str]]], None]] = []
+        self._outbox_listeners: list[Callable[[], None]] = []
         # This process's SQLite writers take turns here. An audited read is a write (its
         # entry), and SQLite admits one writer at a time: a writer finding the file locked
         # sleeps in its busy handler (1, 2, 5, 10 ... 100 ms between tries), so 16 concurrent
@@ -325,7 +330,16 @@ class Database:
         REST, GraphQL, jobs). Listeners run in the committing task and must not block."""
         self._commit_listeners.append(listener)
 
+    def on_outbox_commit(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener()` after each commit that wrote to the search outbox (WROTE_OUTBOX),
+        in the committing task: it must not block. Returns what stops the calls."""
+        self._outbox_listeners.append(listener)
+        return lambda: self._outbox_listeners.remove(listener)
+
     def _after_commit(self, session: Session) -> None:
+        if session.info.pop(WROTE_OUTBOX, False):
+            for wake in self._outbox_listeners:
+                wake()
         changes = session.info.pop(CHANGES, None)
         if changes:
             for listener in self._commit_listeners:

@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     audience: str = "failcat"
     env: Literal["development", "production"] = "development"
     access_token_ttl_s: int = Field(default=900, ge=30, le=86400)
-    # How often the in-process indexer polls the outbox when idle.
+    # How often the indexer drains the outbox while writes come. Idle, its poll slows to once
+    # a second (search.service.IDLE_POLL_MAX_S); this process's own writes wake it at once.
     indexer_poll_s: float = Field(default=0.05, gt=0, le=60)
     indexer_batch: int = Field(default=500, ge=1, le=10000)
     # Revocations reach resource servers through this poll interval (the 5 s contract).

@@ -43,6 +43,15 @@ from shared.settings import Settings
 log = logging.getLogger("failcat.search")
 
 MAX_BACKOFF_S = 10.0
+# With nothing written, the indexer's poll slows from indexer_poll_s by doubling up to this.
+# This process's own writes wake it at once (Database.on_outbox_commit); the poll is for the
+# other processes' (a CLI job, another API worker, an API beside a `failcat worker`), which are
+# indexed within this long of an idle spell. At 20 polls a second, an idle server spent most
+# of its CPU asking an empty outbox.
+IDLE_POLL_MAX_S = 1.0
+# Woken, the indexer waits this long (at most indexer_poll_s) so that a burst of commits
+# gathers into one batch.
+GATHER_S = 0.05
 
 IndexHook = Callable[[Any, list[dict[str, Any]]], Awaitable[Any]]
 
@@ -204,8 +213,20 @@ class SearchService:
 
     async def run_indexer(self) -> None:
         """Drain the outbox forever; back off while the backend (or database) is down."""
+        written = asyncio.Event()
+        forget = self.db.on_outbox_commit(written.set)
+        try:
+            await self._index_forever(written)
+        finally:
+            forget()
+
+    async def _index_forever(self, written: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        poll = self.settings.indexer_poll_s
+        idle_poll = poll
         backoff = 0.0
         while True:
+            started = loop.time()
             try:
                 await self.upgrade_index()
                 n = await self._drain_batch()
@@ -214,7 +235,7 @@ class SearchService:
             except Exception as exc:
                 if isinstance(exc, BackendUnavailable):
                     self._ready = False  # re-check the template and alias when it returns
-                backoff = min(MAX_BACKOFF_S, backoff * 2 or self.settings.indexer_poll_s * 4)
+                backoff = min(MAX_BACKOFF_S, backoff * 2 or poll * 4)
                 level = logging.WARNING if isinstance(exc, BackendUnavailable) else logging.ERROR
                 log.log(
                     level,
@@ -226,8 +247,15 @@ class SearchService:
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.0
-            if n < self.settings.indexer_batch:
-                await asyncio.sleep(self.settings.indexer_poll_s)
+            if n >= self.settings.indexer_batch:
+                continue
+            if n:
+                idle_poll = poll
+            if await _set_within(written, idle_poll):
+                idle_poll = poll
+                await asyncio.sleep(started + min(poll, GATHER_S) - loop.time())
+            else:
+                idle_poll = min(idle_poll * 2, max(poll, IDLE_POLL_MAX_S))
 
     # ---- searching ----------------------------------------------------------------------
 
@@ -390,3 +418,15 @@ class SearchService:
                 rep.repaired += len(docs)
             rep.repaired += len(rep.extra)
         return rep
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Whether `event` is set within `seconds` (or was already: it stays set until taken
+    here, so a commit made while a drain ran is not missed)."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        event.clear()

@@ -19,6 +19,7 @@ from services.catalog.models import (
     Outbox,
 )
 from services.catalog.repository.base import RepositoryBase, newest_first
+from services.catalog.repository.outbox import wrote_outbox
 from services.catalog.repository.visibility import visible_to
 from shared.chunks import chunks
 from shared.security import Principal
@@ -208,4 +209,5 @@ class ContextEventQueries(RepositoryBase):
         result = await self.session.execute(
             insert(Outbox.__table__).from_select(["case_id", "revision", "created_at"], affected)
         )
+        wrote_outbox(self.session)
         return result.rowcount or 0

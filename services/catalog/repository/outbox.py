@@ -7,10 +7,18 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.catalog.models import DataSource, FailureCase, Model, ModelVersion, Outbox
 from services.catalog.repository.base import RepositoryBase
 from shared.chunks import chunks
+from shared.db import WROTE_OUTBOX
+
+
+def wrote_outbox(session: AsyncSession) -> None:
+    """Every write to the outbox says so: this process's indexer wakes on the commit
+    (shared.db.Database.on_outbox_commit) instead of finding the rows at its next poll."""
+    session.info[WROTE_OUTBOX] = True
 
 
 class OutboxQueries(RepositoryBase):
@@ -18,6 +26,7 @@ class OutboxQueries(RepositoryBase):
         await self.insert_rows(
             Outbox, [{"case_id": c, "revision": r, "created_at": now} for c, r in entries]
         )
+        wrote_outbox(self.session)
 
     async def outbox_batch(self, limit: int) -> list[tuple[int, str, int]]:
         stmt = select(Outbox.id, Outbox.case_id, Outbox.revision).order_by(Outbox.id).limit(limit)
