@@ -1,6 +1,7 @@
-"""Every dependency a route resolves is a coroutine (or an async generator).
+"""Every route's endpoint and every dependency it resolves is a coroutine (or an async
+generator).
 
-FastAPI runs a plain `def` dependency in its threadpool: a thread hand-off per dependency per
+FastAPI runs a plain `def` endpoint or dependency in its threadpool: a thread hand-off per dependency per
 request. The scope check and the caller's token, resolved by nearly every route, were plain
 functions and cost a case read ~15% of its CPU that way (py-spy). They do no I/O, so they are
 `async def`; this keeps a new one from slipping back into the threadpool unnoticed.
@@ -43,14 +44,14 @@ def _runs_on_the_loop(call: Any) -> bool:
     return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
 
 
-def test_no_route_dependency_runs_in_the_threadpool(tmp_path: Path) -> None:
+def test_no_endpoint_or_dependency_runs_in_the_threadpool(tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=tmp_path))
     routes = list(_api_routes(app.routes))
     assert len(routes) > 20  # the catalog's, the search's, the auth server's...
     checked = 0
     offenders = set()
     for route in routes:
-        for call in _calls(route.dependant):
+        for call in (route.endpoint, *_calls(route.dependant)):
             checked += 1
             if not _runs_on_the_loop(call):
                 offenders.add(f"{route.path}: {getattr(call, '__qualname__', call)}")
