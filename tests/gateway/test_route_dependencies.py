@@ -1,10 +1,10 @@
 """Every route's endpoint and every dependency it resolves is a coroutine (or an async
 generator).
 
-FastAPI runs a plain `def` endpoint or dependency in its threadpool: a thread hand-off per dependency per
-request. The scope check and the caller's token, resolved by nearly every route, were plain
-functions and cost a case read ~15% of its CPU that way (py-spy). They do no I/O, so they are
-`async def`; this keeps a new one from slipping back into the threadpool unnoticed.
+FastAPI runs a plain `def` endpoint or dependency in its threadpool: a thread hand-off per
+call per request. The scope check and the caller's token, resolved by nearly every route, were
+plain functions and cost a case read ~15% of its CPU that way (py-spy). They do no I/O, so
+they are `async def`; this keeps a new one from slipping back into the threadpool unnoticed.
 """
 
 from __future__ import annotations
