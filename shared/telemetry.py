@@ -1,9 +1,10 @@
 """OpenTelemetry tracing, when it is available and configured; a no-op otherwise.
 
-Only opentelemetry-api is a dependency: without an SDK its tracer records nothing and costs
-about a microsecond a span. An operator who installs opentelemetry-sdk and
-opentelemetry-exporter-otlp and sets OTEL_EXPORTER_OTLP_ENDPOINT gets spans exported; nothing
-else changes. Spans are per request and per GraphQL operation, never per resolved field.
+Only opentelemetry-api is a dependency: without an SDK its tracer records nothing, and `span`
+costs ~9 microseconds (timeit, 2026-12; a request opens two), ~0.4% of a case read. An
+operator who installs opentelemetry-sdk and opentelemetry-exporter-otlp and sets
+OTEL_EXPORTER_OTLP_ENDPOINT gets spans exported; nothing else changes. Spans are per request
+and per GraphQL operation, never per resolved field.
 """
 
 from __future__ import annotations
