@@ -49,8 +49,8 @@ MAX_BACKOFF_S = 10.0
 # indexed within this long of an idle spell. At 20 polls a second, an idle server spent most
 # of its CPU asking an empty outbox.
 IDLE_POLL_MAX_S = 1.0
-# Woken, the indexer waits this long (at most indexer_poll_s) so that a burst of commits
-# gathers into one batch.
+# Woken, the indexer drains no sooner than this (at most indexer_poll_s) after its previous
+# drain began: a burst of commits gathers into a few batches, not one drain per commit.
 GATHER_S = 0.05
 
 IndexHook = Callable[[Any, list[dict[str, Any]]], Awaitable[Any]]

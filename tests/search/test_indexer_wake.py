@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ class Indexer:
 
 @pytest.fixture
 async def indexer(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str, tmp_path: Path
 ) -> AsyncIterator[Callable[[float], Awaitable[Indexer]]]:
     started: list[tuple[Indexer, Database]] = []
 
@@ -91,6 +92,19 @@ async def test_a_commit_that_writes_the_outbox_wakes_the_indexer(indexer):
     await running.service.backend.refresh()
     found = await running.service.search(SYSTEM, "", first=10)
     assert found.total == 3
+    drains = running.drains
+
+    # The other writer of the outbox: an event re-queues the cases it now precedes.
+    first = aiid_cases(1)[0]
+    occurred = datetime.fromisoformat(first["occurred_at"]) - timedelta(hours=1)
+    scope = {"model": first["model"]["name"], "version": first["model"]["version"]}
+    event = {"kind": "deploy", "occurred_at": occurred, "scope": scope}
+    async with running.service.db.transaction() as s:
+        [recorded] = await catalog.record_events(s, [event], SYSTEM)
+        assert recorded.status == "created", recorded.errors
+        assert await outbox_size(s) > 0  # queued, not yet committed
+    await outbox_drained_within(running.service.db, 10)
+    assert running.drains > drains
 
 
 async def test_an_idle_indexer_polls_less_and_less(indexer):
