@@ -14,7 +14,7 @@ from services.catalog import limits as L
 from services.catalog import openapi as doc
 from services.catalog import service
 from services.catalog.cursor import CASES, EVENTS, decode_keyset, encode_keyset
-from services.catalog.hydration import hit_cases, hits_as_json
+from services.catalog.hydration import case_answers
 from services.catalog.schemas import INGEST_STATUSES, CaseFilter
 from services.catalog.templates import TEMPLATES, Template, template_for
 from services.catalog.views import case_json, revision_json
@@ -163,10 +163,10 @@ async def get_case(
         stage(session, read)
         return json_response(body)
     # The case, its relations, its blind-read flag and (on SQLite) its entry: one statement.
-    found = await hit_cases(session, [case_id], principal, read_entry=read)
+    found = await case_answers(session, [case_id], principal, read_entry=read)
     if not found:
         raise NotFound(f"case {case_id} not found")
-    return json_response(hits_as_json(found, principal)[case_id])
+    return json_response(found[case_id])
 
 
 @router.get("/cases/{case_id}/revisions")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Row
+
 from services.catalog.models import CaseRevision, FailureCase
 from shared import redaction
 from shared.jsonutil import iso
@@ -31,10 +33,11 @@ class PastCase:
 
 
 def case_json(
-    case: FailureCase, refs: PageRelations | None = None, *, viewer: Principal
+    case: FailureCase | Row[Any], refs: PageRelations | None = None, *, viewer: Principal
 ) -> dict[str, Any]:
-    """`viewer` is who reads it: payload fields above their clearance come back null and
-    named in `redacted_fields` (shared/redaction.py)."""
+    """`case` is the entity or a row of its table's columns (services/catalog/hydration.py
+    reads those). `viewer` is who reads it: payload fields above their clearance come back
+    null and named in `redacted_fields` (shared/redaction.py)."""
     refs = refs or PageRelations()
     view = {
         "id": case.id,

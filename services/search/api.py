@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.catalog.hydration import hit_cases, hits_as_json
+from services.catalog.hydration import case_answers
 from services.search import openapi as doc
 from services.search.request import FilterBase, filter_model
 from services.search.service import SearchService, search_entry
@@ -120,8 +120,7 @@ async def search_cases(
     )
     # The same as GraphQL: each hit carries its case, loaded with the caller's visibility
     # (one query for the page: services/catalog/hydration.py).
-    found = await hit_cases(session, [h["id"] for h in body["hits"]], principal)
-    cases = hits_as_json(found, principal)
+    cases = await case_answers(session, [h["id"] for h in body["hits"]], principal)
     for hit in body["hits"]:
         hit["case"] = cases.get(hit["id"])
     return json_response(body)
