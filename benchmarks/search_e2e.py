@@ -244,7 +244,7 @@ async def stages(service: Any, caller: Any, mix: list[str], count: int) -> None:
                 # Staged first, as the route does: on Postgres it rides along the hydration.
                 audit(session, caller, "cases.search", None, details=details, read=True)
                 cases = await case_answers(session, ids, caller)
-                t = lap("hits hydrated, rendered", t)
+                t = lap("hydrated+render", t)
             t = lap("commit", t)
             orjson.dumps({"hits": [{"id": h.id, "case": cases.get(h.id)} for h in page]})
             lap("encoded", t)

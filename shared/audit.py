@@ -458,23 +458,35 @@ def _append_after_rows(entry: Staged) -> Any:
 
 
 async def execute_read(
-    session: AsyncSession, statement: Any, params: Mapping[str, Any], entry: Staged | None
+    session: AsyncSession,
+    statement: Any,
+    params: Mapping[str, Any],
+    entry: Staged | None,
+    *,
+    rows: bool = False,
 ) -> tuple[Any, bool]:
     """Run a read that records `entry` (None: no entry) when it finds its row, and say
     whether the entry is recorded already. The caller built `statement` with the entry's
     CTEs and `params` with its values when `folds_reads` (Postgres): the statement appends
     it. On SQLite it is appended on the read's own trip where it can be (`read_appending`).
-    When this answers False, the caller stages the entry if the row was found."""
+    When this answers False, the caller stages the entry if the row was found. `rows`: the
+    statement selects columns only, and runs on the session's connection, past the ORM's
+    result loading (which it would only pass through)."""
     if entry is None or folds_reads(session):
-        return await session.execute(statement, params), entry is not None
-    result = await read_appending(session, statement, params, entry)
+        return await _execute(session, statement, params, rows), entry is not None
+    result = await read_appending(session, statement, params, entry, rows=rows)
     if result is not None:
         return result, True
-    return await session.execute(statement, params), False
+    return await _execute(session, statement, params, rows), False
 
 
 async def read_appending(
-    session: AsyncSession, statement: Any, params: Mapping[str, Any], entry: Staged
+    session: AsyncSession,
+    statement: Any,
+    params: Mapping[str, Any],
+    entry: Staged,
+    *,
+    rows: bool = False,
 ) -> Any | None:
     """SQLite: the result of the read `statement`, whose `entry` was appended and committed
     on the read's trip when it returned a row. None where this does not apply (Postgres, a
@@ -488,4 +500,17 @@ async def read_appending(
         return None
     options = {AFTER_ROWS: _append_after_rows(entry)}
     async with turn:
-        return await session.execute(statement, params, execution_options=options)
+        return await _execute(session, statement, params, rows, options)
+
+
+async def _execute(
+    session: AsyncSession,
+    statement: Any,
+    params: Mapping[str, Any],
+    rows: bool,
+    options: Mapping[str, Any] | None = None,
+) -> Any:
+    if rows:
+        connection = await session.connection()
+        return await connection.execute(statement, params, execution_options=options)
+    return await session.execute(statement, params, execution_options=options or {})
