@@ -30,7 +30,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, Select, String, any_, bindparam, column, func, literal_column, select
+from sqlalchemy import (
+    ARRAY,
+    Row,
+    Select,
+    String,
+    any_,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.annotation.service import blind_params, curated_blind_condition
@@ -47,7 +58,9 @@ from shared.visibility import Visibility
 
 @dataclass(slots=True)
 class HitCase:
-    case: FailureCase
+    # The case's columns by name (a row: the ORM's entity for it cost more than the rest of
+    # the page's hydration), as GraphQL's FailureCase and the catalog's case_json read them.
+    case: Row[Any]
     model: Model
     version: ModelVersion
     source: DataSource
@@ -64,6 +77,8 @@ ALONG_NONE, ALONG_ALWAYS, ALONG_FOUND = 0, 1, 2
 # case's columns with its relations' names as plain rows (REST renders those straight to
 # JSON: building five entities a case was most of what a served search spent hydrating).
 ENTITIES, ROWS = False, True
+
+_CASE_WIDTH = len(T_CASE.c)
 
 # Statements by (dialect, caller's view, links, entry along, rows): a handful per deployment.
 _STATEMENTS: dict[tuple[str, Visibility, bool, int, bool], Select[Any]] = {}
@@ -114,13 +129,13 @@ def _build(where: tuple[Any, ...], links: bool, rows: bool) -> Select[Any]:
                 CaseLink.url.label("hit_link_url"),
                 CaseLink.title.label("hit_link_title"),
             ]
-    else:
-        columns = [FailureCase, Model, ModelVersion, DataSource, blinded]
+    else:  # the case as a row too: GraphQL reads its fields by name, as from an entity
+        columns = [*T_CASE.c, Model, ModelVersion, DataSource, blinded]
         if links:
             columns.append(CaseLink)
     stmt = (
         select(*columns)
-        .join_from(T_CASE if rows else FailureCase, Model, Model.id == FailureCase.model_id)
+        .join_from(T_CASE, Model, Model.id == FailureCase.model_id)
         .join(ModelVersion, ModelVersion.id == FailureCase.model_version_id)
         .join(DataSource, DataSource.id == FailureCase.data_source_id)
         .where(*where)
@@ -189,12 +204,13 @@ async def hit_cases(
         return {}
     result, recorded = await _execute(session, ids, viewer, links, ENTITIES, read_entry)
     out: dict[str, HitCase] = {}
+    n = _CASE_WIDTH
     for row in result:
-        found = out.get(row[0].id)
+        found = out.get(row.id)
         if found is None:
-            found = out[row[0].id] = HitCase(row[0], row[1], row[2], row[3], bool(row[4]))
-        if links and row[5] is not None:
-            found.links.append(row[5])
+            found = out[row.id] = HitCase(row, row[n], row[n + 1], row[n + 2], bool(row[n + 3]))
+        if links and row[n + 4] is not None:
+            found.links.append(row[n + 4])
     if read_entry is not None and out and not recorded:
         audit.stage(session, read_entry)
     return out
