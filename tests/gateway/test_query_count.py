@@ -87,13 +87,18 @@ SEARCH = """query($q: String!, $n: Int!) {
     total
     hits {
       score
-      case { id title model { name } modelVersion { version } group { id } links { url } }
+      case {
+        id title severity failureMode model { name } modelVersion { version } group { id }
+        links { url }
+      }
     }
   }
 }"""
 
 
-async def test_search_hits_cost_the_same_statements_for_5_or_30(app, client, token_for):
+async def test_search_hits_cost_the_same_statements_for_5_or_30(
+    app, client, token_for, monkeypatch
+):
     token = await token_for("cases:read cases:ingest")
     word = f"quokka{secrets.token_hex(3)}"
     cases = unique(aiid_cases(30))
@@ -111,16 +116,40 @@ async def test_search_hits_cost_the_same_statements_for_5_or_30(app, client, tok
         await asyncio.sleep(0.1)
     assert len(found["hits"]) == 30, "not searchable within 5 s"
 
-    counts = {}
+    graded = {c["title"]: c.get("severity") for c in cases}  # curated: read past the blind rule
+    counts, awaited = {}, {}
     for n in (5, 30):
-        with counting(app.state.db.engine) as statements:
+        with counting(app.state.db.engine) as statements, awaitables(monkeypatch) as seen:
             hits = data(await gql(client, token, SEARCH, {"q": word, "n": n}))["search"]["hits"]
         assert len(hits) == n and all(h["case"]["model"]["name"] for h in hits)
         assert all(h["case"]["links"] == [{"url": "https://t.example/2"}] for h in hits)
-        counts[n] = len(statements)
+        assert all(h["case"]["severity"] == graded[h["case"]["title"]] for h in hits)
+        counts[n], awaited[n] = len(statements), len(seen)
     assert counts[5] == counts[30], counts
     # the cases, models, versions, groups, links (+ BEGIN on some drivers)
     assert counts[30] <= 6, counts
+    # Hydration primed every relation the hits select, the curated fields' blind-read flag
+    # included: completing the page creates no awaitable per hit (each costs a task).
+    assert awaited[5] == awaited[30], awaited
+
+
+@contextlib.contextmanager
+def awaitables(monkeypatch):
+    """The awaitables the GraphQL executor meets as field results, while the block runs."""
+    from services.gateway import execution
+
+    seen: list[object] = []
+    real = execution.is_awaitable
+
+    def counted(value):
+        found = real(value)
+        if found:
+            seen.append(value)
+        return found
+
+    with monkeypatch.context() as patch:
+        patch.setattr(execution, "is_awaitable", counted)
+        yield seen
 
 
 async def test_a_rest_case_read_is_one_statement_with_its_relations(app, client, token_for):

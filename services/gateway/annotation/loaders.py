@@ -9,6 +9,7 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 
 from services.annotation import boards, service
+from services.gateway.catalog.loaders import Loader
 
 
 class AnnotationLoaders:
@@ -50,7 +51,8 @@ class AnnotationLoaders:
         self.sessions = DataLoader(load_fn=sessions)
         self.agendas = DataLoader(load_fn=agendas)
         self.annotations = DataLoader(load_fn=annotations)
-        self.curated_hidden = DataLoader(load_fn=curated_hidden)
+        # Read synchronously by the curated fields when primed (a search's hits): Loader.get.
+        self.curated_hidden = Loader(load_fn=curated_hidden)
         self.trails = DataLoader(load_fn=trails)
         self.history = DataLoader(load_fn=history)
 

@@ -288,14 +288,23 @@ case_review_trail = strawberry.field(
 )
 
 
+async def _curated_after(hidden: Any, case: Any, name: str) -> Any:
+    return None if await hidden else getattr(case, name)
+
+
 def curated_field(name: str, description: str) -> Any:
     """A curated field of FailureCase that adjudication decides (failure mode, severity,
     impact): null for a reader the blind-read rule keeps from the decided labels."""
 
-    async def resolve(root: strawberry.Parent[Any], info: Info) -> Any:
-        if await loaders(info.context).curated_hidden.load(root.id):
+    # Synchronous when the flag is loaded already (a page primed it, as search hydration
+    # does): an async resolver would make every case of the page an awaitable to gather.
+    def resolve(self: Any, info: Info) -> Any:
+        hidden = loaders(info.context).curated_hidden.get(self.id)
+        if hidden is True:
             return None
-        return getattr(root, name)
+        if hidden is False:
+            return getattr(self, name)
+        return _curated_after(hidden, self, name)
 
     return strawberry.field(
         resolver=resolve,
