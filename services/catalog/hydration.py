@@ -8,9 +8,11 @@ round trips, most of what a served search spent beyond the engine and what a RES
 spent beyond GraphQL's. Here the case row is joined to its model, version and source, and
 (when asked) outer-joined to its links, by primary key.
 
-GraphQL takes the entities (its loaders are primed with them); REST takes plain rows of the
-case's columns and its relations' names (`case_answers`), rendered straight to its JSON:
-building five entities a case cost ~0.6 ms of a 20-hit page, a sixth of its hydration.
+The case comes as a row of its columns, read by name as an entity's attributes are: building
+its ORM entity cost ~0.7 of the 4 ms a 20-hit page took to hydrate and render. GraphQL
+(`hit_cases`) takes the model, version, source and links as entities, which its loaders are
+primed with; REST (`case_answers`) takes only their names, and renders the rows straight to
+its JSON.
 
 Visibility is the catalog's rule (`visible_cases_clause`), applied in the same statement: a
 case the caller may not see is simply absent, as with `get_cases`, and so is a case
@@ -58,8 +60,8 @@ from shared.visibility import Visibility
 
 @dataclass(slots=True)
 class HitCase:
-    # The case's columns by name (a row: the ORM's entity for it cost more than the rest of
-    # the page's hydration), as GraphQL's FailureCase and the catalog's case_json read them.
+    # The case's columns by name (a row, not an entity: see the module's docstring), as
+    # GraphQL's FailureCase and the catalog's case_json read them.
     case: Row[Any]
     model: Model
     version: ModelVersion
@@ -73,9 +75,8 @@ class HitCase:
 # (shared.audit.take_along); or a one-case read's, appended when the case is found.
 ALONG_NONE, ALONG_ALWAYS, ALONG_FOUND = 0, 1, 2
 
-# What a statement selects: ORM entities (GraphQL primes its loaders with them), or the
-# case's columns with its relations' names as plain rows (REST renders those straight to
-# JSON: building five entities a case was most of what a served search spent hydrating).
+# What a statement selects beside the case's columns: its relations as entities (GraphQL
+# primes its loaders with them), or only their names and the links' fields (REST).
 ENTITIES, ROWS = False, True
 
 _CASE_WIDTH = len(T_CASE.c)
@@ -198,8 +199,8 @@ async def hit_cases(
     read_entry: audit.Staged | None = None,
 ) -> dict[str, HitCase]:
     """The visible cases among `ids` by id, each with its model, version and source, and its
-    links (ordered as the catalog orders them) when `links`: entities, as GraphQL's loaders
-    hold them. The audit entries as `_execute` says."""
+    links (ordered as the catalog orders them) when `links`: the relations as entities, for
+    GraphQL's loaders. The audit entries as `_execute` says."""
     if not ids:
         return {}
     result, recorded = await _execute(session, ids, viewer, links, ENTITIES, read_entry)
