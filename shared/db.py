@@ -99,7 +99,7 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _json_loads(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     # A JSON column has NUMERIC affinity on SQLite: a top-level number ('5') comes back as an
     # INTEGER or REAL, not text. SQLAlchemy's own SQLite JSON type lets numbers through on a
     # TypeError, but orjson raises a ValueError.
@@ -111,7 +111,7 @@ def _json_loads(value: Any) -> Any:
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # orjson: JSON columns are the bulk of an ingested row; the stdlib encoder is 5x slower.
     kwargs.setdefault("json_serializer", _json_dumps)
-    kwargs.setdefault("json_deserializer", _json_loads)
+    kwargs.setdefault("json_deserializer", json_value)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

@@ -43,6 +43,15 @@ async def planted(app, client, token_for) -> tuple[str, dict[str, str]]:
     cases[1]["links"] = LINKS[1:]
     cases[2].update(input={"prompt": f"the {word} payload"}, payload_sensitivity="confidential")
     cases[4].update(sensitivity="restricted")
+    # JSON values of every shape, read lazily by GraphQL's hits (LazyCase): a top-level number
+    # and string (SQLite stores a number with numeric affinity), nested objects, a list.
+    cases[3].update(
+        prediction=0.25,
+        expected="refuse the request",
+        signals={"drift": {"psi": 0.31, "features": ["age", "zip"]}},
+        environment={"region": "eu-west-1"},
+        tags=["hydration", word],
+    )
     writer = auth_header(await token_for("cases:ingest"))
     resp = await client.post("/catalog/v1/cases:bulk", json=cases, headers=writer)
     results = resp.json()["results"]
@@ -50,6 +59,7 @@ async def planted(app, client, token_for) -> tuple[str, dict[str, str]]:
     ids = {
         "linked": results[0]["id"],
         "payload": results[2]["id"],
+        "shapes": results[3]["id"],
         "restricted": results[4]["id"],
     }
     await outbox_drained(app.state.db)
@@ -129,7 +139,8 @@ async def test_a_rest_search_reads_the_catalog_once_its_entry_riding_along(
     assert (await verify(app.state.db, settings)).ok
 
 
-GRAPHQL_CASE = """id title severity redactedFields input
+GRAPHQL_CASE = """id title severity redactedFields input prediction expected signals
+  environment tags piiFindings { kind path } provenance { source } writeup { hypothesis }
   model { name } modelVersion { version } dataSource { name }
   links { kind url title }"""
 
@@ -146,6 +157,11 @@ async def test_graphql_hits_are_the_case_field_exactly(client, planted, token_fo
     by_id = {h["case"]["id"]: h["case"] for h in hits}
     assert len(by_id[ids["linked"]]["links"]) == 2
     assert by_id[ids["payload"]]["input"] is None
+    shapes = by_id[ids["shapes"]]
+    assert shapes["prediction"] == 0.25 and shapes["expected"] == "refuse the request"
+    assert shapes["signals"] == {"drift": {"psi": 0.31, "features": ["age", "zip"]}}
+    assert shapes["environment"] == {"region": "eu-west-1"}
+    assert shapes["tags"] == ["hydration", word]
 
 
 async def test_hydration_applies_visibility_itself(db, planted):

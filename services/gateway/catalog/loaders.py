@@ -25,13 +25,65 @@ if TYPE_CHECKING:
     from services.gateway.context import Context
 
 
+_MISSING: Any = object()
+
+
 class Loader(DataLoader):
+    """A DataLoader whose primed values wait in a plain dict. strawberry's `prime` makes a
+    settled future per key; a page of search hits primes five loaders for each of its cases
+    (~100 futures), which the relation fields then read synchronously (`get`) without ever
+    awaiting one. A future is made only when `load` asks for a primed key."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._primed: dict[Any, Any] = {}
+
+    def prime(self, key: Any, value: Any, force: bool = False) -> None:
+        if self.batch is not None and not self.batch.dispatched:
+            super().prime_many({key: value}, force)  # settles a pending load of the key too
+        elif force:
+            if self.cache_map.get(key) is not None:
+                self.cache_map.delete(key)
+            self._primed[key] = value
+        elif not self.known(key):
+            self._primed[key] = value
+
+    def known(self, key: Any) -> bool:
+        """Whether the key is primed or its load has begun (or ended)."""
+        return key in self._primed or self.cache_map.get(key) is not None
+
+    def prime_many(self, data: Any, force: bool = False) -> None:
+        for key, value in data.items():
+            self.prime(key, value, force)
+
+    def load(self, key: Any) -> Any:
+        if self._primed:
+            value = self._primed.pop(key, _MISSING)
+            if value is not _MISSING:
+                super().prime_many({key: value}, force=True)
+        return super().load(key)
+
     def get(self, key: Any) -> Any:
         """The value when already loaded (or primed), else the awaitable `load` returns."""
+        value = self._primed.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
         future = self.cache_map.get(key)
         if future is not None and future.done() and not future.cancelled():
             return future.result()  # raises the batch's error, as awaiting would
         return self.load(key)
+
+    def clear(self, key: Any) -> None:
+        if self._primed.pop(key, _MISSING) is _MISSING or self.cache_map.get(key) is not None:
+            super().clear(key)
+
+    def clear_many(self, keys: Iterable[Any]) -> None:
+        for key in keys:
+            self.clear(key)
+
+    def clear_all(self) -> None:
+        self._primed.clear()
+        super().clear_all()
 
 
 def _by_id(
@@ -205,6 +257,8 @@ async def prefetch_case_relations(
     loaders: CatalogLoaders = info.context.loaders
     wanted = {CASE_RELATIONS[n] for n in selected_under(info, *paths) if n in CASE_RELATIONS}
     for loader_name, attr in sorted(wanted):
+        loader = getattr(loaders, loader_name)
         keys = {getattr(c, attr) for c in cases} - {None}
+        keys = [key for key in keys if not loader.known(key)]  # what priming left
         if keys:
-            await getattr(loaders, loader_name).load_many(keys)
+            await loader.load_many(keys)
