@@ -71,7 +71,7 @@ class LazyCase:
     name, as GraphQL's FailureCase reads an entity or a row; each attribute once."""
 
     def __init__(self, row: Row[Any]) -> None:
-        self.__dict__["_row"] = row
+        self._row = row
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._row, name)
@@ -241,8 +241,8 @@ async def hit_cases(
     for row in result:
         found = out.get(row.id)
         if found is None:
-            case = LazyCase(row)
-            found = out[row.id] = HitCase(case, row[n], row[n + 1], row[n + 2], bool(row[n + 3]))
+            case, blinded = LazyCase(row), bool(row[n + 3])
+            found = out[row.id] = HitCase(case, row[n], row[n + 1], row[n + 2], blinded)
         if links and row[n + 4] is not None:
             found.links.append(row[n + 4])
     if read_entry is not None and out and not recorded:

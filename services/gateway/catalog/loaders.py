@@ -32,7 +32,9 @@ class Loader(DataLoader):
     """A DataLoader whose primed values wait in a plain dict. strawberry's `prime` makes a
     settled future per key; a page of search hits primes five loaders for each of its cases
     (~100 futures), which the relation fields then read synchronously (`get`) without ever
-    awaiting one. A future is made only when `load` asks for a primed key."""
+    awaiting one. A future is made only when `load` asks for a primed key. It relies on
+    strawberry's `prime_many` settling a pending batch without calling `prime` (pinned
+    version; tests/gateway/test_loaders.py fails, by recursion or a needless load, if not)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,8 +76,9 @@ class Loader(DataLoader):
         return self.load(key)
 
     def clear(self, key: Any) -> None:
-        if self._primed.pop(key, _MISSING) is _MISSING or self.cache_map.get(key) is not None:
-            super().clear(key)
+        was_primed = self._primed.pop(key, _MISSING) is not _MISSING
+        if not was_primed or self.cache_map.get(key) is not None:
+            super().clear(key)  # strawberry's KeyError for a key it never held, as before
 
     def clear_many(self, keys: Iterable[Any]) -> None:
         for key in keys:
@@ -258,7 +261,7 @@ async def prefetch_case_relations(
     wanted = {CASE_RELATIONS[n] for n in selected_under(info, *paths) if n in CASE_RELATIONS}
     for loader_name, attr in sorted(wanted):
         loader = getattr(loaders, loader_name)
-        keys = {getattr(c, attr) for c in cases} - {None}
-        keys = [key for key in keys if not loader.known(key)]  # what priming left
+        # Only what priming left: a known key needs no load (nor a future) of its own.
+        keys = [k for k in {getattr(c, attr) for c in cases} - {None} if not loader.known(k)]
         if keys:
             await loader.load_many(keys)
