@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, literal, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from shared.security import Principal, Sensitivity
@@ -36,8 +36,12 @@ class Visibility:
         return self.team is None or team is None or team == self.team
 
     def sqlalchemy(self, team: Any, sensitivity: Any) -> ColumnElement[bool]:
-        """The rule over two SQLAlchemy columns (Postgres and SQLite alike)."""
-        cond = sensitivity.in_(self.sensitivities)
+        """The rule over two SQLAlchemy columns (Postgres and SQLite alike).
+
+        The sensitivities are bound one value each (`IN (:a, :b ...)`), not as a list: a list
+        is an "expanding" parameter, and SQLAlchemy then rewrites the statement's whole text
+        on every execution (~0.25 ms a read here, more than the engine's own time for it)."""
+        cond = sensitivity.in_([literal(v, sensitivity.type) for v in self.sensitivities])
         if self.team is None:
             return cond
         return and_(cond, or_(team.is_(None), team == self.team))
