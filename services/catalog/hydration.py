@@ -10,10 +10,12 @@ spent beyond GraphQL's. Here the case row is joined to its model, version and so
 
 The case comes as a row of its columns, read by name as an entity's attributes are: building
 its ORM entity cost ~0.7 of the 4 ms a 20-hit page took to hydrate and render. GraphQL
-(`hit_cases`) takes the model, version, source and links as entities, which its loaders are
-primed with, and the case's JSON columns as text, decoded only if a field reads them
-(`LazyCase`); REST (`case_answers`) takes only the relations' names, and renders the rows
-straight to its JSON.
+(`hit_cases`) takes the model, version, source and links as records of their columns (which
+its loaders are primed with, and its types read by name, as an entity's attributes), and the
+case's JSON columns as text, decoded only if a field reads them (`LazyCase`); REST
+(`case_answers`) takes only the relations' names, and renders the rows straight to its JSON.
+Neither goes through the ORM's loading of entities: for the four relations of 20 hits it was
+about half of what GraphQL's hydration cost.
 
 Visibility is the catalog's rule (`visible_cases_clause`), applied in the same statement: a
 case the caller may not see is simply absent, as with `get_cases`, and so is a case
@@ -28,6 +30,7 @@ it, because one of its columns is the annotation service's rule.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,45 +84,59 @@ class LazyCase:
         return value
 
 
+def _record_of(entity: Any) -> type[tuple[Any, ...]]:
+    """A relation's row as GraphQL's types read it: its columns by name."""
+    table = entity.__table__
+    return namedtuple(f"{table.name}_record", [c.name for c in table.c])
+
+
+# The relations GraphQL's hits carry, in the statement's order after the case's columns.
+_RELATIONS = (Model, ModelVersion, DataSource)
+_RECORDS = tuple(_record_of(e) for e in _RELATIONS)
+_LINK_RECORD = _record_of(CaseLink)
+
+
 @dataclass(slots=True)
 class HitCase:
     # The case's columns by name (a row, not an entity: see the module's docstring), as
-    # GraphQL's FailureCase reads them.
+    # GraphQL's FailureCase reads them; its relations as records of their columns.
     case: LazyCase
-    model: Model
-    version: ModelVersion
-    source: DataSource
+    model: Any
+    version: Any
+    source: Any
     # The blind-read rule withholds the case's adjudicated curated fields from the caller.
     blinded: bool = False
-    links: list[CaseLink] = field(default_factory=list)
+    links: list[Any] = field(default_factory=list)
 
 
 # How a statement carries an audit entry (Postgres): not at all; a search's, appended always
 # (shared.audit.take_along); or a one-case read's, appended when the case is found.
 ALONG_NONE, ALONG_ALWAYS, ALONG_FOUND = 0, 1, 2
 
-# What a statement selects beside the case's columns: its relations as entities (GraphQL
-# primes its loaders with them), or only their names and the links' fields (REST).
-ENTITIES, ROWS = False, True
+# What a statement selects beside the case's columns: its relations' columns (GraphQL primes
+# its loaders with their records), or only their names and the links' fields (REST).
+RECORDS, NAMES = False, True
 
 _CASE_WIDTH = len(T_CASE.c)
 _JSON_COLUMNS = frozenset(c.name for c in T_CASE.c if isinstance(c.type, JSON))
 
-# Statements by (dialect, caller's view, links, entry along, rows): a handful per deployment.
+# Statements by (dialect, caller's view, links, entry along, names): a handful per deployment.
 _STATEMENTS: dict[tuple[str, Visibility, bool, int, bool], Select[Any]] = {}
 
 
-def _statement(dialect: str, viewer: Principal, links: bool, along: int, rows: bool) -> Select[Any]:
+def _statement(
+    dialect: str, viewer: Principal, links: bool, along: int, names: bool
+) -> Select[Any]:
     """Built once per caller's view: building and keying a statement of five entities cost
     more CPU than running it. The catalog's visibility clause depends on the view only
     (team and clearance); the ids are bound per call."""
-    key = (dialect, Visibility.of(viewer), links, along, rows)
+    key = (dialect, Visibility.of(viewer), links, along, names)
     stmt = _STATEMENTS.get(key)
     if stmt is None:
         if len(_STATEMENTS) >= 256:
             _STATEMENTS.clear()
         where = _where(dialect, viewer)
-        stmt = _build(where, links, rows)
+        stmt = _build(where, links, names)
         if along == ALONG_ALWAYS:
             stmt = stmt.add_cte(*audit.read_entry_ctes(None))
         elif along == ALONG_FOUND:  # the same rows, as an EXISTS the entry's CTEs are guarded by
@@ -137,9 +154,9 @@ def _where(dialect: str, viewer: Principal) -> tuple[Any, ...]:
     )
 
 
-def _build(where: tuple[Any, ...], links: bool, rows: bool) -> Select[Any]:
+def _build(where: tuple[Any, ...], links: bool, names: bool) -> Select[Any]:
     blinded = curated_blind_condition(FailureCase.id).label("hit_blinded")
-    if rows:  # labels no case column has
+    if names:  # labels no case column has
         columns: list[Any] = [
             *T_CASE.c,
             Model.name.label("hit_model"),
@@ -154,10 +171,11 @@ def _build(where: tuple[Any, ...], links: bool, rows: bool) -> Select[Any]:
                 CaseLink.url.label("hit_link_url"),
                 CaseLink.title.label("hit_link_title"),
             ]
-    else:  # the case as a row too: GraphQL reads its fields by name, as from an entity
-        columns = [*map(_as_text, T_CASE.c), Model, ModelVersion, DataSource, blinded]
-        if links:
-            columns.append(CaseLink)
+    else:  # the case's columns by their names (GraphQL reads them so), the relations' after
+        columns = [*map(_as_text, T_CASE.c), blinded]
+        for entity in (*_RELATIONS, *((CaseLink,) if links else ())):
+            table = entity.__table__
+            columns += [c.label(f"hit_{table.name}_{c.name}") for c in table.c]
     stmt = (
         select(*columns)
         .join_from(T_CASE, Model, Model.id == FailureCase.model_id)
@@ -168,6 +186,19 @@ def _build(where: tuple[Any, ...], links: bool, rows: bool) -> Select[Any]:
     if links:
         stmt = stmt.outerjoin(CaseLink, CaseLink.case_id == FailureCase.id).order_by(CaseLink.id)
     return stmt
+
+
+def _spans() -> list[tuple[int, int]]:
+    """Where each relation's columns start and end in a RECORDS row: after the case's
+    columns and the blind-read flag, in _build's order."""
+    spans, start = [], _CASE_WIDTH + 1
+    for entity in (*_RELATIONS, CaseLink):
+        spans.append((start, start + len(entity.__table__.c)))
+        start = spans[-1][1]
+    return spans
+
+
+_SPANS = _spans()
 
 
 def _as_text(col: Any) -> Any:
@@ -198,7 +229,7 @@ async def _execute(
     ids: Sequence[str],
     viewer: Principal,
     links: bool,
-    rows: bool,
+    names: bool,
     read_entry: audit.Staged | None,
 ) -> tuple[Any, bool]:
     """The statement's result for `ids`, and whether `read_entry` is recorded already.
@@ -218,8 +249,8 @@ async def _execute(
         along = audit.take_along(session)
         mode = ALONG_NONE if along is None else ALONG_ALWAYS
         params.update(along or {})
-    stmt = _statement(dialect, viewer, links, mode, rows)
-    return await audit.execute_read(session, stmt, params, read_entry, rows=rows)
+    stmt = _statement(dialect, viewer, links, mode, names)
+    return await audit.execute_read(session, stmt, params, read_entry, rows=True)
 
 
 async def hit_cases(
@@ -231,20 +262,32 @@ async def hit_cases(
     read_entry: audit.Staged | None = None,
 ) -> dict[str, HitCase]:
     """The visible cases among `ids` by id, each with its model, version and source, and its
-    links (ordered as the catalog orders them) when `links`: the relations as entities, for
-    GraphQL's loaders. The audit entries as `_execute` says."""
+    links (ordered as the catalog orders them) when `links`: the relations as records of
+    their columns, for GraphQL's loaders. The audit entries as `_execute` says."""
     if not ids:
         return {}
-    result, recorded = await _execute(session, ids, viewer, links, ENTITIES, read_entry)
+    result, recorded = await _execute(session, ids, viewer, links, RECORDS, read_entry)
     out: dict[str, HitCase] = {}
-    n = _CASE_WIDTH
+    # One record per model, version and source of the page, as one entity per identity was.
+    records: dict[tuple[int, Any], Any] = {}
+
+    def record(row: Row[Any], kind: int) -> Any:
+        start, end = _SPANS[kind]
+        found = records.get((kind, row[start]))
+        if found is None:
+            found = records[(kind, row[start])] = _RECORDS[kind]._make(row[start:end])
+        return found
+
+    blinded_at = _CASE_WIDTH
+    link_start, link_end = _SPANS[-1]
     for row in result:
         found = out.get(row.id)
         if found is None:
-            case, blinded = LazyCase(row), bool(row[n + 3])
-            found = out[row.id] = HitCase(case, row[n], row[n + 1], row[n + 2], blinded)
-        if links and row[n + 4] is not None:
-            found.links.append(row[n + 4])
+            found = out[row.id] = HitCase(
+                LazyCase(row), record(row, 0), record(row, 1), record(row, 2), bool(row[blinded_at])
+            )
+        if links and row[link_start] is not None:
+            found.links.append(_LINK_RECORD._make(row[link_start:link_end]))
     if read_entry is not None and out and not recorded:
         audit.stage(session, read_entry)
     return out
@@ -263,7 +306,7 @@ async def case_answers(
     entries as `_execute` says."""
     if not ids:
         return {}
-    result, recorded = await _execute(session, ids, viewer, True, ROWS, read_entry)
+    result, recorded = await _execute(session, ids, viewer, True, NAMES, read_entry)
     refs = PageRelations()
     cases: dict[str, Any] = {}
     for row in result:

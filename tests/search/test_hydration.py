@@ -141,8 +141,9 @@ async def test_a_rest_search_reads_the_catalog_once_its_entry_riding_along(
 
 GRAPHQL_CASE = """id title severity redactedFields input prediction expected signals
   environment tags piiFindings { kind path } provenance { source } writeup { hypothesis }
-  model { name } modelVersion { version } dataSource { name }
-  links { kind url title }"""
+  model { id name createdAt versions { version } }
+  modelVersion { id version createdAt artifactUri trainingDataRef featureConfigHash }
+  dataSource { id name } group { id caseCount } links { kind url title }"""
 
 
 async def test_graphql_hits_are_the_case_field_exactly(client, planted, token_for):
