@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
-from shared import sqlite_onehop
+from shared import pg_deferred_begin, sqlite_onehop
 from shared.errors import BadUserInput, FailcatError, Unavailable
 
 # Constraint names are stable across backends, so migrations can refer to them.
@@ -146,6 +146,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     engine = create_async_engine(url, **kwargs)
+    if engine.dialect.driver == "asyncpg":
+        pg_deferred_begin.install(engine)
     if not kwargs.get("pool_pre_ping"):
         _ping_when_idle(engine)
     return engine
@@ -271,7 +273,10 @@ async def driver_connection(session: Any) -> AsyncIterator[Any]:
     never run two statements at once."""
     connection = await session.connection()
     async with getattr(session, "turn", None) or contextlib.nullcontext():
-        yield (await connection.get_raw_connection()).driver_connection
+        raw = await connection.get_raw_connection()
+        if connection.dialect.driver == "asyncpg":
+            await pg_deferred_begin.begin_now(raw.dbapi_connection)
+        yield raw.driver_connection
 
 
 def _append_audit(session: Session) -> None:

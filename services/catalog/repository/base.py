@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import pg_deferred_begin
 from shared.db import UTCDateTime, driver_connection
 
 
@@ -39,6 +40,7 @@ class RepositoryBase:
         """The asyncpg connection under this session's transaction (same transaction)."""
         conn = await self.session.connection()
         raw = await conn.get_raw_connection()
+        await pg_deferred_begin.begin_now(raw.dbapi_connection)
         return raw.driver_connection
 
     async def insert_rows(self, model: Any, rows: list[dict[str, Any]]) -> None:
