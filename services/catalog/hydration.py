@@ -127,7 +127,7 @@ _STATEMENTS: dict[tuple[str, Visibility, bool, int, bool], Select[Any]] = {}
 def _statement(
     dialect: str, viewer: Principal, links: bool, along: int, names: bool
 ) -> Select[Any]:
-    """Built once per caller's view: building and keying a statement of five entities cost
+    """Built once per caller's view: building and keying a statement over five tables cost
     more CPU than running it. The catalog's visibility clause depends on the view only
     (team and clearance); the ids are bound per call."""
     key = (dialect, Visibility.of(viewer), links, along, names)
