@@ -271,12 +271,19 @@ async def driver_connection(session: Any) -> AsyncIterator[Any]:
     reads that skip SQLAlchemy's per-row work. A session shared by concurrent resolvers (the
     gateway's SerializedSession) is held for its turn meanwhile: a driver connection must
     never run two statements at once."""
-    connection = await session.connection()
     async with getattr(session, "turn", None) or contextlib.nullcontext():
-        raw = await connection.get_raw_connection()
-        if connection.dialect.driver == "asyncpg":
-            await pg_deferred_begin.begin_now(raw.dbapi_connection)
-        yield raw.driver_connection
+        yield await driver_in_transaction(session)
+
+
+async def driver_in_transaction(session: Any) -> Any:
+    """The driver's own connection under `session`'s transaction, that transaction begun: on
+    Postgres BEGIN waits for the first statement needing it (shared.pg_deferred_begin), and
+    the driver's own statements are not seen by SQLAlchemy."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    if connection.dialect.driver == "asyncpg":
+        await pg_deferred_begin.begin_now(raw.dbapi_connection)
+    return raw.driver_connection
 
 
 def _append_audit(session: Session) -> None:

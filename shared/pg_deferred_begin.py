@@ -14,16 +14,17 @@ audit entry is appended by data-modifying CTEs of that same statement: stored by
 only level failcat uses, every statement takes its own snapshot anyway, so reads see the
 same data alone as inside a transaction. Everything else opens the transaction first and the
 unit of work stays in it to its commit or rollback, as before: writes, locking reads (FOR
-UPDATE / SHARE), transaction-scoped advisory locks, SET LOCAL, server-side cursors, and any
-statement sent on the driver's own connection (`begin_now`, which `shared.db`'s
-`driver_connection` and the repositories' raw COPY paths call). When in doubt: a transaction.
+UPDATE / SHARE), transaction-scoped advisory locks and settings (`set_config(..., true)`; a
+SET LOCAL is no read), server-side cursors, and any statement sent on the driver's own
+connection (`begin_now`, which `shared.db.driver_in_transaction` calls). When in doubt: a
+transaction.
 
 A read that ran alone is not undone if the unit of work later fails: it happened, and its
 audit entry stays, as on SQLite (shared.audit's "read's own trip").
 
 This reads the adapter's private state (`_transaction`, `isolation_level`,
 `_isolation_setting`, `_start_transaction`): SQLAlchemy is pinned, and
-tests/test_pg_deferred_begin.py checks each of them.
+tests/shared/test_pg_deferred_begin.py checks each of them.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-# What holds something to the end of a transaction, even inside a read.
+# What a read can hold to the end of its transaction: a row lock, an advisory lock, a setting.
 _NEEDS_TRANSACTION = re.compile(
-    r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b|pg_advisory_xact_lock|\bSET\s+LOCAL\b",
+    r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b|pg_advisory_xact_lock|\bset_config\b",
     re.IGNORECASE,
 )
 
@@ -101,6 +102,6 @@ def install(engine: AsyncEngine) -> None:
 async def begin_now(adapter: Any) -> None:
     """Open the unit of work's transaction now if it is not open yet: its next statements
     go through the driver's own connection, which the deferral does not see."""
-    if getattr(adapter, "_transaction", False) is None:
+    if adapter._transaction is None:
         adapter.isolation_level = adapter._isolation_setting
         await adapter._start_transaction()

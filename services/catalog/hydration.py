@@ -84,18 +84,6 @@ class LazyCase:
         return value
 
 
-def _record_of(entity: Any) -> type[tuple[Any, ...]]:
-    """A relation's row as GraphQL's types read it: its columns by name."""
-    table = entity.__table__
-    return namedtuple(f"{table.name}_record", [c.name for c in table.c])
-
-
-# The relations GraphQL's hits carry, in the statement's order after the case's columns.
-_RELATIONS = (Model, ModelVersion, DataSource)
-_RECORDS = tuple(_record_of(e) for e in _RELATIONS)
-_LINK_RECORD = _record_of(CaseLink)
-
-
 @dataclass(slots=True)
 class HitCase:
     # The case's columns by name (a row, not an entity: see the module's docstring), as
@@ -119,6 +107,26 @@ RECORDS, NAMES = False, True
 
 _CASE_WIDTH = len(T_CASE.c)
 _JSON_COLUMNS = frozenset(c.name for c in T_CASE.c if isinstance(c.type, JSON))
+
+# The relations a RECORDS row carries after the case's columns and the blind-read flag, in
+# this order (the links last: selected only when asked for).
+_RELATIONS = (Model, ModelVersion, DataSource, CaseLink)
+_MODEL, _VERSION, _SOURCE, _LINK = range(len(_RELATIONS))
+
+
+def _record_layout() -> list[tuple[Any, int, int]]:
+    """Per relation: its record (a namedtuple of its columns, which GraphQL's types read by
+    name as an entity's attributes), and where its columns start and end in a RECORDS row."""
+    layout, start = [], _CASE_WIDTH + 1
+    for entity in _RELATIONS:
+        names = [c.name for c in entity.__table__.c]
+        record = namedtuple(f"{entity.__tablename__}_record", names)
+        layout.append((record, start, start + len(names)))
+        start += len(names)
+    return layout
+
+
+_LAYOUT = _record_layout()
 
 # Statements by (dialect, caller's view, links, entry along, names): a handful per deployment.
 _STATEMENTS: dict[tuple[str, Visibility, bool, int, bool], Select[Any]] = {}
@@ -173,7 +181,7 @@ def _build(where: tuple[Any, ...], links: bool, names: bool) -> Select[Any]:
             ]
     else:  # the case's columns by their names (GraphQL reads them so), the relations' after
         columns = [*map(_as_text, T_CASE.c), blinded]
-        for entity in (*_RELATIONS, *((CaseLink,) if links else ())):
+        for entity in _RELATIONS if links else _RELATIONS[:_LINK]:
             table = entity.__table__
             columns += [c.label(f"hit_{table.name}_{c.name}") for c in table.c]
     stmt = (
@@ -186,19 +194,6 @@ def _build(where: tuple[Any, ...], links: bool, names: bool) -> Select[Any]:
     if links:
         stmt = stmt.outerjoin(CaseLink, CaseLink.case_id == FailureCase.id).order_by(CaseLink.id)
     return stmt
-
-
-def _spans() -> list[tuple[int, int]]:
-    """Where each relation's columns start and end in a RECORDS row: after the case's
-    columns and the blind-read flag, in _build's order."""
-    spans, start = [], _CASE_WIDTH + 1
-    for entity in (*_RELATIONS, CaseLink):
-        spans.append((start, start + len(entity.__table__.c)))
-        start = spans[-1][1]
-    return spans
-
-
-_SPANS = _spans()
 
 
 def _as_text(col: Any) -> Any:
@@ -272,22 +267,25 @@ async def hit_cases(
     records: dict[tuple[int, Any], Any] = {}
 
     def record(row: Row[Any], kind: int) -> Any:
-        start, end = _SPANS[kind]
+        make, start, end = _LAYOUT[kind]
         found = records.get((kind, row[start]))
         if found is None:
-            found = records[(kind, row[start])] = _RECORDS[kind]._make(row[start:end])
+            found = records[(kind, row[start])] = make._make(row[start:end])
         return found
 
-    blinded_at = _CASE_WIDTH
-    link_start, link_end = _SPANS[-1]
+    link, link_start, link_end = _LAYOUT[_LINK]
     for row in result:
         found = out.get(row.id)
         if found is None:
             found = out[row.id] = HitCase(
-                LazyCase(row), record(row, 0), record(row, 1), record(row, 2), bool(row[blinded_at])
+                LazyCase(row),
+                record(row, _MODEL),
+                record(row, _VERSION),
+                record(row, _SOURCE),
+                blinded=bool(row[_CASE_WIDTH]),
             )
         if links and row[link_start] is not None:
-            found.links.append(_LINK_RECORD._make(row[link_start:link_end]))
+            found.links.append(link._make(row[link_start:link_end]))
     if read_entry is not None and out and not recorded:
         audit.stage(session, read_entry)
     return out

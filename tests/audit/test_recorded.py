@@ -281,24 +281,13 @@ async def test_the_session_chain_stays_valid(app) -> None:
 
 
 async def test_an_export_records_each_page_it_sends(app, client, token_for) -> None:
-    import asyncio
-
     from tests.catalog.builders import unique
     from tests.corpus import aiid_cases
-    from tests.gateway.helpers import INGEST, case_input
+    from tests.gateway.helpers import ingest_searchable
 
     writer = await token_for("cases:ingest cases:read exports:create")
     word = f"wombat{secrets.token_hex(3)}"
-    cases = unique(aiid_cases(2))
-    for c in cases:
-        c["title"] = f"{c['title']} {word}"
-    got = data(await gql(client, writer, INGEST, {"cases": [case_input(c) for c in cases]}))
-    ids = sorted(r["id"] for r in got["ingestCases"])
-    for _ in range(100):  # the index follows the catalog through the outbox
-        found = data(await gql(client, writer, SEARCH, {"q": word}))["search"]["total"]
-        if found == 2:
-            break
-        await asyncio.sleep(0.1)
+    ids = sorted(await ingest_searchable(client, writer, unique(aiid_cases(2)), word))
     resp = await client.get(
         "/catalog/v1/cases:export", params={"q": word}, headers=auth_header(writer)
     )

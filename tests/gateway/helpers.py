@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -79,4 +81,25 @@ async def ingest_corpus(
     body = await gql(client, token, INGEST, {"cases": [case_input(c) for c in cases]})
     results = data(body)["ingestCases"]
     assert all(r["status"] == "CREATED" for r in results), results
+    return [r["id"] for r in results]
+
+
+_FOUND = "query($q: String!) { search(query: $q) { total } }"
+
+
+async def ingest_searchable(
+    client: httpx.AsyncClient, token: str, cases: list[dict[str, Any]], word: str
+) -> list[str]:
+    """`cases` ingested through GraphQL with `word` added to their titles (in place); their
+    ids, in order, once a search for `word` finds them all: the index follows the catalog
+    through the outbox, and OpenSearch shows new documents after its refresh."""
+    for c in cases:
+        c["title"] = f"{c['title']} {word}"
+    body = await gql(client, token, INGEST, {"cases": [case_input(c) for c in cases]})
+    results = data(body)["ingestCases"]
+    assert all(r["status"] == "CREATED" for r in results), results
+    deadline = time.monotonic() + 10
+    while data(await gql(client, token, _FOUND, {"q": word}))["search"]["total"] != len(cases):
+        assert time.monotonic() < deadline, f"{word!r} not searchable within 10 s"
+        await asyncio.sleep(0.1)
     return [r["id"] for r in results]

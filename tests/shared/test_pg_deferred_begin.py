@@ -33,6 +33,7 @@ from tests.conftest import postgres_url
         ("SELECT a FROM t FOR NO KEY UPDATE OF t", False),
         ("SELECT a FROM t FOR SHARE", False),
         ("SELECT pg_advisory_xact_lock($1)", False),
+        ("SELECT set_config('app.team', $1, true)", False),
         ("SET LOCAL enable_sort = off", False),
         ("INSERT INTO t VALUES ($1)", False),
         ("UPDATE t SET a = 1", False),
@@ -50,8 +51,7 @@ def test_what_runs_alone(statement: str, alone: bool) -> None:
 def test_the_adapter_state_it_reads_is_still_there() -> None:
     """SQLAlchemy is pinned; this names what an upgrade must keep."""
     adapter = AsyncAdapt_asyncpg_connection
-    assert "_transaction" in adapter.__slots__ or hasattr(adapter, "_transaction")
-    assert {"isolation_level", "_isolation_setting"} <= set(adapter.__slots__)
+    assert {"_transaction", "isolation_level", "_isolation_setting"} <= set(adapter.__slots__)
     assert asyncio.iscoroutinefunction(adapter._start_transaction)
 
 

@@ -16,8 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import pg_deferred_begin
-from shared.db import UTCDateTime, driver_connection
+from shared.db import UTCDateTime, driver_connection, driver_in_transaction
 
 
 class RepositoryBase:
@@ -38,10 +37,7 @@ class RepositoryBase:
 
     async def _raw_connection(self) -> Any:
         """The asyncpg connection under this session's transaction (same transaction)."""
-        conn = await self.session.connection()
-        raw = await conn.get_raw_connection()
-        await pg_deferred_begin.begin_now(raw.dbapi_connection)
-        return raw.driver_connection
+        return await driver_in_transaction(self.session)
 
     async def insert_rows(self, model: Any, rows: list[dict[str, Any]]) -> None:
         if not rows:
