@@ -271,15 +271,19 @@ async def driver_connection(session: Any) -> AsyncIterator[Any]:
     reads that skip SQLAlchemy's per-row work. A session shared by concurrent resolvers (the
     gateway's SerializedSession) is held for its turn meanwhile: a driver connection must
     never run two statements at once."""
+    connection = await session.connection()  # (outside the turn: it may take the turn)
     async with getattr(session, "turn", None) or contextlib.nullcontext():
-        yield await driver_in_transaction(session)
+        yield await _driver_begun(connection)
 
 
 async def driver_in_transaction(session: Any) -> Any:
     """The driver's own connection under `session`'s transaction, that transaction begun: on
     Postgres BEGIN waits for the first statement needing it (shared.pg_deferred_begin), and
     the driver's own statements are not seen by SQLAlchemy."""
-    connection = await session.connection()
+    return await _driver_begun(await session.connection())
+
+
+async def _driver_begun(connection: Any) -> Any:
     raw = await connection.get_raw_connection()
     if connection.dialect.driver == "asyncpg":
         await pg_deferred_begin.begin_now(raw.dbapi_connection)
