@@ -206,17 +206,29 @@ def append_staged(session: Session) -> None:
 _COLUMNS = (*FIELDS, "hash")
 PG_ROWS_PER_STATEMENT = 500
 
-# One entry (a read's, most often) in one round trip: Postgres takes the head's row lock,
-# chains the hash itself (sha256 of the previous hash's text, then the canonical bytes, whose
-# only part Python cannot know in advance is the seq: canonical_values is "[" + seq + "," +
-# the rest) and inserts the row. `verify` recomputes the same bytes in Python.
+# One entry (a read's, most often) in one round trip, bound as one value: `rest`, the entry's
+# canonical text after its seq (canonical_values is "[" + seq + "," + the rest, and the seq is
+# the one part Python cannot know in advance). Postgres takes the head's row lock, chains the
+# hash itself (sha256 of the previous hash's text, then "[seq," and the rest) and inserts the
+# row, its columns read back out of the canonical array. One bound value instead of ten: the
+# binding (SQLAlchemy's, then asyncpg's) was most of what an audited read cost in Python.
+# `verify` recomputes the same bytes in Python.
+_ENTRY_ARRAY = "CAST('[0,' || :audit_rest AS JSONB)"
+# The stored columns FIELDS[1:] from that array, `e`: a JSON null in `details` is SQL NULL.
+_UNPACKED = (
+    "CAST(e ->> 1 AS TIMESTAMPTZ)",
+    *(f"e ->> {i}" for i in range(2, 9)),
+    "NULLIF(e -> 9, 'null'::jsonb)",
+)
+_CHAINED = (
+    "encode(sha256(convert_to(hash || '[' || (seq + 1)::text || ',' || :audit_rest, 'UTF8')),"
+    " 'hex')"
+)
 _PG_APPEND_ONE = text(
-    "WITH head AS (UPDATE audit_head SET seq = seq + 1, hash = encode(sha256("
-    "convert_to(hash || '[' || (seq + 1)::text || ',', 'UTF8') || :rest), 'hex') "
-    "WHERE id = 1 RETURNING seq, hash) "
-    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) SELECT head.seq, "
-    + ", ".join("CAST(:details AS JSONB)" if c == "details" else f":{c}" for c in FIELDS[1:])
-    + ", head.hash FROM head"
+    f"WITH head AS (UPDATE audit_head SET seq = seq + 1, hash = {_CHAINED} "
+    f"WHERE id = 1 RETURNING seq, hash, {_ENTRY_ARRAY} AS e) "
+    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "
+    f"SELECT head.seq, {', '.join(_UNPACKED)}, head.hash FROM head"
 )
 
 
@@ -224,15 +236,11 @@ def _append_one_pg(session: Session, entry: Staged) -> None:
     session.execute(_PG_APPEND_ONE, _one_pg_params(entry))
 
 
-def _one_pg_params(entry: Staged, prefix: str = "") -> dict[str, Any]:
-    """The bound values of a one-entry Postgres append: FIELDS but seq, and `rest`, the
-    canonical bytes after the seq (which Postgres chains)."""
-    values = _values(0, entry)
-    details = values[9]
-    params = {prefix + k: v for k, v in zip(FIELDS[1:9], values[1:9], strict=True)}
-    params[prefix + "details"] = None if details is None else orjson.dumps(details).decode()
-    params[prefix + "rest"] = canonical_values(values)[len(b"[0,") :]
-    return params
+def _one_pg_params(entry: Staged) -> dict[str, str]:
+    """The one bound value of a one-entry Postgres append: `audit_rest`, the canonical text
+    after the seq (which Postgres chains, and reads the columns back out of). The name is
+    unique among the names of the reads that carry the entry (read_entry_ctes)."""
+    return {"audit_rest": canonical_values(_values(0, entry))[len(b"[0,") :].decode()}
 
 
 # --- a read's entry in the read's own statement (Postgres) -------------------------------------
@@ -243,7 +251,6 @@ def _one_pg_params(entry: Staged, prefix: str = "") -> dict[str, Any]:
 # case the reader may not see appends nothing, as a refused read stages nothing. The head row
 # is locked from that statement to the commit, as a staged entry's is from the append to the
 # commit. SQLite has no data-modifying CTEs: there the entry is staged as usual.
-READ_PARAM = "audit_"
 
 
 def folds_reads(session: AsyncSession | Session) -> bool:
@@ -256,51 +263,29 @@ def read_entry_ctes(condition: Any | None) -> tuple[Any, Any]:
     """The head's move and the entry's insert, appended when `condition` (an EXISTS on the
     read's row) holds, or always when it is None (a search's entry: `take_along`); the
     entry's values are bound as `read_entry_params` names them."""
-    from sqlalchemy import (
-        DateTime,
-        String,
-        Text,
-        bindparam,
-        cast,
-        column,
-        func,
-        insert,
-        literal_column,
-        table,
-    )
+    from sqlalchemy import bindparam, column, insert, literal_column, table, type_coerce
     from sqlalchemy import select as select_
-    from sqlalchemy.dialects.postgresql import BYTEA, JSONB
+    from sqlalchemy.dialects.postgresql import JSONB
 
     head = table("audit_head", column("id"), column("seq"), column("hash"))
-    rest = bindparam(READ_PARAM + "rest", type_=BYTEA)
-    prefix = func.convert_to(
-        head.c.hash.op("||")(literal_column("'['"))
-        .op("||")(cast(head.c.seq + 1, Text))
-        .op("||")(literal_column("','")),
-        literal_column("'UTF8'"),
-    )
+    rest = bindparam("audit_rest")  # bound twice, numbered once
+    one = literal_column("1")  # not a bound value: the entry's is the statement's only one
     moved = (
         head.update()
-        .where(head.c.id == 1, *([] if condition is None else [condition]))
-        .values(
-            seq=head.c.seq + 1,
-            hash=func.encode(func.sha256(prefix.op("||")(rest)), literal_column("'hex'")),
+        .where(head.c.id == one, *([] if condition is None else [condition]))
+        .values(seq=head.c.seq + one, hash=text(_CHAINED).bindparams(rest))
+        .returning(
+            head.c.seq,
+            head.c.hash,
+            type_coerce(text(_ENTRY_ARRAY).bindparams(rest), JSONB).label("e"),
         )
-        .returning(head.c.seq, head.c.hash)
         .cte("audit_head_moved")
     )
     log = table("audit_log", *(column(c) for c in _COLUMNS))
-    values = [
-        bindparam(READ_PARAM + c, type_=DateTime(timezone=True))
-        if c == "at"
-        else cast(bindparam(READ_PARAM + c, type_=String), JSONB)
-        if c == "details"
-        else bindparam(READ_PARAM + c, type_=String)
-        for c in FIELDS[1:]
-    ]
+    unpacked = (literal_column(u) for u in _UNPACKED)
     appended = (
         insert(log)
-        .from_select(list(_COLUMNS), select_(moved.c.seq, *values, moved.c.hash))
+        .from_select(list(_COLUMNS), select_(moved.c.seq, *unpacked, moved.c.hash))
         .cte("audit_appended")
     )
     return moved, appended
@@ -308,7 +293,7 @@ def read_entry_ctes(condition: Any | None) -> tuple[Any, Any]:
 
 def read_entry_params(staged: Staged) -> dict[str, Any]:
     """The values `read_entry_ctes` binds, for one entry."""
-    return _one_pg_params(staged, READ_PARAM)
+    return _one_pg_params(staged)
 
 
 def take_along(session: AsyncSession | Session) -> dict[str, Any] | None:

@@ -8,7 +8,8 @@ import asyncio
 from sqlalchemy import select
 
 from services.audit.models import AuditEntry
-from shared.audit import GENESIS, audit, chain
+from shared.audit import GENESIS, Actor, audit, chain
+from tests.corpus import aiid_cases
 
 
 async def _entries(db):
@@ -63,5 +64,32 @@ async def test_a_large_unit_of_work_chains_in_one_commit(db):
     assert added[-1].details == {"i": 1202, "nested": {"a": [1202], "b": 1}}
     prev = GENESIS
     for r in rows:
+        assert r.hash == chain(prev, r.model_dump()), r.seq
+        prev = r.hash
+
+
+async def test_a_lone_entry_keeps_every_value_as_staged(db):
+    """A unit of work with one entry takes the one-entry append (on Postgres: one bound value,
+    the entry's canonical text, unpacked by the statement itself). Real incident text
+    (quotes, backslashes, non-ASCII), absent fields and nested details come back as staged,
+    and the entry chains."""
+    titles = [c["title"] for c in aiid_cases(200)]
+    awkward = next(t for t in titles if "'" in t or '"' in t or not t.isascii())
+    actor = Actor(subject=f"{awkward} \\ 'x'", client=None, team="ml ✓")
+    details = {"query": awkward, "hits": 3, "nested": {"b": [None, 1.5], "a": "ü\\n"}}
+    before = len(await _entries(db))
+    async with db.transaction() as s:
+        audit(s, actor, "cases.search", f"case:{awkward[:40]}", details=details)
+    async with db.transaction() as s:
+        audit(s, "dave", "case.read", None)  # no target, no details
+    rows = (await _entries(db))[before:]
+    assert [(r.actor_subject, r.actor_client, r.actor_team) for r in rows] == [
+        (actor.subject, None, "ml ✓"),
+        ("dave", None, None),
+    ]
+    assert rows[0].target == f"case:{awkward[:40]}" and rows[0].details == details
+    assert rows[1].target is None and rows[1].details is None
+    prev = GENESIS
+    for r in await _entries(db):
         assert r.hash == chain(prev, r.model_dump()), r.seq
         prev = r.hash
