@@ -20,7 +20,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import (
+    bindparam,
+    column,
+    insert,
+    literal_column,
+    select,
+    table,
+    text,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 try:  # the greenlet bridge: run a driver coroutine from SQLAlchemy's sync hook
@@ -224,23 +234,42 @@ _CHAINED = (
     "encode(sha256(convert_to(hash || '[' || (seq + 1)::text || ',' || :audit_rest, 'UTF8')),"
     " 'hex')"
 )
-_PG_APPEND_ONE = text(
-    f"WITH head AS (UPDATE audit_head SET seq = seq + 1, hash = {_CHAINED} "
-    f"WHERE id = 1 RETURNING seq, hash, {_ENTRY_ARRAY} AS e) "
-    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "
-    f"SELECT head.seq, {', '.join(_UNPACKED)}, head.hash FROM head"
-)
+_HEAD = table("audit_head", column("id"), column("seq"), column("hash"))
+_LOG = table("audit_log", *(column(c) for c in _COLUMNS))
+
+
+def _one_entry_append(condition: Any | None) -> tuple[Any, Any]:
+    """The one-entry append: the head's move (a CTE; only when `condition` holds, if one is
+    given) and the insert of the entry's row, chained from it. The staged path runs it as
+    a statement (_PG_APPEND_ONE), a read carries it as CTEs (read_entry_ctes)."""
+    rest = bindparam("audit_rest")  # bound twice, numbered once
+    one = literal_column("1")  # not a bound value: the entry's is the statement's only one
+    moved = (
+        _HEAD.update()
+        .where(_HEAD.c.id == one, *([] if condition is None else [condition]))
+        .values(seq=_HEAD.c.seq + one, hash=text(_CHAINED).bindparams(rest))
+        .returning(
+            _HEAD.c.seq,
+            _HEAD.c.hash,
+            type_coerce(text(_ENTRY_ARRAY).bindparams(rest), JSONB).label("e"),
+        )
+        .cte("audit_head_moved")
+    )
+    unpacked = (literal_column(u) for u in _UNPACKED)
+    row = select(moved.c.seq, *unpacked, moved.c.hash)
+    return moved, insert(_LOG).from_select(list(_COLUMNS), row)
+
+
+def _append_statement() -> Any:
+    moved, appended = _one_entry_append(None)
+    return appended.add_cte(moved)  # WITH at the top: Postgres allows a write nowhere else
+
+
+_PG_APPEND_ONE = _append_statement()
 
 
 def _append_one_pg(session: Session, entry: Staged) -> None:
-    session.execute(_PG_APPEND_ONE, _one_pg_params(entry))
-
-
-def _one_pg_params(entry: Staged) -> dict[str, str]:
-    """The one bound value of a one-entry Postgres append: `audit_rest`, the canonical text
-    after the seq (which Postgres chains, and reads the columns back out of). The name is
-    unique among the names of the reads that carry the entry (read_entry_ctes)."""
-    return {"audit_rest": canonical_values(_values(0, entry))[len(b"[0,") :].decode()}
+    session.execute(_PG_APPEND_ONE, read_entry_params(entry))
 
 
 # --- a read's entry in the read's own statement (Postgres) -------------------------------------
@@ -262,38 +291,16 @@ def folds_reads(session: AsyncSession | Session) -> bool:
 def read_entry_ctes(condition: Any | None) -> tuple[Any, Any]:
     """The head's move and the entry's insert, appended when `condition` (an EXISTS on the
     read's row) holds, or always when it is None (a search's entry: `take_along`); the
-    entry's values are bound as `read_entry_params` names them."""
-    from sqlalchemy import bindparam, column, insert, literal_column, table, type_coerce
-    from sqlalchemy import select as select_
-    from sqlalchemy.dialects.postgresql import JSONB
-
-    head = table("audit_head", column("id"), column("seq"), column("hash"))
-    rest = bindparam("audit_rest")  # bound twice, numbered once
-    one = literal_column("1")  # not a bound value: the entry's is the statement's only one
-    moved = (
-        head.update()
-        .where(head.c.id == one, *([] if condition is None else [condition]))
-        .values(seq=head.c.seq + one, hash=text(_CHAINED).bindparams(rest))
-        .returning(
-            head.c.seq,
-            head.c.hash,
-            type_coerce(text(_ENTRY_ARRAY).bindparams(rest), JSONB).label("e"),
-        )
-        .cte("audit_head_moved")
-    )
-    log = table("audit_log", *(column(c) for c in _COLUMNS))
-    unpacked = (literal_column(u) for u in _UNPACKED)
-    appended = (
-        insert(log)
-        .from_select(list(_COLUMNS), select_(moved.c.seq, *unpacked, moved.c.hash))
-        .cte("audit_appended")
-    )
-    return moved, appended
+    entry's value is bound as `read_entry_params` names it."""
+    moved, appended = _one_entry_append(condition)
+    return moved, appended.cte("audit_appended")
 
 
-def read_entry_params(staged: Staged) -> dict[str, Any]:
-    """The values `read_entry_ctes` binds, for one entry."""
-    return _one_pg_params(staged)
+def read_entry_params(entry: Staged) -> dict[str, str]:
+    """The one bound value of a one-entry append: `audit_rest`, the canonical text after
+    the seq (which Postgres chains, and reads the columns back out of). The name is unique
+    among the names of the reads that carry the entry."""
+    return {"audit_rest": canonical_values(_values(0, entry))[len(b"[0,") :].decode()}
 
 
 def take_along(session: AsyncSession | Session) -> dict[str, Any] | None:

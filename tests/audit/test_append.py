@@ -17,6 +17,14 @@ async def _entries(db):
         return list((await s.execute(select(AuditEntry).order_by(AuditEntry.seq))).scalars())
 
 
+def _assert_chained(rows) -> None:
+    """Every entry's hash chains from the one before it (the first from the genesis hash)."""
+    prev = GENESIS
+    for r in rows:
+        assert r.hash == chain(prev, r.model_dump()), r.seq
+        prev = r.hash
+
+
 async def test_concurrent_units_append_a_gap_free_valid_chain(db):
     before = len(await _entries(db))
 
@@ -29,11 +37,7 @@ async def test_concurrent_units_append_a_gap_free_valid_chain(db):
     rows = await _entries(db)
     assert len(rows) == before + 24
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
-    prev = GENESIS
-    for r in rows:
-        fields = r.model_dump()
-        assert r.hash == chain(prev, fields), r.seq
-        prev = r.hash
+    _assert_chained(rows)
 
 
 async def test_rolled_back_unit_appends_nothing(db):
@@ -62,10 +66,7 @@ async def test_a_large_unit_of_work_chains_in_one_commit(db):
     added = rows[before:]
     assert [r.seq for r in added] == list(range(before + 1, before + 1204))
     assert added[-1].details == {"i": 1202, "nested": {"a": [1202], "b": 1}}
-    prev = GENESIS
-    for r in rows:
-        assert r.hash == chain(prev, r.model_dump()), r.seq
-        prev = r.hash
+    _assert_chained(rows)
 
 
 async def test_a_lone_entry_keeps_every_value_as_staged(db):
@@ -89,7 +90,4 @@ async def test_a_lone_entry_keeps_every_value_as_staged(db):
     ]
     assert rows[0].target == f"case:{awkward[:40]}" and rows[0].details == details
     assert rows[1].target is None and rows[1].details is None
-    prev = GENESIS
-    for r in await _entries(db):
-        assert r.hash == chain(prev, r.model_dump()), r.seq
-        prev = r.hash
+    _assert_chained(await _entries(db))

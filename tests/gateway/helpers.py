@@ -78,6 +78,13 @@ async def ingest_corpus(
     cases = unique(aiid_cases(n))
     for c in cases:
         c.update(overrides)
+    return await ingest_cases(client, token, cases)
+
+
+async def ingest_cases(
+    client: httpx.AsyncClient, token: str, cases: list[dict[str, Any]]
+) -> list[str]:
+    """`cases` ingested through GraphQL, every one created; their ids, in order."""
     body = await gql(client, token, INGEST, {"cases": [case_input(c) for c in cases]})
     results = data(body)["ingestCases"]
     assert all(r["status"] == "CREATED" for r in results), results
@@ -95,11 +102,9 @@ async def ingest_searchable(
     through the outbox, and OpenSearch shows new documents after its refresh."""
     for c in cases:
         c["title"] = f"{c['title']} {word}"
-    body = await gql(client, token, INGEST, {"cases": [case_input(c) for c in cases]})
-    results = data(body)["ingestCases"]
-    assert all(r["status"] == "CREATED" for r in results), results
+    ids = await ingest_cases(client, token, cases)
     deadline = time.monotonic() + 10
     while data(await gql(client, token, _FOUND, {"q": word}))["search"]["total"] != len(cases):
         assert time.monotonic() < deadline, f"{word!r} not searchable within 10 s"
         await asyncio.sleep(0.1)
-    return [r["id"] for r in results]
+    return ids
