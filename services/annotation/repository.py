@@ -32,6 +32,16 @@ def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any
         yield items[i : i + size]
 
 
+# What a reader of annotation values needs of each row, without building ORM objects.
+_VALUE_COLUMNS = (
+    Annotation.case_id,
+    Annotation.taxonomy,
+    Annotation.annotator,
+    Annotation.status,
+    Annotation.values,
+)
+
+
 class AnnotationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -164,33 +174,18 @@ class AnnotationRepository:
     async def annotation_values(self, case_ids: Sequence[str]) -> list[Any]:
         """(case, taxonomy, annotator, status, values) of every annotation of the cases, as
         plain rows (no ORM objects: a review queue reads tens of thousands)."""
-        out: list[Any] = []
-        connection = await self.session.connection()
-        for chunk in _chunks(list(case_ids)):
-            stmt = select(
-                Annotation.case_id,
-                Annotation.taxonomy,
-                Annotation.annotator,
-                Annotation.status,
-                Annotation.values,
-            ).where(Annotation.case_id.in_(chunk))
-            out += (await connection.execute(stmt)).all()
-        return out
+        return await self._rows_of(case_ids, *_VALUE_COLUMNS)
 
     async def state_rows(self, case_ids: Sequence[str]) -> list[Any]:
         """(case, taxonomy, annotator, status, values, submitted_at) of every annotation of
         the cases, as plain rows: what their search documents say about annotation."""
+        return await self._rows_of(case_ids, *_VALUE_COLUMNS, Annotation.submitted_at)
+
+    async def _rows_of(self, case_ids: Sequence[str], *columns: Any) -> list[Any]:
         out: list[Any] = []
         connection = await self.session.connection()
         for chunk in _chunks(list(case_ids)):
-            stmt = select(
-                Annotation.case_id,
-                Annotation.taxonomy,
-                Annotation.annotator,
-                Annotation.status,
-                Annotation.values,
-                Annotation.submitted_at,
-            ).where(Annotation.case_id.in_(chunk))
+            stmt = select(*columns).where(Annotation.case_id.in_(chunk))
             out += (await connection.execute(stmt)).all()
         return out
 
