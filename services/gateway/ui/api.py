@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from services.gateway.ui import charts, client, notebook, queries, signin, summary, views
@@ -70,6 +71,19 @@ def mount_ui(app: FastAPI, role: str) -> None:
     # to sign-in, any other error is the error page. Only the UI's API client raises these.
     app.add_exception_handler(client.SignInRequired, _sign_in_required)
     app.add_exception_handler(client.ApiError, _api_error)
+    # A URL under /ui that no page answers (a mistyped path, a GET of a form's target) is
+    # the styled error page too; the API's own paths keep their JSON answer.
+    api_answer = app.exception_handlers[StarletteHTTPException]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if not request.url.path.startswith("/ui/"):
+            return await api_answer(request, exc)
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        error = client.ApiError(code, f"{exc.detail}: {request.method} {request.url.path}")
+        return _page(request, "error.html", status=exc.status_code, error=error)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.include_router(router)
     app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="ui-assets")
 
@@ -236,10 +250,16 @@ async def sign_out(request: Request) -> Response:
                 "/oauth/revoke",
                 data={"token": token, "token_type_hint": hint, "client_id": signin.UI_CLIENT_ID},
             )
-    resp = _page(request, "signed_out.html", viewer=None)
+    # Post/redirect/get: reloading the page that follows does not post again.
+    resp = RedirectResponse("/ui/signout", status_code=303, headers=SECURITY_HEADERS)
     resp.delete_cookie(signin.TOKEN_COOKIE, path="/ui")
     resp.delete_cookie(signin.REFRESH_COOKIE, path="/ui")
     return resp
+
+
+@router.get("/signout")
+async def signed_out(request: Request) -> Response:
+    return _page(request, "signed_out.html")
 
 
 # ---- search ------------------------------------------------------------------------------------

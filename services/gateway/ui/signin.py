@@ -68,9 +68,17 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+# The sign-in flow's own steps: never a place to come back to after signing in (the header's
+# "Sign in" link on "Signed out" or "Sign-in failed" names them as `next`).
+FLOW_PATHS = ("/ui/signin", CALLBACK_PATH, "/ui/refresh", "/ui/signout")
+
+
 def safe_next(target: str | None) -> str:
-    """Only a path of these pages: never an absolute URL (an open redirect)."""
+    """Only a path of these pages: never an absolute URL (an open redirect), nor a step of
+    the sign-in flow itself."""
     if not target or not target.startswith("/ui/") or target.startswith("//"):
+        return "/ui/"
+    if target.split("?", 1)[0].rstrip("/") in FLOW_PATHS:
         return "/ui/"
     return target
 

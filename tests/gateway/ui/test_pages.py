@@ -61,7 +61,9 @@ async def test_sign_in_with_pkce_sets_an_http_only_token_cookie(app, settings, c
         # Signing out revokes the token: the cookie is dropped and the token stops working.
         token = http.cookies.get(TOKEN_COOKIE)
         out = await http.post("/ui/signout")
-        assert out.status_code == 200
+        assert out.status_code == 303 and out.headers["location"] == "/ui/signout"
+        page = await http.get(out.headers["location"])  # a reload does not post again
+        assert page.status_code == 200 and "You are signed out" in page.text
         assert (await http.get("/ui/search")).status_code == 303
         answer = await http.post(
             "/graphql",
@@ -69,6 +71,37 @@ async def test_sign_in_with_pkce_sets_an_http_only_token_cookie(app, settings, c
             headers={"Authorization": f"Bearer {token}"},
         )
         assert answer.status_code == 401
+
+
+async def test_signing_in_from_a_sign_in_flow_page_lands_on_the_dashboard(app, settings, corpus):
+    """The header's "Sign in" link names the page it is on as `next`: on "Signed out" (a
+    POST-only target before) or "Sign-in failed" (the callback), coming back there would
+    fail, so sign-in lands on the dashboard instead."""
+    username, password = await make_user(app, ["viewer"], team=corpus.team)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=settings.issuer
+    ) as http:
+        for flow_page in ("/ui/signout", "/ui/callback", "/ui/signin?next=/ui/search"):
+            start = await http.get("/ui/signin", params={"next": flow_page})
+            back = await sign_in(http, query_of(start.headers["location"]), username, password)
+            done = await http.get(back.headers["location"])
+            assert done.status_code == 303 and done.headers["location"] == "/ui/", flow_page
+            assert (await http.get(done.headers["location"])).status_code == 200
+
+
+async def test_an_unknown_page_is_the_styled_error_page(app, settings):
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=settings.issuer
+    ) as http:
+        resp = await http.get("/ui/no-such-page")
+        assert resp.status_code == 404 and resp.headers["content-type"].startswith("text/html")
+        assert "<title>Not found · failcat</title>" in resp.text
+        assert "/ui/no-such-page" in resp.text
+        resp = await http.put("/ui/search")
+        assert resp.status_code == 405 and "<h1>Not a page</h1>" in resp.text
+        # The API's paths keep their JSON answers.
+        resp = await http.get("/catalog/v1/no-such-route")
+        assert resp.status_code == 404 and resp.json()["detail"] == "Not Found"
 
 
 async def test_an_expired_access_token_is_renewed_with_the_refresh_token(app, settings, corpus):
