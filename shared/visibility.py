@@ -30,6 +30,11 @@ class Visibility:
     def of(cls, principal: Principal) -> Visibility:
         return cls(tuple(principal.clearance.at_or_below()), principal.team)
 
+    @property
+    def sees_everything(self) -> bool:
+        """Every team and every sensitivity: no case is hidden from this caller."""
+        return self.team is None and len(self.sensitivities) == len(Sensitivity)
+
     def allows(self, team: str | None, sensitivity: str | None) -> bool:
         if (sensitivity or Sensitivity.INTERNAL.value) not in self.sensitivities:
             return False

@@ -274,6 +274,12 @@ async def groups_by_id(session: AsyncSession, ids: list[str]) -> list[FailureGro
     return await CatalogRepository(session).get_groups(ids)
 
 
+async def hidden_case_counts(
+    session: AsyncSession, ids: list[str], viewer: Principal
+) -> dict[str, int]:
+    return await CatalogRepository(session).hidden_case_counts(ids, viewer)
+
+
 async def versions_of_models(session: AsyncSession, model_ids: list[str]) -> list[ModelVersion]:
     return await CatalogRepository(session).versions_of_models(model_ids)
 

@@ -248,6 +248,35 @@ async def test_similar_cases_come_from_search_and_respect_visibility(app, client
     assert entry.details == {"ids": [s["id"] for s in seen]} and ids[1] in entry.details["ids"]
 
 
+async def test_a_group_counts_only_the_cases_its_reader_may_see(client, token_for):
+    """caseCount must not tell a reader that cases of another team, or above their
+    clearance, exist: each reader's count is the group's cases listed for them."""
+    admin = await token_for("cases:read cases:ingest", clearance="restricted")
+    team = f"team-{secrets.token_hex(3)}"
+    cases = unique(aiid_cases(12)[-4:])
+    for c in cases:
+        c["fingerprint"] = f"fp-{cases[0]['external_id']}"  # one group
+        c["model"] = cases[0]["model"]
+    cases[1]["team"] = f"other-{team}"
+    cases[2]["sensitivity"] = "restricted"
+    cases[3]["team"] = team
+    body = await gql(client, admin, INGEST, {"cases": [case_input(c) for c in cases]})
+    ids = [r["id"] for r in data(body)["ingestCases"]]
+    query = """query($id: ID!) { case(id: $id) { group { caseCount cases { nodes { id } } } } }"""
+    readers = {
+        "admin": (admin, set(ids)),
+        "team reader": (
+            await token_for("cases:read", team=team, clearance="internal"),
+            {ids[0], ids[3]},
+        ),
+        "internal reader": (await token_for("cases:read"), {ids[0], ids[1], ids[3]}),
+    }
+    for why, (token, sees) in readers.items():
+        group = data(await gql(client, token, query, {"id": ids[0]}))["case"]["group"]
+        assert {n["id"] for n in group["cases"]["nodes"]} == sees, why
+        assert group["caseCount"] == len(sees), why
+
+
 async def test_a_mutation_document_is_atomic(client, token_for):
     """Two updates in one document, the second stale: neither is stored, no data returned."""
     token = await token_for("cases:read cases:write cases:ingest")

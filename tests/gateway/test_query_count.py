@@ -77,8 +77,9 @@ async def test_a_page_of_cases_costs_the_same_statements_for_10_or_100(app, clie
         assert all(c["links"] and c["lastRevision"]["revision"] == 1 for c in nodes)
         counts[n] = len(statements)
     assert counts[10] == counts[100], counts
-    # the page, models, versions, sources, groups, links, revisions (+ BEGIN on some drivers)
-    assert counts[100] <= 8, counts
+    # the page, models, versions, sources, groups, the groups' cases hidden from this reader
+    # (below full clearance), links, revisions (+ BEGIN on some drivers)
+    assert counts[100] <= 9, counts
 
 
 SEARCH = """query($q: String!, $n: Int!) {

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, not_, select, update
 
 from services.catalog.models import FailureCase, FailureGroup, Model
 from services.catalog.repository.base import RepositoryBase, newest_first, sqlite_records
@@ -73,6 +73,20 @@ class GroupQueries(RepositoryBase):
             stmt = stmt.where(FailureGroup.status == status)
         stmt = newest_first(stmt, FailureGroup.last_seen, FailureGroup.id, after, first)
         return list((await self.session.execute(stmt)).scalars())
+
+    async def hidden_case_counts(self, ids: Sequence[str], viewer: Principal) -> dict[str, int]:
+        """Per group, how many of its cases `viewer` may not see (groups with none absent):
+        a group's count as a reader sees it leaves them out, so it does not tell that cases
+        of another team or above their clearance exist."""
+        out: dict[str, int] = {}
+        for chunk in chunks(list(ids)):
+            stmt = (
+                select(FailureCase.group_id, func.count())
+                .where(self._in(FailureCase.group_id, chunk), not_(and_(*visible_to(viewer))))
+                .group_by(FailureCase.group_id)
+            )
+            out.update(dict((await self.session.execute(stmt)).all()))
+        return out
 
     async def get_groups(self, ids: Sequence[str]) -> list[FailureGroup]:
         rows = await self.session.execute(select(FailureGroup).where(FailureGroup.id.in_(ids)))

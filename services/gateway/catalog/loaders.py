@@ -157,6 +157,17 @@ class CatalogLoaders:
         return _by_id(service.groups_by_id, self._ctx)
 
     @cached_property
+    def hidden_cases(self) -> Loader:
+        """Per group id, how many of its cases the caller may not see (0 when none)."""
+        ctx = self._ctx
+
+        async def counts(ids: list[str]) -> list[int]:
+            hidden = await service.hidden_case_counts(await ctx.session(), ids, ctx.principal)
+            return [hidden.get(i, 0) for i in ids]
+
+        return Loader(load_fn=counts)
+
+    @cached_property
     def links(self) -> Loader:
         return _many(service.links_of, self._ctx)
 

@@ -30,6 +30,7 @@ from services.gateway.permissions import read_with
 from shared import redaction, security, vocabulary
 from shared.audit import audit
 from shared.security import Scope
+from shared.visibility import Visibility
 
 if TYPE_CHECKING:
     from services.gateway.safeguards.types import Suite
@@ -179,7 +180,6 @@ class FailureGroup:
     failure_mode: str | None
     first_seen: datetime
     last_seen: datetime
-    case_count: int
     sampled_out_count: int
     status: GroupStatus
     resolved_in_version: str | None
@@ -187,6 +187,14 @@ class FailureGroup:
     regressed_at: datetime | None
     regressed_in_version: str | None
     legal_hold = retention_types.group_legal_hold
+
+    @strawberry.field(description="How many of the group's cases the caller may see.")
+    def case_count(self: GroupRow, info: Info) -> int:  # type: ignore[misc]
+        # A caller who sees every case reads the stored count; anyone else, that count less
+        # the cases hidden from them (one query for all the groups of a request).
+        if Visibility.of(info.context.principal).sees_everything:
+            return self.case_count
+        return _less_hidden(self, info)  # type: ignore[return-value]  # graphql-core awaits it
 
     @strawberry.field
     async def model(self: GroupRow, info: Info) -> Model:  # type: ignore[misc]
@@ -211,6 +219,10 @@ class FailureGroup:
     ) -> StartedAfter | None:
         window_of(window_hours)
         return await info.context.loaders.started_after.load((self.id, window_hours))
+
+
+async def _less_hidden(group: GroupRow, info: Info) -> int:
+    return group.case_count - await info.context.loaders.hidden_cases.load(group.id)
 
 
 @read_with(Scope.CASES_READ)
