@@ -202,6 +202,19 @@ def test_recorded_events_arrive_beside_the_cases(server: FailcatServer) -> None:
     assert events[drift]["title"] == "PSI over threshold"
 
 
+def test_an_event_the_server_refuses_counts_invalid_with_a_warning(
+    server: FailcatServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = unique_source("bad-events")
+    with Client(*server.client_args(), flush_interval_s=0.05) as client:
+        client.record_event("no_such_kind", model=MODEL, data_source=source)
+        client.record_event("deploy", model={"name": MODEL["name"]}, data_source=source)
+        assert client.flush(60)
+        stats = client.stats()
+    assert stats["invalid"] == 2 and stats["sent"] == 0, stats
+    assert any("not stored" in r.getMessage() and "kind" in r.getMessage() for r in caplog.records)
+
+
 def _closed_port() -> int:
     from benchmarks.common import free_port
 

@@ -572,8 +572,8 @@ class Engine:
             return _Outcome("retry", reason=f"{type(exc).__name__}: {exc}")
         status = response.status_code
         if 200 <= status < 300:
-            if is_event:
-                return _Outcome("ok", results=[{"status": "created"}])
+            # An event is answered like a batch of cases: one result per item, and an
+            # `invalid` one (an unknown kind, a deploy without its version) is not sent.
             try:
                 return _Outcome("ok", results=response.json()["results"])
             except (ValueError, KeyError, TypeError) as exc:
