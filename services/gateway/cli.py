@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 
 from services.cli.errors import CliError, Parser, guarded
@@ -32,6 +33,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from services.gateway.app import create_app
 
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port {args.port}: must be between 1 and 65535")
+    if not os.environ.get("FAILCAT_ISSUER"):
+        # Clients find the token endpoint through the issuer's metadata: by default it is
+        # the address served here, not another port's (a secret sent to the wrong server).
+        os.environ["FAILCAT_ISSUER"] = default_issuer(args.host, args.port)
     settings = load_settings()  # fail fast on a bad setting, before any worker starts
     if args.workers < 1:
         raise CliError(f"--workers {args.workers}: must be at least 1")
@@ -50,8 +57,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # SKIP LOCKED on Postgres; indexing is idempotent either way), subscriptions hear
         # every process through LISTEN/NOTIFY, and the failure rate limits are per process
         # (services/auth/ratelimit.py says why that is enough).
-        import os
-
         # The first signing key and the bootstrap client are made here, once, before the
         # workers race to start: workers that each created a key would each sign with their
         # own, and refuse the others' tokens until their next key refresh. (The auth service
@@ -75,6 +80,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, role=args.role)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+def default_issuer(host: str, port: int) -> str:
+    """The URL this server answers on, as a client on this machine reaches it."""
+    if host in ("", "0.0.0.0", "::"):  # every interface: loopback is one of them
+        host = "127.0.0.1"
+    elif ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 async def _prepare_shared_auth_state(settings: Settings) -> dict[str, str] | None:

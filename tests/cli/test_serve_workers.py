@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import httpx
@@ -12,7 +13,15 @@ from sqlalchemy import text
 from services.auth.service import AuthService
 from shared.db import Database
 from shared.migrate import upgrade_async
-from tests.cli.conftest import clean_env, failcat, free_port, settings_env, start_server, stop
+from tests.cli.conftest import (
+    CLI,
+    clean_env,
+    failcat,
+    free_port,
+    settings_env,
+    start_server,
+    stop,
+)
 from tests.conftest import make_settings
 
 
@@ -31,6 +40,42 @@ async def test_workers_refused_on_the_embedded_backend(elsewhere, workers):
     else:
         assert result.err == "failcat: --workers 0: must be at least 1\n"
     assert list(elsewhere.iterdir()) == []  # refused before anything was created
+
+
+async def test_a_port_out_of_range_is_refused_at_once(elsewhere):
+    env = clean_env(FAILCAT_DATA_DIR=str(elsewhere / "data"))
+    result = await failcat("serve", "--port", "99999", cwd=elsewhere, env=env)
+    assert (result.code, result.err) == (2, "failcat: --port 99999: must be between 1 and 65535\n")
+
+
+async def test_the_issuer_defaults_to_the_address_served(tmp_path):
+    """Without FAILCAT_ISSUER, the metadata names this server's port, not 8000's: a client
+    following it reaches this server (and sends its secret nowhere else)."""
+    settings = await make_settings("embedded", tmp_path)
+    port = free_port()
+    env = {k: v for k, v in settings_env(settings).items() if k != "FAILCAT_ISSUER"}
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--port",
+        str(port),
+        cwd=tmp_path,
+        env=clean_env(**env),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    meta = await http.get(f"{base}/.well-known/oauth-authorization-server")
+                    break
+                await asyncio.sleep(0.1)
+        assert meta.json()["token_endpoint"] == f"{base}/oauth/token"
+        assert meta.json()["issuer"] == base
+    finally:
+        await stop(proc)
 
 
 async def test_bootstrap_client_is_created_once_by_racing_processes(tmp_path):
