@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from services.audit import service
 from shared.audit import audit
@@ -93,6 +94,26 @@ async def test_a_chain_without_checkpoints_verifies_with_a_warning(
 async def test_an_edited_entry_is_named(trail: Trail) -> None:
     await trail.sql("UPDATE audit_log SET target = 'case:someone-else' WHERE seq = 7")
     assert_tampered(await trail.cli("audit", "verify"), 7)
+
+
+async def test_an_entry_edited_past_reading_is_named_not_a_crash(trail: Trail) -> None:
+    """SQLite stores any text in a JSON or a timestamp column: an edit no append could have
+    written is tampering too (exit 1 naming it), not an unexpected error. Postgres refuses
+    such values outright (JSONB, TIMESTAMPTZ)."""
+    edits = (
+        "UPDATE audit_log SET details = 'not json' WHERE seq = 5",
+        "UPDATE audit_log SET at = 'not a time' WHERE seq = 5",
+    )
+    if trail.db.engine.dialect.name != "sqlite":
+        for edit in edits:
+            with pytest.raises(DBAPIError):
+                await trail.sql(edit)
+        return
+    for edit in edits:
+        await trail.sql(edit)
+        result = await trail.cli("audit", "verify")
+        assert_tampered(result, 5)
+        assert "content unreadable" in result.err and "unexpected" not in result.err
 
 
 async def test_a_deleted_middle_entry_is_named(trail: Trail) -> None:
