@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from services.cli.errors import CliError
 from shared.settings import load_settings
 
 
@@ -17,6 +18,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from services.governance.retention import service
     from shared.db import Database
 
+    if args.chunk < 1:
+        raise CliError(f"--chunk {args.chunk}: must be at least 1")
     settings = load_settings()
     last = [0.0]
 

@@ -106,6 +106,11 @@ async def test_cli_dry_run_reports_and_changes_nothing_then_runs_once(env):
     assert policy["payload_purged_ids"] == sorted(ids)
     assert await state(db, ids) == before, "--dry-run changed something"
 
+    for chunk in ("0", "-3"):  # purging nothing (or everything at once) silently is refused
+        code, _, err = await _cli(variables, "--chunk", chunk)
+        assert (code, err) == (2, f"failcat: --chunk {chunk}: must be at least 1\n")
+    assert await state(db, ids) == before
+
     code, done, err = await _cli(variables, "--json", "--chunk", "2")
     assert code == 0, err
     assert done["payload_purged"] == 3 and done["policies"][0]["payload_purged_ids"] == sorted(ids)
