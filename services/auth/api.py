@@ -72,7 +72,10 @@ def _limit_keys(request: Request, oauth_request: StarletteOAuth2Request) -> tupl
     client_id = extract_basic_authorization(request.headers)[0] or oauth_request.payload.data.get(
         "client_id"
     )
-    return f"ip:{ip}", f"client:{client_id}" if client_id else None
+    # A client's failures count per address: instances somewhere still holding a rotated
+    # secret must not lock out the ones that have the new secret. The secrets are 256 bits,
+    # so guessing one from many addresses gains nothing; each address has its own budget.
+    return f"ip:{ip}", f"client:{client_id}@{ip}" if client_id else None
 
 
 def _too_many(retry_after: int) -> JSONResponse:

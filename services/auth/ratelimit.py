@@ -1,9 +1,13 @@
 """Slows down guessing at the token, introspection, revocation and login endpoints.
 
 Only failures count (bad client credentials, bad codes, bad passwords), so a busy client that
-succeeds is never throttled. The counters live in the process: with N API processes an
-attacker gets N times the budget, which still turns online guessing of a 256-bit secret or an
-argon2-hashed password into a non-starter; a shared store would add a dependency for little.
+succeeds is never throttled. A client's failures count per address (services/auth/api.py
+`_limit_keys`), so instances elsewhere still holding a rotated secret do not lock out the ones
+that have the new secret; a person's failed passwords count per username.
+
+The counters live in the process: with N API processes an attacker gets N times the budget,
+which still turns online guessing of a 256-bit secret or an argon2-hashed password into a
+non-starter; a shared store would add a dependency for little.
 """
 
 from __future__ import annotations

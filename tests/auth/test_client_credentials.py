@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+import httpx
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -226,11 +227,21 @@ async def test_repeated_failures_are_rate_limited(client, app):
     )
     assert resp.status_code == 429
     assert int(resp.headers["retry-after"]) > 0
-    # Even the right secret waits: the limit is on the identity under attack.
+    # Even the right secret waits, from that address: the limit is on the identity under
+    # attack there.
     resp = await client.post(
         "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, c.secret)
     )
     assert resp.status_code == 429
+    # Instances elsewhere, holding the right secret, are not locked out by the failures of
+    # one that still holds a rotated one.
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("10.9.8.7", 4321)), base_url=client.base_url
+    ) as elsewhere:
+        resp = await elsewhere.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c.client_id, c.secret)
+        )
+        assert resp.status_code == 200, resp.text
     # Other clients are not affected.
     other = await register(app)
     resp = await client.post(
