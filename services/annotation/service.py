@@ -43,6 +43,7 @@ from services.annotation.schemas import (
 )
 from services.annotation.search_state import requeue
 from services.annotation.taxonomies import FAILCAT, curated_patch, failcat_fields
+from services.auth import service as auth
 from services.catalog import service as catalog
 from services.catalog.schemas import CasePatch
 from services.governance.redaction import service as redaction
@@ -495,6 +496,16 @@ async def assign_annotators(
     missing = [i for i in ids if i not in found]
     if missing:
         raise NotFound(f"case {missing[0]} not found", [FieldError("caseIds", missing[0])])
+    # Assignments are matched to the subject of the annotator's token: a username names its
+    # account's id, and a name that is nobody's would be a queue no one ever sees.
+    subjects = await auth.subjects_named(session, names)
+    unknown = [n for n in names if n not in subjects]
+    if unknown:
+        raise BadUserInput(
+            f"invalid assignment: no account or client is named {', '.join(unknown[:10])}",
+            [FieldError("annotators", f"not an account or client: {n}") for n in unknown],
+        )
+    names = list(dict.fromkeys(subjects[n] for n in names))
     repo = AnnotationRepository(session)
     reporters = await _reporters(session, cases)
     have: dict[str, set[str]] = defaultdict(set)

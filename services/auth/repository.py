@@ -7,6 +7,7 @@ Two faces over the same statements: `AuthRepository` for async service code, and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Select, func, select, update
@@ -129,6 +130,20 @@ class AuthRepository:
 
     async def user(self, user_id: str) -> AuthUser | None:
         return await self.session.get(AuthUser, user_id)
+
+    async def subjects_named(self, names: Sequence[str]) -> dict[str, str]:
+        """Each name that identifies an enabled account (its id or its username) or a client
+        (its id), to the subject its tokens carry: the account's id, the client's id."""
+        wanted = set(names)
+        out: dict[str, str] = {}
+        users = select(AuthUser.id, AuthUser.username).where(
+            (AuthUser.id.in_(wanted) | AuthUser.username.in_(wanted)) & ~AuthUser.disabled
+        )
+        for user_id, username in await self.session.execute(users):
+            out.update({n: user_id for n in (user_id, username) if n in wanted})
+        clients = select(OAuthClient.client_id).where(OAuthClient.client_id.in_(wanted))
+        out.update({c: c for c in await self.session.scalars(clients) if c not in out})
+        return out
 
     async def user_by_name(self, username: str) -> AuthUser | None:
         return await self.session.scalar(select(AuthUser).where(AuthUser.username == username))

@@ -413,6 +413,12 @@ class AuthService:
         return row.kid
 
 
+async def subjects_named(session: AsyncSession, names: Sequence[str]) -> dict[str, str]:
+    """Name -> token subject, for the names that identify an enabled account (by id or
+    username) or a client; a name that identifies nobody is absent."""
+    return await AuthRepository(session).subjects_named(names)
+
+
 def _valid_scopes(scopes: Iterable[str] | str) -> list[str]:
     items = scopes.split() if isinstance(scopes, str) else list(scopes)
     known = {s.value for s in Scope}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from services.auth.repository import AuthRepository
 from tests.annotation.helpers import (
     ADJUDICATE,
     ANNOTATIONS,
@@ -22,8 +23,34 @@ from tests.annotation.helpers import (
     gql,
     submit,
 )
+from tests.auth.builders import make_user
 from tests.conftest import auth_header
 from tests.gateway.helpers import ingest_corpus
+
+
+async def test_annotators_are_named_by_account_or_client_and_nobody_else(client, app, token_for):
+    """A username is assigned under its account's id (the subject its tokens carry, so the
+    assignment reaches that person's queue); a name that is nobody's is refused, naming it."""
+    reporter = await caller(token_for, CURATOR)
+    lead = await caller(token_for, REVIEWER)
+    client_annotator = await caller(token_for, ANNOTATOR)
+    username, _ = await make_user(app, ["annotator"])
+    async with app.state.db.transaction() as s:
+        user_id = (await AuthRepository(s).user_by_name(username)).id
+    cases = await ingest_corpus(client, reporter.token, 2)
+
+    ghost = f"ghost-{username}"
+    body = await gql(client, lead.token, ASSIGN, {"cases": cases, "who": [username, ghost], "k": 1})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert [e["message"] for e in body["errors"][0]["extensions"]["errors"]] == [
+        f"not an account or client: {ghost}"
+    ]
+    who = [username, client_annotator.subject]
+    rows = data(await gql(client, lead.token, ASSIGN, {"cases": cases, "who": who, "k": 2}))
+    assert {r["annotator"] for r in rows["assignAnnotators"]} == {
+        user_id,
+        client_annotator.subject,
+    }
 
 
 async def test_assignment_is_balanced_k_distinct_and_never_the_reporter(client, token_for):

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.annotation import service
+from services.auth.models import AuthUser
 from services.catalog import service as catalog
 from services.search.request import SearchFilter
 from services.search.service import SearchService
@@ -33,6 +34,15 @@ def person(name: str) -> Principal:
         scopes=frozenset({"cases:read", "annotations:write", "reviews:write"}),
         clearance=Sensitivity.RESTRICTED,
     )
+
+
+async def enrolled(db: Database, *people: Principal) -> None:
+    """Accounts for `people` (assignments name accounts or clients that exist)."""
+    async with db.transaction() as s:
+        for p in people:
+            s.add(
+                AuthUser(id=p.subject, username=p.subject, password_hash="!", roles=["annotator"])
+            )
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +75,7 @@ async def facet(svc: SearchService, who: Principal, query: str, name: str) -> di
 async def test_annotation_state_is_searchable_and_blinded_annotators_learn_nothing(search):
     model = f"annotated-{secrets.token_hex(3)}"
     lead, alice, bob, carol = (person(n) for n in ("lead", "alice", "bob", "carol"))
+    await enrolled(search.db, alice, bob, carol)
     async with search.db.transaction() as s:
         agreed, split, pending, untouched = await ingest(s, unique(aiid_cases(4, model=model)))
     async with search.db.transaction() as s:
@@ -133,6 +144,7 @@ async def test_annotation_state_is_searchable_and_blinded_annotators_learn_nothi
 async def test_a_blinded_annotator_cannot_search_the_adjudicated_curated_fields(search):
     model = f"adjudicated-{secrets.token_hex(3)}"
     lead, alice, bob = (person(n) for n in ("lead", "alice", "bob"))
+    await enrolled(search.db, alice, bob)
     async with search.db.transaction() as s:
         [case_id] = await ingest(s, unique(aiid_cases(1, model=model)))
     async with search.db.transaction() as s:
