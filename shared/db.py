@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -75,6 +75,19 @@ class UTCDateTime(TypeDecorator):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_EARLIEST, _LATEST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+
+
+def shifted(at: datetime, delta: timedelta) -> datetime:
+    """`at + delta`, held to the years 1-9999 a datetime has: a case dated 0001-01-01 (or
+    9999-12-31) is valid input, and the window around it must not overflow (that error
+    stopped the indexer at such a case for good)."""
+    try:
+        return at + delta
+    except OverflowError:
+        return _EARLIEST if delta < timedelta(0) else _LATEST
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

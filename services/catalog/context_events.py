@@ -37,7 +37,7 @@ from services.catalog.models import ContextEvent
 from services.catalog.repository import CatalogRepository
 from services.catalog.schemas import EVENT_CLOCK_SKEW, EVENT_DETAILS, ContextEventIn
 from shared.audit import audit
-from shared.db import utcnow
+from shared.db import shifted, utcnow
 from shared.errors import BadUserInput, FieldError
 from shared.ids import new_id
 from shared.jsonutil import iso
@@ -129,7 +129,7 @@ class EventIndex:
 
     def preceding(self, case: CaseScope, window: timedelta) -> list[ContextEvent]:
         """Events that preceded `case` within `window`, newest first."""
-        start = case.occurred_at - window
+        start = shifted(case.occurred_at, -window)
         found: list[ContextEvent] = []
         for key in (
             (case.model, case.version),
@@ -153,7 +153,7 @@ async def _index_for(
     """One query: every event that can precede any of `scopes`."""
     if not scopes:
         return EventIndex(())
-    start = min(s.occurred_at for s in scopes) - window
+    start = shifted(min(s.occurred_at for s in scopes), -window)
     end = max(s.occurred_at for s in scopes)
     return EventIndex(await repo.events_between({s.model for s in scopes}, start, end))
 

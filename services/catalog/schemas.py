@@ -89,10 +89,25 @@ class Provenance(_In):
     batch_id: Name | None = None
 
 
+# The first and last instants a datetime holds stand for -infinity and infinity to the
+# Postgres driver (it stores and returns them as such, without a zone): a time must lie
+# strictly between them to be stored as given on both backends.
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+
+
 def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC) if value is not None else None
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+05:00 is in year 0 in UTC
+        value = _FIRST if value.year == 1 else _LAST
+    if not _FIRST < value < _LAST:
+        raise ValueError("must be after 0001-01-01T00:00:00Z and before 9999-12-31T23:59:59Z")
+    return value
 
 
 class CaseIn(_In):

@@ -63,6 +63,30 @@ async def test_json_array_mixing_valid_invalid_duplicate_and_over_limit(client, 
     assert listed == [200] * 5
 
 
+async def test_times_at_the_driver_infinities_are_invalid_naming_the_field(client, ingest_headers):
+    """The first and last instants a datetime holds are Postgres's -infinity and infinity to
+    its driver (stored and read back as such, without a zone): refused on both backends, as
+    is a time whose UTC form is before year 1; the instants beside them are stored."""
+    at = {
+        "0001-01-01T00:00:00Z": "invalid",
+        "0001-01-01T00:00:00+05:00": "invalid",
+        "9999-12-31T23:59:59.999999Z": "invalid",
+        "0001-01-01T00:00:01Z": "created",
+        "9999-12-31T23:59:58Z": "created",
+    }
+    cases = unique(aiid_cases(len(at)))
+    for c, when in zip(cases, at, strict=True):
+        c["occurred_at"] = when
+    resp = await client.post(BULK, json=cases, headers=ingest_headers)
+    results = resp.json()["results"]
+    assert [r["status"] for r in results] == list(at.values())
+    for r in results[:3]:
+        assert [e["path"] for e in r["errors"]] == ["occurred_at"], r
+        assert "after 0001-01-01T00:00:00Z" in r["errors"][0]["message"]
+    stored = await client.get(f"/catalog/v1/cases/{results[3]['id']}", headers=ingest_headers)
+    assert stored.json()["occurred_at"].startswith("0001-01-01T00:00:01")
+
+
 async def test_ndjson_with_a_broken_line(client, ingest_headers):
     cases = unique(aiid_cases(3))
     lines = [

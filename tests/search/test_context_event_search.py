@@ -119,3 +119,33 @@ async def test_after_event_takes_only_the_kinds_there_are(search):
     with pytest.raises(BadUserInput) as err:
         search.build_request(SYSTEM, "after_event:rollback")
     assert "after_event" in str(err.value.errors)
+
+
+async def test_cases_at_the_ends_of_time_are_indexed_and_so_is_what_follows(search):
+    """A case dated in year 1 (or 9999) is valid input; the event window around it once
+    overflowed, and the indexer retried that batch for ever: nothing after it was ever
+    searchable. An event in year 1 re-queues its window without overflowing either."""
+    model = f"edge-dates-{secrets.token_hex(3)}"
+    cases = unique(aiid_cases(3, model=model))
+    for c, at in zip(cases, ("0001-01-01T00:00:01Z", "9999-12-31T23:59:58Z", None), strict=True):
+        c["model"] = {"name": model, "version": "1.0"}
+        c["occurred_at"] = at
+    async with search.db.transaction() as s:
+        ids = await ingest(s, cases)
+    await settle(search)
+    assert await found(search, f'model:"{model}"') == set(ids)
+    async with search.db.transaction() as s:
+        results = await catalog.record_events(
+            s,
+            [
+                {
+                    "kind": "deploy",
+                    "occurred_at": "0001-01-01T00:00:01Z",
+                    "scope": {"model": model, "version": "1.0"},
+                }
+            ],
+            SYSTEM,
+        )
+    assert [r.status for r in results] == ["created"]
+    await settle(search)
+    assert ids[0] in await found(search, f'model:"{model}" after_event:deploy')

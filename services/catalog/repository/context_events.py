@@ -22,6 +22,7 @@ from services.catalog.repository.base import RepositoryBase, newest_first
 from services.catalog.repository.outbox import wrote_outbox
 from services.catalog.repository.visibility import visible_to
 from shared.chunks import chunks
+from shared.db import shifted
 from shared.security import Principal
 
 
@@ -165,7 +166,10 @@ class ContextEventQueries(RepositoryBase):
             return {}
         c = FailureCase
         within = case(
-            *((and_(c.group_id == g, c.occurred_at < at + window), 1) for g, at in since.items()),
+            *(
+                (and_(c.group_id == g, c.occurred_at < shifted(at, window)), 1)
+                for g, at in since.items()
+            ),
             else_=0,
         )
         stmt = (
@@ -189,7 +193,8 @@ class ContextEventQueries(RepositoryBase):
         c = FailureCase
         conditions = []
         for ev in events:
-            terms = [c.occurred_at >= ev["occurred_at"], c.occurred_at < ev["occurred_at"] + window]
+            at = ev["occurred_at"]
+            terms = [c.occurred_at >= at, c.occurred_at < shifted(at, window)]
             if ev.get("model") is not None:
                 terms.append(Model.name == ev["model"])
             if ev.get("model_version") is not None:

@@ -29,7 +29,7 @@ from services.governance.escalation.schemas import Action, LiftIn, RuleIn, RuleK
 from services.search.query import parse
 from shared.audit import Actor, audit
 from shared.cursor import decode_cursor, encode_cursor
-from shared.db import utcnow
+from shared.db import shifted, utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, NotFound
 from shared.ids import new_id
 from shared.security import Principal, Scope, Sensitivity
@@ -280,7 +280,7 @@ async def _threshold(
     consumes its N cases: the next firing needs N new ones. History older than the rule
     (by one window) is not replayed: a new rule does not fire for last year's bursts."""
     window = timedelta(minutes=rule.window_minutes or 0)
-    horizon = rule.created_at - window
+    horizon = shifted(rule.created_at, -window)
     rows = [
         {"rule_id": rule.id, "case_id": d.id, "occurred_at": at, "firing_id": None}
         for d in hits
@@ -290,7 +290,9 @@ async def _threshold(
         return 0
     await repo.add_matches(rows)
     times = [r["occurred_at"] for r in rows]
-    open_ = await repo.open_matches(rule.id, min(times) - window, max(times) + window)
+    open_ = await repo.open_matches(
+        rule.id, shifted(min(times), -window), shifted(max(times), window)
+    )
     fired, i, n = 0, 0, rule.threshold
     while i + n <= len(open_):
         first, last = open_[i], open_[i + n - 1]
