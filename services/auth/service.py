@@ -253,15 +253,15 @@ class AuthService:
         scope_list = _valid_scopes(scopes)
         grants = _valid_grant_types(grant_types, public)
         uris = _valid_redirect_uris(redirect_uris, grants)
-        if not name.strip():
-            raise BadUserInput("name is required", [FieldError("name", "must not be empty")])
+        name = _valid_label("name", name, 200)
+        team = _valid_team(team)
         secret = None if public else new_secret()
         row = OAuthClient(
             client_id=client_id or new_client_id(),
             secret_hash=digest(secret) if secret else None,
-            name=name.strip(),
+            name=name,
             scopes=scope_list,
-            team=team or None,
+            team=team,
             clearance=_valid_clearance(clearance),
             grant_types=grants,
             redirect_uris=uris,
@@ -378,6 +378,7 @@ class AuthService:
             raise BadUserInput(
                 "password too short", [FieldError("password", "at least 12 characters")]
             )
+        username, team = _valid_label("username", username, 120), _valid_team(team)
         repo = AuthRepository(session)
         if await repo.user_by_name(username) is not None:
             raise BadUserInput("username taken", [FieldError("username", "already exists")])
@@ -386,7 +387,7 @@ class AuthService:
             username=username,
             password_hash=await asyncio.to_thread(hash_password, password),
             roles=role_list,
-            team=team or None,
+            team=team,
             clearance=_valid_clearance(clearance),
         )
         await repo.add(row)
@@ -417,6 +418,23 @@ async def subjects_named(session: AsyncSession, names: Sequence[str]) -> dict[st
     """Name -> token subject, for the names that identify an enabled account (by id or
     username) or a client; a name that identifies nobody is absent."""
     return await AuthRepository(session).subjects_named(names)
+
+
+def _valid_label(field: str, value: str, limit: int) -> str:
+    """A name people read and tokens carry: trimmed, not empty, printable, within the column."""
+    value = value.strip()
+    if not value or len(value) > limit or not value.isprintable():
+        raise BadUserInput(
+            f"invalid {field}",
+            [FieldError(field, f"1 to {limit} printable characters")],
+        )
+    return value
+
+
+def _valid_team(team: str | None) -> str | None:
+    """None: a principal of no team, who sees every team's cases. An empty string is not
+    that (it would silently grant every team): it is refused."""
+    return None if team is None else _valid_label("team", team, 120)
 
 
 def _valid_scopes(scopes: Iterable[str] | str) -> list[str]:

@@ -6,10 +6,12 @@ import base64
 import json
 
 import httpx
+import pytest
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from shared.errors import BadUserInput
 from tests.auth.builders import bearer, register
 
 
@@ -270,3 +272,30 @@ async def test_bootstrap_client_is_an_admin_with_a_private_file(bootstrap, clien
 async def test_token_for_fixture(token_for, resource):
     tok = await token_for("cases:read", team="x")
     assert (await resource.get("/cases", headers=bearer(tok))).status_code == 200
+
+
+async def test_an_empty_team_or_an_unprintable_name_is_refused_naming_the_field(
+    client, app, admin_token
+):
+    """An empty team is not "no team" (that principal sees every team's cases): refused, as
+    are names past their column or carrying control characters (NUL breaks Postgres)."""
+    create = """mutation($c: ClientInput!) { createClient(client: $c) { client { clientId } } }"""
+    refused = {
+        "team": {"name": "te", "scopes": ["cases:read"], "team": ""},
+        "name": {"name": "bad\u0000name", "scopes": ["cases:read"]},
+    }
+    for field, spec in [*refused.items(), ("name", {"name": "n" * 201, "scopes": ["cases:read"]})]:
+        resp = await client.post(
+            "/graphql",
+            json={"query": create, "variables": {"c": spec}},
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+        [error] = resp.json()["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+        assert [e["path"] for e in error["extensions"]["errors"]] == [field], error
+    async with app.state.db.transaction() as s:
+        for kwargs in ({"username": "nul\u0000user"}, {"username": "ok-user", "team": " "}):
+            with pytest.raises(BadUserInput):
+                await app.state.auth.create_user(
+                    s, password="long enough password", roles=["viewer"], **kwargs
+                )
