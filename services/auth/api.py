@@ -67,11 +67,26 @@ def _to_response(result: OAuthResponse) -> Response:
     return Response(result.body or None, status_code=result.status, headers=headers)
 
 
+def _basic_client_id(request: Request) -> str | None:
+    """The client id of Basic credentials; None when there are none or they are not UTF-8
+    (authlib's parser raises on those: `_guarded` refuses them before it runs)."""
+    try:
+        return extract_basic_authorization(request.headers)[0]
+    except UnicodeDecodeError:
+        return None
+
+
+def _malformed_basic(request: Request) -> bool:
+    try:
+        extract_basic_authorization(request.headers)
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 def _limit_keys(request: Request, oauth_request: StarletteOAuth2Request) -> tuple[str, str | None]:
     ip = request.client.host if request.client else "unknown"
-    client_id = extract_basic_authorization(request.headers)[0] or oauth_request.payload.data.get(
-        "client_id"
-    )
+    client_id = _basic_client_id(request) or oauth_request.payload.data.get("client_id")
     # A client's failures count per address: instances somewhere still holding a rotated
     # secret must not lock out the ones that have the new secret. The secrets are 256 bits,
     # so guessing one from many addresses gains nothing; each address has its own budget.
@@ -95,6 +110,12 @@ async def _guarded(
     step: Callable[[FailcatAuthorizationServer, StarletteOAuth2Request], OAuthResponse | None],
 ) -> Response:
     """Run a client-authenticated endpoint behind the failure rate limit."""
+    if _malformed_basic(request):
+        return JSONResponse(
+            {"error": "invalid_client", "error_description": "Basic credentials are not UTF-8"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Basic realm="failcat"', "Cache-Control": "no-store"},
+        )
     service = _auth(request)
     oauth_request = await _oauth_request(request, service)
     ip_key, client_key = _limit_keys(request, oauth_request)
@@ -142,7 +163,7 @@ async def _audit_token(request: Request, session: AsyncSession, response: Respon
     """Issued or refused, with the grant type and client (never a secret or a code). The
     session commits either way (a refusal is an answer, not an error), before the response."""
     form = await request.form()  # parsed once already: Starlette caches it
-    client_id = extract_basic_authorization(request.headers)[0] or form.get("client_id")
+    client_id = _basic_client_id(request) or form.get("client_id")
     client = str(client_id) if client_id else None
     denied = response.status_code >= 400
     error = orjson.loads(response.body).get("error") if denied and response.body else None

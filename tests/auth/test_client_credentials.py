@@ -299,3 +299,16 @@ async def test_an_empty_team_or_an_unprintable_name_is_refused_naming_the_field(
                 await app.state.auth.create_user(
                     s, password="long enough password", roles=["viewer"], **kwargs
                 )
+
+
+async def test_basic_credentials_that_are_not_utf8_are_invalid_client(client):
+    garbage = base64.b64encode(b"\xff\xfe:\xff").decode()
+    for path, form in (
+        ("/oauth/token", {"grant_type": "client_credentials"}),
+        ("/oauth/introspect", {"token": "x"}),
+        ("/oauth/revoke", {"token": "x"}),
+        ("/oauth/device_authorization", {}),
+    ):
+        resp = await client.post(path, data=form, headers={"Authorization": f"Basic {garbage}"})
+        assert resp.status_code == 401, (path, resp.text)
+        assert resp.json()["error"] == "invalid_client"
