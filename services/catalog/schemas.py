@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -178,6 +179,15 @@ class CasePatch(_In):
     team: Name | None = None
     links: list[Link] | None = Field(default=None, max_length=L.MAX_LINKS)
     writeup: Writeup | None = None
+
+    @field_validator("status", "sensitivity", "tags")
+    @classmethod
+    def _not_cleared(cls, value: Any, info: ValidationInfo) -> Any:
+        # Omitted means unchanged; null would clear a field every case has.
+        if value is None:
+            hint = "; [] removes every tag" if info.field_name == "tags" else ""
+            raise ValueError(f"cannot be null (omit it to leave it unchanged{hint})")
+        return value
 
 
 class ModelVersionIn(_In):

@@ -277,6 +277,21 @@ async def test_a_group_counts_only_the_cases_its_reader_may_see(client, token_fo
         assert group["caseCount"] == len(sees), why
 
 
+async def test_a_patch_cannot_null_a_field_every_case_has(client, token_for):
+    token = await token_for("cases:read cases:write cases:ingest")
+    [a] = await ingest_corpus(client, token, 1)
+    update = """mutation($id: ID!, $p: CasePatchInput!) {
+      updateCase(id: $id, patch: $p, expectedRevision: 1) { revision tags } }"""
+    for field in ("tags", "sensitivity", "status"):
+        body = await gql(client, token, update, {"id": a, "p": {field: None}})
+        assert codes(body) == ["BAD_USER_INPUT"], body
+        [error] = body["errors"][0]["extensions"]["errors"]
+        assert error["path"].endswith(field) and "cannot be null" in error["message"], error
+    # [] is how tags are cleared; the case is still at revision 1 after the refusals.
+    body = await gql(client, token, update, {"id": a, "p": {"tags": []}})
+    assert data(body)["updateCase"] == {"revision": 2, "tags": []}
+
+
 async def test_a_mutation_document_is_atomic(client, token_for):
     """Two updates in one document, the second stale: neither is stored, no data returned."""
     token = await token_for("cases:read cases:write cases:ingest")
