@@ -69,7 +69,7 @@ from services.catalog.schemas import (
 from services.catalog.versions import version_key
 from services.catalog.views import PageRelations, PastCase, case_json
 from shared.audit import Staged, audit
-from shared.db import utcnow
+from shared.db import as_utc, utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, Forbidden, NotFound
 from shared.ids import new_id
 from shared.security import SYSTEM, Principal
@@ -193,6 +193,7 @@ async def get_case_as_of(
 ) -> PastCase:
     """The case as it was at `as_of`: its curated fields and links then (captured facts never
     change). NotFound when hidden, missing, or not yet received at that time."""
+    as_of = as_utc(as_of)
     case = await get_visible_case(session, case_id, viewer)
     if case.received_at > as_of:
         raise NotFound(f"case {case_id} did not exist at {as_of.isoformat()}")

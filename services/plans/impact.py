@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.catalog import service as catalog
 from services.plans.repository import PlansRepository
+from shared.db import as_utc
 from shared.errors import BadUserInput, FieldError
 from shared.security import Principal
 
@@ -88,6 +89,7 @@ async def impact_metrics(
     until: datetime,
     model: str | None = None,
 ) -> list[ImpactPoint]:
+    since, until = as_utc(since), as_utc(until)
     if until <= since or until - since > MAX_SPAN:
         raise BadUserInput(
             "invalid time range",

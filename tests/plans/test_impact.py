@@ -61,7 +61,7 @@ async def test_remediation_time_per_team_follows_visibility(client, tokens):
         expected.setdefault(team, []).append(took.total_seconds() / 3600)
     since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     variables = {"metric": "REMEDIATION_TIME", "by": "TEAM", "model": model, "since": since}
-    points = data(await gql(client, cur, IMPACT, variables))["impactMetrics"]
+    points = every_team = data(await gql(client, cur, IMPACT, variables))["impactMetrics"]
     assert {p["key"]: p["count"] for p in points} == {"red": 2, "blue": 1}
     for p in points:
         assert p["meanHours"] == pytest.approx(sum(expected[p["key"]]) / len(expected[p["key"]]))
@@ -70,6 +70,9 @@ async def test_remediation_time_per_team_follows_visibility(client, tokens):
     assert [(p["key"], p["count"]) for p in points] == [("blue", 1)]
     by_model = data(await gql(client, cur, IMPACT, {**variables, "by": "MODEL"}))["impactMetrics"]
     assert [(p["key"], p["count"]) for p in by_model] == [(model, 3)]
+    # A time without a zone is read as UTC: the same answer, not an INTERNAL error.
+    naive = {**variables, "since": since.removesuffix("+00:00")}
+    assert data(await gql(client, cur, IMPACT, naive))["impactMetrics"] == every_team
 
 
 async def test_retraining_cycle_time_runs_from_approval_to_evaluation(client, tokens):
