@@ -126,12 +126,30 @@ def captured_facts(case: CaseIn, raw: dict[str, Any]) -> dict[str, Any]:
         value = getattr(case, key)
         if value is not None:
             facts[key] = iso(value)
+    if case.occurred_at is not None and case.occurred_at == _exported_received_at(raw):
+        del facts["occurred_at"]  # the exporting server's default: not part of it there either
     if case.provenance is not None:
         facts["provenance"] = {k: v for k, v in case.provenance.__dict__.items() if v is not None}
     if facts.keys().isdisjoint(CAPTURED_BLOBS):
         reported = case.model_dump(mode="json", include=set(REPORTED_FIELDS), exclude_none=True)
+        if reported.get("fingerprint") == derive_fingerprint(case):
+            del reported["fingerprint"]  # sending the derived one is not sending one
         facts["reported"] = {k: v for k, v in reported.items() if v != []}
     return facts
+
+
+def _exported_received_at(raw: dict[str, Any]) -> datetime | None:
+    """When the item is an export's row (services/catalog/export.py), the time the exporting
+    instance received it: an `occurred_at` equal to it was that instance's default."""
+    meta = raw.get("_meta")
+    received = meta.get("received_at") if isinstance(meta, dict) else None
+    if not isinstance(received, str):
+        return None
+    try:
+        at = datetime.fromisoformat(received)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
 
 
 def _blob_errors(raw: dict[str, Any]) -> list[FieldError]:

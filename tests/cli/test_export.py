@@ -260,3 +260,38 @@ async def test_export_route_scope_visibility_paging_and_errors(client, app, toke
         "/catalog/v1/cases:export", params={"format": "xml"}, headers=auth_header(token)
     )
     assert fmt.status_code == 400 and fmt.json()["errors"][0]["path"] == "format"
+
+
+async def test_an_export_reingests_as_duplicates_of_what_it_exported(client, app, token_for):
+    """What the server filled in is not taken for what the producer sent: an occurred_at it
+    defaulted (equal to _meta.received_at) and a fingerprint it derived leave the content
+    hash as it was, so an export posted back is answered duplicate, item for item, with or
+    without an idempotency key and with or without a captured payload."""
+    cases = unique(aiid_cases(8))
+    for i, c in enumerate(cases):
+        c.pop("occurred_at", None)
+        if i % 2:
+            c.pop("external_id")
+        if i % 4 < 2:  # a report without a captured payload: its reported fields identify it
+            for key in ("input", "prediction", "expected", "signals"):
+                c.pop(key, None)
+    writer = await token_for("cases:ingest exports:create cases:read", clearance="restricted")
+    resp = await client.post("/catalog/v1/cases:bulk", json=cases, headers=auth_header(writer))
+    first = resp.json()["results"]
+    assert [r["status"] for r in first] == ["created"] * len(cases)
+    query = f'data_source:"{cases[0]["data_source"]}"'
+    for _ in range(100):
+        exported = await client.get(
+            "/catalog/v1/cases:export",
+            params={"q": query},
+            headers=auth_header(writer),
+        )
+        lines = [orjson.loads(x) for x in exported.content.splitlines()]
+        if len(lines) == len(cases):
+            break
+        await asyncio.sleep(0.1)
+    assert all(line["occurred_at"] == line["_meta"]["received_at"] for line in lines)
+    again = await client.post("/catalog/v1/cases:bulk", json=lines, headers=auth_header(writer))
+    answers = again.json()["results"]
+    assert [r["status"] for r in answers] == ["duplicate"] * len(cases), answers
+    assert {r["id"] for r in answers} == {r["id"] for r in first}
