@@ -7,6 +7,7 @@ backends compile identical, already-validated trees and cannot disagree on meani
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -382,6 +383,10 @@ def _compile_value(
     spec, field = target.field, target.name
     kind = spec.kind
     comparable = _comparable(target.schema)
+    # Before the text branch: a full-text `title:*` is "has a value" too, not a search for
+    # the word "*" (which analyses to nothing and so matched no case).
+    if raw == "*" and not quoted and op == "=":
+        return Exists(field)
     if kind is Kind.TEXT:
         if op != "=":
             raise _error(
@@ -394,8 +399,6 @@ def _compile_value(
         if not quoted and raw.lower() in STOPWORDS:
             return MatchAll()
         return Text(raw, phrase=quoted, field=field)
-    if raw == "*" and not quoted and op == "=":
-        return Exists(field)
     prefix = not quoted and op == "=" and raw.endswith("*") and ".." not in raw
     if prefix and kind not in (Kind.KEYWORD, Kind.MAP):
         raise _error(col, f"field '{name}' does not support a prefix ('*'); it takes a value")
@@ -430,9 +433,14 @@ def _compile_value(
 
         def num(text: str, at: int) -> float:
             try:
-                return float(text)
+                value = float(text)
             except ValueError:
-                raise _error(at, f"expected a number for '{name}', got '{text}'") from None
+                value = math.nan
+            # float() also reads nan, inf and overflows (1e999) to inf: no stored value
+            # compares meaningfully with those, so they are refused as other non-numbers.
+            if not math.isfinite(value):
+                raise _error(at, f"expected a number for '{name}', got '{text}'")
+            return value
 
         return _range_node(field, op, lo, hi, num, col, raw)
     if kind is Kind.DATE:
@@ -493,6 +501,7 @@ def _ordinal(field, rank_field, order, name, op, raw, lo, hi, col) -> Node:
     return Term(field, values)
 
 
+_DAY_MS = 86_400_000
 _RELATIVE = re.compile(r"^now(?:([+-])(\d+)([smhdwMy]))?$")
 _UNIT_S = {
     "s": 1,
@@ -512,18 +521,25 @@ def _date_node(field, name, op, lo, hi, col, raw, now) -> Node:
         m = _RELATIVE.match(text)
         if m:
             delta = 0 if not m.group(1) else int(m.group(2)) * _UNIT_S[m.group(3)]
-            t = (
-                now - timedelta(seconds=delta)
-                if m.group(1) == "-"
-                else now + timedelta(seconds=delta)
-            )
+            try:
+                t = (
+                    now - timedelta(seconds=delta)
+                    if m.group(1) == "-"
+                    else now + timedelta(seconds=delta)
+                )
+            except OverflowError:
+                # Past what a datetime holds (years 1..9999), as an absolute date would be.
+                raise _error(
+                    at, f"expected a date in the years 1 to 9999 for '{name}', got '{text}'"
+                ) from None
             ms = int(t.timestamp() * 1000)
             return ms, ms + 1
         try:
             if len(text) == 10:
                 d = date.fromisoformat(text)
-                start = datetime(d.year, d.month, d.day, tzinfo=UTC)
-                return _ms(start), _ms(start + timedelta(days=1))
+                start = _ms(datetime(d.year, d.month, d.day, tzinfo=UTC))
+                # In milliseconds: the day after 9999-12-31 is no datetime.
+                return start, start + _DAY_MS
             t = datetime.fromisoformat(text.replace("Z", "+00:00"))
             t = t if t.tzinfo else t.replace(tzinfo=UTC)
             return _ms(t), _ms(t) + 1
