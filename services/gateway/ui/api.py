@@ -294,6 +294,9 @@ async def search_notebook(request: Request) -> Response:
     state = SearchState.from_params(request.query_params)
     if not _token(request):
         raise client.SignInRequired
+    # The query runs once here first: a bad one is the error page (400), as on the search
+    # page, not a notebook that fails when run.
+    await _search(request, state, first=1)
     link = _base(request) + search_url(state)
     text = notebook.search_notebook(_base(request), _search_variables(state), link)
     return _notebook_response(text, "failcat-search.ipynb")

@@ -52,6 +52,9 @@ async def data(served: Served) -> Data:
     for case in cases:
         case["data_source"] = out.source
         case["team"] = out.team
+        # A word no line can hold (a URL, a hash, a stack frame): every page must wrap it,
+        # not scroll sideways (shoot checks at both widths).
+        case["summary"] = f"{case.get('summary') or ''} {'unbroken' * 40}"
     cases[1]["sensitivity"] = "restricted"
     cases[1]["title"] = "Restricted: " + cases[1]["title"]
     # An internal case whose raw payload is restricted: its readers see it, not its input.

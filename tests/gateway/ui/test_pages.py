@@ -206,6 +206,17 @@ async def test_a_bad_query_is_shown_inline_with_its_column(curator):
     assert lines[1] == " " * (column - 1) + "^"
 
 
+async def test_a_bad_query_gets_no_notebook(curator, corpus):
+    """The notebook of a bad query would fail when run: it is the error page, as the
+    search page answers 400 for it; a good query gets its notebook."""
+    bad = await curator.http.get("/ui/search/notebook.ipynb", params={"q": '"unclosed'})
+    assert bad.status_code == 400 and bad.headers["content-type"].startswith("text/html")
+    assert "unterminated phrase" in bad.text
+    good = await curator.http.get("/ui/search/notebook.ipynb", params={"q": corpus.scope})
+    assert good.status_code == 200
+    assert good.headers["content-type"].startswith("application/x-ipynb+json")
+
+
 async def test_case_page_facts_history_group_links(curator, corpus, admin_token, client):
     case_id = corpus.ids[2]
     data = await gql_data(
