@@ -174,6 +174,29 @@ def _blob_errors(raw: dict[str, Any]) -> list[FieldError]:
     return errors
 
 
+NUL_MESSAGE = "contains U+0000 (NUL), which cannot be stored"
+
+
+def _nul_errors(raw: dict[str, Any]) -> list[FieldError]:
+    """Text holding U+0000, anywhere in the item: Postgres stores it in neither text nor
+    JSONB, so such an item is invalid on both backends (on Postgres it failed its whole
+    batch). Walked only when the item's JSON has an escaped NUL (`prepare`)."""
+    return [FieldError(path or "$", NUL_MESSAGE) for path in _nul_paths(raw, "")]
+
+
+def _nul_paths(value: Any, path: str) -> list[str]:
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    if isinstance(value, dict):
+        found = [f"{path}.{k}" if path else k for k in value if "\x00" in k]
+        for k, v in value.items():
+            found += _nul_paths(v, f"{path}.{k}" if path else k)
+        return found
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nul_paths(v, f"{path}.{i}")]
+    return []
+
+
 def prepare(
     index: int, raw: Any, modes: dict[str, str | None], now: datetime
 ) -> Prepared | list[FieldError]:
@@ -181,19 +204,22 @@ def prepare(
         return [FieldError("$", f"expected a JSON object, got {type(raw).__name__}")]
     errors: list[FieldError] = []
     # Only free-form blobs can nest arbitrarily; every other field has a fixed schema.
-    # The four serialized together first: within both limits together (nearly every case),
-    # none can be over either alone, and the per-blob checks (a serialization each) are
-    # skipped. A value orjson cannot write (an integer past 64 bits) takes them too.
+    # The whole item is serialized once: within both limits as a whole (nearly every case),
+    # no blob in it can be over either alone, and the per-blob checks (a serialization
+    # each) are skipped. A value orjson cannot write (an integer past 64 bits) takes them
+    # too. The same bytes tell whether any text holds a NUL (`_nul_errors`).
     try:
-        together = orjson.dumps([raw.get(key) for key in CAPTURED_BLOBS])
+        whole = orjson.dumps(raw)
     except orjson.JSONEncodeError:
-        together = None
+        whole = None
     if (
-        together is None
-        or len(together) > L.MAX_BLOB_BYTES
-        or together.count(b"{") + together.count(b"[") >= L.MAX_JSON_DEPTH
+        whole is None
+        or len(whole) > L.MAX_BLOB_BYTES
+        or whole.count(b"{") + whole.count(b"[") >= L.MAX_JSON_DEPTH
     ):
         errors = _blob_errors(raw)
+    if whole is not None and b"\\u0000" in whole:
+        errors += _nul_errors(raw)
     # Every error of the item at once: the blob limits, the schema, the taxonomy.
     try:
         case = CaseIn.model_validate(raw)

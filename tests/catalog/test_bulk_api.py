@@ -87,6 +87,24 @@ async def test_times_at_the_driver_infinities_are_invalid_naming_the_field(clien
     assert stored.json()["occurred_at"].startswith("0001-01-01T00:00:01")
 
 
+async def test_a_nul_character_makes_its_item_invalid_and_the_rest_are_stored(
+    client, ingest_headers
+):
+    """Postgres stores U+0000 in neither text nor JSONB: on it, one such item failed its whole
+    batch. Now it is the item's error (every path named), alike on both backends."""
+    cases = unique(aiid_cases(5))
+    cases[1]["title"] = "nul\u0000title"
+    cases[2]["input"] = {"text": ["fine", "a\u0000b"], "k\u0000": 1}
+    cases[3]["tags"] = ["ok", "t\u0000"]
+    cases[4]["summary"] = "a literal backslash-u: \\u0000 is text, not NUL"
+    resp = await client.post(BULK, json=cases, headers=ingest_headers)
+    results = resp.json()["results"]
+    assert [r["status"] for r in results] == ["created", "invalid", "invalid", "invalid", "created"]
+    paths = [sorted(e["path"] for e in r.get("errors") or []) for r in results[1:4]]
+    assert paths == [["title"], ["input.k\u0000", "input.text.1"], ["tags.1"]]
+    assert all("U+0000" in e["message"] for r in results[1:4] for e in r["errors"])
+
+
 async def test_ndjson_with_a_broken_line(client, ingest_headers):
     cases = unique(aiid_cases(3))
     lines = [
