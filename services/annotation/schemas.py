@@ -152,6 +152,7 @@ def check_values(
 ) -> tuple[dict[str, Any], list[FieldError]]:
     out: dict[str, Any] = {}
     errors: list[FieldError] = []
+    wrong: set[str] = set()  # given but invalid: named once, by what is wrong with it
     for key, value in flatten(values, fields).items():
         path = f"{prefix}.{key}"
         f = fields.get(key)
@@ -164,13 +165,15 @@ def check_values(
             continue
         checked, errs = _check_value(f, value, path)
         errors += errs
-        if not errs:
+        if errs:
+            wrong.add(key)
+        else:
             out[key] = checked
     if require:
         errors += [
             FieldError(f"{prefix}.{name}", "required")
             for name, f in fields.items()
-            if f.required and name not in out
+            if f.required and name not in out and name not in wrong
         ]
     return out, errors
 

@@ -22,14 +22,26 @@ from shared.logging import correlation_id
 log = logging.getLogger("failcat.graphql")
 
 
+# Arguments and fields of the JSON scalar: what follows them in a path is the caller's own
+# keys (an annotation's `failure_mode`, an input's `user_id`), spelt as sent.
+JSON_VALUED = frozenset(
+    {"values", "input", "prediction", "expected", "signals", "environment", "details"}
+)
+
+
 def camel_path(path: str) -> str:
-    """`writeup.hypothesis_text` -> `writeup.hypothesisText`: GraphQL clients see camelCase."""
+    """`writeup.hypothesis_text` -> `writeup.hypothesisText`: GraphQL clients see camelCase
+    for the schema's names, and the keys inside a JSON value as they sent them."""
 
     def camel(part: str) -> str:
         head, *rest = part.split("_")
         return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
-    return ".".join(camel(p) for p in path.split("."))
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        if part in JSON_VALUED:
+            return ".".join([*(camel(p) for p in parts[:i]), part, *parts[i + 1 :]])
+    return ".".join(camel(p) for p in parts)
 
 
 def _field_errors(errors: list[FieldError]) -> list[dict[str, str]]:

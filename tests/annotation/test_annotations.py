@@ -73,6 +73,12 @@ async def test_bad_values_are_coded_errors_naming_the_field_and_nothing_is_writt
     assert "values.severity" in message and "'S9' is not permitted" in message
     assert "S0, S1, S2, S3, S4" in message
 
+    # Each wrong value once, at the key as sent (not camel-cased, not also "required").
+    body = await attempt("failcat", {"failure_mode": "nope", "severity": "S9"})
+    errors = body["errors"][0]["extensions"]["errors"]
+    assert sorted(e["path"] for e in errors) == ["values.failure_mode", "values.severity"]
+    assert not any(e["message"] == "required" for e in errors)
+
     body = await attempt("failcat", {"severity": "S1"})  # submitted without failure_mode
     assert codes(body) == ["BAD_USER_INPUT"]
     assert "values.failure_mode: required" in body["errors"][0]["message"]
