@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.catalog import service as catalog
 from services.catalog.hydration import case_answers
 from services.search import openapi as doc
 from services.search.request import FilterBase, filter_model
@@ -130,7 +131,7 @@ async def search_cases(
     "/search/v1/cases/{case_id}/similar",
     summary="Cases whose text is like this case's",
     response_model=None,
-    responses={200: {"model": doc.SimilarAnswer}, **problem_responses(400, 403)},
+    responses={200: {"model": doc.SimilarAnswer}, **problem_responses(400, 403, 404)},
 )
 async def similar_cases(
     request: Request,
@@ -139,6 +140,9 @@ async def similar_cases(
     principal: Principal = Depends(require(Scope.CASES_READ)),
     session: AsyncSession = Depends(db_session, scope="function"),
 ) -> dict[str, Any]:
+    # Of a case the caller may see: an unknown or hidden one is 404, as on every case route
+    # (GraphQL's FailureCase.similar hangs off such a case already).
+    await catalog.get_visible_case(session, case_id, principal)
     hits = await _service(request).similar(principal, case_id, first)
     # As GraphQL's FailureCase.similar: which cases were named to whom (ids only).
     audit(

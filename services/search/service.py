@@ -36,13 +36,15 @@ from services.search.request import (
 )
 from shared.changes import record_change
 from shared.db import Database
-from shared.errors import Unavailable
+from shared.errors import BadUserInput, FieldError, Unavailable
 from shared.security import Principal
 from shared.settings import Settings
 
 log = logging.getLogger("failcat.search")
 
 MAX_BACKOFF_S = 10.0
+# Similar cases a request may ask for (REST and FailureCase.similar).
+MAX_SIMILAR = 50
 # With nothing written, the indexer's poll slows from indexer_poll_s by doubling up to this.
 # This process's own writes wake it at once (Database.on_outbox_commit); the poll is for the
 # other processes' (a CLI job, another API worker, an API beside a `failcat worker`), which are
@@ -348,6 +350,11 @@ class SearchService:
         return suggest.suggestions(missing, pool.facets)
 
     async def similar(self, principal: Principal, case_id: str, first: int = 10) -> list[Hit]:
+        if not 1 <= first <= MAX_SIMILAR:  # REST and GraphQL alike
+            raise BadUserInput(
+                f"first must be between 1 and {MAX_SIMILAR}",
+                [FieldError("first", f"max_page_size={MAX_SIMILAR}")],
+            )
         try:
             await self._ensure_ready()
             return await self.backend.similar(Visibility.of(principal), case_id, check_first(first))

@@ -176,8 +176,16 @@ async def test_scope_and_visibility(client, word, reader, token_for):
     assert r.json()["total"] == 1
     assert r.json()["facets"][0]["buckets"] == [{"value": "restricted", "count": 1}]
     case_id = r.json()["hits"][0]["id"]
+    # A case the reader may not see is not found, as on every case route; so is none.
     r = await client.get(f"/search/v1/cases/{case_id}/similar", headers=reader)
-    assert r.status_code == 200 and r.json()["hits"] == []
+    assert r.status_code == 404
+    r = await client.get("/search/v1/cases/no-such-case/similar", headers=cleared)
+    assert r.status_code == 404
+    # The same page limit as FailureCase.similar.
+    r = await client.get(
+        f"/search/v1/cases/{case_id}/similar", params={"first": 51}, headers=cleared
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["path"] == "first"
     r = await client.get(f"/search/v1/cases/{case_id}/similar", headers=cleared)
     # How many come back depends on the whole index's term statistics (other tests ingest
     # the same AIID incidents): what matters here is that a cleared reader gets an answer.

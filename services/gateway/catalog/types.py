@@ -27,6 +27,7 @@ from services.gateway.errors import camel_path
 from services.gateway.governance import redaction as redaction_types
 from services.gateway.governance import retention as retention_types
 from services.gateway.permissions import read_with
+from services.search.service import MAX_SIMILAR
 from shared import redaction, security, vocabulary
 from shared.audit import audit
 from shared.security import Scope
@@ -34,9 +35,6 @@ from shared.visibility import Visibility
 
 if TYPE_CHECKING:
     from services.gateway.safeguards.types import Suite
-
-# Similar cases per case: the search service caps `first` too; this keeps the cost estimate small.
-MAX_SIMILAR = 50
 
 
 # The catalog's own enums, exposed as they are: one definition of each value set.
@@ -503,7 +501,7 @@ class FailureCase:
     ) -> list[FailureCase]:
         from services.gateway.pagination import check_page_size
 
-        check_page_size(first, MAX_SIMILAR)
+        check_page_size(first, MAX_SIMILAR)  # before the cost estimate counts it
         hits = await info.context.search.similar(info.context.principal, self.id, first)
         cases = await info.context.loaders.case.load_many([h.id for h in hits])
         # The catalog applies visibility again: a hit the caller may not see is dropped.
