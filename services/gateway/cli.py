@@ -33,8 +33,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from services.gateway.app import create_app
 
-    if not 0 < args.port < 65536:
-        raise CliError(f"--port {args.port}: must be between 1 and 65535")
+    if not 0 <= args.port < 65536:  # 0: any free port
+        raise CliError(f"--port {args.port}: must be between 0 and 65535")
     if not os.environ.get("FAILCAT_ISSUER"):
         # Clients find the token endpoint through the issuer's metadata: by default it is
         # the address served here, not another port's (a secret sent to the wrong server).

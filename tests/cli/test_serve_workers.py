@@ -45,7 +45,7 @@ async def test_workers_refused_on_the_embedded_backend(elsewhere, workers):
 async def test_a_port_out_of_range_is_refused_at_once(elsewhere):
     env = clean_env(FAILCAT_DATA_DIR=str(elsewhere / "data"))
     result = await failcat("serve", "--port", "99999", cwd=elsewhere, env=env)
-    assert (result.code, result.err) == (2, "failcat: --port 99999: must be between 1 and 65535\n")
+    assert (result.code, result.err) == (2, "failcat: --port 99999: must be between 0 and 65535\n")
 
 
 async def test_the_issuer_defaults_to_the_address_served(tmp_path):
