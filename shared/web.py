@@ -227,8 +227,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # A location starts with where the value came from (body, query ...): the path is
+        # the field's own, as the caller named it (`kind.1`, not `query.kind.1`).
         errors = [
-            FieldError(".".join(str(p) for p in e["loc"] if p != "body"), e["msg"])
+            FieldError(".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), e["msg"])
             for e in exc.errors()
         ]
         return problem(400, "Bad input", "request validation failed", errors, code="BAD_USER_INPUT")

@@ -15,7 +15,7 @@ from services.catalog import openapi as doc
 from services.catalog import service
 from services.catalog.cursor import CASES, EVENTS, decode_keyset, encode_keyset
 from services.catalog.hydration import case_answers
-from services.catalog.schemas import INGEST_STATUSES, CaseFilter
+from services.catalog.schemas import INGEST_STATUSES, CaseFilter, ContextEventKind
 from services.catalog.templates import TEMPLATES, Template, template_for
 from services.catalog.views import case_json, revision_json
 from shared import redaction
@@ -310,7 +310,7 @@ async def record_events(
 @router.get("/events")
 async def list_events(
     session: Session,
-    kind: list[str] | None = Query(default=None),
+    kind: list[ContextEventKind] | None = Query(default=None),
     model: str | None = None,
     version: str | None = None,
     data_source: str | None = None,

@@ -270,6 +270,15 @@ async def test_rest_takes_one_event_or_an_array_and_answers_per_item(client, tok
         "environment": {"region": "eu-west-1"},
     }
     assert deployed["id"] == body["results"][0]["id"]
+    # A kind that does not exist is a bad filter (GraphQL refuses it too), not an empty page.
+    by_kind = await client.get(
+        "/catalog/v1/events", params={"kind": ["deploy", "bogus"]}, headers=auth_header(reader)
+    )
+    assert by_kind.status_code == 400 and by_kind.json()["errors"][0]["path"].startswith("kind")
+    by_kind = await client.get(
+        "/catalog/v1/events", params={"model": model, "kind": "deploy"}, headers=auth_header(reader)
+    )
+    assert [e["id"] for e in by_kind.json()["events"]] == [deployed["id"]]
 
 
 async def test_building_search_documents_costs_one_event_query_per_batch(session):
