@@ -340,8 +340,8 @@ async def search_page(request: Request) -> Response:
 
 
 def _facet_view(state: SearchState, result: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Each facet's buckets with their toggle link; a selected value is kept even when the
-    API no longer counts it (so it can be unselected)."""
+    """Each facet's buckets with their toggle link, selected ones first; a selected value is
+    kept even when the API no longer counts it (so it can be unselected)."""
     by_field = {f["field"]: f["buckets"] for f in (result or {}).get("facets", [])}
     out = []
     for name in FACETS:
@@ -351,6 +351,9 @@ def _facet_view(state: SearchState, result: dict[str, Any] | None) -> list[dict[
         buckets += [{"value": v, "count": 0} for v in selected if v not in known]
         if not buckets:
             continue
+        # Selected values first: one picked from far down the list (or no longer counted)
+        # stays in sight, to be seen and unselected.
+        buckets.sort(key=lambda b: b["value"] not in selected)
         url = toggle_urls(state, name)
         out.append(
             {

@@ -158,7 +158,7 @@ async def test_search_page_facets_highlights_sort_and_pages(curator, corpus):
     assert f">{len(corpus.ids)}</strong> cases" in html
     assert len(hit_ids(html)) == 20
     # Facet counts: the AIID cases cycle S0..S4, the AVID ones have none.
-    assert re.search(r'data-value="S0">.*?<span class="count">7</span>', html, re.S)
+    assert re.search(r'data-value="S0"[^>]*>.*?<span class="count">7</span>', html, re.S)
     assert "Content-Security-Policy" in resp.headers
     # Page 2 through the cursor the page links to: the rest, no repeats.
     next_url = re.search(r'id="next-page" rel="next" href="([^"]+)"', html).group(1)
@@ -174,6 +174,11 @@ async def test_search_page_facets_highlights_sort_and_pages(curator, corpus):
     assert 'aria-checked="true" data-value="S0"' in resp.text
     # The severity facet still offers the other values (multi-select counts).
     assert 'aria-checked="false" data-value="S2"' in resp.text
+    # Selected values lead their facet, however far down their counts put them; each value
+    # carries its full text as a tooltip (long ones are cut off on screen).
+    resp = await http.get("/ui/search", params=[("q", corpus.scope), ("f.severity", "S4")])
+    facet = re.search(r'data-field="severity".*?</details>', resp.text, re.S).group(0)
+    assert re.findall(r'data-value="([^"]+)" title="\1"', facet)[0] == "S4"
     # Sort by severity: S0 cases first.
     resp = await http.get("/ui/search", params={"q": corpus.scope, "sort": "severity"})
     first = hit_ids(resp.text)[0]
