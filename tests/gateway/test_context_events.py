@@ -125,7 +125,7 @@ async def test_bad_events_and_windows_are_coded_errors_naming_the_field(client, 
     cases = [
         (
             {"kind": "FEATURE_CHANGE", "scope": {"model": model}, "details": {"feature": "f"}},
-            ["details.newHash"],
+            ["details.new_hash"],  # a key of the JSON value, as sent
         ),
         ({"kind": "DEPLOY", "scope": {"model": model}}, ["scope.version"]),
         (
