@@ -195,7 +195,8 @@ class DocumentAnalysis:
     def _variable(self, name: str) -> Any:
         if name in self.variables:
             return self.variables[name]
-        for definition in self.operation.variable_definitions:
+        # None on an operation declaring no variables; validation reports the undefined one.
+        for definition in self.operation.variable_definitions or ():
             if definition.variable.name.value == name and isinstance(
                 definition.default_value, IntValueNode
             ):

@@ -41,8 +41,9 @@ _seen_names: set[str] = set()
 _CID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
-def operation_label(name: str | None) -> str:
-    if not name or not _NAME.match(name):
+def operation_label(name: object) -> str:
+    # Not always a str: the websocket transport passes a client's operationName unchecked.
+    if not isinstance(name, str) or not _NAME.match(name):
         return "anonymous"
     if name not in _seen_names:
         if len(_seen_names) >= MAX_OPERATION_NAMES:

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import strawberry
+from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -21,10 +22,12 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from services.gateway import graphiql
 from services.gateway import limits as L
@@ -115,6 +118,45 @@ class FailcatSchema(strawberry.Schema):
         subscription results included, before extensions or the transport see the errors."""
         errors[:] = [coded(e) for e in errors]
 
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Any = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """One result, as HTTP answers: never a subscription. strawberry allows subscriptions
+        over POST and GET for its multipart transport (not served here), and graphql-core would
+        then run the subscription field as a plain field (an INTERNAL error). The websocket
+        calls `subscribe`, not this."""
+        allowed = set(OperationType if allowed_operation_types is None else allowed_operation_types)
+        try:
+            return await super().execute(
+                query,
+                variable_values,
+                context_value,
+                root_value,
+                operation_name,
+                allowed - {OperationType.SUBSCRIPTION},
+                operation_extensions,
+            )
+        except InvalidOperationTypeError as e:
+            if e.operation_type is not OperationType.SUBSCRIPTION:
+                raise
+            return ExecutionResult(
+                data=None,
+                errors=[GraphQLError(SUBSCRIPTIONS_NEED_WS, extensions={"code": "BAD_USER_INPUT"})],
+            )
+
+
+SUBSCRIPTIONS_NEED_WS = (
+    "subscriptions are served over a WebSocket only: connect to /graphql with the "
+    "graphql-transport-ws protocol"
+)
+
 
 # strawberry's QueryDepthLimiter and MaxAliasesLimiter build a new rule class per instance,
 # and ValidationCache keys on the rule classes: built per request, they would never hit the
@@ -182,6 +224,24 @@ class FailcatGraphQL(GraphQL):
     async def render_graphql_ide(self, request: Any) -> Response:
         state = request.app.state
         return graphiql.page(state.settings, sign_in=getattr(state, "graphiql_sign_in", False))
+
+    def parse_json(self, data: str | bytes) -> Any:
+        parsed = super().parse_json(data)
+        # strawberry reads any other JSON value with .get() (a 500); a list is its batch (and
+        # refused: batching is off).
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "The GraphQL request must be a JSON object")
+        return parsed
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        # strawberry checks the types of query, variables and extensions, not this one.
+        if isinstance(data, GraphQLRequestData) and not isinstance(data.operation_name, str | None):
+            raise HTTPException(
+                400,
+                "The GraphQL operation's `operationName` must be a string or null, if provided.",
+            )
+        return data
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson.JSONDecodeError subclasses json.JSONDecodeError: bad bodies still get a 400.
