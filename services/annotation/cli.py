@@ -10,7 +10,13 @@ from typing import Any
 
 import orjson
 
+from services.cli.errors import CliError
 from shared.settings import load_settings
+
+# The bootstrap draws of each annotator pair are held in memory at once (resamples x k x k
+# counts): a bound keeps a typo from exhausting memory, far above what a stable 95% interval
+# needs (the default is 1,000).
+MAX_RESAMPLES = 100_000
 
 
 def cmd_import_aiid(args: argparse.Namespace) -> int:
@@ -38,6 +44,9 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     from shared.db import Database
     from shared.security import SYSTEM
 
+    # 0 is allowed: no intervals, only the point estimates.
+    if not 0 <= args.resamples <= MAX_RESAMPLES:
+        raise CliError(f"--resamples {args.resamples}: must be between 0 and {MAX_RESAMPLES:,}")
     settings = load_settings()
 
     async def run() -> dict[str, Any]:
@@ -84,5 +93,10 @@ def add_commands(sub: Any) -> None:
     agr.add_argument("--field", required=True)
     agr.add_argument("--query", default=None, help="only the cases this search matches")
     agr.add_argument("--annotators", default=None, help="comma-separated; default: all")
-    agr.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    agr.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        help=f"bootstrap resamples for the 95%% intervals, 0 (none) to {MAX_RESAMPLES:,}",
+    )
     agr.set_defaults(func=cmd_agreement)

@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import json
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -104,11 +105,31 @@ async def _clients_disable(service: Any, session: AsyncSession, args: argparse.N
 
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("Password: ")
-    if first != getpass.getpass("Repeat: "):
+        line = sys.stdin.readline()
+        if not line:
+            raise CliError("--password-stdin: standard input is empty: pipe the password in")
+        return line.rstrip("\n")
+    first = _prompt("Password: ")
+    if first != _prompt("Repeat: "):
         raise CliError("passwords differ")
     return first
+
+
+def _prompt(text: str) -> str:
+    """A password typed at the terminal. Without one (a script, a service, CI) getpass would
+    warn and read the echoed password from standard input instead: that is refused, and the
+    error says how to give the password without a terminal."""
+    hint = "pipe it in with --password-stdin"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", getpass.GetPassWarning)
+        try:
+            return getpass.getpass(text)
+        except getpass.GetPassWarning:
+            raise CliError(
+                f"a password is needed and there is no terminal to ask: {hint}"
+            ) from None
+        except EOFError:  # Ctrl-D at the prompt
+            raise CliError(f"a password is needed: type it at the prompt, or {hint}") from None
 
 
 async def _users_create(service: Any, session: AsyncSession, args: argparse.Namespace) -> Any:
@@ -175,12 +196,18 @@ def add_commands(subparsers: Any) -> None:
         cmd.set_defaults(func=_run(action))
 
     users = _group(subparsers, "users", "local user accounts")
-    ucreate = users.add_parser("create", help="create a user (password prompted)")
+    ucreate = users.add_parser(
+        "create", help="create a user (password prompted, or --password-stdin)"
+    )
     ucreate.add_argument("--username", required=True)
     ucreate.add_argument("--roles", required=True, help='space separated, e.g. "curator"')
     ucreate.add_argument("--team")
     ucreate.add_argument("--clearance", default="internal")
-    ucreate.add_argument("--password-stdin", action="store_true")
+    ucreate.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input (no prompt)",
+    )
 
     def users_create(args: argparse.Namespace) -> int:
         args.password = _read_password(args)

@@ -138,9 +138,16 @@ class Report:
                 # The item as it was, its errors under the key the bulk route ignores: fix the
                 # file and ingest it again.
                 record = {**item.value, META_KEY: meta}
+            elif item.error is not None:
+                # Nothing could be read: keep what the file held, to be fixed by hand.
+                key = "raw_line" if isinstance(item.raw, str) else "raw_row"
+                record = {META_KEY: meta, key: item.raw}
             else:
                 record = {META_KEY: meta, "value": item.value}
-            self.error_file.write(orjson.dumps(record).decode() + "\n")
+            # A CSV row with more cells than the header has them under the key None ("null");
+            # a Parquet row's values may be dates or bytes (as text).
+            line = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+            self.error_file.write(line.decode() + "\n")
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {status}" for status, n in self.counts.items())

@@ -43,7 +43,10 @@ class Item:
     index: int  # 0-based position among the file's items
     line: int  # 1-based line of the file where the item starts (0: not looked up yet)
     value: Any = None
-    error: str | None = None  # why the line could not be read as JSON
+    error: str | None = None  # why the item could not be read
+    # What the file held for an item that could not be read (the line's text, the row's
+    # cells): the error file keeps it, since there is no value to keep.
+    raw: Any = None
 
 
 def json_error(exc: json.JSONDecodeError) -> str:
@@ -234,7 +237,9 @@ class CaseFile:
                 try:
                     yield Item(index, n, orjson.loads(line.rstrip()))
                 except orjson.JSONDecodeError as exc:
-                    yield Item(index, n, error=json_error(exc))
+                    # Bytes that are not UTF-8 are part of what is wrong: shown as U+FFFD.
+                    text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+                    yield Item(index, n, error=json_error(exc), raw=text)
                 index += 1
 
     def _array_items(self, skip: int = 0) -> Iterator[Item]:
@@ -292,7 +297,7 @@ class CaseFile:
                     try:
                         yield Item(index, start, convert(row))
                     except ValueError as exc:
-                        yield Item(index, start, error=str(exc))
+                        yield Item(index, start, error=str(exc), raw=row)
                 start = reader.line_num + 1
 
     def _parquet(self) -> Any:
@@ -313,11 +318,13 @@ class CaseFile:
                 if index < skip:
                     index += 1
                     continue
+                parsed = {}  # set only once all parse: a row that fails is kept as read
                 try:
                     for name in PARQUET_JSON_COLUMNS & row.keys():
                         if isinstance(row[name], str):
-                            row[name] = orjson.loads(row[name])
+                            parsed[name] = orjson.loads(row[name])
+                    row.update(parsed)
                     yield Item(index, index + 1, row)
                 except orjson.JSONDecodeError as exc:
-                    yield Item(index, index + 1, error=f"{name}: {json_error(exc)}")
+                    yield Item(index, index + 1, error=f"{name}: {json_error(exc)}", raw=row)
                 index += 1

@@ -110,6 +110,15 @@ def _steps(procedure: list[dict[str, Any]]) -> str:
     )
 
 
+def not_a_study(record: dict[str, Any]) -> str | None:
+    """Why `record` is not a case study to import (None: it is): its id is the case's
+    external id, which makes the import idempotent."""
+    study_id = record.get("id")
+    if not isinstance(study_id, str) or not study_id.strip():
+        return "not an ATLAS case study: no 'id' (a string such as AML.CS0000)"
+    return None
+
+
 def study_case(study: dict[str, Any], known: set[str]) -> dict[str, Any]:
     procedure = study.get("procedure") or []
     tactics = list(dict.fromkeys(s["tactic"] for s in procedure if s.get("tactic")))

@@ -203,6 +203,16 @@ def _failure_mode(sep_view: list[str], known: set[str]) -> str | None:
     return None
 
 
+def not_a_report(record: dict[str, Any]) -> str | None:
+    """Why `record` is not a report to import (None: it is): its report id is the case's
+    external id, which makes the import idempotent."""
+    metadata = record.get("metadata")
+    report_id = metadata.get("report_id") if isinstance(metadata, dict) else None
+    if not isinstance(report_id, str) or not report_id.strip():
+        return "not an AVID report: no 'metadata.report_id' (a string such as AVID-2022-R0001)"
+    return None
+
+
 def report_case(report: dict[str, Any], known_modes: set[str]) -> dict[str, Any]:
     """An AVID report as a case in the wire format."""
     affects = report.get("affects") or {}

@@ -22,30 +22,38 @@ from services.cli.errors import CliError
 from shared.settings import load_settings
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """A JSON array, or one JSON object per line (blank lines skipped)."""
+def read_records(
+    path: Path, check: Callable[[dict[str, Any]], str | None] | None = None
+) -> list[dict[str, Any]]:
+    """A JSON array, or one JSON object per line (blank lines skipped). `check(record)` says
+    why a record is not of the importer's kind (None: it is): such a file (often another
+    importer's) is refused by its first bad record's line before anything is stored."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise CliError(f"{path}: {exc.strerror}") from None
+    located: list[tuple[str, Any]] = []  # (where, record): the line, or the array's item
     if raw.lstrip().startswith(b"["):
         try:
             records = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise CliError(f"{path}: not JSON: {exc}") from None
+        located = [(f"{path}: record {n}", r) for n, r in enumerate(records, start=1)]
     else:
-        records = []
         for number, line in enumerate(raw.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                records.append(orjson.loads(line))
+                located.append((f"{path}:{number}", orjson.loads(line)))
             except orjson.JSONDecodeError as exc:
                 raise CliError(f"{path}:{number}: not JSON: {exc.msg}") from None
-    bad = next((i for i, r in enumerate(records, start=1) if not isinstance(r, dict)), None)
-    if bad is not None:
-        raise CliError(f"{path}: record {bad} is not a JSON object")
-    return records
+    for where, record in located:
+        if not isinstance(record, dict):
+            raise CliError(f"{where}: not a JSON object")
+        problem = check(record) if check is not None else None
+        if problem:
+            raise CliError(f"{where}: {problem}")
+    return [record for _, record in located]
 
 
 def _progress(message: str) -> None:
@@ -56,12 +64,13 @@ def _run_import(
     importer: Callable[[Any, list[dict[str, Any]], Any, Any], Awaitable[dict[str, Any]]],
     path: Path,
     action: str,
+    check: Callable[[dict[str, Any]], str | None],
 ) -> int:
     from shared.audit import audit
     from shared.db import Database
     from shared.security import SYSTEM
 
-    records = read_records(path)
+    records = read_records(path, check)
     settings = load_settings()
 
     async def run() -> dict[str, Any]:
@@ -86,15 +95,15 @@ def _run_import(
 
 
 def cmd_import_avid(args: argparse.Namespace) -> int:
-    from services.sharing.avid import import_reports
+    from services.sharing.avid import import_reports, not_a_report
 
-    return _run_import(import_reports, Path(args.file), "sharing.import_avid")
+    return _run_import(import_reports, Path(args.file), "sharing.import_avid", not_a_report)
 
 
 def cmd_import_atlas(args: argparse.Namespace) -> int:
-    from services.sharing.atlas import import_case_studies
+    from services.sharing.atlas import import_case_studies, not_a_study
 
-    return _run_import(import_case_studies, Path(args.file), "sharing.import_atlas")
+    return _run_import(import_case_studies, Path(args.file), "sharing.import_atlas", not_a_study)
 
 
 def cmd_export_avid(args: argparse.Namespace) -> int:
@@ -240,6 +249,30 @@ def cmd_export_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+TRUST_TIMEOUT_S = 10.0
+
+
+def fetch_trusted(url: str) -> bytes:
+    """The JWKS at a --trust URL. A URL that does not answer with it is the operator's to fix,
+    so it is named in one line with what went wrong (not an unexpected error)."""
+    import httpx
+
+    try:
+        resp = httpx.get(url, timeout=TRUST_TIMEOUT_S)
+        resp.raise_for_status()
+    except httpx.HTTPStatusError as exc:
+        answer = exc.response
+        raise CliError(
+            f"--trust {url}: answered {answer.status_code} {answer.reason_phrase}, not the JWKS"
+        ) from None
+    except httpx.TimeoutException:
+        raise CliError(f"--trust {url}: no answer within {TRUST_TIMEOUT_S:g} s") from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        # ConnectError & co: their text says why ("[Errno 111] Connection refused").
+        raise CliError(f"--trust {url}: cannot fetch it: {exc or type(exc).__name__}") from None
+    return resp.content
+
+
 def cmd_import_bundle(args: argparse.Namespace) -> int:
     from services.sharing.bundle import import_verified, read_bundle, trusted_keys
     from shared.db import Database
@@ -247,7 +280,7 @@ def cmd_import_bundle(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     # Everything is checked before the database is opened: a refused bundle stores nothing.
-    verified = read_bundle(Path(args.file), trusted_keys(args.trust))
+    verified = read_bundle(Path(args.file), trusted_keys(args.trust, fetch_trusted))
 
     async def run() -> dict[str, Any]:
         db = Database(settings.catalog_url)
