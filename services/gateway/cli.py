@@ -35,11 +35,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port < 65536:  # 0: any free port
         raise CliError(f"--port {args.port}: must be between 0 and 65535")
+    overrides = {}
     if not os.environ.get("FAILCAT_ISSUER"):
         # Clients find the token endpoint through the issuer's metadata: by default it is
         # the address served here, not another port's (a secret sent to the wrong server).
-        os.environ["FAILCAT_ISSUER"] = default_issuer(args.host, args.port)
-    settings = load_settings()  # fail fast on a bad setting, before any worker starts
+        overrides["issuer"] = default_issuer(args.host, args.port)
+    # Fail fast on a bad setting, before any worker starts.
+    settings = load_settings(**overrides)
     if args.workers < 1:
         raise CliError(f"--workers {args.workers}: must be at least 1")
     if args.workers > 1 and (sqlite_path(settings) is not None or settings.embedded_search):
@@ -67,6 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             print(bootstrap_banner(settings, created), file=sys.stderr, flush=True)
         os.environ["FAILCAT_SERVE_ROLE"] = args.role
+        os.environ["FAILCAT_ISSUER"] = settings.issuer  # the workers read the environment
         uvicorn.run(
             "services.gateway.app:app_from_environment",
             factory=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 
 import pytest
 
@@ -27,14 +28,26 @@ def test_serve_sets_up_json_logs_and_gc_before_serving(
 ):
     import uvicorn
 
+    import services.gateway.app as gateway_app
     from services.gateway.cli import main
 
-    served = []
+    served, built_with = [], []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    create_app = gateway_app.create_app
+    monkeypatch.setattr(
+        gateway_app,
+        "create_app",
+        lambda settings, **kw: built_with.append(settings) or create_app(settings, **kw),
+    )
     monkeypatch.setenv("FAILCAT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("FAILCAT_LOG_LEVEL", "INFO")
+    monkeypatch.delenv("FAILCAT_ISSUER", raising=False)
     assert main(["serve", "--port", "0"]) == 0
     assert served and gc.get_threshold() == GC_THRESHOLDS
+    # The default issuer is this server's address, given to the app, not left in the
+    # environment for whatever reads settings next in this process.
+    assert [s.issuer for s in built_with] == ["http://127.0.0.1:0"]
+    assert "FAILCAT_ISSUER" not in os.environ
     [handler] = logging.getLogger().handlers
     assert isinstance(handler.formatter, JsonFormatter)
 
