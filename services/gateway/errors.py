@@ -13,6 +13,8 @@ import uuid
 
 from graphql import GraphQLError
 from pydantic import ValidationError
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from services.catalog.ingest import pydantic_errors
 from shared.db import database_error
@@ -82,7 +84,12 @@ def coded(error: GraphQLError) -> GraphQLError:
         ext["code"] = "BAD_USER_INPUT"
         ext["errors"] = _field_errors(pydantic_errors(original))
         return _rebuilt(error, "invalid input", ext)
-    if original is None or isinstance(original, GraphQLError):
+    # strawberry's refusals of the request (no query, an operationName naming no operation):
+    # HTTP answers them 400; the websocket passes them here. The error keeps its original, by
+    # which strawberry's websocket handler closes with 4400 for an unknown operation.
+    if original is None or isinstance(
+        original, GraphQLError | MissingQueryError | CannotGetOperationTypeError
+    ):
         ext.setdefault("code", "BAD_USER_INPUT")  # parse, validation, permission, limits
         error.extensions = ext
         return error

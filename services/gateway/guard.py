@@ -211,6 +211,18 @@ def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionN
     return next((o for o in ops if o.name and o.name.value == name), None)
 
 
+def _one_operation_or_named(document: DocumentNode, provided_name: str | None) -> None:
+    """The spec's GetOperation: a document of several operations needs an operationName.
+    strawberry runs the first named one instead (its ExecutionContext.operation_name falls
+    back to it). Several with an anonymous one are left to validation, which names it."""
+    ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if provided_name is None and len(ops) > 1 and all(o.name for o in ops):
+        raise GraphQLError(
+            "Must provide operation name if query contains multiple operations.",
+            extensions={"code": "BAD_USER_INPUT"},
+        )
+
+
 def check_document(
     schema: GraphQLSchema,
     document: DocumentNode,
@@ -300,6 +312,7 @@ class DocumentGuard(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
         if ctx.graphql_document is not None:
+            _one_operation_or_named(ctx.graphql_document, ctx._provided_operation_name)
             _passed.check(
                 ctx.schema._schema, ctx.graphql_document, ctx.variables, ctx.operation_name
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -25,8 +26,10 @@ from strawberry.extensions import (
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.schema import StreamResult
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from services.gateway import graphiql
@@ -56,7 +59,7 @@ from services.gateway.search import types as search_types
 from services.gateway.search.queries import SearchQuery
 from services.gateway.sharing.mutations import SharingMutation
 from services.gateway.sharing.queries import SharingQuery
-from services.gateway.subscriptions import Subscription
+from services.gateway.subscriptions import Subscription, TransportWSHandler
 from services.gateway.transaction import TransactionExtension
 from shared.errors import FailcatError
 from shared.security import Scope
@@ -151,6 +154,48 @@ class FailcatSchema(strawberry.Schema):
                 errors=[GraphQLError(SUBSCRIPTIONS_NEED_WS, extensions={"code": "BAD_USER_INPUT"})],
             )
 
+    async def stream(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+        allowed_operation_types: Any = None,
+    ) -> StreamResult:
+        """The websocket's entry. strawberry's stream lets what an extension raises before the
+        first result escape (the parser cache's syntax error, the token limit, the document
+        guard's refusals): the websocket then answered a bare `complete`. execute answers
+        those as errors; here they are the stream's one result, as strawberry's own
+        pre-execution errors are (a syntax error closes the socket with 4400, others are an
+        `error` message)."""
+        source = await super().stream(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            operation_extensions,
+            allowed_operation_types,
+        )
+        return self._refusals_as_results(source)
+
+    async def _refusals_as_results(self, source: StreamResult) -> StreamResult:
+        started = False
+        async with aclosing(source):
+            try:
+                async for result in source:
+                    started = True
+                    yield result
+            except Exception as e:
+                if started:
+                    raise
+                error = e if isinstance(e, GraphQLError) else GraphQLError(str(e), original_error=e)
+                errors = [error]
+                self.process_errors(errors)
+                yield PreExecutionError(data=None, errors=errors)
+
 
 SUBSCRIPTIONS_NEED_WS = (
     "subscriptions are served over a WebSocket only: connect to /graphql with the "
@@ -209,6 +254,8 @@ class FailcatGraphQL(GraphQL):
     FastAPI router would resolve its context through FastAPI's dependency injection on every
     request (a few hundred microseconds) and keeps each request's sub-response on the shared
     router instance."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
 
     async def get_context(self, request: HTTPConnection, response: Any) -> Context:
         ctx = Context(request)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from datetime import datetime
+from typing import Any
 
 import strawberry
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
 from strawberry.types import Info
 
 from services.catalog import service
@@ -66,6 +70,51 @@ async def _visible(info: Info, events: list[CaseEvent]) -> dict[str, object]:
     session = await info.context.session()
     rows = await service.get_cases(session, [e.case_id for e in events], info.context.principal)
     return {c.id: c for c in rows}
+
+
+def _invalid_message(message: object) -> str | None:
+    """Why a graphql-transport-ws client message is malformed, or None. strawberry reads a
+    message's fields unchecked: anything but an object crashed the connection (closed without
+    a code), a `subscribe` with a non-string id, a payload that is not an object or a
+    non-string query, variables or operationName ended in a bare `complete` or an INTERNAL
+    error. The rules are the protocol's (graphql-ws's validateMessage)."""
+    if not isinstance(message, dict):
+        return "Invalid message: not a JSON object"
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        return "Invalid message: `type` must be a string"
+    if kind == "connection_init":
+        if not isinstance(message.get("payload"), dict | None):
+            return "Invalid connection init payload"
+    elif kind in ("subscribe", "complete"):
+        if not isinstance(message.get("id"), str) or not message["id"]:
+            return f"Invalid message: `{kind}` needs an `id`, a non-empty string"
+        if kind == "subscribe":
+            payload = message.get("payload")
+            if not isinstance(payload, dict):
+                return "Invalid message: `subscribe` needs a `payload` object"
+            if not isinstance(payload.get("query"), str):
+                return "Invalid message: the payload's `query` must be a string"
+            for key in ("variables", "extensions"):
+                if not isinstance(payload.get(key), dict | None):
+                    return f"Invalid message: the payload's `{key}` must be an object or null"
+            if not isinstance(payload.get("operationName"), str | None):
+                return "Invalid message: the payload's `operationName` must be a string or null"
+    return None
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler):
+    """strawberry's graphql-transport-ws handler, refusing malformed messages with 4400."""
+
+    async def handle_message(self, message: Any) -> None:
+        reason = _invalid_message(message)
+        if reason is not None:
+            await self.handle_invalid_message(reason)
+            return
+        if message["type"] == "connection_init" and message.get("payload") is None:
+            # The protocol's payload is optional and nullable; strawberry refuses a null one.
+            message = {**message, "payload": {}}
+        await super().handle_message(message)
 
 
 # How often an idle subscription re-checks its token (expiry, revocation).

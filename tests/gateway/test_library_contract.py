@@ -26,7 +26,10 @@ from graphql.execution.middleware import MiddlewareManager
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.types import Info
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.types import ExecutionContext, Info
 from strawberry.types.field import StrawberryField
 
 from services.gateway import context, execution
@@ -122,6 +125,20 @@ def test_what_the_fast_paths_read_from_strawberry() -> None:
     assert {"_raw_info", "_field"} <= info_fields, f"strawberry's Info takes {info_fields} now"
     for attr in ("fragments", "field_nodes"):
         assert attr in GraphQLResolveInfo._fields, f"GraphQLResolveInfo.{attr} is gone"
+
+
+def test_what_the_guard_and_websocket_handler_read_from_strawberry() -> None:
+    """The guard reads the operationName as sent (ExecutionContext.operation_name falls back
+    to the first operation's); the websocket handler overrides handle_message."""
+    named = ExecutionContext(query="query A { a }", schema=None, allowed_operations=())  # type: ignore[arg-type]
+    assert hasattr(named, "_provided_operation_name"), (
+        "strawberry's ExecutionContext no longer keeps _provided_operation_name: the guard's "
+        "'Must provide operation name' check would fail every request"
+    )
+    for name in ("handle_message", "handle_invalid_message"):
+        assert name in vars(BaseGraphQLTransportWSHandler), (
+            f"strawberry's graphql-transport-ws handler no longer has {name}"
+        )
 
 
 async def test_dataloader_cache_map_holds_the_futures() -> None:

@@ -93,3 +93,36 @@ async def test_a_subscription_over_get_points_to_the_websocket(client, reader):
         "/graphql", params={"query": "{ __typename }"}, headers=auth_header(reader)
     )
     assert resp.status_code == 400, resp.text
+
+
+async def test_several_operations_and_no_operation_name_is_graphql_cores_error(client, reader):
+    """strawberry ran the first named operation; the spec (and graphql-core) ask for a name."""
+    query = "query A { __typename } query B { __typename }"
+    body = (await post(client, reader, f'{{"query": "{query}"}}')).json()
+    assert body.get("data") is None, body
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["message"] == (
+        "Must provide operation name if query contains multiple operations."
+    )
+    named = await post(client, reader, f'{{"query": "{query}", "operationName": "B"}}')
+    assert named.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_two_anonymous_operations_are_a_validation_error(client, reader):
+    body = (await post(client, reader, '{"query": "{ __typename } { __typename }"}')).json()
+    assert body.get("data") is None, body
+    assert codes(body) == ["BAD_USER_INPUT", "BAD_USER_INPUT"], body
+    assert body["errors"][0]["message"] == (
+        "This anonymous operation must be the only defined operation."
+    )
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_an_operation_name_naming_no_operation_is_a_400(client, reader, method):
+    params = {"query": "query A { __typename }", "operationName": "Z"}
+    if method == "POST":
+        resp = await client.post("/graphql", json=params, headers=auth_header(reader))
+    else:
+        resp = await client.get("/graphql", params=params, headers=auth_header(reader))
+    assert resp.status_code == 400, resp.text
+    assert 'Unknown operation named "Z"' in resp.text

@@ -182,3 +182,133 @@ async def test_a_revoked_token_ends_its_subscription(ws_url, client, app):
         [error] = message["payload"]["errors"]
         assert error["extensions"]["code"] == "UNAUTHENTICATED" and "revoked" in error["message"]
         assert json.loads(await asyncio.wait_for(ws.recv(), 5.0))["type"] == "complete"
+
+
+async def closed_with(ws):
+    """The close frame the server sends next (messages before it are skipped)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await asyncio.wait_for(ws.recv(), 5.0)
+    assert closed.value.rcvd is not None, "closed without a close frame (the handler crashed)"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+def subscribe(payload, sub_id="1"):
+    return json.dumps({"id": sub_id, "type": "subscribe", "payload": payload})
+
+
+MALFORMED = {
+    "not JSON": ("{nope", 4400),
+    "a JSON list": ("[1, 2]", 4400),
+    "a JSON string": ('"hello"', 4400),
+    "a JSON number": ("5", 4400),
+    "JSON null": ("null", 4400),
+    "no type": ('{"id": "1"}', 4400),
+    "a type that is not a string": ('{"type": ["subscribe"]}', 4400),
+    "an unknown type": ('{"type": "bogus"}', 4400),
+    "a server message": ('{"type": "next", "id": "1", "payload": {}}', 4400),
+    "a subscribe without an id": (json.dumps({"type": "subscribe", "payload": {}}), 4400),
+    "a subscribe with a list id": (json.dumps({"type": "subscribe", "id": [1]}), 4400),
+    "a subscribe with a number id": (subscribe({"query": EVENTS}, sub_id=7), 4400),
+    "a subscribe without a payload": ('{"type": "subscribe", "id": "1"}', 4400),
+    "a subscribe with a null payload": (subscribe(None), 4400),
+    "a subscribe with a string payload": (subscribe("x"), 4400),
+    "a subscribe without a query": (subscribe({}), 4400),
+    "a query that is not a string": (subscribe({"query": 5}), 4400),
+    "variables that are a list": (subscribe({"query": EVENTS, "variables": [1]}), 4400),
+    "an operationName that is a number": (subscribe({"query": EVENTS, "operationName": 3}), 4400),
+    "a complete with a list id": ('{"type": "complete", "id": [1]}', 4400),
+    "a second connection_init": ('{"type": "connection_init"}', 4429),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+async def test_a_malformed_message_closes_with_the_protocols_code(ws_url, token_for, case):
+    message, code = MALFORMED[case]
+    token = await token_for("cases:read")
+    async with connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(message)
+        assert (await closed_with(ws))[0] == code
+
+
+async def test_a_duplicate_subscriber_id_is_4409(ws_url, token_for):
+    async with subscribed(ws_url, await token_for("cases:read"), {}) as ws:
+        await ws.send(subscribe({"query": EVENTS}))
+        assert await closed_with(ws) == (4409, "Subscriber for 1 already exists")
+
+
+async def test_a_subscribe_before_connection_init_is_4401(ws_url):
+    async with connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(subscribe({"query": EVENTS}))
+        assert await closed_with(ws) == (4401, "Unauthorized")
+
+
+async def test_a_null_connection_init_payload_is_allowed_and_unauthenticated(ws_url):
+    """The protocol's payload is optional and nullable: no token (4403), not a bad message."""
+    async with connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send('{"type": "connection_init", "payload": null}')
+        assert (await closed_with(ws))[0] == 4403
+
+
+async def answer(ws, sub_id):
+    """The next message for operation `sub_id` (other tests' case events may come first)."""
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 5.0))
+        if message.get("id") == sub_id:
+            return message
+
+
+async def operation_errors(ws, payload):
+    await ws.send(subscribe(payload, sub_id="doc"))
+    message = await answer(ws, "doc")
+    assert message["type"] == "error", message
+    return message["payload"]
+
+
+async def test_bad_documents_are_errors_not_internal_or_a_bare_complete(ws_url, token_for):
+    """Each answered on the same connection: a bad document ends its operation, not the
+    socket (a syntax error or an unknown operation excepted, below)."""
+    async with subscribed(ws_url, await token_for("cases:read"), {}) as ws:
+        two_named = "query A { __typename } query B { __typename }"
+        [error] = await operation_errors(ws, {"query": two_named})
+        assert error["message"] == (
+            "Must provide operation name if query contains multiple operations."
+        )
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        errors = await operation_errors(ws, {"query": "{ __typename } { __typename }"})
+        assert {e["message"] for e in errors} == {
+            "This anonymous operation must be the only defined operation."
+        }
+        assert {e["extensions"]["code"] for e in errors} == {"BAD_USER_INPUT"}
+        # The document guard's refusal (raised by an extension) was a bare `complete`.
+        directives = "{ __typename " + "@include(if: true) " * (L.MAX_DIRECTIVES + 1) + "}"
+        [error] = await operation_errors(ws, {"query": directives})
+        assert error["extensions"]["limit"] == "max_directives"
+        [error] = await operation_errors(ws, {"query": ""})
+        assert error["extensions"]["code"] == "BAD_USER_INPUT" and "query" in error["message"]
+        # The connection still serves.
+        await ws.send(subscribe({"query": "query A { __typename }", "operationName": "A"}, "ok"))
+        message = await answer(ws, "ok")
+        assert message == {"id": "ok", "type": "next", "payload": {"data": {"__typename": "Query"}}}
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"query": "{"}, "Syntax Error: Expected Name, found <EOF>."),
+        ({"query": "{ " + "__typename " * (L.MAX_TOKENS + 1) + "}"}, f"more than {L.MAX_TOKENS}"),
+        ({"query": "query A { __typename }", "operationName": "Z"}, 'Unknown operation named "Z".'),
+    ],
+)
+async def test_an_unreadable_document_closes_with_4400_and_the_reason(
+    ws_url, token_for, payload, reason
+):
+    """strawberry's rule for the document that names no operation to run (HTTP answers 400):
+    these were a bare `complete` (syntax, token limit) or an INTERNAL error (unknown name)."""
+    async with subscribed(ws_url, await token_for("cases:read"), {}) as ws:
+        await ws.send(subscribe(payload, sub_id="doc"))
+        code, got = await closed_with(ws)
+        assert code == 4400 and reason in got
