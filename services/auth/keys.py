@@ -23,7 +23,7 @@ from shared.errors import Unavailable
 from shared.settings import Settings
 
 ALG = "ES256"
-# Tokens are checked against `exp` with this leeway, so old keys stay published a bit longer.
+# Old keys stay published this long past the last token they signed (clock skew, caches).
 RETIRE_MARGIN = timedelta(seconds=120)
 
 

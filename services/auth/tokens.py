@@ -16,7 +16,7 @@ from typing import Any
 
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from joserfc import jws
-from joserfc.errors import JoseError
+from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
 from services.auth.credentials import new_secret
@@ -24,7 +24,11 @@ from services.auth.keys import ALG, KeyRing
 from shared.errors import Unauthenticated
 from shared.security import Principal, Sensitivity
 
-# Clock skew tolerated between the processes that mint and check tokens.
+# Clock skew tolerated between the processes that mint and check tokens: on `iat` (a token
+# minted by a process whose clock runs ahead is not "issued in the future"), never on `exp`.
+# A token is dead at its exp everywhere: introspection (RFC 7662) and a subscription's recheck
+# say so then, and the revocation set forgets a revoked jti then; a leeway on exp let a token
+# work for LEEWAY_S after introspection called it inactive, a revoked one included.
 LEEWAY_S = 30
 TYP_VALUES = frozenset({"at+jwt", "application/at+jwt"})
 # Headers that tell a verifier where to find a key. We only ever verify with our own keys, so
@@ -103,6 +107,15 @@ class MissingToken(Unauthenticated):
 VERIFIED_TOKENS_KEPT = 4096
 
 
+class _ClaimsRegistry(JWTClaimsRegistry):
+    """joserfc's registry, its leeway kept off `exp` (see LEEWAY_S)."""
+
+    def validate_exp(self, value: object) -> None:
+        super().validate_exp(value)  # the type, and the check with the leeway
+        if value <= self.now:  # type: ignore[operator]  a number: checked above
+            raise ExpiredTokenError("exp")
+
+
 class TokenValidator:
     """Checks a bearer JWT against the cached key ring; knows nothing about the database."""
 
@@ -119,7 +132,7 @@ class TokenValidator:
         self._on_unknown_kid = on_unknown_kid
         # token -> (the key that verified it, its claims): _verified_claims.
         self._verified: dict[str, tuple[Any, dict[str, Any]]] = {}
-        self._claims = JWTClaimsRegistry(
+        self._claims = _ClaimsRegistry(
             leeway=LEEWAY_S,
             iss={"essential": True, "value": issuer},
             aud={"essential": True, "value": audience},

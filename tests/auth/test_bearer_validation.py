@@ -92,6 +92,18 @@ async def test_expired_token(resource, forge):
     assert "expired" in www
 
 
+async def test_the_leeway_covers_iat_not_exp(resource, forge):
+    """Clock skew between the minting and the checking process: a token minted a few seconds
+    "in the future" is accepted; one past its exp is not, as introspection says (RFC 7662)."""
+    from services.auth.tokens import LEEWAY_S
+
+    now = int(time.time())
+    skewed = forge(iat=now + LEEWAY_S // 2)
+    assert (await resource.get("/cases", headers=bearer(skewed))).status_code == 200
+    just_expired = forge(exp=now - 1, iat=now - 600)
+    assert "expired" in _invalid(await resource.get("/cases", headers=bearer(just_expired)))
+
+
 async def test_not_yet_valid_token(resource, forge):
     now = int(time.time())
     _invalid(await resource.get("/cases", headers=bearer(forge(iat=now + 600, exp=now + 1200))))

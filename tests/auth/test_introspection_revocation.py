@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
+from joserfc import jwt
+
+from services.auth import tokens
+from services.auth.keys import ALG
+from services.auth.models import IssuedAccessToken
+from services.auth.tokens import unverified_claims
 from tests.auth.builders import bearer, register
 
 
@@ -135,3 +142,48 @@ async def test_revocation_reaches_another_process_within_the_poll_interval(clien
     finally:
         await other.close()
         await db.dispose()
+
+
+async def _expired_within_leeway(app, client, c, seconds_ago: int = 10) -> str:
+    """A token of `c` whose exp passed `seconds_ago` (less than tokens.LEEWAY_S) ago: its
+    claims re-signed with the service's signing key, its row's expiry moved to match."""
+    claims = unverified_claims(await _token(client, c))
+    now = int(time.time())
+    claims.update(exp=now - seconds_ago, iat=now - 600)
+    assert seconds_ago < tokens.LEEWAY_S
+    ring = app.state.auth.ring()
+    header = {"alg": ALG, "typ": "at+jwt", "kid": ring.signing_kid}
+    token = jwt.encode(header, claims, ring.signing_keys, algorithms=[ALG], default_type=None)
+    async with app.state.db.transaction() as s:
+        row = await s.get(IssuedAccessToken, claims["jti"])
+        row.expires_at = datetime.fromtimestamp(claims["exp"], UTC)
+    return token
+
+
+async def test_a_token_just_past_exp_is_refused_where_introspection_says_inactive(
+    client, app, resource
+):
+    """Introspection reported such a token inactive (RFC 7662) while resource servers still
+    accepted it for LEEWAY_S: exp is now checked without the leeway on both sides."""
+    c = await register(app)
+    token = await _expired_within_leeway(app, client, c)
+    intro = await client.post(
+        "/oauth/introspect", data={"token": token}, auth=(c.client_id, c.secret)
+    )
+    assert intro.json() == {"active": False}
+    resp = await resource.get("/cases", headers=bearer(token))
+    assert resp.status_code == 401, resp.text
+    assert 'error_description="token expired"' in resp.headers["www-authenticate"]
+
+
+async def test_a_revoked_token_is_not_accepted_again_once_past_exp(client, app, resource):
+    """The revocation set forgets a jti at its exp; with the leeway, the token then worked
+    again until exp + LEEWAY_S."""
+    c = await register(app)
+    token = await _expired_within_leeway(app, client, c)
+    revoked = await client.post(
+        "/oauth/revoke", data={"token": token}, auth=(c.client_id, c.secret)
+    )
+    assert revoked.status_code == 200
+    await app.state.auth.refresh_revocations()  # the poll: prunes what is past its exp
+    assert (await resource.get("/cases", headers=bearer(token))).status_code == 401
