@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_s: float = Field(default=60.0, gt=0)
     # Off only to measure what auditing reads costs (benchmarks/audit.py); never in production.
     audit_reads: bool = True
+    # May escalation webhooks post to loopback, private or link-local addresses? Unset: yes in
+    # development (receivers on localhost), no in production (a rule cannot make the server
+    # reach its own network's internal services).
+    webhook_private_destinations: bool | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -85,6 +89,12 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def private_webhooks_allowed(self) -> bool:
+        if self.webhook_private_destinations is not None:
+            return self.webhook_private_destinations
+        return not self.production
 
 
 def load_settings(**overrides: object) -> Settings:

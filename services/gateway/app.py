@@ -68,7 +68,9 @@ def create_app(settings: Settings | None = None, role: str = "all") -> FastAPI:
             app.state.graphiql_sign_in = await ensure_sign_in(auth, settings)
         tasks = []
         if search is not None:
-            app.state.escalation = attach_escalation(db, search)
+            app.state.escalation = attach_escalation(
+                db, search, allow_private=settings.private_webhooks_allowed
+            )
         if search is not None and settings.run_indexer_in_process:
             from services.audit.service import run_checkpoints
 

@@ -136,7 +136,8 @@ def cmd_worker(_: argparse.Namespace) -> int:
 
         db = Database(settings.catalog_url)
         search = await SearchService.start(settings, db)
-        sender = attach(db, search)  # escalation rules judged as cases are indexed
+        # Escalation rules are judged as cases are indexed.
+        sender = attach(db, search, allow_private=settings.private_webhooks_allowed)
         jobs = []
         if settings.retention_interval_s > 0:
             jobs.append(asyncio.create_task(retention_loop(db, settings.retention_interval_s)))

@@ -17,12 +17,15 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import random
+import socket
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -116,6 +119,29 @@ def ticket_url_of(response: Any) -> str | None:
     return None
 
 
+async def private_destination(url: str) -> str | None:
+    """Why `url` must not be posted to, when its host is or resolves to an address that is
+    not public (loopback, private, link-local, reserved): a rule must not make the server
+    reach its own network's services. None when every address is public, or when the name
+    does not resolve (the POST then fails and says so). A name that resolves differently
+    between this check and the connection is not caught (ESCALATION.md, known limits)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError):
+        return None
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0])
+        if not address.is_global:
+            return (
+                f"refused: {host} is {address}, not a public address "
+                "(FAILCAT_WEBHOOK_PRIVATE_DESTINATIONS allows it)"
+            )
+    return None
+
+
 class Dispatcher:
     """The background sender (the API process's, or `failcat worker`'s)."""
 
@@ -125,8 +151,11 @@ class Dispatcher:
         search: Any = None,
         policy: DeliveryPolicy | None = None,
         client: httpx.AsyncClient | None = None,
+        *,
+        allow_private: bool = True,
     ) -> None:
         self.db = db
+        self.allow_private = allow_private
         self.search = search
         self.policy = policy or DeliveryPolicy()
         self._client = client
@@ -194,6 +223,8 @@ class Dispatcher:
             "X-Failcat-Event": "escalation.fired",
         }
         started = time.perf_counter()
+        if not self.allow_private and (refusal := await private_destination(row.url)):
+            return Outcome(None, refusal, 0.0)
         client = await self.client()
         try:
             resp = await client.post(

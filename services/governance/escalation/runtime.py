@@ -9,7 +9,13 @@ from services.governance.escalation.delivery import DeliveryPolicy, Dispatcher
 from shared.db import Database
 
 
-def attach(db: Database, search: Any, policy: DeliveryPolicy | None = None) -> Dispatcher:
+def attach(
+    db: Database,
+    search: Any,
+    policy: DeliveryPolicy | None = None,
+    *,
+    allow_private: bool = True,
+) -> Dispatcher:
     """Judge rules on every batch `search` indexes; the sender to run beside its indexer."""
     search.on_indexed(service.on_indexed)
-    return Dispatcher(db, search, policy)
+    return Dispatcher(db, search, policy, allow_private=allow_private)

@@ -564,3 +564,40 @@ async def test_a_disabled_rule_does_not_fire_until_enabled_again(
     target = f"escalation_rule:{rule['id']}"
     assert await _audited(db, "escalation.rule_disabled", target) == 1
     assert await _audited(db, "escalation.rule_enabled", target) == 1
+
+
+async def test_a_private_destination_is_refused_when_only_public_ones_are_allowed(
+    client, db, tokens, receiver, fast_sender
+):
+    # Production's default: a rule cannot make the server post into its own network.
+    fast_sender.allow_private = False
+    try:
+        curator, model = tokens["curator"], a_name("ssrf")
+        rule, _ = await create_rule(
+            client,
+            curator,
+            {
+                "name": a_name("internal"),
+                "kind": "THRESHOLD",
+                "query": f"model:{model}",
+                "threshold": 1,
+                "windowMinutes": 60,
+                "webhookUrl": receiver.url,
+            },
+        )
+        ids = await ingest(client, curator, cases(model, [("S1", _ago(datetime.now(UTC), 1))]))
+        await indexed(db, ids)
+
+        async def dead():
+            [d] = await deliveries(client, curator, rule["name"])
+            return d if d["status"] == "DEAD_LETTER" else None
+
+        letter = await eventually(dead, 30, "the refused delivery")
+        assert letter["attempts"] == 3
+        assert all(
+            a["statusCode"] is None and "refused: 127.0.0.1 is 127.0.0.1" in a["error"]
+            for a in letter["log"]
+        )
+        assert receiver.received == []  # not one request reached the loopback receiver
+    finally:
+        fast_sender.allow_private = True
