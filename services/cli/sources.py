@@ -188,9 +188,20 @@ class CaseFile:
             return self._parquet().metadata.num_rows
         if self.stream is not None:
             return None
+        if self.kind == "csv":
+            # Records, not lines: a quoted cell may hold newlines (incident write-ups do).
+            # Empty rows are skipped as csv.DictReader skips them; the header is not an item.
+            # Only for progress: what cannot be read is reported when the rows are read.
+            with io.TextIOWrapper(
+                self._open(), encoding="utf-8", errors="replace", newline=""
+            ) as text:
+                try:
+                    n = sum(1 for row in csv.reader(text) if row)
+                except csv.Error:
+                    return None
+            return max(n - 1, 0)
         with self._open() as fh:
-            n = sum(1 for line in fh if line.strip())
-        return n - 1 if self.kind == "csv" and n else n
+            return sum(1 for line in fh if line.strip())
 
     def _load_array(self) -> list[Any]:
         if self._array is None:

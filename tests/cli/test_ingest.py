@@ -267,6 +267,21 @@ async def test_progress_bar_on_request_and_quiet_in_json_mode(
     assert json.loads(out) == counts(duplicate=250)
 
 
+async def test_csv_progress_counts_records_not_lines(monkeypatch, settings, capsys, tmp_path):
+    """Real incident write-ups hold newlines: a quoted cell spans lines, and is one record."""
+    path = tmp_path / "incidents.csv"
+    records = aiid_csv(path, 200, start=480)
+    assert sum(r["description"].count("\n") for r in records) >= 3
+    (tmp_path / "m.yaml").write_text(MAPPING % unique_source("csv-progress"))
+    code, out, err = await in_process(
+        monkeypatch, settings, capsys, "ingest", str(path), "--mapping", str(tmp_path / "m.yaml"),
+        "--batch", "150",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out) == counts(created=200)
+    assert "ingested 150/200\ningested 200/200\n" in err, err
+
+
 # --- resume -------------------------------------------------------------------------------
 def interrupting_sink(after_batches: int, exc: BaseException):
     """The real local sink, interrupted once `after_batches` batches were stored: the last of
