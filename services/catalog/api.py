@@ -54,18 +54,25 @@ async def read_limited_body(request: Request, limit: int = L.MAX_REQUEST_BYTES) 
     return b"".join(chunks)
 
 
-def parse_items(body: bytes, content_type: str) -> list[Any]:
-    """A JSON array, or NDJSON (one item a line). A bad NDJSON line becomes an invalid item."""
+def parse_items(body: bytes, content_type: str) -> tuple[list[Any], list[int] | None]:
+    """A JSON array, or NDJSON (one item a line) with each item's line: 1-based in the body
+    as a reader counts it, blank lines included. A bad NDJSON line becomes an invalid item."""
     if "ndjson" in content_type or "jsonlines" in content_type:
         items: list[Any] = []
-        for n, line in enumerate(body.splitlines(), start=1):
+        lines: list[int] = []
+        # Lines end at \n only (a \r\n's \r is stripped as whitespace), as the CLI and an
+        # editor count them: bytes.splitlines also splits at a lone \r, which is JSON
+        # whitespace inside an item, and so broke such an item in two.
+        for n, line in enumerate(body.split(b"\n"), start=1):
             if not line.strip():
                 continue
+            lines.append(n)
             try:
                 items.append(orjson.loads(line))
             except orjson.JSONDecodeError as exc:
-                items.append(_BadLine(n, str(exc)))
-        return items
+                # orjson's message says "line 1" (of the one line it was given): the column only.
+                items.append(_BadLine(n, f"invalid JSON at column {exc.colno}: {exc.msg}"))
+        return items, lines
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -75,7 +82,7 @@ def parse_items(body: bytes, content_type: str) -> list[Any]:
             "body must be a JSON array of cases (or NDJSON)",
             [FieldError("$", f"expected an array, got {type(value).__name__}")],
         )
-    return value
+    return value, None
 
 
 class _BadLine:
@@ -111,7 +118,7 @@ async def bulk_ingest(
     principal: Principal = Depends(require(Scope.CASES_INGEST)),
 ) -> Response:
     body = await read_limited_body(request)
-    items = parse_items(body, request.headers.get("content-type", ""))
+    items, lines = parse_items(body, request.headers.get("content-type", ""))
     check_item_count(len(items))
     bad = {i: it for i, it in enumerate(items) if isinstance(it, _BadLine)}
     good_index = [i for i in range(len(items)) if i not in bad]
@@ -132,6 +139,10 @@ async def bulk_ingest(
             "status": "invalid",
             "errors": [{"path": "$", "message": f"line {b.line}: {b.message}"}],
         }
+    if lines is not None:
+        # An NDJSON item is named by its line too: its index skips the blank lines.
+        for r, n in zip(out, lines, strict=True):
+            r["line"] = n
     counts = dict.fromkeys(INGEST_STATUSES, 0)
     for r in out:
         counts[r["status"]] += 1

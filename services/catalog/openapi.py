@@ -97,7 +97,8 @@ BULK_REQUEST = {
             "Captured cases in the wire format: a JSON array, or NDJSON (one case a line) with "
             f"Content-Type application/x-ndjson. At most {L.MAX_ITEMS_PER_REQUEST} items and "
             f"{L.MAX_REQUEST_BYTES} bytes; an invalid item is answered `invalid` by index "
-            "and field, the others are stored."
+            "and field, the others are stored. NDJSON results also carry each item's `line` "
+            "(1-based, blank lines counted)."
         ),
         "content": {
             "application/json": {

@@ -236,6 +236,8 @@ INGEST_STATUSES: tuple[str, ...] = IngestStatus.__args__
 
 class ItemResult(BaseModel):
     index: int
+    # An NDJSON body's items only: the item's line in the body (1-based, blank lines counted).
+    line: int | None = None
     status: IngestStatus
     id: str | None = None
     errors: list[dict[str, str]] | None = None

@@ -124,6 +124,48 @@ async def test_ndjson_with_a_broken_line(client, ingest_headers):
     assert out["results"][1]["errors"][0]["message"].startswith("line 2:")
 
 
+async def test_ndjson_results_name_the_line_as_counted_in_the_body(client, ingest_headers):
+    """Blank and whitespace-only lines, CRLF endings and a trailing newline do not shift the
+    line an item is named by; an item refused by validation is named by its line too (its
+    index skips the blank lines)."""
+    cases = unique(aiid_cases(4))
+    cases[2]["confidence"] = 7
+    body = (
+        b"\n   \t\n"  # lines 1-2: blank
+        + orjson.dumps(cases[0])  # line 3
+        + b"\r\n\r\n"  # line 4: blank (CRLF)
+        + b'{"model": \n'  # line 5: cut short
+        # line 6: a lone \r is JSON whitespace inside the item, not a line end
+        + orjson.dumps(cases[1]).replace(b',"summary"', b',\r"summary"', 1)
+        + b"\n"
+        + orjson.dumps(cases[2])  # line 7: confidence out of range
+        + b"\n\n"
+        + orjson.dumps(cases[3])  # line 9
+        + b"\n"
+    )
+    resp = await client.post(
+        BULK, content=body, headers={**ingest_headers, "Content-Type": "application/x-ndjson"}
+    )
+    results = resp.json()["results"]
+    assert [(r["index"], r["line"], r["status"]) for r in results] == [
+        (0, 3, "created"),
+        (1, 5, "invalid"),
+        (2, 6, "created"),
+        (3, 7, "invalid"),
+        (4, 9, "created"),
+    ]
+    # orjson's own "line 1 column 7" (of the one line it parsed) is not repeated.
+    assert results[1]["errors"] == [
+        {"path": "$", "message": "line 5: invalid JSON at column 11: unexpected end of data"}
+    ]
+    assert results[3]["errors"] == [
+        {"path": "confidence", "message": "Input should be less than or equal to 1"}
+    ]
+    # A JSON array's items are named by index alone.
+    again = await client.post(BULK, json=cases, headers=ingest_headers)
+    assert all("line" not in r for r in again.json()["results"])
+
+
 async def test_too_many_items_is_413_naming_the_limit(client, ingest_headers):
     body = b"[" + b",".join([b"{}"] * (L.MAX_ITEMS_PER_REQUEST + 1)) + b"]"
     resp = await client.post(
