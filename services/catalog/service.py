@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.catalog import limits as L
 from services.catalog.capture_policies import (
     capture_policy_history,
     capture_policy_json,
@@ -52,6 +53,7 @@ from services.catalog.models import (
     FailureMode,
     Model,
     ModelVersion,
+    SamplingRule,
     SeverityGrade,
     TaxonomyVersion,
 )
@@ -904,8 +906,17 @@ async def set_sampling_rule(
     keep_at_or_above: str = "S1",
     enabled: bool = True,
     actor: Principal,
-) -> None:
-    errors = []
+) -> SamplingRule:
+    """Set the rule of (model, source) and return it as stored."""
+    # Names as a case's model and data_source are read (schemas.Name): surrounding spaces
+    # dropped, 1 to MAX_NAME characters. A blank name matched no case, and one with spaces
+    # around never matched the stripped names cases carry.
+    model_name, data_source = model_name.strip(), data_source.strip()
+    errors = [
+        FieldError(path, f"must be 1 to {L.MAX_NAME} characters, not only spaces")
+        for path, value in (("modelName", model_name), ("dataSource", data_source))
+        if not 0 < len(value) <= L.MAX_NAME
+    ]
     if daily_cap < 1:
         errors.append(FieldError("dailyCap", "must be at least 1"))
     if keep_at_or_above not in SEVERITIES:
@@ -931,6 +942,8 @@ async def set_sampling_rule(
         f"sampling_rule:{model_name}/{data_source}",
         details={"daily_cap": daily_cap, "keep_at_or_above": keep_at_or_above, "enabled": enabled},
     )
+    rules = await CatalogRepository(session).sampling_rules()
+    return next(r for r in rules if (r.model_name, r.data_source) == (model_name, data_source))
 
 
 async def sampling_rules(session: AsyncSession) -> list[Any]:

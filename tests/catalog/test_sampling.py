@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 import secrets
 
+import pytest
 from sqlalchemy import select
 
 from services.catalog import service
 from services.catalog.models import FailureCase, FailureGroup
+from shared.errors import BadUserInput
 from shared.security import SYSTEM
 from tests.catalog.builders import unique
 from tests.corpus import aiid_cases
@@ -91,3 +93,38 @@ async def test_curated_cases_are_never_evicted(session):
     rest = await service.ingest_cases(session, cases[2:], SYSTEM, rng=random.Random(3))
     assert {r.status for r in rest} == {"sampled_out"}
     assert len(await service.get_cases(session, [r.id for r in kept], SYSTEM)) == 2
+
+
+@pytest.mark.parametrize(
+    "model_name, data_source, paths",
+    [
+        ("", "aiid", ["modelName"]),
+        ("   ", "aiid", ["modelName"]),
+        ("incident-classifier", " \t ", ["dataSource"]),
+        ("", "", ["modelName", "dataSource"]),
+        ("m" * 201, "aiid", ["modelName"]),
+    ],
+)
+async def test_a_rule_without_a_name_is_refused_naming_the_field(
+    session, model_name, data_source, paths
+):
+    before = len(await service.sampling_rules(session))
+    with pytest.raises(BadUserInput) as refused:
+        await service.set_sampling_rule(
+            session, model_name=model_name, data_source=data_source, daily_cap=5, actor=SYSTEM
+        )
+    assert [e.path for e in refused.value.errors] == paths
+    assert len(await service.sampling_rules(session)) == before
+
+
+async def test_a_rule_named_with_surrounding_spaces_governs_the_cases_of_that_name(session):
+    """Cases' model and source names are stored stripped: so is the rule's, or it matched none."""
+    model, source = f"m-{secrets.token_hex(3)}", f"s-{secrets.token_hex(3)}"
+    rule = await service.set_sampling_rule(
+        session, model_name=f"  {model} ", data_source=f"{source}\t", daily_cap=2, actor=SYSTEM
+    )
+    assert (rule.model_name, rule.data_source, rule.daily_cap) == (model, source, 2)
+    results = await service.ingest_cases(
+        session, day_of_cases(5, model, source, "S3", secrets.token_hex(6)), SYSTEM
+    )
+    assert [r.status for r in results].count("created") == 2

@@ -32,7 +32,6 @@ from services.gateway.catalog.types import (
 from services.gateway.errors import camel_path
 from services.gateway.permissions import scoped, scoped_any
 from shared.audit import audit
-from shared.errors import NotFound
 from shared.security import Scope
 
 # Free-form JSON fields: keys below them are the producer's own and keep their spelling.
@@ -182,9 +181,8 @@ class CatalogMutation:
 
     @strawberry.mutation(permission_classes=scoped(Scope.ADMIN))
     async def set_sampling_rule(self, info: Info, rule: SamplingRuleInput) -> SamplingRule:
-        session = await info.context.session()
-        await service.set_sampling_rule(
-            session,
+        return await service.set_sampling_rule(  # type: ignore[return-value]
+            await info.context.session(),
             model_name=rule.model_name,
             data_source=rule.data_source,
             daily_cap=rule.daily_cap,
@@ -192,10 +190,6 @@ class CatalogMutation:
             enabled=rule.enabled,
             actor=info.context.principal,
         )
-        for saved in await service.sampling_rules(session):
-            if (saved.model_name, saved.data_source) == (rule.model_name, rule.data_source):
-                return saved
-        raise NotFound("sampling rule not found after saving")  # pragma: no cover
 
     @strawberry.mutation(
         permission_classes=scoped_any(Scope.CASES_INGEST, Scope.CASES_WRITE),
