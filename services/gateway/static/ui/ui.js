@@ -1,5 +1,5 @@
 /* failcat's pages: small conveniences only; every page works without this script.
- * - a <select data-autosubmit> submits its form when changed (sort, interval);
+ * - a <select data-autosubmit> submits its form once a choice is made (sort, interval);
  * - "/" focuses the query box;
  * - a case page's similar cases are fetched after the page is shown (a search of its own,
  *   slower than the rest of the page); without the script a link opens them.
@@ -7,9 +7,27 @@
 (function () {
   "use strict";
   document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
-    select.addEventListener("change", function () {
-      if (select.form) select.form.submit();
+    // Chromium and Firefox (off macOS) fire change at each arrow key or letter on a closed
+    // list: that is a keyboard user looking through the options, not a choice. A change by
+    // keys submits when it is committed (Enter, or leaving the list); one by the pointer
+    // (the open list) at once. The form's own button does the same without this script.
+    var initial = select.value;
+    var keyed = false;
+    function submit() {
+      if (select.form && select.value !== initial) {
+        initial = select.value;  // blur after Enter must not submit a second time
+        select.form.submit();
+      }
+    }
+    select.addEventListener("keydown", function (event) {
+      keyed = true;
+      // After the key's own handling, which may commit an option of the open list.
+      if (event.key === "Enter") setTimeout(submit, 0);
     });
+    select.addEventListener("keyup", function () { keyed = false; });
+    select.addEventListener("mousedown", function () { keyed = false; });
+    select.addEventListener("change", function () { if (!keyed) submit(); });
+    select.addEventListener("blur", submit);
   });
   var slot = document.getElementById("similar-slot");
   if (slot && window.fetch) {
