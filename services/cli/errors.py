@@ -12,10 +12,19 @@ from typing import NoReturn
 from shared.errors import FailcatError
 
 USAGE_ERROR = 2
+INTERRUPTED = 130  # Ctrl-C: the shell's 128 + SIGINT, so a script can tell it from a failure
 
 
 class CliError(Exception):
     """A user-facing error: its message is the whole line printed (after "failcat: ")."""
+
+    code = USAGE_ERROR
+
+
+class Interrupted(CliError):
+    """Ctrl-C, answered with what was done (exit 130)."""
+
+    code = INTERRUPTED
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,17 +50,19 @@ def one_line(text: str) -> str:
 
 
 def guarded(command: Callable[[], int]) -> int:
-    """Run a command, turning every error into one line on stderr and exit code 2.
+    """Run a command, turning every error into one line on stderr and exit code 2 (130 for
+    Ctrl-C).
 
     FAILCAT_DEBUG=1 shows the traceback of an unexpected error (for bug reports)."""
+    code = USAGE_ERROR
     try:
         return command()
     except CliError as exc:
-        message = str(exc)
+        message, code = str(exc), exc.code
     except FailcatError as exc:
         message = describe(exc)
     except KeyboardInterrupt:
-        message = "interrupted"
+        message, code = "interrupted", INTERRUPTED
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         message = f"{where}{exc.strerror or exc}"
@@ -62,4 +73,4 @@ def guarded(command: Callable[[], int]) -> int:
             f"unexpected error: {type(exc).__name__}: {exc} (FAILCAT_DEBUG=1 shows the traceback)"
         )
     print(f"failcat: {one_line(message)}", file=sys.stderr)
-    return USAGE_ERROR
+    return code

@@ -10,7 +10,8 @@ item before it is settled. The position printed by a run that stops part-way (Ct
 or database failure) is the number of items answered so far; `--resume POSITION` skips that
 many and carries on. A batch in flight when the run stopped may have been stored without its
 answer arriving: sent again, its items are answered `duplicate` (the content hash), so each
-item is stored exactly once.
+item is stored exactly once. Ctrl-C exits 130 with one line: the items this run sent and how
+many were accepted (created, duplicate or sampled out), and the position.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import orjson
 
 from services.catalog.export import META_KEY
 from services.catalog.schemas import INGEST_STATUSES
-from services.cli.errors import CliError, describe
+from services.cli.errors import CliError, Interrupted, describe
 from services.cli.mapping import ColumnMapping
 from services.cli.remote import problem_text, server_url
 from services.cli.sources import FORMATS, CaseFile, Item
@@ -113,10 +114,13 @@ class Report:
         self.counts: Counter[str] = Counter(dict.fromkeys(BASE_COUNTS, 0))
         self.printed = 0
         self.position = 0  # items answered, from the source's start (what --resume takes)
+        self.sent = 0  # items handed to the sink by this run, answered or not
+        self.answered = 0
 
     def result(self, item: Item, result: dict[str, Any]) -> None:
         status = result["status"]
         self.counts[status] += 1
+        self.answered += 1
         if status in FINE:
             return
         errors = result.get("errors") or []
@@ -154,6 +158,15 @@ class Report:
         hidden = self.printed - MAX_PRINTED
         more = f" ({hidden} more not shown; --error-file keeps them all)" if hidden > 0 else ""
         return f"{self.source.name}: {counts}{more}"
+
+    def done_text(self) -> str:
+        """What this run did, for a run stopped part-way: "600 items sent, 598 accepted (...)"."""
+        unanswered = self.sent - self.answered
+        accepted = sum(n for status, n in self.counts.items() if status in FINE)
+        counts = ", ".join(f"{n} {status}" for status, n in self.counts.items())
+        # A batch in flight may have been stored: sent again, its items are answered duplicate.
+        pending = f" ({unanswered} unanswered)" if unanswered else ""
+        return f"{self.sent} items sent{pending}, {accepted} accepted ({counts})"
 
     @property
     def ok(self) -> bool:
@@ -208,6 +221,7 @@ async def ingest_file(
                 if it.error is not None:
                     report.counts["invalid"] += 1
                     report.problem(it, "invalid", [{"path": "$", "message": it.error}])
+            report.sent += len(readable)
             results = await sink([it.value for it in readable]) if readable else []
             for it, result in zip(readable, results, strict=True):
                 report.result(it, result)
@@ -218,11 +232,9 @@ async def ingest_file(
         bar.finish(report.position)
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Ctrl-C: asyncio cancels the run at its next await (or, a second time, raises
-        # where it is). Answered as one line with the position, like any other stop.
+        # where it is). Answered as one line: what was done and the position, exit 130.
         bar.clear()
-        if not report.quiet:
-            print(report.summary(), file=report.err)
-        raise CliError(f"interrupted; {_resume_hint(report)}") from None
+        raise Interrupted(f"interrupted: {report.done_text()}; {_resume_hint(report)}") from None
     except Exception as exc:  # a server or database failure part-way: say where it stopped
         if report.position <= resume:
             raise  # nothing done: the error alone says it
@@ -373,7 +385,8 @@ def add_commands(subparsers: Any) -> None:
         description="Exit 0 when every item was stored (or was a duplicate, or sampled out), "
         "1 when any item was refused (each one named by line and field on stderr), "
         "2 when the file or the command was unusable, or the run stopped part-way (it then "
-        "prints the --resume position to carry on from).",
+        "prints the --resume position to carry on from), 130 when stopped by Ctrl-C (one line: "
+        "the items sent and accepted, and the --resume position).",
     )
     cmd.add_argument(
         "file", nargs="?", help="the file; - (or nothing, with cases piped in) for stdin"

@@ -307,17 +307,19 @@ def interrupting_sink(after_batches: int, exc: BaseException):
 
 
 @pytest.mark.parametrize(
-    "exc, first_line",
+    "exc, exit_code, first_line",
     [
-        (KeyboardInterrupt(), "failcat: interrupted; stopped after 400 items: resume with "
-         "--resume 400"),
-        (ConnectionResetError(104, "Connection reset by peer"), "failcat: Connection reset by "
-         "peer (stopped after 400 items: resume with --resume 400)"),
+        # One line: what was sent (the third batch stored, its answer lost) and accepted.
+        (KeyboardInterrupt(), 130, "failcat: interrupted: 600 items sent (200 unanswered), "
+         "399 accepted (399 created, 0 duplicate, 0 conflict, 1 invalid, 0 sampled_out); "
+         "stopped after 400 items: resume with --resume 400\n"),
+        (ConnectionResetError(104, "Connection reset by peer"), 2, "failcat: Connection reset "
+         "by peer (stopped after 400 items: resume with --resume 400)"),
     ],
     ids=["ctrl-c", "failure"],
 )  # fmt: skip
 async def test_resume_after_an_interruption_stores_each_item_once(
-    monkeypatch, settings, capsys, tmp_path, db, exc, first_line
+    monkeypatch, settings, capsys, tmp_path, db, exc, exit_code, first_line
 ):
     cases = unique(aiid_cases(1000))
     assert len(cases) > 700
@@ -332,7 +334,7 @@ async def test_resume_after_an_interruption_stores_each_item_once(
         monkeypatch, settings, capsys, "ingest", str(path), "--batch", "200",
         "--error-file", str(errors),
     )  # fmt: skip
-    assert code == 2 and out == "" and "Traceback" not in err
+    assert code == exit_code and out == "" and "Traceback" not in err
     assert first_line in err
     position = int(err.split("--resume ")[1].split(")")[0].split()[0])
     assert position == 400
@@ -431,13 +433,16 @@ async def test_ctrl_c_prints_the_position_and_resume_stores_each_item_once(migra
     proc.send_signal(signal.SIGINT)
     rest = await asyncio.wait_for(proc.stderr.read(), 120)
     out = await proc.stdout.read()
-    assert await proc.wait() == 2 and out == b""
+    assert await proc.wait() == 130 and out == b""
     err = (seen + rest).decode()
     assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("failcat: interrupted; stopped after "), err
+    # One line after the progress: what this run sent and what was accepted, and the position.
+    *progress, last = rest.decode().strip().splitlines()
+    assert all(line.startswith("ingested ") for line in progress), err
+    assert last.startswith("failcat: interrupted: "), err
     position = int(last.rsplit("--resume ", 1)[1])
     assert position >= 300 and position % 100 == 0
+    assert f" {position} accepted ({position} created, " in last, err
 
     result = await failcat(
         "ingest", str(path), "--batch", "100", "--resume", str(position), "--json",
