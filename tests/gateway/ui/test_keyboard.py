@@ -1,7 +1,7 @@
 """The search and dashboard pages by keyboard, in a real browser (fixtures of test_browser):
 arrow keys on a select that submits its form look through the options without leaving the
 page, Enter or leaving the list applies the choice; without the script the form's button
-does."""
+does. Space on a focused facet value toggles it exactly as a click does."""
 
 from __future__ import annotations
 
@@ -72,3 +72,25 @@ async def test_without_the_script_the_button_applies_the_sort(browser, served, d
         assert await total(tab) == data.total
     finally:
         await context.close()
+
+
+async def test_space_on_a_facet_value_toggles_it_once(page, served, data, backend):
+    username, password = await person(served, data.team, ["viewer"], "restricted")
+    await sign_in_at(page, served, f"/ui/search?q={data.scope}", username, password)
+    s0 = '.facet[data-field=severity] a[data-value="S0"]'
+    assert await page.get_attribute(s0, "aria-checked") == "false"
+    scrolled = await page.evaluate("window.scrollY")
+    await page.focus(s0)
+    await page.keyboard.press("Space")
+    await page.wait_for_url("**f.severity=S0**")
+    assert params(page)["f.severity"] == ["S0"]
+    assert await page.get_attribute(s0, "aria-checked") == "true"
+    assert await total(page) < data.total
+    # Space again unchecks it, as a second click does.
+    await page.focus(s0)
+    await page.keyboard.press("Space")
+    await page.wait_for_function("() => !location.search.includes('f.severity')")
+    assert await page.get_attribute(s0, "aria-checked") == "false"
+    assert await total(page) == data.total
+    assert await page.evaluate("window.scrollY") == scrolled
+    assert_clean(page, served)

@@ -1,5 +1,6 @@
 /* failcat's pages: small conveniences only; every page works without this script.
  * - a <select data-autosubmit> submits its form once a choice is made (sort, interval);
+ * - Space on a facet value (a link shown as a checkbox) toggles it, as a click does;
  * - "/" focuses the query box;
  * - a case page's similar cases are fetched after the page is shown (a search of its own,
  *   slower than the rest of the page); without the script a link opens them.
@@ -28,6 +29,14 @@
     select.addEventListener("mousedown", function () { keyed = false; });
     select.addEventListener("change", function () { if (!keyed) submit(); });
     select.addEventListener("blur", submit);
+  });
+  document.addEventListener("keydown", function (event) {
+    // A link does nothing on Space (the page scrolls); a checkbox toggles.
+    var target = event.target;
+    if (event.key === " " && target.matches && target.matches('a[role="checkbox"]')) {
+      event.preventDefault();
+      if (!event.repeat) target.click();
+    }
   });
   var slot = document.getElementById("similar-slot");
   if (slot && window.fetch) {
