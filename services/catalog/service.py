@@ -558,12 +558,16 @@ MAX_CODE, MAX_MODE_TITLE, MAX_NOTE = 120, 200, 2000
 def _check_codes(codes: list[dict[str, str]], known: set[str]) -> list[FieldError]:
     """Every problem of every code at once, each named by its field."""
     errors: list[FieldError] = []
+    # Codes by their lower-case form: search matches a mode in any case (services/search's
+    # fold), so two codes differing only in case would be one mode there and two here.
     first_at: dict[str, int] = {}
+    known_folded = {k.lower(): k for k in known}
     for i, c in enumerate(codes):
         code, path = c.get("code") or "", f"codes.{i}.code"
         if not code.strip():
             errors.append(FieldError(path, "must not be empty"))
             continue
+        folded = code.lower()
         if len(code) > MAX_CODE:
             errors.append(FieldError(path, f"longer than the limit of {MAX_CODE} characters"))
         elif not CODE_PATTERN.fullmatch(code):
@@ -574,15 +578,32 @@ def _check_codes(codes: list[dict[str, str]], known: set[str]) -> list[FieldErro
                     "(letters, digits, _ and -)",
                 )
             )
-        elif code in first_at:
-            errors.append(FieldError(path, f"{code} is listed twice (also codes.{first_at[code]})"))
-        elif code in known:
-            errors.append(FieldError(path, f"{code} already exists"))
+        elif folded in first_at:
+            j = first_at[folded]
+            same = codes[j].get("code") == code
+            errors.append(
+                FieldError(
+                    path,
+                    f"{code} is listed twice (also codes.{j})"
+                    if same
+                    else f"{code} differs from codes.{j} ({codes[j].get('code')}) only in case",
+                )
+            )
+        elif folded in known_folded:
+            existing = known_folded[folded]
+            errors.append(
+                FieldError(
+                    path,
+                    f"{code} already exists"
+                    if existing == code
+                    else f"{code} differs from the existing {existing} only in case",
+                )
+            )
         else:
             parent = code.split(".")[0] if "." in code else None
             if parent and parent not in known and parent not in {x.get("code") for x in codes}:
                 errors.append(FieldError(path, f"parent {parent} does not exist"))
-        first_at.setdefault(code, i)
+        first_at.setdefault(folded, i)
         if len(c.get("title") or "") > MAX_MODE_TITLE:
             errors.append(
                 FieldError(f"codes.{i}.title", f"longer than the limit of {MAX_MODE_TITLE}")
@@ -692,7 +713,8 @@ async def publish_taxonomy(
             taxonomy_version=version,
             code=c["code"],
             parent=c["code"].split(".")[0] if "." in c["code"] else None,
-            title=c.get("title") or c["code"],
+            # A blank title, spaces only included, is no title: the code stands for it.
+            title=(c.get("title") or "").strip() or c["code"],
             description=c.get("description", ""),
         )
         for c in codes

@@ -160,6 +160,50 @@ async def test_unknown_failure_mode_on_update_lists_close_codes(session):
     assert "safety.hallucination" in err.value.errors[0].message
 
 
+@pytest.mark.parametrize(
+    "codes, index, message",
+    [
+        (["  "], 0, "must not be empty"),
+        (["safety.x_{s}", "safety.x_{s}"], 1, "safety.x_{s} is listed twice (also codes.0)"),
+        (
+            ["safety.Echo_{s}", "safety.echo_{s}"],
+            1,
+            "safety.echo_{s} differs from codes.0 (safety.Echo_{s}) only in case",
+        ),
+        (["Safety"], 0, "Safety differs from the existing safety only in case"),
+        (
+            ["robustness.Input_Noise"],
+            0,
+            "robustness.Input_Noise differs from the existing robustness.input_noise only in case",
+        ),
+    ],
+)
+async def test_codes_that_search_could_not_tell_apart_are_refused_and_nothing_published(
+    session, codes, index, message
+):
+    """Search matches a failure mode in any case: a code differing from another only in case
+    would be two modes here and one there."""
+    s = secrets.token_hex(3)
+    before, _ = await service.taxonomy(session)
+    with pytest.raises(BadUserInput) as refused:
+        await service.publish_taxonomy(session, [{"code": c.format(s=s)} for c in codes], CURATOR)
+    assert [e.as_dict() for e in refused.value.errors] == [
+        {"path": f"codes.{index}.code", "message": message.format(s=s)}
+    ]
+    assert (await service.taxonomy(session))[0] == before
+
+
+async def test_a_blank_title_is_no_title(session):
+    code = "safety.sycophancy_" + secrets.token_hex(3)
+    version = await service.publish_taxonomy(
+        session,
+        [{"code": code, "title": " \t "}, {"code": code + "_b", "title": " Sycophancy "}],
+        CURATOR,
+    )
+    titles = {m.code: m.title for m in (await service.taxonomy(session, version))[1]}
+    assert (titles[code], titles[code + "_b"]) == (code, "Sycophancy")
+
+
 async def test_published_taxonomy_version_is_used_by_new_grades_and_old_cases_keep_theirs(
     session,
 ):
