@@ -297,6 +297,14 @@ class EnvironmentShiftDetails(_In):
     old: Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE)] | None = None
     new: Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE)]
 
+    @field_validator("key")
+    @classmethod
+    def _named(cls, key: str) -> str:
+        # Not stripped: it is matched as given against the cases' environment keys.
+        if not key.strip():
+            raise ValueError("must name an environment key, not only spaces")
+        return key
+
 
 EVENT_DETAILS: dict[str, type[_In]] = {
     "deploy": DeployDetails,

@@ -101,6 +101,18 @@ async def test_each_bad_event_is_refused_naming_its_field_and_the_good_ones_are_
     ]
 
 
+async def test_an_environment_shift_of_a_blank_key_is_refused(session):
+    """The key names the environment key that shifted: spaces alone name none."""
+    items = [
+        {"kind": "environment_shift", "details": {"key": key, "new": "us-east-1"}}
+        for key in ("", "   ", "\t", " region")
+    ]
+    results = await service.record_events(session, items, SYSTEM)
+    assert [r.status for r in results] == ["invalid"] * 3 + ["created"]
+    assert [[e.path for e in r.errors or []] for r in results[:3]] == [["details.key"]] * 3
+    assert "only spaces" in results[1].errors[0].message
+
+
 async def test_an_external_id_makes_a_retry_a_duplicate_also_within_one_batch(session):
     model = model_name()
     event = deploy(model, "2.0", T0, external_id=f"deploy-{secrets.token_hex(4)}")
