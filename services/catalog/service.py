@@ -944,7 +944,7 @@ async def set_sampling_rule(
     if keep_at_or_above not in SEVERITIES:
         errors.append(FieldError("keepAtOrAbove", f"one of {', '.join(SEVERITIES)}"))
     if errors:
-        raise BadUserInput(f"invalid sampling rule: {errors[0].message}", errors)
+        raise BadUserInput(f"invalid sampling rule: {errors[0].path}: {errors[0].message}", errors)
     await CatalogRepository(session).upsert_sampling_rule(
         {
             "id": new_id(),

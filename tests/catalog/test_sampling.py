@@ -114,6 +114,7 @@ async def test_a_rule_without_a_name_is_refused_naming_the_field(
             session, model_name=model_name, data_source=data_source, daily_cap=5, actor=SYSTEM
         )
     assert [e.path for e in refused.value.errors] == paths
+    assert refused.value.message.startswith(f"invalid sampling rule: {paths[0]}: ")
     assert len(await service.sampling_rules(session)) == before
 
 
