@@ -12,11 +12,12 @@ from typing import Any
 
 from markupsafe import Markup
 
-# Severity colours, worst first (S0 .. S4): colour-blind-safe, dark enough for white text.
+# Severity colours, worst first (S0 .. S4), the same as ui.css's --s0 .. --s4: each apart
+# from the others in hue or lightness, each at least 3:1 on the white of a chart.
 SEVERITY_COLOURS = {
     "S0": "#7f1d1d",
-    "S1": "#c2410c",
-    "S2": "#b45309",
+    "S1": "#dc2626",
+    "S2": "#d97706",
     "S3": "#1d4ed8",
     "S4": "#475569",
 }

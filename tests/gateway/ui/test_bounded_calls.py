@@ -13,6 +13,7 @@ import secrets
 from collections import Counter
 from typing import Any
 
+from services.gateway.ui import charts
 from services.gateway.ui import client as ui_client
 from tests.catalog.builders import unique
 from tests.corpus import aiid_cases
@@ -109,5 +110,6 @@ async def test_a_selected_severity_leaves_the_other_series_unasked(
     # searched for.
     assert api == {"/graphql": 1} and searches == 2, (api, searches)
     assert TOTAL.search(html).group(1) == "6"  # the AIID cases cycle S0..S4: 6 of 30 are S2
-    assert 'fill="#b45309"' in html  # S2's bars
-    assert 'fill="#7f1d1d"' not in html  # S0's colour: its series is not drawn
+    assert f'fill="{charts.SEVERITY_COLOURS["S2"]}"' in html  # S2's bars
+    # S0's colour: its series is not drawn.
+    assert f'fill="{charts.SEVERITY_COLOURS["S0"]}"' not in html
