@@ -229,6 +229,12 @@ async def ingest_file(
             if out is not None:
                 out.flush()  # what a resumed run must not lose
             bar.update(report.position)
+        if resume > source.items_read:
+            # Nothing was skipped to: a wrong position, not a finished run.
+            raise CliError(
+                f"--resume {resume}: past the end of {source.name}, which has "
+                f"{source.items_read} items (nothing ingested)"
+            )
         bar.finish(report.position)
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Ctrl-C: asyncio cancels the run at its next await (or, a second time, raises
@@ -409,7 +415,8 @@ def add_commands(subparsers: Any) -> None:
         type=int,
         default=0,
         metavar="POSITION",
-        help="skip the first POSITION items (printed by a run that stopped part-way)",
+        help="skip the first POSITION items (printed by a run that stopped part-way; "
+        "past the last item: exit 2)",
     )
     cmd.add_argument(
         "--progress", action="store_true", help="draw the progress bar even when not a terminal"

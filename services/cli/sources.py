@@ -96,6 +96,9 @@ class CaseFile:
         self._array: list[Any] | None = None
         self._array_text: bytes | None = None
         self._lines: list[int] | None = None
+        # Items in the source, skipped ones included: known once batches() has read it all
+        # (standard input has no count in advance; a --resume past the end is told by it).
+        self.items_read = 0
         self.kind = FORMATS[fmt] if fmt else self._kind()
         if stream is None:
             self._check_readable()
@@ -252,12 +255,14 @@ class CaseFile:
                     text = line.decode("utf-8", errors="replace").rstrip("\r\n")
                     yield Item(index, n, error=json_error(exc), raw=text)
                 index += 1
+            self.items_read = index
 
     def _array_items(self, skip: int = 0) -> Iterator[Item]:
         # Line 0 until asked: finding each item's line costs a second parse.
         array = self._load_array()
         for index in range(skip, len(array)):
             yield Item(index, 0, array[index])
+        self.items_read = len(array)
 
     def line_of(self, item: Item) -> int:
         if not item.line:
@@ -310,6 +315,7 @@ class CaseFile:
                     except ValueError as exc:
                         yield Item(index, start, error=str(exc), raw=row)
                 start = reader.line_num + 1
+                self.items_read = index + 1
 
     def _parquet(self) -> Any:
         from services.cli.export import pyarrow
@@ -339,3 +345,4 @@ class CaseFile:
                 except orjson.JSONDecodeError as exc:
                     yield Item(index, index + 1, error=f"{name}: {json_error(exc)}", raw=row)
                 index += 1
+        self.items_read = index

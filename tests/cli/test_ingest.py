@@ -377,6 +377,29 @@ async def test_resume_skips_items_of_every_format(monkeypatch, settings, capsys,
     assert len(records) == 10
 
 
+async def test_resume_past_the_end_is_one_line_and_exit_2(migrated, tmp_path):
+    """A position beyond the last item is a mistake (another file, a typo), not a finished run;
+    the end itself is (a run stopped after its last batch)."""
+    cases = unique(aiid_cases(30))
+    (tmp_path / "c.json").write_bytes(orjson.dumps(cases))
+    aiid_csv(tmp_path / "i.csv", 10, start=480)  # a write-up spans lines: 10 records all the same
+    (tmp_path / "m.yaml").write_text(MAPPING % unique_source("resume-end"))
+    runs = [
+        (["c.json", "--resume", "31"], "", "c.json, which has 30 items"),
+        (["i.csv", "--mapping", "m.yaml", "--resume", "11"], "", "i.csv, which has 10 items"),
+        (["-", "--resume", "40"], ndjson(cases), "<stdin>, which has 30 items"),
+    ]
+    for argv, stdin, where in runs:
+        result = await failcat("ingest", *argv, cwd=tmp_path, env=migrated, stdin=stdin)
+        assert result.code == 2 and result.out == "", result.err
+        assert result.err == (
+            f"failcat: --resume {argv[-1]}: past the end of {where} (nothing ingested)\n"
+        )
+    at_end = await failcat("ingest", "c.json", "--resume", "30", "--json", cwd=tmp_path,
+                           env=migrated)  # fmt: skip
+    assert at_end.code == 0 and json.loads(at_end.out) == counts()
+
+
 # --- the error file names capture policies ----------------------------------------------------
 async def test_error_file_keeps_policy_refusals(monkeypatch, settings, capsys, tmp_path, db):
     cases = unique(aiid_cases(20))
