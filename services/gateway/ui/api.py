@@ -563,7 +563,14 @@ async def dashboard(request: Request) -> Response:
         error = exc
     heatmap = series = None
     drift: tuple[str | None, str | None, list[charts.Drift]] = (None, None, [])
+    severity_counts: list[dict[str, Any]] = []
     if data is not None:
+        # The facet's buckets come most cases first; a reader scans severities worst first.
+        facets = data["overview"]["facets"]
+        severity_counts = sorted(
+            facets[0]["buckets"] if facets else [],
+            key=lambda b: (b["value"] not in queries.SEVERITIES, b["value"]),
+        )
         cell_url = cell_urls(state, "model_version", "failure_mode")
         heatmap = charts.heatmap(data["overview"]["heatmap"], cell_url)
         drift = charts.drift(
@@ -598,6 +605,7 @@ async def dashboard(request: Request) -> Response:
         drift_to=drift[1],
         drift=drift[2],
         severities=queries.SEVERITIES,
+        severity_counts=severity_counts,
         colours=charts.SEVERITY_COLOURS,
         intervals=INTERVALS,
     )

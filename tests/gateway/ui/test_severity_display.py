@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import itertools
 import re
+from urllib.parse import quote
 
 from services.gateway.ui.queries import SEVERITIES
 from tests.gateway.ui import test_browser
-from tests.gateway.ui.test_browser import assert_clean, person, sign_in_at
+from tests.gateway.ui.test_browser import ARTIFACTS, assert_clean, person, sign_in_at
 
 data = test_browser.data  # the fixture: the same real records, this module's own
 
@@ -84,4 +85,21 @@ async def test_each_severity_badge_is_distinct_and_readable(page, served, data, 
     for a, b in itertools.combinations(SEVERITIES, 2):
         apart = distance(shown[a][0], shown[b][0])
         assert apart >= MIN_DISTANCE, (a, shown[a][0], b, shown[b][0], apart)
+    assert_clean(page, served)
+
+
+async def test_the_dashboard_lists_severities_worst_first(page, served, data, backend):
+    username, password = await person(served, data.team, ["viewer"], "restricted")
+    # All the S1 and S3 cases, and of the others only version 1.0.0's: counts that are not in
+    # severity order (S1 and S3 have the most).
+    q = quote(f"{data.scope} AND (severity:S1 OR severity:S3 OR version:1.0.0)")
+    await sign_in_at(page, served, f"/ui/?q={q}", username, password)
+    counted = [s.strip() for s in await page.locator(".summary-line .sev").all_text_contents()]
+    legend = [
+        s.strip() for s in await page.locator("#severity-series .legend > span").all_text_contents()
+    ][:5]
+    assert counted == sorted(counted, key=SEVERITIES.index) and len(counted) >= 4, counted
+    assert legend == list(SEVERITIES), legend
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"ui-dashboard-severities-{backend}.png"))
     assert_clean(page, served)
