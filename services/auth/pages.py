@@ -8,6 +8,7 @@ from html import escape
 from fastapi.responses import HTMLResponse
 
 from services.auth import protocol
+from shared.security import Scope
 
 # No framing (clickjacking of the Allow button), no caching of a page holding a CSRF token,
 # no referrer leaking the authorization request. form-action is deliberately absent: browsers
@@ -28,6 +29,29 @@ _STYLE = (
     "{width:100%;padding:.4rem}button{margin:1rem .5rem 0 0;padding:.4rem 1rem}"
     ".error{color:#a00}code{background:#eee;padding:0 .2rem}"
 )
+
+
+# What each scope lets the client do, in words, for the consent page: a person deciding
+# whether to allow cannot be expected to know what `exports:create` means.
+SCOPE_DESCRIPTIONS: dict[str, str] = {
+    Scope.CASES_READ: "Read and search the failure cases you may see",
+    Scope.CASES_WRITE: "Create, edit, triage and merge failure cases",
+    Scope.CASES_INGEST: "Import failure cases in bulk",
+    Scope.ANNOTATIONS_WRITE: "Annotate cases (failure mode, severity and other labels)",
+    Scope.REVIEWS_WRITE: "Review and settle annotations, and decide in review sessions",
+    Scope.PLANS_READ: "Read evaluation and retraining plans",
+    Scope.PLANS_WRITE: "Create and change evaluation and retraining plans",
+    Scope.EVALS_WRITE: "Record evaluation runs of models on test suites",
+    Scope.EXPORTS_CREATE: "Export cases and download shared bundles of them",
+    Scope.AUDIT_READ: "Read the audit log (who did what)",
+    Scope.ADMIN: "Administer failcat: clients, users, signing keys, and everything above",
+}
+
+
+def _scope_item(scope: str) -> str:
+    words = SCOPE_DESCRIPTIONS.get(scope)
+    code = f"<code>{escape(scope)}</code>"
+    return f"<li>{escape(words)} ({code})</li>" if words else f"<li>{code}</li>"
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -60,7 +84,7 @@ def login_page(
     error: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    scope_list = "".join(f"<li><code>{escape(s)}</code></li>" for s in scopes)
+    scope_list = "".join(_scope_item(s) for s in scopes)
     err = f"<p class=error>{escape(error)}</p>" if error else ""
     body = (
         f"<p><strong>{escape(client_name)}</strong> asks to act on your behalf with:</p>"
