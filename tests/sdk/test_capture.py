@@ -94,6 +94,16 @@ def test_invalid_items_are_counted_and_logged_never_retried(
     assert stored[nan_input]["input"] == {"score": None}
 
 
+@pytest.mark.parametrize("url", [None, "", "failcat.example.com"])
+def test_a_missing_or_schemeless_url_is_a_clear_error_at_construction(url: Any) -> None:
+    """Not an AttributeError from url.rstrip, nor a client that only logs while it drops."""
+    from failcat_client import AsyncClient
+
+    for cls in (Client, AsyncClient):
+        with pytest.raises(ValueError, match=r"^failcat_client: url .*(required|http)"):
+            cls(url, "id", "secret")
+
+
 def test_caller_never_blocks_or_raises_when_the_server_is_down(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{_closed_port()}"
     client = Client(

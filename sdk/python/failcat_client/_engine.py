@@ -93,6 +93,19 @@ class _Throttled:
                 log.warning(message, *args)
 
 
+def base_url(url: Any) -> str:
+    """The server's address, checked here: a missing or scheme-less one would otherwise fail
+    deep in httpx, or only in the log while every capture is spooled or dropped."""
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(
+            f"failcat_client: url is required: the failcat server's address, e.g. "
+            f"https://failcat.example.com (got {url!r})"
+        )
+    if not url.lower().startswith(("http://", "https://")):
+        raise ValueError(f"failcat_client: url {url!r}: expected an http:// or https:// URL")
+    return url.rstrip("/")
+
+
 class Engine:
     """The state and the sender; subclasses decide where the sender runs."""
 
@@ -125,7 +138,7 @@ class Engine:
         transport: Optional[Any] = None,
         verify: Any = True,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = base_url(url)
         self._auth = TokenState(
             self.url, client_id, client_secret, scope, token_refresh_margin_s, token_url
         )
