@@ -26,7 +26,8 @@ SECURITY_HEADERS = {
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}"
     "label{display:block;margin:.6rem 0 .2rem}input[type=text],input[type=password]"
-    "{width:100%;padding:.4rem}button{margin:1rem .5rem 0 0;padding:.4rem 1rem}"
+    "{width:100%;padding:.4rem;box-sizing:border-box}"  # the padding inside the width
+    "button{margin:1rem .5rem 0 0;padding:.4rem 1rem}"
     ".error{color:#a00}code{background:#eee;padding:0 .2rem}"
 )
 
