@@ -89,7 +89,11 @@ def login_page(
     err = f"<p class=error>{escape(error)}</p>" if error else ""
     body = (
         f"<p><strong>{escape(client_name)}</strong> asks to act on your behalf with:</p>"
-        f"<ul>{scope_list}</ul>{err}"
+        f"<ul>{scope_list}</ul>"
+        # A client that names no scope asks for all of its own (the web pages: admin too);
+        # the token gets only those the person holds, and a named one they lack is refused.
+        "<p>It never gets more than your own account may do.</p>"
+        f"{err}"
         f"<form method=post action='{protocol.AUTHORIZE}'>{_hidden(params)}"
         f"<input type=hidden name=csrf_token value='{escape(csrf)}'>{_credentials()}"
         "<button name=decision value=allow>Sign in and allow</button>"

@@ -46,6 +46,8 @@ async def test_each_asked_scope_is_described_in_words(client, app, asked):
     items = listed(page.text)
     expected = asked or sorted(CLIENT_SCOPES)  # none asked: all the client's
     assert items == [f"{SCOPE_DESCRIPTIONS[s]} ({s})" for s in expected], items
+    # The list is what the client asks for, not what the person will grant.
+    assert "never gets more than your own account may do" in page.text
 
 
 def test_every_scope_has_words():
