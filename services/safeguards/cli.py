@@ -178,7 +178,9 @@ def _gate(args: argparse.Namespace) -> int:
             gate.load_policy_file(Path(args.policy)) if args.policy else gate.parse_policy(None)
         )
     except FailcatError as exc:
-        return _print_error(exc)
+        # One line: the message names the file, the line and the field.
+        print(f"failcat: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
     url = server_url(args.url)
     if url is not None:
         return asyncio.run(_remote_gate(url, args, policy))

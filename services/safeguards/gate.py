@@ -87,22 +87,59 @@ def parse_policy(value: Any, path: str = "policy") -> GatePolicy:
 
 
 def load_policy_file(path: Path) -> GatePolicy:
-    """YAML or JSON (JSON is YAML, but a .json file gets JSON's stricter parser)."""
+    """YAML or JSON (JSON is YAML, but a .json file gets JSON's stricter parser).
+
+    Every problem is one BadUserInput whose message names the file, the line and the field
+    (`gate.yaml:4: suites.0.min_pass_rate: Input should be a valid number`): the policy is a
+    file someone edits by hand."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BadUserInput(
-            "cannot read the policy", [FieldError("policy", f"{path}: {exc}")]
+            f"{path}: cannot read the policy: {exc.strerror or exc}",
+            [FieldError("policy", f"{path}: {exc.strerror or exc}")],
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise BadUserInput(
+            f"{path}: the policy is not UTF-8 text (byte {exc.start})",
+            [FieldError("policy", "not UTF-8 text")],
         ) from None
     try:
         data = json.loads(text) if path.suffix == ".json" else _yaml(text)
-    except ValueError as exc:
+    except _SyntaxError as exc:
         raise BadUserInput(
-            "the policy is not valid YAML or JSON", [FieldError("policy", str(exc))]
+            f"{path}:{exc.line}: the policy is not valid YAML: {exc.reason}",
+            [FieldError("policy", f"line {exc.line}: {exc.reason}")],
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise BadUserInput(
+            f"{path}:{exc.lineno}: the policy is not valid JSON: {exc.msg} (column {exc.colno})",
+            [FieldError("policy", f"line {exc.lineno}: {exc.msg}")],
         ) from None
     if data is not None and not isinstance(data, dict):
-        raise BadUserInput("invalid gate policy", [FieldError("policy", "expected a mapping")])
-    return parse_policy(data)
+        raise BadUserInput(
+            f"{path}:1: invalid gate policy: expected a mapping of block_severities, suites, "
+            "latency",
+            [FieldError("policy", "expected a mapping")],
+        )
+    try:
+        return GatePolicy.model_validate(data or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "policy"
+        line = _line_of(text, first["loc"])
+        where = f"{path}:{line}" if line else str(path)
+        errors = [
+            FieldError(".".join(["policy", *(str(p) for p in e["loc"])]), e["msg"])
+            for e in exc.errors()
+        ]
+        raise BadUserInput(f"{where}: {field}: {first['msg']}", errors) from None
+
+
+class _SyntaxError(ValueError):
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line, self.reason = line, reason
 
 
 def _yaml(text: str) -> Any:
@@ -110,8 +147,42 @@ def _yaml(text: str) -> Any:
 
     try:
         return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        column = f" (column {mark.column + 1})" if mark is not None else ""
+        raise _SyntaxError(line, f"{exc.problem or exc.context}{column}") from None
     except yaml.YAMLError as exc:
-        raise ValueError(str(exc)) from None
+        raise _SyntaxError(1, " ".join(str(exc).split())) from None
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The line of the entry at `loc` (a pydantic error's path): its key in a mapping, its
+    item in a list; the deepest entry that exists when the path goes further (a missing
+    field is reported at the object that lacks it). JSON is read as YAML for this."""
+    import yaml
+
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for segment in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = next((kv for kv in node.value if kv[0].value == str(segment)), None)
+            if found is None:
+                break
+            line, node = found[0].start_mark.line + 1, found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(segment, int):
+            if not 0 <= segment < len(node.value):
+                break
+            node = node.value[segment]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def _sees_everything(viewer: Principal) -> bool:

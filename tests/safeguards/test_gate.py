@@ -332,3 +332,37 @@ async def test_failcat_suites_and_gate_commands(
     assert code == 2 and "not valid YAML" in err
     code, _, err = await failcat(*env, "gate", "--model", a_name("typo"), "--version", "4.0.0")
     assert code == 2 and "NOT_FOUND" in err
+
+
+NUMBER = "Input should be a valid number, unable to parse string as a number"
+
+
+@pytest.mark.parametrize(
+    "name, text, line",
+    [
+        ("wrong-type.yaml", "block_severities: [S0]\nsuites:\n  - name: x\n"
+         "    min_pass_rate: lots\n", f"4: suites.0.min_pass_rate: {NUMBER}"),
+        ("wrong-type.json", '{\n  "latency": {\n    "p95_ms": "fast"\n  }\n}\n',
+         f"3: latency.p95_ms: {NUMBER}"),
+        ("unknown-field.yaml", "block_severities: [S0]\nsuits: []\n",
+         "2: suits: Extra inputs are not permitted"),
+        ("missing-field.yaml", "suites:\n  - min_pass_rate: 0.5\n", "2: suites.0.name: Field "
+         "required"),
+        ("malformed.yaml", "block_severities: [S0, S1\nsuites:\n  - name: x\n",
+         "2: the policy is not valid YAML: expected ',' or ']', but got ':' (column 7)"),
+        ("malformed.json", '{"block_severities": ["S0",\n}\n', "2: the policy is not valid "
+         "JSON: Expecting value (column 1)"),
+    ],
+)  # fmt: skip
+async def test_a_bad_policy_file_is_one_line_naming_file_line_and_field(
+    monkeypatch, settings, capsys, tmp_path, name, text, line
+):
+    """The policy is edited by hand: say where, in one line, before asking anything."""
+    policy = tmp_path / name
+    policy.write_text(text)
+    code, out, err = await failcat(
+        monkeypatch, settings, capsys, "gate", "--model", "m", "--version", "1",
+        "--policy", str(policy),
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err == f"failcat: {policy}:{line}\n"
