@@ -17,6 +17,9 @@ onto a case as far as failcat has a field that means the same thing:
 | `impact.cvss.baseSeverity` | `severity` (CRITICAL S0, HIGH S1, MEDIUM S2, LOW S3, NONE S4) |
 | `impact.avid.sep_view` | `failure_mode`, where a mapping is defensible (SEP_TO_MODE) |
 
+A report with no artifact, or whose first artifact has no name (AVID does not require one),
+gets the model name `unknown` (UNKNOWN_MODEL).
+
 The originals that have no case field of their own (AVID's classification: risk domain, SEP and
 lifecycle views, its taxonomy version and vuln id, CVSS, CWE, ODIN; the problem type's class
 and type; every reference with its AVID type; every artifact; the credits) are kept as a
@@ -47,6 +50,7 @@ TAXONOMY = "AVID"
 ANNOTATOR = "AVID"
 DATA_SOURCE = "avid"
 UNKNOWN_VERSION = "unknown"
+UNKNOWN_MODEL = "unknown"  # a report whose first artifact is missing or has no name
 DATA_VERSION = "0.3.3"  # the AVID schema version export writes
 AVID_TAXONOMY_VERSION = "0.2"
 LANG = "eng"
@@ -213,6 +217,14 @@ def not_a_report(record: dict[str, Any]) -> str | None:
     return None
 
 
+def _model_name(artifacts: list[Any]) -> str:
+    """The first artifact's name. AVID's schema does not require one: a report without it is
+    still a report (its artifacts are kept whole in the annotation, so export gives them back)."""
+    first = artifacts[0] if artifacts else None
+    name = first.get("name") if isinstance(first, dict) else None
+    return name[:200] if isinstance(name, str) and name.strip() else UNKNOWN_MODEL
+
+
 def report_case(report: dict[str, Any], known_modes: set[str]) -> dict[str, Any]:
     """An AVID report as a case in the wire format."""
     affects = report.get("affects") or {}
@@ -238,10 +250,7 @@ def report_case(report: dict[str, Any], known_modes: set[str]) -> dict[str, Any]
         "external_id": report["metadata"]["report_id"],
         "title": ((problem.get("description") or {}).get("value") or "")[:500] or None,
         "summary": (report.get("description") or {}).get("value") or None,
-        "model": {
-            "name": (artifacts[0]["name"] if artifacts else "unknown")[:200],
-            "version": UNKNOWN_VERSION,
-        },
+        "model": {"name": _model_name(artifacts), "version": UNKNOWN_VERSION},
         "data_source": DATA_SOURCE,
         "occurred_at": f"{report['reported_date']}T00:00:00Z"
         if report.get("reported_date")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 
 from sqlalchemy import text
@@ -189,6 +190,46 @@ async def test_a_failcat_case_exports_as_an_avid_report(app, client, token_for):
         )
     ]
     assert hidden == []
+
+
+async def test_a_report_whose_artifact_has_no_name_imports_as_model_unknown(
+    monkeypatch, settings, capsys, app, tmp_path
+):
+    """AVID does not require an artifact's name: such a report is imported (model `unknown`)
+    with its artifacts kept as published, and the other reports of the run are not lost."""
+    tag = uuid.uuid4().hex[:8]
+    reports = [dict(r) for r in list(originals().values())[:5]]
+    for r in reports:
+        r["metadata"] = {**r["metadata"], "report_id": f"{r['metadata']['report_id']}-{tag}"}
+    nameless = [
+        [{"type": "Model"}],  # no name at all
+        [{"type": "Model", "name": None}],
+        [{"type": "Model", "name": "  "}],
+        [],  # no artifact
+    ]
+    for r, artifacts in zip(reports[1:], nameless, strict=True):
+        r["affects"] = {**r["affects"], "artifacts": artifacts}
+    path = tmp_path / "nameless.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in reports))
+
+    code, out, err = await failcat(monkeypatch, settings, capsys, "import", "avid", str(path))
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["cases"] == {"created": 5} and summary["errors"] == []
+    async with app.state.db.transaction() as s:
+        rows = await s.execute(
+            text(
+                "select c.external_id, m.name from failure_case c join model m"
+                " on m.id = c.model_id where c.external_id like :e"
+            ),
+            {"e": f"%-{tag}"},
+        )
+        models = dict(rows.all())
+    first = reports[0]
+    assert models == {
+        first["metadata"]["report_id"]: first["affects"]["artifacts"][0]["name"],
+        **{r["metadata"]["report_id"]: "unknown" for r in reports[1:]},
+    }
 
 
 def test_a_bad_file_is_one_line(monkeypatch, settings, capsys, tmp_path):
