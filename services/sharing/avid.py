@@ -18,7 +18,10 @@ onto a case as far as failcat has a field that means the same thing:
 | `impact.avid.sep_view` | `failure_mode`, where a mapping is defensible (SEP_TO_MODE) |
 
 A report with no artifact, or whose first artifact has no name (AVID does not require one),
-gets the model name `unknown` (UNKNOWN_MODEL).
+gets the model name `unknown` (UNKNOWN_MODEL). A report with a part shaped otherwise than the
+schema says (SHAPES: `references` items that are not objects ...) or originals the `AVID`
+taxonomy refuses is counted invalid, one line in the summary's `errors` naming the report and
+the part; the other reports are imported.
 
 The originals that have no case field of their own (AVID's classification: risk domain, SEP and
 lifecycle views, its taxonomy version and vuln id, CVSS, CWE, ODIN; the problem type's class
@@ -217,6 +220,43 @@ def not_a_report(record: dict[str, Any]) -> str | None:
     return None
 
 
+# The parts report_case reads into, with the JSON type each must have where present (null is
+# absent): a report shaped otherwise is refused naming the part, not with a Python error.
+SHAPES: tuple[tuple[str, type], ...] = (
+    ("affects", dict),
+    ("affects.artifacts", list),
+    ("affects.developer", list),
+    ("affects.deployer", list),
+    ("problemtype", dict),
+    ("problemtype.description", dict),
+    ("description", dict),
+    ("references", list),
+    ("impact", dict),
+    ("impact.avid", dict),
+    ("impact.avid.sep_view", list),
+    ("impact.cvss", dict),
+)
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+
+
+def shape_problem(report: dict[str, Any]) -> str | None:
+    """Where the report is not shaped as AVID's schema says (None: it is)."""
+    for path, kind in SHAPES:
+        value: Any = report
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, kind):
+            return f"{path}: expected {_JSON_TYPES[kind]}, got {_json_type(value)}"
+    for n, reference in enumerate(report.get("references") or []):
+        if not isinstance(reference, dict):
+            return f"references.{n}: expected an object, got {_json_type(reference)}"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), "a number")
+
+
 def _model_name(artifacts: list[Any]) -> str:
     """The first artifact's name. AVID's schema does not require one: a report without it is
     still a report (its artifacts are kept whole in the annotation, so export gives them back)."""
@@ -226,7 +266,11 @@ def _model_name(artifacts: list[Any]) -> str:
 
 
 def report_case(report: dict[str, Any], known_modes: set[str]) -> dict[str, Any]:
-    """An AVID report as a case in the wire format."""
+    """An AVID report as a case in the wire format (ValueError naming the part of a report
+    shaped otherwise than AVID's schema)."""
+    problem = shape_problem(report)
+    if problem:
+        raise ValueError(problem)
     affects = report.get("affects") or {}
     artifacts = affects.get("artifacts") or []
     impact = report.get("impact") or {}

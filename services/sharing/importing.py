@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.annotation import service as annotations
+from services.annotation.schemas import validate_values
 from services.catalog import service as catalog
 from services.governance.redaction import service as redaction
+from shared.errors import BadUserInput
 from shared.security import Principal
 
 BATCH = 500
@@ -38,13 +40,30 @@ async def import_records(
     # The annotation values are free text from outside: the source's redaction policy applies
     # to them as to the cases (one read of the policies for the whole import).
     redactor = await redaction.redactor_for(session)
+    fields = annotations.fields_of(taxonomy)
     counts: dict[str, int] = {}
     annotated = unchanged = mapped = 0
     errors: list[str] = []
     for start in range(0, len(records), BATCH):
-        batch = records[start : start + BATCH]
-        cases = [to_case(r, known) for r in batch]
-        results = await catalog.ingest_cases(session, cases, actor)
+        batch, cases = [], []
+        for record in records[start : start + BATCH]:
+            try:
+                case = to_case(record, known)
+                # Checked before the case is stored: a refusal later would end the import.
+                validate_values(taxonomy.name, fields, to_values(record), require=False)
+            except BadUserInput as exc:
+                counts["invalid"] = counts.get("invalid", 0) + 1
+                fields_wrong = "; ".join(f"{e.path}: {e.message}" for e in exc.errors)
+                errors.append(f"{record_id(record)}: {fields_wrong or exc.message}")
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                # A record of the right kind (its id was checked on reading) with a part not
+                # shaped as its schema says: refused on its own line, the others imported.
+                counts["invalid"] = counts.get("invalid", 0) + 1
+                errors.append(f"{record_id(record)}: not read as a case ({_reason(exc)})")
+            else:
+                cases.append(case)
+                batch.append(record)
+        results = await catalog.ingest_cases(session, cases, actor) if cases else []
         for record, case, result in zip(batch, cases, results, strict=True):
             counts[result.status] = counts.get(result.status, 0) + 1
             if result.status == "invalid":
@@ -73,3 +92,9 @@ async def import_records(
         "failure_mode_mapped": mapped,
         "errors": errors[:20],
     }
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r}"
+    return str(exc) or type(exc).__name__

@@ -232,6 +232,35 @@ async def test_a_report_whose_artifact_has_no_name_imports_as_model_unknown(
     }
 
 
+async def test_a_report_shaped_otherwise_is_one_error_line_and_the_rest_import(
+    monkeypatch, settings, capsys, tmp_path
+):
+    """A part of a report that is not what AVID's schema says is refused for that report alone,
+    naming the part; before, the first one ended the whole import (nothing stored)."""
+    tag = uuid.uuid4().hex[:8]
+    reports = [dict(r) for r in list(originals().values())[:4]]
+    for r in reports:
+        r["metadata"] = {**r["metadata"], "report_id": f"{r['metadata']['report_id']}-{tag}"}
+    ids = [r["metadata"]["report_id"] for r in reports]
+    reports[1]["references"] = ["https://example.org/report"]  # a URL, not a reference object
+    reports[2]["problemtype"] = {**reports[2]["problemtype"], "description": "text"}
+    # The annotation's values are checked before anything is stored: a refusal there used to
+    # end the import after its cases were stored.
+    reports[3]["impact"] = {**reports[3].get("impact", {}), "cvss": {"baseScore": "high"}}
+    path = tmp_path / "shapes.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in reports))
+
+    code, out, err = await failcat(monkeypatch, settings, capsys, "import", "avid", str(path))
+    assert code == 1, err
+    summary = json.loads(out)
+    assert summary["cases"] == {"invalid": 3, "created": 1}
+    assert summary["errors"] == [
+        f"{ids[1]}: not read as a case (references.0: expected an object, got a string)",
+        f"{ids[2]}: not read as a case (problemtype.description: expected an object, got a string)",
+        f"{ids[3]}: values.cvss.baseScore: expected a finite number",
+    ]
+
+
 def test_a_bad_file_is_one_line(monkeypatch, settings, capsys, tmp_path):
     from tests.cli_run import _failcat
 
