@@ -5,7 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Version = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -28,6 +36,10 @@ class Metric(StrEnum):
     STABILITY = "stability"  # pass rate over the suite's synthetic scenarios
 
 
+# Metrics that are fractions of a suite: a target outside 0-1 could never be met (or always is).
+RATES = (Metric.PASS_RATE, Metric.FALSE_ALARM_RATE, Metric.STABILITY)
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -36,7 +48,17 @@ class Target(_In):
     suite: Name
     metric: Metric
     op: Annotated[str, StringConstraints(pattern=r"^(>=|<=)$")]
-    value: float
+    value: Annotated[float, Field(allow_inf_nan=False)]
+
+    @field_validator("value")
+    @classmethod
+    def _in_range(cls, value: float, info: ValidationInfo) -> float:
+        metric = info.data.get("metric")  # absent when the metric itself was refused
+        if metric in RATES and not 0 <= value <= 1:
+            raise ValueError(f"{metric.value} is a fraction: between 0 and 1")
+        if metric is Metric.LATENCY_P95_MS and value <= 0:
+            raise ValueError("latency_p95_ms is in milliseconds: greater than 0")
+        return value
 
 
 class Evidence(_In):

@@ -224,3 +224,31 @@ async def test_evaluation_plans_are_versioned_and_checked_against_runs(client, t
         {"p": {**plan, "name": a_name("none")}},
     )
     assert codes(body) == ["NOT_FOUND"]
+
+
+async def test_a_target_out_of_its_metric_range_is_refused_naming_it(client, tokens, setup):
+    """A pass rate of 5 or -1, or a latency of -5 ms, can never be met (or always is): such a
+    plan was stored as given. Each is refused at its value, and nothing is stored."""
+    suite = setup["suite"]
+    plan = _plan(
+        setup,
+        targets=[
+            {"suite": suite, "metric": "pass_rate", "op": ">=", "value": 5},
+            {"suite": suite, "metric": "false_alarm_rate", "op": "<=", "value": -1},
+            {"suite": suite, "metric": "stability", "op": ">=", "value": 1.5},
+            {"suite": suite, "metric": "latency_p95_ms", "op": "<=", "value": -5},
+            {"suite": suite, "metric": "pass_rate", "op": ">=", "value": 0},
+        ],
+    )
+    body = await gql(client, tokens["curator"], CREATE, {"p": plan})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    errors = body["errors"][0]["extensions"]["errors"]
+    assert [e["path"] for e in errors] == [f"targets.{i}.value" for i in range(4)]
+    assert "between 0 and 1" in errors[0]["message"]
+    listed = await gql(
+        client,
+        tokens["curator"],
+        "query($m: String!) { retrainingPlans(model: $m) { id } }",
+        {"m": setup["model"]},
+    )
+    assert data(listed)["retrainingPlans"] == []
