@@ -16,7 +16,10 @@ from pydantic import (
 )
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Version = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+MAX_VERSION = 100
+Version = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_VERSION)
+]
 MAX_EVIDENCE = 10_000
 MAX_ITEMS = 100
 

@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.catalog import service as catalog
 from services.plans.models import EvaluationPlan, RetrainingPlan
 from services.plans.repository import PlansRepository
-from services.plans.schemas import EvaluationPlanIn, PlanStatus, RetrainingPlanIn, Target
+from services.plans.schemas import (
+    MAX_VERSION,
+    EvaluationPlanIn,
+    PlanStatus,
+    RetrainingPlanIn,
+    Target,
+)
 from services.safeguards import service as safeguards
 from shared.audit import audit
 from shared.db import utcnow
@@ -205,10 +211,22 @@ async def measure(
     return out
 
 
+def _version(value: str, path: str) -> str:
+    """A model version as the catalog names one (what the outcome stores and shows)."""
+    value = value.strip()
+    if not value or len(value) > MAX_VERSION or "\x00" in value:
+        raise BadUserInput(
+            f"invalid {path}",
+            [FieldError(path, f"a version name of 1 to {MAX_VERSION} characters, without NUL")],
+        )
+    return value
+
+
 async def evaluate_plan(
     session: AsyncSession, plan_id: str, candidate_version: str, actor: Principal
 ) -> RetrainingPlan:
     """Measure the candidate version against every target; the plan becomes evaluated."""
+    candidate_version = _version(candidate_version, "candidateVersion")
     plan = await get_retraining_plan(session, plan_id)
     if plan.status not in ("in_progress", "evaluated"):
         raise BadUserInput(

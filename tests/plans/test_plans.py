@@ -252,3 +252,30 @@ async def test_a_target_out_of_its_metric_range_is_refused_naming_it(client, tok
         {"m": setup["model"]},
     )
     assert data(listed)["retrainingPlans"] == []
+
+
+async def test_a_blank_or_overlong_candidate_version_is_refused_and_the_plan_kept(
+    client, tokens, setup
+):
+    """evaluateRetrainingPlan stored a candidate version of blanks as the plan's outcome (the
+    plan became evaluated against no version); one past the column's size was a generic
+    'cannot be stored' naming no field. Each is now refused naming candidateVersion, and
+    the plan stays as it was."""
+    cur, rev = tokens["curator"], tokens["reviewer"]
+    pid = data(await gql(client, cur, CREATE, {"p": _plan(setup)}))["createRetrainingPlan"]["id"]
+    data(await gql(client, rev, STATUS, {"id": pid, "s": "APPROVED", "r": 1}))
+    data(await gql(client, cur, STATUS, {"id": pid, "s": "IN_PROGRESS", "r": 2}))
+    for version in ("   ", "", "x" * 101, "2\x00"):
+        body = await gql(client, cur, EVALUATE, {"id": pid, "v": version})
+        assert codes(body) == ["BAD_USER_INPUT"], version
+        assert [e["path"] for e in body["errors"][0]["extensions"]["errors"]] == [
+            "candidateVersion"
+        ]
+    plan = data(
+        await gql(
+            client, cur, f"query($id: ID!) {{ retrainingPlan(id: $id) {{ {PLAN} }} }}", {"id": pid}
+        )
+    )["retrainingPlan"]
+    assert (plan["status"], plan["revision"], plan["outcome"]) == ("IN_PROGRESS", 3, None)
+    done = data(await gql(client, cur, EVALUATE, {"id": pid, "v": " 2 "}))["evaluateRetrainingPlan"]
+    assert done["candidateVersion"] == "2" and done["outcome"]["candidate_version"] == "2"
