@@ -103,6 +103,24 @@ class Benchmark(_In):
     max_latency_p95_ms: Annotated[float, Field(gt=0)] | None = None
     min_stability: Annotated[float, Field(ge=0, le=1)] | None = None
 
+    @model_validator(mode="after")
+    def _has_criterion(self) -> Benchmark:
+        # A benchmark without one is checked by nothing: the plan would always look met.
+        if all(
+            v is None
+            for v in (
+                self.min_pass_rate,
+                self.max_false_alarm_rate,
+                self.max_latency_p95_ms,
+                self.min_stability,
+            )
+        ):
+            raise ValueError(
+                "a benchmark needs a criterion: min_pass_rate, max_false_alarm_rate, "
+                "max_latency_p95_ms or min_stability"
+            )
+        return self
+
 
 class EvaluationPlanIn(_In):
     name: Annotated[

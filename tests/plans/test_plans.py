@@ -279,3 +279,31 @@ async def test_a_blank_or_overlong_candidate_version_is_refused_and_the_plan_kep
     assert (plan["status"], plan["revision"], plan["outcome"]) == ("IN_PROGRESS", 3, None)
     done = data(await gql(client, cur, EVALUATE, {"id": pid, "v": " 2 "}))["evaluateRetrainingPlan"]
     assert done["candidateVersion"] == "2" and done["outcome"]["candidate_version"] == "2"
+
+
+async def test_a_benchmark_without_a_criterion_is_refused_naming_it(client, tokens, setup):
+    """A benchmark naming only its suite was stored, and check() answered nothing for it: a
+    plan that always looks met. It is now refused at benchmarks.N and nothing is stored."""
+    name = a_name("eval-plan")
+    plan = {
+        "name": name,
+        "model": setup["model"],
+        "benchmarks": [{"suite": setup["suite"], "min_pass_rate": 0.9}, {"suite": setup["suite"]}],
+    }
+    body = await gql(
+        client,
+        tokens["curator"],
+        "mutation($p: JSON!) { createEvaluationPlan(plan: $p) { id } }",
+        {"p": plan},
+    )
+    assert codes(body) == ["BAD_USER_INPUT"]
+    errors = body["errors"][0]["extensions"]["errors"]
+    assert [e["path"] for e in errors] == ["benchmarks.1"]
+    assert "min_pass_rate" in errors[0]["message"]
+    body = await gql(
+        client,
+        tokens["curator"],
+        "query($n: String!) { evaluationPlan(name: $n) { id } }",
+        {"n": name},
+    )
+    assert codes(body) == ["NOT_FOUND"]
