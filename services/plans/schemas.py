@@ -67,7 +67,21 @@ class Target(_In):
 class Evidence(_In):
     case_ids: Annotated[list[str], Field(max_length=MAX_EVIDENCE)] = []
     group_ids: Annotated[list[str], Field(max_length=MAX_ITEMS)] = []
-    slice_query: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    slice_query: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None
+    ) = None
+
+    @field_validator("slice_query")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        # A blank query would select every case: it is no evidence.
+        return value or None
+
+    @model_validator(mode="after")
+    def _has_evidence(self) -> Evidence:
+        if not (self.case_ids or self.group_ids or self.slice_query):
+            raise ValueError("evidence needs cases, groups or a slice query")
+        return self
 
 
 class Changes(_In):
@@ -83,17 +97,13 @@ class RetrainingPlanIn(_In):
     feature_config: dict[str, Any] | None = None
     targets: Annotated[list[Target], Field(min_length=1, max_length=MAX_ITEMS)]
     augmentations: Annotated[
-        list[Annotated[str, StringConstraints(max_length=500)]], Field(max_length=MAX_ITEMS)
+        list[
+            Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+        ],
+        Field(max_length=MAX_ITEMS),
     ] = []
     changes: Changes | None = None
     evaluation_suites: Annotated[list[Name], Field(max_length=MAX_ITEMS)] = []
-
-    @model_validator(mode="after")
-    def _has_evidence(self) -> RetrainingPlanIn:
-        e = self.evidence
-        if not (e.case_ids or e.group_ids or e.slice_query):
-            raise ValueError("evidence needs cases, groups or a slice query")
-        return self
 
 
 class Benchmark(_In):

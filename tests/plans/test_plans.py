@@ -307,3 +307,25 @@ async def test_a_benchmark_without_a_criterion_is_refused_naming_it(client, toke
         {"n": name},
     )
     assert codes(body) == ["NOT_FOUND"]
+
+
+async def test_blank_evidence_and_augmentations_are_refused_naming_them(client, tokens, setup):
+    """A slice query of blanks counted as the plan's evidence (a blank query selects every
+    case), and blank augmentations were stored as items. Both are refused now, each at its
+    path, and nothing is stored."""
+    body = await gql(
+        client,
+        tokens["curator"],
+        CREATE,
+        {"p": _plan(setup, evidence={"slice_query": "  \t "}, augmentations=["mixup", " ", ""])},
+    )
+    assert codes(body) == ["BAD_USER_INPUT"]
+    paths = [e["path"] for e in body["errors"][0]["extensions"]["errors"]]
+    assert paths == ["evidence", "augmentations.1", "augmentations.2"]
+    listed = await gql(
+        client,
+        tokens["curator"],
+        "query($m: String!) { retrainingPlans(model: $m) { id } }",
+        {"m": setup["model"]},
+    )
+    assert data(listed)["retrainingPlans"] == []
