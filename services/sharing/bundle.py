@@ -359,6 +359,9 @@ def trusted_keys(source: str, fetch: Callable[[str], bytes] | None = None) -> Ke
     try:
         data = orjson.loads(raw)
         keys = data["keys"] if isinstance(data, dict) and "keys" in data else [data]
+        # A JSON array, or a "keys" that is not a list of objects, is no JWKS either.
+        if not isinstance(keys, list) or not all(isinstance(key, dict) for key in keys):
+            raise ValueError('expected a JWK object or {"keys": [JWK objects]}')
         public = [{k: v for k, v in key.items() if k != "d"} for key in keys]
         return KeySet.import_key_set({"keys": public})
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, JoseError) as exc:
