@@ -67,7 +67,8 @@ class Outcome(StrEnum):
 class OutcomeIn(_In):
     case_id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
     outcome: Outcome
-    latency_ms: Annotated[float, Field(ge=0)] | None = None
+    # Finite: JSON has no infinity, but a REST body's 1e999 parses as one.
+    latency_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     prediction: Any = None
     error: Annotated[str, StringConstraints(max_length=MAX_ERROR)] | None = None
 
@@ -93,8 +94,9 @@ class SuiteRule(_In):
 
 
 class LatencyRule(_In):
-    p95_ms: Annotated[float, Field(gt=0)] | None = None
-    p50_ms: Annotated[float, Field(gt=0)] | None = None
+    # Finite: YAML's .inf would be a limit that never blocks.
+    p95_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    p50_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
 class GatePolicy(_In):

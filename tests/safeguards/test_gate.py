@@ -352,6 +352,9 @@ NUMBER = "Input should be a valid number, unable to parse string as a number"
          "2: the policy is not valid YAML: expected ',' or ']', but got ':' (column 7)"),
         ("malformed.json", '{"block_severities": ["S0",\n}\n', "2: the policy is not valid "
          "JSON: Expecting value (column 1)"),
+        # .inf was a latency limit that never blocks, accepted silently
+        ("infinite.yaml", "latency:\n  p95_ms: .inf\n",
+         "2: latency.p95_ms: Input should be a finite number"),
     ],
 )  # fmt: skip
 async def test_a_bad_policy_file_is_one_line_naming_file_line_and_field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import auth_header
 from tests.gateway.helpers import codes, data, gql
 from tests.safeguards.builders import (
     ACCEPT,
@@ -240,3 +241,31 @@ async def _group_of(client, token, case_id):
         client, token, "query($id: ID!) { case(id: $id) { group { id } } }", {"id": case_id}
     )
     return data(body)["case"]["group"]["id"]
+
+
+async def test_a_non_finite_latency_is_refused_naming_it(client, tokens, suite):
+    """A REST body's 1e999 parses as infinity: a run with an infinite latency was stored and
+    its p50/p95 answered inf (NaN got 'greater than or equal to 0'). Both are refused at the
+    outcome's latency now, and no run is stored."""
+    for number in (b"1e999", b"-1e999", b"NaN"):
+        body = (
+            b'{"model": "%s", "version": "9", "suite": "%s", "outcomes": '
+            b'[{"case_id": "%s", "outcome": "pass", "latency_ms": %s}]}'
+            % (suite["model"].encode(), suite["name"].encode(), suite["ids"][0].encode(), number)
+        )
+        resp = await client.post(
+            "/safeguards/v1/runs",
+            content=body,
+            headers={**auth_header(tokens["ci"]), "content-type": "application/json"},
+        )
+        assert resp.status_code == 400, resp.text
+        errors = resp.json()["errors"]
+        assert [e["path"] for e in errors] == ["outcomes.0.latency_ms"]
+        assert "finite" in errors[0]["message"]
+    runs = await gql(
+        client,
+        tokens["ci"],
+        'query($m: String!) { evaluationRuns(model: $m, version: "9") { id } }',
+        {"m": suite["model"]},
+    )
+    assert data(runs)["evaluationRuns"] == []
