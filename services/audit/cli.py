@@ -51,13 +51,20 @@ def add_commands(subparsers: Any) -> None:
 def _bound(value: str | None, name: str) -> datetime | int | None:
     if value is None:
         return None
+    from services.audit.service import MAX_SEQ
+
     if value.isdigit():
+        if int(value) > MAX_SEQ:  # the drivers cannot even compare with it
+            raise CliError(f"{name} {value}: past the largest seq there can be ({MAX_SEQ})")
         return int(value)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise CliError(f"{name} {value!r}: not an ISO 8601 time or a seq") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is in year 0 in UTC
+        raise CliError(f"{name} {value!r}: outside the years 1-9999 once in UTC") from None
 
 
 def _reversed(since: datetime | int | None, until: datetime | int | None) -> bool:

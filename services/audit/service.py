@@ -25,7 +25,8 @@ from services.audit.models import AuditEntry
 from services.audit.repository import AuditRepository
 from services.audit.schemas import AuditFilter, Verification
 from shared.audit import FIELDS, GENESIS, at_text
-from shared.db import Database
+from shared.db import Database, as_utc
+from shared.errors import BadUserInput, FieldError
 from shared.settings import Settings
 
 log = logging.getLogger("failcat.audit")
@@ -202,10 +203,50 @@ async def run_checkpoints(db: Database, settings: Settings, poll_s: float = 1.0)
 # ---- reading -------------------------------------------------------------------------------
 
 
+# A seq is a signed 64-bit integer on both backends: a bound past it can only come from a
+# forged cursor or a typo, and the drivers raise on it (SQLite's with an OverflowError).
+MAX_SEQ = 2**63 - 1
+# Actions, targets and actors are short names and ids; a longer filter matches nothing, and
+# SQLite refuses a LIKE pattern past 50,000 bytes with an error of its own.
+MAX_FILTER_TEXT = 500
+
+
+def _utc(at: datetime | None, path: str, errors: list[FieldError]) -> datetime | None:
+    """`at` in UTC (one without a zone read as UTC, as the column reads it), or an error when
+    UTC puts it outside the years 1-9999 (0001-01-01T00:00:00+14:00 is in year 0)."""
+    if at is None:
+        return None
+    try:
+        return as_utc(at)
+    except OverflowError:
+        errors.append(FieldError(path, "outside the years 1-9999 once in UTC"))
+        return None
+
+
+def _checked(f: AuditFilter, before_seq: int | None) -> AuditFilter:
+    """The filter with its times in UTC; every problem at once, each naming its field."""
+    errors = [
+        FieldError(f"filter.{name}", f"at most {MAX_FILTER_TEXT} characters")
+        for name in ("actor", "action", "target")
+        if len(getattr(f, name) or "") > MAX_FILTER_TEXT
+    ]
+    since = _utc(f.since, "filter.from", errors)
+    until = _utc(f.until, "filter.to", errors)
+    if since is not None and until is not None and until <= since:
+        # An empty answer would read as "nothing happened" in a range that holds nothing.
+        errors.append(FieldError("filter.to", "must be after filter.from (the range is empty)"))
+    if before_seq is not None and (isinstance(before_seq, bool) or not 0 <= before_seq <= MAX_SEQ):
+        errors.append(FieldError("after", "not a cursor this API issued"))
+    if errors:
+        raise BadUserInput(f"invalid audit log query: {errors[0].message}", errors)
+    return AuditFilter(f.actor, f.action, f.target, since, until)
+
+
 async def list_entries(
     session: AsyncSession, f: AuditFilter, first: int, before_seq: int | None
 ) -> list[AuditEntry]:
     """Newest first; the caller checked the audit:read scope."""
+    f = _checked(f, before_seq)
     return await AuditRepository(session).entries(
         actor=f.actor,
         action=f.action,

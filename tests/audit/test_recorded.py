@@ -13,6 +13,7 @@ from sqlalchemy import event, select
 
 from services.audit.models import AuditEntry
 from shared.audit import GENESIS, chain
+from shared.cursor import encode_cursor
 from tests.conftest import auth_header
 from tests.gateway.helpers import codes, data, gql, ingest_corpus
 
@@ -270,6 +271,35 @@ async def test_audit_log_filters_and_pages(app, client, token_for) -> None:
         data(await gql(client, auditor, AUDIT_LOG, {"f": other, "first": 5}))["auditLog"]["edges"]
         == []
     )
+
+
+async def test_audit_log_refuses_what_no_entry_could_match_naming_the_field(
+    client, token_for
+) -> None:
+    """A cursor or a filter no page could come from is BAD_USER_INPUT on its field: a forged
+    cursor's huge or boolean seq, a 100,000-character action (each was INTERNAL), a time
+    in year 0 once in UTC (an error naming nothing), a range ending before it starts (an
+    empty page, as if nothing had happened)."""
+    auditor = await token_for("audit:read")
+    refused = [
+        ({"after": encode_cursor("audit", [2**63])}, "after"),
+        ({"after": encode_cursor("audit", [10**30])}, "after"),
+        ({"after": encode_cursor("audit", [True])}, "after"),
+        ({"f": {"action": "case." * 20_000}}, "filter.action"),
+        ({"f": {"target": "case:" + "x" * 600}}, "filter.target"),
+        ({"f": {"from": "0001-01-01T00:00:00+14:00"}}, "filter.from"),
+        ({"f": {"to": "9999-12-31T23:59:59-14:00"}}, "filter.to"),
+        ({"f": {"from": "2026-12-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}}, "filter.to"),
+        ({"f": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}}, "filter.to"),
+    ]
+    for variables, path in refused:
+        body = await gql(client, auditor, AUDIT_LOG, {"first": 5, **variables})
+        assert codes(body) == ["BAD_USER_INPUT"], (variables, body)
+        assert [e["path"] for e in body["errors"][0]["extensions"]["errors"]] == [path], body
+    # A time without a zone is read as UTC, as the stored times are: a range is still a range.
+    zoneless = {"from": "2026-01-01T00:00:00", "to": "2999-01-01T00:00:00Z"}
+    page = data(await gql(client, auditor, AUDIT_LOG, {"f": zoneless, "first": 1}))
+    assert len(page["auditLog"]["edges"]) == 1
 
 
 async def test_the_session_chain_stays_valid(app) -> None:

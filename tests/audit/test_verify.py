@@ -207,6 +207,21 @@ async def test_usage_errors_exit_2(trail: Trail) -> None:
         assert backwards.out == ""
 
 
+async def test_bounds_past_what_a_seq_or_a_time_holds_are_usage_errors(trail: Trail) -> None:
+    # A seq past 2^63-1 ended in 'unexpected error: OverflowError' (SQLite), and a time in
+    # year 0 once in UTC in an error naming no option.
+    cases = (
+        ("--to", "99999999999999999999999", "past the largest seq"),
+        ("--from", "0001-01-01T00:00:00+14:00", "outside the years 1-9999"),
+        ("--to", "9999-12-31T23:59:59-14:00", "outside the years 1-9999"),
+    )
+    for option, value, message in cases:
+        refused = await trail.cli("audit", "export", option, value)
+        assert refused.code == 2 and refused.err.startswith(f"failcat: {option} "), refused
+        assert message in refused.err and "unexpected" not in refused.err
+        assert refused.out == ""
+
+
 async def test_the_background_job_checkpoints_every_n_entries(trail: Trail) -> None:
     import asyncio
 
