@@ -19,16 +19,6 @@ router = APIRouter(prefix="/safeguards/v1", tags=["safeguards"])
 MAX_RUN_BYTES = 64 * 1024 * 1024
 
 
-def _version(value: str) -> int | None:
-    if value == "latest":
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise BadUserInput(
-            "invalid suite version", [FieldError("version", "a number from 1, or latest")]
-        )
-    return int(value)
-
-
 @router.get("/suites/{name}/{version}.jsonl")
 async def export_suite(
     request: Request,
@@ -38,7 +28,7 @@ async def export_suite(
 ) -> StreamingResponse:
     """One line per case the caller may see: input, expected, case id, failure mode, severity."""
     snapshot, lines = await service.export_suite(
-        request.app.state.db, name, _version(version), principal
+        request.app.state.db, name, service.parse_suite_version(version), principal
     )
     filename = f"{snapshot.name}-{snapshot.version}.jsonl"  # names are [A-Za-z0-9._-]
     return StreamingResponse(

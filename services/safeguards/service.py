@@ -56,6 +56,7 @@ CHUNK = 5_000
 EXPORT_PAGE = 5_000
 SEARCH_PAGE = 500
 MAX_LISTED_ERRORS = 100
+MAX_VERSION_NUMBER = 2**31 - 1
 
 
 @dataclass(slots=True)
@@ -299,13 +300,41 @@ async def _frozen_cases(
     return rows
 
 
+def parse_suite_version(text: str) -> int | None:
+    """A version as a URL gives it: `latest` (None) or a number from 1. ASCII digits only:
+    str.isdigit() also accepts '²', which int() refuses."""
+    if text == "latest":
+        return None
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise BadUserInput(
+            "invalid suite version", [FieldError("version", "a number from 1, or latest")]
+        )
+    return int(text)
+
+
+def parse_suite_cursor(text: str | None) -> int:
+    """The position a page of a suite's cases starts after (-1: from the start)."""
+    if text is None:
+        return -1
+    if not (text.isascii() and text.isdigit()):
+        raise BadUserInput("invalid cursor", [FieldError("after", "not a suite cursor")])
+    return int(text)
+
+
 async def get_suite(session: AsyncSession, name: str, version: int | None = None) -> SuiteSnapshot:
+    if version is not None and version < 1:
+        # 0 used to answer the latest version, and -1 'no version -1': neither is a version.
+        raise BadUserInput(
+            f"invalid suite version {version}",
+            [FieldError("version", "a number from 1; omit it for the latest")],
+        )
     repo = SafeguardsRepository(session)
     suite = await repo.suite_by_name(name)
     if suite is None:
         raise NotFound(f"suite {name} not found")
     number = version or suite.latest_version
-    frozen = await repo.suite_version(suite.id, number)
+    # Versions are 32-bit in the database: a larger number is no version, not a refused value.
+    frozen = await repo.suite_version(suite.id, number) if number <= MAX_VERSION_NUMBER else None
     if frozen is None:
         raise NotFound(f"suite {name} has no version {number} (latest: {suite.latest_version})")
     return SuiteSnapshot(suite, frozen)
@@ -328,7 +357,7 @@ async def suite_cases(
     bool says whether more follow. Hidden cases are skipped, never shown as placeholders."""
     repo = SafeguardsRepository(session)
     out: list[SuiteCase] = []
-    cursor = after
+    cursor = min(after, MAX_SUITE_CASES)  # no position lies past it (and the column is 32-bit)
     while len(out) <= first:
         page = await repo.suite_cases(snapshot.frozen.id, cursor, CHUNK)
         if not page:

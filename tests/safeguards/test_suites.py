@@ -150,6 +150,40 @@ async def test_bad_suite_requests_get_coded_errors(client, curator):
     assert resp.status_code == 401
 
 
+async def test_suite_versions_and_cursors_out_of_range_are_refused_naming_them(client, curator):
+    """A cursor or URL version of non-ASCII digits ('²' passes str.isdigit(), not int()) was
+    an INTERNAL error / a 500; version 0 answered the latest version and -1 'no version -1';
+    a number past 32 bits got the generic 'a value cannot be stored'."""
+    model, name = a_name("fraud"), a_name("suite")
+    await create_suite(
+        client, curator, name, model, ids=await ingest(client, curator, model_cases(model, 2))
+    )
+    for after in ("²", "٣", "-1", ""):
+        body = await gql(client, curator, SUITE_CASES, {"name": name, "first": 1, "after": after})
+        assert codes(body) == ["BAD_USER_INPUT"], after
+        assert body["errors"][0]["extensions"]["errors"][0]["path"] == "after"
+    far = await gql(client, curator, SUITE_CASES, {"name": name, "first": 1, "after": "9" * 40})
+    assert data(far)["suite"]["cases"] == {
+        "nodes": [],
+        "pageInfo": {"hasNextPage": False, "endCursor": None},
+    }
+    for version in (0, -1):
+        body = await gql(
+            client, curator, SUITE_CASES, {"name": name, "version": version, "first": 1}
+        )
+        assert codes(body) == ["BAD_USER_INPUT"], version
+        assert body["errors"][0]["extensions"]["errors"][0]["path"] == "version"
+    body = await gql(client, curator, SUITE_CASES, {"name": name, "version": 2**31 - 1, "first": 1})
+    assert codes(body) == ["NOT_FOUND"]
+    for version, status in (("²", 400), ("٣", 400), ("0", 400), ("9" * 30, 404)):
+        resp = await client.get(
+            f"/safeguards/v1/suites/{name}/{version}.jsonl", headers=auth_header(curator)
+        )
+        assert resp.status_code == status, (version, resp.text)
+        if status == 400:
+            assert resp.json()["errors"][0]["path"] == "version"
+
+
 async def test_a_saved_query_is_rerun_into_a_new_version(client, curator):
     model, name = a_name("fraud"), a_name("suite")
     word = a_name("quuxplosion").replace("-", "")

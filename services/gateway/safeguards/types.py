@@ -109,17 +109,14 @@ class Suite:
         after: str | None = None,
     ) -> SuiteCaseConnection:
         from services.gateway.pagination import check_page_size
-        from shared.errors import BadUserInput, FieldError
 
         check_page_size(first)
-        if after is not None and not after.isdigit():
-            raise BadUserInput("invalid cursor", [FieldError("after", "not a suite cursor")])
         page, more = await service.suite_cases(
             await info.context.session(),
             self,
             info.context.principal,
             first,
-            int(after) if after else -1,
+            service.parse_suite_cursor(after),
         )
         return SuiteCaseConnection(
             nodes=page,  # type: ignore[arg-type]
