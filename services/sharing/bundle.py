@@ -299,10 +299,61 @@ class Verified:
     manifest: dict[str, Any]
     manifest_sha256: str
     kid: str
-    files: dict[str, bytes]
+    files: dict[str, list[dict[str, Any]]]  # each file's records, checked by read_bundle
 
     def records(self, name: str) -> list[dict[str, Any]]:
-        return [orjson.loads(line) for line in self.files[name].splitlines() if line.strip()]
+        return self.files[name]
+
+
+# What import_verified reads of each record without a default: a record of another shape is
+# refused before anything is stored (a case's own fields are the catalog's ingest's to check).
+RECORD_SHAPES: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "cases.jsonl": {"_meta": (dict, type(None))},
+    "groups.jsonl": {},
+    "annotations.jsonl": {"values": (dict, type(None))},
+    "lessons.jsonl": {
+        "id": str,
+        "title": str,
+        "what_happened": str,
+        "why_it_matters": str,
+        "mitigation": str,
+        "cost": str,
+        "evidence_group_ids": list,
+    },
+}
+MANIFEST_SHAPE: dict[str, type] = {"bundle_id": str, "issuer": str, "files": dict}
+
+
+def _shape_error(record: Any, shape: dict[str, Any], optional: set[str]) -> str | None:
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for key, kind in shape.items():
+        if key not in record and key in optional:
+            continue
+        if key not in record:
+            return f"{key}: missing"
+        if not isinstance(record[key], kind):
+            first = kind[0] if isinstance(kind, tuple) else kind
+            return f"{key}: not {'an object' if first is dict else f'a {first.__name__}'}"
+    return None
+
+
+def _records(name: str, content: bytes) -> list[dict[str, Any]]:
+    """A JSON-lines file of the bundle, each line an object of its file's shape; else the
+    bundle is refused naming the file and line."""
+    out = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise BundleRefused(f"{name}:{number}: not JSON ({exc.msg})") from None
+        problem = _shape_error(record, RECORD_SHAPES[name], optional={"_meta", "values"})
+        if problem:
+            raise BundleRefused(f"{name}:{number}: {problem}")
+        out.append(record)
+    return out
 
 
 def read_bundle(path: Path, trusted: KeySet) -> Verified:
@@ -325,20 +376,31 @@ def read_bundle(path: Path, trusted: KeySet) -> Verified:
     if MANIFEST not in members:
         raise BundleRefused("manifest.json is missing")
     kid = verify(members[MANIFEST], members[SIGNATURE].decode(errors="replace"), trusted)
-    manifest = orjson.loads(members[MANIFEST])
+    # Signed is not well-formed: a partner's exporter may have a bug of its own.
+    try:
+        manifest = orjson.loads(members[MANIFEST])
+    except orjson.JSONDecodeError as exc:
+        raise BundleRefused(f"{MANIFEST}: not JSON ({exc.msg})") from None
+    problem = _shape_error(manifest, MANIFEST_SHAPE, optional=set())
+    for key in ("bundle_id", "issuer"):
+        if not problem and not manifest[key].strip():
+            problem = f"{key}: empty"
+    if problem:
+        raise BundleRefused(f"{MANIFEST}: {problem}")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise BundleRefused(f"schema version {manifest.get('schema_version')} is not supported")
     named = manifest.get("files") or {}
     if set(named) != set(FILES) or set(members) - {MANIFEST, SIGNATURE} != set(FILES):
         raise BundleRefused("the files do not match the manifest")
     for name in FILES:
-        if hashlib.sha256(members[name]).hexdigest() != named[name].get("sha256"):
+        entry = named[name] if isinstance(named[name], dict) else {}
+        if hashlib.sha256(members[name]).hexdigest() != entry.get("sha256"):
             raise BundleRefused(f"{name}: sha256 differs from the manifest")
     return Verified(
         manifest,
         hashlib.sha256(members[MANIFEST]).hexdigest(),
         kid,
-        {name: members[name] for name in FILES},
+        {name: _records(name, members[name]) for name in FILES},
     )
 
 

@@ -4,12 +4,87 @@ naming the problem, exit 2 or the bad record reported, and nothing stored by a r
 
 from __future__ import annotations
 
+import hashlib
+import io
+import tarfile
+from typing import Any
+
 import orjson
 import pytest
+from sqlalchemy import text
 
-from services.sharing.bundle import trusted_keys
+from services.sharing.bundle import FILES, sign, trusted_keys
+from services.sharing.cli import _signer
+from shared.db import Database
 from shared.errors import BadUserInput
+from shared.migrate import upgrade_async
+from tests.catalog.builders import ingest, unique
+from tests.cli_run import indexed, run_cli
+from tests.conftest import make_settings
 from tests.corpus import aiid_cases
+
+N = 40
+
+
+@pytest.fixture(scope="module")
+async def bundle(backend, settings, app, tmp_path_factory):
+    """N real AIID incidents exported with the partner profile, the exporter's JWKS and
+    signing key, and an empty second instance to import into."""
+    cases = unique(aiid_cases(N))
+    async with app.state.db.transaction() as session:
+        await ingest(session, cases)
+    source = cases[0]["data_source"]
+    assert await indexed(app.state.search, f"data_source:{source}", N) >= N
+    folder = tmp_path_factory.mktemp(f"bundle-input-{backend}")
+    out = folder / "partner.tar.gz"
+    code, _, err = await run_cli(
+        settings, "export", "bundle", "-q", f"data_source:{source}", "--profile", "partner",
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    trust = folder / "jwks.json"
+    trust.write_bytes(orjson.dumps(app.state.auth.jwks()))
+    kid, key = await _signer(settings, app.state.db)
+    second = await make_settings(backend, folder / "second")
+    await upgrade_async(second.catalog_url)
+    with tarfile.open(out, "r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar}
+    return {"out": out, "trust": trust, "kid": kid, "key": key, "second": second,
+            "folder": folder, "members": members}  # fmt: skip
+
+
+def resigned(bundle: dict[str, Any], name: str, **changed: bytes) -> Any:
+    """The bundle with some members changed, its manifest's hashes made to match and signed
+    again with the exporter's own key: well signed, whatever it holds."""
+    members = {**bundle["members"], **changed}
+    if "manifest.json" not in changed:
+        manifest = orjson.loads(members["manifest.json"])
+        for file in FILES:
+            manifest["files"][file] = {"sha256": hashlib.sha256(members[file]).hexdigest()}
+        members["manifest.json"] = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)
+    members["manifest.jws"] = sign(members["manifest.json"], bundle["kid"], bundle["key"]).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for member, content in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    path = bundle["folder"] / name
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+async def stored(settings: Any) -> tuple[int, ...]:
+    """The rows an import writes: cases, adjudicated reviews, lessons, imported bundles."""
+    db = Database(settings.catalog_url)
+    try:
+        async with db.transaction() as s:
+            tables = ("failure_case", "annotation_review", "sharing_lesson", "sharing_bundle")
+            return tuple(
+                [(await s.execute(text(f"select count(*) from {t}"))).scalar_one() for t in tables]
+            )
+    finally:
+        await db.dispose()
 
 
 @pytest.mark.parametrize(
@@ -26,3 +101,37 @@ def test_a_trust_file_that_is_no_jwks_is_named(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(BadUserInput, match=r"--trust .*trust.json: not a JWKS or JWK"):
         trusted_keys(str(path))
+
+
+def _lines(content: bytes, number: int, line: bytes) -> bytes:
+    lines = content.splitlines()
+    lines[number - 1] = line
+    return b"\n".join(lines) + b"\n"
+
+
+async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_line(bundle):
+    cases = bundle["members"]["cases.jsonl"]
+    manifest = orjson.loads(bundle["members"]["manifest.json"])
+    no_issuer = orjson.dumps({k: v for k, v in manifest.items() if k != "issuer"})
+    lesson = {"id": "x", "title": "t", "what_happened": "w", "why_it_matters": "w"}
+    variants = {
+        "cases.jsonl:2: not JSON": {"cases.jsonl": _lines(cases, 2, b"{not json")},
+        "cases.jsonl:3: not a JSON object": {"cases.jsonl": _lines(cases, 3, b"[1, 2]")},
+        "lessons.jsonl:1: mitigation: missing": {"lessons.jsonl": orjson.dumps(lesson)},
+        "annotations.jsonl:1: values: not an object": {
+            "annotations.jsonl": b'{"case_id": "c", "taxonomy": "failcat", "values": [1]}\n'
+        },
+        "manifest.json: not JSON": {"manifest.json": b"manifest"},
+        "manifest.json: not a JSON object": {"manifest.json": b"[]"},
+        "manifest.json: issuer: missing": {"manifest.json": no_issuer},
+    }
+    second = bundle["second"]
+    before = await stored(second)
+    for i, (problem, changed) in enumerate(variants.items()):
+        path = resigned(bundle, f"bad-{i}.tar.gz", **changed)
+        code, _, err = await run_cli(
+            second, "import", "bundle", str(path), "--trust", str(bundle["trust"])
+        )
+        assert code == 2 and problem in err, err
+        assert err.startswith("failcat: bundle: ") and len(err.splitlines()) == 1, err
+    assert await stored(second) == before
