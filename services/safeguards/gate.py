@@ -198,6 +198,16 @@ async def release_gate(
     now: datetime | None = None,
 ) -> GateResult:
     now = now or utcnow()
+    # As runs store them (trimmed): a blank version (an unset $VERSION in CI) is a mistake to
+    # name, not a release to answer 'blocked: no run of m  on it' about.
+    model, version = model.strip(), version.strip()
+    errors = [
+        FieldError(path, f"a {path} name of 1 to {limit} characters")
+        for path, value, limit in (("model", model, 200), ("version", version, 100))
+        if not 1 <= len(value) <= limit
+    ]
+    if errors:
+        raise BadUserInput(f"invalid {errors[0].path}", errors)
     if model not in {m.name for m in await catalog.list_models(session)}:
         # An unknown model would pass every condition vacuously: a typo must not ship.
         raise NotFound(f"model {model} not found")

@@ -207,6 +207,31 @@ async def test_bad_gate_and_waiver_requests_get_coded_errors(client, tokens, rel
     assert codes(body) == ["FORBIDDEN"]
 
 
+async def test_a_blank_model_or_version_is_refused_naming_it(client, tokens, released):
+    """A blank version (an unset $VERSION in a CI job) was answered as a release: 'blocked:
+    no evaluation run of m   on it'; a blank model was 'model  not found'. Both name the
+    field now; surrounding blanks are trimmed, as when the run was recorded."""
+    for model, version, paths in (
+        (released["model"], "  ", ["version"]),
+        (released["model"], "", ["version"]),
+        (released["model"], "v" * 101, ["version"]),
+        (" ", "", ["model", "version"]),
+    ):
+        body = await gql(client, tokens["ci"], GATE, {"model": model, "version": version})
+        assert codes(body) == ["BAD_USER_INPUT"], (model, version)
+        assert [e["path"] for e in body["errors"][0]["extensions"]["errors"]] == paths
+    resp = await client.get(
+        "/safeguards/v1/gate",
+        headers=auth_header(tokens["ci"]),
+        params={"model": released["model"], "version": " "},
+    )
+    assert resp.status_code == 400 and resp.json()["errors"][0]["path"] == "version"
+    trimmed = await gql(
+        client, tokens["ci"], GATE, {"model": f" {released['model']} ", "version": " 2.0.0 "}
+    )
+    assert data(trimmed)["releaseGate"]["version"] == "2.0.0"
+
+
 async def test_rest_gate_and_run_routes(client, tokens, released):
     headers = auth_header(tokens["ci"])
     resp = await client.post(
