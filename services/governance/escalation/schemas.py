@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_QUERY = 2_000
 MAX_REASON = 2_000
@@ -13,8 +14,27 @@ MAX_THRESHOLD = 1_000  # cases counted by one firing (each may get a ticket link
 MAX_WINDOW_MINUTES = 30 * 24 * 60
 MAX_DAYS = 365
 
+
+def _reachable(url: str) -> str:
+    """A URL a POST can be sent to: the pattern lets through `https://:99999/x` (no host, a
+    port past 65535) and `http://[::1/x`, which would only fail at every attempt until the
+    delivery is dead-lettered."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a port that is not a number in 0..65535
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if not parts.hostname:
+        raise ValueError("the URL names no host")
+    if port == 0:
+        raise ValueError("port 0 cannot be connected to")
+    return url
+
+
 Url = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=2000, pattern=r"^https?://\S+$")
+    str,
+    StringConstraints(strip_whitespace=True, max_length=2000, pattern=r"^https?://\S+$"),
+    AfterValidator(_reachable),
 ]
 Reason = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REASON)
@@ -60,15 +80,26 @@ class RuleIn(_In):
     # Default: 32 random bytes, shown once in the answer.
     secret: Annotated[str, StringConstraints(min_length=16, max_length=200)] | None = None
 
-    @model_validator(mode="after")
-    def _complete(self) -> RuleIn:
-        if self.kind is RuleKind.THRESHOLD and (self.threshold is None or not self.window_minutes):
-            raise ValueError("a threshold rule needs threshold and window_minutes")
+    def incomplete(self) -> list[tuple[str, str]]:
+        """(field, message) for each field the rule's kind needs and lacks: checked after the
+        fields themselves, so that each refusal names the field to fill in."""
+        missing = []
+        if self.kind is RuleKind.THRESHOLD:
+            missing += [
+                (name, "required for a threshold rule")
+                for name in ("threshold", "window_minutes")
+                if getattr(self, name) is None
+            ]
         if self.kind is RuleKind.LEFT_CONFIRMED and self.days is None:
-            raise ValueError("a left_confirmed rule needs days")
+            missing.append(("days", "required for a left_confirmed rule"))
         if not (self.webhook_url or self.ticket_url or self.block_release):
-            raise ValueError("a rule needs an action: webhook_url, ticket_url or block_release")
-        return self
+            missing.append(
+                (
+                    "webhook_url",
+                    "a rule needs an action: a webhook URL, a ticket URL or a release block",
+                )
+            )
+        return missing
 
 
 class LiftIn(_In):

@@ -75,6 +75,9 @@ async def create_rule(
         data = RuleIn.model_validate(values)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    if missing := data.incomplete():
+        errors = [FieldError(f"rule.{name}", message) for name, message in missing]
+        raise BadUserInput(f"invalid rule: {errors[0].message}", errors)
     try:
         parse(data.query)  # a rule that cannot parse would fail at every batch
     except BadUserInput as exc:

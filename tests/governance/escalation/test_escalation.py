@@ -400,10 +400,18 @@ async def test_rules_are_validated_and_seen_only_by_their_team(client, db, token
     for change, path in (
         ({"query": "severity:<=S9"}, "rule.query"),
         ({"webhookUrl": "ftp://example.org/x"}, "rule.webhookUrl"),
-        ({"windowMinutes": None}, "rule"),
+        # A URL the pattern let through though no POST can reach it (it was stored, then
+        # every delivery failed until dead-lettered).
+        ({"webhookUrl": "https://:99999/x"}, "rule.webhookUrl"),
+        ({"webhookUrl": "https://alerts.example:99999/x"}, "rule.webhookUrl"),
+        ({"webhookUrl": "http://[::1/x"}, "rule.webhookUrl"),
+        ({"ticketUrl": "https://?q=1"}, "rule.ticketUrl"),
+        # A field the kind needs is named (the refusal said only "rule").
+        ({"windowMinutes": None}, "rule.windowMinutes"),
+        ({"threshold": None}, "rule.threshold"),
         ({"threshold": 0}, "rule.threshold"),
-        ({"webhookUrl": None}, "rule"),  # no action at all
-        ({"kind": "LEFT_CONFIRMED"}, "rule"),  # without days
+        ({"webhookUrl": None}, "rule.webhookUrl"),  # no action at all
+        ({"kind": "LEFT_CONFIRMED"}, "rule.days"),
     ):
         body = await gql(
             client,
