@@ -307,9 +307,14 @@ async def save_evaluation_plan(
 async def get_evaluation_plan(
     session: AsyncSession, name: str, version: int | None = None
 ) -> EvaluationPlan:
+    if version is not None and version < 1:
+        raise BadUserInput(
+            f"invalid evaluation plan version {version}",
+            [FieldError("version", "a number from 1; omit it for the latest")],
+        )
     plan = await PlansRepository(session).evaluation_plan(name, version)
     if plan is None:
-        raise NotFound(f"evaluation plan {name} {'v' + str(version) if version else ''} not found")
+        raise NotFound(f"evaluation plan {name}{f' v{version}' if version else ''} not found")
     return plan
 
 

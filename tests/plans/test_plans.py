@@ -329,3 +329,24 @@ async def test_blank_evidence_and_augmentations_are_refused_naming_them(client, 
         {"m": setup["model"]},
     )
     assert data(listed)["retrainingPlans"] == []
+
+
+async def test_an_evaluation_plan_version_below_1_is_refused_naming_it(client, tokens, setup):
+    """evaluationPlan(version: 0) was NOT_FOUND 'evaluation plan NAME  not found' (a missing
+    'v0' and a double space), -1 'v-1 not found', as if such versions could exist."""
+    name = a_name("eval-plan")
+    plan = {
+        "name": name,
+        "model": setup["model"],
+        "benchmarks": [{"suite": setup["suite"], "min_pass_rate": 0.5}],
+    }
+    create = "mutation($p: JSON!) { createEvaluationPlan(plan: $p) { id } }"
+    data(await gql(client, tokens["curator"], create, {"p": plan}))
+    q = "query($n: String!, $v: Int) { evaluationPlan(name: $n, version: $v) { version } }"
+    for version in (0, -1):
+        body = await gql(client, tokens["curator"], q, {"n": name, "v": version})
+        assert codes(body) == ["BAD_USER_INPUT"], version
+        assert body["errors"][0]["extensions"]["errors"][0]["path"] == "version"
+    body = await gql(client, tokens["curator"], q, {"n": name, "v": 2})
+    assert codes(body) == ["NOT_FOUND"]
+    assert body["errors"][0]["message"] == f"evaluation plan {name} v2 not found"
