@@ -300,6 +300,7 @@ class Verified:
     manifest_sha256: str
     kid: str
     files: dict[str, list[dict[str, Any]]]  # each file's records, checked by read_bundle
+    lines: dict[str, list[int]]  # the line of each of those records in its file
 
     def records(self, name: str) -> list[dict[str, Any]]:
         return self.files[name]
@@ -338,10 +339,10 @@ def _shape_error(record: Any, shape: dict[str, Any], optional: set[str]) -> str 
     return None
 
 
-def _records(name: str, content: bytes) -> list[dict[str, Any]]:
-    """A JSON-lines file of the bundle, each line an object of its file's shape; else the
-    bundle is refused naming the file and line."""
-    out = []
+def _records(name: str, content: bytes) -> tuple[list[dict[str, Any]], list[int]]:
+    """A JSON-lines file of the bundle, each line an object of its file's shape, and their
+    lines; else the bundle is refused naming the file and line."""
+    out, lines = [], []
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
@@ -353,7 +354,8 @@ def _records(name: str, content: bytes) -> list[dict[str, Any]]:
         if problem:
             raise BundleRefused(f"{name}:{number}: {problem}")
         out.append(record)
-    return out
+        lines.append(number)
+    return out, lines
 
 
 def read_bundle(path: Path, trusted: KeySet) -> Verified:
@@ -396,11 +398,13 @@ def read_bundle(path: Path, trusted: KeySet) -> Verified:
         entry = named[name] if isinstance(named[name], dict) else {}
         if hashlib.sha256(members[name]).hexdigest() != entry.get("sha256"):
             raise BundleRefused(f"{name}: sha256 differs from the manifest")
+    parsed = {name: _records(name, members[name]) for name in FILES}
     return Verified(
         manifest,
         hashlib.sha256(members[MANIFEST]).hexdigest(),
         kid,
-        {name: _records(name, members[name]) for name in FILES},
+        {name: records for name, (records, _) in parsed.items()},
+        {name: lines for name, (_, lines) in parsed.items()},
     )
 
 
@@ -456,8 +460,10 @@ async def import_verified(
     issuer, bundle_id = str(manifest["issuer"]), str(manifest["bundle_id"])
     source = origin_source(issuer)
     counts: dict[str, int] = {}
+    errors: list[str] = []  # a case not stored, by its line: "cases.jsonl:7: severity: ..."
     new_ids: dict[str, str] = {}  # the bundle's case id -> this instance's
     records = bundle.records("cases.jsonl")
+    lines = bundle.lines["cases.jsonl"]
     for start in range(0, len(records), PAGE):
         batch = records[start : start + PAGE]
         items = []
@@ -472,10 +478,11 @@ async def import_verified(
                 **{k: kept[k] for k in ("pipeline_version", "captured_by") if kept.get(k)},
             }
             items.append(case)
-        for record, result in zip(
-            batch, await catalog.ingest_cases(session, items, actor), strict=True
-        ):
+        results = await catalog.ingest_cases(session, items, actor)
+        for line, record, result in zip(lines[start : start + PAGE], batch, results, strict=True):
             counts[result.status] = counts.get(result.status, 0) + 1
+            for error in result.errors or ():
+                errors.append(f"cases.jsonl:{line}: {error['path']}: {error['message']}")
             if result.id and result.status in ("created", "duplicate"):
                 new_ids[str((record.get("_meta") or {}).get("id"))] = result.id
         if progress:
@@ -567,6 +574,7 @@ async def import_verified(
         "adjudicated": decided,
         "annotations_skipped": skipped,
         "lessons": lessons,
+        "errors": errors[:20],
     }
     audit(
         session,

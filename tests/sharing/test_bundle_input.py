@@ -135,3 +135,28 @@ async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_l
         assert code == 2 and problem in err, err
         assert err.startswith("failcat: bundle: ") and len(err.splitlines()) == 1, err
     assert await stored(second) == before
+
+
+async def fresh_instance(backend: str, folder: Any) -> Any:
+    settings = await make_settings(backend, folder)
+    await upgrade_async(settings.catalog_url)
+    return settings
+
+
+async def test_a_case_the_catalog_refuses_is_reported_by_line_and_field(bundle, backend):
+    cases = bundle["members"]["cases.jsonl"]
+    bad = orjson.loads(cases.splitlines()[6])
+    bad["severity"] = "urgent"
+    path = resigned(
+        bundle, "bad-case.tar.gz", **{"cases.jsonl": _lines(cases, 7, orjson.dumps(bad))}
+    )
+    target = await fresh_instance(backend, bundle["folder"] / "invalid-case")
+    code, out, err = await run_cli(
+        target, "import", "bundle", str(path), "--trust", str(bundle["trust"])
+    )
+    summary = orjson.loads(out)
+    assert code == 1, err
+    assert summary["cases"] == {"created": N - 1, "invalid": 1}  # the others are stored
+    [error] = summary["errors"]
+    assert error.startswith("cases.jsonl:7: severity: "), error
+    assert (await stored(target))[0] == N - 1
