@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.security import Sensitivity
 
@@ -24,7 +24,11 @@ class RetentionPolicyIn(BaseModel):
     """Both TTLs null removes the policy (keep forever)."""
 
     model_config = ConfigDict(extra="forbid")
-    data_source: str = Field(min_length=1, max_length=200)
+    # Stripped as a case's data source is (catalog's Name): " payments " would otherwise be
+    # stored as a policy no case ever matches, and "   " as a policy of no source at all.
+    data_source: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    ]
     sensitivity: Sensitivity
     payload_ttl_days: int | None = Field(default=None, ge=1, le=MAX_TTL_DAYS)
     case_ttl_days: int | None = Field(default=None, ge=1, le=MAX_TTL_DAYS)

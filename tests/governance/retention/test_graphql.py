@@ -74,6 +74,26 @@ async def test_set_retention_policy_is_for_admins_validated_and_audited(
     ]
 
 
+async def test_a_policy_names_its_data_source_as_cases_do(client, admin_token, db):
+    """The data source is stripped as a case's is: a policy set for " src " used to be stored
+    with the spaces and so applied to no case, and one for "   " was stored for no source."""
+    source = f"ret-strip-{secrets.token_hex(3)}"
+    got = data(await gql(client, admin_token, SET_POLICY, {"s": f"  {source} ", "p": 30}))
+    assert got["setRetentionPolicy"]["dataSource"] == source
+    listed = data(await gql(client, admin_token, "{ retentionPolicies { dataSource } }"))
+    assert {"dataSource": source} in listed["retentionPolicies"]
+    assert not [
+        p for p in listed["retentionPolicies"] if p["dataSource"] != p["dataSource"].strip()
+    ]
+    before = len(await audit_entries(db, "retention.policy"))
+    blank = await gql(client, admin_token, SET_POLICY, {"s": "   ", "p": 30})
+    assert codes(blank) == ["BAD_USER_INPUT"]
+    assert blank["errors"][0]["extensions"]["errors"][0]["path"] == "dataSource"
+    listed = data(await gql(client, admin_token, "{ retentionPolicies { dataSource } }"))
+    assert {"dataSource": "   "} not in listed["retentionPolicies"]
+    assert len(await audit_entries(db, "retention.policy")) == before
+
+
 async def test_legal_holds_need_the_scope_and_sight_of_the_target(client, token_for, db):
     team, other = f"ret-a-{secrets.token_hex(3)}", f"ret-b-{secrets.token_hex(3)}"
     owner = await token_for("cases:ingest cases:read", team=team, clearance="restricted")
