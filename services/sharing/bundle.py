@@ -459,6 +459,12 @@ async def import_verified(
     manifest = bundle.manifest
     issuer, bundle_id = str(manifest["issuer"]), str(manifest["bundle_id"])
     source = origin_source(issuer)
+    repo = SharingRepository(session)
+    # Its own bundle's cases are here already: imported, each would be a second copy (their
+    # pseudonymised external ids match nothing here). The issuer cannot tell (instances left
+    # at the default issuer share it); the export's record of the bundle id can.
+    if await repo.bundle(bundle_id, "export") is not None:
+        raise BundleRefused(f"bundle {bundle_id} was exported by this instance")
     counts: dict[str, int] = {}
     errors: list[str] = []  # a case not stored, by its line: "cases.jsonl:7: severity: ..."
     new_ids: dict[str, str] = {}  # the bundle's case id -> this instance's
@@ -522,7 +528,6 @@ async def import_verified(
         origin = source_group.get(by_new[case.id])
         if origin and case.group_id:
             group_of[str(origin)] = case.group_id
-    repo = SharingRepository(session)
     lessons = 0
     for lesson in bundle.records("lessons.jsonl"):
         lesson_id = stable_id(f"{issuer}:lesson:{lesson['id']}")

@@ -160,3 +160,15 @@ async def test_a_case_the_catalog_refuses_is_reported_by_line_and_field(bundle, 
     [error] = summary["errors"]
     assert error.startswith("cases.jsonl:7: severity: "), error
     assert (await stored(target))[0] == N - 1
+
+
+async def test_a_bundle_of_this_instance_is_refused_by_it(bundle, settings):
+    before = await stored(settings)
+    code, _, err = await run_cli(
+        settings, "import", "bundle", str(bundle["out"]), "--trust", str(bundle["trust"])
+    )
+    bundle_id = orjson.loads(bundle["members"]["manifest.json"])["bundle_id"]
+    assert code == 2 and err == (
+        f"failcat: bundle: bundle {bundle_id} was exported by this instance\n"
+    ), err
+    assert await stored(settings) == before  # no second copy of its own cases
