@@ -25,8 +25,42 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Version = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
+def nul_path(value: Any) -> str | None:
+    """Where text in `value` (a string, or any key or string within lists and objects) holds
+    U+0000: '$' for the value itself, else the dotted path inside it; None when none does."""
+    if isinstance(value, str):
+        return "$" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = "$" if "\x00" in str(key) else nul_path(item)
+            if inner is not None:
+                return str(key) if inner == "$" else f"{key}.{inner}"
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            inner = nul_path(item)
+            if inner is not None:
+                return str(index) if inner == "$" else f"{index}.{inner}"
+    return None
+
+
+def refuse_nul(value: Any) -> Any:
+    """Postgres stores U+0000 in neither text nor JSONB (its error names no field, and SQLite
+    would keep it): refused on both backends, at the field that holds it."""
+    where = nul_path(value)
+    if where is not None:
+        inside = "" if where == "$" else f" (at {where})"
+        raise ValueError(f"contains U+0000 (NUL), which cannot be stored{inside}")
+    return value
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Every field of every input; nested inputs check their own fields.
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return refuse_nul(value)
 
 
 class SuiteCreate(_In):

@@ -350,3 +350,25 @@ async def test_an_evaluation_plan_version_below_1_is_refused_naming_it(client, t
     body = await gql(client, tokens["curator"], q, {"n": name, "v": 2})
     assert codes(body) == ["NOT_FOUND"]
     assert body["errors"][0]["message"] == f"evaluation plan {name} v2 not found"
+
+
+async def test_nul_in_a_plan_is_refused_at_its_field_on_both_backends(client, tokens, setup):
+    """Postgres stores U+0000 in neither text nor JSONB: a plan holding one got 'a value in
+    the request cannot be stored' naming no field there, and was stored as given on SQLite.
+    Each such field is refused at its path now, and nothing is stored."""
+    for plan, path in (
+        (_plan(setup, title="Retrain\x00"), "title"),
+        (_plan(setup, feature_config={"text": "tf\x00idf"}), "featureConfig"),
+        (_plan(setup, changes={"hyperparameters": {"lr\x00": 1}}), "changes.hyperparameters"),
+    ):
+        body = await gql(client, tokens["curator"], CREATE, {"p": plan})
+        assert codes(body) == ["BAD_USER_INPUT"], path
+        [error] = body["errors"][0]["extensions"]["errors"]
+        assert error["path"] == path and "NUL" in error["message"]
+    listed = await gql(
+        client,
+        tokens["curator"],
+        "query($m: String!) { retrainingPlans(model: $m) { id } }",
+        {"m": setup["model"]},
+    )
+    assert data(listed)["retrainingPlans"] == []

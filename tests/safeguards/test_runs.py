@@ -269,3 +269,42 @@ async def test_a_non_finite_latency_is_refused_naming_it(client, tokens, suite):
         {"m": suite["model"]},
     )
     assert data(runs)["evaluationRuns"] == []
+
+
+async def test_nul_in_a_run_is_refused_at_its_field_on_both_backends(client, tokens, suite):
+    """A prediction, error or version holding U+0000 got 'a value in the request cannot be
+    stored' naming no field on Postgres, and was stored on SQLite. Refused at its path now."""
+    ids = suite["ids"]
+    base = {"model": suite["model"], "version": "nul", "suite": suite["name"]}
+    for run, path in (
+        (
+            {
+                **base,
+                "outcomes": [
+                    {"caseId": ids[0], "outcome": "PASS", "prediction": {"label": "a\x00"}}
+                ],
+            },
+            "outcomes.0.prediction",
+        ),
+        (
+            {**base, "outcomes": [{"caseId": ids[0], "outcome": "ERROR", "error": "boom\x00"}]},
+            "outcomes.0.error",
+        ),
+        ({**base, "outcomes": [], "positiveLabel": "\x00"}, "positiveLabel"),
+    ):
+        body = await gql(
+            client,
+            tokens["ci"],
+            "mutation($run: EvaluationRunInput!) { recordEvaluationRun(run: $run) { id } }",
+            {"run": run},
+        )
+        assert codes(body) == ["BAD_USER_INPUT"], path
+        [error] = body["errors"][0]["extensions"]["errors"]
+        assert error["path"] == path and "NUL" in error["message"]
+    runs = await gql(
+        client,
+        tokens["ci"],
+        'query($m: String!) { evaluationRuns(model: $m, version: "nul") { id } }',
+        {"m": suite["model"]},
+    )
+    assert data(runs)["evaluationRuns"] == []
