@@ -478,9 +478,11 @@ async def import_verified(
             case = {k: v for k, v in record.items() if k != "_meta"}
             case["external_id"] = case.get("external_id") or meta.get("id")
             kept = case.get("provenance") or {}
+            # No batch_id of the bundle: the content hash covers provenance, so each later
+            # bundle of the same case would make it a conflict, not a duplicate (the bundle
+            # that brought it is in sharing_bundle and the audit trail).
             case["provenance"] = {
                 "source": source,
-                "batch_id": bundle_id,
                 **{k: kept[k] for k in ("pipeline_version", "captured_by") if kept.get(k)},
             }
             items.append(case)

@@ -50,7 +50,7 @@ async def bundle(backend, settings, app, tmp_path_factory):
     with tarfile.open(out, "r:gz") as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar}
     return {"out": out, "trust": trust, "kid": kid, "key": key, "second": second,
-            "folder": folder, "members": members}  # fmt: skip
+            "folder": folder, "members": members, "source": source}  # fmt: skip
 
 
 def resigned(bundle: dict[str, Any], name: str, **changed: bytes) -> Any:
@@ -172,3 +172,22 @@ async def test_a_bundle_of_this_instance_is_refused_by_it(bundle, settings):
         f"failcat: bundle: bundle {bundle_id} was exported by this instance\n"
     ), err
     assert await stored(settings) == before  # no second copy of its own cases
+
+
+async def test_the_same_cases_in_a_later_bundle_are_duplicates(bundle, backend, settings):
+    """A partner shares the same query again (a new bundle id): the cases it already sent are
+    `duplicate`, as the same bundle sent twice is, not a conflict of each one."""
+    again = bundle["folder"] / "again.tar.gz"
+    code, _, err = await run_cli(
+        settings, "export", "bundle", "-q", f"data_source:{bundle['source']}", "--profile",
+        "partner", "--out", str(again),
+    )  # fmt: skip
+    assert code == 0, err
+    target = await fresh_instance(backend, bundle["folder"] / "again")
+    for path, status in ((bundle["out"], "created"), (again, "duplicate"), (again, "duplicate")):
+        code, out, err = await run_cli(
+            target, "import", "bundle", str(path), "--trust", str(bundle["trust"])
+        )
+        summary = orjson.loads(out)
+        assert code == 0 and summary["cases"] == {status: N}, summary
+    assert (await stored(target))[0] == N
