@@ -20,6 +20,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.chunk < 1:
         raise CliError(f"--chunk {args.chunk}: must be at least 1")
+    if args.chunk > service.MAX_CHUNK:
+        raise CliError(f"--chunk {args.chunk}: must be at most {service.MAX_CHUNK}")
     settings = load_settings()
     last = [0.0]
 

@@ -45,6 +45,9 @@ log = logging.getLogger("failcat.retention")
 # The actor of purges: revisions and audit entries name the job, not a person.
 RETENTION = dataclasses.replace(SYSTEM, subject="system:retention", name="retention job")
 CHUNK = 500
+# A chunk is one transaction: past this it is the long transaction chunks exist to avoid, and
+# past 2^63 the drivers cannot even bind it as a LIMIT.
+MAX_CHUNK = 50_000
 
 
 # --- policies ------------------------------------------------------------------------------

@@ -109,6 +109,11 @@ async def test_cli_dry_run_reports_and_changes_nothing_then_runs_once(env):
     for chunk in ("0", "-3"):  # purging nothing (or everything at once) silently is refused
         code, _, err = await _cli(variables, "--chunk", chunk)
         assert (code, err) == (2, f"failcat: --chunk {chunk}: must be at least 1\n")
+    # One transaction per chunk: a huge one is refused too (past 2^63 it ended in
+    # 'unexpected error: OverflowError' on SQLite).
+    for chunk in ("50001", "99999999999999999999"):
+        code, _, err = await _cli(variables, "--chunk", chunk)
+        assert (code, err) == (2, f"failcat: --chunk {chunk}: must be at most 50000\n")
     assert await state(db, ids) == before
 
     code, done, err = await _cli(variables, "--json", "--chunk", "2")
