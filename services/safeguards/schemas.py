@@ -82,7 +82,7 @@ class SuiteCreate(_In):
 class ScenarioRequest(_In):
     """Variants of the given cases, or of a suite version's cases (exactly one)."""
 
-    case_ids: Annotated[list[str], Field(max_length=MAX_SCENARIOS)] | None = None
+    case_ids: Annotated[list[str], Field(min_length=1, max_length=MAX_SCENARIOS)] | None = None
     suite: Name | None = None
     suite_version: Annotated[int, Field(ge=1)] | None = None
     perturbations: Annotated[list[Perturbation], Field(min_length=1)]
@@ -90,6 +90,12 @@ class ScenarioRequest(_In):
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)]
     # Relative bound of numeric noise.
     tolerance: Annotated[float, Field(gt=0, le=1)] = 0.01
+
+    @field_validator("perturbations")
+    @classmethod
+    def _once_each(cls, values: list[Perturbation]) -> list[Perturbation]:
+        # A repeated kind makes the same scenarios again: they were answered twice.
+        return list(dict.fromkeys(values))
 
 
 class Outcome(StrEnum):

@@ -207,3 +207,19 @@ async def test_bad_scenario_requests_get_coded_errors(client, curator, token_for
         body = await gql(client, curator, GENERATE, variables)
         assert codes(body) == ["BAD_USER_INPUT"], variables
     assert aiid_cases(1)  # the corpus the cases came from
+
+
+async def test_an_empty_case_list_is_refused_and_a_repeated_kind_counted_once(client, curator):
+    """caseIds: [] answered [] and appended a 'scenarios.generate' audit entry for nothing; a
+    perturbation given twice answered each scenario twice. The first is refused at caseIds,
+    the second makes each scenario once."""
+    [case_id] = await ingest(client, curator, model_cases(a_name("m"), 1, team="payments"))
+    body = await gql(client, curator, GENERATE, {"ids": [], "p": ["TYPOS"], "seed": 1})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["errors"][0]["path"] == "caseIds"
+    once = data(await gql(client, curator, GENERATE, {"ids": [case_id], "p": ["TYPOS"], "seed": 3}))
+    twice = data(
+        await gql(client, curator, GENERATE, {"ids": [case_id], "p": ["TYPOS", "TYPOS"], "seed": 3})
+    )
+    assert twice["generateScenarios"] == once["generateScenarios"]
+    assert len(once["generateScenarios"]) == 1
