@@ -172,12 +172,25 @@ def anonymise_group(group: dict[str, Any], profile: str, p: Pseudonyms) -> dict[
     }
 
 
+def _redact_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_free_text(value)
+    if isinstance(value, list):
+        return [_redact_values(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_values(v) for k, v in value.items()}
+    return value
+
+
 def anonymise_decision(decision: dict[str, Any], profile: str, p: Pseudonyms) -> dict[str, Any]:
     if profile == "internal":
         return decision
     return {
         **decision,
         "case_id": p("id", decision["case_id"]),
+        # A taxonomy's text fields are free text as a summary is (CSETv1's notes, GMF's
+        # snippets quote the reports); a code or a number goes through unchanged.
+        "values": _redact_values(decision.get("values")),
         "reviewer": p("actor", decision.get("reviewer")),
         "comment": None,
         "at": _day(decision.get("at")),

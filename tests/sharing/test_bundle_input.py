@@ -13,6 +13,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from services.sharing.anonymise import Pseudonyms, anonymise_decision
 from services.sharing.bundle import FILES, sign, trusted_keys
 from services.sharing.cli import _signer
 from shared.db import Database
@@ -21,7 +22,7 @@ from shared.migrate import upgrade_async
 from tests.catalog.builders import ingest, unique
 from tests.cli_run import indexed, run_cli
 from tests.conftest import make_settings
-from tests.corpus import aiid_cases
+from tests.corpus import CORPORA, aiid_cases
 
 N = 40
 
@@ -191,3 +192,23 @@ async def test_the_same_cases_in_a_later_bundle_are_duplicates(bundle, backend, 
         summary = orjson.loads(out)
         assert code == 0 and summary["cases"] == {status: N}, summary
     assert (await stored(target))[0] == N
+
+
+def test_free_text_of_adjudicated_values_is_masked_for_a_partner():
+    """GMF's classification of AIID incident 115 quotes a report with an e-mail address in it;
+    an adjudicated decision's values travel in the bundle as a case's summary does."""
+    record = next(
+        r
+        for r in map(orjson.loads, (CORPORA / "aiid_classifications_GMF.jsonl").open("rb"))
+        if r["Incident ID"] == "115"
+    )
+    values = {k: v for k, v in record.items() if k.startswith("Known AI")}
+    values["list"] = [record["Known AI Technical Failure Snippets"], 3]
+    assert "Test@test.com" in orjson.dumps(values).decode()
+    decision = {"case_id": "c", "taxonomy": "GMF", "values": values, "reviewer": "r"}
+    pseudonyms = Pseudonyms(b"k" * 32)
+    shown = anonymise_decision(decision, "partner", pseudonyms)["values"]
+    assert "Test@test.com" not in orjson.dumps(shown).decode()
+    assert "[EMAIL]" in shown["Known AI Technical Failure Snippets"] and shown["list"][1] == 3
+    assert shown["Known AI Goal"] == values["Known AI Goal"]  # codes and plain text as they were
+    assert anonymise_decision(decision, "internal", pseudonyms)["values"] == values
