@@ -367,8 +367,13 @@ def read_bundle(path: Path, trusted: KeySet) -> Verified:
             for info in tar:
                 if not info.isfile() or info.name not in (MANIFEST, SIGNATURE, *FILES):
                     raise BundleRefused(f"unexpected member {info.name!r}")
-                if info.size > MAX_MEMBER_BYTES or info.name in members:
-                    raise BundleRefused(f"member {info.name!r} is too large or repeated")
+                if info.name in members:
+                    raise BundleRefused(f"member {info.name!r} is repeated")
+                if info.size > MAX_MEMBER_BYTES:
+                    raise BundleRefused(
+                        f"member {info.name!r} is {info.size:,} bytes, over the limit of "
+                        f"{MAX_MEMBER_BYTES:,} bytes a file"
+                    )
                 handle = tar.extractfile(info)
                 members[info.name] = handle.read() if handle else b""
     except (tarfile.TarError, OSError, EOFError) as exc:

@@ -4,6 +4,7 @@ naming the problem, exit 2 or the bad record reported, and nothing stored by a r
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import tarfile
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from services.sharing.anonymise import Pseudonyms, anonymise_decision
-from services.sharing.bundle import FILES, sign, trusted_keys
+from services.sharing.bundle import FILES, MAX_MEMBER_BYTES, sign, trusted_keys
 from services.sharing.cli import _signer
 from shared.db import Database
 from shared.errors import BadUserInput
@@ -212,3 +213,26 @@ def test_free_text_of_adjudicated_values_is_masked_for_a_partner():
     assert "[EMAIL]" in shown["Known AI Technical Failure Snippets"] and shown["list"][1] == 3
     assert shown["Known AI Goal"] == values["Known AI Goal"]  # codes and plain text as they were
     assert anonymise_decision(decision, "internal", pseudonyms)["values"] == values
+
+
+async def test_a_bundle_over_the_size_limit_or_with_a_file_twice_says_which(bundle):
+    """Refused from the tar headers, before a byte of the file is read."""
+    big = tarfile.TarInfo("cases.jsonl")
+    big.size = MAX_MEMBER_BYTES + 1  # a header only: the limit is checked before reading
+    twice = io.BytesIO()
+    with tarfile.open(fileobj=twice, mode="w:gz") as tar:
+        for _ in range(2):
+            info = tarfile.TarInfo("manifest.json")
+            info.size = len(bundle["members"]["manifest.json"])
+            tar.addfile(info, io.BytesIO(bundle["members"]["manifest.json"]))
+    cases = (
+        (gzip.compress(big.tobuf(format=tarfile.PAX_FORMAT)), f"{MAX_MEMBER_BYTES + 1:,} bytes"),
+        (twice.getvalue(), "member 'manifest.json' is repeated"),
+    )
+    for i, (content, problem) in enumerate(cases):
+        path = bundle["folder"] / f"limit-{i}.tar.gz"
+        path.write_bytes(content)
+        code, _, err = await run_cli(
+            bundle["second"], "import", "bundle", str(path), "--trust", str(bundle["trust"])
+        )
+        assert code == 2 and problem in err and len(err.splitlines()) == 1, err
