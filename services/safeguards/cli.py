@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from shared.errors import FailcatError
+from shared.errors import BadUserInput, FailcatError, FieldError
 from shared.security import SYSTEM, Principal, Scope, Sensitivity
 
 EXIT_PASSED, EXIT_BLOCKED, EXIT_ERROR = 0, 1, 2
@@ -106,6 +106,8 @@ def _run(work: Callable[[Any, Any], Awaitable[int]], *, search: bool = False) ->
 
 
 def _create(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from services.safeguards import service
     from services.safeguards.schemas import SuiteCreate
 
@@ -113,9 +115,26 @@ def _create(args: argparse.Namespace) -> int:
     if args.case_ids:
         ids = [i.strip() for i in args.case_ids.split(",") if i.strip()]
     elif args.case_ids_file:
-        ids = [line.strip() for line in Path(args.case_ids_file).read_text().splitlines()]
-        ids = [i for i in ids if i]
-    data = SuiteCreate(name=args.name, model=args.model, query=args.query, case_ids=ids)
+        try:
+            text = Path(args.case_ids_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadUserInput(
+                f"{args.case_ids_file}: not UTF-8 text (byte {exc.start})",
+                [FieldError("--case-ids-file", "a file of case ids, one a line")],
+            ) from None
+        ids = [i for i in (line.strip() for line in text.splitlines()) if i]
+    try:
+        data = SuiteCreate(name=args.name, model=args.model, query=args.query, case_ids=ids)
+    except ValidationError as exc:
+        # Named as the options were given: `--name: String should match pattern ...`.
+        errors = [
+            FieldError(
+                ".".join(["--" + str(e["loc"][0]).replace("_", "-"), *map(str, e["loc"][1:])]),
+                e["msg"],
+            )
+            for e in exc.errors()
+        ]
+        raise BadUserInput("invalid suite", errors) from None
     principal = _principal(args)
 
     async def work(db: Any, search: Any) -> int:

@@ -359,6 +359,34 @@ async def test_failcat_suites_and_gate_commands(
     assert code == 2 and "NOT_FOUND" in err
 
 
+async def test_suites_create_names_a_bad_option_or_file_in_one_line(
+    monkeypatch, settings, capsys, tmp_path
+):
+    """A suite name with a space or an empty --model printed 'unexpected error:
+    ValidationError: 1 validation error for SuiteCreate ... For further information visit
+    https://errors.pydantic.dev/...', and a --case-ids-file that is not UTF-8 'unexpected
+    error: UnicodeDecodeError'. Each is one line naming the option now, exit 2."""
+    code, out, err = await failcat(
+        monkeypatch, settings, capsys,
+        "suites", "create", "--name", "has space", "--model", " ", "--case-ids", "a",
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err.startswith("failcat: invalid suite (--name: String should match pattern")
+    assert "; --model: String should have at least 1 character)" in err
+    assert "unexpected" not in err and err.count("\n") == 1
+    binary = tmp_path / "ids.txt"
+    binary.write_bytes(b"\xff\xfe not text")
+    code, out, err = await failcat(
+        monkeypatch, settings, capsys,
+        "suites", "create", "--name", "ok", "--model", "m", "--case-ids-file", str(binary),
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert (
+        err == f"failcat: {binary}: not UTF-8 text (byte 0) (--case-ids-file: a file of "
+        "case ids, one a line)\n"
+    )
+
+
 NUMBER = "Input should be a valid number, unable to parse string as a number"
 
 
