@@ -130,6 +130,18 @@ def collector_settled() -> Iterator[None]:
         gc.unfreeze()
 
 
+def check_destination(out: Path) -> None:
+    """Before an export starts: `out` can be written (a missing folder or a directory would
+    fail only at the end, naming a temporary file of ours)."""
+    problem = None
+    if out.is_dir():
+        problem = f"{out} is a directory"
+    elif not out.parent.is_dir():
+        problem = f"{out}: no directory {out.parent}"
+    if problem:
+        raise BadUserInput(f"--out {problem}", [FieldError("out", problem)])
+
+
 async def write_bundle(
     search: Any,
     db: Any,

@@ -166,7 +166,7 @@ async def _signer(settings: Any, db: Any) -> tuple[str, Any]:
 def cmd_export_bundle(args: argparse.Namespace) -> int:
     from services.search.service import SearchService
     from services.sharing.anonymise import Pseudonyms, pseudonym_key
-    from services.sharing.bundle import collector_settled, write_bundle
+    from services.sharing.bundle import check_destination, collector_settled, write_bundle
     from services.sharing.models import Bundle
     from services.sharing.repository import SharingRepository
     from shared.audit import audit
@@ -176,6 +176,7 @@ def cmd_export_bundle(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     out = Path(args.out).resolve()
+    check_destination(out)
     partial = out.with_name(out.name + ".partial")
 
     def show(done: int, total: Any) -> None:

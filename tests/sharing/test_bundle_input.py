@@ -236,3 +236,16 @@ async def test_a_bundle_over_the_size_limit_or_with_a_file_twice_says_which(bund
             bundle["second"], "import", "bundle", str(path), "--trust", str(bundle["trust"])
         )
         assert code == 2 and problem in err and len(err.splitlines()) == 1, err
+
+
+async def test_an_export_to_a_path_it_cannot_write_names_that_path_before_reading(bundle, settings):
+    folder = bundle["folder"]
+    for out, problem in (
+        (folder / "missing" / "x.tar.gz", f"no directory {folder / 'missing'}"),
+        (folder, f"{folder} is a directory"),
+    ):
+        code, _, err = await run_cli(
+            settings, "export", "bundle", "--profile", "partner", "--out", str(out)
+        )
+        assert code == 2 and err.startswith("failcat: out: ") and problem in err, err
+        assert "failcat-bundle-" not in err and "bundled" not in err, err  # nothing read
