@@ -370,6 +370,15 @@ async def waive_group(session: AsyncSession, data: WaiverIn, actor: Principal) -
     groups = await catalog.unresolved_groups_at(session, data.model, list(SEVERITIES), actor)
     if data.group_id not in {g[0] for g in groups}:
         raise NotFound(f"no open group {data.group_id} of model {data.model}")
+    now = utcnow()
+    # A second waiver of the same scope would outlive revoking the first: one at a time.
+    for held in await SafeguardsRepository(session).active_waivers(data.model, data.version, now):
+        if held.group_id == data.group_id and held.model_version == data.version:
+            raise Conflict(
+                f"group {data.group_id} already has waiver {held.id} in force for "
+                f"{data.model}@{data.version or '*'} until {held.expires_at.isoformat()}; "
+                "revoke it to change it"
+            )
     waiver = GateWaiver(
         id=new_id(),
         model_name=data.model,
@@ -377,7 +386,7 @@ async def waive_group(session: AsyncSession, data: WaiverIn, actor: Principal) -
         model_version=data.version,
         reason=data.reason,
         approved_by=actor.subject,
-        created_at=utcnow(),
+        created_at=now,
         expires_at=data.expires_at,
     )
     session.add(waiver)

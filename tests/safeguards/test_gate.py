@@ -232,6 +232,34 @@ async def test_a_blank_model_or_version_is_refused_naming_it(client, tokens, rel
     assert data(trimmed)["releaseGate"]["version"] == "2.0.0"
 
 
+async def test_a_second_waiver_of_the_same_scope_is_a_conflict(client, tokens, released):
+    """Waiving a group already waived for the same model and version stored a second waiver:
+    revoking 'the' waiver then left the group waived by the other. It is a CONFLICT naming
+    the waiver in force now; once that is revoked, the group can be waived again."""
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    waiver = {
+        "groupId": released["groups"][0],
+        "model": released["model"],
+        "version": a_name("rc"),  # a version of this test's own: the others' gates are untouched
+        "reason": "known false positive, fixed in the next model",
+        "expiresAt": future,
+    }
+    first = data(await gql(client, tokens["reviewer"], WAIVE, {"w": waiver}))["waiveGroup"]
+    body = await gql(client, tokens["reviewer"], WAIVE, {"w": {**waiver, "reason": "again"}})
+    assert codes(body) == ["CONFLICT"] and first["id"] in body["errors"][0]["message"]
+    listed = await gql(
+        client,
+        tokens["reviewer"],
+        "query($m: String!, $v: String!) { gateWaivers(model: $m, version: $v) { id } }",
+        {"m": released["model"], "v": waiver["version"]},
+    )
+    assert [w["id"] for w in data(listed)["gateWaivers"]] == [first["id"]]  # one, not two
+    revoke = "mutation($id: ID!) { revokeWaiver(id: $id) { id } }"
+    data(await gql(client, tokens["reviewer"], revoke, {"id": first["id"]}))
+    again = data(await gql(client, tokens["reviewer"], WAIVE, {"w": waiver}))["waiveGroup"]
+    assert again["id"] != first["id"]
+
+
 async def test_rest_gate_and_run_routes(client, tokens, released):
     headers = auth_header(tokens["ci"])
     resp = await client.post(
