@@ -61,6 +61,7 @@ MANIFEST, SIGNATURE = "manifest.json", "manifest.jws"
 PAGE = 500
 YIELD_EVERY = 50  # cases rendered between two turns of the event loop
 MAX_MEMBER_BYTES = 2 * 1024**3
+MAX_BUNDLE_ID = 36  # sharing_bundle.bundle_id: an id of ours is a UUID
 
 
 class BundleRefused(BadUserInput):
@@ -404,6 +405,8 @@ def read_bundle(path: Path, trusted: KeySet) -> Verified:
     for key in ("bundle_id", "issuer"):
         if not problem and not manifest[key].strip():
             problem = f"{key}: empty"
+    if not problem and len(manifest["bundle_id"]) > MAX_BUNDLE_ID:
+        problem = f"bundle_id: longer than {MAX_BUNDLE_ID} characters"  # the column's width
     if problem:
         raise BundleRefused(f"{MANIFEST}: {problem}")
     if manifest.get("schema_version") != SCHEMA_VERSION:

@@ -115,6 +115,7 @@ async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_l
     cases = bundle["members"]["cases.jsonl"]
     manifest = orjson.loads(bundle["members"]["manifest.json"])
     no_issuer = orjson.dumps({k: v for k, v in manifest.items() if k != "issuer"})
+    long_id = orjson.dumps({**manifest, "bundle_id": f"partner-export-{manifest['bundle_id']}"})
     lesson = {"id": "x", "title": "t", "what_happened": "w", "why_it_matters": "w"}
     variants = {
         "cases.jsonl:2: not JSON": {"cases.jsonl": _lines(cases, 2, b"{not json")},
@@ -126,6 +127,7 @@ async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_l
         "manifest.json: not JSON": {"manifest.json": b"manifest"},
         "manifest.json: not a JSON object": {"manifest.json": b"[]"},
         "manifest.json: issuer: missing": {"manifest.json": no_issuer},
+        "manifest.json: bundle_id: longer than 36 characters": {"manifest.json": long_id},
     }
     second = bundle["second"]
     before = await stored(second)
