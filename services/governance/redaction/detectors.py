@@ -171,7 +171,9 @@ _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]*\d)")
 _IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d)"
 )
-_PHONE = re.compile(r"(?<![\w+.-])(?:\+|00)?\(?\d[\d ().-]{5,20}\d(?![\w-]|\.\d)")
+# A dot only between digits (202.456.1111): one that ends a sentence ("... in 2013. (202)
+# 456-1111") would join the year to the number and hide it in one invalid candidate.
+_PHONE = re.compile(r"(?<![\w+.-])(?:\+|00)?\(?\d(?:[\d ()-]|\.(?=\d)){5,20}\d(?![\w-]|\.\d)")
 _AWS = re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA)[A-Z2-7]{16}\b")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
 _PEM = re.compile(
@@ -210,8 +212,18 @@ _KEY_WORDS = (
 )
 _SECRET_KEY_WORDS = "|".join(_KEY_WORDS)
 _SEPARATORS = b" -()/"
+# Separators are classed 's' and then deleted; a dot followed by one ends a sentence
+# ("declined. 4111 1111 ...", "call us. (202) ..."), it is not a float's point: 'ds' becomes
+# 'x' first (deleted outright, the digits after it read as decimals and were never scanned).
 _CLASSES = bytes(
-    ord("0") if chr(i).isdigit() else ord("d") if i == 0x2E else ord("x") for i in range(256)
+    ord("0")
+    if chr(i).isdigit()
+    else ord("d")
+    if i == 0x2E
+    else ord("s")
+    if i in _SEPARATORS
+    else ord("x")
+    for i in range(256)
 )
 _DIGITS_B = b"0123456789"
 _HEX_B = b"0123456789abcdefABCDEF"
@@ -234,7 +246,7 @@ def worth_scanning(serialized: bytes, keyed: bytes | None = None) -> bool:
         keyed = s
     if _secret_word(keyed.lower()):
         return True
-    classes = s.translate(_CLASSES, _SEPARATORS)
+    classes = s.translate(_CLASSES).replace(b"ds", b"x").translate(None, b"s")
     return (
         b"x0000000" in classes
         or b"000d000d0000" in classes

@@ -65,3 +65,29 @@ def test_the_policys_payload_sensitivity_and_the_cases_combine_to_the_highest():
         "restricted"
     )
     assert Redactor({}, None).apply(_case())["payload_sensitivity"] is None
+
+
+
+def _after_real_summaries(values: list[str]) -> list[str]:
+    """Each value at the end of a real AIID summary, after its closing full stop."""
+    return [
+        f"{raw['summary'] or raw['title']} {value}"
+        for raw, value in zip(aiid_cases(len(values)), values, strict=True)
+    ]
+
+
+def test_a_value_after_a_full_stop_is_redacted():
+    """The pre-filter read the digits after ". " as a float's decimals (the space was deleted
+    before the dot was looked at), so a card, phone or SSN starting a sentence was stored as
+    written: "... between 2000 and 2013. (202) 456-1111"."""
+    values = [v for _, v in VALID]
+    for summary, (kind, value) in zip(_after_real_summaries(values), VALID, strict=True):
+        out = Redactor({}, None).apply(_case(summary=summary))
+        assert [f["kind"] for f in out["pii_findings"] or ()] == [kind], summary
+        assert value not in out["summary"]
+    # A float's decimals are still not worth a scan.
+    assert Redactor({}, None).apply(_case(summary="latency rose to 0.1234567 s")) == {
+        "payload_sensitivity": None,
+        "pii_findings": None,
+        "pii_restricted": None,
+    }
