@@ -66,10 +66,15 @@ class _In(BaseModel):
 class SuiteCreate(_In):
     """A suite from a saved search query or from a list of case ids (exactly one)."""
 
+    # The name is a URL path segment (the export) and a CLI argument: "." and ".." would name
+    # no export (URLs drop them), "-x" an option. So it begins with a letter or digit.
     name: Annotated[
         str,
         StringConstraints(
-            strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._\-]+$"
+            strip_whitespace=True,
+            min_length=1,
+            max_length=200,
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$",
         ),
     ]
     model: Name

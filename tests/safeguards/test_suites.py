@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import auth_header
 from tests.gateway.helpers import codes, data, gql
 from tests.safeguards.builders import (
+    CREATE_SUITE,
     SUITE,
     a_name,
     create_suite,
@@ -182,6 +183,21 @@ async def test_suite_versions_and_cursors_out_of_range_are_refused_naming_them(c
         assert resp.status_code == status, (version, resp.text)
         if status == 400:
             assert resp.json()["errors"][0]["path"] == "version"
+
+
+async def test_a_suite_name_that_names_no_export_is_refused(client, curator):
+    """'.' and '..' were accepted as suite names, but a URL drops such segments, so their
+    export (and the pytest plugin) answered a bare 404 forever; '-x' reads as an option to
+    `failcat suites export`. A name now begins with a letter or a digit."""
+    model = a_name("fraud")
+    ids = await ingest(client, curator, model_cases(model, 1))
+    for name in (".", "..", "-x", "_x", ".hidden"):
+        body = await gql(client, curator, CREATE_SUITE, {"name": name, "model": model, "ids": ids})
+        assert codes(body) == ["BAD_USER_INPUT"], name
+        assert body["errors"][0]["extensions"]["errors"][0]["path"] == "name"
+    name = f"{a_name('v1')}.fraud_suite-2"
+    await create_suite(client, curator, name, model, ids=ids)
+    assert len(await export(client, curator, name, "latest")) == 1
 
 
 async def test_a_saved_query_is_rerun_into_a_new_version(client, curator):
