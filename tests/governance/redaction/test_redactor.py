@@ -67,7 +67,6 @@ def test_the_policys_payload_sensitivity_and_the_cases_combine_to_the_highest():
     assert Redactor({}, None).apply(_case())["payload_sensitivity"] is None
 
 
-
 def _after_real_summaries(values: list[str]) -> list[str]:
     """Each value at the end of a real AIID summary, after its closing full stop."""
     return [
