@@ -48,6 +48,7 @@ from services.sharing.anonymise import (
     k_anonymity,
     quasi_identifiers,
 )
+from services.sharing.schemas import LessonStatus
 from services.sharing.targz import MemberWriter
 from shared.audit import audit
 from shared.errors import BadUserInput, FieldError
@@ -352,6 +353,18 @@ def _shape_error(record: Any, shape: dict[str, Any], optional: set[str]) -> str 
     return None
 
 
+def _lesson_error(lesson: dict[str, Any]) -> str | None:
+    """A lesson is stored as sent: a status this instance has no word for (the GraphQL type
+    is an enum of them), or a reviewer longer than its column, could not be shown or stored."""
+    statuses = [s.value for s in LessonStatus]
+    if lesson.get("status") not in (None, *statuses):
+        return f"status: one of {', '.join(statuses)}"
+    reviewer = lesson.get("reviewed_by")
+    if reviewer is not None and not (isinstance(reviewer, str) and len(reviewer) <= 200):
+        return "reviewed_by: a text of at most 200 characters"
+    return None
+
+
 def _records(name: str, content: bytes) -> tuple[list[dict[str, Any]], list[int]]:
     """A JSON-lines file of the bundle, each line an object of its file's shape, and their
     lines; else the bundle is refused naming the file and line."""
@@ -364,6 +377,8 @@ def _records(name: str, content: bytes) -> tuple[list[dict[str, Any]], list[int]
         except orjson.JSONDecodeError as exc:
             raise BundleRefused(f"{name}:{number}: not JSON ({exc.msg})") from None
         problem = _shape_error(record, RECORD_SHAPES[name], optional={"_meta", "values"})
+        if not problem and name == "lessons.jsonl":
+            problem = _lesson_error(record)
         if problem:
             raise BundleRefused(f"{name}:{number}: {problem}")
         out.append(record)

@@ -117,10 +117,16 @@ async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_l
     no_issuer = orjson.dumps({k: v for k, v in manifest.items() if k != "issuer"})
     long_id = orjson.dumps({**manifest, "bundle_id": f"partner-export-{manifest['bundle_id']}"})
     lesson = {"id": "x", "title": "t", "what_happened": "w", "why_it_matters": "w"}
+    groups = sorted({orjson.loads(line)["_meta"]["group_id"] for line in cases.splitlines()})
+    published = orjson.dumps(
+        {**lesson, "mitigation": "m", "cost": "c", "evidence_group_ids": groups[:2],
+         "status": "published"}
+    )  # fmt: skip
     variants = {
         "cases.jsonl:2: not JSON": {"cases.jsonl": _lines(cases, 2, b"{not json")},
         "cases.jsonl:3: not a JSON object": {"cases.jsonl": _lines(cases, 3, b"[1, 2]")},
         "lessons.jsonl:1: mitigation: missing": {"lessons.jsonl": orjson.dumps(lesson)},
+        "lessons.jsonl:1: status: one of draft, reviewed": {"lessons.jsonl": published},
         "annotations.jsonl:1: values: not an object": {
             "annotations.jsonl": b'{"case_id": "c", "taxonomy": "failcat", "values": [1]}\n'
         },
