@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from services.safeguards.schemas import refuse_nul
+from services.safeguards.schemas import refuse_unstorable
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 MAX_VERSION = 100
@@ -48,11 +48,11 @@ RATES = (Metric.PASS_RATE, Metric.FALSE_ALARM_RATE, Metric.STABILITY)
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Every field of every input: NUL is refused at the field, as in the safeguards.
+    # Every field of every input: what cannot be stored is refused at it, as in the safeguards.
     @field_validator("*")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        return refuse_nul(value)
+    def _storable(cls, value: Any) -> Any:
+        return refuse_unstorable(value)
 
 
 class Target(_In):

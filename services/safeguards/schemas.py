@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -25,42 +26,58 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Version = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
-def nul_path(value: Any) -> str | None:
-    """Where text in `value` (a string, or any key or string within lists and objects) holds
-    U+0000: '$' for the value itself, else the dotted path inside it; None when none does."""
+NUL = "contains U+0000 (NUL), which cannot be stored"
+BIG = "holds an integer beyond 64 bits, which cannot be stored"
+NON_FINITE = "holds a number that is not finite, which JSON cannot carry"
+
+
+def unstorable(value: Any) -> tuple[str, str] | None:
+    """What in `value` cannot be stored as given, and where: text holding U+0000 (Postgres
+    keeps it in neither text nor JSONB, SQLite would), an integer past 64 bits (the JSON
+    encoder refuses it: an INTERNAL error) or an infinite/NaN number (written as null).
+    The place is '$' for the value itself, else the dotted path inside it."""
     if isinstance(value, str):
-        return "$" if "\x00" in value else None
+        return ("$", NUL) if "\x00" in value else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if -(2**63) <= value < 2**64 else ("$", BIG)
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ("$", NON_FINITE)
     if isinstance(value, dict):
-        for key, item in value.items():
-            inner = "$" if "\x00" in str(key) else nul_path(item)
-            if inner is not None:
-                return str(key) if inner == "$" else f"{key}.{inner}"
+        items = [(str(k), v) for k, v in value.items()]
+        for key, _ in items:
+            if "\x00" in key:
+                return key, NUL
     elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            inner = nul_path(item)
-            if inner is not None:
-                return str(index) if inner == "$" else f"{index}.{inner}"
+        items = [(str(i), v) for i, v in enumerate(value)]
+    else:
+        return None
+    for key, item in items:
+        found = unstorable(item)
+        if found is not None:
+            where, why = found
+            return (key if where == "$" else f"{key}.{where}"), why
     return None
 
 
-def refuse_nul(value: Any) -> Any:
-    """Postgres stores U+0000 in neither text nor JSONB (its error names no field, and SQLite
-    would keep it): refused on both backends, at the field that holds it."""
-    where = nul_path(value)
-    if where is not None:
-        inside = "" if where == "$" else f" (at {where})"
-        raise ValueError(f"contains U+0000 (NUL), which cannot be stored{inside}")
+def refuse_unstorable(value: Any) -> Any:
+    """Refused on both backends, at the field that holds it (nested inputs at their own)."""
+    found = unstorable(value)
+    if found is not None:
+        where, why = found
+        raise ValueError(why if where == "$" else f"{why} (at {where})")
     return value
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Every field of every input; nested inputs check their own fields.
+    # Every field of every input (nested inputs check their own): refused, not half-stored.
     @field_validator("*")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        return refuse_nul(value)
+    def _storable(cls, value: Any) -> Any:
+        return refuse_unstorable(value)
 
 
 class SuiteCreate(_In):

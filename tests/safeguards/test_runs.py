@@ -308,3 +308,34 @@ async def test_nul_in_a_run_is_refused_at_its_field_on_both_backends(client, tok
         {"m": suite["model"]},
     )
     assert data(runs)["evaluationRuns"] == []
+
+
+async def test_a_number_json_cannot_store_is_refused_at_its_field(client, tokens, suite):
+    """A prediction holding an integer past 64 bits was a 500 INTERNAL (the JSON encoder
+    refused it while the run was being stored); one holding 1e400 was stored as null, and a
+    positive label of 1e400 as well. Each is refused at its field now, nothing stored."""
+    case = suite["ids"][0]
+    for prediction, label, path in (
+        (b'{"score": 123456789012345678901234567890}', b"null", "outcomes.0.prediction"),
+        (b"[1, -1e400]", b"null", "outcomes.0.prediction"),
+        (b"null", b"1e400", "positive_label"),
+    ):
+        body = (
+            b'{"model": "%s", "version": "big", "suite": "%s", "positive_label": %s, "outcomes": '
+            b'[{"case_id": "%s", "outcome": "pass", "prediction": %s}]}'
+            % (suite["model"].encode(), suite["name"].encode(), label, case.encode(), prediction)
+        )
+        resp = await client.post(
+            "/safeguards/v1/runs",
+            content=body,
+            headers={**auth_header(tokens["ci"]), "content-type": "application/json"},
+        )
+        assert resp.status_code == 400, resp.text
+        assert [e["path"] for e in resp.json()["errors"]] == [path]
+    runs = await gql(
+        client,
+        tokens["ci"],
+        'query($m: String!) { evaluationRuns(model: $m, version: "big") { id } }',
+        {"m": suite["model"]},
+    )
+    assert data(runs)["evaluationRuns"] == []
