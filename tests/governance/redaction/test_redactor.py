@@ -90,3 +90,19 @@ def test_a_value_after_a_full_stop_is_redacted():
         "pii_findings": None,
         "pii_restricted": None,
     }
+
+
+@pytest.mark.parametrize("mode", [m for m in Mode if m is not Mode.REMOVE])
+def test_redacting_redacted_text_again_changes_nothing(mode):
+    """An edit or an import scans text that ingest already redacted (a curator's new summary
+    keeps the old one's masks; an export ingests into another instance). A hashed secret,
+    `[SECRET:hmac:<hex>]`, read as "secret: <value>" and became `[SECRET:[SECRET:hmac:...]`,
+    and the mask after `password=` was taken for the password: hashed again, kept raw."""
+    redactor = Redactor({"s": Policy("s", mode, None, 1)}, b"k" * 32)
+    values = [v for _, v in VALID] + ["password=tr0ub4dor&3", "Authorization: Bearer tr0ub4dor"]
+    for summary in _after_real_summaries(values):
+        once = redactor.apply(_case(summary=summary))
+        assert once["pii_findings"], summary
+        twice = redactor.apply(_case(summary=once["summary"]))
+        assert "summary" not in twice, (once["summary"], twice["summary"])
+        assert twice["pii_findings"] is None and twice["pii_restricted"] is None
