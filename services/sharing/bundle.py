@@ -325,7 +325,7 @@ class Verified:
 RECORD_SHAPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "cases.jsonl": {"_meta": (dict, type(None))},
     "groups.jsonl": {},
-    "annotations.jsonl": {"values": (dict, type(None))},
+    "annotations.jsonl": {"values": (dict, type(None)), "taxonomy": (str, type(None))},
     "lessons.jsonl": {
         "id": str,
         "title": str,
@@ -339,6 +339,9 @@ RECORD_SHAPES: dict[str, dict[str, type | tuple[type, ...]]] = {
 MANIFEST_SHAPE: dict[str, type] = {"bundle_id": str, "issuer": str, "files": dict}
 
 
+_KIND_NAMES = {dict: "an object", str: "a text", list: "a list"}
+
+
 def _shape_error(record: Any, shape: dict[str, Any], optional: set[str]) -> str | None:
     if not isinstance(record, dict):
         return "not a JSON object"
@@ -349,7 +352,7 @@ def _shape_error(record: Any, shape: dict[str, Any], optional: set[str]) -> str 
             return f"{key}: missing"
         if not isinstance(record[key], kind):
             first = kind[0] if isinstance(kind, tuple) else kind
-            return f"{key}: not {'an object' if first is dict else f'a {first.__name__}'}"
+            return f"{key}: not {_KIND_NAMES.get(first, first.__name__)}"
     return None
 
 
@@ -376,7 +379,9 @@ def _records(name: str, content: bytes) -> tuple[list[dict[str, Any]], list[int]
             record = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             raise BundleRefused(f"{name}:{number}: not JSON ({exc.msg})") from None
-        problem = _shape_error(record, RECORD_SHAPES[name], optional={"_meta", "values"})
+        problem = _shape_error(
+            record, RECORD_SHAPES[name], optional={"_meta", "values", "taxonomy"}
+        )
         if not problem and name == "lessons.jsonl":
             problem = _lesson_error(record)
         if problem:
@@ -532,7 +537,8 @@ async def import_verified(
             progress(f"bundle cases {min(start + PAGE, len(records))}/{len(records)}")
     decided = skipped = 0
     taxonomies: dict[str, Any] = {}
-    for decision in bundle.records("annotations.jsonl"):
+    decision_lines = bundle.lines["annotations.jsonl"]
+    for line, decision in zip(decision_lines, bundle.records("annotations.jsonl"), strict=True):
         case_id = new_ids.get(str(decision.get("case_id")))
         name = decision.get("taxonomy")
         if case_id is None or not name:
@@ -549,8 +555,12 @@ async def import_verified(
                 reviewer=str(decision.get("reviewer") or issuer)[:200],
                 actor=actor,
             )
-        except BadUserInput:
-            skipped += 1  # a taxonomy (or version of it) this instance does not have
+        except BadUserInput as exc:
+            # A taxonomy (or version of it) this instance does not have, or values it refuses:
+            # skipped, and said why.
+            skipped += 1
+            why = "; ".join(f"{e.path}: {e.message}" for e in exc.errors) or exc.message
+            errors.append(f"annotations.jsonl:{line}: {why}")
             continue
         decided += changed
     # Groups formed again here from the fingerprints: a bundle group is the group of its cases.

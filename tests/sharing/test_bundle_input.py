@@ -130,6 +130,9 @@ async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_l
         "annotations.jsonl:1: values: not an object": {
             "annotations.jsonl": b'{"case_id": "c", "taxonomy": "failcat", "values": [1]}\n'
         },
+        "annotations.jsonl:1: taxonomy: not a text": {
+            "annotations.jsonl": b'{"case_id": "c", "taxonomy": {"name": "failcat"}}\n'
+        },
         "manifest.json: not JSON": {"manifest.json": b"manifest"},
         "manifest.json: not a JSON object": {"manifest.json": b"[]"},
         "manifest.json: issuer: missing": {"manifest.json": no_issuer},
@@ -257,3 +260,27 @@ async def test_an_export_to_a_path_it_cannot_write_names_that_path_before_readin
         )
         assert code == 2 and err.startswith("failcat: out: ") and problem in err, err
         assert "failcat-bundle-" not in err and "bundled" not in err, err  # nothing read
+
+
+async def test_a_decision_this_instance_refuses_is_skipped_and_named(bundle, backend):
+    cases = bundle["members"]["cases.jsonl"]
+    case_id = orjson.loads(cases.splitlines()[0])["_meta"]["id"]
+    decisions = [
+        {"case_id": case_id, "taxonomy": "failcat", "values": {"failure_mode": "no.such.mode"}},
+        {"case_id": case_id, "taxonomy": "CSETv1", "values": {}},
+    ]
+    path = resigned(
+        bundle,
+        "bad-decision.tar.gz",
+        **{"annotations.jsonl": b"".join(orjson.dumps(d) + b"\n" for d in decisions)},
+    )
+    target = await fresh_instance(backend, bundle["folder"] / "bad-decision")
+    code, out, err = await run_cli(
+        target, "import", "bundle", str(path), "--trust", str(bundle["trust"])
+    )
+    summary = orjson.loads(out)
+    assert code == 0 and summary["cases"] == {"created": N}, err
+    assert summary["annotations_skipped"] == 2
+    mode, taxonomy = summary["errors"]
+    assert mode.startswith("annotations.jsonl:1: values.failure_mode: 'no.such.mode'"), mode
+    assert taxonomy.startswith("annotations.jsonl:2: taxonomy: "), taxonomy
