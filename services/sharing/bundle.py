@@ -359,6 +359,8 @@ def _shape_error(record: Any, shape: dict[str, Any], optional: set[str]) -> str 
 def _lesson_error(lesson: dict[str, Any]) -> str | None:
     """A lesson is stored as sent: a status this instance has no word for (the GraphQL type
     is an enum of them), or a reviewer longer than its column, could not be shown or stored."""
+    if not all(isinstance(g, str) for g in lesson["evidence_group_ids"]):
+        return "evidence_group_ids: not a list of group ids"
     statuses = [s.value for s in LessonStatus]
     if lesson.get("status") not in (None, *statuses):
         return f"status: one of {', '.join(statuses)}"

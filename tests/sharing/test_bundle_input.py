@@ -127,6 +127,11 @@ async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_l
         "cases.jsonl:3: not a JSON object": {"cases.jsonl": _lines(cases, 3, b"[1, 2]")},
         "lessons.jsonl:1: mitigation: missing": {"lessons.jsonl": orjson.dumps(lesson)},
         "lessons.jsonl:1: status: one of draft, reviewed": {"lessons.jsonl": published},
+        "lessons.jsonl:1: evidence_group_ids: not a list of group ids": {
+            "lessons.jsonl": published.replace(
+                b'"status":"published"', b'"status":"draft"'
+            ).replace(b'"evidence_group_ids":[', b'"evidence_group_ids":[{"id":1},')
+        },
         "annotations.jsonl:1: values: not an object": {
             "annotations.jsonl": b'{"case_id": "c", "taxonomy": "failcat", "values": [1]}\n'
         },
