@@ -29,7 +29,7 @@ from services.governance.escalation.schemas import Action, LiftIn, RuleIn, RuleK
 from services.search.query import parse
 from shared.audit import Actor, audit
 from shared.cursor import decode_cursor, encode_cursor
-from shared.db import shifted, utcnow
+from shared.db import as_utc, shifted, utcnow
 from shared.errors import BadUserInput, Conflict, FieldError, NotFound
 from shared.ids import new_id
 from shared.security import Principal, Scope, Sensitivity
@@ -172,10 +172,16 @@ async def deliveries(
     rule = await get_visible_rule(session, rule_name, viewer)
     keyset = None
     if after:
-        at, last = decode_cursor(after, DELIVERIES)
+        values = decode_cursor(after, DELIVERIES)
         try:
-            keyset = (datetime.fromisoformat(at), str(last))
-        except (TypeError, ValueError):
+            # Only what deliveries() issues: [created_at in ISO 8601, delivery id]. Anything
+            # else (another length, a NUL, a time in year 0 once in UTC) failed later as an
+            # INTERNAL unpacking error or a database error naming no field.
+            at, last = values
+            if not isinstance(at, str) or not isinstance(last, str) or "\x00" in last:
+                raise ValueError
+            keyset = (as_utc(datetime.fromisoformat(at)), last)
+        except (TypeError, ValueError, OverflowError):
             raise BadUserInput(
                 "invalid cursor", [FieldError("after", "not a cursor this API issued")]
             ) from None

@@ -16,6 +16,7 @@ from services.governance.escalation.delivery import (
     sign,
     verify,
 )
+from shared.cursor import encode_cursor
 from tests.gateway.helpers import codes, data, gql
 from tests.governance.escalation.builders import (
     a_name,
@@ -520,6 +521,19 @@ async def test_the_delivery_log_pages_newest_first(client, db, tokens, receiver,
     assert page["pageInfo"]["hasNextPage"] is False
     bad = await gql(client, curator, query, {"r": rule["name"], "after": "nonsense"})
     assert codes(bad) == ["BAD_USER_INPUT"]
+    # Cursors of the right kind but not as issued: a list of another length was INTERNAL
+    # (unpacking), a NUL or a time in year 0 once in UTC a database error naming no field.
+    for forged in (
+        [],
+        ["2026-01-01T00:00:00+00:00"],
+        ["2026-01-01T00:00:00+00:00", "x", "y"],
+        ["0001-01-01T00:00:00+14:00", "x"],
+        ["2026-01-01T00:00:00+00:00", "a\x00b"],
+    ):
+        after = encode_cursor(service.DELIVERIES, forged)
+        bad = await gql(client, curator, query, {"r": rule["name"], "after": after})
+        assert codes(bad) == ["BAD_USER_INPUT"], (forged, bad)
+        assert bad["errors"][0]["extensions"]["errors"][0]["path"] == "after"
 
 
 ENABLE = """mutation($id: ID!, $on: Boolean!) {
