@@ -911,6 +911,13 @@ async def accept_resolution(
         raise NotFound(f"resolution proposal {proposal_id} not found")
     if proposal.status != "proposed":
         raise Conflict(f"proposal {proposal_id} was already {proposal.status}")
+    # Another run's proposal for the group may have been accepted since: this one is stale,
+    # and accepting it would move the group's resolution to a later version.
+    [group] = await catalog.groups_by_id(session, [proposal.group_id])
+    if group.status == "resolved":
+        raise Conflict(
+            f"group {group.id} was already resolved in version {group.resolved_in_version}"
+        )
     await catalog.resolve_group(session, proposal.group_id, proposal.model_version, actor)
     now = utcnow()
     if not await repo.decide_proposal(proposal.id, "accepted", now, actor.subject):

@@ -339,3 +339,31 @@ async def test_a_number_json_cannot_store_is_refused_at_its_field(client, tokens
         {"m": suite["model"]},
     )
     assert data(runs)["evaluationRuns"] == []
+
+
+async def test_a_proposal_for_a_group_resolved_since_is_a_conflict(client, tokens, suite):
+    """Two runs that both pass a group each propose resolving it. Accepting the first
+    resolved it in 1.0.0; accepting the second then moved the resolution to 1.1.0, silently.
+    The second is a CONFLICT now, and the group stays resolved in 1.0.0."""
+    ids, model = suite["ids"], suite["model"]
+    runs = [
+        await record_run(
+            client,
+            tokens["ci"],
+            {
+                "model": model,
+                "version": version,
+                "suite": suite["name"],
+                "outcomes": [{"caseId": i, "outcome": "PASS"} for i in ids],
+            },
+        )
+        for version in ("1.0.0", "1.1.0")
+    ]
+    group = await _group_of(client, tokens["ci"], ids[1])
+    first, second = (next(p for p in r["proposals"] if p["groupId"] == group) for r in runs)
+    data(await gql(client, tokens["reviewer"], ACCEPT, {"id": first["id"]}))
+    body = await gql(client, tokens["reviewer"], ACCEPT, {"id": second["id"]})
+    assert codes(body) == ["CONFLICT"]
+    assert "already resolved in version 1.0.0" in body["errors"][0]["message"]
+    state = data(await gql(client, tokens["ci"], GROUP, {"id": group}))["group"]
+    assert (state["status"], state["resolvedInVersion"]) == ("RESOLVED", "1.0.0")
