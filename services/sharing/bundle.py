@@ -463,7 +463,11 @@ def trusted_keys(source: str, fetch: Callable[[str], bytes] | None = None) -> Ke
 
         raw = fetch(source)
     else:
-        raw = Path(source).read_bytes()
+        try:
+            raw = Path(source).read_bytes()
+        except OSError as exc:
+            reason = f"{source}: {exc.strerror or exc}"  # the CLI's line shows the field's
+            raise BadUserInput(f"--trust {reason}", [FieldError("trust", reason)]) from None
     try:
         data = orjson.loads(raw)
         keys = data["keys"] if isinstance(data, dict) and "keys" in data else [data]

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from services.cli.errors import describe
 from services.sharing.anonymise import Pseudonyms, anonymise_decision
 from services.sharing.bundle import FILES, MAX_MEMBER_BYTES, sign, trusted_keys
 from services.sharing.cli import _signer
@@ -103,6 +104,13 @@ def test_a_trust_file_that_is_no_jwks_is_named(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(BadUserInput, match=r"--trust .*trust.json: not a JWKS or JWK"):
         trusted_keys(str(path))
+
+
+def test_a_trust_file_that_cannot_be_read_is_named_as_the_trust(tmp_path):
+    for path, reason in ((tmp_path / "missing.json", "No such file"), (tmp_path, "directory")):
+        with pytest.raises(BadUserInput, match=rf"^--trust {path}: .*{reason}") as refused:
+            trusted_keys(str(path))
+        assert describe(refused.value).startswith(f"trust: {path}: ")  # the CLI's line
 
 
 def _lines(content: bytes, number: int, line: bytes) -> bytes:
