@@ -18,6 +18,7 @@ with one line and nothing stored.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import hashlib
 import shutil
@@ -34,7 +35,7 @@ from typing import Any
 
 import orjson
 from joserfc import jws
-from joserfc.errors import JoseError
+from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import ECKey, KeySet
 
 from services.sharing import targz
@@ -290,6 +291,14 @@ def sign(manifest: bytes, kid: str, key: ECKey) -> str:
     return jws.detach_content(compact)
 
 
+def _header_kid(header: str) -> str | None:
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    return value.get("kid") if isinstance(value, dict) else None
+
+
 def verify(manifest: bytes, signature: str, trusted: KeySet) -> str:
     """The kid that signed the manifest, or BundleRefused."""
     parts = signature.strip().split(".")
@@ -299,9 +308,19 @@ def verify(manifest: bytes, signature: str, trusted: KeySet) -> str:
         obj = jws.deserialize_compact(
             signature.strip(), trusted, algorithms=[ALG], payload=manifest
         )
-    except JoseError as exc:
+    except InvalidKeyIdError:
         raise BundleRefused(
-            f"the signature does not verify with a trusted key ({exc.error})"
+            "the signature does not verify with a trusted key (it names key "
+            f"{_header_kid(parts[0])!r}, which --trust does not hold)"
+        ) from None
+    except JoseError as exc:
+        reason = (
+            "the manifest was changed after signing, or another key signed it"
+            if isinstance(exc, BadSignatureError)
+            else exc.error
+        )
+        raise BundleRefused(
+            f"the signature does not verify with a trusted key ({reason})"
         ) from None
     except (ValueError, KeyError, TypeError):
         raise BundleRefused("the signature does not verify with a trusted key") from None

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from joserfc.jwk import ECKey
 from sqlalchemy import text
 
 from services.cli.errors import describe
@@ -297,3 +298,32 @@ async def test_a_decision_this_instance_refuses_is_skipped_and_named(bundle, bac
     mode, taxonomy = summary["errors"]
     assert mode.startswith("annotations.jsonl:1: values.failure_mode: 'no.such.mode'"), mode
     assert taxonomy.startswith("annotations.jsonl:2: taxonomy: "), taxonomy
+
+
+async def test_an_untrusted_or_altered_signature_says_which(bundle, backend):
+    """Signed by a key --trust does not hold (another instance's JWKS given), or signed by
+    the trusted key and its manifest changed after (the profile made `internal`)."""
+    members = bundle["members"]
+    other = await fresh_instance(backend, bundle["folder"] / "other-jwks")
+    other_jwks = bundle["folder"] / "other-jwks.json"
+    other_jwks.write_bytes(orjson.dumps({"keys": [{**ECKey.generate_key("P-256").as_dict(
+        private=False), "kid": "partner-2026"}]}))  # fmt: skip
+    manifest = orjson.loads(members["manifest.json"])
+    altered = {**manifest, "profile": "internal"}
+    path = bundle["folder"] / "altered.tar.gz"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, content in members.items():
+            if name == "manifest.json":
+                content = orjson.dumps(altered, option=orjson.OPT_SORT_KEYS)
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    path.write_bytes(buf.getvalue())
+    for file, trust, problem in (
+        (bundle["out"], other_jwks, f"it names key {manifest['kid']!r}, which --trust does not"),
+        (path, bundle["trust"], "the manifest was changed after signing"),
+    ):
+        code, _, err = await run_cli(other, "import", "bundle", str(file), "--trust", str(trust))
+        assert code == 2 and problem in err and len(err.splitlines()) == 1, err
+    assert await stored(other) == (0, 0, 0, 0)
