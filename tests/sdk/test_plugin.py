@@ -278,6 +278,21 @@ def test_the_plugin_imports_nothing_of_the_server(workdir: Path) -> None:
             ["--failcat-suite", "s@v2", "--failcat-model", "fraud_model:predict"],
             "the version is a number from 1, or latest",
         ),
+        # '²' passed str.isdigit() and int() raised: pytest's INTERNALERROR traceback
+        (
+            ["--failcat-suite", "s@²", "--failcat-model", "fraud_model:predict"],
+            "the version is a number from 1, or latest",
+        ),
+        # '..' is dropped from the export's URL: a 404 that named no cause
+        (
+            ["--failcat-suite", "..", "--failcat-model", "fraud_model:predict"],
+            "beginning with a letter or digit",
+        ),
+        # a file that is not UTF-8 was a UnicodeDecodeError traceback
+        (
+            ["--failcat-suite-file", "binary.jsonl", "--failcat-model", "fraud_model:predict"],
+            "binary.jsonl, line 1: not UTF-8 text",
+        ),
         (
             ["--failcat-suite", "s@latest", "--failcat-model", "fraud_model:predict"],
             "pass --failcat-url URL or set FAILCAT_URL",
@@ -296,6 +311,7 @@ def test_the_plugin_imports_nothing_of_the_server(workdir: Path) -> None:
     ],
 )
 def test_bad_options_stop_pytest_with_one_line(workdir: Path, args: list[str], message: str):
+    (workdir / "binary.jsonl").write_bytes(b"\xff\xfe\x00{}\n")
     (workdir / "bad.jsonl").write_text(
         json.dumps({"case_id": "a", "input": {}, "expected": 1})
         + "\n"

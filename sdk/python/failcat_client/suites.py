@@ -26,7 +26,8 @@ from failcat_client._wire import dumps
 
 # A suite export line must carry these (the server's export writes more).
 REQUIRED = ("case_id", "input", "expected")
-SUITE_NAME = re.compile(r"^[A-Za-z0-9._\-]+$")
+# As the server names suites: "." and ".." would be dropped from the export's URL.
+SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 # The server's limit on a GraphQL request body is 1 MiB; a larger run goes over REST.
 GRAPHQL_MAX_BYTES = 1_000_000
@@ -55,10 +56,14 @@ def parse_ref(ref: str) -> tuple[str, Optional[int]]:
     """`NAME` or `NAME@VERSION` (a number, or `latest`) as (name, version or None)."""
     name, at, version = ref.strip().partition("@")
     if not SUITE_NAME.match(name):
-        raise SuiteError(f"--failcat-suite {ref!r}: a suite name is letters, digits, '.', '_', '-'")
+        raise SuiteError(
+            f"--failcat-suite {ref!r}: a suite name is letters, digits, '.', '_', '-', "
+            "beginning with a letter or digit"
+        )
     if not at or version == "latest":
         return name, None
-    if not version.isdigit() or int(version) < 1:
+    # ASCII digits: str.isdigit() also accepts '²', which int() refuses.
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise SuiteError(f"--failcat-suite {ref!r}: the version is a number from 1, or latest")
     return name, int(version)
 
@@ -67,7 +72,10 @@ def parse_lines(lines: Any, source: str) -> Suite:
     """A suite from JSONL lines (str or bytes); each bad line is reported by its number."""
     cases = []
     for number, raw in enumerate(lines, 1):
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            raise SuiteError(f"{source}, line {number}: not UTF-8 text") from None
         if not text.strip():
             continue
         try:
