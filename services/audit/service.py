@@ -225,11 +225,13 @@ def _utc(at: datetime | None, path: str, errors: list[FieldError]) -> datetime |
 
 def _checked(f: AuditFilter, before_seq: int | None) -> AuditFilter:
     """The filter with its times in UTC; every problem at once, each naming its field."""
-    errors = [
-        FieldError(f"filter.{name}", f"at most {MAX_FILTER_TEXT} characters")
-        for name in ("actor", "action", "target")
-        if len(getattr(f, name) or "") > MAX_FILTER_TEXT
-    ]
+    errors = []
+    for name in ("actor", "action", "target"):
+        text = getattr(f, name) or ""
+        if len(text) > MAX_FILTER_TEXT:
+            errors.append(FieldError(f"filter.{name}", f"at most {MAX_FILTER_TEXT} characters"))
+        elif "\x00" in text:  # stored by no entry; Postgres refused it naming no field
+            errors.append(FieldError(f"filter.{name}", "contains U+0000 (NUL)"))
     since = _utc(f.since, "filter.from", errors)
     until = _utc(f.until, "filter.to", errors)
     if since is not None and until is not None and until <= since:

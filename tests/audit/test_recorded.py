@@ -287,6 +287,7 @@ async def test_audit_log_refuses_what_no_entry_could_match_naming_the_field(
         ({"after": encode_cursor("audit", [True])}, "after"),
         ({"f": {"action": "case." * 20_000}}, "filter.action"),
         ({"f": {"target": "case:" + "x" * 600}}, "filter.target"),
+        ({"f": {"actor": "a\x00b"}}, "filter.actor"),
         ({"f": {"from": "0001-01-01T00:00:00+14:00"}}, "filter.from"),
         ({"f": {"to": "9999-12-31T23:59:59-14:00"}}, "filter.to"),
         ({"f": {"from": "2026-12-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}}, "filter.to"),

@@ -124,7 +124,8 @@ async def list_rules(session: AsyncSession, viewer: Principal) -> list[Escalatio
 
 
 async def get_visible_rule(session: AsyncSession, name: str, viewer: Principal) -> EscalationRule:
-    rule = await EscalationRepository(session).rule_named(name)
+    # No stored name holds a NUL (Postgres would refuse it as a parameter): absent.
+    rule = None if "\x00" in name else await EscalationRepository(session).rule_named(name)
     if rule is None or not viewer.can_see(rule.team, rule.clearance):
         raise NotFound(f"escalation rule {name} not found")
     return rule
@@ -137,7 +138,7 @@ async def set_rule_enabled(
     (it judges the cases indexed from then on: what was indexed while it was off is not
     replayed). Deliveries of earlier firings go on. Audited, even when nothing changes."""
     repo = EscalationRepository(session)
-    rule = await repo.rule_by_id(rule_id, for_update=True)
+    rule = None if "\x00" in rule_id else await repo.rule_by_id(rule_id, for_update=True)
     if rule is None or not actor.can_see(rule.team, rule.clearance):
         raise NotFound(f"escalation rule {rule_id} not found")
     was = rule.enabled
@@ -206,6 +207,8 @@ async def firings_by_id(session: AsyncSession, ids: list[str]) -> dict[str, Esca
 
 async def active_blocks(session: AsyncSession, model: str, version: str) -> list[ReleaseBlock]:
     """The blocks in force on a model version (the release gate refuses it while any is)."""
+    if "\x00" in model + version:  # no stored model or version holds one
+        return []
     return await EscalationRepository(session).active_blocks(model, version)
 
 
@@ -222,7 +225,7 @@ async def lift_release_block(
     except ValidationError as exc:
         raise validation_error(exc, "lift") from None
     repo = EscalationRepository(session)
-    blocks = await repo.active_blocks(data.model, data.version)
+    blocks = await active_blocks(session, data.model, data.version)
     if not blocks:
         raise NotFound(f"no release block in force on {data.model} {data.version}")
     now = utcnow()

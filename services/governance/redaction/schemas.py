@@ -7,8 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
+from services.governance.retention.schemas import no_nul
 from shared.security import Sensitivity
 
 
@@ -28,7 +29,9 @@ class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     data_source: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+        AfterValidator(no_nul),
     ]
     mode: Mode
     payload_sensitivity: Sensitivity | None = None

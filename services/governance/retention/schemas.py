@@ -7,11 +7,21 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.security import Sensitivity
 
 MAX_TTL_DAYS = 100 * 366
+
+
+def no_nul(value: str) -> str:
+    """Postgres stores no U+0000 and ingest refuses it (catalog's NUL_MESSAGE): a name holding
+    one names no data source, and failed on Postgres naming no field."""
+    if "\x00" in value:
+        raise ValueError("contains U+0000 (NUL), which cannot be stored")
+    return value
+
+
 MAX_REASON = 2000
 
 
@@ -27,7 +37,9 @@ class RetentionPolicyIn(BaseModel):
     # Stripped as a case's data source is (catalog's Name): " payments " would otherwise be
     # stored as a policy no case ever matches, and "   " as a policy of no source at all.
     data_source: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+        AfterValidator(no_nul),
     ]
     sensitivity: Sensitivity
     payload_ttl_days: int | None = Field(default=None, ge=1, le=MAX_TTL_DAYS)

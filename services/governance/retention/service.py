@@ -37,7 +37,7 @@ from services.safeguards import service as safeguards
 from services.sharing import service as sharing
 from shared.audit import audit
 from shared.db import Database, utcnow
-from shared.errors import BadUserInput, FieldError
+from shared.errors import BadUserInput, FieldError, NotFound
 from shared.security import SYSTEM, Principal
 
 log = logging.getLogger("failcat.retention")
@@ -111,6 +111,8 @@ async def set_legal_hold(
     reason = spec.reason.strip()
     if not reason:
         raise BadUserInput("a hold needs a reason", [FieldError("reason", "must say why")])
+    if "\x00" in spec.target_id:  # no id holds one (Postgres refuses it as a parameter)
+        raise NotFound(f"{spec.kind.value} {spec.target_id} not found")
     if spec.kind is HoldKind.CASE:
         await catalog.get_visible_case(session, spec.target_id, actor)
     else:

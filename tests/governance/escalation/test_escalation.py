@@ -431,6 +431,19 @@ async def test_rules_are_validated_and_seen_only_by_their_team(client, db, token
         {"r": base},
     )
     assert codes(again) == ["CONFLICT"]
+    # No stored name, id, model or version holds a NUL: absent, as on SQLite (Postgres
+    # refused each naming no field).
+    for query in (
+        'query { escalationDeliveries(rule: "a\\u0000b") { nodes { id } } }',
+        'mutation { setEscalationRuleEnabled(id: "a\\u0000b", enabled: false) { id } }',
+    ):
+        assert codes(await gql(client, curator, query)) == ["NOT_FOUND"], query
+    lift = 'mutation { liftReleaseBlock(model: "a\\u0000b", version: "1", reason: "r") { id } }'
+    assert codes(await gql(client, tokens["reviewer"], lift)) == ["NOT_FOUND"]
+    blocks = await gql(
+        client, curator, '{ releaseBlocks(model: "a\\u0000b", version: "1") { id } }'
+    )
+    assert data(blocks) == {"releaseBlocks": []}
     listed = data(await gql(client, curator, "{ escalationRules { name } }"))["escalationRules"]
     assert rule["name"] in [r["name"] for r in listed]
     # The secret is shown once: no answer carries it again, nor does the audit trail.

@@ -97,6 +97,17 @@ async def test_set_redaction_policy_is_admin_only_versioned_and_audited(
     assert [d["mode"] for d in details] == ["hash", "remove"]
 
 
+async def test_a_source_name_with_a_nul_is_refused_on_its_field(client, admin_token):
+    """Ingest refuses a NUL, so such a name is no data source: SQLite stored the policy,
+    Postgres refused it naming no field."""
+    body = await gql(client, admin_token, SET, {"s": f"{_source()}\x00x", "m": "MASK"})
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    [error] = body["errors"][0]["extensions"]["errors"]
+    assert error["path"] == "dataSource" and "NUL" in error["message"]
+    listed = data(await gql(client, admin_token, "{ redactionPolicies { dataSource } }"))
+    assert not [p for p in listed["redactionPolicies"] if "\x00" in p["dataSource"]]
+
+
 async def test_mask_is_the_default_and_findings_name_kinds_and_paths(client, token_for):
     token = await token_for("cases:read cases:ingest", clearance="restricted")
     [case_id] = await _ingest(client, token, [_case(_source())])

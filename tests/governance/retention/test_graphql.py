@@ -94,6 +94,23 @@ async def test_a_policy_names_its_data_source_as_cases_do(client, admin_token, d
     assert len(await audit_entries(db, "retention.policy")) == before
 
 
+async def test_a_nul_names_no_source_and_no_target(client, admin_token, db):
+    """A NUL is in no stored name or id (ingest refuses it): a policy naming one is refused
+    on dataSource, a hold on one is NOT_FOUND as for any absent id. SQLite stored the
+    policy; Postgres refused both naming no field."""
+    before = len(await audit_entries(db, "retention."))
+    bad = await gql(client, admin_token, SET_POLICY, {"s": "ret\x00src", "p": 30})
+    assert codes(bad) == ["BAD_USER_INPUT"]
+    [error] = bad["errors"][0]["extensions"]["errors"]
+    assert error["path"] == "dataSource" and "NUL" in error["message"]
+    for kind in ("CASE", "GROUP"):
+        held = await gql(
+            client, admin_token, SET_HOLD, {"k": kind, "id": "a\x00b", "hold": True, "why": "LIT-1"}
+        )
+        assert codes(held) == ["NOT_FOUND"], held
+    assert len(await audit_entries(db, "retention.")) == before
+
+
 async def test_legal_holds_need_the_scope_and_sight_of_the_target(client, token_for, db):
     team, other = f"ret-a-{secrets.token_hex(3)}", f"ret-b-{secrets.token_hex(3)}"
     owner = await token_for("cases:ingest cases:read", team=team, clearance="restricted")
