@@ -26,8 +26,9 @@ from failcat_client._wire import dumps
 
 # A suite export line must carry these (the server's export writes more).
 REQUIRED = ("case_id", "input", "expected")
-# As the server names suites: "." and ".." would be dropped from the export's URL.
-SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+# "." and ".." would be dropped from the export's URL. (The server now also wants new names
+# to begin with a letter or digit; older suites named "_x" are still fetched.)
+SUITE_NAME = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._\-]+$")
 TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 # The server's limit on a GraphQL request body is 1 MiB; a larger run goes over REST.
 GRAPHQL_MAX_BYTES = 1_000_000
@@ -57,8 +58,8 @@ def parse_ref(ref: str) -> tuple[str, Optional[int]]:
     name, at, version = ref.strip().partition("@")
     if not SUITE_NAME.match(name):
         raise SuiteError(
-            f"--failcat-suite {ref!r}: a suite name is letters, digits, '.', '_', '-', "
-            "beginning with a letter or digit"
+            f"--failcat-suite {ref!r}: a suite name is letters, digits, '.', '_', '-' "
+            "(not '.' or '..')"
         )
     if not at or version == "latest":
         return name, None
