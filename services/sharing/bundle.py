@@ -170,6 +170,9 @@ async def write_bundle(
     # search (and its index) is not asked. A query: the search's ids, read by id.
     request = None
     if query:
+        # Parsed as given first: a mistake is reported at its column in the caller's query,
+        # not in the public profile's wrapping of it (shifted, or at the wrapper's parenthesis).
+        search.build_request(principal, query, first=PAGE, sort="occurred_at")
         effective = f"({query}) sensitivity:public" if public else query
         request = replace(
             search.build_request(principal, effective, first=PAGE, sort="occurred_at"),

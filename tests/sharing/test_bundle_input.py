@@ -327,3 +327,16 @@ async def test_an_untrusted_or_altered_signature_says_which(bundle, backend):
         code, _, err = await run_cli(other, "import", "bundle", str(file), "--trust", str(trust))
         assert code == 2 and problem in err and len(err.splitlines()) == 1, err
     assert await stored(other) == (0, 0, 0, 0)
+
+
+async def test_a_public_export_reports_a_query_mistake_at_its_own_column(bundle, settings):
+    out = str(bundle["folder"] / "public-query.tar.gz")
+    for query, problem in (
+        ('title:"chatbot', "column 7: unterminated phrase"),
+        ("title:chatbot)", "column 14: unexpected ')'"),
+    ):
+        for profile in ("partner", "public"):  # the same column whatever the profile
+            code, _, err = await run_cli(
+                settings, "export", "bundle", "-q", query, "--profile", profile, "--out", out
+            )
+            assert code == 2 and err.startswith(f"failcat: query: {problem}"), (profile, err)
