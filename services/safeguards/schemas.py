@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from services.safeguards.perturb import Perturbation
 from shared.vocabulary import SEVERITIES
@@ -159,6 +166,13 @@ class LatencyRule(_In):
     # Finite: YAML's .inf would be a limit that never blocks.
     p95_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     p50_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _has_budget(self) -> LatencyRule:
+        # Without one, the condition checks nothing but that some run measured latency.
+        if self.p95_ms is None and self.p50_ms is None:
+            raise ValueError("a latency rule needs p95_ms or p50_ms")
+        return self
 
 
 class GatePolicy(_In):

@@ -436,6 +436,9 @@ NUMBER = "Input should be a valid number, unable to parse string as a number"
         # .inf was a latency limit that never blocks, accepted silently
         ("infinite.yaml", "latency:\n  p95_ms: .inf\n",
          "2: latency.p95_ms: Input should be a finite number"),
+        # a latency rule with no budget checked only that some run measured latency
+        ("no-budget.yaml", "block_severities: [S0]\nlatency: {}\n",
+         "2: latency: Value error, a latency rule needs p95_ms or p50_ms"),
     ],
 )  # fmt: skip
 async def test_a_bad_policy_file_is_one_line_naming_file_line_and_field(
