@@ -415,10 +415,15 @@ def _records(name: str, content: bytes) -> tuple[list[dict[str, Any]], list[int]
     return out, lines
 
 
+def _verify_members(members: dict[str, bytes], trusted: KeySet) -> str:
+    return verify(members[MANIFEST], members[SIGNATURE].decode(errors="replace"), trusted)
+
+
 def read_bundle(path: Path, trusted: KeySet) -> Verified:
     """Open a bundle and check it whole: the signature over the manifest, then every file's
     sha256 against it, and no file the manifest does not name. Raises BundleRefused."""
     members: dict[str, bytes] = {}
+    kid = None
     try:
         with tarfile.open(path, "r:gz") as tar:
             for info in tar:
@@ -433,13 +438,17 @@ def read_bundle(path: Path, trusted: KeySet) -> Verified:
                     )
                 handle = tar.extractfile(info)
                 members[info.name] = handle.read() if handle else b""
+                if kid is None and MANIFEST in members and SIGNATURE in members:
+                    # Checked as soon as it can be (an exporter writes both first): a bundle
+                    # no trusted key signed is refused before its files are read into memory.
+                    kid = _verify_members(members, trusted)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BundleRefused(f"not a readable tar.gz ({exc})") from None
     if SIGNATURE not in members:
         raise BundleRefused("unsigned: manifest.jws is missing")
     if MANIFEST not in members:
         raise BundleRefused("manifest.json is missing")
-    kid = verify(members[MANIFEST], members[SIGNATURE].decode(errors="replace"), trusted)
+    kid = kid or _verify_members(members, trusted)
     # Signed is not well-formed: a partner's exporter may have a bug of its own.
     try:
         manifest = orjson.loads(members[MANIFEST])

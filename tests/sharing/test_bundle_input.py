@@ -340,3 +340,29 @@ async def test_a_public_export_reports_a_query_mistake_at_its_own_column(bundle,
                 settings, "export", "bundle", "-q", query, "--profile", profile, "--out", out
             )
             assert code == 2 and err.startswith(f"failcat: query: {problem}"), (profile, err)
+
+
+async def test_a_bundle_no_trusted_key_signed_is_refused_before_its_files_are_read(bundle):
+    """Its manifest and signature come first: the rest (here a cases.jsonl said to be 1 GiB,
+    of which no byte follows) is never read."""
+    members = bundle["members"]
+    other = ECKey.generate_key("P-256")
+    head = io.BytesIO()
+    with tarfile.open(fileobj=head, mode="w") as tar:
+        for name, content in (
+            ("manifest.json", members["manifest.json"]),
+            ("manifest.jws", sign(members["manifest.json"], "elsewhere", other).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    big = tarfile.TarInfo("cases.jsonl")
+    big.size = 1024**3
+    raw = head.getvalue().rstrip(b"\0")  # no end-of-archive: another member follows
+    raw += b"\0" * (-len(raw) % tarfile.BLOCKSIZE) + big.tobuf(format=tarfile.PAX_FORMAT)
+    path = bundle["folder"] / "untrusted-big.tar.gz"
+    path.write_bytes(gzip.compress(raw))
+    code, _, err = await run_cli(
+        bundle["second"], "import", "bundle", str(path), "--trust", str(bundle["trust"])
+    )
+    assert code == 2 and "it names key 'elsewhere', which --trust does not hold" in err, err
