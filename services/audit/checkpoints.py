@@ -92,8 +92,12 @@ def read_all(checkpoint_dir: Path, key: OKPKey | None) -> tuple[list[Checkpoint]
     verify under the audit key, or that is not a checkpoint at all)."""
     found: list[Checkpoint] = []
     problems: list[str] = []
-    if not checkpoint_dir.is_dir():
+    if not checkpoint_dir.exists():  # none signed yet
         return found, problems
+    if not checkpoint_dir.is_dir():
+        # A misconfigured directory must not read as "no checkpoint yet": verify would pass
+        # a chain with a cut-off tail that the real checkpoints would catch.
+        raise CheckpointError(f"the checkpoint directory {checkpoint_dir} is not a directory")
     for path in sorted(checkpoint_dir.iterdir()):
         if not NAME.fullmatch(path.name):
             continue

@@ -154,6 +154,14 @@ def _export(args: argparse.Namespace) -> int:
             f"--from {args.since} does not come before --to {args.until}: the range holds nothing"
         )
 
+    if args.out is not None:
+        # Named as given, before any entry is read: the write goes to a .partial file beside
+        # it, whose name the OS error would give, and a directory failed only at the end.
+        if Path(args.out).is_dir():
+            raise CliError(f"--out {args.out}: is a directory")
+        if not Path(args.out).parent.is_dir():
+            raise CliError(f"--out {args.out}: no such directory {Path(args.out).parent}")
+
     async def work(db: Any, _: Any) -> int:
         if args.out is None:
             out = sys.stdout.buffer

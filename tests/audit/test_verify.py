@@ -207,6 +207,23 @@ async def test_usage_errors_exit_2(trail: Trail) -> None:
         assert backwards.out == ""
 
 
+async def test_an_unusable_out_or_checkpoint_directory_is_named(trail: Trail) -> None:
+    # --out named the .partial file beside it (a directory only after the whole export).
+    for out, message in (
+        (trail.cwd, "is a directory"),
+        (trail.cwd / "missing" / "audit.jsonl", "no such directory"),
+    ):
+        refused = await trail.cli("audit", "export", "--out", str(out))
+        assert refused.code == 2 and refused.err.startswith(f"failcat: --out {out}: "), refused
+        assert message in refused.err and ".partial" not in refused.err
+    # A checkpoint directory that is a file read as "no checkpoint yet": verify passed.
+    not_a_dir = trail.cwd / "checkpoints.txt"
+    not_a_dir.write_text("")
+    env = clean_env(**settings_env(trail.settings), FAILCAT_AUDIT_CHECKPOINT_DIR=str(not_a_dir))
+    verified = await failcat("audit", "verify", cwd=trail.cwd, env=env)
+    assert verified.code == 2 and "is not a directory" in verified.err, verified
+
+
 async def test_bounds_past_what_a_seq_or_a_time_holds_are_usage_errors(trail: Trail) -> None:
     # A seq past 2^63-1 ended in 'unexpected error: OverflowError' (SQLite), and a time in
     # year 0 once in UTC in an error naming no option.
