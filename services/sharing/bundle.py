@@ -160,8 +160,10 @@ async def write_bundle(
     progress: Callable[[int, int], None] | None = None,
 ) -> Written:
     """Write the bundle to `out` (a tar.gz) and answer its manifest."""
+    from services.catalog import service as catalog
     from services.sharing import pages
     from services.sharing.repository import SharingRepository
+    from shared.visibility import Visibility
 
     if profile not in PROFILES:
         raise BadUserInput("unknown profile", [FieldError("profile", f"one of {PROFILES}")])
@@ -245,8 +247,16 @@ async def write_bundle(
         group_ids.discard(None)
         teams.discard(None)
         worst = max(map(Sensitivity, levels), key=lambda s: s.rank, default=Sensitivity.PUBLIC)
+        hidden: dict[str, int] = {}
+        if not Visibility.of(principal).sees_everything:
+            # A group's count is of the cases this reader may see, as GraphQL's caseCount is:
+            # the stored one would tell a partner how many cases the bundle left out.
+            async with db.transaction() as session:
+                hidden = await catalog.hidden_case_counts(session, list(group_ids), principal)
         async for group in pages.group_rows(db, list(group_ids)):
-            writers["groups.jsonl"].write(anonymise_group(group_json(group), profile, pseudonyms))
+            shown = group_json(group)
+            shown["case_count"] -= hidden.get(group.id, 0)
+            writers["groups.jsonl"].write(anonymise_group(shown, profile, pseudonyms))
         async with db.transaction() as session:
             # Lessons drawn only from groups in the bundle travel with it (reviewed or not:
             # the status says which).

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import secrets
 import tarfile
 from typing import Any
 
@@ -17,11 +18,12 @@ from sqlalchemy import text
 
 from services.cli.errors import describe
 from services.sharing.anonymise import Pseudonyms, anonymise_decision
-from services.sharing.bundle import FILES, MAX_MEMBER_BYTES, sign, trusted_keys
+from services.sharing.bundle import FILES, MAX_MEMBER_BYTES, sign, trusted_keys, write_bundle
 from services.sharing.cli import _signer
 from shared.db import Database
 from shared.errors import BadUserInput
 from shared.migrate import upgrade_async
+from shared.security import Principal
 from tests.catalog.builders import ingest, unique
 from tests.cli_run import indexed, run_cli
 from tests.conftest import make_settings
@@ -366,3 +368,29 @@ async def test_a_bundle_no_trusted_key_signed_is_refused_before_its_files_are_re
         bundle["second"], "import", "bundle", str(path), "--trust", str(bundle["trust"])
     )
     assert code == 2 and "it names key 'elsewhere', which --trust does not hold" in err, err
+
+
+async def test_a_group_counts_only_the_cases_its_exporter_may_see(bundle, app, settings):
+    """Six AIID incidents of one team and six of another in one group: a bundle of the first
+    team's reader says the group has six cases, not twelve."""
+    salt = secrets.token_hex(3)
+    cases = unique(aiid_cases(12))
+    for i, case in enumerate(cases):
+        case.update(team=f"mine-{salt}" if i % 2 else f"theirs-{salt}", fingerprint=salt)
+    async with app.state.db.transaction() as session:
+        await ingest(session, cases)
+    reader = Principal(
+        subject="reader", client_id="c", scopes=frozenset({"cases:read"}), team=f"mine-{salt}"
+    )
+    out = bundle["folder"] / f"mine-{salt}.tar.gz"
+    query = f"data_source:{cases[0]['data_source']}"  # the twelve (no team's are everyone's)
+    assert await indexed(app.state.search, query, 12) == 12
+    await write_bundle(
+        app.state.search, app.state.db, reader, query, "partner", out, issuer=settings.issuer,
+        kid=bundle["kid"], key=bundle["key"], pseudonyms=Pseudonyms(b"k" * 32),
+    )  # fmt: skip
+    with tarfile.open(out, "r:gz") as tar:
+        groups = [orjson.loads(line) for line in tar.extractfile("groups.jsonl").readlines()]
+        cases_out = tar.extractfile("cases.jsonl").read().splitlines()
+    assert len(cases_out) == 6
+    assert [g["case_count"] for g in groups] == [6]
