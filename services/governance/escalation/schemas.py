@@ -47,6 +47,14 @@ class RuleKind(StrEnum):
     LEFT_CONFIRMED = "left_confirmed"  # a matching case left in `confirmed` for D days
 
 
+# The condition's fields of each kind: it needs these and has no use for the others.
+KIND_FIELDS = {
+    RuleKind.THRESHOLD: ("threshold", "window_minutes"),
+    RuleKind.GROUP_REGRESSED: (),
+    RuleKind.LEFT_CONFIRMED: ("days",),
+}
+
+
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
@@ -81,25 +89,28 @@ class RuleIn(_In):
     secret: Annotated[str, StringConstraints(min_length=16, max_length=200)] | None = None
 
     def incomplete(self) -> list[tuple[str, str]]:
-        """(field, message) for each field the rule's kind needs and lacks: checked after the
-        fields themselves, so that each refusal names the field to fill in."""
-        missing = []
-        if self.kind is RuleKind.THRESHOLD:
-            missing += [
-                (name, "required for a threshold rule")
-                for name in ("threshold", "window_minutes")
-                if getattr(self, name) is None
-            ]
-        if self.kind is RuleKind.LEFT_CONFIRMED and self.days is None:
-            missing.append(("days", "required for a left_confirmed rule"))
+        """(field, message) for each field the rule's kind needs and lacks, then each it has
+        no use for (a days on a threshold rule was stored and shown, and meant nothing):
+        checked after the fields themselves, so that each refusal names its field."""
+        needs = KIND_FIELDS[self.kind]
+        problems = [
+            (name, f"required for a {self.kind.value} rule")
+            for name in needs
+            if getattr(self, name) is None
+        ]
+        problems += [
+            (name, f"not used by a {self.kind.value} rule: leave it out")
+            for name in ("threshold", "window_minutes", "days")
+            if name not in needs and getattr(self, name) is not None
+        ]
         if not (self.webhook_url or self.ticket_url or self.block_release):
-            missing.append(
+            problems.append(
                 (
                     "webhook_url",
                     "a rule needs an action: a webhook URL, a ticket URL or a release block",
                 )
             )
-        return missing
+        return problems
 
 
 class LiftIn(_In):

@@ -413,6 +413,10 @@ async def test_rules_are_validated_and_seen_only_by_their_team(client, db, token
         ({"threshold": 0}, "rule.threshold"),
         ({"webhookUrl": None}, "rule.webhookUrl"),  # no action at all
         ({"kind": "LEFT_CONFIRMED"}, "rule.days"),
+        # A field the kind has no use for was stored and shown, and meant nothing.
+        ({"days": 7}, "rule.days"),
+        ({"kind": "LEFT_CONFIRMED", "days": 7}, "rule.threshold"),
+        ({"kind": "GROUP_REGRESSED"}, "rule.threshold"),
     ):
         body = await gql(
             client,
