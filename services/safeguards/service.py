@@ -452,6 +452,12 @@ async def generate_scenarios(
             "scenarios are made from case ids or from a suite",
             [FieldError("caseIds", "give exactly one of caseIds and suite")],
         )
+    if data.suite is None and data.suite_version is not None:
+        # It would be ignored: the scenarios are of the cases given, whatever the version.
+        raise BadUserInput(
+            "suiteVersion without suite",
+            [FieldError("suiteVersion", "a version of the suite given as suite")],
+        )
     repo = SafeguardsRepository(session)
     if data.suite is not None:
         snapshot = await get_suite(session, data.suite, data.suite_version)

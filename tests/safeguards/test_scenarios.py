@@ -223,3 +223,19 @@ async def test_an_empty_case_list_is_refused_and_a_repeated_kind_counted_once(cl
     )
     assert twice["generateScenarios"] == once["generateScenarios"]
     assert len(once["generateScenarios"]) == 1
+
+
+async def test_a_suite_version_without_a_suite_is_refused(client, curator):
+    """caseIds with a suiteVersion made the cases' scenarios and ignored the version, as if it
+    meant something. It is refused at suiteVersion now."""
+    [case_id] = await ingest(client, curator, model_cases(a_name("m"), 1, team="payments"))
+    q = """mutation($ids: [ID!], $v: Int) {
+      generateScenarios(caseIds: $ids, suiteVersion: $v, perturbations: [TYPOS], seed: 1) {
+        id } }"""
+    body = await gql(client, curator, q, {"ids": [case_id], "v": 2})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["errors"][0]["path"] == "suiteVersion"
+    listed = await gql(
+        client, curator, "query($id: ID!) { scenarios(caseId: $id) { id } }", {"id": case_id}
+    )
+    assert data(listed)["scenarios"] == []
