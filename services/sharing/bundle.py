@@ -248,11 +248,13 @@ async def write_bundle(
         teams.discard(None)
         worst = max(map(Sensitivity, levels), key=lambda s: s.rank, default=Sensitivity.PUBLIC)
         hidden: dict[str, int] = {}
-        if not Visibility.of(principal).sees_everything:
-            # A group's count is of the cases this reader may see, as GraphQL's caseCount is:
-            # the stored one would tell a partner how many cases the bundle left out.
+        # A group's count is of the cases this reader may see, as GraphQL's caseCount is (of
+        # the public ones, for the public profile): the stored one would tell a partner how
+        # many cases the bundle left out.
+        counted = replace(principal, clearance=Sensitivity.PUBLIC) if public else principal
+        if not Visibility.of(counted).sees_everything:
             async with db.transaction() as session:
-                hidden = await catalog.hidden_case_counts(session, list(group_ids), principal)
+                hidden = await catalog.hidden_case_counts(session, list(group_ids), counted)
         async for group in pages.group_rows(db, list(group_ids)):
             shown = group_json(group)
             shown["case_count"] -= hidden.get(group.id, 0)

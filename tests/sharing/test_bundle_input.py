@@ -394,3 +394,25 @@ async def test_a_group_counts_only_the_cases_its_exporter_may_see(bundle, app, s
         cases_out = tar.extractfile("cases.jsonl").read().splitlines()
     assert len(cases_out) == 6
     assert [g["case_count"] for g in groups] == [6]
+
+
+async def test_a_public_bundle_counts_only_the_public_cases_of_a_group(app, settings, bundle):
+    """`failcat export bundle --profile public` (as SYSTEM, who sees everything): a group of
+    four public and eight internal incidents is a group of four in the bundle."""
+    salt = secrets.token_hex(3)
+    cases = unique(aiid_cases(12))
+    for i, case in enumerate(cases):
+        case.update(sensitivity="public" if i < 4 else "internal", fingerprint=salt)
+    async with app.state.db.transaction() as session:
+        await ingest(session, cases)
+    query = f"data_source:{cases[0]['data_source']}"
+    assert await indexed(app.state.search, query, 12) == 12
+    out = bundle["folder"] / f"public-{salt}.tar.gz"
+    code, _, err = await run_cli(
+        settings, "export", "bundle", "-q", query, "--profile", "public", "--out", str(out)
+    )
+    assert code == 0, err
+    with tarfile.open(out, "r:gz") as tar:
+        groups = [orjson.loads(line) for line in tar.extractfile("groups.jsonl").readlines()]
+        assert len(tar.extractfile("cases.jsonl").read().splitlines()) == 4
+    assert [g["case_count"] for g in groups] == [4]
