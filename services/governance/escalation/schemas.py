@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from services.governance.inputs import no_nul
+
 MAX_QUERY = 2_000
 MAX_REASON = 2_000
 MAX_THRESHOLD = 1_000  # cases counted by one firing (each may get a ticket link)
@@ -34,10 +36,13 @@ def _reachable(url: str) -> str:
 Url = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=2000, pattern=r"^https?://\S+$"),
+    AfterValidator(no_nul),
     AfterValidator(_reachable),
 ]
 Reason = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REASON)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REASON),
+    AfterValidator(no_nul),
 ]
 
 
@@ -86,7 +91,10 @@ class RuleIn(_In):
     ticket_url: Url | None = None
     block_release: bool = False
     # Default: 32 random bytes, shown once in the answer.
-    secret: Annotated[str, StringConstraints(min_length=16, max_length=200)] | None = None
+    secret: (
+        Annotated[str, StringConstraints(min_length=16, max_length=200), AfterValidator(no_nul)]
+        | None
+    ) = None
 
     def incomplete(self) -> list[tuple[str, str]]:
         """(field, message) for each field the rule's kind needs and lacks, then each it has

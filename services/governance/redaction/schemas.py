@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-from services.governance.retention.schemas import no_nul
+from services.governance.inputs import no_nul
 from shared.security import Sensitivity
 
 

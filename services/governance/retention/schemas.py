@@ -9,17 +9,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from services.governance.inputs import no_nul
 from shared.security import Sensitivity
 
 MAX_TTL_DAYS = 100 * 366
-
-
-def no_nul(value: str) -> str:
-    """Postgres stores no U+0000 and ingest refuses it (catalog's NUL_MESSAGE): a name holding
-    one names no data source, and failed on Postgres naming no field."""
-    if "\x00" in value:
-        raise ValueError("contains U+0000 (NUL), which cannot be stored")
-    return value
 
 
 MAX_REASON = 2000
@@ -51,7 +44,7 @@ class LegalHoldIn(BaseModel):
     kind: HoldKind
     target_id: str = Field(min_length=1)
     hold: bool
-    reason: str = Field(min_length=1, max_length=MAX_REASON)
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_REASON), AfterValidator(no_nul)]
 
 
 @dataclass

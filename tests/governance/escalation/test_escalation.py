@@ -407,6 +407,9 @@ async def test_rules_are_validated_and_seen_only_by_their_team(client, db, token
         ({"webhookUrl": "https://alerts.example:99999/x"}, "rule.webhookUrl"),
         ({"webhookUrl": "http://[::1/x"}, "rule.webhookUrl"),
         ({"ticketUrl": "https://?q=1"}, "rule.ticketUrl"),
+        # Stored on SQLite, a database error naming no field on Postgres.
+        ({"webhookUrl": "https://alerts.example/a\x00b"}, "rule.webhookUrl"),
+        ({"secret": "0123456789abcdef\x00"}, "rule.secret"),
         # A field the kind needs is named (the refusal said only "rule").
         ({"windowMinutes": None}, "rule.windowMinutes"),
         ({"threshold": None}, "rule.threshold"),
@@ -444,6 +447,10 @@ async def test_rules_are_validated_and_seen_only_by_their_team(client, db, token
         assert codes(await gql(client, curator, query)) == ["NOT_FOUND"], query
     lift = 'mutation { liftReleaseBlock(model: "a\\u0000b", version: "1", reason: "r") { id } }'
     assert codes(await gql(client, tokens["reviewer"], lift)) == ["NOT_FOUND"]
+    lift = 'mutation { liftReleaseBlock(model: "m", version: "1", reason: "a\\u0000b") { id } }'
+    refused = await gql(client, tokens["reviewer"], lift)
+    assert codes(refused) == ["BAD_USER_INPUT"]
+    assert refused["errors"][0]["extensions"]["errors"][0]["path"] == "lift.reason"
     blocks = await gql(
         client, curator, '{ releaseBlocks(model: "a\\u0000b", version: "1") { id } }'
     )

@@ -103,6 +103,10 @@ async def test_a_nul_names_no_source_and_no_target(client, admin_token, db):
     assert codes(bad) == ["BAD_USER_INPUT"]
     [error] = bad["errors"][0]["extensions"]["errors"]
     assert error["path"] == "dataSource" and "NUL" in error["message"]
+    why = {"k": "CASE", "id": "x", "hold": True, "why": "LIT\x00-1"}
+    bad = await gql(client, admin_token, SET_HOLD, why)
+    assert codes(bad) == ["BAD_USER_INPUT"]
+    assert bad["errors"][0]["extensions"]["errors"][0]["path"] == "reason"
     for kind in ("CASE", "GROUP"):
         held = await gql(
             client, admin_token, SET_HOLD, {"k": kind, "id": "a\x00b", "hold": True, "why": "LIT-1"}
