@@ -95,6 +95,8 @@ async def impact_metrics(
             "invalid time range",
             [FieldError("until", "after since, and at most three years after it")],
         )
+    if model is not None and "\x00" in model:
+        return []  # no model's name holds NUL; Postgres would refuse the query
     if metric is ImpactMetric.REMEDIATION_TIME:
         rows = await catalog.resolved_groups(session, viewer, since, until, model)
         key_of = {Dimension.TEAM: 5, Dimension.MODEL: 1, Dimension.FAILURE_MODE: 2}[by]

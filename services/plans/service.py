@@ -113,7 +113,10 @@ async def create_retraining_plan(
 
 
 async def get_retraining_plan(session: AsyncSession, plan_id: str) -> RetrainingPlan:
-    plan = await PlansRepository(session).retraining_plan(plan_id)
+    # No id or name holds NUL (inputs refuse it), and Postgres would refuse the query.
+    plan = (
+        await PlansRepository(session).retraining_plan(plan_id) if "\x00" not in plan_id else None
+    )
     if plan is None:
         raise NotFound(f"retraining plan {plan_id} not found")
     return plan
@@ -122,6 +125,8 @@ async def get_retraining_plan(session: AsyncSession, plan_id: str) -> Retraining
 async def retraining_plans(
     session: AsyncSession, model: str, status: str | None = None
 ) -> list[RetrainingPlan]:
+    if "\x00" in model:
+        return []
     return await PlansRepository(session).retraining_plans(model, status)
 
 
@@ -312,7 +317,11 @@ async def get_evaluation_plan(
             f"invalid evaluation plan version {version}",
             [FieldError("version", "a number from 1; omit it for the latest")],
         )
-    plan = await PlansRepository(session).evaluation_plan(name, version)
+    plan = (
+        await PlansRepository(session).evaluation_plan(name, version)
+        if "\x00" not in name
+        else None
+    )
     if plan is None:
         raise NotFound(f"evaluation plan {name}{f' v{version}' if version else ''} not found")
     return plan

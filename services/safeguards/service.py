@@ -329,7 +329,7 @@ async def get_suite(session: AsyncSession, name: str, version: int | None = None
             [FieldError("version", "a number from 1; omit it for the latest")],
         )
     repo = SafeguardsRepository(session)
-    suite = await repo.suite_by_name(name)
+    suite = await repo.suite_by_name(name) if "\x00" not in name else None
     if suite is None:
         raise NotFound(f"suite {name} not found")
     number = version or suite.latest_version
@@ -341,6 +341,8 @@ async def get_suite(session: AsyncSession, name: str, version: int | None = None
 
 
 async def suites_of_model(session: AsyncSession, model: str) -> list[SuiteSnapshot]:
+    if "\x00" in model:
+        return []  # no name holds NUL (inputs refuse it); Postgres would refuse the query
     repo = SafeguardsRepository(session)
     out = []
     for suite in await repo.suites_of_model(model):
@@ -713,13 +715,15 @@ async def run_figures(session: AsyncSession, run: EvaluationRun) -> dict[str, fl
 
 
 async def get_run(session: AsyncSession, run_id: str) -> EvaluationRun:
-    run = await SafeguardsRepository(session).get_run(run_id)
+    run = await SafeguardsRepository(session).get_run(run_id) if "\x00" not in run_id else None
     if run is None:
         raise NotFound(f"evaluation run {run_id} not found")
     return run
 
 
 async def runs_of(session: AsyncSession, model: str, version: str) -> list[EvaluationRun]:
+    if "\x00" in model + version:
+        return []
     return await SafeguardsRepository(session).runs_of(model, version)
 
 

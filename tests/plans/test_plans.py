@@ -372,3 +372,27 @@ async def test_nul_in_a_plan_is_refused_at_its_field_on_both_backends(client, to
         {"m": setup["model"]},
     )
     assert data(listed)["retrainingPlans"] == []
+
+
+async def test_a_plan_name_or_id_holding_nul_is_absent_on_both_backends(client, tokens):
+    """Reads by a name or id holding U+0000 answered 'a value in the request cannot be
+    stored' on Postgres and NOT_FOUND (or nothing) on SQLite; NOT_FOUND or [] on both now."""
+    cur = tokens["curator"]
+    for query, variables, expected in (
+        ("query($id: ID!) { retrainingPlan(id: $id) { id } }", {"id": "p\x00"}, None),
+        ("query($n: String!) { evaluationPlan(name: $n) { id } }", {"n": "e\x00"}, None),
+        ("query($m: String!) { retrainingPlans(model: $m) { id } }", {"m": "m\x00"}, []),
+    ):
+        body = await gql(client, cur, query, variables)
+        if expected is None:
+            assert codes(body) == ["NOT_FOUND"], query
+        else:
+            assert next(iter(data(body).values())) == expected
+    impact = await gql(
+        client,
+        cur,
+        "query($m: String) { impactMetrics(metric: REMEDIATION_TIME, by: TEAM, model: $m) {"
+        " key } }",
+        {"m": "m\x00"},
+    )
+    assert data(impact)["impactMetrics"] == []

@@ -200,6 +200,31 @@ async def test_a_suite_name_that_names_no_export_is_refused(client, curator):
     assert len(await export(client, curator, name, "latest")) == 1
 
 
+async def test_a_name_or_id_holding_nul_is_absent_on_both_backends(client, curator):
+    """Reads by a name or id holding U+0000 answered 'a value in the request cannot be
+    stored' (400) on Postgres, which refuses the query, and NOT_FOUND on SQLite. No suite or
+    run can hold one (inputs refuse it): NOT_FOUND, or an empty list, on both now."""
+    resp = await client.get(
+        "/safeguards/v1/suites/a%00b/latest.jsonl", headers=auth_header(curator)
+    )
+    assert resp.status_code == 404, resp.text
+    for query, variables, expected in (
+        ("query($n: String!) { suite(name: $n) { name } }", {"n": "a\x00"}, None),
+        ("query($id: ID!) { evaluationRun(id: $id) { id } }", {"id": "r\x00"}, None),
+        ("query($m: String!) { suites(model: $m) { name } }", {"m": "m\x00"}, {"suites": []}),
+        (
+            'query($m: String!) { evaluationRuns(model: $m, version: "1") { id } }',
+            {"m": "m\x00"},
+            {"evaluationRuns": []},
+        ),
+    ):
+        body = await gql(client, curator, query, variables)
+        if expected is None:
+            assert codes(body) == ["NOT_FOUND"], query
+        else:
+            assert data(body) == expected
+
+
 async def test_a_saved_query_is_rerun_into_a_new_version(client, curator):
     model, name = a_name("fraud"), a_name("suite")
     word = a_name("quuxplosion").replace("-", "")
