@@ -439,17 +439,22 @@ def read_bundle(path: Path, trusted: KeySet) -> Verified:
     try:
         with tarfile.open(path, "r:gz") as tar:
             for info in tar:
-                if not info.isfile() or info.name not in (MANIFEST, SIGNATURE, *FILES):
+                # `tar -czf b.tar.gz -C unpacked .` (a bundle unpacked to look at and packed
+                # again) names its members ./cases.jsonl ... after a ./ directory: the same files.
+                name = info.name.removeprefix("./")
+                if info.isdir() and name in (".", ""):
+                    continue
+                if not info.isfile() or name not in (MANIFEST, SIGNATURE, *FILES):
                     raise BundleRefused(f"unexpected member {info.name!r}")
-                if info.name in members:
-                    raise BundleRefused(f"member {info.name!r} is repeated")
+                if name in members:
+                    raise BundleRefused(f"member {name!r} is repeated")
                 if info.size > MAX_MEMBER_BYTES:
                     raise BundleRefused(
-                        f"member {info.name!r} is {info.size:,} bytes, over the limit of "
+                        f"member {name!r} is {info.size:,} bytes, over the limit of "
                         f"{MAX_MEMBER_BYTES:,} bytes a file"
                     )
                 handle = tar.extractfile(info)
-                members[info.name] = handle.read() if handle else b""
+                members[name] = handle.read() if handle else b""
                 if kid is None and MANIFEST in members and SIGNATURE in members:
                     # Checked as soon as it can be (an exporter writes both first): a bundle
                     # no trusted key signed is refused before its files are read into memory.

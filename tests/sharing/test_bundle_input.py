@@ -416,3 +416,20 @@ async def test_a_public_bundle_counts_only_the_public_cases_of_a_group(app, sett
         groups = [orjson.loads(line) for line in tar.extractfile("groups.jsonl").readlines()]
         assert len(tar.extractfile("cases.jsonl").read().splitlines()) == 4
     assert [g["case_count"] for g in groups] == [4]
+
+
+async def test_a_bundle_unpacked_and_packed_again_with_tar_imports(bundle, backend):
+    """`tar -xzf b.tar.gz -C dir && tar -czf again.tar.gz -C dir .`: the members are named
+    ./cases.jsonl ... after a ./ directory entry; the files and their signature are the same."""
+    unpacked = bundle["folder"] / "unpacked"
+    unpacked.mkdir()
+    for name, content in bundle["members"].items():
+        (unpacked / name).write_bytes(content)
+    path = bundle["folder"] / "repacked.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(unpacked, arcname=".")
+    target = await fresh_instance(backend, bundle["folder"] / "repacked")
+    code, out, err = await run_cli(
+        target, "import", "bundle", str(path), "--trust", str(bundle["trust"])
+    )
+    assert code == 0 and orjson.loads(out)["cases"] == {"created": N}, err
