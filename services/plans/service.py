@@ -339,6 +339,7 @@ async def check_evaluation_plan(
     session: AsyncSession, plan: EvaluationPlan, model_version: str
 ) -> list[dict[str, Any]]:
     """Each benchmark's success criteria against the version's newest runs."""
+    model_version = _version(model_version, "modelVersion")
     out = []
     for bench in plan.benchmarks:
         for key, (metric, op) in CRITERIA.items():

@@ -396,3 +396,22 @@ async def test_a_plan_name_or_id_holding_nul_is_absent_on_both_backends(client, 
         {"m": "m\x00"},
     )
     assert data(impact)["impactMetrics"] == []
+
+
+async def test_checking_a_blank_model_version_is_refused_naming_it(client, tokens, setup):
+    """check(modelVersion: " ") answered every criterion as missed, measured against no
+    version. It names modelVersion now; ' 1 ' is checked as version 1, as runs store it."""
+    name = a_name("eval-plan")
+    plan = {
+        "name": name,
+        "model": setup["model"],
+        "benchmarks": [{"suite": setup["suite"], "min_pass_rate": 0.5}],
+    }
+    create = "mutation($p: JSON!) { createEvaluationPlan(plan: $p) { id } }"
+    data(await gql(client, tokens["curator"], create, {"p": plan}))
+    q = "query($n: String!, $mv: String!) { evaluationPlan(name: $n) { check(modelVersion: $mv) } }"
+    body = await gql(client, tokens["curator"], q, {"n": name, "mv": "  "})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["errors"][0]["path"] == "modelVersion"
+    check = data(await gql(client, tokens["curator"], q, {"n": name, "mv": " 1 "}))
+    assert [(c["measured"], c["met"]) for c in check["evaluationPlan"]["check"]] == [(0.5, True)]
