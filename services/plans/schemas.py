@@ -79,6 +79,12 @@ class Evidence(_In):
         Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None
     ) = None
 
+    @field_validator("case_ids", "group_ids")
+    @classmethod
+    def _once_each(cls, ids: list[str]) -> list[str]:
+        # A repeated id is the same evidence: stored and shown once, in the order given.
+        return list(dict.fromkeys(ids))
+
     @field_validator("slice_query")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:

@@ -415,3 +415,15 @@ async def test_checking_a_blank_model_version_is_refused_naming_it(client, token
     assert body["errors"][0]["extensions"]["errors"][0]["path"] == "modelVersion"
     check = data(await gql(client, tokens["curator"], q, {"n": name, "mv": " 1 "}))
     assert [(c["measured"], c["met"]) for c in check["evaluationPlan"]["check"]] == [(0.5, True)]
+
+
+async def test_repeated_evidence_is_stored_once(client, tokens, setup):
+    """Evidence listing a case or group twice was stored and shown twice (its caseIds read
+    [a, a, b]); each is kept once, in the order given."""
+    ids, group = setup["ids"], setup["group"]
+    evidence = {"case_ids": [ids[3], ids[2], ids[3]], "group_ids": [group, group]}
+    plan = data(
+        await gql(client, tokens["curator"], CREATE, {"p": _plan(setup, evidence=evidence)})
+    )
+    got = plan["createRetrainingPlan"]["evidence"]
+    assert (got["caseIds"], got["groupIds"]) == ([ids[3], ids[2]], [group])
