@@ -190,7 +190,7 @@ class GatePolicy(_In):
         bad = [v for v in values if v not in SEVERITIES]
         if bad:
             raise ValueError(f"unknown severities {bad}: one of {', '.join(SEVERITIES)}")
-        return values
+        return list(dict.fromkeys(values))  # [S0, S0] named the condition 'no open S0/S0 groups'
 
 
 class WaiverIn(_In):

@@ -260,6 +260,17 @@ async def test_a_second_waiver_of_the_same_scope_is_a_conflict(client, tokens, r
     assert again["id"] != first["id"]
 
 
+async def test_a_severity_listed_twice_counts_once(client, tokens, released):
+    """block_severities [S0, S0] named the condition 'no open S0/S0 groups'."""
+    body = await gql(
+        client,
+        tokens["ci"],
+        GATE,
+        {"model": released["model"], "version": "1", "policy": {"block_severities": ["S0", "S0"]}},
+    )
+    assert data(body)["releaseGate"]["conditions"][0]["name"] == "no open S0 groups"
+
+
 async def test_rest_gate_and_run_routes(client, tokens, released):
     headers = auth_header(tokens["ci"])
     resp = await client.post(
