@@ -168,6 +168,7 @@ async def write_bundle(
     if profile not in PROFILES:
         raise BadUserInput("unknown profile", [FieldError("profile", f"one of {PROFILES}")])
     public = profile == "public"
+    query = query.strip()  # a blank one is no query (the public profile wraps a query in '()')
     # No query: every live case the reader may see, read from the catalog by keyset; the
     # search (and its index) is not asked. A query: the search's ids, read by id.
     request = None

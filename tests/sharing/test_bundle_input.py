@@ -342,6 +342,12 @@ async def test_a_public_export_reports_a_query_mistake_at_its_own_column(bundle,
                 settings, "export", "bundle", "-q", query, "--profile", profile, "--out", out
             )
             assert code == 2 and err.startswith(f"failcat: query: {problem}"), (profile, err)
+    # A blank query is no query, as an empty one is (the public profile wrapped it: "()").
+    code, stdout, err = await run_cli(
+        settings, "export", "bundle", "-q", "  ", "--profile", "public", "--out", out
+    )
+    assert code == 0, err
+    assert orjson.loads(stdout)["counts"]["cases"] >= 0
 
 
 async def test_a_bundle_no_trusted_key_signed_is_refused_before_its_files_are_read(bundle):
