@@ -476,6 +476,10 @@ def read_bundle(path: Path, trusted: KeySet) -> Verified:
     for key in ("bundle_id", "issuer"):
         if not problem and not manifest[key].strip():
             problem = f"{key}: empty"
+        # Both are stored as names (the cases' provenance source, the bundle's record): a
+        # control character (a NUL Postgres refuses) would fail every case on it.
+        if not problem and any(ord(c) < 32 for c in manifest[key]):
+            problem = f"{key}: holds a control character"
     if not problem and len(manifest["bundle_id"]) > MAX_BUNDLE_ID:
         problem = f"bundle_id: longer than {MAX_BUNDLE_ID} characters"  # the column's width
     if problem:

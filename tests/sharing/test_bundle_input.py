@@ -153,6 +153,9 @@ async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_l
         "manifest.json: not a JSON object": {"manifest.json": b"[]"},
         "manifest.json: issuer: missing": {"manifest.json": no_issuer},
         "manifest.json: bundle_id: longer than 36 characters": {"manifest.json": long_id},
+        "manifest.json: issuer: holds a control character": {
+            "manifest.json": orjson.dumps({**manifest, "issuer": "https://partner\u0000.example"})
+        },
     }
     second = bundle["second"]
     before = await stored(second)
