@@ -396,6 +396,9 @@ def _lesson_error(lesson: dict[str, Any]) -> str | None:
     is an enum of them), or a reviewer longer than its column, could not be shown or stored."""
     if not all(isinstance(g, str) for g in lesson["evidence_group_ids"]):
         return "evidence_group_ids: not a list of group ids"
+    for key, value in lesson.items():  # stored as sent: Postgres refuses a NUL in text
+        if isinstance(value, str) and "\x00" in value:
+            return f"{key}: holds a NUL character"
     statuses = [s.value for s in LessonStatus]
     if lesson.get("status") not in (None, *statuses):
         return f"status: one of {', '.join(statuses)}"
