@@ -391,14 +391,28 @@ def _shape_error(record: Any, shape: dict[str, Any], optional: set[str]) -> str 
     return None
 
 
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """The path of the first text (or object key) in `value` holding a NUL, else None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value or ())
+    if not isinstance(value, dict | list):
+        return None
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return where
+        found = _nul_path(item, where)
+        if found:
+            return found
+    return None
+
+
 def _lesson_error(lesson: dict[str, Any]) -> str | None:
     """A lesson is stored as sent: a status this instance has no word for (the GraphQL type
     is an enum of them), or a reviewer longer than its column, could not be shown or stored."""
     if not all(isinstance(g, str) for g in lesson["evidence_group_ids"]):
         return "evidence_group_ids: not a list of group ids"
-    for key, value in lesson.items():  # stored as sent: Postgres refuses a NUL in text
-        if isinstance(value, str) and "\x00" in value:
-            return f"{key}: holds a NUL character"
     statuses = [s.value for s in LessonStatus]
     if lesson.get("status") not in (None, *statuses):
         return f"status: one of {', '.join(statuses)}"
@@ -424,6 +438,11 @@ def _records(name: str, content: bytes) -> tuple[list[dict[str, Any]], list[int]
         )
         if not problem and name == "lessons.jsonl":
             problem = _lesson_error(record)
+        if not problem and name in ("annotations.jsonl", "lessons.jsonl"):
+            # Stored as sent (the catalog's ingest checks a case's own): Postgres refuses a
+            # NUL in text and in JSON.
+            where = _nul_path(record)
+            problem = f"{where}: holds a NUL character" if where else None
         if problem:
             raise BundleRefused(f"{name}:{number}: {problem}")
         out.append(record)

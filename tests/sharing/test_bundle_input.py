@@ -158,6 +158,12 @@ async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_l
                 b'"status":"published"', b'"status":"draft"'
             ).replace(b'"title":"t"', b'"title":"t\\u0000"')
         },
+        "annotations.jsonl:1: reviewer: holds a NUL character": {
+            "annotations.jsonl": b'{"case_id": "c", "taxonomy": "failcat", "reviewer": "r\\u0000"}'
+        },
+        "annotations.jsonl:1: values.notes.0: holds a NUL character": {
+            "annotations.jsonl": b'{"case_id": "c", "values": {"notes": ["\\u0000"]}}'
+        },
         "manifest.json: issuer: holds a control character": {
             "manifest.json": orjson.dumps({**manifest, "issuer": "https://partner\u0000.example"})
         },
