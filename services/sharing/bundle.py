@@ -63,6 +63,7 @@ MANIFEST, SIGNATURE = "manifest.json", "manifest.jws"
 PAGE = 500
 YIELD_EVERY = 50  # cases rendered between two turns of the event loop
 MAX_MEMBER_BYTES = 2 * 1024**3
+MAX_LESSON_TITLE = 300  # LessonIn's and sharing_lesson.title's
 MAX_BUNDLE_ID = 36  # sharing_bundle.bundle_id: an id of ours is a UUID
 
 
@@ -419,6 +420,9 @@ def _lesson_error(lesson: dict[str, Any]) -> str | None:
     reviewer = lesson.get("reviewed_by")
     if reviewer is not None and not (isinstance(reviewer, str) and len(reviewer) <= 200):
         return "reviewed_by: a text of at most 200 characters"
+    if not lesson["title"].strip() or len(lesson["title"]) > MAX_LESSON_TITLE:
+        # as createLesson's; cut to fit, a partner's title would be changed without a word
+        return f"title: a text of 1 to {MAX_LESSON_TITLE} characters"
     return None
 
 
@@ -665,7 +669,7 @@ async def import_verified(
         await repo.add(
             Lesson(
                 id=lesson_id,
-                title=str(lesson["title"])[:300],
+                title=lesson["title"],
                 what_happened=lesson["what_happened"],
                 why_it_matters=lesson["why_it_matters"],
                 mitigation=lesson["mitigation"],

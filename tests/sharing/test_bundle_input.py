@@ -153,6 +153,11 @@ async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_l
         "manifest.json: not a JSON object": {"manifest.json": b"[]"},
         "manifest.json: issuer: missing": {"manifest.json": no_issuer},
         "manifest.json: bundle_id: longer than 36 characters": {"manifest.json": long_id},
+        "lessons.jsonl:1: title: a text of 1 to 300 characters": {
+            "lessons.jsonl": published.replace(
+                b'"status":"published"', b'"status":"draft"'
+            ).replace(b'"title":"t"', b'"title":"' + b"Lesson " * 50 + b'"')
+        },
         "lessons.jsonl:1: title: holds a NUL character": {
             "lessons.jsonl": published.replace(
                 b'"status":"published"', b'"status":"draft"'
