@@ -113,16 +113,25 @@ async def test_scenarios_are_reproducible_linked_and_never_catalog_cases(
         await gql(client, curator, GENERATE, {"ids": ids, "p": kinds, "seed": 7, "variants": 2})
     )
     assert again["generateScenarios"] == made
+    # Each variant is the one its seed draws: two seeds can draw the same typo, and a draw
+    # that changes nothing (a swap of "ss") makes no variant.
     other = data(await gql(client, curator, GENERATE, {"ids": ids[:1], "p": ["TYPOS"], "seed": 8}))
-    assert other["generateScenarios"][0]["input"] != next(
-        s["input"] for s in made if s["perturbation"] == "TYPOS" and s["parentCaseId"] == ids[0]
-    )
+    for seed, got in (
+        (8, other["generateScenarios"]),
+        (7, [s for s in made if s["perturbation"] == "TYPOS" and s["parentCaseId"] == ids[0]]),
+    ):
+        drawn = [
+            perturb(stored[0], Perturbation.TYPOS, rng_for(seed, ids[0], "typos", v), 0.01)
+            for v in range(2 if seed == 7 else 1)
+        ]
+        assert [s["input"] for s in got] == [d for d in drawn if d != stored[0]]
+        assert all(s["seed"] == str(seed) for s in got)
     noisy = next(s for s in made if s["perturbation"] == "NUMERIC_NOISE")
     assert noisy["tolerance"] == 0.01 and abs(noisy["input"]["amount"] - 129.5) <= 1.295
     reordered = next(
         s for s in made if s["perturbation"] == "REORDERED_KEYS" and s["parentCaseId"] == ids[0]
     )
-    assert reordered["input"] == INPUT and list(reordered["input"]) != list(INPUT)
+    assert reordered["input"] == INPUT and list(reordered["input"]) != list(stored[0])
 
     listed = data(
         await gql(
