@@ -423,11 +423,39 @@ def _find_all(text: str) -> list[Finding]:
                 continue
             add(Finding("ipv6", m.start(), m.end(), addr6.compressed))
     for m in _PHONE.finditer(text):
-        e164 = _phone(m.group(0))
-        if e164 is not None:
-            lead = len(m.group(0)) - len(m.group(0).lstrip(" .-"))
-            add(Finding("phone", m.start() + lead, m.end(), e164))
+        if found := _phone_in(m.group(0)):
+            start, end, e164 = found
+            add(Finding("phone", m.start() + start, m.start() + end, e164))
     return out
+
+
+_GROUP = re.compile(r"\S+")
+_YEAR = re.compile(r"(?:19|20)\d\d")
+
+
+def _phone_in(candidate: str) -> tuple[int, int, str] | None:
+    """(start, end, E.164) of the phone number a candidate is or holds. A year before it or a
+    count after it joins the number in one candidate that as a whole is no number ("in 2013
+    (202) 456-1111", "(202) 456-1111 24 times"), so a candidate that is none may drop a year
+    before it, or any groups before a number written as numbers start (+, 00, an area code
+    in parentheses), and one group after it. Nothing else: the middle of a longer run of
+    digits (an invalid IBAN's) is often a valid number of some country."""
+    groups = [g.span() for g in _GROUP.finditer(candidate)]
+    starts = [0] + [
+        start
+        for n, (start, _) in enumerate(groups[1:], start=1)
+        if candidate.startswith(("+", "00", "("), start)
+        or (n == 1 and _YEAR.fullmatch(candidate, 0, groups[0][1]))
+    ]
+    ends = [groups[-1][1]] + ([groups[-2][1]] if len(groups) > 1 else [])
+    for end in ends:
+        for start in (s for s in starts if s < end):
+            span = candidate[start:end]
+            e164 = _phone(span)
+            if e164 is not None:
+                lead = len(span) - len(span.lstrip(" .-"))
+                return start + lead, start + len(span.rstrip(" .-")), e164
+    return None
 
 
 # When two findings overlap, the more specific kind wins (a card is also phone-shaped).

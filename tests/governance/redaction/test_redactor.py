@@ -106,3 +106,14 @@ def test_redacting_redacted_text_again_changes_nothing(mode):
         twice = redactor.apply(_case(summary=once["summary"]))
         assert "summary" not in twice, (once["summary"], twice["summary"])
         assert twice["pii_findings"] is None and twice["pii_restricted"] is None
+
+
+def test_a_phone_written_next_to_a_year_or_a_count_is_redacted():
+    """A year or a count before or after a phone number joined it in one candidate, which as
+    a whole is no number: "... in 2013 (202) 456-1111" was stored as written."""
+    phones = [v for kind, v in VALID if kind == "phone"]
+    for summary, phone in zip(_after_real_summaries(phones), phones, strict=True):
+        for written, kept in ((f"in 2013 {phone}", "in 2013 [PHONE]"), (f"{phone} 24 times", "")):
+            out = Redactor({}, None).apply(_case(summary=summary.replace(phone, written)))
+            assert [f["kind"] for f in out["pii_findings"] or ()] == ["phone"], written
+            assert phone not in out["summary"] and kept in out["summary"]
