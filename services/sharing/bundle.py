@@ -49,6 +49,7 @@ from services.sharing.anonymise import (
     k_anonymity,
     quasi_identifiers,
 )
+from services.sharing.importing import listed_errors
 from services.sharing.schemas import LessonStatus
 from services.sharing.targz import MemberWriter
 from shared.audit import audit
@@ -714,7 +715,7 @@ async def import_verified(
         "adjudicated": decided,
         "annotations_skipped": skipped,
         "lessons": lessons,
-        "errors": errors[:20],
+        **listed_errors(errors),
     }
     audit(
         session,

@@ -16,6 +16,19 @@ from services.governance.redaction import service as redaction
 from shared.errors import BadUserInput
 from shared.security import Principal
 
+# A summary lists this many error lines and counts the rest, so a file of thousands of bad
+# records still prints a readable summary that says it is not the whole list.
+MAX_LISTED_ERRORS = 20
+
+
+def listed_errors(errors: list[str]) -> dict[str, Any]:
+    """`errors`, the first MAX_LISTED_ERRORS of them, and `errors_left_off`: how many more."""
+    return {
+        "errors": errors[:MAX_LISTED_ERRORS],
+        "errors_left_off": max(0, len(errors) - MAX_LISTED_ERRORS),
+    }
+
+
 BATCH = 500
 Progress = Callable[[str], None]
 
@@ -90,7 +103,7 @@ async def import_records(
         "annotations": annotated,
         "unchanged": unchanged,
         "failure_mode_mapped": mapped,
-        "errors": errors[:20],
+        **listed_errors(errors),
     }
 
 

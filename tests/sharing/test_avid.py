@@ -268,3 +268,26 @@ def test_a_bad_file_is_one_line(monkeypatch, settings, capsys, tmp_path):
     bad.write_text('{"data_type": "AVID"}\nnot json\n')
     code, _, err = _failcat(monkeypatch, settings, capsys, "import", "avid", str(bad))
     assert code == 2 and err.startswith(f"failcat: {bad}:2: not JSON")
+
+
+async def test_a_summary_lists_twenty_errors_and_counts_the_rest(
+    monkeypatch, settings, capsys, tmp_path
+):
+    tag = uuid.uuid4().hex[:8]
+    report = next(iter(originals().values()))
+    bad = [
+        {
+            **report,
+            "metadata": {**report["metadata"], "report_id": f"{tag}-{n}"},
+            "references": ["https://example.org/report"],  # a URL, not a reference object
+        }
+        for n in range(25)
+    ]
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in bad))
+
+    code, out, err = await failcat(monkeypatch, settings, capsys, "import", "avid", str(path))
+    summary = json.loads(out)
+    assert code == 1 and summary["cases"] == {"invalid": 25}, err
+    assert [e.split(":")[0] for e in summary["errors"]] == [f"{tag}-{n}" for n in range(20)]
+    assert summary["errors_left_off"] == 5
