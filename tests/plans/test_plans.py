@@ -60,6 +60,26 @@ async def setup(client, tokens):
     return {"model": model, "suite": name, "ids": ids, "group": data(body)["case"]["group"]["id"]}
 
 
+async def _retraining_plans(client, tokens, setup) -> list[dict]:
+    """The model's retraining plans: [] after a refusal means nothing was stored."""
+    query = "query($m: String!) { retrainingPlans(model: $m) { id } }"
+    body = await gql(client, tokens["curator"], query, {"m": setup["model"]})
+    return data(body)["retrainingPlans"]
+
+
+async def _an_evaluation_plan(client, tokens, setup) -> str:
+    """The name of a new evaluation plan of one benchmark."""
+    name = a_name("eval-plan")
+    plan = {
+        "name": name,
+        "model": setup["model"],
+        "benchmarks": [{"suite": setup["suite"], "min_pass_rate": 0.5}],
+    }
+    create = "mutation($p: JSON!) { createEvaluationPlan(plan: $p) { id } }"
+    data(await gql(client, tokens["curator"], create, {"p": plan}))
+    return name
+
+
 def _plan(setup, **overrides):
     plan = {
         "title": "Retrain on the missed incidents",
@@ -245,13 +265,7 @@ async def test_a_target_out_of_its_metric_range_is_refused_naming_it(client, tok
     errors = body["errors"][0]["extensions"]["errors"]
     assert [e["path"] for e in errors] == [f"targets.{i}.value" for i in range(4)]
     assert "between 0 and 1" in errors[0]["message"]
-    listed = await gql(
-        client,
-        tokens["curator"],
-        "query($m: String!) { retrainingPlans(model: $m) { id } }",
-        {"m": setup["model"]},
-    )
-    assert data(listed)["retrainingPlans"] == []
+    assert await _retraining_plans(client, tokens, setup) == []
 
 
 async def test_a_blank_or_overlong_candidate_version_is_refused_and_the_plan_kept(
@@ -322,26 +336,13 @@ async def test_blank_evidence_and_augmentations_are_refused_naming_them(client, 
     assert codes(body) == ["BAD_USER_INPUT"]
     paths = [e["path"] for e in body["errors"][0]["extensions"]["errors"]]
     assert paths == ["evidence", "augmentations.1", "augmentations.2"]
-    listed = await gql(
-        client,
-        tokens["curator"],
-        "query($m: String!) { retrainingPlans(model: $m) { id } }",
-        {"m": setup["model"]},
-    )
-    assert data(listed)["retrainingPlans"] == []
+    assert await _retraining_plans(client, tokens, setup) == []
 
 
 async def test_an_evaluation_plan_version_below_1_is_refused_naming_it(client, tokens, setup):
     """evaluationPlan(version: 0) was NOT_FOUND 'evaluation plan NAME  not found' (a missing
     'v0' and a double space), -1 'v-1 not found', as if such versions could exist."""
-    name = a_name("eval-plan")
-    plan = {
-        "name": name,
-        "model": setup["model"],
-        "benchmarks": [{"suite": setup["suite"], "min_pass_rate": 0.5}],
-    }
-    create = "mutation($p: JSON!) { createEvaluationPlan(plan: $p) { id } }"
-    data(await gql(client, tokens["curator"], create, {"p": plan}))
+    name = await _an_evaluation_plan(client, tokens, setup)
     q = "query($n: String!, $v: Int) { evaluationPlan(name: $n, version: $v) { version } }"
     for version in (0, -1):
         body = await gql(client, tokens["curator"], q, {"n": name, "v": version})
@@ -365,13 +366,7 @@ async def test_nul_in_a_plan_is_refused_at_its_field_on_both_backends(client, to
         assert codes(body) == ["BAD_USER_INPUT"], path
         [error] = body["errors"][0]["extensions"]["errors"]
         assert error["path"] == path and "NUL" in error["message"]
-    listed = await gql(
-        client,
-        tokens["curator"],
-        "query($m: String!) { retrainingPlans(model: $m) { id } }",
-        {"m": setup["model"]},
-    )
-    assert data(listed)["retrainingPlans"] == []
+    assert await _retraining_plans(client, tokens, setup) == []
 
 
 async def test_a_plan_name_or_id_holding_nul_is_absent_on_both_backends(client, tokens):
@@ -401,14 +396,7 @@ async def test_a_plan_name_or_id_holding_nul_is_absent_on_both_backends(client, 
 async def test_checking_a_blank_model_version_is_refused_naming_it(client, tokens, setup):
     """check(modelVersion: " ") answered every criterion as missed, measured against no
     version. It names modelVersion now; ' 1 ' is checked as version 1, as runs store it."""
-    name = a_name("eval-plan")
-    plan = {
-        "name": name,
-        "model": setup["model"],
-        "benchmarks": [{"suite": setup["suite"], "min_pass_rate": 0.5}],
-    }
-    create = "mutation($p: JSON!) { createEvaluationPlan(plan: $p) { id } }"
-    data(await gql(client, tokens["curator"], create, {"p": plan}))
+    name = await _an_evaluation_plan(client, tokens, setup)
     q = "query($n: String!, $mv: String!) { evaluationPlan(name: $n) { check(modelVersion: $mv) } }"
     body = await gql(client, tokens["curator"], q, {"n": name, "mv": "  "})
     assert codes(body) == ["BAD_USER_INPUT"]
