@@ -133,15 +133,16 @@ async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_l
         {**lesson, "mitigation": "m", "cost": "c", "evidence_group_ids": groups[:2],
          "status": "published"}
     )  # fmt: skip
+    draft = published.replace(b'"status":"published"', b'"status":"draft"')
     variants = {
         "cases.jsonl:2: not JSON": {"cases.jsonl": _lines(cases, 2, b"{not json")},
         "cases.jsonl:3: not a JSON object": {"cases.jsonl": _lines(cases, 3, b"[1, 2]")},
         "lessons.jsonl:1: mitigation: missing": {"lessons.jsonl": orjson.dumps(lesson)},
         "lessons.jsonl:1: status: one of draft, reviewed": {"lessons.jsonl": published},
         "lessons.jsonl:1: evidence_group_ids: not a list of group ids": {
-            "lessons.jsonl": published.replace(
-                b'"status":"published"', b'"status":"draft"'
-            ).replace(b'"evidence_group_ids":[', b'"evidence_group_ids":[{"id":1},')
+            "lessons.jsonl": draft.replace(
+                b'"evidence_group_ids":[', b'"evidence_group_ids":[{"id":1},'
+            )
         },
         "annotations.jsonl:1: values: not an object": {
             "annotations.jsonl": b'{"case_id": "c", "taxonomy": "failcat", "values": [1]}\n'
@@ -154,9 +155,7 @@ async def test_a_signed_bundle_that_holds_no_bundle_is_refused_naming_file_and_l
         "manifest.json: issuer: missing": {"manifest.json": no_issuer},
         "manifest.json: bundle_id: longer than 36 characters": {"manifest.json": long_id},
         "lessons.jsonl:1: title: holds a NUL character": {
-            "lessons.jsonl": published.replace(
-                b'"status":"published"', b'"status":"draft"'
-            ).replace(b'"title":"t"', b'"title":"t\\u0000"')
+            "lessons.jsonl": draft.replace(b'"title":"t"', b'"title":"t\\u0000"')
         },
         "annotations.jsonl:1: reviewer: holds a NUL character": {
             "annotations.jsonl": b'{"case_id": "c", "taxonomy": "failcat", "reviewer": "r\\u0000"}'
