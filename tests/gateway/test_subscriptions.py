@@ -8,6 +8,7 @@ import contextlib
 import json
 import secrets
 import socket
+from datetime import timedelta
 
 import pytest
 import uvicorn
@@ -244,6 +245,74 @@ async def test_a_subscribe_before_connection_init_is_4401(ws_url):
     async with connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
         await ws.send(subscribe({"query": EVENTS}))
         assert await closed_with(ws) == (4401, "Unauthorized")
+
+
+async def test_before_connection_init_complete_ping_and_pong_are_answered_as_after(
+    ws_url, token_for
+):
+    """The protocol refuses only operations (a subscribe, above) before the acknowledgement:
+    a `complete` then stops nothing (no operation can exist) and is dropped, as graphql-ws's
+    own server drops it; a ping is answered and a pong needs no answer. The connection then
+    initialises and serves as usual."""
+    async with connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send('{"type": "complete", "id": "1"}')
+        await ws.send('{"type": "pong"}')
+        await ws.send('{"type": "ping"}')
+        # The first answer is the ping's: the complete and the pong were answered by nothing.
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5.0)) == {"type": "pong"}
+        token = await token_for("cases:read")
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5.0))["type"] == "connection_ack"
+        await ws.send(subscribe({"query": "{ __typename }"}, "q"))
+        assert (await answer(ws, "q"))["payload"] == {"data": {"__typename": "Query"}}
+
+
+@pytest.mark.parametrize("kind", ["connection_ack", "next", "error", "complete-without-id"])
+async def test_a_malformed_message_before_connection_init_is_4400(ws_url, kind):
+    message = {"type": kind, "id": "1", "payload": {}}
+    if kind == "complete-without-id":
+        message = {"type": "complete"}
+    async with connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps(message))
+        assert (await closed_with(ws))[0] == 4400
+
+
+def graphql_view(app):
+    return next(r.app for r in app.router.routes if getattr(r, "path", None) == "/graphql")
+
+
+async def test_no_connection_init_within_the_wait_closes_with_4408(
+    ws_url, app, token_for, monkeypatch
+):
+    """strawberry's wait (a minute by default), shortened here: a ping does not count as the
+    connection_init, and a connection initialised in time outlives the wait."""
+    view = graphql_view(app)
+    monkeypatch.setattr(view, "connection_init_wait_timeout", timedelta(seconds=0.3))
+    async with connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send('{"type": "ping"}')
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5.0)) == {"type": "pong"}
+        assert await closed_with(ws) == (4408, "Connection initialisation timeout")
+    token = await token_for("cases:read")
+    async with connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5.0))["type"] == "connection_ack"
+        await asyncio.sleep(0.6)
+        await ws.send(subscribe({"query": "{ __typename }"}, "q"))
+        assert (await answer(ws, "q"))["payload"] == {"data": {"__typename": "Query"}}
+
+
+async def test_a_second_connection_init_is_4429(ws_url, token_for):
+    token = await token_for("cases:read")
+    async with connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        init = json.dumps(
+            {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        )
+        await ws.send(init)
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5.0))["type"] == "connection_ack"
+        await ws.send(init)
+        assert await closed_with(ws) == (4429, "Too many initialisation requests")
 
 
 async def test_a_null_connection_init_payload_is_allowed_and_unauthenticated(ws_url):
