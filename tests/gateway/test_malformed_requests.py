@@ -79,6 +79,30 @@ async def test_a_subscription_over_post_points_to_the_websocket(client, reader):
     assert "WebSocket" in message and "graphql-transport-ws" in message
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "subscription S { caseEvents { kind } } query Q { __typename }",
+        "query Q { __typename } subscription S { caseEvents { kind } }",
+    ],
+)
+async def test_the_selected_operation_decides_whether_post_may_run_it(client, reader, query):
+    """Over POST, a document holding a subscription runs its query when operationName
+    selects the query (wherever the subscription stands), and points to the WebSocket
+    when it selects the subscription."""
+    resp = await client.post(
+        "/graphql", json={"query": query, "operationName": "Q"}, headers=auth_header(reader)
+    )
+    assert resp.json() == {"data": {"__typename": "Query"}}
+    resp = await client.post(
+        "/graphql", json={"query": query, "operationName": "S"}, headers=auth_header(reader)
+    )
+    body = resp.json()
+    assert body.get("data") is None, body
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    assert "graphql-transport-ws" in body["errors"][0]["message"]
+
+
 async def test_a_subscription_over_get_points_to_the_websocket(client, reader):
     resp = await client.get(
         "/graphql",
