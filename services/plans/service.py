@@ -175,9 +175,12 @@ async def set_status(
         )
     values: dict[str, Any] = {"status": target, STAMPS[target]: utcnow()}
     if target == "approved":
-        # The approver reviews; a plan's author with plans:write alone cannot approve it.
+        # Approval is an independent review: it needs reviews:write, and a reviewer other
+        # than the plan's author (an admin's own plan included).
         if not actor.has(Scope.REVIEWS_WRITE):
             raise Forbidden("insufficient_scope: approving a plan requires reviews:write")
+        if actor.subject == plan.created_by:
+            raise Forbidden(f"plan {plan.id} was written by you: another reviewer must approve it")
         values["approved_by"] = actor.subject
     before = plan.status
     plan = await _update(session, repo, plan, values)

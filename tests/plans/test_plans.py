@@ -3,8 +3,12 @@ evaluation plans (versioned, with success criteria checked against runs)."""
 
 from __future__ import annotations
 
-import pytest
+import secrets
 
+import pytest
+from sqlmodel import select
+
+from services.audit.models import AuditEntry
 from tests.gateway.helpers import codes, data, gql
 from tests.safeguards.builders import a_name, create_suite, ingest, model_cases, record_run
 
@@ -168,6 +172,37 @@ async def test_a_retraining_plan_moves_through_its_workflow_to_a_measured_outcom
         )
     )
     assert listed["retrainingPlans"] == [{"id": pid}]
+
+
+async def test_a_plan_is_approved_by_another_reviewer_never_its_author(
+    app, client, tokens, setup, token_for
+):
+    """Approval is the independent review: an author holding reviews:write is refused, the
+    refusal is audited, the plan stays a draft, and a second reviewer approves it."""
+    author = tokens["reviewer"]
+    plan = data(await gql(client, author, CREATE, {"p": _plan(setup)}))["createRetrainingPlan"]
+    cid = f"cid-{secrets.token_hex(4)}"
+    body = await gql(
+        client, author, STATUS, {"id": plan["id"], "s": "APPROVED", "r": 1}, **{"X-Request-ID": cid}
+    )
+    assert codes(body) == ["FORBIDDEN"] and body["data"] is None
+    assert "another reviewer" in body["errors"][0]["message"]
+    async with app.state.db.sessionmaker() as s:
+        query = select(AuditEntry).where(AuditEntry.correlation_id == cid)
+        [refusal] = (await s.execute(query)).scalars()
+    assert (refusal.action, refusal.outcome) == ("authz.denied", "denied")
+    assert refusal.target == "graphql:setRetrainingPlanStatus"
+    assert refusal.details["codes"] == ["FORBIDDEN"]
+    read = f"query($id: ID!) {{ retrainingPlan(id: $id) {{ createdBy {PLAN} }} }}"
+    kept = data(await gql(client, author, read, {"id": plan["id"]}))["retrainingPlan"]
+    assert (kept["status"], kept["revision"], kept["approvedBy"]) == ("DRAFT", 1, None)
+    assert refusal.actor_subject == kept["createdBy"]
+
+    second = await token_for("reviews:write plans:write plans:read cases:read")
+    approved = data(await gql(client, second, STATUS, {"id": plan["id"], "s": "APPROVED", "r": 1}))
+    approved = approved["setRetrainingPlanStatus"]
+    assert approved["status"] == "APPROVED"
+    assert approved["approvedBy"] not in (None, kept["createdBy"])
 
 
 async def test_bad_retraining_plans_name_each_problem(client, tokens, setup, token_for):
