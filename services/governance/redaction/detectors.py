@@ -161,12 +161,20 @@ _CARD = re.compile(r"(?<![\d-])\d{4}(?:[ -]?\d{2,6}){2,5}(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){3,8}\b")
 _SSN = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])")
 # A dotted quad after a version word is a release number (h2o-3 "version 3.46.0.1",
-# "prior to 23.11.4.1"), found by the hundred in vulnerability reports (AVID).
+# "prior to 23.11.4.1", a release's URL ".../releases/tag/3.41.2.2"), and after "step" or
+# "section" a section number ("steps 5.4.3.1"), found by the hundred in vulnerability
+# reports (AVID).
 _VERSION_BEFORE = re.compile(
-    r"(?:\bv|\bversions?(?:\(s\))?|\breleases?|\bprior to|\bthrough|\bup to)"
-    r"[\s:`'\"(]*(?:\d[\w.-]*(?:,|\s+and|\s+or)?\s+)*$",
+    r"(?:\bv|\bver\b\.?|\bversions?(?:\(s\))?|\breleases?(?:/tags?)?|\bprior to|\bthrough"
+    r"|\bup to|\bsteps?|\bsections?)"
+    r"[\s:`'\"(/]*(?:\d[\w.-]*(?:,|\s+and|\s+or)?\s+)*$",
     re.IGNORECASE,
 )
+# So is one right after a software name shaped letters, a digit or two, letters, maybe "-N"
+# (h2o-3 in "h2oai h2o-3 3.46.0.4", log4j, k8s): no person's name, no address word (host,
+# from, client, IPv4), no interface (eth0) or host name (web-01) is written so, nor a hex id
+# (a1b2c3, 3f2a9c). A plain word is not enough: "Python 3.x" reads as "Alice 10.0.0.5" does.
+_PRODUCT_BEFORE = re.compile(r"(?<![\w.-])[A-Za-z]+\d{1,2}[A-Za-z]+(?:-\d+)? $")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]*\d)")
 _IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d)"
@@ -407,7 +415,12 @@ def _find_all(text: str) -> list[Finding]:
                 addr = ipaddress.IPv4Address(m.group(0))
             except ValueError:
                 continue
-            if _nobody(addr) or _VERSION_BEFORE.search(text, max(0, m.start() - 40), m.start()):
+            before = max(0, m.start() - 40)
+            if (
+                _nobody(addr)
+                or _VERSION_BEFORE.search(text, before, m.start())
+                or _PRODUCT_BEFORE.search(text, before, m.start())
+            ):
                 continue
             add(Finding("ipv4", m.start(), m.end(), str(addr)))
     if text.count(":") >= 2:

@@ -3,6 +3,8 @@ its validation (left alone): a detector is its validator, not its regex."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from services.governance.redaction.detectors import (
@@ -12,6 +14,7 @@ from services.governance.redaction.detectors import (
     is_secret_key,
     worth_scanning,
 )
+from tests.corpus import CORPORA
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
@@ -114,6 +117,76 @@ def test_a_version_word_spares_only_the_number_after_it():
         "upgrade to version 1.2.3.4 from host 203.0.113.77 or 10.0.0.8"[f.start : f.end]
         for f in found
     ]
+
+
+def _avid_text(containing: str) -> str:
+    """The one string of a real AVID report that holds `containing`."""
+    with (CORPORA / "avid_reports.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            if containing in line:
+                rec = json.loads(line)
+                for value in (
+                    rec["description"]["value"],
+                    *(r["label"] for r in rec["references"]),
+                ):
+                    if containing in value:
+                        return value
+    raise AssertionError(f"no AVID report holds {containing!r}")
+
+
+# Every dotted quad the IPv4 detector took in the real corpora before, none an address: a
+# release after its product's name, a section number, a release's URL.
+@pytest.mark.parametrize(
+    ("containing", "quad"),
+    [
+        ("found in h2oai h2o-3 3.46.0.4.", "3.46.0.4"),
+        ("(i.e., steps 5.4.3.1 and 5.5.5", "5.4.3.1"),
+        ("sqlite-jdbc/releases/tag/3.41.2.2", "3.41.2.2"),
+    ],
+)
+def test_a_version_in_a_real_avid_report_is_no_address(containing, quad):
+    text = _avid_text(containing)
+    assert quad in text
+    assert [f for f in detect(text) if f.kind == "ipv4"] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "h2o-3 3.46.0.4",
+        "log4j 2.17.1.0",
+        "v1.2.3.4",
+        "V 1.2.3.4",
+        "ver. 1.2.3.4",
+        "release 1.2.3.4",
+        "section 1.2.3.4",
+    ],
+)
+def test_a_dotted_quad_read_as_a_version_is_left(text):
+    assert detect(text) == []
+
+
+# Addresses after words, names and ids that are no software name: still redacted.
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("login from 10.0.0.1 failed", "10.0.0.1"),
+        ("host 192.168.1.20 down", "192.168.1.20"),
+        ("ip=203.0.113.5", "203.0.113.5"),
+        ("client 8.8.8.8 sent", "8.8.8.8"),
+        ("IPv4 203.0.113.9", "203.0.113.9"),
+        ("Alice 10.0.0.5 logged in", "10.0.0.5"),
+        ("Python 10.0.0.5", "10.0.0.5"),
+        ("eth0 10.0.0.1", "10.0.0.1"),
+        ("web-01 10.0.0.5", "10.0.0.5"),
+        ("req-a1b2c3 10.0.0.5 GET /", "10.0.0.5"),
+        ("vertex 10.0.0.1", "10.0.0.1"),
+        ("h2o-3 on host 10.0.0.7", "10.0.0.7"),
+        ("http://192.168.1.20/admin", "192.168.1.20"),
+    ],
+)
+def test_an_address_after_no_version_word_or_software_name_is_found(text, address):
+    assert [(f.kind, text[f.start : f.end]) for f in detect(text)] == [("ipv4", address)]
 
 
 def test_validators_directly():
