@@ -560,6 +560,63 @@ def trusted_keys(source: str, fetch: Callable[[str], bytes] | None = None) -> Ke
 
 
 # --- import ------------------------------------------------------------------------------------
+# What a case's edit can change (the catalog's CasePatch, and status): captured facts cannot be
+# edited, so a case shared again after an edit at its source differs from its copy in these.
+CURATED = (
+    "title",
+    "summary",
+    "failure_mode",
+    "severity",
+    "impact",
+    "status",
+    "tags",
+    "sensitivity",
+    "team",
+    "links",
+    "writeup",
+)
+
+
+def _comparable(value: Any) -> Any:
+    # Stored sub-fields that are null are absent on the wire; a link's id is this instance's.
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items() if v is not None and k != "id"}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
+
+
+def shared_again_error(record: dict[str, Any], copy: dict[str, Any], issuer: str) -> dict[str, str]:
+    """The error of a bundle case whose copy here was imported from an earlier version of it.
+
+    The copy is kept: the importer cannot tell whether this version is newer than the one it
+    holds (an older bundle may be imported after a newer one) nor which of the copy's values
+    were edited here since, so neither side's edits are overwritten without a person."""
+    meta = record.get("_meta") or {}
+    theirs = {**record, "status": meta.get("status")}
+    differ = [f for f in CURATED if _comparable(theirs.get(f)) != _comparable(copy.get(f))]
+    at_source = f"revision {meta['revision']} at {issuer}" if meta.get("revision") else issuer
+    edited = (
+        f"; the copy was edited here since (revision {copy['revision']})"
+        if (copy.get("revision") or 1) > 1
+        else ""
+    )
+    if differ:
+        what = f"differs from it in {', '.join(differ)}"
+        todo = f"to take their version, edit case {copy['id']} here"
+    else:
+        what = (
+            "matches it in every field an edit can change (it differs in what was imported first)"
+        )
+        todo = "nothing to apply"
+    return {
+        "path": differ[0] if differ else "external_id",
+        "message": f"case {copy['id']} here is this case's copy, imported from an earlier "
+        f"version of it; this version ({at_source}) {what}{edited}. The copy is kept as it is "
+        f"(an import never overwrites a case): {todo}",
+    }
+
+
 def origin_source(issuer: str) -> str:
     """The provenance source of a bundle's cases at the importer: its issuer."""
     return f"bundle:{issuer}"[:200]
@@ -610,9 +667,17 @@ async def import_verified(
             }
             items.append(case)
         results = await catalog.ingest_cases(session, items, actor)
+        copies = await catalog.cases_as_json(
+            session, [r.id for r in results if r.status == "conflict" and r.id], actor
+        )
         for line, record, result in zip(lines[start : start + PAGE], batch, results, strict=True):
             counts[result.status] = counts.get(result.status, 0) + 1
-            for error in result.errors or ():
+            found = result.errors or []
+            if result.status == "conflict" and result.id in copies:
+                # The catalog's answer speaks to a producer who chose the external id; here the
+                # issuer chose it, and the case was edited at the source since it was shared.
+                found = [shared_again_error(record, copies[result.id], issuer)]
+            for error in found:
                 errors.append(f"cases.jsonl:{line}: {error['path']}: {error['message']}")
             if result.id and result.status in ("created", "duplicate"):
                 new_ids[str((record.get("_meta") or {}).get("id"))] = result.id

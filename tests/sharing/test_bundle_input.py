@@ -471,3 +471,29 @@ async def test_a_lesson_whose_title_is_too_long_is_left_out_and_named(bundle, ba
     summary = orjson.loads(out)
     assert code == 0 and summary["lessons"] == 1, err
     assert summary["errors"] == ["lessons.jsonl:1: title: 1 to 300 characters"]
+
+
+async def test_a_case_edited_at_its_source_and_shared_again_names_what_differs(bundle, backend):
+    """The partner edits a case they shared (title and severity, revision 2 there) and shares
+    it again: the copy here is kept, and the conflict says what differs and what to do, not to
+    send a new external_id (the importer chose none)."""
+    cases = bundle["members"]["cases.jsonl"]
+    edited = orjson.loads(cases.splitlines()[2])
+    edited["title"] = f"{edited['title']} (root cause found)"
+    edited["severity"] = "S0" if edited.get("severity") != "S0" else "S1"
+    edited["_meta"]["revision"] = 2
+    path = resigned(
+        bundle, "edited.tar.gz", **{"cases.jsonl": _lines(cases, 3, orjson.dumps(edited))}
+    )
+    target = await fresh_instance(backend, bundle["folder"] / "edited")
+    for shared in (bundle["out"], path):
+        code, out, err = await run_cli(
+            target, "import", "bundle", str(shared), "--trust", str(bundle["trust"])
+        )
+    summary = orjson.loads(out)
+    assert code == 0 and summary["cases"] == {"duplicate": N - 1, "conflict": 1}, (summary, err)
+    [error] = summary["errors"]
+    assert error.startswith("cases.jsonl:3: title: case "), error
+    assert "this version (revision 2 at " in error and "differs from it in title, severity" in error
+    assert "edit case " in error and "new external_id" not in error, error
+    assert (await stored(target))[0] == N
