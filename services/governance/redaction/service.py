@@ -147,10 +147,14 @@ async def policy_for(session: AsyncSession, data_source: str) -> Policy:
 
 
 async def set_policy(session: AsyncSession, data: PolicyIn, actor: Principal) -> Policy:
-    """Create or change a data source's policy (applies to cases ingested from now on)."""
+    """Create or change a data source's policy (applies to cases ingested from now on). The
+    policy it already has answers as it is: a version names a change (a case's findings name
+    the version that redacted it), so an identical set is none, neither stored nor audited."""
     repo = RedactionRepository(session)
     row = await repo.policy(data.data_source)
     level = data.payload_sensitivity.value if data.payload_sensitivity else None
+    if row is not None and (row.mode, row.payload_sensitivity) == (data.mode.value, level):
+        return _policy(row)
     if row is None:
         row = RedactionPolicy(data_source=data.data_source, mode=data.mode.value, version=0)
     row.mode, row.payload_sensitivity = data.mode.value, level

@@ -97,6 +97,40 @@ async def test_set_redaction_policy_is_admin_only_versioned_and_audited(
     assert [d["mode"] for d in details] == ["hash", "remove"]
 
 
+async def _policy_audit(app, source: str) -> list[tuple[str, dict]]:
+    async with app.state.db.transaction() as s:
+        rows = (
+            await s.execute(
+                text("SELECT action, details FROM audit_log WHERE target = :t ORDER BY seq"),
+                {"t": f"data_source:{source}"},
+            )
+        ).all()
+    return [(a, orjson.loads(d) if isinstance(d, str) else d) for a, d in rows]
+
+
+async def test_setting_the_policy_a_source_has_changes_nothing(app, client, admin_token):
+    """An identical set numbered a new version and audited a change that was none."""
+    source = _source()
+    listing = "{ redactionPolicies { dataSource mode payloadSensitivity version updatedAt } }"
+
+    async def stored() -> list[dict]:
+        got = data(await gql(client, admin_token, listing))["redactionPolicies"]
+        return [p for p in got if p["dataSource"] == source]
+
+    first = await _policy(client, admin_token, source, "HASH", "CONFIDENTIAL")
+    before = await stored()
+    again = await _policy(client, admin_token, source, "HASH", "CONFIDENTIAL")
+    assert again == first and again["version"] == 1
+    assert await stored() == before
+    assert [(a, d["version"]) for a, d in await _policy_audit(app, source)] == [
+        ("redaction.policy_set", 1)
+    ]
+    # Either part differing is a change.
+    assert (await _policy(client, admin_token, source, "HASH"))["version"] == 2
+    assert (await _policy(client, admin_token, source, "MASK"))["version"] == 3
+    assert [d["version"] for _, d in await _policy_audit(app, source)] == [1, 2, 3]
+
+
 async def test_a_source_name_with_a_nul_is_refused_on_its_field(client, admin_token):
     """Ingest refuses a NUL, so such a name is no data source: SQLite stored the policy,
     Postgres refused it naming no field."""
