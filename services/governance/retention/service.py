@@ -105,8 +105,9 @@ async def set_legal_hold(
     session: AsyncSession, values: dict[str, Any], actor: Principal
 ) -> LegalHold:
     """Put or lift a hold on a case or a group the caller may see (NOT_FOUND otherwise, as
-    for an id that exists nowhere). Putting one again renews its reason; lifting one that is
-    not active changes nothing."""
+    for an id that exists nowhere). Putting one again renews its reason; lifting one already
+    lifted changes nothing and answers it as it was lifted; lifting where no hold was ever put
+    is NOT_FOUND (there is no hold to answer)."""
     spec = LegalHoldIn.model_validate(values)
     reason = spec.reason.strip()
     if not reason:
@@ -142,16 +143,10 @@ async def set_legal_hold(
             "lift_reason": reason,
         }
         action = "retention.legal_hold.lift"
+    elif current is not None:
+        return current  # lifted already: answer it as it is, write nothing
     else:
-        # Nothing to lift: answer the state as it is, write nothing.
-        return current or LegalHold(
-            kind=spec.kind.value,
-            target_id=spec.target_id,
-            active=False,
-            reason="",
-            held_by="",
-            held_at=now,
-        )
+        raise NotFound(f"no legal hold on {spec.kind.value} {spec.target_id} to lift")
     await repo.upsert_hold(values)
     audit(session, actor, action, f"{spec.kind.value}:{spec.target_id}", details={"reason": reason})
     if current is not None:

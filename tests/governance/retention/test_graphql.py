@@ -194,6 +194,44 @@ async def test_legal_holds_need_the_scope_and_sight_of_the_target(client, token_
     ]
 
 
+HOLD_ROW = """SELECT count(*) FROM legal_hold WHERE target_id = :t"""
+
+
+async def test_lifting_a_hold_never_put_is_not_found_and_a_lifted_one_stays_as_lifted(
+    client, admin_token, db
+):
+    """A lift with no hold answered a hold made up on the spot (no reason, held by nobody,
+    held now); it is NOT_FOUND naming the target, with nothing stored or audited. Lifting
+    again answers the hold as the first lift left it."""
+    from sqlalchemy import text
+
+    ids = await _ingest(client, admin_token, _cases(1, None))
+    group = data(await gql(client, admin_token, CASE, {"id": ids[0]}))["case"]["group"]["id"]
+    before = len(await audit_entries(db, "retention.legal_hold"))
+    for kind, target in (("CASE", ids[0]), ("GROUP", group)):
+        got = await gql(
+            client, admin_token, SET_HOLD, {"k": kind, "id": target, "hold": False, "why": "x"}
+        )
+        assert codes(got) == ["NOT_FOUND"] and not got.get("data"), got
+        message = got["errors"][0]["message"]
+        assert target in message and kind.lower() in message and "hold" in message, message
+        async with db.transaction() as s:
+            stored = (await s.execute(text(HOLD_ROW), {"t": target})).scalar_one()
+        assert stored == 0
+    assert len(await audit_entries(db, "retention.legal_hold")) == before
+
+    lift = {"k": "CASE", "id": ids[0], "hold": False}
+    data(await gql(client, admin_token, SET_HOLD, {**lift, "hold": True, "why": "lit-9"}))
+    first = data(await gql(client, admin_token, SET_HOLD, {**lift, "why": "settled"}))
+    again = data(await gql(client, admin_token, SET_HOLD, {**lift, "why": "again"}))
+    assert again == first and first["setLegalHold"]["liftReason"] == "settled"
+    entries = await audit_entries(db, "retention.legal_hold")
+    assert [(e.action, e.details["reason"]) for e in entries[before:]] == [
+        ("retention.legal_hold.set", "lit-9"),
+        ("retention.legal_hold.lift", "settled"),
+    ]
+
+
 async def test_a_purged_payload_reads_as_null_with_its_summary_and_tombstone(
     client, admin_token, app
 ):
