@@ -314,6 +314,13 @@ async def record_submitted(
     return True
 
 
+async def annotator_names(session: AsyncSession, subjects: Sequence[str]) -> dict[str, str]:
+    """The display name of each annotator that is an account or a client (an imported
+    annotation's annotator, `AVID`, is neither and has none). Read after the blind-read rule:
+    a name is only asked for an annotation the reader may see."""
+    return await AnnotationRepository(session).display_names(subjects)
+
+
 # --- the blind-read rule ---------------------------------------------------------------------
 @dataclass(slots=True)
 class ReaderState:

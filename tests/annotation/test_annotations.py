@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 from tests.annotation.helpers import (
     ANNOTATIONS,
     ANNOTATOR,
+    ASSIGN,
     CURATOR,
     FAILCAT_VALUES,
+    REVIEWER,
     SUBMIT,
     caller,
     codes,
@@ -127,3 +132,47 @@ async def test_annotating_needs_annotations_write(client, token_for):
     )
     assert codes(body) == ["FORBIDDEN"]
     assert "annotations:write" in body["errors"][0]["message"]
+
+
+NAMED = """
+query($id: ID!) { case(id: $id) { id annotations { annotator annotatorName status } } }"""
+
+
+def name_of(token: str) -> str:
+    """The client's name, as its tokens carry it (`client_name`)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["client_name"]
+
+
+async def test_an_annotation_names_its_annotator_and_a_blinded_reader_learns_neither(
+    client, token_for
+):
+    """`annotatorName` beside `annotator`: the account's (here the client's) display name. An
+    annotator assigned to the case who has not submitted reads neither the others' ids nor
+    their names (FORBIDDEN); once theirs is submitted, both."""
+    curator = await caller(token_for, CURATOR)
+    lead = await caller(token_for, REVIEWER)
+    first, blinded = [await caller(token_for, ANNOTATOR) for _ in range(2)]
+    [case_id] = await ingest_corpus(client, curator.token, 1)
+    data(
+        await gql(
+            client, lead.token, ASSIGN, {"cases": [case_id], "who": [blinded.subject], "k": 1}
+        )
+    )
+    await submit(client, first, case_id, FAILCAT_VALUES)
+
+    body = await gql(client, blinded.token, NAMED, {"id": case_id})
+    assert codes(body) == ["FORBIDDEN"]
+    text = json.dumps(body)
+    assert first.subject not in text and name_of(first.token) not in text
+
+    seen = data(await gql(client, lead.token, NAMED, {"id": case_id}))["case"]["annotations"]
+    assert [(a["annotator"], a["annotatorName"]) for a in seen] == [
+        (first.subject, name_of(first.token))
+    ]
+    await submit(client, blinded, case_id, FAILCAT_VALUES)
+    seen = data(await gql(client, blinded.token, NAMED, {"id": case_id}))["case"]["annotations"]
+    assert {a["annotator"]: a["annotatorName"] for a in seen} == {
+        first.subject: name_of(first.token),
+        blinded.subject: name_of(blinded.token),
+    }

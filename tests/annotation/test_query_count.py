@@ -13,7 +13,7 @@ PAGE = """query($f: CaseFilterInput, $n: Int!) {
   cases(filter: $f, first: $n) {
     nodes {
       id
-      annotations { annotator status history { revision action } }
+      annotations { annotator annotatorName status history { revision action } }
       reviewTrail { action actor hidden }
     }
   }
@@ -39,11 +39,13 @@ async def test_annotations_of_a_page_cost_the_same_statements_for_5_or_40(app, c
         nodes = got["cases"]["nodes"]
         assert len(nodes) == n
         assert all(len(c["annotations"]) == 2 for c in nodes)
+        assert all(a["annotatorName"] for c in nodes for a in c["annotations"])
         assert all(
             [e["action"] for e in c["reviewTrail"]] == ["submitted", "submitted"] for c in nodes
         )
         counts[n] = len(statements)
     assert counts[5] == counts[40], counts
-    # the page; annotations with the rule; their history; the trail's annotations,
-    # assignments, changes and reviews (+ BEGIN on some drivers)
-    assert counts[40] <= 9, counts
+    # the page; annotations with the rule; their history; their annotators' names (accounts,
+    # clients); the trail's annotations, assignments, changes and reviews (+ BEGIN on some
+    # drivers)
+    assert counts[40] <= 11, counts

@@ -36,6 +36,10 @@ class AnnotationLoaders:
                 grouped[change.annotation_id].append(change)
             return [grouped.get(i, []) for i in annotation_ids]
 
+        async def names(subjects: list[str]) -> list[str | None]:
+            found = await service.annotator_names(await ctx.session(), subjects)
+            return [found.get(s) for s in subjects]
+
         async def curated_hidden(case_ids: list[str]) -> list[bool]:
             hidden = await service.curated_blinded(await ctx.session(), case_ids, ctx.principal)
             return [c in hidden for c in case_ids]
@@ -55,6 +59,7 @@ class AnnotationLoaders:
         self.curated_hidden = Loader(load_fn=curated_hidden)
         self.trails = DataLoader(load_fn=trails)
         self.history = DataLoader(load_fn=history)
+        self.names = DataLoader(load_fn=names)
 
 
 def loaders(ctx: Any) -> AnnotationLoaders:

@@ -76,12 +76,22 @@ class AnnotationChange:
     created_at: datetime
 
 
+async def _annotator_name(root: strawberry.Parent[Any], info: Info) -> str | None:
+    return await loaders(info.context).names.load(root.annotator)
+
+
 @read_with(Scope.CASES_READ)
 @strawberry.type
 class Annotation:
     id: strawberry.ID
     case_id: strawberry.ID
     annotator: str
+    annotator_name: str | None = strawberry.field(
+        resolver=_annotator_name,
+        description="The annotator's display name (an account's username, a client's name); "
+        "null when `annotator` is neither (an imported annotation's source). It is read with "
+        "the annotation: the blind-read rule withholds both.",
+    )
     taxonomy: str
     taxonomy_version: int
     values: JSON

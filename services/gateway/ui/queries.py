@@ -53,7 +53,7 @@ CASE_SEEN = "query UiCaseSeen($id: ID!) { case(id: $id) { id } }"
 # (FORBIDDEN), which must not cost them the rest of the page.
 ANNOTATIONS = """
 query UiAnnotations($id: ID!) {
-  case(id: $id) { id annotations { annotator taxonomy values status submittedAt } }
+  case(id: $id) { id annotations { annotator annotatorName taxonomy values status submittedAt } }
 }
 """
 

@@ -74,6 +74,16 @@ def change_rows(changes: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def annotator_label(annotation: dict[str, Any], annotations: list[dict[str, Any]]) -> str:
+    """The annotator as people know them: the display name, else the id; a name two
+    annotators share (clients' names need not be unique) keeps the id beside it."""
+    name, who = annotation.get("annotatorName"), annotation["annotator"]
+    if not name:
+        return who
+    shared = {a["annotator"] for a in annotations if a.get("annotatorName") == name}
+    return name if len(shared) == 1 else f"{name} ({who})"
+
+
 def agreement_rows(annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per taxonomy field, what each annotator who submitted chose and whether they agree
     (shown on the case page beside the annotations; drafts are not counted)."""
@@ -82,7 +92,7 @@ def agreement_rows(annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if a.get("status") != "SUBMITTED" or not isinstance(a.get("values"), dict):
             continue
         for name, value in a["values"].items():
-            by_field.setdefault((a["taxonomy"], name), {})[a["annotator"]] = value
+            by_field.setdefault((a["taxonomy"], name), {})[annotator_label(a, annotations)] = value
     rows = []
     for (taxonomy, name), chosen in sorted(by_field.items()):
         distinct = {json.dumps(v, sort_keys=True) for v in chosen.values()}

@@ -19,6 +19,7 @@ from tests.annotation.helpers import (
     subject_of,
     submit,
 )
+from tests.annotation.test_annotations import name_of
 from tests.gateway.helpers import data, gql
 from tests.gateway.ui.conftest import signed_in
 
@@ -60,6 +61,8 @@ async def test_the_case_page_hides_the_adjudicated_labels_from_a_blinded_annotat
     assert 'class="sev sev-' not in html.split('class="case-grid"')[0]
     assert DECIDED_MODE not in html  # neither in the header nor in the history's changes
     assert "adjudicated" in html  # the revision itself is listed, without those changes
+    assert 'id="annotations-blind"' in html  # nor whose annotation it is, by id or by name
+    assert other.subject not in html and name_of(other.token) not in html
 
     # Once their own is submitted, the decided labels are theirs to read.
     await submit(client, Caller(annotator.http.cookies[TOKEN_COOKIE], me), case_id, FAILCAT_VALUES)

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from tests.annotation.helpers import ANNOTATOR, caller, submit
+from tests.annotation.test_annotations import name_of
 from tests.conftest import auth_header
 from tests.gateway.ui.conftest import gql_data
 
@@ -91,9 +92,12 @@ async def test_annotations_and_their_agreement_on_the_case_page(curator, corpus,
     await submit(client, second, case_id, values | {"severity": "S1"}, submit=True)
     html = (await curator.http.get(f"/ui/cases/{case_id}")).text
     section = html.split('id="annotations"', 1)[1].split("</section>", 1)[0]
-    assert first.subject in section and second.subject in section
+    # Each annotator by name, the id kept in the cell's title.
+    for who in (first, second):
+        assert f'<span title="{who.subject}">{name_of(who.token)}</span>' in section
     agreement = section.split('id="agreement"', 1)[1]
     assert re.search(
         r'class="agreed"><strong>failcat.failure_mode</strong>:\s*all 2 agree', agreement
     )
     assert re.search(r'class="disagreed"><strong>failcat.severity</strong>:\s*disagree', agreement)
+    assert f"{name_of(first.token)}: S2" in agreement and first.subject not in agreement
