@@ -254,14 +254,19 @@ class _Parser:
         return and_of(nodes)
 
     def unary(self) -> Node:
-        tok = self.peek()
-        if tok.kind == "NOT":
+        # A run of negations is read in a loop and an even count cancels: `--x` is `x`.
+        # Nested, each would be a level of the compiled query (SQLite's parser overflowed
+        # at ~20) and of this recursion.
+        negated = False
+        while (tok := self.peek()).kind == "NOT":
             self.take()
             if self.peek().kind in ("END", "RPAREN", "OR", "AND"):
                 raise _error(tok.col, f"expected a term after {tok.text!r}")
-            child = self.unary()
-            return Not(child) if not isinstance(child, MatchAll) else MatchAll()
-        return self.primary()
+            negated = not negated
+        child = self.primary()
+        if not negated or isinstance(child, MatchAll):
+            return child
+        return child.child if isinstance(child, Not) else Not(child)  # -(-x) is x too
 
     def primary(self) -> Node:
         tok = self.take()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.search.query import Exists, Not, Range, parse
+from services.search.query import MAX_DEPTH, Exists, Not, Range, parse
 from shared.errors import BadUserInput
 from tests.conftest import auth_header
 from tests.search import oracle
@@ -135,3 +135,47 @@ async def test_rest_and_graphql_refuse_extreme_values_as_bad_input(client, token
     [error] = body["errors"]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["extensions"]["errors"] == problem["errors"]
+
+
+# ---- nesting as deep as the language allows ---------------------------------------------------
+
+_ATOMS = ["tags:llm", "status:resolved", "env.region:eu-west-1", "severity:<=S1", "team:*", "face"]
+
+
+def _nested(levels: int, negated: bool) -> str:
+    """`levels` parentheses: each a negated OR (`-(a OR -(b OR ...))`), or alternately an AND
+    and an OR."""
+    opening = "".join(
+        ("-(" if negated else "(") + _ATOMS[i % len(_ATOMS)] + (" OR " if negated or i % 2 else " ")
+        for i in range(levels)
+    )
+    return opening + "recognition" + ")" * levels
+
+
+def test_negations_in_a_row_cancel_in_pairs():
+    assert parse("--tags:llm", NOW) == parse("tags:llm", NOW)
+    assert parse("NOT -(tags:llm)", NOW) == parse("tags:llm", NOW)
+    assert parse("-(-(-tags:llm))", NOW) == parse("-tags:llm", NOW)
+    # Read in a loop: 1,999 of them were as many recursive calls.
+    assert parse("-" * 1997 + "ab", NOW) == parse("-ab", NOW)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        _nested(MAX_DEPTH, negated=True),
+        _nested(MAX_DEPTH, negated=False),
+        "-" * 41 + "tags:llm",
+        "NOT " * 300 + "tags:llm",
+        "-(" * MAX_DEPTH + "tags:llm" + ")" * MAX_DEPTH,
+    ],
+    ids=["negated levels", "levels", "dashes", "NOTs", "negated parentheses"],
+)
+async def test_a_query_nested_to_the_limit_is_answered(loaded, oracle_docs, query):
+    # The embedded index compiled each level to a level of SQL, and SQLite's parser overflowed
+    # its stack from ~20 of them ("parser stack overflow", a 500 for a valid query).
+    req = request(query, EVERYONE)
+    expected = oracle.search_ids(oracle_docs, EVERYONE, req.query)
+    assert 0 < len(expected) < len(oracle_docs)
+    assert set(await all_ids(loaded, req)) == expected
+    assert (await loaded.search(req)).total == len(expected)

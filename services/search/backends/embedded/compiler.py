@@ -79,19 +79,25 @@ class Compiler:
         expr = self.fts_expr(node)
         if expr is not None:
             return f"d.pk IN (SELECT rowid FROM doc_fts WHERE doc_fts MATCH {sql.add(expr)})"
+        # Each level of nesting costs SQLite's parser several of its ~100 stack slots: a
+        # query nested as the language allows (32 parentheses, a negation inside each)
+        # overflowed it ("parser stack overflow", a 500). So negations go down to the terms
+        # (De Morgan; a text-only subtree stays one MATCH), nested ANDs and ORs are
+        # flattened, and the deepest operand is written first: the parser holds an
+        # operand and its operator on its stack until the operand after them is read.
+        if (
+            isinstance(node, Not)
+            and isinstance(node.child, And | Or)
+            and self.fts_expr(node.child) is None
+        ):
+            flip = Or if isinstance(node.child, And) else And
+            return self.where(flip(tuple(_negate(c) for c in node.child.children)), sql, probe)
         if isinstance(node, And):
-            # Text children share one MATCH: one FTS lookup instead of one per word.
-            texts = [c for c in node.children if self.fts_expr(c) is not None]
-            rest = [c for c in node.children if self.fts_expr(c) is None]
-            parts = []
-            if texts:
-                parts.append(self.where(And(tuple(texts)) if len(texts) > 1 else texts[0], sql))
-            # With a text conjunct, the FTS rowid list drives the query; the other tests
-            # then probe each candidate row instead of listing every list/map match.
-            parts += [self.where(c, sql, probe or bool(texts)) for c in rest]
-            return "(" + " AND ".join(parts) + ")"
+            return "(" + self._conjunction(node, sql, probe) + ")"
         if isinstance(node, Or):
-            return "(" + " OR ".join(self.where(c, sql, probe) for c in node.children) + ")"
+            # AND binds tighter than OR: an AND under an OR needs no parentheses of its own.
+            disjuncts = _deepest_first(_flat(node))
+            return "(" + " OR ".join(self._disjunct(c, sql, probe) for c in disjuncts) + ")"
         if isinstance(node, Not):
             if isinstance(node.child, MatchAll):
                 return "0"
@@ -112,6 +118,23 @@ class Compiler:
         if isinstance(node, Prefix):
             return self.prefix(node.field, node.value, sql, probe)
         raise TypeError(f"unknown node {node!r}")  # pragma: no cover
+
+    def _conjunction(self, node: And, sql: Sql, probe: bool) -> str:
+        children = _flat(node)
+        # Text children share one MATCH: one FTS lookup instead of one per word.
+        texts = [c for c in children if self.fts_expr(c) is not None]
+        rest = [c for c in children if self.fts_expr(c) is None]
+        # With a text conjunct, the FTS rowid list drives the query; the other tests
+        # then probe each candidate row instead of listing every list/map match.
+        parts = [self.where(c, sql, probe or bool(texts)) for c in _deepest_first(rest)]
+        if texts:
+            parts.append(self.where(And(tuple(texts)) if len(texts) > 1 else texts[0], sql))
+        return " AND ".join(parts)
+
+    def _disjunct(self, node: Node, sql: Sql, probe: bool) -> str:
+        if isinstance(node, And) and self.fts_expr(node) is None:
+            return self._conjunction(node, sql, probe)
+        return self.where(node, sql, probe)
 
     def exists(self, field: str, sql: Sql) -> str:
         key = self._map_key(field)
@@ -230,3 +253,29 @@ def histogram_key(interval: str, column: str = "d.occurred_at") -> str:
         return f"({column} + {shift} - ((({column} + {shift}) % {m}) + {m}) % {m} - {shift})"
     m = _MS[interval]
     return f"({column} - (({column} % {m}) + {m}) % {m})"
+
+
+def _flat(node: And | Or) -> tuple[Node, ...]:
+    """The children of `node`, those of the same kind replaced by their own (a AND (b AND c)
+    is a AND b AND c)."""
+    kind = type(node)
+    out: list[Node] = []
+    for child in node.children:
+        out += _flat(child) if isinstance(child, kind) else [child]
+    return tuple(out)
+
+
+def _negate(node: Node) -> Node:
+    return node.child if isinstance(node, Not) else Not(node)
+
+
+def _depth(node: Node) -> int:
+    if isinstance(node, Not):
+        return 1 + _depth(node.child)
+    if isinstance(node, And | Or):
+        return 1 + max(_depth(c) for c in node.children)
+    return 0
+
+
+def _deepest_first(nodes: tuple[Node, ...] | list[Node]) -> list[Node]:
+    return sorted(nodes, key=_depth, reverse=True)  # stable: the order given otherwise
