@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.catalog import service as catalog
@@ -36,7 +35,7 @@ def _filter(raw: str | None, service: SearchService) -> FilterBase | None:
     if not raw:
         return None
     try:
-        return filter_model(service.backend.schema).model_validate(json.loads(raw))
+        parsed = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise BadUserInput(
             "invalid filter",
@@ -46,14 +45,7 @@ def _filter(raw: str | None, service: SearchService) -> FilterBase | None:
                 )
             ],
         ) from None
-    except ValidationError as exc:
-        raise BadUserInput(
-            "invalid filter",
-            [
-                FieldError("filter." + ".".join(str(p) for p in e["loc"]), e["msg"])
-                for e in exc.errors()
-            ],
-        ) from None
+    return filter_model(service.backend.schema).read(parsed)
 
 
 @router.get(

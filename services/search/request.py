@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from services.search.fields import HISTOGRAM_INTERVALS, SCHEMA, DocumentSchema, Kind, fold
 from services.search.query import Node
@@ -32,6 +32,24 @@ class FilterBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     document: ClassVar[DocumentSchema] = SCHEMA
+
+    @classmethod
+    def read(cls, raw: Any) -> FilterBase:
+        """The filter from its JSON (REST's `filter=`, GraphQL's `filter:`), refused naming
+        `filter.<field>` as both APIs call it."""
+        if not isinstance(raw, dict):
+            example = 'a JSON object of selections, e.g. {"severity": ["S0"]}'
+            raise BadUserInput("invalid filter", [FieldError("filter", f"expected {example}")])
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise BadUserInput(
+                "invalid filter",
+                [
+                    FieldError(".".join(["filter", *(str(p) for p in e["loc"])]), e["msg"])
+                    for e in exc.errors()
+                ],
+            ) from None
 
     def selections(self) -> dict[str, tuple[str, ...]]:
         schema = self.document

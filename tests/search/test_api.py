@@ -190,3 +190,36 @@ async def test_scope_and_visibility(client, word, reader, token_for):
     # How many come back depends on the whole index's term statistics (other tests ingest
     # the same AIID incidents): what matters here is that a cleared reader gets an answer.
     assert r.status_code == 200 and len(r.json()["hits"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("rest", "graphql", "path", "says"),
+    [
+        # The REST filter that is no object read "filter." and named the pydantic class.
+        ("[1]", None, "filter", 'expected a JSON object of selections, e.g. {"severity"'),
+        ("null", None, "filter", "expected a JSON object of selections"),
+        # GraphQL named the environment's selections without their argument ("env.region").
+        (
+            '{"env": {"region": "eu-west-1"}}',
+            '{env: {region: "eu-west-1"}}',
+            "filter.env.region",
+            "Input should be a valid list",
+        ),
+        ('{"env": ["x"]}', '{env: ["x"]}', "filter.env", "Input should be a valid dictionary"),
+        ('{"severity": ["S9"]}', '{severity: ["S9"]}', "filter.severity", "'S9' is not one of"),
+    ],
+)
+async def test_a_bad_filter_is_named_filter_dot_field_on_both_apis(
+    client, reader, rest, graphql, path, says
+):
+    r = await client.get("/search/v1/cases", headers=reader, params={"filter": rest})
+    assert r.status_code == 400, r.text
+    [error] = r.json()["errors"]
+    assert error["path"] == path and error["message"].startswith(says), error
+    if graphql is None:
+        return
+    query = f"{{ search(filter: {graphql}) {{ total }} }}"
+    body = (await client.post("/graphql", json={"query": query}, headers=reader)).json()
+    [gql] = body["errors"]
+    assert gql["extensions"]["code"] == "BAD_USER_INPUT"
+    assert gql["extensions"]["errors"] == [error], body

@@ -87,7 +87,7 @@ class SearchQuery:
         searching = ctx.search.search(
             ctx.principal,
             query,
-            filter=SearchFilter.model_validate(to_plain(filter)) if filter else None,
+            filter=SearchFilter.read(to_plain(filter)) if filter else None,
             facets=facets or [],
             first=first,
             after=after,
