@@ -231,3 +231,50 @@ async def test_a_low_clearance_person_does_not_see_the_restricted_case(page, ser
     await page.wait_for_url("**/oauth/authorize?**")
     assert_clean(page, served)
     assert re.search(r"failcat web pages", await page.content())
+
+
+async def test_the_search_page_reads_results_first_and_shows_facets_left_on_a_desktop(
+    page, served, data, backend
+):
+    """Screen readers and the keyboard meet the results before the facets (document order);
+    the grid areas keep the facets to the left at 1280 px and put them under the results at
+    390 px. A skip link, shown when focused, leads past the results to the facets."""
+    username, password = await person(served, data.team, ["viewer"], "restricted")
+    await sign_in_at(page, served, f"/ui/search?q={data.scope}", username, password)
+    order = await page.evaluate(
+        "() => [...document.querySelectorAll('.layout > *')].map(e => e.className)"
+    )
+    assert order == ["results", "facets"], order
+    headings = await page.evaluate(
+        "() => [...document.querySelectorAll('h1, h2')].map(h => h.tagName + ' ' + h.textContent)"
+    )
+    assert headings == ["H1 Search cases", "H2 Results", "H2 Facets"], headings
+
+    async def boxes() -> tuple[dict, dict]:
+        return await page.locator(".results").bounding_box(), await page.locator(
+            ".facets"
+        ).bounding_box()
+
+    for label, (width, height) in WIDTHS.items():
+        await page.set_viewport_size({"width": width, "height": height})
+        results, facets = await boxes()
+        if label == "wide":  # side by side, facets on the left, as before
+            assert facets["x"] + facets["width"] <= results["x"], (facets, results)
+            assert abs(facets["y"] - results["y"]) <= 1, (facets, results)
+        else:  # one column, the results first
+            assert facets["y"] >= results["y"] + results["height"], (facets, results)
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await shoot(page, "search-order", backend)
+
+    # The first Tab after the query form reaches the skip link, shown while focused; it
+    # takes the focus to the facets.
+    await page.focus("#search-form button[type=submit]")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("() => document.activeElement.id") == "skip-to-facets"
+    assert (await page.locator("#skip-to-facets").bounding_box())["width"] > 20
+    await page.screenshot(path=str(ARTIFACTS / f"ui-search-skip-link-{backend}.png"))
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("() => document.activeElement.id") == "facets"
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("() => document.activeElement.closest('.facets') !== null")
+    assert_clean(page, served)
