@@ -18,6 +18,18 @@ from shared.security import SYSTEM, Principal, Sensitivity
 from shared.settings import load_settings
 
 
+class _DashedTerms(argparse.ArgumentParser):
+    """A query may start with a negation (`failcat search -status:resolved`, `... refund
+    -team:*`): an argument with one leading dash is a query term, not an option (the
+    command's options are all `--long`, but -h). argparse took it for an unknown option
+    ("unrecognized arguments: -status:resolved")."""
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        if arg_string.startswith("-") and not arg_string.startswith("--") and arg_string != "-h":
+            return None  # a positional: a word of the query
+        return super()._parse_optional(arg_string)
+
+
 def add_commands(subparsers: Any) -> None:
     search = subparsers.add_parser(
         "search",
@@ -26,6 +38,7 @@ def add_commands(subparsers: Any) -> None:
         "`failcat search verify [--repair]` compares the index with the catalog instead; "
         "to search for the word verify, quote it: failcat search '\"verify\"'.",
     )
+    search.__class__ = type("SearchParser", (_DashedTerms, type(search)), {})
     search.add_argument("query", nargs="*", help="the query (words are joined by spaces)")
     search.add_argument(
         "--facets",

@@ -67,3 +67,18 @@ async def test_verify_and_reindex(data_dir, capsys):
     code, out, err = await asyncio.to_thread(run, capsys, "reindex")
     assert code == 0 and json.loads(out)["in_sync"] is True
     assert "reindex: 4/4 documents (100%)" in err
+
+
+async def test_a_query_term_may_start_with_a_dash(data_dir, capsys):
+    # argparse took `-severity:S0` for an unknown option: "unrecognized arguments" (exit 2),
+    # so a query could not start with a negation, nor hold one unquoted.
+    for argv in (
+        ("-severity:S0", "kerplunk"),
+        ("kerplunk", "-severity:S0", "--first", "5"),
+        ("--first", "5", "-severity:S0", "kerplunk"),
+    ):
+        code, out, _ = await asyncio.to_thread(run, capsys, "search", *argv)
+        assert code == 0 and out.splitlines()[0] == "2 cases", argv
+    with pytest.raises(SystemExit) as help_asked:
+        await asyncio.to_thread(run, capsys, "search", "-h")
+    assert help_asked.value.code == 0 and "usage: failcat search" in capsys.readouterr().out
