@@ -16,6 +16,8 @@ import pytest
 from joserfc.jwk import ECKey
 from sqlalchemy import text
 
+from services.catalog import service as catalog
+from services.catalog.schemas import CasePatch
 from services.cli.errors import describe
 from services.sharing.anonymise import Pseudonyms, anonymise_decision
 from services.sharing.bundle import FILES, MAX_MEMBER_BYTES, sign, trusted_keys, write_bundle
@@ -23,7 +25,7 @@ from services.sharing.cli import _signer
 from shared.db import Database
 from shared.errors import BadUserInput
 from shared.migrate import upgrade_async
-from shared.security import Principal
+from shared.security import SYSTEM, Principal
 from tests.catalog.builders import ingest, unique
 from tests.cli_run import indexed, run_cli
 from tests.conftest import make_settings
@@ -496,4 +498,21 @@ async def test_a_case_edited_at_its_source_and_shared_again_names_what_differs(b
     assert error.startswith("cases.jsonl:3: title: case "), error
     assert "this version (revision 2 at " in error and "differs from it in title, severity" in error
     assert "edit case " in error and "new external_id" not in error, error
+    assert "edited here" not in error
     assert (await stored(target))[0] == N
+
+    # The copy edited here as well (its impact): the conflict says so, and names that field.
+    copy_id = error.split("case ", 1)[1].split(" ", 1)[0]
+    db = Database(target.catalog_url)
+    try:
+        async with db.transaction() as s:
+            patch = CasePatch(impact="Seen again by our own users")
+            await catalog.update_case(s, copy_id, patch, 1, SYSTEM, reason="triage")
+    finally:
+        await db.dispose()
+    code, out, err = await run_cli(
+        target, "import", "bundle", str(path), "--trust", str(bundle["trust"])
+    )
+    [error] = orjson.loads(out)["errors"]
+    assert "differs from it in title, severity, impact; the copy was edited here since " in error
+    assert "(revision 2)" in error, error
