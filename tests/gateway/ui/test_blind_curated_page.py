@@ -68,3 +68,6 @@ async def test_the_case_page_hides_the_adjudicated_labels_from_a_blinded_annotat
     await submit(client, Caller(annotator.http.cookies[TOKEN_COOKIE], me), case_id, FAILCAT_VALUES)
     html = (await annotator.http.get(f"/ui/cases/{case_id}")).text
     assert 'class="sev sev-S0"' in html and DECIDED_MODE in html
+    # A person annotator is named by their account's username, the id in the title.
+    seen = (await curator.http.get(f"/ui/cases/{case_id}")).text
+    assert f'<span title="{me}">{annotator.username}</span>' in seen
