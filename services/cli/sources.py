@@ -9,6 +9,9 @@ read a row group batch at a time; its JSON text columns are parsed back to value
 has the columns of `failcat export cases --format csv`, or any columns with a mapping file
 (services/cli/mapping.py).
 
+A UTF-8 byte order mark at the start (what Excel's "CSV UTF-8" and Windows tools write) is
+skipped.
+
 Standard input is read once, as it comes: its format is given (`--format`) or told from its
 first bytes (`[` or a multi-line object: JSON; `{`: NDJSON; else CSV), and its total is not
 known in advance. `batches(size, skip)` skips the first `skip` items without converting them
@@ -33,6 +36,7 @@ from services.cli.errors import CliError
 from services.cli.mapping import ColumnMapping
 
 _WS = re.compile(r"[ \t\n\r]*")
+BOM = b"\xef\xbb\xbf"
 # --format names -> the kinds read here.
 FORMATS = {"json": "array", "ndjson": "ndjson", "csv": "csv", "parquet": "parquet"}
 STDIN = "<stdin>"
@@ -99,6 +103,10 @@ class CaseFile:
         # Items in the source, skipped ones included: known once batches() has read it all
         # (standard input has no count in advance; a --resume past the end is told by it).
         self.items_read = 0
+        self._head = b""
+        if stream is not None:
+            self._head = (stream.read(4096) or b"").removeprefix(BOM)
+            self.stream = io.BufferedReader(_Prefixed(self._head, stream))  # type: ignore[arg-type]
         self.kind = FORMATS[fmt] if fmt else self._kind()
         if stream is None:
             self._check_readable()
@@ -123,7 +131,7 @@ class CaseFile:
         self._check_readable()
         assert self.path is not None
         with self.path.open("rb") as fh:
-            head = fh.read(4096)
+            head = fh.read(4096).removeprefix(BOM)
         if self.path.suffix.lower() == ".csv":
             return "csv"
         if self.path.suffix.lower() == ".parquet":
@@ -136,9 +144,8 @@ class CaseFile:
         return "ndjson"
 
     def _stdin_kind(self) -> str:
-        """Told from the first bytes, which are then read again as the stream's start."""
-        assert self.stream is not None
-        head = self.stream.read(4096) or b""
+        """Told from the first bytes (read in __init__, read again as the stream's start)."""
+        head = self._head
         if head.startswith(b"PAR1"):
             kind = "parquet"
         else:
@@ -156,7 +163,6 @@ class CaseFile:
                 kind = "ndjson"  # nothing at all: no items
             else:
                 kind = "csv"
-        self.stream = io.BufferedReader(_Prefixed(head, self.stream))  # type: ignore[arg-type]
         return kind
 
     def _open(self) -> BinaryIO:
@@ -164,13 +170,16 @@ class CaseFile:
         if self.stream is not None:
             return self.stream
         assert self.path is not None
-        return self.path.open("rb")
+        fh = self.path.open("rb")
+        if fh.read(len(BOM)) != BOM:
+            fh.seek(0)
+        return fh
 
     def _read_all(self) -> bytes:
         if self.stream is not None:
             return self.stream.read()
         assert self.path is not None
-        return self.path.read_bytes()
+        return self.path.read_bytes().removeprefix(BOM)
 
     def _single_object(self) -> bool:
         """A pretty-printed single case spans lines: read it as an array of one."""

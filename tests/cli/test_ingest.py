@@ -496,3 +496,47 @@ async def test_no_file_and_stdin_a_terminal_is_a_usage_error(migrated, tmp_path)
         "failcat: no FILE given and standard input is a terminal: give FILE, or - with cases "
         "piped in\n"
     )
+
+
+# --- what other tools write: a byte order mark, another encoding, big cells, shifted rows ---
+BOM = b"\xef\xbb\xbf"
+
+
+async def test_a_byte_order_mark_is_skipped_in_every_format(
+    monkeypatch, settings, capsys, migrated, tmp_path, db
+):
+    """Excel's "CSV UTF-8" and Windows tools start a file with a BOM. A JSON array with one was
+    read as NDJSON (each of its lines an invalid item: 1 case counted as 6 refused), an NDJSON
+    file lost its first line and a CSV its first column's name."""
+    cases = unique(aiid_cases(40))
+    source = cases[0]["data_source"]
+    array = tmp_path / "cases.json"
+    array.write_bytes(BOM + json.dumps(cases[:10], indent=2, ensure_ascii=False).encode())
+    lines = tmp_path / "cases.ndjson"
+    lines.write_bytes(BOM + ndjson(cases[10:20]).encode())
+    for path in (array, lines):
+        code, out, err = await in_process(monkeypatch, settings, capsys, "ingest", str(path))
+        assert code == 0, err
+        assert json.loads(out) == counts(created=10)
+
+    csv_source = unique_source("aiid-csv-bom")
+    aiid_csv(tmp_path / "incidents.csv", 10)
+    (tmp_path / "bom.csv").write_bytes(BOM + (tmp_path / "incidents.csv").read_bytes())
+    (tmp_path / "m.yaml").write_text(MAPPING % csv_source)
+    code, out, err = await in_process(
+        monkeypatch, settings, capsys, "ingest", str(tmp_path / "bom.csv"),
+        "--mapping", str(tmp_path / "m.yaml"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out) == counts(created=10)
+
+    # Standard input, its format given or told from the first bytes.
+    for argv in (["-"], ["-", "--format", "ndjson"]):
+        piped = await failcat(
+            "ingest", *argv, "--json", cwd=tmp_path, env=migrated,
+            stdin="\ufeff" + ndjson(cases[20:40]),
+        )  # fmt: skip
+        assert piped.code == 0, piped.err
+        assert json.loads(piped.out)["invalid"] == 0
+    assert len(await stored(db, source)) == 40
+    assert len(await stored(db, csv_source)) == 10
