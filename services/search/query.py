@@ -286,7 +286,8 @@ class _Parser:
             self.depth -= 1
             return node
         if tok.kind == "PHRASE":
-            return Text(tok.text.strip(), phrase=True) if tok.text.strip() else MatchAll()
+            phrase = _trimmed(tok.text)
+            return Text(phrase, phrase=True) if phrase else MatchAll()
         if tok.kind == "WORD":
             return _free_word(tok.text, tok.col)
         if tok.kind == "FIELD":
@@ -335,10 +336,28 @@ def _word_prefix(word: str, col: int, field: str | None = None) -> Text:
 def _free_word(word: str, col: int) -> Node:
     if len(word) > 1 and word.endswith("*"):
         return _word_prefix(word, col)
-    # Stopwords and bare punctuation analyse to no token on either backend: ignore them.
-    if word.lower() in STOPWORDS or not any(ch.isalnum() for ch in word):
+    if _no_words(word):
         return MatchAll()
     return Text(word)
+
+
+def _no_words(text: str) -> bool:
+    """Stopwords and punctuation analyse to no token in OpenSearch (its english analyzer), so
+    a word or phrase of nothing else ("the", "of the", "!!!") matched no case there and,
+    FTS5 keeping stopwords, most cases embedded: both ignore it instead."""
+    words = "".join(ch if ch.isalnum() else " " for ch in text).split()
+    return all(w.lower() in STOPWORDS for w in words)
+
+
+def _trimmed(phrase: str) -> str:
+    """The phrase without the stopwords at its ends ("" if nothing else): OpenSearch drops
+    them ("the facial recognition" is "facial recognition" there), FTS5 looked for them."""
+    parts = phrase.split()
+    while parts and _no_words(parts[0]):
+        parts.pop(0)
+    while parts and _no_words(parts[-1]):
+        parts.pop()
+    return " ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,7 +420,8 @@ def _compile_value(
             )
         if not quoted and len(raw) > 1 and raw.endswith("*"):
             return _word_prefix(raw, col, field)
-        if not quoted and raw.lower() in STOPWORDS:
+        raw = _trimmed(raw) if quoted else raw
+        if _no_words(raw):
             return MatchAll()
         return Text(raw, phrase=quoted, field=field)
     prefix = not quoted and op == "=" and raw.endswith("*") and ".." not in raw

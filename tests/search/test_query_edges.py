@@ -179,3 +179,28 @@ async def test_a_query_nested_to_the_limit_is_answered(loaded, oracle_docs, quer
     assert 0 < len(expected) < len(oracle_docs)
     assert set(await all_ids(loaded, req)) == expected
     assert (await loaded.search(req)).total == len(expected)
+
+
+# ---- stopwords in phrases -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "same_as"),
+    [
+        ('"the"', ""),
+        ('"Of the"', ""),
+        ('title:"the"', ""),
+        ('"!!!"', ""),
+        ('-"the"', ""),
+        ('"the" recognition', "recognition"),
+        ('"the facial recognition"', '"facial recognition"'),
+        ('title:"facial recognition of the"', 'title:"facial recognition"'),
+    ],
+)
+async def test_stopwords_in_a_phrase_are_ignored_as_bare_ones_are(loaded, query, same_as):
+    # OpenSearch's english analyzer drops stopwords, FTS5 keeps them: '"the"' found no case
+    # in OpenSearch and most cases embedded ('-"the"' the reverse), and a phrase starting
+    # with one found the phrase without it in OpenSearch, only the literal one embedded.
+    assert parse(query, NOW) == parse(same_as, NOW)
+    got = set(await all_ids(loaded, request(query, EVERYONE)))
+    assert got == set(await all_ids(loaded, request(same_as, EVERYONE))) != set()
