@@ -189,24 +189,6 @@ class AnnotationRepository:
             out += (await connection.execute(stmt)).all()
         return out
 
-    async def display_names(self, subjects: Sequence[str]) -> dict[str, str]:
-        """Each subject that is an account's (its username) or a client's (its name), as the
-        auth service names them in tokens (preferred_username, client_name). The auth tables
-        are read here, not through the auth service, which has no batched lookup of names;
-        two statements whatever the number of subjects (one per IN_CHUNK)."""
-        from services.auth.models import AuthUser, OAuthClient
-
-        out: dict[str, str] = {}
-        for chunk in _chunks(sorted(set(subjects))):
-            ids = list(chunk)
-            users = select(AuthUser.id, AuthUser.username).where(AuthUser.id.in_(ids))
-            out.update({i: name for i, name in await self.session.execute(users)})
-            clients = select(OAuthClient.client_id, OAuthClient.name).where(
-                OAuthClient.client_id.in_(ids)
-            )
-            out.update({i: name for i, name in await self.session.execute(clients) if i not in out})
-        return out
-
     async def annotations_by(self, annotator: str, case_ids: Sequence[str]) -> list[Annotation]:
         out: list[Annotation] = []
         for chunk in _chunks(list(case_ids)):

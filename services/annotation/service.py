@@ -318,7 +318,7 @@ async def annotator_names(session: AsyncSession, subjects: Sequence[str]) -> dic
     """The display name of each annotator that is an account or a client (an imported
     annotation's annotator, `AVID`, is neither and has none). Read after the blind-read rule:
     a name is only asked for an annotation the reader may see."""
-    return await AnnotationRepository(session).display_names(subjects)
+    return await auth.display_names(session, subjects)
 
 
 # --- the blind-read rule ---------------------------------------------------------------------

@@ -145,6 +145,19 @@ class AuthRepository:
         out.update({c: c for c in await self.session.scalars(clients) if c not in out})
         return out
 
+    async def display_names(self, subjects: Sequence[str]) -> dict[str, str]:
+        """Each subject that is an account's (to its username) or a client's (to its name),
+        as tokens name them (preferred_username, client_name); two statements."""
+        wanted = set(subjects)
+        users = select(AuthUser.id, AuthUser.username).where(AuthUser.id.in_(wanted))
+        out: dict[str, str] = dict((await self.session.execute(users)).tuples().all())
+        clients = select(OAuthClient.client_id, OAuthClient.name).where(
+            OAuthClient.client_id.in_(wanted)
+        )
+        for client_id, name in await self.session.execute(clients):
+            out.setdefault(client_id, name)
+        return out
+
     async def user_by_name(self, username: str) -> AuthUser | None:
         return await self.session.scalar(select(AuthUser).where(AuthUser.username == username))
 

@@ -420,6 +420,12 @@ async def subjects_named(session: AsyncSession, names: Sequence[str]) -> dict[st
     return await AuthRepository(session).subjects_named(names)
 
 
+async def display_names(session: AsyncSession, subjects: Sequence[str]) -> dict[str, str]:
+    """Token subject -> the name people know it by (an account's username, a client's name);
+    a subject that is neither (an imported record's source) is absent."""
+    return await AuthRepository(session).display_names(subjects)
+
+
 def _valid_label(field: str, value: str, limit: int) -> str:
     """A name people read and tokens carry: trimmed, not empty, printable, within the column."""
     value = value.strip()
