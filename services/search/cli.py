@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from typing import Any
@@ -12,7 +13,7 @@ from services.cli.errors import CliError
 from services.cli.remote import server_url
 from services.search.request import SearchAnswer
 from services.search.service import SearchService, search_entry
-from shared.audit import audit_now
+from shared.audit import Actor, audit_now
 from shared.db import Database
 from shared.security import SYSTEM, Principal, Sensitivity
 from shared.settings import load_settings
@@ -103,13 +104,16 @@ async def _search(service: SearchService, principal: Principal, args: argparse.N
         after=args.after,
         sort=args.sort,
     )
+    # As AUDIT.md has it: an operator command on the host is the OS account's, and the
+    # page's ids are recorded as for any search (this one prints them).
+    operator = Actor(subject=f"os:{getpass.getuser()}", client="cli", team=args.team)
     await audit_now(
         service.db,
-        principal,
+        operator,
         "cases.search",
         None,
         outcome="ok",
-        details=search_entry(" ".join(args.query), result, ids=False),
+        details=search_entry(" ".join(args.query), result),
     )
     if args.json:
         print(json.dumps(result.as_json(), indent=2))

@@ -89,14 +89,15 @@ class VerifyReport:
         }
 
 
-def search_entry(query: str | None, answer: SearchAnswer, *, ids: bool = True) -> dict[str, Any]:
+def search_entry(query: str | None, answer: SearchAnswer) -> dict[str, Any]:
     """The details of a `cases.search` audit entry (REST, GraphQL, the CLI): the query with PII
     masked as the default policy masks it (the trail must not keep what redaction removes
     from the cases), the total, and the page's ids."""
-    details: dict[str, Any] = {"query": mask_text(query) if query else query, "hits": answer.total}
-    if ids:
-        details["ids"] = [h.id for h in answer.hits]
-    return details
+    return {
+        "query": mask_text(query) if query else query,
+        "hits": answer.total,
+        "ids": [h.id for h in answer.hits],
+    }
 
 
 def revisions_checksum(pairs: dict[str, int]) -> str:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 
 import pytest
+from sqlalchemy import select
 
+from services.audit.models import AuditEntry
 from services.search.cli import add_commands
 from services.search.service import SearchService
 from shared.db import Database
@@ -82,3 +85,27 @@ async def test_a_query_term_may_start_with_a_dash(data_dir, capsys):
     with pytest.raises(SystemExit) as help_asked:
         await asyncio.to_thread(run, capsys, "search", "-h")
     assert help_asked.value.code == 0 and "usage: failcat search" in capsys.readouterr().out
+
+
+async def test_a_search_is_audited_as_the_operator_with_the_page_ids(data_dir, capsys):
+    # AUDIT.md: an operator command on the host is `os:<user>`/`cli`, and a search records the
+    # ids of the page it shows. `failcat search` recorded the actor `system` and no ids.
+    code, out, _ = await asyncio.to_thread(
+        run, capsys, "search", "kerplunk", "--first", "2", "--team", "nlp", "--json"
+    )
+    assert code == 0
+    shown = [hit["id"] for hit in json.loads(out)["hits"]]
+    db = Database(Settings(data_dir=data_dir).catalog_url)
+    try:
+        async with db.transaction() as s:
+            [entry] = (
+                await s.execute(select(AuditEntry).where(AuditEntry.action == "cases.search"))
+            ).scalars()
+    finally:
+        await db.dispose()
+    assert (entry.actor_subject, entry.actor_client, entry.actor_team) == (
+        f"os:{getpass.getuser()}",
+        "cli",
+        "nlp",
+    )
+    assert entry.details == {"query": "kerplunk", "hits": 3, "ids": shown}
