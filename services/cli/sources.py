@@ -10,7 +10,9 @@ has the columns of `failcat export cases --format csv`, or any columns with a ma
 (services/cli/mapping.py).
 
 A UTF-8 byte order mark at the start (what Excel's "CSV UTF-8" and Windows tools write) is
-skipped.
+skipped. Bytes that are not UTF-8 make the item holding them invalid (an NDJSON line, a CSV
+record: named by line, byte and column) and the rest is read; a JSON array holding them cannot
+be read at all (exit 2, naming the line and column).
 
 Standard input is read once, as it comes: its format is given (`--format`) or told from its
 first bytes (`[` or a multi-line object: JSON; `{`: NDJSON; else CSV), and its total is not
@@ -56,6 +58,49 @@ class Item:
 def json_error(exc: json.JSONDecodeError) -> str:
     """orjson's message repeats "line 1 column 5"; say the column once and never a wrong line."""
     return f"invalid JSON at column {exc.colno}: {exc.msg}"
+
+
+def not_utf8(data: bytes) -> tuple[int, str] | None:
+    """Where `data` stops being UTF-8, as (line, "not UTF-8 text: byte 0x93 at column 12"),
+    or None. orjson says "str is not valid UTF-8: surrogates not allowed" at column 1."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[start : exc.start].decode("utf-8", errors="replace")) + 1
+        return line, (
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {column} "
+            "(save the file as UTF-8)"
+        )
+    return None
+
+
+def _undecodable_cell(row: dict[Any, Any]) -> str | None:
+    """The first cell of a CSV record read with errors="surrogateescape" that held bytes that
+    are not UTF-8, as an error naming its column."""
+    for column, text in row.items():
+        if not isinstance(text, str):
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            byte = ord(text[exc.start]) - 0xDC00
+            return f"{column}: not UTF-8 text: byte 0x{byte:02x} (save the file as UTF-8)"
+    return None
+
+
+def _readable_cells(row: dict[Any, Any]) -> dict[Any, Any]:
+    """The cells with bytes that are not UTF-8 shown as U+FFFD (for the error file)."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    return {k: fix(v) for k, v in row.items()}
 
 
 class _Prefixed(io.RawIOBase):
@@ -221,6 +266,9 @@ class CaseFile:
             try:
                 value = orjson.loads(data)
             except orjson.JSONDecodeError as exc:
+                where = not_utf8(data)
+                if where is not None:
+                    raise CliError(f"{self.name}:{where[0]}: {where[1]}") from None
                 raise CliError(f"{self.name}:{exc.lineno}: {json_error(exc)}") from None
             if isinstance(value, dict) and self.stream is not None:
                 value = [value]  # one case, sent as one object
@@ -262,7 +310,9 @@ class CaseFile:
                 except orjson.JSONDecodeError as exc:
                     # Bytes that are not UTF-8 are part of what is wrong: shown as U+FFFD.
                     text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-                    yield Item(index, n, error=json_error(exc), raw=text)
+                    where = not_utf8(line)
+                    error = where[1] if where is not None else json_error(exc)
+                    yield Item(index, n, error=error, raw=text)
                 index += 1
             self.items_read = index
 
@@ -300,7 +350,10 @@ class CaseFile:
         return lines
 
     def _csv_items(self, skip: int = 0) -> Iterator[Item]:
-        with io.TextIOWrapper(self._open(), encoding="utf-8", newline="") as fh:
+        # surrogateescape: a record with bytes that are not UTF-8 is refused on its own.
+        with io.TextIOWrapper(
+            self._open(), encoding="utf-8", errors="surrogateescape", newline=""
+        ) as fh:
             reader = csv.DictReader(fh)
             header = reader.fieldnames or []
             if self.mapping is not None:
@@ -319,10 +372,14 @@ class CaseFile:
             start = 2  # after the header (a header with a quoted newline is not supported)
             for index, row in enumerate(reader):
                 if index >= skip:
-                    try:
-                        yield Item(index, start, convert(row))
-                    except ValueError as exc:
-                        yield Item(index, start, error=str(exc), raw=row)
+                    error = _undecodable_cell(row)
+                    if error is not None:
+                        yield Item(index, start, error=error, raw=_readable_cells(row))
+                    else:
+                        try:
+                            yield Item(index, start, convert(row))
+                        except ValueError as exc:
+                            yield Item(index, start, error=str(exc), raw=row)
                 start = reader.line_num + 1
                 self.items_read = index + 1
 

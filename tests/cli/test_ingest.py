@@ -540,3 +540,59 @@ async def test_a_byte_order_mark_is_skipped_in_every_format(
         assert json.loads(piped.out)["invalid"] == 0
     assert len(await stored(db, source)) == 40
     assert len(await stored(db, csv_source)) == 10
+
+
+async def test_bytes_that_are_not_utf8_are_named_by_line_byte_and_column(
+    monkeypatch, settings, capsys, tmp_path, db
+):
+    """A file saved as Windows-1252: a CSV stopped with "unexpected error: UnicodeDecodeError"
+    (no line), an NDJSON line and a JSON array were "invalid JSON at column 1: str is not
+    valid UTF-8: surrogates not allowed". Now the record or line holding such bytes is refused
+    on its own, naming where; the rest is stored."""
+    source = unique_source("aiid-cp1252")
+    path = tmp_path / "incidents.csv"
+    records = aiid_csv(path, 30)
+    text = path.read_text(encoding="utf-8")
+    path.write_bytes(text.encode("cp1252", errors="replace"))
+    rows = list(csv.reader(io.StringIO(text, newline="")))[1:]
+    bad = [i for i, row in enumerate(rows) if max(",".join(row).encode("cp1252", "replace")) > 127]
+    assert bad and len(bad) < 30  # real titles with curly quotes and accents
+    (tmp_path / "m.yaml").write_text(MAPPING % source)
+    errors = tmp_path / "refused.ndjson"
+    code, out, err = await in_process(
+        monkeypatch, settings, capsys, "ingest", str(path), "--mapping", str(tmp_path / "m.yaml"),
+        "--error-file", str(errors),
+    )  # fmt: skip
+    assert code == 1, err
+    assert json.loads(out) == counts(created=30 - len(bad), invalid=len(bad))
+    assert "Traceback" not in err and "unexpected error" not in err
+    kept = [orjson.loads(line) for line in errors.read_bytes().splitlines()]
+    assert [k["raw_row"]["incident_id"] for k in kept] == [records[i]["incident_id"] for i in bad]
+    first = kept[0]["_meta"]
+    assert first["errors"][0]["message"].endswith("(save the file as UTF-8)")
+    assert f"failcat: {path}:{first['line']}: " in err
+    assert " not UTF-8 text: byte 0x" in first["errors"][0]["message"]
+    assert len(await stored(db, source)) == 30 - len(bad)
+
+    cases = unique(aiid_cases(30))
+    lines = [orjson.dumps(c).decode() for c in cases]
+    wrong = [i for i, line in enumerate(lines) if any(ord(ch) > 127 for ch in line)]
+    assert wrong
+    nd = tmp_path / "cases.ndjson"
+    nd.write_bytes("\n".join(lines).encode("cp1252", errors="replace") + b"\n")
+    code, out, err = await in_process(monkeypatch, settings, capsys, "ingest", str(nd))
+    assert code == 1 and json.loads(out)["invalid"] == len(wrong)
+    line = lines[wrong[0]]
+    column = next(n for n, ch in enumerate(line, start=1) if ord(ch) > 127)
+    byte = line[column - 1].encode("cp1252", "replace")[0]
+    assert (
+        f"failcat: {nd}:{wrong[0] + 1}: not UTF-8 text: byte 0x{byte:02x} at column {column} "
+        "(save the file as UTF-8)"
+    ) in err, err
+
+    array = tmp_path / "cases.json"
+    array.write_bytes(json.dumps(cases, indent=2, ensure_ascii=False).encode("cp1252", "replace"))
+    code, out, err = await in_process(monkeypatch, settings, capsys, "ingest", str(array))
+    assert code == 2 and out == ""
+    assert err.startswith(f"failcat: {array}:") and "not UTF-8 text: byte 0x" in err, err
+    assert ":1: " not in err and "surrogates" not in err
