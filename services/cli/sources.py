@@ -39,6 +39,10 @@ from services.cli.mapping import ColumnMapping
 
 _WS = re.compile(r"[ \t\n\r]*")
 BOM = b"\xef\xbb\xbf"
+# csv's default cell limit (128 KB) is below what a case may hold (a summary of 100,000
+# characters, 256 KB values): larger cells are read and the server judges the item. This is
+# above what one request may carry, so a bigger cell is an unclosed quote or not a case file.
+CSV_CELL_LIMIT = 32 * 1024 * 1024
 # --format names -> the kinds read here.
 FORMATS = {"json": "array", "ndjson": "ndjson", "csv": "csv", "parquet": "parquet"}
 STDIN = "<stdin>"
@@ -249,6 +253,7 @@ class CaseFile:
             # Records, not lines: a quoted cell may hold newlines (incident write-ups do).
             # Empty rows are skipped as csv.DictReader skips them; the header is not an item.
             # Only for progress: what cannot be read is reported when the rows are read.
+            csv.field_size_limit(max(csv.field_size_limit(), CSV_CELL_LIMIT))
             with io.TextIOWrapper(
                 self._open(), encoding="utf-8", errors="replace", newline=""
             ) as text:
@@ -350,6 +355,7 @@ class CaseFile:
         return lines
 
     def _csv_items(self, skip: int = 0) -> Iterator[Item]:
+        csv.field_size_limit(max(csv.field_size_limit(), CSV_CELL_LIMIT))
         # surrogateescape: a record with bytes that are not UTF-8 is refused on its own.
         with io.TextIOWrapper(
             self._open(), encoding="utf-8", errors="surrogateescape", newline=""
@@ -370,7 +376,14 @@ class CaseFile:
                         " (or give --mapping FILE)"
                     )
             start = 2  # after the header (a header with a quoted newline is not supported)
-            for index, row in enumerate(reader):
+            rows = enumerate(reader)
+            while True:
+                try:
+                    index, row = next(rows)
+                except StopIteration:
+                    break
+                except csv.Error as exc:  # a cell over CSV_CELL_LIMIT: the rest is unreadable
+                    raise CliError(f"{self.name}:{start}: {exc} (an unclosed quote?)") from None
                 if index >= skip:
                     error = _undecodable_cell(row)
                     if error is not None:

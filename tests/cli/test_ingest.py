@@ -596,3 +596,24 @@ async def test_bytes_that_are_not_utf8_are_named_by_line_byte_and_column(
     assert code == 2 and out == ""
     assert err.startswith(f"failcat: {array}:") and "not UTF-8 text: byte 0x" in err, err
     assert ":1: " not in err and "surrogates" not in err
+
+
+async def test_a_cell_over_csv_default_limit_is_read(monkeypatch, settings, capsys, tmp_path, db):
+    """csv refuses a cell over 128 KB; the command died with "unexpected error: Error: field
+    larger than field limit (131072)", storing nothing. Such a cell is read and the item is
+    judged by the case's own limits (a summary of at most 100,000 characters)."""
+    source = unique_source("aiid-big-cell")
+    path = tmp_path / "incidents.csv"
+    records = aiid_csv(path, 5)
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+    rows[3][3] = (records[2]["description"] + " ") * (140_000 // len(records[2]["description"]))
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    (tmp_path / "m.yaml").write_text(MAPPING % source)
+    code, out, err = await in_process(
+        monkeypatch, settings, capsys, "ingest", str(path), "--mapping", str(tmp_path / "m.yaml")
+    )
+    assert code == 1, err
+    assert json.loads(out) == counts(created=4, invalid=1)
+    assert f"failcat: {path}:4: summary: String should have at most 100000 characters" in err
+    assert len(await stored(db, source)) == 4
