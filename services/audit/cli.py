@@ -115,7 +115,12 @@ def _verify(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             return EXIT_OK
-        where = f"first bad seq {report.first_bad_seq}" if report.first_bad_seq else "tampered"
+        # Only a checkpoint file names no seq: its own signature does not verify.
+        where = (
+            f"first bad seq {report.first_bad_seq}"
+            if report.first_bad_seq
+            else "a checkpoint file does not verify"
+        )
         print(f"failcat audit verify: TAMPERED: {where}", file=sys.stderr)
         for problem in report.problems:
             print(f"  {problem}", file=sys.stderr)

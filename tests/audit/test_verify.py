@@ -276,3 +276,7 @@ async def test_a_forged_checkpoint_fails_verification(trail: Trail) -> None:
     checkpoints.write(trail.settings.checkpoint_dir, other, ENTRIES, "f" * 64)
     result = await trail.cli("audit", "verify")
     assert result.code == 1 and "not a valid signed checkpoint" in result.err, result.err
+    # The summary line said "TAMPERED: tampered".
+    assert result.err.startswith(
+        "failcat audit verify: TAMPERED: a checkpoint file does not verify\n"
+    ), result.err
