@@ -386,6 +386,13 @@ class CaseFile:
                     raise CliError(f"{self.name}:{start}: {exc} (an unclosed quote?)") from None
                 if index >= skip:
                     error = _undecodable_cell(row)
+                    if error is None and None in row:
+                        # Cells past the header's would be dropped: an unquoted comma has
+                        # shifted the record, and its fields would land in the wrong columns.
+                        error = (
+                            f"{len(header) + len(row[None])} cells, the header has "
+                            f"{len(header)} columns (a cell with an unquoted comma?)"
+                        )
                     if error is not None:
                         yield Item(index, start, error=error, raw=_readable_cells(row))
                     else:

@@ -617,3 +617,37 @@ async def test_a_cell_over_csv_default_limit_is_read(monkeypatch, settings, caps
     assert json.loads(out) == counts(created=4, invalid=1)
     assert f"failcat: {path}:4: summary: String should have at most 100000 characters" in err
     assert len(await stored(db, source)) == 4
+
+
+async def test_a_record_with_more_cells_than_the_header_is_refused(
+    monkeypatch, settings, capsys, tmp_path, db
+):
+    """An unquoted comma shifts a record: its cells past the header's were dropped and the rest
+    stored under the wrong columns, silently. Now the record is refused, named by line, and
+    the error file keeps its cells."""
+    source = unique_source("aiid-shifted")
+    path = tmp_path / "incidents.csv"
+    records = aiid_csv(path, 6)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    r = records[4]
+    # The writer of this line forgot to quote a title with a comma.
+    # Without a summary, parties or score, it still parsed: stored with "0.5" as its tag.
+    lines.append(f"x-{r['incident_id']},{r['date']}T00:00:00Z,Shifted, a title,,,0.5,a\r\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    (tmp_path / "m.yaml").write_text(MAPPING % source)
+    errors = tmp_path / "refused.ndjson"
+    code, out, err = await in_process(
+        monkeypatch, settings, capsys, "ingest", str(path), "--mapping", str(tmp_path / "m.yaml"),
+        "--error-file", str(errors),
+    )  # fmt: skip
+    assert code == 1, err
+    assert json.loads(out) == counts(created=6, invalid=1)
+    line = len(path.read_text(encoding="utf-8").splitlines())
+    assert (
+        f"failcat: {path}:{line}: 8 cells, the header has 7 columns (a cell with an unquoted "
+        "comma?)"
+    ) in err, err
+    [kept] = [orjson.loads(x) for x in errors.read_bytes().splitlines()]
+    assert kept["raw_row"]["incident_id"] == f"x-{r['incident_id']}"
+    assert kept["raw_row"]["null"] == ["a"]
+    assert len(await stored(db, source)) == 6
