@@ -112,7 +112,7 @@ def _create(args: argparse.Namespace) -> int:
     from services.safeguards.schemas import SuiteCreate
 
     ids = None
-    if args.case_ids:
+    if args.case_ids is not None:  # given, even empty: not "neither query nor case ids"
         ids = [i.strip() for i in args.case_ids.split(",") if i.strip()]
     elif args.case_ids_file:
         try:
@@ -126,7 +126,7 @@ def _create(args: argparse.Namespace) -> int:
     try:
         data = SuiteCreate(name=args.name, model=args.model, query=args.query, case_ids=ids)
     except ValidationError as exc:
-        # Named as the options were given: `--name: String should match pattern ...`.
+        # Named as the options were given: `--name: letters, digits, ...`.
         errors = [
             FieldError(
                 ".".join(["--" + str(e["loc"][0]).replace("_", "-"), *map(str, e["loc"][1:])]),

@@ -136,9 +136,14 @@ async def create_suite(
         cases = await _frozen_cases(session, ids, data.model, actor, strict=True)
         path = "caseIds"
     if not cases:
-        raise BadUserInput(
-            "the suite would be empty", [FieldError(path, f"no case of model {data.model} found")]
-        )
+        # Said of what was given: "no case of model M found" read as if M had none.
+        if path == "caseIds" and not ids:
+            why = "no case id given"
+        elif path == "query" and data.query and data.query.strip():
+            why = f"the query finds no case of model {data.model}"
+        else:
+            why = f"no case of model {data.model} found"
+        raise BadUserInput("the suite would be empty", [FieldError(path, why)])
     if data.include_scenarios:
         cases = await _with_scenarios(repo, cases)
     digest = sha256_hex(

@@ -410,7 +410,9 @@ async def test_suites_create_names_a_bad_option_or_file_in_one_line(
         "suites", "create", "--name", "has space", "--model", " ", "--case-ids", "a",
     )  # fmt: skip
     assert (code, out) == (2, "")
-    assert err.startswith("failcat: invalid suite (--name: String should match pattern")
+    assert err.startswith(
+        "failcat: invalid suite (--name: letters, digits, '.', '_' and '-', beginning with"
+    )
     assert "; --model: String should have at least 1 character)" in err
     assert "unexpected" not in err and err.count("\n") == 1
     binary = tmp_path / "ids.txt"
@@ -424,6 +426,13 @@ async def test_suites_create_names_a_bad_option_or_file_in_one_line(
         err == f"failcat: {binary}: not UTF-8 text (byte 0) (--case-ids-file: a file of "
         "case ids, one a line)\n"
     )
+    # An empty list was taken for no option at all: "give exactly one of query and caseIds".
+    code, out, err = await failcat(
+        monkeypatch, settings, capsys,
+        "suites", "create", "--name", "ok", "--model", "m", "--case-ids", "",
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert "caseIds: no case id given" in err, err
 
 
 NUMBER = "Input should be a valid number, unable to parse string as a number"

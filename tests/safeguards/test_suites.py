@@ -191,10 +191,16 @@ async def test_a_suite_name_that_names_no_export_is_refused(client, curator):
     `failcat suites export`. A name now begins with a letter or a digit."""
     model = a_name("fraud")
     ids = await ingest(client, curator, model_cases(model, 1))
-    for name in (".", "..", "-x", "_x", ".hidden"):
+    for name in (".", "..", "-x", "_x", ".hidden", "has space"):
         body = await gql(client, curator, CREATE_SUITE, {"name": name, "model": model, "ids": ids})
         assert codes(body) == ["BAD_USER_INPUT"], name
-        assert body["errors"][0]["extensions"]["errors"][0]["path"] == "name"
+        # In words, as SAFEGUARDS.md says it (the message was the pattern's regex).
+        assert body["errors"][0]["extensions"]["errors"] == [
+            {
+                "path": "name",
+                "message": "letters, digits, '.', '_' and '-', beginning with a letter or digit",
+            }
+        ]
     name = f"{a_name('v1')}.fraud_suite-2"
     await create_suite(client, curator, name, model, ids=ids)
     assert len(await export(client, curator, name, "latest")) == 1
@@ -256,6 +262,19 @@ async def test_a_saved_query_is_rerun_into_a_new_version(client, curator):
         {"n": a_name("suite"), "m": model},
     )
     assert codes(body) == ["BAD_USER_INPUT"]
+    # What was given is named: "no case of model M found" read as if the model had none.
+    [error] = body["errors"][0]["extensions"]["errors"]
+    assert error == {"path": "query", "message": f"the query finds no case of model {model}"}
+    body = await gql(
+        client,
+        curator,
+        "mutation($n: String!, $m: String!) { createSuite(name: $n, model: $m, caseIds: [])"
+        " { name } }",
+        {"n": a_name("suite"), "m": model},
+    )
+    assert body["errors"][0]["extensions"]["errors"] == [
+        {"path": "caseIds", "message": "no case id given"}
+    ]
 
 
 async def test_a_suite_never_shows_a_case_to_a_reader_who_cannot_see_it(client, token_for):
