@@ -359,6 +359,17 @@ async def remote_sink(url: str) -> AsyncIterator[Sink]:
                     await asyncio.sleep(min(float(retry_after), 30.0))
                     continue
                 break
+            if resp.status_code == 413:
+                # Over a limit of the server's (body size, items per request): halves are
+                # sent instead, and an item too large on its own is refused like any invalid
+                # item, named by its line, so the rest of the file is still stored.
+                if len(parts) > 1:
+                    half = len(parts) // 2
+                    first, second = await post(parts[:half]), await post(parts[half:])
+                    return first + [{**r, "index": r["index"] + half} for r in second]
+                too_large = f"too large to send ({len(parts[0]):,} bytes as JSON): "
+                error = {"path": "$", "message": too_large + problem_text(resp)}
+                return [{"index": 0, "status": "invalid", "errors": [error]}]
             if resp.status_code != 200:
                 raise CliError(f"{url}{BULK_PATH}: {problem_text(resp)}")
             return resp.json()["results"]

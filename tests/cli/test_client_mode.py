@@ -4,6 +4,7 @@ credentials or a `failcat login` device-flow token cached per user."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import httpx
 import orjson
 
 from services.cli import credentials
+from services.cli import ingest as cli_ingest
 from tests.catalog.builders import unique
 from tests.cli.conftest import CLI, clean_env, failcat
 from tests.corpus import aiid_cases
@@ -253,3 +255,46 @@ async def test_login_device_flow_cached_per_user_with_refresh_and_logout(
             },
         )
     assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant"
+
+
+async def test_a_request_over_the_servers_limits_is_split_and_an_oversized_item_is_invalid(
+    server, elsewhere, monkeypatch
+):
+    """A case over the server's 20 MB body limit made the whole run stop with 'request body
+    is larger than the limit' (no line; the other cases of its batch not stored either), as
+    did --batch above the server's 10,000 items per request. A 413 now splits the request in
+    halves, and an item too large on its own is an invalid item named by its line."""
+    creds = await _client(server, elsewhere, "cases:ingest")
+    env = clean_env(
+        FAILCAT_URL=server.url,
+        FAILCAT_CLIENT_ID=creds["client_id"],
+        FAILCAT_CLIENT_SECRET=creds["client_secret"],
+    )
+    cases = unique(aiid_cases(30))
+    cases[7]["input"] = {
+        "transcript": cases[7]["summary"] * (21_000_000 // len(cases[7]["summary"]))
+    }
+    path = elsewhere / "cases.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(c) for c in cases) + b"\n")
+    result = await failcat(
+        "ingest", "cases.ndjson", "--error-file", "refused.ndjson", cwd=elsewhere, env=env
+    )
+    assert result.code == 1, result.err
+    assert json.loads(result.out) == {
+        "created": 29, "duplicate": 0, "conflict": 0, "invalid": 1, "sampled_out": 0,
+    }  # fmt: skip
+    assert "failcat: cases.ndjson:8: too large to send (" in result.err, result.err
+    assert "request body is larger than the limit of 20971520 bytes" in result.err
+    [kept] = [orjson.loads(x) for x in (elsewhere / "refused.ndjson").read_bytes().splitlines()]
+    assert kept["external_id"] == cases[7]["external_id"] and kept["_meta"]["line"] == 8
+
+    # Without the CLI's own 16 MB split the server refuses the whole request: halves are sent
+    # until the item is alone, and everything else is answered (duplicates of the run above).
+    monkeypatch.setenv("FAILCAT_CLIENT_ID", creds["client_id"])
+    monkeypatch.setenv("FAILCAT_CLIENT_SECRET", creds["client_secret"])
+    monkeypatch.setattr(cli_ingest, "MAX_REQUEST_BYTES", 64 * 1024 * 1024)
+    async with cli_ingest.remote_sink(server.url) as sink:
+        report = await cli_ingest.ingest_file(path, sink, err=io.StringIO(), quiet=True)
+    assert dict(report.counts) == {
+        "created": 0, "duplicate": 29, "conflict": 0, "invalid": 1, "sampled_out": 0,
+    }  # fmt: skip
