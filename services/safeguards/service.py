@@ -811,7 +811,12 @@ async def run_slices(
     if not (
         field_name in FROZEN_SLICES
         or field_name in CASE_SLICES
-        or (field_name.startswith(PREFIX_SLICES) and field_name.count(".") == 1)
+        # A prefix with its key: "input." alone answered one "(none)" slice of every case.
+        or (
+            field_name.startswith(PREFIX_SLICES)
+            and field_name.count(".") == 1
+            and not field_name.endswith(".")
+        )
     ):
         raise BadUserInput(
             f"cannot slice by {field_name}",

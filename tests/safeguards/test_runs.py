@@ -120,6 +120,11 @@ async def test_a_run_reports_per_mode_figures_false_alarms_and_slices(client, to
     assert body["evaluationRun"]["slice"][0]["value"] == "1.0.0"
     body = await gql(client, tokens["ci"], SLICE, {"id": run["id"], "by": "password"})
     assert codes(body) == ["BAD_USER_INPUT"]
+    # A prefix without its key answered one "(none)" slice holding every case.
+    for by in ("input.", "environment.", "signals."):
+        body = await gql(client, tokens["ci"], SLICE, {"id": run["id"], "by": by})
+        assert codes(body) == ["BAD_USER_INPUT"], by
+        assert body["errors"][0]["extensions"]["errors"][0]["path"] == "by"
 
 
 async def test_bad_runs_are_refused_with_the_field_named(client, tokens, suite):
