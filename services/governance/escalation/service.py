@@ -41,11 +41,14 @@ MAX_PAGE = 100
 DELIVERIES = "escalation-deliveries"
 
 
-def validation_error(exc: ValidationError, prefix: str = "rule") -> BadUserInput:
+def validation_error(exc: ValidationError, prefix: str | None = "rule") -> BadUserInput:
+    """Each error named by its input path: under `prefix` when the input is one argument
+    (`rule.threshold`), bare when its fields are the mutation's own arguments (`reason`)."""
     errors = [
-        FieldError(".".join([prefix, *(str(p) for p in e["loc"])]), e["msg"]) for e in exc.errors()
+        FieldError(".".join([*([prefix] if prefix else []), *(str(p) for p in e["loc"])]), e["msg"])
+        for e in exc.errors()
     ]
-    return BadUserInput(f"invalid {prefix}: {errors[0].message}", errors)
+    return BadUserInput(f"invalid {prefix or 'input'}: {errors[0].message}", errors)
 
 
 def rule_principal(rule: EscalationRule) -> Principal:
@@ -223,7 +226,8 @@ async def lift_release_block(
     try:
         data = LiftIn.model_validate(values)
     except ValidationError as exc:
-        raise validation_error(exc, "lift") from None
+        # model, version and reason are liftReleaseBlock's own arguments: no `lift.` prefix
+        raise validation_error(exc, None) from None
     repo = EscalationRepository(session)
     blocks = await active_blocks(session, data.model, data.version)
     if not blocks:

@@ -450,7 +450,13 @@ async def test_rules_are_validated_and_seen_only_by_their_team(client, db, token
     lift = 'mutation { liftReleaseBlock(model: "m", version: "1", reason: "a\\u0000b") { id } }'
     refused = await gql(client, tokens["reviewer"], lift)
     assert codes(refused) == ["BAD_USER_INPUT"]
-    assert refused["errors"][0]["extensions"]["errors"][0]["path"] == "lift.reason"
+    assert refused["errors"][0]["extensions"]["errors"][0]["path"] == "reason"
+    # Each refusal names the argument as the mutation spells it: there is no `lift` input.
+    lift = 'mutation { liftReleaseBlock(model: " ", version: "", reason: "  ") { id } }'
+    refused = await gql(client, tokens["reviewer"], lift)
+    assert codes(refused) == ["BAD_USER_INPUT"]
+    paths = [e["path"] for e in refused["errors"][0]["extensions"]["errors"]]
+    assert paths == ["model", "version", "reason"], refused
     blocks = await gql(
         client, curator, '{ releaseBlocks(model: "a\\u0000b", version: "1") { id } }'
     )
