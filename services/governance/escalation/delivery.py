@@ -142,6 +142,14 @@ async def private_destination(url: str) -> str | None:
     return None
 
 
+def _failure(exc: httpx.HTTPError, policy: DeliveryPolicy) -> str:
+    """The delivery log's line for a request that got no answer. httpx's timeouts carry no
+    message (the log read 'ReadTimeout: '): say what the wait was."""
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{type(exc).__name__}: no answer within {policy.timeout_s:g} s"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 class Dispatcher:
     """The background sender (the API process's, or `failcat worker`'s)."""
 
@@ -232,7 +240,7 @@ class Dispatcher:
             )
         except httpx.HTTPError as exc:
             elapsed = (time.perf_counter() - started) * 1000
-            return Outcome(None, f"{type(exc).__name__}: {exc}"[:500], elapsed)
+            return Outcome(None, _failure(exc, policy)[:500], elapsed)
         elapsed = (time.perf_counter() - started) * 1000
         parsed = None
         if row.action == Action.TICKET.value and 200 <= resp.status_code < 300:
