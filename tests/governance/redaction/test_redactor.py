@@ -4,6 +4,8 @@ returned untouched."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -48,6 +50,16 @@ def test_a_secret_alone_is_redacted(fields):
     out = Redactor({}, None).apply(_case(**fields))
     assert [f["kind"] for f in out["pii_findings"]] == ["secret"]
     assert "tr0ub4dor" not in orjson.dumps(out).decode() and "12345678" not in str(out)
+
+
+def test_a_number_is_redacted_under_a_secret_key_only_as_redaction_md_says():
+    # REDACTION.md's example was `"pin": 1234`, which ingest stores as written: `pin` is
+    # not one of the secret key words; `password` is.
+    out = Redactor({}, None).apply(_case(input={"password": 1234, "pin": 1234}))
+    assert out["input"] == {"password": "[SECRET]", "pin": 1234}
+    assert out["pii_findings"] == [{"kind": "secret", "path": "input.password"}]
+    doc = (Path(__file__).parents[3] / "services/governance/REDACTION.md").read_text()
+    assert '`"password": 1234` is masked' in " ".join(doc.split())
 
 
 def test_ordinary_cases_pass_through_untouched():
