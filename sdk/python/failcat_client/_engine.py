@@ -81,16 +81,16 @@ class _Throttled:
         self._last: dict[str, float] = {}
         self._count: dict[str, int] = {}
 
-    def warn(self, key: str, message: str, *args: Any) -> None:
+    def warn(self, key: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
         now = time.monotonic()
         self._count[key] = self._count.get(key, 0) + 1
         if now - self._last.get(key, -1e9) >= self.interval_s:
             n = self._count.pop(key)
             self._last[key] = now
             if n > 1:
-                log.warning(message + " (%d times since the last report)", *args, n)
+                log.log(level, message + " (%d times since the last report)", *args, n)
             else:
-                log.warning(message, *args)
+                log.log(level, message, *args)
 
 
 def base_url(url: Any) -> str:
@@ -573,7 +573,8 @@ class Engine:
                 body = await self._offload(_wire.json_array, lines)
                 response = await self._request(BULK_PATH, body, "application/json")
         except AuthError as exc:
-            self._throttle.warn("auth", "failcat credentials refused: %s", exc)
+            # An error, not a warning: nothing is delivered until someone fixes the secret.
+            self._throttle.warn("auth", "failcat credentials refused: %s", exc, level=logging.ERROR)
             return _Outcome("retry", reason=str(exc))
         except httpx.HTTPStatusError as exc:  # metadata or token endpoint
             return _Outcome(
@@ -604,7 +605,7 @@ class Engine:
         reason = f"HTTP {status}: {response.text[:300]}"
         if status in RETRYABLE_STATUS or status in (401, 403):
             if status in (401, 403):
-                self._throttle.warn("denied", "failcat: %s", reason)
+                self._throttle.warn("denied", "failcat: %s", reason, level=logging.ERROR)
             return _Outcome(
                 "retry",
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
