@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc6749.errors import (
@@ -158,6 +159,18 @@ def _server(grant: Any) -> FailcatAuthorizationServer:
     return grant.server
 
 
+# Printable ASCII but the quote and backslash: what an OAuth error_description may hold.
+_DESCRIBABLE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in '"\\')
+
+
+def shown(value: str, limit: int = 200) -> str:
+    """A value the caller sent, fit for an error_description. authlib refuses to build an
+    error whose description holds a quote, a backslash or a non-ASCII character (RFC 6749
+    section 5.2): it raises ValueError, a 500. Those are percent-encoded, and a long value cut."""
+    value = value if len(value) <= limit else value[:limit] + "..."
+    return quote(value, safe=_DESCRIBABLE)
+
+
 class StrictScopeMixin:
     """Refuse, with invalid_scope, a scope unknown to the server or not allowed to the client."""
 
@@ -195,6 +208,16 @@ class S256CodeChallenge(CodeChallenge):
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ANY_CLIENT_AUTH
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request: Any, client: ClientView) -> str:
+        uri = request.payload.redirect_uri
+        if uri and not client.check_redirect_uri(uri):
+            # authlib's own error echoes the URI raw (see `shown`).
+            raise InvalidRequestError(
+                f"redirect_uri {shown(uri)} is not registered for this client"
+            )
+        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
 
     def create_authorization_response(self, redirect_uri: str, grant_user: Any) -> Any:
         if grant_user is not None:

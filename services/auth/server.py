@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Payload, OAuth2Request
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, UnsupportedResponseTypeError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc9207 import IssuerParameter
 from sqlalchemy.orm import Session
@@ -29,6 +30,7 @@ from services.auth.grants import (
     RefreshTokenGrant,
     Revocation,
     S256CodeChallenge,
+    shown,
 )
 from services.auth.models import IssuedAccessToken, RefreshToken
 from services.auth.repository import GrantRepository, Revoked
@@ -183,6 +185,28 @@ class FailcatAuthorizationServer(AuthorizationServer):
 
     def save_token(self, token: dict, request: OAuth2Request) -> None:
         self.store_token(token, request, grant_id=None)
+
+    def get_authorization_grant(self, request: OAuth2Request) -> Any:
+        response_type = request.payload.response_type
+        if response_type in AuthorizationCodeGrant.RESPONSE_TYPES:
+            return super().get_authorization_grant(request)
+        # authlib's refusal passes its arguments swapped, so its description is the raw
+        # response_type: empty when it is missing, and a 500 when it holds a quote or a
+        # non-ASCII character (see `shown`). Back to the client only at a registered URI.
+        client_id, uri = request.payload.client_id, request.payload.redirect_uri
+        client = self.query_client(client_id) if client_id else None
+        redirect_uri = (
+            uri if client is not None and uri and client.check_redirect_uri(uri) else None
+        )
+        if not response_type:
+            raise InvalidRequestError(
+                "missing response_type (must be code)", redirect_uri=redirect_uri
+            )
+        raise UnsupportedResponseTypeError(
+            response_type,
+            description=f"response_type {shown(response_type)} is not supported: use code",
+            redirect_uri=redirect_uri,
+        )
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         return request

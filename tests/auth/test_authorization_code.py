@@ -184,6 +184,49 @@ async def test_redirect_uri_must_match_exactly_and_is_never_followed_otherwise(
     assert "location" not in resp.headers
 
 
+@pytest.mark.parametrize("uri", [REDIRECT + '"', REDIRECT + "\\", REDIRECT + "é"])
+async def test_unregistered_redirect_uri_with_any_character_is_named_not_a_500(
+    client, web_client, uri
+):
+    # authlib refuses to build an error whose description holds these characters (a 500).
+    _, challenge = pkce_pair()
+    resp = await client.get(
+        "/oauth/authorize", params=_params(web_client, challenge, redirect_uri=uri)
+    )
+    assert resp.status_code == 400
+    assert "location" not in resp.headers
+    assert "is not registered for this client" in resp.text
+
+
+@pytest.mark.parametrize(
+    ("response_type", "error", "description"),
+    [
+        ("token", "unsupported_response_type", "response_type token is not supported: use code"),
+        (
+            'to"ken',
+            "unsupported_response_type",
+            "response_type to%22ken is not supported: use code",
+        ),
+        (
+            "tokén",
+            "unsupported_response_type",
+            "response_type tok%C3%A9n is not supported: use code",
+        ),
+        ("", "invalid_request", "missing response_type (must be code)"),
+    ],
+)
+async def test_unsupported_or_missing_response_type_goes_back_with_a_clear_error(
+    client, web_client, response_type, error, description
+):
+    _, challenge = pkce_pair()
+    resp = await client.get(
+        "/oauth/authorize", params=_params(web_client, challenge, response_type=response_type)
+    )
+    assert resp.status_code == 302, resp.text
+    q = query_of(resp.headers["location"])
+    assert (q["error"], q["error_description"], q["state"]) == (error, description, "st-123")
+
+
 async def test_redirect_uri_at_token_endpoint_must_match(client, web_client, curator):
     code, verifier = await _code(client, web_client, curator)
     resp = await _redeem(client, web_client, code, verifier, redirect_uri=REDIRECT + "/x")
