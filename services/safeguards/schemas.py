@@ -152,6 +152,13 @@ class OutcomeIn(_In):
     prediction: Any = None
     error: Annotated[str, StringConstraints(max_length=MAX_ERROR)] | None = None
 
+    @field_validator("outcome", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        # REST takes GraphQL's body in snake_case (SAFEGUARDS.md), whose outcomes are
+        # PASS|FAIL|ERROR: "PASS" was refused ("Input should be 'pass', 'fail' or 'error'").
+        return value.lower() if isinstance(value, str) else value
+
 
 class RunIn(_In):
     """One evaluation of model `version` (a release candidate may have no cases of its own)

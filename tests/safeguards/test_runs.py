@@ -372,3 +372,27 @@ async def test_a_proposal_for_a_group_resolved_since_is_a_conflict(client, token
     assert "already resolved in version 1.0.0" in body["errors"][0]["message"]
     state = data(await gql(client, tokens["ci"], GROUP, {"id": group}))["group"]
     assert (state["status"], state["resolvedInVersion"]) == ("RESOLVED", "1.0.0")
+
+
+async def test_rest_takes_the_outcomes_as_graphql_spells_them(client, tokens, suite):
+    """SAFEGUARDS.md: POST /safeguards/v1/runs takes recordEvaluationRun's body in snake_case,
+    whose outcomes are PASS|FAIL|ERROR; "PASS" was refused with "Input should be 'pass',
+    'fail' or 'error'"."""
+    ids = suite["ids"]
+    run = {
+        "model": suite["model"],
+        "version": "rest-2",
+        "suite": suite["name"],
+        "outcomes": [
+            {"case_id": ids[0], "outcome": "PASS"},
+            {"case_id": ids[1], "outcome": "FAIL"},
+            {"case_id": ids[2], "outcome": "error"},
+        ],
+    }
+    resp = await client.post("/safeguards/v1/runs", json=run, headers=auth_header(tokens["ci"]))
+    assert resp.status_code == 201, resp.text
+    answer = resp.json()
+    assert (answer["passed"], answer["failed"], answer["errored"]) == (1, 1, 1), answer
+    run["outcomes"] = [{"case_id": ids[0], "outcome": "MAYBE"}]
+    resp = await client.post("/safeguards/v1/runs", json=run, headers=auth_header(tokens["ci"]))
+    assert resp.status_code == 400 and resp.json()["errors"][0]["path"] == "outcomes.0.outcome"
