@@ -8,16 +8,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc6749.util import extract_basic_authorization, scope_to_list
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException
 
 from services.auth import openapi as doc
 from services.auth import pages, protocol
 from services.auth.credentials import new_secret
-from services.auth.grants import ClientView, UserView
+from services.auth.grants import ClientView, UserView, shown
 from services.auth.repository import AuthRepository
 from services.auth.server import (
     FailcatAuthorizationServer,
@@ -46,10 +47,36 @@ def _auth(request: Request) -> AuthService:
     return request.app.state.auth
 
 
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+async def _form(request: Request) -> list[tuple[str, str]]:
+    """The body's parameters (RFC 6749 section 3.2: a form). InvalidRequestError when the body
+    is something else or cannot be read (Starlette's own refusal is a bare {"detail"}, not an
+    OAuth error). Kept on request.state, so the token audit does not read the body again."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind and kind not in FORM_TYPES:
+        raise InvalidRequestError(
+            f"send the parameters as application/x-www-form-urlencoded, not {shown(kind)}"
+        )
+    try:
+        body = await request.form()
+    except HTTPException as exc:  # a field over 1 MB, over 1000 fields, a broken multipart
+        raise InvalidRequestError(f"unreadable form body: {shown(str(exc.detail))}") from None
+    form = [(k, v) for k, v in body.multi_items() if isinstance(v, str)]
+    request.state.oauth_form = form
+    return form
+
+
+def _refusal(error: OAuth2Error) -> Response:
+    status, body, headers = error()
+    return _to_response(OAuthResponse(status, body, headers))
+
+
 async def _oauth_request(request: Request, service: AuthService) -> StarletteOAuth2Request:
     form: list[tuple[str, str]] = []
     if request.method == "POST":
-        form = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
+        form = await _form(request)
     # The issuer, not the Host header, names the endpoint: behind a TLS-terminating proxy the
     # app sees http, and Host is the caller's to choose.
     uri = f"{service.settings.issuer}{request.url.path}"
@@ -117,7 +144,10 @@ async def _guarded(
             headers={"WWW-Authenticate": 'Basic realm="failcat"', "Cache-Control": "no-store"},
         )
     service = _auth(request)
-    oauth_request = await _oauth_request(request, service)
+    try:
+        oauth_request = await _oauth_request(request, service)
+    except InvalidRequestError as error:
+        return _refusal(error)
     ip_key, client_key = _limit_keys(request, oauth_request)
     wait = max(
         service.ip_limiter.retry_after([ip_key]),
@@ -162,7 +192,7 @@ async def token(request: Request, session: AsyncSession = Session) -> Response:
 async def _audit_token(request: Request, session: AsyncSession, response: Response) -> None:
     """Issued or refused, with the grant type and client (never a secret or a code). The
     session commits either way (a refusal is an answer, not an error), before the response."""
-    form = await request.form()  # parsed once already: Starlette caches it
+    form = dict(getattr(request.state, "oauth_form", ()))  # what _form read, if it could
     client_id = _basic_client_id(request) or form.get("client_id")
     client = str(client_id) if client_id else None
     denied = response.status_code >= 400
@@ -273,7 +303,10 @@ async def authorize_page(request: Request, session: AsyncSession = Session) -> R
 @router.post(protocol.AUTHORIZE, openapi_extra=doc.SIGN_IN)
 async def authorize_submit(request: Request, session: AsyncSession = Session) -> Response:
     service = _auth(request)
-    oauth_request = await _oauth_request(request, service)
+    try:
+        oauth_request = await _oauth_request(request, service)
+    except InvalidRequestError as error:
+        return pages.message_page("Sign-in request refused", error.description, status=400)
     form = oauth_request.form
     if not _csrf_ok(request, form):
         return pages.message_page("Session expired", "Reload the sign-in page and try again.", 403)
@@ -332,7 +365,10 @@ async def device_page(request: Request, user_code: str = "") -> Response:
 @router.post(protocol.DEVICE, openapi_extra=doc.DEVICE_APPROVAL)
 async def device_submit(request: Request, session: AsyncSession = Session) -> Response:
     service = _auth(request)
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    try:
+        form = dict(await _form(request))
+    except InvalidRequestError as error:
+        return pages.message_page("Approval refused", error.description, status=400)
     csrf = _csrf(request)
     user_code = form.get("user_code", "").strip().upper()
     if not _csrf_ok(request, form):

@@ -13,7 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Payload, OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidRequestError, UnsupportedResponseTypeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidRequestError,
+    UnsupportedGrantTypeError,
+    UnsupportedResponseTypeError,
+)
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc9207 import IssuerParameter
 from sqlalchemy.orm import Session
@@ -207,6 +211,28 @@ class FailcatAuthorizationServer(AuthorizationServer):
             description=f"response_type {shown(response_type)} is not supported: use code",
             redirect_uri=redirect_uri,
         )
+
+    def create_token_response(self, request: Any = None) -> Any:
+        # RFC 6749 section 3.2 and 5.2: a missing or repeated parameter is invalid_request
+        # (authlib answered a missing grant_type as unsupported_grant_type, with no words).
+        repeated = sorted(k for k, values in request.payload.datalist.items() if len(values) > 1)
+        if repeated:
+            error = InvalidRequestError(f"parameter given more than once: {shown(repeated[0])}")
+            return self.handle_error_response(request, error)
+        if not request.payload.grant_type:
+            return self.handle_error_response(request, InvalidRequestError("missing grant_type"))
+        return super().create_token_response(request)
+
+    def get_token_grant(self, request: OAuth2Request) -> Any:
+        try:
+            return super().get_token_grant(request)
+        except UnsupportedGrantTypeError as error:
+            # authlib's has no description: name the value and what there is instead.
+            error.description = (
+                f"grant_type {shown(request.payload.grant_type or '')} is not supported: "
+                f"use one of {', '.join(protocol.GRANT_TYPES)}"
+            )
+            raise
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         return request

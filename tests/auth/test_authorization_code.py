@@ -384,3 +384,14 @@ async def test_public_client_with_loopback_redirect(client, app, curator):
     )
     assert token.status_code == 200, token.text
     assert token.json()["scope"] == "cases:read"
+
+
+@pytest.mark.parametrize("path", ["/oauth/authorize", "/oauth/device"])
+async def test_the_pages_refuse_an_unreadable_form_with_a_page(client, path):
+    body = b"username=x&password=" + b"a" * (1024 * 1024 + 1)
+    resp = await client.post(
+        path, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert resp.status_code == 400
+    assert resp.headers["content-type"].startswith("text/html")
+    assert "unreadable form body: Field exceeded maximum size of 1024KB." in resp.text

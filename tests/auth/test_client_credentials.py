@@ -312,3 +312,64 @@ async def test_basic_credentials_that_are_not_utf8_are_invalid_client(client):
         resp = await client.post(path, data=form, headers={"Authorization": f"Basic {garbage}"})
         assert resp.status_code == 401, (path, resp.text)
         assert resp.json()["error"] == "invalid_client"
+
+
+async def test_a_missing_or_repeated_parameter_is_invalid_request_and_a_grant_type_is_named(
+    client, app
+):
+    c = await register(app)
+
+    async def token(body: str) -> httpx.Response:
+        return await client.post(
+            "/oauth/token",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            auth=(c.client_id, c.secret),
+        )
+
+    missing = await token("scope=cases:read")
+    assert missing.status_code == 400
+    assert missing.json() == {"error": "invalid_request", "error_description": "missing grant_type"}
+
+    twice = await token("grant_type=client_credentials&grant_type=client_credentials")
+    assert twice.status_code == 400
+    assert twice.json() == {
+        "error": "invalid_request",
+        "error_description": "parameter given more than once: grant_type",
+    }
+
+    unknown = await token("grant_type=pass%22word%C3%A9")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"] == "unsupported_grant_type"
+    assert unknown.json()["error_description"] == (
+        "grant_type pass%22word%C3%A9 is not supported: use one of authorization_code, "
+        "client_credentials, refresh_token, urn:ietf:params:oauth:grant-type:device_code"
+    )
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
+async def test_a_body_that_is_not_a_readable_form_is_an_oauth_invalid_request(client, app, path):
+    # Starlette's own refusals were {"detail": ...}, which no OAuth client reads.
+    c = await register(app)
+    cases = [
+        (
+            {"Content-Type": "application/json"},
+            b'{"grant_type": "client_credentials"}',
+            "send the parameters as application/x-www-form-urlencoded, not application/json",
+        ),
+        (
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            b"grant_type=client_credentials&token=" + b"a" * (1024 * 1024 + 1),
+            "unreadable form body: Field exceeded maximum size of 1024KB.",
+        ),
+        (
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            b"&".join(b"k%d=v" % i for i in range(1001)),
+            "unreadable form body: Too many fields. Maximum number of fields is 1000.",
+        ),
+    ]
+    for headers, body, description in cases:
+        resp = await client.post(path, content=body, headers=headers, auth=(c.client_id, c.secret))
+        assert resp.status_code == 400, (path, resp.text)
+        assert resp.json() == {"error": "invalid_request", "error_description": description}
+        assert resp.headers["cache-control"] == "no-store"
