@@ -80,10 +80,15 @@ def parse_policy(value: Any, path: str = "policy") -> GatePolicy:
         return GatePolicy.model_validate(value or {})
     except ValidationError as exc:
         errors = [
-            FieldError(".".join([path, *(str(p) for p in e["loc"])]), e["msg"])
+            FieldError(".".join([path, *(str(p) for p in e["loc"])]), _said(e))
             for e in exc.errors()
         ]
         raise BadUserInput(f"invalid gate policy: {errors[0].message}", errors) from None
+
+
+def _said(error: Any) -> str:
+    # A validator's ValueError reads "Value error, <its message>": the message is enough.
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def load_policy_file(path: Path) -> GatePolicy:
@@ -130,10 +135,10 @@ def load_policy_file(path: Path) -> GatePolicy:
         line = _line_of(text, first["loc"])
         where = f"{path}:{line}" if line else str(path)
         errors = [
-            FieldError(".".join(["policy", *(str(p) for p in e["loc"])]), e["msg"])
+            FieldError(".".join(["policy", *(str(p) for p in e["loc"])]), _said(e))
             for e in exc.errors()
         ]
-        raise BadUserInput(f"{where}: {field}: {first['msg']}", errors) from None
+        raise BadUserInput(f"{where}: {field}: {_said(first)}", errors) from None
 
 
 class _SyntaxError(ValueError):

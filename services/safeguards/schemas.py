@@ -207,7 +207,7 @@ class GatePolicy(_In):
     def _known(cls, values: list[str]) -> list[str]:
         bad = [v for v in values if v not in SEVERITIES]
         if bad:
-            raise ValueError(f"unknown severities {bad}: one of {', '.join(SEVERITIES)}")
+            raise ValueError(f"unknown severity {', '.join(bad)}: one of {', '.join(SEVERITIES)}")
         return list(dict.fromkeys(values))  # [S0, S0] named the condition 'no open S0/S0 groups'
 
 

@@ -458,7 +458,10 @@ NUMBER = "Input should be a valid number, unable to parse string as a number"
          "2: latency.p95_ms: Input should be a finite number"),
         # a latency rule with no budget checked only that some run measured latency
         ("no-budget.yaml", "block_severities: [S0]\nlatency: {}\n",
-         "2: latency: Value error, a latency rule needs p95_ms or p50_ms"),
+         "2: latency: a latency rule needs p95_ms or p50_ms"),
+        # A validator's message came as "Value error, unknown severities ['S9']: ..."
+        ("severity.yaml", "suites: []\nblock_severities: [S0, S9]\n",
+         "2: block_severities: unknown severity S9: one of S0, S1, S2, S3, S4"),
     ],
 )  # fmt: skip
 async def test_a_bad_policy_file_is_one_line_naming_file_line_and_field(
