@@ -204,8 +204,8 @@ class EscalationRuleInput:
     webhook_url: str | None = None
     ticket_url: str | None = strawberry.field(
         default=None,
-        description="A ticket system's webhook: its answer's `url` or `ticket_url` is stored "
-        "as a `ticket` link on the cases.",
+        description="A ticket system's webhook: its answer's `ticket_url`, `url` or "
+        "`ticket.url` is stored as a `ticket` link on the cases.",
     )
     block_release: bool = False
     secret: str | None = strawberry.field(

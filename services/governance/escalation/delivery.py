@@ -29,9 +29,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+from pydantic import ValidationError
 
 from services.catalog import service as catalog
-from services.catalog.schemas import CasePatch
+from services.catalog.schemas import CasePatch, Link
 from services.governance.escalation import service
 from services.governance.escalation.repository import EscalationRepository
 from services.governance.escalation.schemas import Action, DeliveryStatus
@@ -96,15 +97,23 @@ class Outcome:
     status_code: int | None
     error: str | None
     duration_ms: float
-    response: Any = None
+    ticket: str | None = None  # a ticket action's answer: the ticket's URL
 
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+NO_TICKET = (
+    "no ticket link: the answer has no `ticket_url`, `url` or `ticket.url` that is an "
+    "http(s) URL without spaces of at most 2000 characters"
+)
+
+
 def ticket_url_of(response: Any) -> str | None:
-    """The ticket a ticket system answered with: `url`, `ticket_url` or `ticket.url`."""
+    """The ticket a ticket system answered with: `url`, `ticket_url` or `ticket.url`, if it
+    is a URL a case's link may hold (anything else would be refused by the catalog when the
+    link is added, after the delivery had stored it as the ticket)."""
     if not isinstance(response, dict):
         return None
     for value in (
@@ -114,9 +123,17 @@ def ticket_url_of(response: Any) -> str | None:
         if isinstance(response.get("ticket"), dict)
         else None,
     ):
-        if isinstance(value, str) and value.startswith(("http://", "https://")):
+        if isinstance(value, str) and _linkable(value):
             return value
     return None
+
+
+def _linkable(url: str) -> bool:
+    try:
+        Link.model_validate({"kind": "ticket", "url": url})
+    except ValidationError:
+        return False
+    return True
 
 
 async def private_destination(url: str) -> str | None:
@@ -242,14 +259,17 @@ class Dispatcher:
             elapsed = (time.perf_counter() - started) * 1000
             return Outcome(None, _failure(exc, policy)[:500], elapsed)
         elapsed = (time.perf_counter() - started) * 1000
-        parsed = None
-        if row.action == Action.TICKET.value and 200 <= resp.status_code < 300:
-            try:
-                parsed = resp.json()
-            except ValueError:
-                parsed = None
-        error = None if 200 <= resp.status_code < 300 else f"HTTP {resp.status_code}"
-        return Outcome(resp.status_code, error, elapsed, parsed)
+        if not 200 <= resp.status_code < 300:
+            return Outcome(resp.status_code, f"HTTP {resp.status_code}", elapsed)
+        if row.action != Action.TICKET.value:
+            return Outcome(resp.status_code, None, elapsed)
+        try:
+            ticket = ticket_url_of(resp.json())
+        except ValueError:
+            ticket = None
+        # Delivered either way (the receiver took it); a ticket answer that names no usable
+        # ticket says so in the log rather than leaving the cases without a link unexplained.
+        return Outcome(resp.status_code, None if ticket else NO_TICKET, elapsed, ticket)
 
     async def _record(self, row: Any, outcome: Outcome, policy: DeliveryPolicy) -> None:
         attempt = row.attempts + 1
@@ -282,10 +302,8 @@ class Dispatcher:
                     f"escalation_delivery:{row.id}",
                     details={"attempts": attempt, "rule": row.name},
                 )
-        if outcome.ok and row.action == Action.TICKET.value:
-            ticket = ticket_url_of(outcome.response)
-            if ticket is not None:
-                await self._link_ticket(row, ticket)
+        if outcome.ok and outcome.ticket is not None:
+            await self._link_ticket(row, outcome.ticket)
 
     async def _link_ticket(self, row: Any, ticket: str) -> None:
         """The ticket as a `ticket` link on each case of the firing (groups carry no links in
@@ -301,8 +319,11 @@ class Dispatcher:
                     break
                 except Conflict:
                     continue
-                except FailcatError as exc:  # the case is gone (retention), or the URL refused
+                except FailcatError as exc:  # the case is gone (retention)
                     log.warning("ticket link on case %s not stored: %s", case_id, exc.message)
+                    break
+                except ValidationError as exc:  # the case's links with it are refused
+                    log.warning("ticket link on case %s not stored: %s", case_id, exc)
                     break
 
 

@@ -262,6 +262,46 @@ async def test_a_regressed_group_opens_a_ticket_whose_url_is_linked_on_the_case(
     assert len(await deliveries(client, curator, rule["name"])) == 1
 
 
+async def test_a_ticket_answer_without_a_usable_url_is_delivered_and_says_so(
+    client, db, tokens, receiver, fast_sender
+):
+    """A ticket system answering 2xx with a URL no link may hold (spaces, over 2,000
+    characters) stored it as the delivery's ticket, then the link failed with a traceback
+    in the sender's pass, the cases had no link and nothing said why."""
+    curator, model = tokens["curator"], a_name("ranker")
+    long_url = "https://tickets.example/" + "x" * 2000
+    receiver.script = [(200, {"ticket_url": "https://tickets.example/REM 9", "url": long_url})]
+    rule, _ = await create_rule(
+        client,
+        curator,
+        {
+            "name": a_name("tickets"),
+            "kind": "THRESHOLD",
+            "query": f"model:{model}",
+            "threshold": 1,
+            "windowMinutes": 60,
+            "ticketUrl": receiver.url,
+        },
+    )
+    [case_id] = await ingest(client, curator, cases(model, [("S2", _ago(datetime.now(UTC), 1))]))
+    await indexed(db, [case_id])
+
+    async def delivered():
+        [d] = await deliveries(client, curator, rule["name"])
+        return d if d["status"] == "DELIVERED" else None
+
+    delivery = await eventually(delivered, 30, "the ticket delivery")
+    assert delivery["ticketUrl"] is None
+    assert delivery["lastStatusCode"] == 200
+    assert delivery["lastError"].startswith("no ticket link: the answer has no `ticket_url`")
+    assert [(a["statusCode"], a["error"]) for a in delivery["log"]] == [
+        (200, delivery["lastError"])
+    ]
+    case = data(await gql(client, curator, CASE_LINKS, {"id": case_id}))["case"]
+    assert case == {"revision": 1, "links": []}
+    assert await _audited(db, "escalation.ticket_linked", f"case:{case_id}") == 0
+
+
 LIFT = """mutation($m: String!, $v: String!, $r: String!) {
   liftReleaseBlock(model: $m, version: $v, reason: $r) {
     id ruleName liftedAt liftedBy liftReason } }"""

@@ -33,3 +33,8 @@ def test_the_ticket_url_is_read_from_the_usual_fields_and_must_be_a_web_url():
     assert ticket_url_of({"ticket": {"url": "http://t.example/3"}}) == "http://t.example/3"
     assert ticket_url_of({"url": "javascript:alert(1)"}) is None
     assert ticket_url_of(["https://t.example/4"]) is None
+    # Only a URL a case's link may hold: the catalog refused these when the link was added.
+    assert ticket_url_of({"ticket_url": "https://t.example/a b", "url": "https://t.example/5"}) == (
+        "https://t.example/5"
+    )
+    assert ticket_url_of({"url": "https://t.example/" + "x" * 2000}) is None
