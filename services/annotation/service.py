@@ -806,17 +806,29 @@ async def adjudicate(
 async def send_back(
     session: AsyncSession, case_id: str, comment: str, actor: Principal
 ) -> AnnotationReview:
-    """Return a case's submitted annotations to their annotators as drafts, with a comment."""
+    """Return a case's submitted annotations to their annotators as drafts, with a comment
+    (not the imported ones, whose annotators are not here to resubmit them)."""
     await catalog.get_case(session, case_id, actor)
     if not comment.strip():
         raise BadUserInput("a comment is required", [FieldError("comment", "say what to revisit")])
     repo = AnnotationRepository(session)
     people, rows = await _involved(repo, case_id)
     _not_own(case_id, actor, people)
-    reopened = [r for r in rows if r.status == SUBMITTED]
+    submitted = [r for r in rows if r.status == SUBMITTED]
+    # An imported annotation (AIID's annotators, AVID's and ATLAS's originals) has nobody
+    # here to resubmit it: reopened, it would leave the agreement statistics and the
+    # exports for good. Only annotations their annotators submitted here go back.
+    current = {r.id: r.revision for r in submitted}
+    imported = {
+        c.annotation_id
+        for c in await repo.changes_of(list(current))
+        if c.action == "imported" and current[c.annotation_id] == c.revision
+    }
+    reopened = [r for r in submitted if r.id not in imported]
     if not reopened:
         raise BadUserInput(
-            f"case {case_id} has no submitted annotations to send back",
+            f"case {case_id} has no submitted annotations to send back"
+            + (" (imported annotations are not sent back)" if imported else ""),
             [FieldError("caseId", "nothing submitted")],
         )
     now = utcnow()

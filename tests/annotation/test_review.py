@@ -235,3 +235,40 @@ async def test_send_back_reopens_the_annotations_with_a_comment(client, token_fo
     trail = data(await gql(client, lead.token, TRAIL, {"id": case_id}))["case"]["reviewTrail"]
     sent = [e for e in trail if e["action"] == "sent_back"]
     assert any(e["comment"] == "re-read the rubric" and e["actor"] == lead.subject for e in sent)
+
+
+async def test_send_back_leaves_imported_annotations_submitted(client, app, token_for):
+    """An imported annotation (AIID's CSETv1 annotators, AVID's originals) has nobody here to
+    resubmit it: a send-back reopened it with the others, and it left the agreement figures
+    for good. Only the annotations submitted here go back."""
+    from services.annotation import service as annotation_service
+    from shared.security import SYSTEM
+
+    curator = await caller(token_for, CURATOR)
+    lead = await caller(token_for, REVIEWER)
+    case_id, _a, _b = await _annotated_pair(
+        client, token_for, curator, lead, FAILCAT_VALUES, {**FAILCAT_VALUES, "severity": "S4"}, "S2"
+    )
+    [only_imported] = await ingest_corpus(client, curator.token, 1)
+    async with app.state.db.transaction() as s:
+        tax = await annotation_service.get_taxonomy(s, "failcat")
+        for case in (case_id, only_imported):
+            await annotation_service.record_submitted(
+                s, case, "CSETv1_Annotator-1", tax, FAILCAT_VALUES, SYSTEM
+            )
+    back = data(
+        await gql(client, lead.token, SEND_BACK, {"case": case_id, "comment": "re-read it"})
+    )["sendBack"]
+    assert len(back["annotationIds"]) == 2
+    statuses = {
+        a["annotator"]: a["status"]
+        for a in data(await gql(client, lead.token, ANNOTATIONS, {"id": case_id}))["case"][
+            "annotations"
+        ]
+    }
+    assert statuses["CSETv1_Annotator-1"] == "SUBMITTED"
+    assert sorted(statuses.values()) == ["DRAFT", "DRAFT", "SUBMITTED"]
+
+    body = await gql(client, lead.token, SEND_BACK, {"case": only_imported, "comment": "again"})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert "imported annotations are not sent back" in body["errors"][0]["message"]
