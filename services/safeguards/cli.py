@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -68,14 +69,14 @@ def _viewer_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _principal(args: argparse.Namespace) -> Principal:
-    if not (getattr(args, "team", None) or getattr(args, "clearance", None)):
-        return SYSTEM
+    """The operator on the host: the audit trail's `os:<user>`/`cli` (AUDIT.md), not `system`;
+    without --team/--clearance it sees every case, as SYSTEM does."""
     return Principal(
-        subject="cli",
+        subject=f"os:{getpass.getuser()}",
         client_id="cli",
         scopes=frozenset(s.value for s in Scope),
-        team=args.team,
-        clearance=Sensitivity(args.clearance or "restricted"),
+        team=getattr(args, "team", None),
+        clearance=Sensitivity(getattr(args, "clearance", None) or "restricted"),
     )
 
 

@@ -4,12 +4,14 @@ resolution and plan writes; a refused write leaves none."""
 
 from __future__ import annotations
 
+import getpass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from services.audit.models import AuditEntry
+from tests.cli_run import failcat
 from tests.gateway.helpers import codes, data, gql
 from tests.safeguards.builders import (
     ACCEPT,
@@ -147,3 +149,18 @@ async def test_suites_runs_resolutions_and_plans_are_audited(client, tokens, db)
     assert [e.action for e in entries] == ["plans.create", "plans.set_status"]
     assert entries[0].details == {"model": model, "cases": 2, "groups": 0, "targets": 1}
     assert entries[1].details == {"from": "draft", "to": "approved", "revision": 2}
+
+
+async def test_a_suite_made_on_the_host_is_the_operators(
+    client, tokens, db, monkeypatch, settings, capsys
+):
+    """AUDIT.md: an operator command run on the host is `os:<user>`/`cli`. `failcat suites
+    create` recorded its suites.create as `system`, as if a background job had made it."""
+    model = a_name("fraud")
+    ids = await ingest(client, tokens["curator"], model_cases(model, 2))
+    name = a_name("host")
+    argv = ("suites", "create", "--name", name, "--model", model, "--case-ids", ",".join(ids))
+    code, _, err = await failcat(monkeypatch, settings, capsys, *argv)
+    assert code == 0, err
+    [entry] = await _entries(db, f"suite:{name}@1")
+    assert (entry.actor_subject, entry.actor_client) == (f"os:{getpass.getuser()}", "cli")
