@@ -225,6 +225,54 @@ def test_an_event_the_server_refuses_counts_invalid_with_a_warning(
     assert any("not stored" in r.getMessage() and "kind" in r.getMessage() for r in caplog.records)
 
 
+class CountingTransport(httpx.AsyncHTTPTransport):
+    """The real network transport, counting requests per path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return await super().handle_async_request(request)
+
+
+def test_consecutive_events_share_a_request(server: FailcatServer) -> None:
+    """Each event was a request of its own: 913 deploys (one per AIID incident) took 17.6 s
+    where the same number of cases took 0.8 s. Consecutive events now go as one array, in
+    capture order with the cases around them, and are answered item by item."""
+    source = unique_source("many-events")
+    records = corpus_inputs(300)
+    transport = CountingTransport()
+    with Client(*server.client_args(), transport=transport, flush_interval_s=60) as client:
+        first = client.capture(model=MODEL, data_source=source, input={"n": 1})
+        ids = [
+            client.record_event(
+                "deploy",
+                model=MODEL,
+                data_source=source,
+                occurred_at=f"{r['date']}T00:00:00Z",
+                title=r["title"][:200],
+                rollout="full",
+            )
+            for r in records
+        ]
+        client.record_event("deploy", model={"name": MODEL["name"]}, data_source=source)
+        last = client.capture(model=MODEL, data_source=source, input={"n": 2})
+        assert client.flush(60)
+        stats = client.stats()
+    assert stats["sent"] == 302 and stats["invalid"] == 1 and stats["dropped"] == 0, stats
+    assert transport.paths.count("/catalog/v1/events") == 1, transport.paths
+    assert {c["externalId"] for c in server.cases(source)} == {first, last}
+    listed = httpx.get(
+        f"{server.base}/catalog/v1/events",
+        params={"data_source": source, "first": 500},
+        headers={"Authorization": f"Bearer {server.token()}"},
+    )
+    assert listed.status_code == 200, listed.text
+    assert set(ids) <= {e["external_id"] for e in listed.json()["events"]}
+
+
 def _closed_port() -> int:
     from benchmarks.common import free_port
 
