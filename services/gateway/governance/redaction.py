@@ -32,7 +32,9 @@ RedactionMode = strawberry.enum(
 class RedactionPolicy:
     data_source: str
     mode: RedactionMode
-    payload_sensitivity: str | None
+    # The enum setRedactionPolicy takes (and FailureCase.payloadSensitivity answers), so a
+    # policy read can be written back as it is.
+    payload_sensitivity: Sensitivity | None
     version: int
     updated_at: datetime | None
     updated_by: str | None
@@ -57,7 +59,7 @@ def _policy(p: Any) -> RedactionPolicy:
     return RedactionPolicy(
         data_source=p.data_source,
         mode=p.mode,
-        payload_sensitivity=p.payload_sensitivity,
+        payload_sensitivity=Sensitivity(p.payload_sensitivity) if p.payload_sensitivity else None,
         version=p.version,
         updated_at=p.updated_at,
         updated_by=p.updated_by,

@@ -80,9 +80,12 @@ async def test_set_redaction_policy_is_admin_only_versioned_and_audited(
     assert (first["mode"], first["version"]) == ("HASH", 1)
     assert (second["mode"], second["payloadSensitivity"], second["version"]) == (
         "REMOVE",
-        "confidential",
+        "CONFIDENTIAL",  # the enum the mutation takes: it was the string "confidential"
         2,
     )
+    # What a policy answers can be set again as it is: nothing changes.
+    again = await _policy(client, admin_token, source, second["mode"], second["payloadSensitivity"])
+    assert again["version"] == 2
     listed = data(await gql(client, admin_token, "{ redactionPolicies { dataSource mode } }"))
     assert {"dataSource": source, "mode": "REMOVE"} in listed["redactionPolicies"]
     async with app.state.db.transaction() as s:
