@@ -33,7 +33,7 @@ class EscalationRule:
     name: str
     kind: RuleKind
     query: str = strawberry.field(description="In the search query language (QUERY.md).")
-    threshold: int
+    threshold: int | None = strawberry.field(description="THRESHOLD rules only; else null.")
     window_minutes: int | None
     days: int | None
     webhook_url: str | None
@@ -52,7 +52,8 @@ class EscalationRule:
             name=row.name,
             kind=schemas.RuleKind(row.kind),
             query=row.query,
-            threshold=row.threshold,
+            # Stored as 1 for the other kinds, which refuse one: not theirs to show.
+            threshold=row.threshold if row.kind == schemas.RuleKind.THRESHOLD else None,
             window_minutes=row.window_minutes,
             days=row.days,
             webhook_url=row.webhook_url,

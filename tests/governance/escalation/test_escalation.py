@@ -398,6 +398,8 @@ async def test_a_case_left_in_confirmed_fires_once_after_the_days_given(
             "webhookUrl": receiver.url,
         },
     )
+    # A threshold is refused on this kind, and none is answered (it read 1).
+    assert (rule["threshold"], rule["windowMinutes"], rule["days"]) == (None, None, 7)
     now = datetime.now(UTC)
     [left, moving] = await ingest(
         client, curator, cases(model, [("S2", _ago(now, 5)), ("S2", _ago(now, 4))])
