@@ -397,9 +397,9 @@ def _nul_path(value: Any, path: str = "") -> str | None:
     """The path of the first text (or object key) in `value` holding a NUL, else None."""
     if isinstance(value, str):
         return path if "\x00" in value else None
-    items = value.items() if isinstance(value, dict) else enumerate(value or ())
     if not isinstance(value, dict | list):
-        return None
+        return None  # a number, a bool, null: no text
+    items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
         where = f"{path}.{key}" if path else str(key)
         if isinstance(key, str) and "\x00" in key:

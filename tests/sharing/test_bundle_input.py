@@ -516,3 +516,30 @@ async def test_a_case_edited_at_its_source_and_shared_again_names_what_differs(b
     [error] = orjson.loads(out)["errors"]
     assert "differs from it in title, severity, impact; the copy was edited here since " in error
     assert "(revision 2)" in error, error
+
+
+async def test_a_decision_with_numbers_and_booleans_is_read(bundle, backend):
+    """CSETv1's adjudicated values hold numbers and booleans ('Incident Number': 39, 'Quality
+    Control': false): the NUL check walked into them and the import stopped with 'unexpected
+    error: TypeError: 'int' object is not iterable' on every bundle holding one."""
+    cases = bundle["members"]["cases.jsonl"]
+    case_id = orjson.loads(cases.splitlines()[0])["_meta"]["id"]
+    final = orjson.loads(
+        (CORPORA / "aiid_classifications_CSETv1.jsonl").read_bytes().split(b"\n")[0]
+    )
+    values = {
+        "Incident Number": int(final["Incident ID"]),
+        "Quality Control": final["Quality Control"] == "True",
+        "Harm Domain": final["Harm Domain"],
+        "Physical Objects": [final["Physical Objects"], None, 1.5],
+    }
+    decision = {"case_id": case_id, "taxonomy": "CSETv1", "values": values}
+    path = resigned(bundle, "numbers.tar.gz", **{"annotations.jsonl": orjson.dumps(decision)})
+    target = await fresh_instance(backend, bundle["folder"] / "numbers")
+    code, out, err = await run_cli(
+        target, "import", "bundle", str(path), "--trust", str(bundle["trust"])
+    )
+    assert code == 0, err
+    summary = orjson.loads(out)
+    assert summary["cases"] == {"created": N} and summary["annotations_skipped"] == 1
+    assert summary["errors"][0].startswith("annotations.jsonl:1: taxonomy: "), summary
