@@ -467,7 +467,7 @@ def _compile_value(
                 raise _error(at, f"expected a number for '{name}', got '{text}'")
             return value
 
-        return _range_node(field, op, lo, hi, num, col, raw)
+        return _range_node(field, op, lo, hi, num, col, raw, name)
     if kind is Kind.DATE:
         return _date_node(field, name, op, lo, hi, col, raw, now)
     raise _error(col, f"field '{name}' cannot be searched")  # pragma: no cover
@@ -484,13 +484,18 @@ def _split_range(raw: str, op: str, col: int, name: str) -> tuple[str | None, st
     return (None if lo == "*" else lo), (None if hi == "*" else hi)
 
 
-def _range_node(field, op, lo, hi, conv, col, raw) -> Node:
+def _backwards(name: str, raw: str, col: int) -> BadUserInput:
+    # Such a range matched no case, silently, as if no case were in it.
+    return _error(col, f"the range '{raw}' for '{name}' ends before it starts")
+
+
+def _range_node(field, op, lo, hi, conv, col, raw, name) -> Node:
     if ".." in raw:
-        return Range(
-            field,
-            gte=None if lo is None else conv(lo, col),
-            lte=None if hi is None else conv(hi, col + raw.index("..") + 2),
-        )
+        gte = None if lo is None else conv(lo, col)
+        lte = None if hi is None else conv(hi, col + raw.index("..") + 2)
+        if gte is not None and lte is not None and gte > lte:
+            raise _backwards(name, raw, col)
+        return Range(field, gte=gte, lte=lte)
     value = conv(lo, col)
     if op == "=":
         return Range(field, gte=value, lte=value)
@@ -578,6 +583,8 @@ def _date_node(field, name, op, lo, hi, col, raw, now) -> Node:
     if ".." in raw:
         gte = None if lo is None else interval(lo, col)[0]
         lt = None if hi is None else interval(hi, col + raw.index("..") + 2)[1]
+        if gte is not None and lt is not None and gte >= lt:
+            raise _backwards(name, raw, col)
         return Range(field, gte=gte, lt=lt)
     start, end = interval(lo, col)
     match op:

@@ -204,3 +204,22 @@ async def test_stopwords_in_a_phrase_are_ignored_as_bare_ones_are(loaded, query,
     assert parse(query, NOW) == parse(same_as, NOW)
     got = set(await all_ids(loaded, request(query, EVERYONE)))
     assert got == set(await all_ids(loaded, request(same_as, EVERYONE))) != set()
+
+
+@pytest.mark.parametrize(
+    ("query", "column", "raw", "name"),
+    [
+        ("confidence:0.4..0.2", 12, "0.4..0.2", "confidence"),
+        ("x latency:500..30", 11, "500..30", "latency"),
+        ("occurred:2026-02-01..2026-01-01", 10, "2026-02-01..2026-01-01", "occurred"),
+        ("received:now-7d..now-30d", 10, "now-7d..now-30d", "received"),
+    ],
+)
+def test_a_range_that_ends_before_it_starts_is_a_bad_query(query, column, raw, name):
+    # It matched no case, silently: a typo read as "nothing in that range".
+    assert _error(query) == f"column {column}: the range '{raw}' for '{name}' ends before it starts"
+
+
+def test_a_range_of_one_value_or_one_day_still_parses():
+    assert parse("confidence:0.2..0.2", NOW) == Range("confidence", gte=0.2, lte=0.2)
+    assert parse("occurred:2026-01-01..2026-01-01", NOW) == parse("occurred:2026-01-01", NOW)
