@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Payload, OAuth2Request
 from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
     InvalidRequestError,
     UnsupportedGrantTypeError,
     UnsupportedResponseTypeError,
@@ -48,6 +49,11 @@ if TYPE_CHECKING:
     from services.auth.service import AuthService
 
 REFRESH_TOKEN_TTL = timedelta(days=30)
+# One answer to every failed client authentication, so it never says whether a client exists.
+CLIENT_AUTH_FAILED = (
+    "client authentication failed: unknown or disabled client, wrong or missing secret, "
+    "or a method this client may not use (a public client sends only its client_id)"
+)
 # Compared against when a client_id is unknown, so both failures cost the same.
 _DUMMY_DIGEST = digest("failcat-no-such-client")
 
@@ -211,6 +217,17 @@ class FailcatAuthorizationServer(AuthorizationServer):
             description=f"response_type {shown(response_type)} is not supported: use code",
             redirect_uri=redirect_uri,
         )
+
+    def authenticate_client(
+        self, request: OAuth2Request, methods: Any, endpoint: str = "token"
+    ) -> Any:
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError as error:
+            # authlib's words list its method names ("The client cannot authenticate with
+            # methods: [...]"), which tells a person holding a wrong secret nothing.
+            error.description = CLIENT_AUTH_FAILED
+            raise
 
     def create_token_response(self, request: Any = None) -> Any:
         # RFC 6749 section 3.2 and 5.2: a missing or repeated parameter is invalid_request

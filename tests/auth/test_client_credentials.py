@@ -373,3 +373,29 @@ async def test_a_body_that_is_not_a_readable_form_is_an_oauth_invalid_request(cl
         assert resp.status_code == 400, (path, resp.text)
         assert resp.json() == {"error": "invalid_request", "error_description": description}
         assert resp.headers["cache-control"] == "no-store"
+
+
+async def test_a_failed_client_authentication_says_what_may_be_wrong(client, app):
+    c = await register(app)
+    public = await register(
+        app,
+        public=True,
+        grant_types=["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+    )
+    expected = (
+        "client authentication failed: unknown or disabled client, wrong or missing secret, "
+        "or a method this client may not use (a public client sends only its client_id)"
+    )
+    for path, form, auth in (
+        ("/oauth/token", {"grant_type": "client_credentials"}, (c.client_id, "wrong")),
+        ("/oauth/token", {"grant_type": "client_credentials"}, None),
+        ("/oauth/introspect", {"token": "x"}, ("nobody", "wrong")),
+        ("/oauth/device_authorization", {"client_id": c.client_id}, None),
+        ("/oauth/device_authorization", {"client_id": public.client_id}, (public.client_id, "s")),
+    ):
+        resp = await client.post(path, data=form, auth=auth)
+        assert resp.status_code == 401, (path, resp.text)
+        assert resp.json() == {"error": "invalid_client", "error_description": expected}
+        assert resp.headers["www-authenticate"] == (
+            f'Basic error="invalid_client", error_description="{expected}"'
+        )
