@@ -15,14 +15,18 @@ alone).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urljoin
 
 import orjson
 from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import specification_with
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -177,7 +181,16 @@ class CompiledPolicy:
             if value is None:
                 errors.append(FieldError("input", f"required by {self.label} (input schema)"))
             else:
-                found = sorted(self.schema.iter_errors(value), key=lambda e: list(e.absolute_path))
+                try:
+                    found = sorted(
+                        self.schema.iter_errors(value), key=lambda e: list(e.absolute_path)
+                    )
+                except Unresolvable as exc:
+                    # A version stored before set_capture_policy refused such schemas: the
+                    # item cannot be checked, and says why (this was a 500 for every item).
+                    ref = getattr(exc, "ref", None) or getattr(exc, "_wrapped", exc)
+                    message = f"{self.label}: the input schema's $ref {ref} does not resolve"
+                    return [*errors, FieldError("input", message)]
                 for e in found[:MAX_SCHEMA_ERRORS]:
                     where = ".".join(str(s) for s in e.absolute_path)
                     errors.append(
@@ -225,7 +238,9 @@ def compiled(row: CapturePolicy) -> CompiledPolicy:
     schema = None
     if definition.input_schema is not None:
         cls = validator_for(definition.input_schema, default=Draft202012Validator)
-        schema = cls(definition.input_schema)
+        # An empty registry: without one jsonschema fetches a remote $ref (urlopen), from the
+        # server, for each item that reaches it.
+        schema = cls(definition.input_schema, registry=Registry())
     policy = CompiledPolicy(
         model=row.model,
         data_source=row.data_source,
@@ -310,9 +325,47 @@ def _check_definition(values: Any) -> CapturePolicyIn:
                         f"not a valid JSON Schema: {exc.message}",
                     )
                 )
+            else:
+                errors += _unresolvable_refs(definition.input_schema, cls)
     if errors:
         raise BadUserInput(f"invalid capture policy: {errors[0].message}", errors)
     return definition
+
+
+def _unresolvable_refs(schema: dict[str, Any], cls: Any) -> list[FieldError]:
+    """Each `$ref` that does not resolve within the schema. Remote ones are never fetched, so
+    a schema relying on one (or on a `#/$defs/...` that is not there) could check no item:
+    jsonschema raises at the first item that reaches it."""
+    spec = specification_with(cls.META_SCHEMA["$schema"])
+    root = spec.create_resource(schema)
+    base = root.id() or ""
+    resolver = Registry().with_resource(base, root).crawl().resolver(base_uri=base)
+    errors = []
+    for path, at, ref in _refs(schema, base, ()):
+        try:
+            resolver.lookup(urljoin(at, ref))
+        except Unresolvable:
+            where = ".".join(["input_schema", *path, "$ref"])
+            message = f"{ref!r} does not resolve within the schema (remote ones are never fetched)"
+            errors.append(FieldError(where, message))
+    return errors
+
+
+def _refs(
+    node: Any, base: str, path: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], str, str]]:
+    """(path, base URI, reference) of each `$ref` in a schema, `$id`s moving the base."""
+    if isinstance(node, dict):
+        if isinstance(node.get("$id"), str):
+            base = urljoin(base, node["$id"])
+        if isinstance(node.get("$ref"), str):
+            yield path, base, node["$ref"]
+        for k, v in node.items():
+            if k not in ("$ref", "$id", "enum", "const", "examples", "default"):
+                yield from _refs(v, base, (*path, str(k)))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _refs(v, base, (*path, str(i)))
 
 
 def _names(model: str, data_source: str) -> tuple[str, str]:

@@ -208,6 +208,80 @@ async def test_bad_definitions_are_refused_with_their_paths(session):
     assert await service.get_capture_policy(session, model, source) is None
 
 
+async def test_a_ref_that_does_not_resolve_is_refused_when_set(session):
+    """Remote references are never fetched, so a schema relying on one checked no item:
+    setCapturePolicy accepted it and then every item of its key answered a 500 ('unexpected
+    error', jsonschema's Unresolvable), stopping all ingestion of that model and source."""
+    cases = corpus(2)
+    model, source = key(cases)
+    remote = {"type": "object", "properties": {"parties": {"$ref": "https://example.com/p.json"}}}
+    with pytest.raises(BadUserInput) as exc:
+        await service.set_capture_policy(session, model, source, {"input_schema": remote}, SYSTEM)
+    assert [(e.path, e.message) for e in exc.value.errors] == [
+        (
+            "input_schema.properties.parties.$ref",
+            "'https://example.com/p.json' does not resolve within the schema (remote ones are "
+            "never fetched)",
+        )
+    ]
+    missing = {"properties": {"parties": {"$ref": "#/$defs/parties"}}}
+    with pytest.raises(BadUserInput):
+        await service.set_capture_policy(session, model, source, {"input_schema": missing}, SYSTEM)
+    # References within the schema are fine, in 2020-12 and in draft-07, under nested $ids.
+    local = {
+        "$id": "https://schemas.example/incident",
+        "$defs": {"names": {"$id": "names", "type": "array", "items": {"$ref": "#/$defs/n"},
+                            "$defs": {"n": {"type": "string"}}}},
+        "properties": {"parties": {"$ref": "names"}},
+    }  # fmt: skip
+    await service.set_capture_policy(session, model, source, {"input_schema": local}, SYSTEM)
+    draft7 = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "definitions": {"names": {"type": "array"}},
+        "properties": {"parties": {"$ref": "#/definitions/names"}},
+    }
+    await service.set_capture_policy(session, model, source, {"input_schema": draft7}, SYSTEM)
+    results = await statuses(session, cases)
+    assert [r.status for r in results] == ["created", "created"]
+
+
+async def test_a_stored_schema_whose_ref_does_not_resolve_makes_items_invalid_not_a_500(
+    session, monkeypatch
+):
+    """A version stored before such schemas were refused: each item is answered invalid,
+    naming the reference, instead of the batch failing; and the reference is not fetched
+    (jsonschema's default fetched it with urlopen, from the server, for every item)."""
+    import urllib.request
+
+    from services.catalog import capture_policies
+
+    fetched: list[Any] = []
+
+    def urlopen(*args: Any, **kwargs: Any) -> Any:
+        fetched.append(args[0])
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+    cases = corpus(2)
+    model, source = key(cases)
+    monkeypatch.setattr(
+        capture_policies, "_unresolvable_refs", lambda schema, cls: [], raising=False
+    )
+    remote = {"properties": {"parties": {"$ref": "https://example.com/p.json"}}}
+    await service.set_capture_policy(session, model, source, {"input_schema": remote}, SYSTEM)
+    results = await statuses(session, cases)
+    assert [r.status for r in results] == ["invalid", "invalid"]
+    assert results[0].errors == [
+        {
+            "path": "input",
+            "message": f"capture policy '{model}/{source}' (version 1): the input schema's "
+            "$ref https://example.com/p.json does not resolve",
+        }
+    ]
+    assert fetched == []
+
+
 # --- GraphQL, REST, audit ------------------------------------------------------------------
 SET = """mutation($m: String!, $d: String!, $p: CapturePolicyInput!) {
   setCapturePolicy(model: $m, dataSource: $d, policy: $p) {
