@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -255,6 +256,16 @@ def encode_cursor(sort: str, values: tuple[Any, ...]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _sortable_number(value: Any) -> bool:
+    """A number a backend can compare: an int of 64 bits or a finite float. An edited cursor
+    holding 1e400 or 2**70 failed in SQLite ("Python int too large", a 500)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return isinstance(value, float) and math.isfinite(value)
+
+
 def decode_cursor(cursor: str, sort: str, schema: DocumentSchema = SCHEMA) -> tuple[Any, ...]:
     """The sort values after which the page starts; their number and types are checked here,
     so a backend receives only a cursor of its sort's shape."""
@@ -270,9 +281,7 @@ def decode_cursor(cursor: str, sort: str, schema: DocumentSchema = SCHEMA) -> tu
         raise _bad("after", f"cursor was made for sort '{cursor_sort}', not '{sort}'")
     # Every key but the last (the id, a string) is a number, or null where a backend
     # sorts by a constant.
-    numbers = all(
-        v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values[:-1]
-    )
+    numbers = all(v is None or _sortable_number(v) for v in values[:-1])
     if len(values) != len(keys) or not numbers or not isinstance(values[-1], str):
         raise _bad("after", "not a cursor returned by this search")
     return tuple(values)

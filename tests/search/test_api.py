@@ -4,6 +4,7 @@ the REST answer has the same shape as GraphQL's Query.search, cases included."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
 import time
@@ -223,3 +224,17 @@ async def test_a_bad_filter_is_named_filter_dot_field_on_both_apis(
     [gql] = body["errors"]
     assert gql["extensions"]["code"] == "BAD_USER_INPUT"
     assert gql["extensions"]["errors"] == [error], body
+
+
+@pytest.mark.parametrize("value", [b"99999999999999999999999", b"1e400", b"NaN", b"-Infinity"])
+async def test_an_edited_cursor_with_a_number_no_index_holds_is_refused(client, reader, value):
+    # 2**70 reached SQLite as a parameter: "Python int too large to convert", a 500.
+    raw = b'["severity", [%s, 1, "01a2423d-6226-73b0-b30d-8ccb544c8859"]]' % value
+    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    r = await client.get(
+        "/search/v1/cases", headers=reader, params={"sort": "severity", "after": cursor}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"] == [
+        {"path": "after", "message": "not a cursor returned by this search"}
+    ]
