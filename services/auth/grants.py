@@ -206,7 +206,7 @@ class S256CodeChallenge(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
-class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+class AuthorizationCodeGrant(StrictScopeMixin, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ANY_CLIENT_AUTH
 
     @staticmethod
@@ -271,9 +271,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         authorization_code.row.used_at = utcnow()
         _server(self).session.flush()
 
-    def authenticate_user(self, authorization_code: Any) -> UserView | None:
+    def authenticate_user(self, authorization_code: Any) -> UserView:
         row = _server(self).repo.user(authorization_code.row.user_id)
-        return UserView.of(row) if row is not None and not row.disabled else None
+        if row is None or row.disabled:
+            raise InvalidGrantError("the account that approved this code is disabled")
+        return UserView.of(row)
 
     def save_token(self, token: dict) -> None:
         _server(self).store_token(
@@ -303,18 +305,36 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         server = _server(self)
         row = server.repo.refresh_token(digest(refresh_token))
         if row is None:
-            return None
+            raise InvalidGrantError("unknown refresh token")
         if row.revoked_at is not None:
             # Reuse of a rotated-out token: someone else holds the family. Revoke all of it.
             server.revoked_now(server.repo.revoke_grant(row.grant_id))
-            return None
+            raise InvalidGrantError(
+                "refresh token already used or revoked: every token of this sign-in is "
+                "revoked, sign in again"
+            )
         if row.expires_at <= utcnow():
-            return None
+            raise InvalidGrantError("refresh token expired: sign in again")
         return TokenView("refresh_token", row)
 
-    def authenticate_user(self, refresh_token: TokenView) -> UserView | None:
+    def authenticate_user(self, refresh_token: TokenView) -> UserView:
         row = _server(self).repo.user(refresh_token.row.user_id)
-        return UserView.of(row) if row is not None and not row.disabled else None
+        if row is None or row.disabled:
+            # invalid_grant (RFC 6749 section 5.2); authlib's answer was invalid_request.
+            raise InvalidGrantError("the account of this refresh token is disabled")
+        return UserView.of(row)
+
+    def _validate_token_scope(self, token: TokenView) -> None:
+        # authlib's check refuses an unknown scope or one beyond the grant without naming it.
+        scope = self.request.payload.scope
+        if not scope:
+            return
+        self.server.validate_requested_scope(scope)
+        beyond = set(scope_to_list(scope)) - set(scope_to_list(token.get_scope()) or [])
+        if beyond:
+            raise InvalidScopeError(
+                f"scope beyond this sign-in's grant: {' '.join(sorted(beyond))}"
+            )
 
     def revoke_old_credential(self, refresh_token: TokenView) -> None:
         refresh_token.row.revoked_at = utcnow()

@@ -16,10 +16,11 @@ from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Payload, OAuth2Req
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidRequestError,
+    InvalidScopeError,
     UnsupportedGrantTypeError,
     UnsupportedResponseTypeError,
 )
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from authlib.oauth2.rfc6749.util import extract_basic_authorization, scope_to_list
 from authlib.oauth2.rfc9207 import IssuerParameter
 from sqlalchemy.orm import Session
 
@@ -217,6 +218,13 @@ class FailcatAuthorizationServer(AuthorizationServer):
             description=f"response_type {shown(response_type)} is not supported: use code",
             redirect_uri=redirect_uri,
         )
+
+    def validate_requested_scope(self, scope: str | None) -> None:
+        # authlib's refusal says "invalid, unknown, or malformed" without naming the scope.
+        unknown = [s for s in scope_to_list(scope) or [] if s not in self.scopes_supported]
+        if unknown:
+            known = " ".join(self.scopes_supported)
+            raise InvalidScopeError(f"unknown scope: {shown(' '.join(unknown))} (known: {known})")
 
     def authenticate_client(
         self, request: OAuth2Request, methods: Any, endpoint: str = "token"

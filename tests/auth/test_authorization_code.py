@@ -6,7 +6,9 @@ import base64
 import json
 
 import pytest
+from sqlalchemy import update
 
+from services.auth.models import AuthUser
 from tests.auth.builders import bearer, make_user, pkce_pair, query_of, register, sign_in
 
 REDIRECT = "https://app.example/cb"
@@ -395,3 +397,87 @@ async def test_the_pages_refuse_an_unreadable_form_with_a_page(client, path):
     assert resp.status_code == 400
     assert resp.headers["content-type"].startswith("text/html")
     assert "unreadable form body: Field exceeded maximum size of 1024KB." in resp.text
+
+
+async def test_a_refused_scope_is_named(client, web_client, curator):
+    # web_client may have cases:read cases:write plans:read audit:read; a curator holds no
+    # audit:read. authlib's words were "The requested scope is invalid, unknown, or malformed."
+    _, challenge = pkce_pair()
+    for scope, description in (
+        ("cases:read bogus", "unknown scope: bogus (known: "),
+        ("cases:read admin", "scope not allowed for this client: cases:read admin"),
+    ):
+        resp = await client.get(
+            "/oauth/authorize", params=_params(web_client, challenge, scope=scope)
+        )
+        assert resp.status_code == 302, resp.text
+        q = query_of(resp.headers["location"])
+        assert q["error"] == "invalid_scope"
+        assert q["error_description"].startswith(description), q
+
+    code, verifier = await _code(client, web_client, curator)
+    tokens = (await _redeem(client, web_client, code, verifier)).json()
+
+    async def refresh(scope: str):
+        data = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        return await client.post(
+            "/oauth/token",
+            data={**data, "scope": scope},
+            auth=(web_client.client_id, web_client.secret),
+        )
+
+    beyond = await refresh("cases:read plans:read")
+    assert beyond.status_code == 400
+    assert beyond.json() == {
+        "error": "invalid_scope",
+        "error_description": "scope beyond this sign-in's grant: plans:read",
+    }
+    unknown = await refresh("cases:read caseZ:read")
+    assert unknown.json()["error_description"].startswith("unknown scope: caseZ:read (known: ")
+
+
+async def test_a_refresh_that_cannot_be_honoured_is_invalid_grant_saying_why(
+    client, app, web_client, curator
+):
+    code, verifier = await _code(client, web_client, curator)
+    first = (await _redeem(client, web_client, code, verifier)).json()
+
+    async def refresh(token: str):
+        data = {"grant_type": "refresh_token", "refresh_token": token}
+        return await client.post(
+            "/oauth/token", data=data, auth=(web_client.client_id, web_client.secret)
+        )
+
+    unknown = await refresh("no-such-token")
+    assert unknown.json() == {
+        "error": "invalid_grant",
+        "error_description": "unknown refresh token",
+    }
+
+    second = (await refresh(first["refresh_token"])).json()
+    replay = await refresh(first["refresh_token"])
+    assert replay.status_code == 400
+    assert replay.json()["error"] == "invalid_grant"
+    assert replay.json()["error_description"].startswith("refresh token already used or revoked")
+    assert (await refresh(second["refresh_token"])).json()["error"] == "invalid_grant"
+
+    # A disabled account: invalid_grant (authlib answered invalid_request "There is no 'user'
+    # for this token."), for its refresh tokens and for a code it approved before.
+    code, verifier = await _code(client, web_client, curator)
+    live = (await _redeem(client, web_client, code, verifier)).json()
+    code, verifier = await _code(client, web_client, curator)
+    async with app.state.db.transaction() as s:
+        await s.execute(
+            update(AuthUser).where(AuthUser.username == curator[0]).values(disabled=True)
+        )
+    resp = await refresh(live["refresh_token"])
+    assert resp.status_code == 400
+    assert resp.json() == {
+        "error": "invalid_grant",
+        "error_description": "the account of this refresh token is disabled",
+    }
+    resp = await _redeem(client, web_client, code, verifier)
+    assert resp.json() == {
+        "error": "invalid_grant",
+        "error_description": "the account that approved this code is disabled",
+    }
