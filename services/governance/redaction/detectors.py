@@ -196,6 +196,15 @@ _MASKED = (
     r"(?-i:\[(?:EMAIL|PHONE|IBAN|IPV4|IPV6|SSN|SECRET|AWS_KEY|JWT|PRIVATE_KEY)"
     r"(?::hmac:[0-9a-f]{16})?\]|hmac:[0-9a-f]{16}\])"
 )
+_MASK = re.compile(_MASKED)
+
+
+def is_mask(text: str) -> bool:
+    """A value that is one mask redaction wrote (`[SECRET]`, `[SECRET:hmac:<hex>]`): under a
+    secret key it is what ingest left there, not a secret to redact again."""
+    return _MASK.fullmatch(text) is not None
+
+
 _TEXT_SECRET = re.compile(
     r"(?i)\b(?:pass(?:word|wd|phrase)|pwd|secret|client[_-]?secret|api[_-]?key|access[_-]?token"
     r"|auth[_-]?token|refresh[_-]?token|authorization)\b[\"']?\s*[:=]\s*[\"']?"

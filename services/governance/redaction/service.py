@@ -24,6 +24,7 @@ import orjson
 from services.governance.redaction.detectors import (
     Finding,
     detect,
+    is_mask,
     is_secret_key,
     maybe_pii,
     worth_scanning,
@@ -363,7 +364,7 @@ class _Walk:
                     out.append(sub)
             return out
         if secret and isinstance(value, int | float) and not isinstance(value, bool):
-            return self.text(str(value), path, secret)  # "pin": 1234 is a secret too
+            return self.text(str(value), path, secret)  # "password": 1234 is a secret too
         return value
 
     def mapping(self, value: dict[str, Any], path: str, secret: bool) -> Any:
@@ -383,7 +384,9 @@ class _Walk:
 
     def text(self, text: str, path: str, secret: bool) -> Any:
         if secret:
-            if not text:
+            # An exported case re-ingested, an edit, an import: "[SECRET]" under a secret
+            # key was hashed (or recorded as a finding) again as if it were the secret.
+            if not text or is_mask(text):
                 return text
             found = [Finding("secret", 0, len(text), text)]
         else:

@@ -62,6 +62,21 @@ def test_a_number_is_redacted_under_a_secret_key_only_as_redaction_md_says():
     assert '`"password": 1234` is masked' in " ".join(doc.split())
 
 
+@pytest.mark.parametrize("mode", [Mode.MASK, Mode.HASH, Mode.KEEP_RESTRICTED])
+def test_a_secret_ingest_masked_comes_out_as_it_went_in(mode):
+    """An exported case ingested again: the `[SECRET]` under `password` was taken for the
+    password, hashed to `[SECRET:hmac:...]` (the hash of the mask) and counted again."""
+    redactor = Redactor({"s": Policy("s", mode, None, 1)}, b"k" * 32)
+    [raw] = aiid_cases(1)
+    raw = {**raw, "data_source": "s"}
+    raw["input"] = {"db": {"password": "tr0ub4dor&3"}, "Authorization": "Bearer tr0ub4dor&3"}
+    first = redactor.apply(CaseIn.model_validate(raw))
+    assert "tr0ub4dor" not in orjson.dumps(first["input"]).decode()
+    again = redactor.apply(CaseIn.model_validate({**raw, "input": first["input"]}))
+    assert "input" not in again  # unchanged
+    assert again["pii_findings"] is None and again["pii_restricted"] is None
+
+
 def test_ordinary_cases_pass_through_untouched():
     for raw in aiid_cases(200):
         out = Redactor({}, None).apply(CaseIn.model_validate(raw))
