@@ -14,9 +14,9 @@ The file is YAML or JSON (JSON is read as YAML too):
 
 Types: `string` (the default), `number`, `integer`, `boolean` (true/false/yes/no/1/0),
 `json` (the cell is JSON text), `list` (comma-separated). An empty cell sets nothing. Columns
-the mapping does not name are ignored; a column it names that the header lacks stops the run
-before anything is sent. Every problem with the file itself is one line naming the file and
-the entry, exit code 2.
+the mapping does not name are ignored; a column it names that the header lacks, or has more
+than once, stops the run before anything is sent. Every problem with the file itself is one
+line naming the file and the entry, exit code 2.
 """
 
 from __future__ import annotations
@@ -157,6 +157,16 @@ class ColumnMapping:
         if missing:
             raise CliError(
                 f"{source}:1: the mapping names column {missing[0]!r}, which the header lacks"
+            )
+        header = list(header)
+        # A record is read by column name: of two columns with one name only the last would
+        # be read, and the other's cells dropped without a word.
+        twice = [c.column for c in self.columns if header.count(c.column) > 1]
+        if twice:
+            where = ", ".join(str(i + 1) for i, name in enumerate(header) if name == twice[0])
+            raise CliError(
+                f"{source}:1: the mapping names column {twice[0]!r}, which the header has "
+                f"more than once (columns {where}): rename one"
             )
 
     def case(self, row: dict[str, str | None]) -> dict[str, Any]:

@@ -375,6 +375,9 @@ class CaseFile:
                         + "; the columns are those of `failcat export cases --format csv`"
                         " (or give --mapping FILE)"
                     )
+                twice = [c for c in header if header.count(c) > 1]
+                if twice:  # only the last would be read: the other's cells dropped
+                    raise CliError(f"{self.name}:1: column {twice[0]!r} is in the header twice")
             start = 2  # after the header (a header with a quoted newline is not supported)
             rows = enumerate(reader)
             while True:

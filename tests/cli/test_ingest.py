@@ -651,3 +651,49 @@ async def test_a_record_with_more_cells_than_the_header_is_refused(
     assert kept["raw_row"]["incident_id"] == f"x-{r['incident_id']}"
     assert kept["raw_row"]["null"] == ["a"]
     assert len(await stored(db, source)) == 6
+
+
+async def test_a_mapped_column_the_header_has_twice_stops_the_run(
+    monkeypatch, settings, capsys, tmp_path
+):
+    """CSETv1's own export has two 'AI System' columns (the corpus keys the second
+    'AI System (2)'). A record is read by column name, so only the last was read: a mapping
+    naming it took the second column's cells and dropped the first's without a word (here
+    every value, the analyst having filled only the first)."""
+    with (CORPORA / "aiid_classifications_CSETv1.jsonl").open(encoding="utf-8") as fh:
+        records = [json.loads(line) for line in islice(fh, 20)]
+    keys = list(records[0])
+    header = ["AI System" if k == "AI System (2)" else k for k in keys]
+    path = tmp_path / "cset.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in records:
+            w.writerow(["" if k == "AI System (2)" else r[k] for k in keys])
+    mapping = tmp_path / "m.json"
+    mapping.write_text(
+        json.dumps(
+            {
+                "columns": {"Incident ID": "external_id", "AI System": "input.ai_system"},
+                "defaults": {"model": {"name": "cset", "version": "1"},
+                             "data_source": unique_source("cset")},
+            }
+        )
+    )  # fmt: skip
+    code, out, err = await in_process(
+        monkeypatch, settings, capsys, "ingest", str(path), "--mapping", str(mapping)
+    )
+    first, second = [i + 1 for i, name in enumerate(header) if name == "AI System"]
+    assert code == 2 and out == ""
+    assert err == (
+        f"failcat: {path}:1: the mapping names column 'AI System', which the header has more "
+        f"than once (columns {first}, {second}): rename one\n"
+    )
+    # The columns of `failcat export cases --format csv`, one of them twice.
+    exported = tmp_path / "export.csv"
+    exported.write_text(
+        "model.name,model.version,data_source,title,title\r\n"
+        f"cset,1,cset,{records[0]['AI System Description'][:80]!r},\r\n"
+    )
+    code, out, err = await in_process(monkeypatch, settings, capsys, "ingest", str(exported))
+    assert code == 2 and err == f"failcat: {exported}:1: column 'title' is in the header twice\n"
