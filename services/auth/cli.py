@@ -150,6 +150,10 @@ async def _users_list(service: Any, session: AsyncSession, _: argparse.Namespace
     return _dump(await service.list_users(session))
 
 
+async def _users_disable(service: Any, session: AsyncSession, args: argparse.Namespace) -> Any:
+    return _dump(await service.disable_user(session, args.username, _operator()))
+
+
 async def _keys_rotate(service: Any, session: AsyncSession, _: argparse.Namespace) -> Any:
     kid = await service.rotate_keys(session, _operator())
     return {
@@ -215,6 +219,11 @@ def add_commands(subparsers: Any) -> None:
 
     ucreate.set_defaults(func=users_create)
     users.add_parser("list", help="list users").set_defaults(func=_run(_users_list))
+    udisable = users.add_parser(
+        "disable", help="refuse the user's sign-ins and revoke their live tokens"
+    )
+    udisable.add_argument("username", help="username (or user id)")
+    udisable.set_defaults(func=_run(_users_disable))
 
     keys = _group(subparsers, "keys", "token signing keys")
     keys.add_parser("rotate", help="new signing key; old tokens keep working").set_defaults(

@@ -184,6 +184,27 @@ class AuthRepository:
         )
         return revoked
 
+    async def revoke_user_tokens(self, user_id: str) -> Revoked:
+        """Every access and refresh token a person's sign-ins produced, across clients."""
+        now = utcnow()
+        live = select(IssuedAccessToken.jti, IssuedAccessToken.expires_at).where(
+            IssuedAccessToken.user_id == user_id,
+            IssuedAccessToken.revoked_at.is_(None),
+            IssuedAccessToken.expires_at > now,
+        )
+        revoked = [(r.jti, r.expires_at) for r in await self.session.execute(live)]
+        await self.session.execute(
+            update(IssuedAccessToken)
+            .where(IssuedAccessToken.user_id == user_id, IssuedAccessToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return revoked
+
     async def revoked_since(self, since: datetime) -> Revoked:
         """Revoked tokens not yet expired: what resource servers must keep refusing."""
         rows = await self.session.execute(

@@ -403,6 +403,28 @@ class AuthService:
     async def list_users(self, session: AsyncSession) -> list[UserOut]:
         return [UserOut.of(r) for r in await AuthRepository(session).users()]
 
+    async def disable_user(
+        self, session: AsyncSession, username: str, actor: Principal | Actor | str = "system"
+    ) -> UserOut:
+        """The person can no longer sign in, and every token their sign-ins produced (access
+        and refresh, through any client) is revoked: what someone who leaves must lose."""
+        repo = AuthRepository(session)
+        row = await repo.user_by_name(username) or await repo.user(username)
+        if row is None:
+            raise NotFound(f"no user {username}")
+        row.disabled = True
+        revoked = await repo.revoke_user_tokens(row.id)
+        await session.flush()
+        self.revocations.add(revoked)
+        audit(
+            session,
+            actor,
+            "auth.user.disable",
+            f"user:{row.id}",
+            details={"tokens_revoked": len(revoked)},
+        )
+        return UserOut.of(row)
+
     # ---- keys ------------------------------------------------------------------------------
 
     async def rotate_keys(

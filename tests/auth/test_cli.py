@@ -14,6 +14,7 @@ from sqlalchemy import select
 from services.auth.models import SigningKey
 from services.gateway.cli import main
 from shared.db import utcnow
+from tests.auth.builders import bearer, make_user, pkce_pair, query_of, register, sign_in
 
 
 def _failcat(monkeypatch, settings, capsys, *argv: str, stdin: str = "") -> tuple[int, str, str]:
@@ -137,3 +138,63 @@ async def test_users_and_keys(monkeypatch, settings, capsys, app):
         retiring = [r for r in await s.scalars(select(SigningKey)) if r.kid != kid]
     lifetime = timedelta(seconds=settings.access_token_ttl_s)
     assert retiring and all(r.retire_at >= utcnow() + lifetime for r in retiring)
+
+
+async def test_users_disable_ends_sign_in_and_every_token(
+    monkeypatch, settings, capsys, app, client, resource
+):
+    # There was no way to disable an account: someone who left kept signing in, and their
+    # tokens kept working.
+    web = await register(
+        app,
+        scopes=["cases:read"],
+        grant_types=["authorization_code", "refresh_token"],
+        redirect_uris=["https://app.example/cb"],
+    )
+    username, password = await make_user(app, ["viewer"])
+    verifier, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": web.client_id,
+        "redirect_uri": "https://app.example/cb",
+        "scope": "cases:read",
+        "state": "s",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    resp = await sign_in(client, params, username, password)
+    code = query_of(resp.headers["location"])["code"]
+    tokens = (
+        await client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": "https://app.example/cb",
+                "code_verifier": verifier,
+            },
+            auth=(web.client_id, web.secret),
+        )
+    ).json()
+    assert (await resource.get("/cases", headers=bearer(tokens["access_token"]))).status_code == 200
+
+    code, out, err = await _in_thread(monkeypatch, settings, capsys, "users", "disable", username)
+    assert code == 0, err
+    assert json.loads(out)["disabled"] is True
+
+    await app.state.auth.refresh_revocations()  # the poll that tells this process
+    denied = await resource.get("/cases", headers=bearer(tokens["access_token"]))
+    assert denied.status_code == 401
+    assert "token revoked" in denied.headers["www-authenticate"]
+    refreshed = await client.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(web.client_id, web.secret),
+    )
+    assert refreshed.json()["error"] == "invalid_grant"
+    again = await sign_in(client, params, username, password)
+    assert again.status_code == 401
+
+    code, _, err = await _in_thread(monkeypatch, settings, capsys, "users", "disable", "nobody")
+    assert code == 2
+    assert err.strip() == "failcat: no user nobody"
