@@ -689,12 +689,27 @@ async def import_verified(
     for line, decision in zip(decision_lines, bundle.records("annotations.jsonl"), strict=True):
         case_id = new_ids.get(str(decision.get("case_id")))
         name = decision.get("taxonomy")
-        if case_id is None or not name:
+        missing = (
+            "taxonomy: missing"
+            if not name
+            else f"case_id: {decision.get('case_id')}: no case of cases.jsonl was stored under it"
+            if case_id is None
+            else None
+        )
+        if missing:
+            # Counted and named like any other skipped decision, never dropped unsaid.
             skipped += 1
+            errors.append(f"annotations.jsonl:{line}: {missing}")
             continue
-        try:
-            if name not in taxonomies:
+        if name not in taxonomies:
+            try:
                 taxonomies[name] = await annotations.get_taxonomy(session, name)
+            except BadUserInput as exc:
+                skipped += 1
+                known = "; ".join(e.message for e in exc.errors)
+                errors.append(f"annotations.jsonl:{line}: taxonomy: {exc.message} ({known})")
+                continue
+        try:
             changed = await annotations.record_adjudicated(
                 session,
                 case_id,

@@ -543,3 +543,32 @@ async def test_a_decision_with_numbers_and_booleans_is_read(bundle, backend):
     summary = orjson.loads(out)
     assert summary["cases"] == {"created": N} and summary["annotations_skipped"] == 1
     assert summary["errors"][0].startswith("annotations.jsonl:1: taxonomy: "), summary
+
+
+async def test_every_skipped_decision_is_named_with_its_taxonomy(bundle, backend):
+    """A decision whose case is not stored was counted as skipped and named nowhere; one of a
+    taxonomy this instance lacks said only 'taxonomy: known taxonomies: failcat'."""
+    cases = bundle["members"]["cases.jsonl"]
+    case_id = orjson.loads(cases.splitlines()[0])["_meta"]["id"]
+    decisions = [
+        {"case_id": "not-in-the-bundle", "taxonomy": "failcat", "values": {}},
+        {"case_id": case_id, "taxonomy": "GMF", "values": {}},
+        {"case_id": case_id, "values": {}},
+    ]
+    path = resigned(
+        bundle,
+        "skipped-decisions.tar.gz",
+        **{"annotations.jsonl": b"".join(orjson.dumps(d) + b"\n" for d in decisions)},
+    )
+    target = await fresh_instance(backend, bundle["folder"] / "skipped-decisions")
+    code, out, err = await run_cli(
+        target, "import", "bundle", str(path), "--trust", str(bundle["trust"])
+    )
+    summary = orjson.loads(out)
+    assert code == 0 and summary["annotations_skipped"] == 3, err
+    assert summary["errors"] == [
+        "annotations.jsonl:1: case_id: not-in-the-bundle: no case of cases.jsonl was stored "
+        "under it",
+        "annotations.jsonl:2: taxonomy: unknown taxonomy GMF (known taxonomies: failcat)",
+        "annotations.jsonl:3: taxonomy: missing",
+    ]
