@@ -238,7 +238,8 @@ async def evaluate_plan(
     plan = await get_retraining_plan(session, plan_id)
     if plan.status not in ("in_progress", "evaluated"):
         raise BadUserInput(
-            f"a {plan.status} plan cannot be evaluated",
+            f"plan {plan.id} is {plan.status}: only a plan in progress (or evaluated, to "
+            "measure again) is evaluated",
             [FieldError("id", "start the plan (in_progress) first")],
         )
     results = [

@@ -450,3 +450,16 @@ async def test_repeated_evidence_is_stored_once(client, tokens, setup):
     )
     got = plan["createRetrainingPlan"]["evidence"]
     assert (got["caseIds"], got["groupIds"]) == ([ids[3], ids[2]], [group])
+
+
+async def test_evaluating_a_plan_not_started_says_its_status(client, tokens, setup):
+    """It said 'a approved plan cannot be evaluated' ('a draft ...', 'a closed ...')."""
+    cur, rev = tokens["curator"], tokens["reviewer"]
+    pid = data(await gql(client, cur, CREATE, {"p": _plan(setup)}))["createRetrainingPlan"]["id"]
+    data(await gql(client, rev, STATUS, {"id": pid, "s": "APPROVED", "r": 1}))
+    body = await gql(client, cur, EVALUATE, {"id": pid, "v": "2"})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"] == (
+        f"plan {pid} is approved: only a plan in progress (or evaluated, to measure again) "
+        "is evaluated"
+    )
