@@ -124,12 +124,32 @@ async def _remote(url: str, args: argparse.Namespace) -> AsyncIterator[bytes]:
     params = {"q": args.query, "format": wire_format(args.format)}
     async with connect(url) as remote, remote.stream("GET", EXPORT_PATH, params=params) as resp:
         total = resp.headers.get("x-total-count", "?")
-        lines = 0
+        records = RecordCounter(csv=args.format == "csv")
         async for chunk in resp.aiter_bytes():
             yield chunk
-            # NDJSON: a line is a case. CSV cells may hold newlines: the count is approximate.
-            lines += chunk.count(b"\n")
-            show(lines - (1 if args.format == "csv" and lines else 0), total)
+            show(records.feed(chunk), total)
+
+
+class RecordCounter:
+    """Cases in a stream split anywhere: NDJSON lines, or CSV records after the header. A CSV
+    cell may hold newlines (incident write-ups do), so only a newline outside quotes ends a
+    record ("" inside a quoted cell keeps the count of quotes even)."""
+
+    def __init__(self, csv: bool) -> None:
+        self.csv = csv
+        self.quoted = False
+        self.records = 0
+
+    def feed(self, chunk: bytes) -> int:
+        if not self.csv:
+            self.records += chunk.count(b"\n")
+            return self.records
+        *ended, rest = chunk.split(b"\n")
+        for part in ended:
+            self.quoted ^= part.count(b'"') % 2 == 1
+            self.records += not self.quoted
+        self.quoted ^= rest.count(b'"') % 2 == 1
+        return max(self.records - 1, 0)  # the header is not a case
 
 
 def wire_format(fmt: str) -> str:

@@ -295,3 +295,22 @@ async def test_an_export_reingests_as_duplicates_of_what_it_exported(client, app
     answers = again.json()["results"]
     assert [r["status"] for r in answers] == ["duplicate"] * len(cases), answers
     assert {r["id"] for r in answers} == {r["id"] for r in first}
+
+
+def test_client_mode_progress_counts_csv_records_not_lines():
+    """Client-mode progress counted newlines, so a CSV export of incidents whose write-ups
+    hold newlines said 'exported 917/913 cases'. Only a newline outside quotes ends a
+    record, wherever the stream is split."""
+    from services.catalog.export import CSV_COLUMNS, csv_line, encode
+    from services.cli.export import RecordCounter
+
+    cases = [{**c, "_meta": {"id": str(i)}} for i, c in enumerate(unique(aiid_cases(700))[480:])]
+    assert sum(c["summary"].count("\n") for c in cases) >= 3
+    cases[0]["title"] = 'A "quoted" title,\nover two lines'
+    body = csv_line(list(CSV_COLUMNS)) + b"".join(encode(c, "csv") for c in cases)
+    counter = RecordCounter(csv=True)
+    seen = [counter.feed(body[i : i + 997]) for i in range(0, len(body), 997)]
+    assert seen[-1] == len(cases) and seen == sorted(seen)
+    lines = b"".join(encode(c, "ndjson") for c in cases)
+    ndjson = RecordCounter(csv=False)
+    assert [ndjson.feed(lines[i : i + 997]) for i in range(0, len(lines), 997)][-1] == len(cases)
