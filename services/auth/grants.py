@@ -425,6 +425,13 @@ class _TokenLookup:
 
     server: Any
 
+    def check_params(self, request: Any, client: ClientView) -> None:
+        if not request.form.get("token"):
+            raise InvalidRequestError("missing token")
+        # An unknown token_type_hint is ignored (RFC 7009 section 2.2; RFC 7662 section 2.1
+        # makes it a mere hint): authlib refused it as unsupported_token_type with a 401 and
+        # no WWW-Authenticate. query_token looks the token up by its shape either way.
+
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
         server = self.server
         if token_string.count(".") == 2 and token_type_hint != "refresh_token":

@@ -187,3 +187,25 @@ async def test_a_revoked_token_is_not_accepted_again_once_past_exp(client, app, 
     assert revoked.status_code == 200
     await app.state.auth.refresh_revocations()  # the poll: prunes what is past its exp
     assert (await resource.get("/cases", headers=bearer(token))).status_code == 401
+
+
+async def test_an_unknown_token_type_hint_is_ignored_and_a_missing_token_named(
+    client, app, resource
+):
+    # RFC 7009 section 2.2: an invalid hint "is ignored ... and does not influence the
+    # revocation response". It was refused: 401 unsupported_token_type, no WWW-Authenticate.
+    c = await register(app)
+    token = await _token(client, c)
+    auth = (c.client_id, c.secret)
+    hint = {"token": token, "token_type_hint": "jwt"}
+    intro = await client.post("/oauth/introspect", data=hint, auth=auth)
+    assert intro.status_code == 200, intro.text
+    assert intro.json()["active"] is True
+    revoked = await client.post("/oauth/revoke", data=hint, auth=auth)
+    assert revoked.status_code == 200, revoked.text
+    assert (await resource.get("/cases", headers=bearer(token))).status_code == 401
+
+    for path in ("/oauth/introspect", "/oauth/revoke"):
+        resp = await client.post(path, data={"token_type_hint": "access_token"}, auth=auth)
+        assert resp.status_code == 400
+        assert resp.json() == {"error": "invalid_request", "error_description": "missing token"}
