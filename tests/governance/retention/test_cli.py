@@ -96,9 +96,14 @@ async def _cli(variables: dict[str, str], *args: str) -> tuple[int, Any, str]:
 
 async def test_cli_dry_run_reports_and_changes_nothing_then_runs_once(env):
     db, _, variables = env
-    _, ids = await _due_cases(db, 3)
+    cases, ids = await _due_cases(db, 3)
     before = await state(db, ids)
 
+    # The line per policy as RETENTION.md shows it, tab-separated.
+    code, lines, err = await _cli(variables, "--dry-run")
+    assert code == 0, err
+    source = cases[0]["data_source"]
+    assert lines == f"{source}\tinternal\twould purge 3 payloads, 0 cases\t0 held\n", lines
     code, dry, err = await _cli(variables, "--dry-run", "--json")
     assert code == 0, err
     [policy] = dry["policies"]
