@@ -345,10 +345,14 @@ def _unresolvable_refs(schema: dict[str, Any], cls: Any) -> list[FieldError]:
         try:
             resolver.lookup(urljoin(at, ref))
         except Unresolvable:
-            where = ".".join(["input_schema", *path, "$ref"])
+            where = ".".join(["input_schema", *path])
             message = f"{ref!r} does not resolve within the schema (remote ones are never fetched)"
             errors.append(FieldError(where, message))
     return errors
+
+
+# `$dynamicRef` first resolves as a `$ref` does: to an anchor that must be in the schema.
+REF_KEYWORDS = ("$ref", "$dynamicRef")
 
 
 def _refs(
@@ -358,10 +362,11 @@ def _refs(
     if isinstance(node, dict):
         if isinstance(node.get("$id"), str):
             base = urljoin(base, node["$id"])
-        if isinstance(node.get("$ref"), str):
-            yield path, base, node["$ref"]
+        for keyword in REF_KEYWORDS:
+            if isinstance(node.get(keyword), str):
+                yield (*path, keyword), base, node[keyword]
         for k, v in node.items():
-            if k not in ("$ref", "$id", "enum", "const", "examples", "default"):
+            if k not in (*REF_KEYWORDS, "$id", "enum", "const", "examples", "default"):
                 yield from _refs(v, base, (*path, str(k)))
     elif isinstance(node, list):
         for i, v in enumerate(node):

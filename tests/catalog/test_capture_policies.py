@@ -227,12 +227,19 @@ async def test_a_ref_that_does_not_resolve_is_refused_when_set(session):
     missing = {"properties": {"parties": {"$ref": "#/$defs/parties"}}}
     with pytest.raises(BadUserInput):
         await service.set_capture_policy(session, model, source, {"input_schema": missing}, SYSTEM)
+    anchorless = {"properties": {"parties": {"$dynamicRef": "#names"}}}
+    with pytest.raises(BadUserInput) as exc:
+        await service.set_capture_policy(
+            session, model, source, {"input_schema": anchorless}, SYSTEM
+        )
+    assert exc.value.errors[0].path == "input_schema.properties.parties.$dynamicRef"
     # References within the schema are fine, in 2020-12 and in draft-07, under nested $ids.
     local = {
         "$id": "https://schemas.example/incident",
         "$defs": {"names": {"$id": "names", "type": "array", "items": {"$ref": "#/$defs/n"},
-                            "$defs": {"n": {"type": "string"}}}},
-        "properties": {"parties": {"$ref": "names"}},
+                            "$defs": {"n": {"type": "string"}}},
+                  "more": {"$dynamicAnchor": "more", "type": "string"}},
+        "properties": {"parties": {"$ref": "names"}, "more": {"$dynamicRef": "#more"}},
     }  # fmt: skip
     await service.set_capture_policy(session, model, source, {"input_schema": local}, SYSTEM)
     draft7 = {
