@@ -64,8 +64,9 @@ async def set_retention_policy(
             [
                 FieldError(
                     "case_ttl_days",
-                    f"{c} is shorter than payload_ttl_days {p}: a case purged whole loses its "
-                    "payload too; make payload_ttl_days shorter or leave it null",
+                    # No argument names in the text: GraphQL spells them payloadTtlDays.
+                    f"{c} days is shorter than the payload TTL of {p} days: a case purged "
+                    "whole loses its payload too; make the payload TTL shorter or leave it null",
                 )
             ],
         )

@@ -56,7 +56,12 @@ async def test_set_retention_policy_is_for_admins_validated_and_audited(
 
     bad = await gql(client, admin_token, SET_POLICY, {"s": source, "p": 30, "c": 7})
     assert codes(bad) == ["BAD_USER_INPUT"]
-    assert bad["errors"][0]["extensions"]["errors"][0]["path"] == "caseTtlDays"
+    assert bad["errors"][0]["extensions"]["errors"][0] == {
+        "path": "caseTtlDays",
+        # It named `payload_ttl_days`, an argument the mutation spells payloadTtlDays.
+        "message": "7 days is shorter than the payload TTL of 30 days: a case purged whole "
+        "loses its payload too; make the payload TTL shorter or leave it null",
+    }
     curator = await token_for("cases:read cases:write cases:ingest", clearance="restricted")
     refused = await gql(client, curator, SET_POLICY, {"s": source, "p": 1, "c": None})
     assert codes(refused) == ["FORBIDDEN"]
