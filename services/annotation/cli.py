@@ -65,7 +65,8 @@ def cmd_agreement(args: argparse.Namespace) -> int:
                     args.taxonomy,
                     args.field,
                     SYSTEM,
-                    annotators=[a for a in (args.annotators or "").split(",") if a] or None,
+                    annotators=[a.strip() for a in (args.annotators or "").split(",") if a.strip()]
+                    or None,
                     case_ids=case_ids,
                     resamples=args.resamples,
                 )

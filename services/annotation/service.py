@@ -993,6 +993,13 @@ async def agreement(
             f"field {field_name} holds {f.type.value} values: agreement needs categories",
             [FieldError("field", "choose an enum, multi-enum, bool, int, float or date field")],
         )
+    given: dict[str, str] = {}
+    if annotators is not None:
+        # Annotations are stored under the annotator's subject: an account is also named by
+        # its username (as assignAnnotators takes it), which matched nothing and read as n 0.
+        named = await auth.subjects_named(session, annotators)
+        given = {named.get(a, a): a for a in annotators}
+        annotators = list(given)
     cols = stats.Columns(
         *await AnnotationRepository(session).submitted(
             tax.name,
@@ -1002,6 +1009,17 @@ async def agreement(
             as_text=f.type not in SET_TYPES,  # sets come as JSON arrays, the rest as text
         )
     )
+    rated = set(cols.coders)
+    absent = [name for subject, name in given.items() if subject not in rated]
+    if absent:
+        # A name that rated nothing (a typo, nobody's) would silently shrink the statistics.
+        raise BadUserInput(
+            f"no submitted {tax.name} '{field_name}' value by {', '.join(absent[:10])}",
+            [
+                FieldError("annotators", f"{a}: no submitted value on a case you may see")
+                for a in absent
+            ],
+        )
     if case_ids is not None:
         wanted = set(case_ids)
         cols = _columns_where(cols, list(map(wanted.__contains__, cols.units)))

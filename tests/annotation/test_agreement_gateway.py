@@ -64,3 +64,39 @@ async def test_the_bootstrap_runs_only_when_a_bound_is_selected(client, token_fo
     assert 0.0 < points["krippendorffAlpha"]["value"] < 1.0
     bounds = [p["cohenKappaInterval"] for p in with_bounds["pairs"]]
     assert all(b["low"] is not None and b["low"] <= b["high"] for b in bounds)
+
+
+async def test_annotators_are_named_by_username_and_a_name_that_rated_nothing_is_refused(
+    client, app, token_for
+):
+    """`annotators` took only the stored subject: an account named by its username (as
+    assignAnnotators takes it) matched nothing, and so did a typo, both answering n 0."""
+    from services.auth.repository import AuthRepository
+    from shared.security import SYSTEM
+    from tests.auth.builders import make_user
+    from tests.gateway.helpers import codes
+
+    curator = await caller(token_for, CURATOR)
+    people = [await caller(token_for, ANNOTATOR) for _ in range(2)]
+    username, _ = await make_user(app, ["annotator"])
+    cases = await ingest_corpus(client, curator.token, len(GRADES))
+    async with app.state.db.transaction() as s:
+        user_id = (await AuthRepository(s).user_by_name(username)).id
+        tax = await service.get_taxonomy(s, "failcat")
+        for case_id, (_, _, grade) in zip(cases, GRADES, strict=True):
+            values = {**FAILCAT_VALUES, "severity": grade}
+            await service.record_submitted(s, case_id, user_id, tax, values, SYSTEM)
+    for case_id, grades in zip(cases, GRADES, strict=True):
+        for who, grade in zip(people, grades[:2], strict=True):
+            await submit(client, who, case_id, {**FAILCAT_VALUES, "severity": grade})
+
+    by_name = {"who": [people[0].subject, username]}
+    pairs = data(await gql(client, curator.token, POINTS, by_name))["agreement"]["pairs"]
+    assert [(p["n"], {p["a"], p["b"]}) for p in pairs] == [
+        (len(GRADES), {people[0].subject, user_id})
+    ]
+    body = await gql(client, curator.token, POINTS, {"who": [people[0].subject, "nobody-x"]})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["errors"] == [
+        {"path": "annotators", "message": "nobody-x: no submitted value on a case you may see"}
+    ]
