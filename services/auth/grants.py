@@ -254,16 +254,23 @@ class AuthorizationCodeGrant(StrictScopeMixin, grants.AuthorizationCodeGrant):
 
     def query_authorization_code(self, code: str, client: ClientView) -> Any:
         server = _server(self)
+        # Each refusal says why: authlib's were "Invalid 'code' in request." for an unknown or
+        # expired code and "Invalid 'redirect_uri' in request." for a missing one.
         row = server.repo.authorization_code(digest(code))
         if row is None or row.client_id != client.get_client_id():
-            return None
+            raise InvalidGrantError("unknown authorization code")
         if row.used_at is not None:
             # A second redemption means the code leaked: refuse it and revoke everything the
             # first redemption produced (RFC 6749 section 4.1.2).
             server.revoked_now(server.repo.revoke_grant(row.id))
             raise InvalidGrantError("authorization code already used; its tokens are revoked")
         if row.expires_at <= utcnow():
-            return None
+            minutes = int(AUTHORIZATION_CODE_TTL.total_seconds() // 60)
+            raise InvalidGrantError(f"authorization code expired (it lives {minutes} minutes)")
+        if self.request.payload.redirect_uri != row.redirect_uri:
+            raise InvalidGrantError(
+                "redirect_uri must be the one given to the authorization endpoint"
+            )
         return _CodeView(row)
 
     def delete_authorization_code(self, authorization_code: Any) -> None:

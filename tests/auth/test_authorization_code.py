@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 
-from services.auth.models import AuthUser
+from services.auth.credentials import digest
+from services.auth.models import AuthorizationCode, AuthUser
+from shared.db import utcnow
 from tests.auth.builders import bearer, make_user, pkce_pair, query_of, register, sign_in
 
 REDIRECT = "https://app.example/cb"
@@ -480,4 +483,34 @@ async def test_a_refresh_that_cannot_be_honoured_is_invalid_grant_saying_why(
     assert resp.json() == {
         "error": "invalid_grant",
         "error_description": "the account that approved this code is disabled",
+    }
+
+
+async def test_a_code_that_cannot_be_redeemed_says_why(client, app, web_client, curator):
+    # authlib said "Invalid 'code' in request." for an unknown or expired code, and "Invalid
+    # 'redirect_uri' in request." for a missing one.
+    code, verifier = await _code(client, web_client, curator)
+    for extra, description in (
+        ({"code_": "no-such-code"}, "unknown authorization code"),
+        ({"redirect_uri": ""}, "redirect_uri must be the one given to the authorization endpoint"),
+        (
+            {"redirect_uri": REDIRECT + "/x"},
+            "redirect_uri must be the one given to the authorization endpoint",
+        ),
+    ):
+        used = extra.pop("code_", code)
+        resp = await _redeem(client, web_client, used, verifier, **extra)
+        assert resp.status_code == 400
+        assert resp.json() == {"error": "invalid_grant", "error_description": description}
+
+    async with app.state.db.transaction() as s:
+        await s.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.code_hash == digest(code))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    resp = await _redeem(client, web_client, code, verifier)
+    assert resp.json() == {
+        "error": "invalid_grant",
+        "error_description": "authorization code expired (it lives 5 minutes)",
     }
