@@ -30,6 +30,7 @@ from services.annotation import service
 from services.annotation.schemas import FieldType, TaxonomyField
 from services.annotation.search_state import requeue
 from services.catalog import service as catalog
+from services.catalog.limits import MAX_ENV_VALUE
 from services.governance.redaction import service as redaction
 from shared.audit import audit
 from shared.security import Principal
@@ -162,7 +163,8 @@ def classification_values(
 def incident_case(rec: dict[str, Any]) -> dict[str, Any]:
     def parties(key: str) -> str:
         try:
-            return ", ".join(json.loads(rec.get(key) or "[]"))[:200]
+            # The catalog's own limit: a shorter cut dropped parties of long lists mid-name.
+            return ", ".join(json.loads(rec.get(key) or "[]"))[:MAX_ENV_VALUE]
         except (TypeError, ValueError):
             return ""
 

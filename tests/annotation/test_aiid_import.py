@@ -208,3 +208,19 @@ async def test_agreement_bad_input_is_coded(client, admin_token):
     body = await gql(client, admin_token, AGREEMENT, {"tax": "failcat", "field": "colour"})
     assert codes(body) == ["BAD_USER_INPUT"]
     assert "unknown field colour of taxonomy failcat" in body["errors"][0]["message"]
+
+
+def test_every_alleged_party_of_a_long_list_is_kept():
+    """Parties were cut at 200 characters (the catalog takes 1,000): four incidents lost
+    deployers, the last one cut mid-name."""
+    from services.annotation.aiid_import import incident_case
+
+    key = "Alleged deployer of AI system"
+    long = [
+        rec
+        for rec in read_jsonl(CORPORA / "aiid_incidents.jsonl")
+        if len(", ".join(json.loads(rec.get(key) or "[]"))) > 200
+    ]
+    assert long
+    for rec in long:
+        assert incident_case(rec)["environment"]["deployer"] == ", ".join(json.loads(rec[key]))
