@@ -45,7 +45,11 @@ def validation_error(exc: ValidationError, prefix: str | None = "rule") -> BadUs
     """Each error named by its input path: under `prefix` when the input is one argument
     (`rule.threshold`), bare when its fields are the mutation's own arguments (`reason`)."""
     errors = [
-        FieldError(".".join([*([prefix] if prefix else []), *(str(p) for p in e["loc"])]), e["msg"])
+        FieldError(
+            ".".join([*([prefix] if prefix else []), *(str(p) for p in e["loc"])]),
+            # A validator's ValueError reads "Value error, <its message>": the message is enough.
+            str(e["msg"]).removeprefix("Value error, "),
+        )
         for e in exc.errors()
     ]
     return BadUserInput(f"invalid {prefix or 'input'}: {errors[0].message}", errors)

@@ -473,6 +473,8 @@ async def test_rules_are_validated_and_seen_only_by_their_team(client, db, token
         )
         assert codes(body) == ["BAD_USER_INPUT"], (change, body)
         assert body["errors"][0]["extensions"]["errors"][0]["path"] == path, (change, body)
+        # pydantic's "Value error, " before a validator's own words is no part of them.
+        assert "Value error" not in json.dumps(body), (change, body)
 
     rule, secret = await create_rule(client, curator, base)
     again = await gql(
