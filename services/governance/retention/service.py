@@ -50,6 +50,10 @@ CHUNK = 500
 MAX_CHUNK = 50_000
 
 
+def _days(n: int) -> str:
+    return "1 day" if n == 1 else f"{n} days"  # the revision reason read "TTL of 1 days"
+
+
 # --- policies ------------------------------------------------------------------------------
 async def set_retention_policy(
     session: AsyncSession, values: dict[str, Any], actor: Principal
@@ -65,7 +69,7 @@ async def set_retention_policy(
                 FieldError(
                     "case_ttl_days",
                     # No argument names in the text: GraphQL spells them payloadTtlDays.
-                    f"{c} days is shorter than the payload TTL of {p} days: a case purged "
+                    f"{_days(c)} is shorter than the payload TTL of {_days(p)}: a case purged "
                     "whole loses its payload too; make the payload TTL shorter or leave it null",
                 )
             ],
@@ -248,7 +252,7 @@ async def _stage(
     what = "cases" if whole else "payloads"
     name = f"{policy.data_source}/{policy.sensitivity}"
     reason = (
-        f"retention: {'case' if whole else 'payload'} TTL of {ttl} days "
+        f"retention: {'case' if whole else 'payload'} TTL of {_days(ttl)} "
         f"(data source {policy.data_source}, sensitivity {policy.sensitivity})"
     )
     purged = result.cases_purged if whole else result.payload_purged

@@ -254,7 +254,7 @@ async def test_a_purged_payload_reads_as_null_with_its_summary_and_tombstone(
     assert after["title"] == cases[0]["title"] and after["payloadPurgedAt"]
     assert after["purgedAt"] is None
     assert "payload_purged_at" in after["lastRevision"]["changes"]  # stored field names
-    assert after["lastRevision"]["reason"].startswith("retention: payload TTL of 1 days")
+    assert after["lastRevision"]["reason"].startswith("retention: payload TTL of 1 day (")
 
 
 LIST = """query($s: String!) { cases(filter: {dataSource: $s}) { edges { node { id } } } }"""
