@@ -33,6 +33,7 @@ from services.catalog import service as catalog
 from services.catalog.limits import MAX_ENV_VALUE
 from services.governance.redaction import service as redaction
 from shared.audit import audit
+from shared.errors import BadUserInput
 from shared.security import Principal
 
 PLACEHOLDER_MODEL = {"name": "aiid-unnamed-system", "version": "unknown"}
@@ -56,10 +57,21 @@ _TYPES = {
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Each line's object; a line that is not one stops the import naming file and line
+    (the import is one transaction: nothing is stored)."""
     with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BadUserInput(
+                    f"{path}:{number}: not JSON: {exc.msg} at column {exc.colno}"
+                ) from None
+            if not isinstance(record, dict):
+                raise BadUserInput(f"{path}:{number}: not a JSON object")
+            yield record
 
 
 def _flag(value: Any) -> bool:

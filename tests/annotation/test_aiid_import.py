@@ -224,3 +224,23 @@ def test_every_alleged_party_of_a_long_list_is_kept():
     assert long
     for rec in long:
         assert incident_case(rec)["environment"]["deployer"] == ", ".join(json.loads(rec[key]))
+
+
+async def test_a_line_that_is_not_json_is_named_by_file_and_line(
+    monkeypatch, settings, capsys, tmp_path
+):
+    """It stopped with 'unexpected error: JSONDecodeError: ... line 1 column 2', naming
+    neither the file nor its line."""
+    import shutil
+
+    for source in CORPORA.glob("aiid_*.jsonl"):
+        shutil.copy(source, tmp_path / source.name)
+    incidents = tmp_path / "aiid_incidents.jsonl"
+    lines = incidents.read_text(encoding="utf-8").splitlines(keepends=True)
+    incidents.write_text("".join([*lines[:4], '{"incident_id": "5", oops\n', *lines[4:]]))
+    code, out, err = await failcat(monkeypatch, settings, capsys, "import", "aiid", str(tmp_path))
+    assert code == 2 and out == ""
+    assert err == (
+        f"failcat: {incidents}:5: not JSON: Expecting property name enclosed in double quotes "
+        "at column 22\n"
+    )
