@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.annotation import search_state
 from services.annotation.models import ReviewAgendaItem, ReviewBoard, ReviewSession
 from services.annotation.repository import AnnotationRepository, BoardRepository
+from services.auth import service as auth
 from services.catalog import service as catalog
 from services.catalog.schemas import CaseFilter, GroupStatus, Status
 from shared.audit import audit
@@ -124,6 +125,16 @@ async def create_board(
         raise Forbidden(
             f"you review for team {actor.team}, not {team}",
             [FieldError("team", f"a board of team {actor.team} only")],
+        )
+    # Members are named as annotators are (an account's id or username, a client's id): a
+    # name that is nobody's would own sessions nobody runs.
+    known = await auth.subjects_named(session, people)
+    unknown = [p for p in people if p not in known]
+    if unknown:
+        raise BadUserInput(
+            f"invalid review board: roster: no account or client is named "
+            f"{', '.join(unknown[:10])}",
+            [FieldError("roster", f"not an account or client: {p}") for p in unknown],
         )
     repo = BoardRepository(session)
     if await repo.board_named(team, name) is not None:

@@ -14,6 +14,7 @@ from services.audit.models import AuditEntry
 from services.catalog.models import FailureCase
 from shared.db import utcnow
 from tests.annotation.helpers import CURATOR, REVIEWER, caller, codes, data, gql, submit
+from tests.auth.builders import make_user
 from tests.gateway.helpers import ingest_corpus
 
 BOARD = """
@@ -100,7 +101,8 @@ async def test_sessions_rotate_owners_build_agendas_and_carry_open_items(client,
     team = f"reviews-{secrets.token_hex(4)}"
     world = await _team_world(client, token_for, app, team)
     lead = await caller(token_for, REVIEWER, team=team)
-    roster = ["ana", "ben", "cho"]
+    roster = [(await make_user(app, ["reviewer"]))[0] for _ in range(3)]
+    ana, ben, cho = roster
     board = data(
         await gql(
             client,
@@ -109,12 +111,12 @@ async def test_sessions_rotate_owners_build_agendas_and_carry_open_items(client,
             {"team": team, "name": "weekly triage", "cadence": "WEEKLY", "roster": roster},
         )
     )["createReviewBoard"]
-    assert (board["cadence"], board["roster"], board["nextOwner"]) == ("WEEKLY", roster, "ana")
+    assert (board["cadence"], board["roster"], board["nextOwner"]) == ("WEEKLY", roster, ana)
 
     at = "2026-11-02T15:00:00Z"
     first = data(await gql(client, lead.token, OPEN, {"board": board["id"], "at": at}))
     first = first["openReviewSession"]
-    assert (first["number"], first["owner"], first["status"]) == (1, "ana", "open")
+    assert (first["number"], first["owner"], first["status"]) == (1, ana, "open")
     kinds = _kinds(first["agenda"])
     assert kinds["NEW_SEVERE"] == set(world["severe"])  # not the S3, not the other team's
     assert kinds["REGRESSED_GROUP"] == {world["group"]}
@@ -142,7 +144,7 @@ async def test_sessions_rotate_owners_build_agendas_and_carry_open_items(client,
 
     second = data(await gql(client, lead.token, OPEN, {"board": board["id"]}))
     second = second["openReviewSession"]
-    assert (second["number"], second["owner"]) == (2, "ben")
+    assert (second["number"], second["owner"]) == (2, ben)
     scheduled = datetime.fromisoformat(second["scheduledFor"].replace("Z", "+00:00"))
     assert scheduled == datetime.fromisoformat("2026-11-09T15:00:00+00:00")  # one week on
     open_before = [i for i in first["agenda"] if i["id"] != decided["id"]]
@@ -162,11 +164,11 @@ async def test_sessions_rotate_owners_build_agendas_and_carry_open_items(client,
 
     read = data(await gql(client, lead.token, READ, {"id": board["id"]}))["reviewBoard"]
     assert [(s["number"], s["owner"], s["status"]) for s in read["sessions"]] == [
-        (1, "ana", "closed"),
-        (2, "ben", "open"),
+        (1, ana, "closed"),
+        (2, ben, "open"),
     ]
     assert read["sessions"][0]["minutes"] == "Reviewed the S0; escalated."
-    assert read["nextOwner"] == "cho"
+    assert read["nextOwner"] == cho
 
     async with app.state.db.sessionmaker() as s:
         rows = (
@@ -196,7 +198,7 @@ async def test_boards_are_their_teams_and_bad_input_is_named(client, token_for):
     team = f"reviews-{secrets.token_hex(4)}"
     lead = await caller(token_for, REVIEWER, team=team)
     outsider = await caller(token_for, REVIEWER, team=f"{team}-x")
-    values = {"team": team, "name": "monthly", "cadence": "MONTHLY", "roster": ["ana"]}
+    values = {"team": team, "name": "monthly", "cadence": "MONTHLY", "roster": [lead.subject]}
     board = data(await gql(client, lead.token, BOARD, values))["createReviewBoard"]
 
     body = await gql(client, lead.token, BOARD, values)
@@ -204,6 +206,13 @@ async def test_boards_are_their_teams_and_bad_input_is_named(client, token_for):
     body = await gql(client, lead.token, BOARD, {**values, "name": "x", "roster": [" "]})
     assert codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["extensions"]["errors"][0]["path"] == "roster"
+    # A roster name that is nobody's was stored and owned sessions nobody would run.
+    ghost = f"ghost-{team}"
+    body = await gql(client, lead.token, BOARD, {**values, "name": "y", "roster": [ghost]})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["errors"] == [
+        {"path": "roster", "message": f"not an account or client: {ghost}"}
+    ]
     body = await gql(client, outsider.token, BOARD, {**values, "name": "theirs"})
     assert codes(body) == ["FORBIDDEN"]
 
@@ -233,7 +242,7 @@ async def test_an_agenda_shows_a_reader_only_the_cases_they_may_see(client, toke
     )
     [plain] = await ingest_corpus(client, curator.token, 1, team=team, severity="S1")
     lead = await caller(token_for, REVIEWER, team=team, clearance="confidential")
-    values = {"team": team, "name": "weekly", "cadence": "WEEKLY", "roster": ["ana"]}
+    values = {"team": team, "name": "weekly", "cadence": "WEEKLY", "roster": [lead.subject]}
     board = data(await gql(client, lead.token, BOARD, values))["createReviewBoard"]
     opened = data(await gql(client, lead.token, OPEN, {"board": board["id"]}))
     session_id = opened["openReviewSession"]["id"]
