@@ -59,10 +59,18 @@ _TYPES = {
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Each line's object; a line that is not one stops the import naming file and line
     (the import is one transaction: nothing is stored)."""
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadUserInput(
+                    f"{path}:{number}: not UTF-8 text: byte 0x{raw[exc.start]:02x} at column "
+                    f"{len(raw[: exc.start].decode('utf-8', 'replace')) + 1} (save the file as "
+                    "UTF-8)"
+                ) from None
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:

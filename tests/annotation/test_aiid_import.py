@@ -244,3 +244,25 @@ async def test_a_line_that_is_not_json_is_named_by_file_and_line(
         f"failcat: {incidents}:5: not JSON: Expecting property name enclosed in double quotes "
         "at column 22\n"
     )
+
+
+async def test_a_line_that_is_not_utf8_is_named_by_file_line_and_byte(
+    monkeypatch, settings, capsys, tmp_path
+):
+    """A Windows-1252 quote stopped it with 'unexpected error: UnicodeDecodeError ...
+    position 3601' (the file's, no line)."""
+    import shutil
+
+    for source in CORPORA.glob("aiid_*.jsonl"):
+        shutil.copy(source, tmp_path / source.name)
+    incidents = tmp_path / "aiid_incidents.jsonl"
+    lines = incidents.read_bytes().split(b"\n")
+    lines[6] = lines[6].replace(b'"title": "', b'"title": "\x93', 1)
+    incidents.write_bytes(b"\n".join(lines))
+    column = len(lines[6][: lines[6].index(b"\x93")].decode("utf-8")) + 1  # in characters
+    code, out, err = await failcat(monkeypatch, settings, capsys, "import", "aiid", str(tmp_path))
+    assert code == 2 and out == ""
+    assert err == (
+        f"failcat: {incidents}:7: not UTF-8 text: byte 0x93 at column {column} (save the file "
+        "as UTF-8)\n"
+    )
