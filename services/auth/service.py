@@ -495,9 +495,11 @@ def _valid_grant_types(grant_types: Sequence[str] | str, public: bool) -> list[s
             "unknown grant type", [FieldError("grant_types", " ".join(unknown) or "empty")]
         )
     if public and "client_credentials" in items:
+        # Often not asked for: it is the default, so say what to give instead.
+        others = " ".join(g for g in protocol.GRANT_TYPES if g != "client_credentials")
         raise BadUserInput(
-            "a public client cannot use client_credentials",
-            [FieldError("grant_types", "client_credentials needs a secret")],
+            "a public client cannot use client_credentials (the default grant type)",
+            [FieldError("grant_types", f"client_credentials needs a secret; one of: {others}")],
         )
     return sorted(set(items))
 

@@ -95,6 +95,13 @@ async def test_clients_lifecycle(monkeypatch, settings, capsys, client):
     [
         (("--scopes", "cases:read nope"), "unknown scope"),
         (("--scopes", "cases:read", "--clearance", "secret"), "unknown clearance"),
+        # --public alone kept the default grant type, and the refusal did not say so.
+        (
+            ("--scopes", "cases:read", "--public"),
+            "failcat: a public client cannot use client_credentials (the default grant type) "
+            "(grant_types: client_credentials needs a secret; one of: authorization_code "
+            "refresh_token urn:ietf:params:oauth:grant-type:device_code)",
+        ),
     ],
 )
 async def test_clients_create_bad_input(monkeypatch, settings, capsys, argv, message):
