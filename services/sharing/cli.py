@@ -46,7 +46,7 @@ def read_records(
             try:
                 located.append((f"{path}:{number}", orjson.loads(line)))
             except orjson.JSONDecodeError as exc:
-                raise CliError(f"{path}:{number}: not JSON: {exc.msg}") from None
+                raise CliError(f"{path}:{number}: {_not_json(line, exc)}") from None
     for where, record in located:
         if not isinstance(record, dict):
             raise CliError(f"{where}: not a JSON object")
@@ -54,6 +54,20 @@ def read_records(
         if problem:
             raise CliError(f"{where}: {problem}")
     return [record for _, record in located]
+
+
+def _not_json(line: bytes, exc: orjson.JSONDecodeError) -> str:
+    """Why a line is not JSON; bytes that are not UTF-8 by byte and column (orjson says only
+    'str is not valid UTF-8: surrogates not allowed')."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        column = len(line[: bad.start].decode("utf-8", "replace")) + 1
+        return (
+            f"not UTF-8 text: byte 0x{line[bad.start]:02x} at column {column} "
+            "(save the file as UTF-8)"
+        )
+    return f"not JSON: {exc.msg}"
 
 
 def _progress(message: str) -> None:

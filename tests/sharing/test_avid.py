@@ -291,3 +291,22 @@ async def test_a_summary_lists_twenty_errors_and_counts_the_rest(
     assert code == 1 and summary["cases"] == {"invalid": 25}, err
     assert [e.split(":")[0] for e in summary["errors"]] == [f"{tag}-{n}" for n in range(20)]
     assert summary["errors_left_off"] == 5
+
+
+def test_a_line_that_is_not_utf8_is_named_by_byte_and_column(
+    monkeypatch, settings, capsys, tmp_path
+):
+    """It said 'not JSON: str is not valid UTF-8: surrogates not allowed': no byte, no column,
+    no hint that the file's encoding is what is wrong."""
+    from tests.cli_run import _failcat
+
+    lines = (CORPORA / "avid_reports.jsonl").read_bytes().split(b"\n")[:2]
+    lines[1] = lines[1].replace(b'"value":"', b'"value":"\x92', 1)
+    column = len(lines[1][: lines[1].index(b"\x92")].decode("utf-8")) + 1
+    bad = tmp_path / "cp1252.jsonl"
+    bad.write_bytes(b"\n".join(lines))
+    code, _, err = _failcat(monkeypatch, settings, capsys, "import", "avid", str(bad))
+    assert code == 2
+    assert err == (
+        f"failcat: {bad}:2: not UTF-8 text: byte 0x92 at column {column} (save the file as UTF-8)\n"
+    )
