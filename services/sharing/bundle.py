@@ -512,7 +512,18 @@ def read_bundle(path: Path, trusted: KeySet) -> Verified:
         raise BundleRefused(f"schema version {manifest.get('schema_version')} is not supported")
     named = manifest.get("files") or {}
     if set(named) != set(FILES) or set(members) - {MANIFEST, SIGNATURE} != set(FILES):
-        raise BundleRefused("the files do not match the manifest")
+        # Which file, and on which side: the bundle's own list or the manifest's.
+        absent = sorted(set(FILES) - set(members))
+        unlisted = sorted(set(FILES) - set(named))
+        extra = sorted(set(named) - set(FILES))
+        problem = (
+            f"{', '.join(absent)} missing"
+            if absent
+            else f"the manifest does not list {', '.join(unlisted)}"
+            if unlisted
+            else f"the manifest lists {', '.join(extra)}, which a bundle does not hold"
+        )
+        raise BundleRefused(f"the files do not match the manifest: {problem}")
     for name in FILES:
         entry = named[name] if isinstance(named[name], dict) else {}
         if hashlib.sha256(members[name]).hexdigest() != entry.get("sha256"):

@@ -572,3 +572,31 @@ async def test_every_skipped_decision_is_named_with_its_taxonomy(bundle, backend
         "annotations.jsonl:2: taxonomy: unknown taxonomy GMF (known taxonomies: failcat)",
         "annotations.jsonl:3: taxonomy: missing",
     ]
+
+
+async def test_a_file_missing_or_unlisted_is_named(bundle):
+    """Both said only 'the files do not match the manifest'."""
+    members = {k: v for k, v in bundle["members"].items() if k != "groups.jsonl"}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for member, content in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    missing = bundle["folder"] / "missing-groups.tar.gz"
+    missing.write_bytes(buf.getvalue())
+    manifest = orjson.loads(bundle["members"]["manifest.json"])
+    del manifest["files"]["lessons.jsonl"]
+    unlisted = resigned(bundle, "unlisted.tar.gz", **{"manifest.json": orjson.dumps(manifest)})
+    second = bundle["second"]
+    before = await stored(second)
+    for path, problem in (
+        (missing, "groups.jsonl missing"),
+        (unlisted, "the manifest does not list lessons.jsonl"),
+    ):
+        code, _, err = await run_cli(
+            second, "import", "bundle", str(path), "--trust", str(bundle["trust"])
+        )
+        assert code == 2, err
+        assert err == f"failcat: bundle: the files do not match the manifest: {problem}\n"
+    assert await stored(second) == before
