@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,6 +17,22 @@ class FieldError:
 
     def as_dict(self) -> dict[str, str]:
         return {"path": self.path, "message": self.message}
+
+
+def said(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message as its validator wrote it: pydantic wraps a validator's
+    ValueError as "Value error, <message>", which reads as noise to whoever sent the value."""
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def validation_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    """pydantic's errors, each named by its input path under `prefix` (`rule.threshold`;
+    the whole input is `$`), in the validators' own words."""
+    head = [prefix] if prefix else []
+    return [
+        FieldError(".".join([*head, *map(str, e["loc"])]) or "$", said(e))
+        for e in exc.errors(include_url=False)
+    ]
 
 
 class FailcatError(Exception):

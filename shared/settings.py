@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.errors import said
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FAILCAT_", extra="ignore", frozen=True)
@@ -104,6 +106,6 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = "FAILCAT_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = said(err)
         print(f"failcat: invalid setting {name}: {msg}", file=sys.stderr)
         raise SystemExit(2) from None

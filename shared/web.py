@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import database_error
-from shared.errors import FailcatError, FieldError, Forbidden, Unauthenticated, Unavailable
+from shared.errors import FailcatError, FieldError, Forbidden, Unauthenticated, Unavailable, said
 from shared.security import Principal, Scope
 
 log = logging.getLogger("failcat.web")
@@ -230,7 +230,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # A location starts with where the value came from (body, query ...): the path is
         # the field's own, as the caller named it (`kind.1`, not `query.kind.1`).
         errors = [
-            FieldError(".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), e["msg"])
+            FieldError(".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), said(e))
             for e in exc.errors()
         ]
         return problem(400, "Bad input", "request validation failed", errors, code="BAD_USER_INPUT")

@@ -35,7 +35,7 @@ from services.catalog.repository import CatalogRepository
 from services.catalog.schemas import CaseIn, Name
 from shared.audit import audit
 from shared.db import utcnow
-from shared.errors import BadUserInput, Conflict, FieldError
+from shared.errors import BadUserInput, Conflict, FieldError, said
 from shared.ids import new_id
 from shared.jsonutil import iso
 from shared.security import Principal
@@ -295,7 +295,7 @@ def _check_definition(values: Any) -> CapturePolicyIn:
         definition = CapturePolicyIn.model_validate(values)
     except ValidationError as exc:
         errors = [
-            FieldError(".".join(str(p) for p in e["loc"]) or "$", e["msg"])
+            FieldError(".".join(str(p) for p in e["loc"]) or "$", said(e))
             for e in exc.errors(include_url=False)
         ]
         raise BadUserInput(f"invalid capture policy: {errors[0].message}", errors) from None

@@ -30,7 +30,7 @@ from services.catalog.schemas import CaseIn, GroupStatus, ItemResult
 from services.catalog.versions import is_newer
 from services.governance.redaction import service as redaction
 from shared.db import utcnow
-from shared.errors import FieldError
+from shared.errors import FieldError, validation_errors
 from shared.ids import new_id, stable_id
 from shared.jsonutil import canonical_json, iso, json_depth, sha256_hex
 from shared.security import Principal
@@ -58,10 +58,7 @@ class Prepared:
 
 
 def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
-    return [
-        FieldError(prefix + ".".join(str(p) for p in e["loc"]) or "$", e["msg"])
-        for e in exc.errors(include_url=False)
-    ]
+    return validation_errors(exc, prefix.rstrip("."))
 
 
 def unknown_mode_error(code: str, modes: dict[str, str | None]) -> FieldError:

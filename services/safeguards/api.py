@@ -8,7 +8,7 @@ from fastapi.responses import Response, StreamingResponse
 from services.catalog.api import read_limited_body
 from services.safeguards import gate, service
 from services.safeguards.schemas import RunIn
-from shared.errors import BadUserInput, FieldError
+from shared.errors import BadUserInput, validation_errors
 from shared.security import Principal, Scope
 from shared.web import Session, json_response, require
 
@@ -54,9 +54,7 @@ async def record_run(
     try:
         data = RunIn.model_validate_json(body)
     except ValidationError as exc:
-        errors = [
-            FieldError(".".join(str(p) for p in e["loc"]) or "$", e["msg"]) for e in exc.errors()
-        ]
+        errors = validation_errors(exc)
         raise BadUserInput(f"invalid run: {errors[0].message}", errors[:100]) from None
     run = await service.record_run(session, data, principal)
     proposals = await service.proposals_of(session, run)

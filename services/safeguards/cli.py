@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from shared.errors import BadUserInput, FailcatError, FieldError
+from shared.errors import BadUserInput, FailcatError, FieldError, said
 from shared.security import SYSTEM, Principal, Scope, Sensitivity
 
 EXIT_PASSED, EXIT_BLOCKED, EXIT_ERROR = 0, 1, 2
@@ -131,7 +131,7 @@ def _create(args: argparse.Namespace) -> int:
         errors = [
             FieldError(
                 ".".join(["--" + str(e["loc"][0]).replace("_", "-"), *map(str, e["loc"][1:])]),
-                e["msg"],
+                said(e),
             )
             for e in exc.errors()
         ]

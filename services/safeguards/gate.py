@@ -25,7 +25,7 @@ from services.safeguards.repository import SafeguardsRepository
 from services.safeguards.schemas import GatePolicy, SuiteRule, WaiverIn
 from shared.audit import audit
 from shared.db import utcnow
-from shared.errors import BadUserInput, Conflict, FieldError, NotFound
+from shared.errors import BadUserInput, Conflict, FieldError, NotFound, said, validation_errors
 from shared.ids import new_id
 from shared.security import Principal, Sensitivity
 from shared.vocabulary import SEVERITIES
@@ -79,16 +79,8 @@ def parse_policy(value: Any, path: str = "policy") -> GatePolicy:
     try:
         return GatePolicy.model_validate(value or {})
     except ValidationError as exc:
-        errors = [
-            FieldError(".".join([path, *(str(p) for p in e["loc"])]), _said(e))
-            for e in exc.errors()
-        ]
+        errors = validation_errors(exc, path)
         raise BadUserInput(f"invalid gate policy: {errors[0].message}", errors) from None
-
-
-def _said(error: Any) -> str:
-    # A validator's ValueError reads "Value error, <its message>": the message is enough.
-    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def load_policy_file(path: Path) -> GatePolicy:
@@ -134,11 +126,8 @@ def load_policy_file(path: Path) -> GatePolicy:
         field = ".".join(str(p) for p in first["loc"]) or "policy"
         line = _line_of(text, first["loc"])
         where = f"{path}:{line}" if line else str(path)
-        errors = [
-            FieldError(".".join(["policy", *(str(p) for p in e["loc"])]), _said(e))
-            for e in exc.errors()
-        ]
-        raise BadUserInput(f"{where}: {field}: {_said(first)}", errors) from None
+        errors = validation_errors(exc, "policy")
+        raise BadUserInput(f"{where}: {field}: {said(first)}", errors) from None
 
 
 class _SyntaxError(ValueError):

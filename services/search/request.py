@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from services.search.fields import HISTOGRAM_INTERVALS, SCHEMA, DocumentSchema, Kind, fold
 from services.search.query import Node
-from shared.errors import BadUserInput, FieldError
+from shared.errors import BadUserInput, FieldError, validation_errors
 from shared.visibility import Visibility
 
 MAX_FIRST = 500
@@ -46,10 +46,7 @@ class FilterBase(BaseModel):
         except ValidationError as exc:
             raise BadUserInput(
                 "invalid filter",
-                [
-                    FieldError(".".join(["filter", *(str(p) for p in e["loc"])]), e["msg"])
-                    for e in exc.errors()
-                ],
+                validation_errors(exc, "filter"),
             ) from None
 
     def selections(self) -> dict[str, tuple[str, ...]]:

@@ -30,7 +30,7 @@ from services.search.query import parse
 from shared.audit import Actor, audit
 from shared.cursor import decode_cursor, encode_cursor
 from shared.db import as_utc, shifted, utcnow
-from shared.errors import BadUserInput, Conflict, FieldError, NotFound
+from shared.errors import BadUserInput, Conflict, FieldError, NotFound, validation_errors
 from shared.ids import new_id
 from shared.security import Principal, Scope, Sensitivity
 from shared.visibility import Visibility
@@ -44,14 +44,7 @@ DELIVERIES = "escalation-deliveries"
 def validation_error(exc: ValidationError, prefix: str | None = "rule") -> BadUserInput:
     """Each error named by its input path: under `prefix` when the input is one argument
     (`rule.threshold`), bare when its fields are the mutation's own arguments (`reason`)."""
-    errors = [
-        FieldError(
-            ".".join([*([prefix] if prefix else []), *(str(p) for p in e["loc"])]),
-            # A validator's ValueError reads "Value error, <its message>": the message is enough.
-            str(e["msg"]).removeprefix("Value error, "),
-        )
-        for e in exc.errors()
-    ]
+    errors = validation_errors(exc, prefix or "")
     return BadUserInput(f"invalid {prefix or 'input'}: {errors[0].message}", errors)
 
 

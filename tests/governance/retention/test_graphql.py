@@ -62,6 +62,11 @@ async def test_set_retention_policy_is_for_admins_validated_and_audited(
         "message": "7 days is shorter than the payload TTL of 30 days: a case purged whole "
         "loses its payload too; make the payload TTL shorter or leave it null",
     }
+    nul = await gql(client, admin_token, SET_POLICY, {"s": "a\x00b", "p": 30, "c": None})
+    assert codes(nul) == ["BAD_USER_INPUT"]
+    [said] = nul["errors"][0]["extensions"]["errors"]
+    # A validator's words, without pydantic's "Value error, " before them.
+    assert said["path"] == "dataSource" and not said["message"].startswith("Value error"), said
     curator = await token_for("cases:read cases:write cases:ingest", clearance="restricted")
     refused = await gql(client, curator, SET_POLICY, {"s": source, "p": 1, "c": None})
     assert codes(refused) == ["FORBIDDEN"]
