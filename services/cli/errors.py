@@ -13,6 +13,7 @@ from shared.errors import FailcatError
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # Ctrl-C: the shell's 128 + SIGINT, so a script can tell it from a failure
+BROKEN_PIPE = 141  # the reader of stdout left: 128 + SIGPIPE, what other tools end with
 
 
 class CliError(Exception):
@@ -31,6 +32,12 @@ class Parser(argparse.ArgumentParser):
     """argparse, with a usage error as one line too (its default prints the usage first)."""
 
     def error(self, message: str) -> NoReturn:
+        commands = next(
+            (a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        if commands is not None and message.endswith(f"required: {commands.dest}"):
+            # argparse names a missing command by its internal dest ("retention_command").
+            message = f"a command is needed: {', '.join(commands.choices)}"
         print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(USAGE_ERROR)
 
@@ -63,6 +70,11 @@ def guarded(command: Callable[[], int]) -> int:
         message = describe(exc)
     except KeyboardInterrupt:
         message, code = "interrupted", INTERRUPTED
+    except BrokenPipeError:
+        # The reader left (`failcat search --json | head`): not an error to report. What is
+        # still buffered goes nowhere, so the exit flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         message = f"{where}{exc.strerror or exc}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import subprocess
 from itertools import islice
 from pathlib import Path
 
@@ -164,3 +165,39 @@ async def test_error_file_keeps_the_cells_of_a_row_that_did_not_convert(migrated
     assert kept["_meta"]["line"] == 3
     assert kept["_meta"]["errors"] == [{"path": "$", "message": "score: not a number: 'high'"}]
     assert kept["raw_row"] == dict(zip(header, rows[1], strict=True))
+
+
+# --- the shape of the command line ------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv, commands",
+    [((), "serve, worker, db"), (("retention",), "run"), (("users",), "create, list, disable")],
+)
+async def test_a_missing_command_is_named_by_the_commands_there_are(argv, commands, tmp_path):
+    said = one_line(await failcat(*argv, cwd=tmp_path, env=clean_env()))
+    # argparse named it by its internal dest: "required: retention_command".
+    assert "_command" not in said and "required: command" not in said, said
+    assert f"a command is needed: {commands}" in said, said
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    """`failcat ... | head`: the command ends quietly, as other tools do (128 + SIGPIPE)."""
+    script = (
+        "import sys\n"
+        "from services.cli.errors import guarded\n"
+        "def pages():\n"
+        "    for _ in range(1000):\n"
+        "        print('x' * 1000)\n"
+        "    return 0\n"
+        "sys.exit(guarded(pages))\n"
+    )
+    with subprocess.Popen(
+        [CLI[0], "-c", script],
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout.read(10) == b"x" * 10
+        proc.stdout.close()  # the reader leaves, as head does
+        err = proc.stderr.read()
+        assert proc.wait(RUN_TIMEOUT_S) == 141
+    assert err == b"", err  # was "failcat: Broken pipe"
