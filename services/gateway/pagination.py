@@ -7,5 +7,5 @@ from shared.errors import BadUserInput, FieldError
 def check_page_size(first: int, limit: int = MAX_PAGE_SIZE) -> None:
     if not 1 <= first <= limit:
         raise BadUserInput(
-            f"first must be between 1 and {limit}", [FieldError("first", f"max_page_size={limit}")]
+            f"first must be between 1 and {limit}", [FieldError("first", f"between 1 and {limit}")]
         )

@@ -354,7 +354,7 @@ class SearchService:
         if not 1 <= first <= MAX_SIMILAR:  # REST and GraphQL alike
             raise BadUserInput(
                 f"first must be between 1 and {MAX_SIMILAR}",
-                [FieldError("first", f"max_page_size={MAX_SIMILAR}")],
+                [FieldError("first", f"between 1 and {MAX_SIMILAR}")],
             )
         try:
             await self._ensure_ready()

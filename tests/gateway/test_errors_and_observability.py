@@ -6,6 +6,7 @@ import json
 import logging
 
 from services.catalog import service
+from services.catalog.limits import MAX_PAGE_SIZE
 from shared.logging import JsonFormatter
 from tests.conftest import auth_header
 from tests.gateway.helpers import codes, gql
@@ -60,6 +61,11 @@ async def test_every_error_has_a_code(client, token_for):
     }
     for query, code in cases.items():
         assert codes(await gql(client, token, query)) == [code], query
+    # The field is told its range in words (it said "max_page_size=500").
+    body = await gql(client, token, "{ cases(first: 0) { nodes { id } } }")
+    assert body["errors"][0]["extensions"]["errors"] == [
+        {"path": "first", "message": f"between 1 and {MAX_PAGE_SIZE}"}
+    ]
 
 
 async def test_metrics_per_operation_name(client, token_for):
