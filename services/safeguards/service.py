@@ -299,7 +299,7 @@ async def _frozen_cases(
         )
     if errors and strict:
         raise BadUserInput(
-            f"{len(errors)} case ids cannot be in the suite: {errors[0].message}",
+            f"{_counted(len(errors), 'case id')} cannot be in the suite: {errors[0].message}",
             errors[:MAX_LISTED_ERRORS],
         )
     return rows
@@ -488,7 +488,7 @@ async def generate_scenarios(
         if i not in found
     ]
     if missing and strict:
-        raise BadUserInput(f"{len(missing)} cases not found", missing[:MAX_LISTED_ERRORS])
+        raise BadUserInput(_counted(len(missing), "case", "not found"), missing[:MAX_LISTED_ERRORS])
     now, rows = utcnow(), []
     for case_id in (i for i in ids if i in found):
         case = found[case_id]
@@ -576,9 +576,8 @@ async def record_run(session: AsyncSession, data: RunIn, actor: Principal) -> Ev
             )
         reported.add(outcome.case_id)
     if errors:
-        raise BadUserInput(
-            f"{len(errors)} invalid outcomes: {errors[0].message}", errors[:MAX_LISTED_ERRORS]
-        )
+        said = f"{_counted(len(errors), 'invalid outcome')}: {errors[0].message}"
+        raise BadUserInput(said, errors[:MAX_LISTED_ERRORS])
     await catalog.register_model_version(session, {"model": data.model, "version": data.version})
     outcome_of = {o.case_id: o.outcome.value for o in data.outcomes}
     overall = Tally()
@@ -963,3 +962,8 @@ async def purge_case_copies(session: AsyncSession, case_ids: list[str]) -> None:
     repo = SafeguardsRepository(session)
     for i in range(0, len(case_ids), CHUNK):
         await repo.clear_case_copies(case_ids[i : i + CHUNK])
+
+
+def _counted(n: int, noun: str, after: str = "") -> str:
+    """'1 case not found', '3 cases not found'."""
+    return " ".join(filter(None, (f"{n} {noun}{'' if n == 1 else 's'}", after)))

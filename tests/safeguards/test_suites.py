@@ -311,6 +311,8 @@ async def test_a_suite_never_shows_a_case_to_a_reader_who_cannot_see_it(client, 
     assert body["errors"][0]["extensions"]["errors"] == [
         {"path": "caseIds.0", "message": f"case {blue_ids[0]} not found"}
     ]
+    # It said "1 case ids cannot be in the suite".
+    assert body["errors"][0]["message"].startswith("1 case id cannot be in the suite: ")
     # ... and reporting an outcome for it too.
     body = await gql(
         client,
