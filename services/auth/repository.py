@@ -150,7 +150,7 @@ class AuthRepository:
         as tokens name them (preferred_username, client_name); two statements."""
         wanted = set(subjects)
         users = select(AuthUser.id, AuthUser.username).where(AuthUser.id.in_(wanted))
-        out: dict[str, str] = dict((await self.session.execute(users)).tuples().all())
+        out: dict[str, str] = {i: name for i, name in await self.session.execute(users)}
         clients = select(OAuthClient.client_id, OAuthClient.name).where(
             OAuthClient.client_id.in_(wanted)
         )

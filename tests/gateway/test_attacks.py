@@ -20,9 +20,14 @@ async def reader(token_for):
 
 
 async def refused(client, token, query, variables=None, limit=None):
-    started = time.perf_counter()
-    body = await gql(client, token, query, variables)
-    elapsed = time.perf_counter() - started
+    # The best of three: a refusal that costs much costs it every time, while a loaded CI
+    # machine stalls one request now and then (0.6 s once, for a refusal of 0.03 s).
+    for _ in range(3):
+        started = time.perf_counter()
+        body = await gql(client, token, query, variables)
+        elapsed = time.perf_counter() - started
+        if elapsed < CHEAP_S:
+            break
     assert body.get("data") is None, body
     assert codes(body) and set(codes(body)) == {"BAD_USER_INPUT"}, body
     if limit is not None:
